@@ -1,0 +1,47 @@
+"""dmllab: a deep-metric-learning lab.
+
+    import dmllab as dl
+    config = dl.Config(dataset="digits", loss="triplet", positives="nearest", epochs=20)
+    run = dl.fit(config)            # or dl.fit(config, data) with a dl.data.Dataset
+    metrics = dl.evaluate(run)      # a flat dict of floats, measured on the test split
+
+Submodules are imported on first use, so `import dmllab` stays fast (UMAP, plotly and
+Jupyter are only loaded by the modules that draw).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dmllab.config import Config
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "config", "data", "geometry", "losses", "metrics", "models", "train", "runs", "viz",
+    "widgets", "distributed", "report", "cli",
+}
+_FUNCTIONS = {
+    "fit": "dmllab.train",
+    "Run": "dmllab.runs",
+    "evaluate": "dmllab.metrics",
+}
+
+__all__ = ["Config", "fit", "evaluate", "Run", *sorted(_SUBMODULES)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"dmllab.{name}")
+        globals()[name] = module
+        return module
+    if name in _FUNCTIONS:
+        value = getattr(importlib.import_module(_FUNCTIONS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dmllab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,96 @@
+"""The `Geometry` contract: what "distance" means for every loss, strategy, regulariser and metric.
+
+A geometry maps two sets of embeddings to a dissimilarity matrix, query (anchor) first:
+
+    D = geometry.pairwise(a, b)      # a [n, d], b [m, d]  ->  D [n, m],  D[i, j] = D(a_i || b_j)
+
+Larger means farther. Nothing downstream may assume D is symmetric (a learned Bregman divergence
+is not) or that embeddings are normalised.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Geometry(nn.Module):
+    """Base class of every geometry. Subclasses set `name`, `symmetric` and implement `_pairwise`.
+
+    `ranking_vectors(query, gallery)` returns (Q, G) such that, for each query row, ranking the
+    gallery by *descending* Q @ G.T gives the same order as ranking by *ascending*
+    D(query || gallery). It turns every geometry's nearest-neighbour search into one
+    maximum-inner-product search (a GEMM, or a faiss inner-product index).
+    """
+
+    name: str = "geometry"
+    symmetric: bool = True
+
+    def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+        """D[i, j] = D(a_i || b_j) for a [n, d] and b [m, d]; returns [n, m]."""
+        _check_pair(a, b, self.name)
+        return self._pairwise(a, b)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.pairwise(a, b)
+
+    def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def ranking_vectors(self, query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
+        """(Q, G) with argsort(-Q @ G.T) == argsort(D(query || gallery)) row by row.
+
+        Geometries without such a form raise NotImplementedError; searches then fall back to
+        chunks of `pairwise`."""
+        raise NotImplementedError(f"geometry {self.name!r} has no inner-product ranking form")
+
+    def reversed(self) -> "Geometry":
+        """The geometry with its arguments swapped: D'(a || b) = D(b || a) (self when symmetric)."""
+        return self if self.symmetric else Reversed(self)
+
+    def symmetrised(self) -> "Geometry":
+        """D_s(a, b) = D(a || b) + D(b || a) (self when already symmetric)."""
+        return self if self.symmetric else Symmetrised(self)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, symmetric={self.symmetric}"
+
+
+class Reversed(Geometry):
+    """D'(a || b) = D(b || a): rank a gallery by D(gallery || query)."""
+
+    symmetric = False
+
+    def __init__(self, inner: Geometry) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = f"{inner.name}[reversed]"
+
+    def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.inner.pairwise(b, a).T
+
+
+class Symmetrised(Geometry):
+    """D_s(a, b) = D(a || b) + D(b || a)."""
+
+    symmetric = True
+
+    def __init__(self, inner: Geometry) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = f"{inner.name}[symmetrised]"
+
+    def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.inner.pairwise(a, b) + self.inner.pairwise(b, a).T
+
+
+def _check_pair(a: Tensor, b: Tensor, name: str) -> None:
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(
+            f"{name}.pairwise expects two 2-D tensors [n, d] and [m, d]; got shapes "
+            f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{name}.pairwise: dimension mismatch, a has d={a.shape[1]} but b has d={b.shape[1]}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError(f"{name}.pairwise: embeddings contain NaN or inf")
