@@ -60,7 +60,9 @@ class Config:
     `classes_per_batch` x `samples_per_class`, `optimizer`, `lr`, `loss_lr` (learnable loss and
     geometry parameters; None = `lr`), `weight_decay`, `early_stopping_patience`.
     Bookkeeping: `snapshot_every` (epochs between embedding snapshots of a probe set; 0 = off),
-    `probe_size`, `eval_every` (epochs between validation evaluations), `seed`, `device`.
+    `probe_size`, `monitor_test` (record test Recall@1 / MAP@R and, under label noise, the
+    training set's memorisation rate per epoch: curves for the lessons, never used to select
+    anything), `eval_every` (epochs between validation/monitor evaluations), `seed`, `device`.
     """
 
     dataset: str = "digits"
@@ -103,6 +105,7 @@ class Config:
 
     snapshot_every: int = 0
     probe_size: int = 500
+    monitor_test: bool = False
     eval_every: int = 1
     seed: int = 0
     device: str = "cpu"

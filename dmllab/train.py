@@ -1,0 +1,290 @@
+"""`fit(config, dataset) -> Run`: the one training loop of the lab.
+
+Per batch (P classes x K samples from `ClassBalancedSampler`):
+
+    z = model(x)                              # embeddings, all-gathered across DDP ranks
+    D = geometry.pairwise(z, z)               # one dissimilarity matrix, anchor first
+    loss = base_loss(z, y, D) + (e/E) * alpha * LSD(D, D_teacher, y)
+
+The LSD teacher is a frozen copy of the model (and of a learned geometry) taken at the end of the
+previous epoch, in eval mode, fed the very same batch under no_grad. Validation metrics come
+from a split of the *training* classes; the test split is never used to select anything
+(`monitor_test` only records test curves for the lessons' plots).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dmllab import distributed
+from dmllab.components import build_components
+from dmllab.config import Config
+from dmllab.data import ClassBalancedSampler
+from dmllab.data.dataset import Dataset
+from dmllab.data.prepare import prepare
+from dmllab.losses.lsd import ListwiseSelfDistillation
+from dmllab.runs import Run
+
+Callback = Callable[[Run, int], None]
+
+
+class StopTraining(Exception):
+    """Raise from a callback to end training after the current epoch."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; training stops instead of producing garbage."""
+
+
+@dataclass
+class Teacher:
+    """The LSD teacher: frozen copies of the model and geometry from the end of an epoch."""
+
+    model: nn.Module
+    geometry: nn.Module
+    epoch: int
+
+    @classmethod
+    def snapshot(cls, model: nn.Module, geometry: nn.Module, epoch: int) -> "Teacher":
+        frozen = []
+        for module in (model, geometry):
+            clone = copy.deepcopy(module).eval()
+            for parameter in clone.parameters():
+                parameter.requires_grad_(False)
+            frozen.append(clone)
+        return cls(frozen[0], frozen[1], epoch)
+
+    @torch.no_grad()
+    def distances(self, x: Tensor) -> Tensor:
+        z = distributed.gather(self.model(x))
+        return self.geometry.pairwise(z, z)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`cpu`, `cuda`, `mps`, or `auto` (the first available of cuda, mps, cpu)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("Config.device='cuda' but torch sees no CUDA device; use device='cpu' or 'auto'")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("Config.device='mps' but this torch has no MPS device; use device='cpu' or 'auto'")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
+              lsd: ListwiseSelfDistillation | None = None, teacher: Teacher | None = None,
+              lsd_weight: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+    """The training objective on one (local) batch, and its statistics.
+
+    Under DDP the embeddings, labels and teacher distances cover the global batch.
+    """
+    z = distributed.gather(model(x))
+    labels = distributed.gather(y)
+    use_lsd = lsd is not None and teacher is not None and lsd_weight > 0
+    distances = loss_fn.geometry.pairwise(z, z) if (loss_fn.uses_batch_matrix or use_lsd) else None
+    base = loss_fn(z, labels, distances=distances)
+    stats = {key: float(value) for key, value in getattr(loss_fn, "last_stats", {}).items()}
+    stats["base_loss"] = float(base.detach())
+    loss = base
+    if use_lsd:
+        term = lsd(distances, teacher.distances(x), labels)
+        loss = base + lsd_weight * term
+        stats["lsd_term"] = float(term.detach())
+    stats["loss"] = float(loss.detach())
+    return loss, stats
+
+
+def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[Callback] = (),
+        progress: bool = True) -> Run:
+    """Train the model, geometry and loss that `config` names; a given `dataset` wins over
+    `config.dataset`. Returns a `Run` (model in eval mode) whose history has one row per epoch."""
+    callbacks = list(callbacks)
+    device = resolve_device(config.device)
+    is_ddp = distributed.init_from_env(device)
+    seed_everything(config.seed)
+    splits = prepare(config, dataset)
+    train = splits.train
+    input_shape = tuple(train.x[torch.tensor([0])].shape[1:])
+    model, geometry, loss_fn = build_components(config, input_shape, train.num_classes, train.image_shape)
+    model.to(device)
+    loss_fn.to(device)
+    probe_index = _probe_index(len(train), config.probe_size, config.seed)
+    run = Run(model=model, geometry=geometry, config=config, data=splits, loss_fn=loss_fn,
+              probe_index=probe_index)
+
+    optimizer = _optimizer(config, model, loss_fn)
+    if optimizer is None:  # nothing to learn (identity embedding, fixed geometry): evaluable as is
+        model.eval()
+        if config.snapshot_every:
+            _record_snapshot(run, epoch=0)
+        return run
+
+    lsd = None
+    if config.lsd_alpha > 0:
+        lsd = ListwiseSelfDistillation(config.lsd_alpha, config.lsd_tau, config.lsd_include_self,
+                                       config.lsd_beta_neg)
+    sampler = ClassBalancedSampler(train.y, config.classes_per_batch, config.samples_per_class,
+                                   batches_per_epoch=config.batches_per_epoch, seed=config.seed,
+                                   rank=distributed.rank(), world_size=distributed.world_size())
+    trained_model = model
+    if is_ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    teacher: Teacher | None = None
+    best: tuple[float, int, dict] | None = None
+    epochs = _progress(range(config.epochs), progress and distributed.is_main())
+    for epoch in epochs:
+        started = time.perf_counter()
+        sampler.set_epoch(epoch)
+        lsd_weight = lsd.weight(epoch, config.epochs) if lsd is not None else 0.0
+        model.train()
+        loss_fn.train()
+        totals: dict[str, float] = {}
+        batches = 0
+        for index in sampler:
+            x = train.x[index].to(device)
+            y = train.y[index].to(device)
+            loss, stats = step_loss(trained_model, loss_fn, x, y, lsd=lsd, teacher=teacher, lsd_weight=lsd_weight)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"the loss became {float(loss)} in epoch {epoch} (batch {batches}); lower Config.lr "
+                    f"(now {config.lr}) or loss_lr, or check the inputs for NaN/inf")
+            optimizer.zero_grad(set_to_none=True)
+            (loss * distributed.world_size()).backward()
+            _undo_world_scaling(loss_fn, distributed.world_size())
+            optimizer.step()
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            batches += 1
+        row = {"epoch": epoch, **{key: value / max(batches, 1) for key, value in totals.items()}}
+        if lsd is not None:
+            row.update(lsd_weight=lsd_weight, lsd_strength=lsd.strength)
+        if lsd is not None:
+            teacher = Teacher.snapshot(model, geometry, epoch)
+        model.eval()
+        loss_fn.eval()
+        if epoch % config.eval_every == 0 or epoch == config.epochs - 1:
+            row.update(_monitor(run, config))
+        row["seconds"] = time.perf_counter() - started
+        run.history.append(row)
+        if config.snapshot_every and (epoch % config.snapshot_every == 0 or epoch == config.epochs - 1):
+            _record_snapshot(run, epoch)
+        if progress and hasattr(epochs, "set_postfix"):
+            epochs.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "val_recall@1") if k in row})
+        stop = False
+        if config.early_stopping_patience is not None and "val_recall@1" in row:
+            best, stop = _early_stopping(best, row["val_recall@1"], epoch, model, loss_fn, config)
+        try:
+            for callback in callbacks:
+                callback(run, epoch)
+        except StopTraining:
+            stop = True
+        if stop:
+            run.stopped_early = True
+            break
+    if best is not None:
+        model.load_state_dict(best[2]["model"])
+        loss_fn.load_state_dict(best[2]["loss"])
+        run.metrics["best_epoch"] = best[1]
+    model.eval()
+    loss_fn.eval()
+    return run
+
+
+def _optimizer(config: Config, model: nn.Module, loss_fn: nn.Module) -> torch.optim.Optimizer | None:
+    groups = []
+    model_params = [p for p in model.parameters() if p.requires_grad]
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+    if model_params:
+        groups.append({"params": model_params, "lr": config.lr})
+    if loss_params:
+        groups.append({"params": loss_params, "lr": config.loss_lr or config.lr})
+    if not groups:
+        return None
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _undo_world_scaling(loss_fn: nn.Module, world: int) -> None:
+    """Under DDP every rank computes the global loss. The model's gradient flows only through the
+    rank's own rows and DDP averages it, so the loss is scaled by the world size to get the exact
+    sum; the loss's and geometry's own parameters already see the whole batch on every rank, so
+    that scale is taken back out of their gradients."""
+    if world == 1:
+        return
+    for parameter in loss_fn.parameters():
+        if parameter.grad is not None:
+            parameter.grad.div_(world)
+
+
+def _monitor(run: Run, config: Config) -> dict[str, float]:
+    """Validation metrics (for selection) and, if asked, test curves (for plots only)."""
+    from dmllab.metrics import retrieval
+
+    row: dict[str, float] = {}
+    targets = [("val", run.data.val)]
+    if config.monitor_test:
+        targets.append(("test", run.data.test))
+    for prefix, data in targets:
+        if data is None:
+            continue
+        values = retrieval(run.embed(data), data.y, geometry=run.geometry, ks=(1,))
+        row[f"{prefix}_recall@1"] = values["recall@1"]
+        row[f"{prefix}_map@r"] = values["map@r"]
+    if config.monitor_test and run.data.train.flipped is not None:
+        from dmllab.metrics import memorisation
+
+        train = run.data.train
+        row["train_memorisation"] = memorisation(run.embed(train), train.y, train.flipped, geometry=run.geometry)
+    return row
+
+
+def _early_stopping(best: tuple[float, int, dict] | None, score: float, epoch: int, model: nn.Module,
+                    loss_fn: nn.Module, config: Config) -> tuple[tuple[float, int, dict], bool]:
+    if best is None or score > best[0]:
+        state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss_fn.state_dict())}
+        return (score, epoch, state), False
+    return best, epoch - best[1] >= config.early_stopping_patience
+
+
+def _probe_index(size: int, probe_size: int, seed: int) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(size, generator=generator)[: min(size, probe_size)].sort().values
+
+
+def _record_snapshot(run: Run, epoch: int) -> None:
+    probe = run.data.train.subset(run.probe_index)
+    run.snapshots[epoch] = run.embed(probe)
+
+
+def _progress(epochs: range, show: bool):
+    if not show:
+        return epochs
+    from tqdm.auto import tqdm
+
+    return tqdm(epochs, desc="epochs", leave=False)
+
+
+__all__ = ["fit", "step_loss", "StopTraining", "NonFiniteLossError", "Teacher", "resolve_device",
+           "seed_everything", "Callback"]
