@@ -1,0 +1,21 @@
+"""Data: datasets by name, splits, label noise, merged-class views and the P x K batch sampler.
+
+    data = load("digits")                       # see available() for every name
+    train, test = split(data, how="classes")    # zero-shot protocol: disjoint classes
+    noisy = noise.inject(train, rate=0.2)       # training labels only
+    sampler = ClassBalancedSampler(noisy.y, classes_per_batch=8, samples_per_class=4)
+"""
+
+from dmllab.data import noise
+from dmllab.data.dataset import Dataset
+from dmllab.data.images import LazyImages
+from dmllab.data.prepare import Splits, prepare
+from dmllab.data.registry import available, load, options
+from dmllab.data.sampler import ClassBalancedSampler
+from dmllab.data.splits import split, validation_split
+from dmllab.data.superclass import superclass
+
+__all__ = [
+    "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available", "load", "noise", "options",
+    "prepare", "split", "superclass", "validation_split",
+]

@@ -16,7 +16,11 @@ from torch import Tensor
 
 
 class LazyInputs(Protocol):
-    """Inputs too large to hold as one tensor (image folders): `x[idx]` decodes a batch."""
+    """Inputs too large to hold as one tensor (image folders): `x[idx]` decodes a batch.
+
+    An optional `subset(idx)` returning another lazy object lets `Dataset.subset` (and so the
+    splits) stay lazy.
+    """
 
     def __len__(self) -> int: ...
 
@@ -92,9 +96,11 @@ class Dataset:
             index = index.nonzero().flatten()
         if index.numel() == 0:
             raise ValueError(f"Dataset {self.name!r}: subset would be empty")
+        # lazy inputs may offer subset(index), a view that decodes nothing
+        lazy_view = not isinstance(self.x, Tensor) and hasattr(self.x, "subset")
         return replace(
             self,
-            x=self.x[index],
+            x=self.x.subset(index) if lazy_view else self.x[index],
             y=self.y[index],
             sub=None if self.sub is None else self.sub[index],
             clean_y=None if self.clean_y is None else self.clean_y[index],

@@ -1,0 +1,202 @@
+"""Standard deep-metric-learning image datasets read from a local folder (never downloaded).
+
+Layouts (see data/README.md):
+- cub200:  CUB_200_2011/ with images.txt, image_class_labels.txt, classes.txt and images/;
+           standard split: the first 100 of the 200 sorted classes train.
+- cars196: the folder with cars_annos.mat and car_ims/ (the "all images" Stanford Cars release
+           used by DML papers); standard split: the first 98 of the 196 sorted classes train.
+- sop:     Stanford_Online_Products/ with Ebay_train.txt, Ebay_test.txt and the image folders;
+           standard split: the classes of Ebay_train.txt (11,318) train, Ebay_test.txt's test.
+           labels="product" (default) trains on the 22,634 products; labels="super" on the 12
+           super-classes with `sub` = the product.
+- folder:  one sub-folder per class, images anywhere inside it.
+
+Images are decoded lazily (`LazyImages`): x[idx] -> float [n, 3, S, S], S = image_size.
+`max_classes` keeps that many classes spread evenly over the sorted class list (so both halves
+of a standard split stay represented); `max_per_class` keeps the first images of each class in
+listing order. The standard split's training classes are recorded in `meta["train_classes"]`,
+which `dmllab.data.split(how="classes")` uses. `seed` is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from dmllab.data._options import optional_positive_int, positive_int
+from dmllab.data.dataset import Dataset
+from dmllab.data.images import LazyImages
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SOP_LABELS = ("product", "super")
+
+
+def cub200(*, seed: int = 0, root: str | Path | None = None, image_size: int = 64,
+           max_per_class: int | None = None, max_classes: int | None = None) -> Dataset:
+    """CUB-200-2011 birds (200 classes, 11,788 images); y = class position in classes.txt order."""
+    name = "cub200"
+    base = _root(name, root, "images.txt", "CUB_200_2011", "the CUB_200_2011 folder")
+    class_ids = [int(row[0]) for row in _table(base / "classes.txt", 2, name)]
+    names = [row[1] for row in _table(base / "classes.txt", 2, name)]
+    paths = dict(_table(base / "images.txt", 2, name))
+    labels = dict(_table(base / "image_class_labels.txt", 2, name))
+    position = {cid: i for i, cid in enumerate(sorted(class_ids))}
+    ids = [image_id for image_id in paths if image_id in labels]
+    if not ids:
+        raise ValueError(f"dataset {name!r}: images.txt and image_class_labels.txt in {base} share no image id")
+    y = [position[int(labels[image_id])] for image_id in ids]
+    files = [base / "images" / paths[image_id] for image_id in ids]
+    by_position = [names[class_ids.index(cid)] for cid in sorted(class_ids)]
+    return _finish(name, base, files, y, by_position, _first_half(len(class_ids)),
+                   image_size, max_per_class, max_classes)
+
+
+def cars196(*, seed: int = 0, root: str | Path | None = None, image_size: int = 64,
+            max_per_class: int | None = None, max_classes: int | None = None) -> Dataset:
+    """Stanford Cars (196 classes, 16,185 images) from cars_annos.mat + car_ims/."""
+    from scipy.io import loadmat
+
+    name = "cars196"
+    base = _root(name, root, "cars_annos.mat", "cars196", "the folder holding cars_annos.mat and car_ims/")
+    mat = loadmat(base / "cars_annos.mat", squeeze_me=True)
+    try:
+        annotations = mat["annotations"].ravel()
+        rel_paths = [str(path) for path in annotations["relative_im_path"]]
+        class_ids = [int(cid) for cid in annotations["class"]]
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"dataset {name!r}: {base / 'cars_annos.mat'} has no 'annotations' with fields "
+                         "relative_im_path and class; is it the 'all images' cars_annos.mat?") from error
+    distinct = sorted(set(class_ids))
+    names = [str(n) for n in mat["class_names"].ravel()] if "class_names" in mat else []
+    names = [names[cid - 1] if 0 < cid <= len(names) else str(cid) for cid in distinct]
+    position = {cid: i for i, cid in enumerate(distinct)}
+    return _finish(name, base, [base / path for path in rel_paths], [position[c] for c in class_ids],
+                   names, _first_half(len(distinct)), image_size, max_per_class, max_classes)
+
+
+def sop(*, seed: int = 0, root: str | Path | None = None, image_size: int = 64,
+        max_per_class: int | None = None, max_classes: int | None = None,
+        labels: str = "product") -> Dataset:
+    """Stanford Online Products (22,634 products in 12 super-classes, 120,053 images).
+
+    labels="product": y = product, `meta["super_class_of"]` = {product label: super-class label}.
+    labels="super":   y = super-class, `sub` = product (a real-data class-collapse lesson); the
+                      standard product split does not apply, so split by super-class or stratified.
+    """
+    name = "sop"
+    if labels not in SOP_LABELS:
+        raise ValueError(f"dataset 'sop': option labels must be one of {', '.join(SOP_LABELS)}; got {labels!r}")
+    base = _root(name, root, "Ebay_train.txt", "Stanford_Online_Products", "the Stanford_Online_Products folder")
+    rows = []
+    train_ids = set()
+    for file in ("Ebay_train.txt", "Ebay_test.txt"):
+        table = _table(base / file, 4, name, header=True)
+        rows += table
+        if file == "Ebay_train.txt":
+            train_ids = {int(row[1]) for row in table}
+    products = sorted({int(row[1]) for row in rows})
+    position = {pid: i for i, pid in enumerate(products)}
+    supers = sorted({int(row[2]) for row in rows})
+    super_position = {sid: i for i, sid in enumerate(supers)}
+    y = [position[int(row[1])] for row in rows]
+    coarse = [super_position[int(row[2])] for row in rows]
+    super_names = {super_position[int(row[2])]: row[3].split("/")[0].removesuffix("_final") for row in rows}
+    train = [position[pid] for pid in sorted(train_ids)]
+    dataset = _finish(name, base, [base / row[3] for row in rows], y, [str(p) for p in products], train,
+                      image_size, max_per_class, max_classes, sub=coarse)
+    super_of = dict(zip(dataset.y.tolist(), dataset.sub.tolist()))
+    meta = {**dataset.meta, "super_class_names": [super_names[i] for i in sorted(super_names)], "labels": labels}
+    if labels == "product":
+        return Dataset(x=dataset.x, y=dataset.y, image_shape=dataset.image_shape, name=name,
+                       meta={**meta, "super_class_of": super_of})
+    meta.pop("train_classes")
+    return Dataset(x=dataset.x, y=dataset.sub, sub=dataset.y, image_shape=dataset.image_shape,
+                   name=name, meta=meta)
+
+
+def folder(*, seed: int = 0, root: str | Path | None = None, image_size: int = 64,
+           max_per_class: int | None = None, max_classes: int | None = None) -> Dataset:
+    """Any image folder with one sub-folder per class (sorted folder names -> labels 0, 1, ...)."""
+    name = "folder"
+    base = _root(name, root, None, None, "a folder with one sub-folder per class")
+    class_dirs = sorted(path for path in base.iterdir() if path.is_dir() and not path.name.startswith("."))
+    files, y, names = [], [], []
+    for class_dir in class_dirs:
+        images = sorted(path for path in class_dir.rglob("*")
+                        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+        if images:
+            y += [len(names)] * len(images)
+            names.append(class_dir.name)
+            files += images
+    if not files:
+        raise ValueError(
+            f"dataset 'folder': no images in {base}; expected one sub-folder per class holding image "
+            f"files ({', '.join(IMAGE_SUFFIXES)}), e.g. {base / 'cat' / '0001.jpg'}")
+    return _finish(name, base, files, y, names, None, image_size, max_per_class, max_classes)
+
+
+def _root(name: str, root: Any, marker: str | None, subdir: str | None, what: str) -> Path:
+    """The dataset folder: `root` itself, or `root/subdir` when the marker file sits there."""
+    if root is None:
+        raise ValueError(f"dataset {name!r} reads local files: pass dataset_options={{'root': <path>}} "
+                         f"pointing at {what} (see data/README.md for the layout)")
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise ValueError(f"dataset {name!r}: root {str(base)!r} is not a folder; point it at {what}")
+    if marker is None or (base / marker).is_file():
+        return base
+    if subdir is not None and (base / subdir / marker).is_file():
+        return base / subdir
+    raise ValueError(f"dataset {name!r}: expected {base / marker} (root should be {what}); not found")
+
+
+def _table(path: Path, columns: int, name: str, *, header: bool = False) -> list[list[str]]:
+    if not path.is_file():
+        raise ValueError(f"dataset {name!r}: expected the file {path}; not found")
+    lines = path.read_text().splitlines()[1 if header else 0:]
+    rows = [line.split(maxsplit=columns - 1) for line in lines if line.strip()]
+    bad = next((i for i, row in enumerate(rows) if len(row) != columns), None)
+    if bad is not None or not rows:
+        raise ValueError(f"dataset {name!r}: {path} should have {columns} columns per line"
+                         + (f"; line {bad + 1 + header} has {len(rows[bad])}" if bad is not None else "; it is empty"))
+    return rows
+
+
+def _first_half(num_classes: int) -> list[int]:
+    return list(range(num_classes // 2))
+
+
+def _finish(name: str, base: Path, files: Sequence[Path], y: Sequence[int], class_names: Sequence[str],
+            train_classes: Sequence[int] | None, image_size: int, max_per_class: int | None,
+            max_classes: int | None, *, sub: Sequence[int] | None = None) -> Dataset:
+    positive_int(name, "image_size", image_size)
+    optional_positive_int(name, "max_per_class", max_per_class)
+    optional_positive_int(name, "max_classes", max_classes)
+    labels = torch.tensor(list(y), dtype=torch.long)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    if max_classes is not None:
+        present = torch.unique(labels)
+        spots = torch.linspace(0, len(present) - 1, min(max_classes, len(present))).round().long()
+        keep &= torch.isin(labels, present[spots])
+    if max_per_class is not None:
+        order = torch.argsort(labels, stable=True)
+        _, counts = torch.unique_consecutive(labels[order], return_counts=True)
+        rank = torch.arange(len(labels)) - (counts.cumsum(0) - counts).repeat_interleave(counts)
+        within = torch.empty_like(rank)
+        within[order] = rank
+        keep &= within < max_per_class
+    index = keep.nonzero().flatten().tolist()
+    first = files[index[0]]
+    if not Path(first).is_file():
+        raise ValueError(f"dataset {name!r}: the listed image {first} does not exist; is root {base} the "
+                         "folder the list files expect?")
+    labels = labels[keep]
+    meta: dict[str, Any] = {"root": str(base), "class_names": list(class_names)}
+    if train_classes is not None:
+        present = set(torch.unique(labels).tolist())
+        meta["train_classes"] = [c for c in train_classes if c in present]
+    return Dataset(x=LazyImages([files[i] for i in index], image_size), y=labels,
+                   sub=None if sub is None else torch.tensor(list(sub), dtype=torch.long)[keep],
+                   image_shape=(3, image_size, image_size), name=name, meta=meta)
