@@ -1,0 +1,45 @@
+# dmllab: every target does its own set-up, idempotently, into .venv/.
+#   make demo   the main job: runs the notebook series, writes executed notebooks + report.html
+#   make test   the whole test suite (unit tests, doctests, notebooks)
+#   make lab    JupyterLab on the notebooks, on 127.0.0.1 only
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dmllab-installed
+# Where pip finds a CPU build of torch when none is installed (empty = pip's own index).
+TORCH_INDEX ?=
+OUT ?= outputs
+
+.PHONY: setup demo demo-quick test lab benchmarks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints/cpu.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@# Install the pinned CPU torch only when no torch is there: a GPU user's own build is kept.
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet -c constraints/cpu.txt \
+		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch
+	$(PY) -m pip install --quiet -e ".[lab,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+demo: setup
+	$(PY) -m dmllab demo --out $(OUT)
+
+demo-quick: setup
+	$(PY) -m dmllab demo --out $(OUT) --quick
+
+test: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks
+
+benchmarks: setup
+	$(PY) benchmarks/bench_losses.py --quick
+	$(PY) benchmarks/bench_eval.py --quick
+	$(PY) benchmarks/bench_bregman.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache $(OUT)

@@ -1,0 +1,95 @@
+"""The project's promises about its own files: dependencies in sync, notebooks stored clean,
+no upper pins, the README's Python blocks run."""
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# conda-forge / pytorch channel names that differ from the PyPI names
+CONDA_TO_PYPI = {"pytorch": "torch", "python-kaleido": "kaleido"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def pyproject_dependencies() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        requirements += extra
+    return {_name(r): r for r in requirements}
+
+
+def conda_dependencies() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    names = set()
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            names |= {_name(r) for r in entry.get("pip", [])}
+        elif _name(entry) not in ("python", "pip"):
+            names.add(CONDA_TO_PYPI.get(_name(entry), _name(entry)))
+    return names
+
+
+def test_environment_yml_lists_exactly_the_pyproject_dependencies():
+    in_pyproject = set(pyproject_dependencies())
+    in_conda = conda_dependencies()
+    assert in_pyproject - in_conda == set(), "add these to environment.yml"
+    assert in_conda - in_pyproject == set(), "add these to pyproject.toml (or remove them from environment.yml)"
+
+
+def test_no_upper_pins_in_package_metadata():
+    for name, requirement in pyproject_dependencies().items():
+        assert "<" not in requirement and "==" not in requirement, requirement
+
+
+def test_cpu_constraint_pins_torch_exactly():
+    lines = [l for l in (ROOT / "constraints" / "cpu.txt").read_text().splitlines() if l and not l.startswith("#")]
+    assert lines == ["torch==2.13.0"]
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / "README.md").read_text()
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def notebooks():
+    return sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_notebooks_are_stored_without_outputs(path):
+    result = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, f"{path.name} has outputs: run `nbstripout {path}`"
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_notebooks_have_a_parameters_cell_with_seed_quick_output_dir(path):
+    cells = json.loads(path.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one code cell tagged 'parameters'"
+    source = "".join(tagged[0]["source"])
+    for name in ("seed", "quick", "output_dir"):
+        assert re.search(rf"^{name}\s*=", source, re.M), f"parameters cell lacks {name}"
+
+
+def readme_python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def test_readme_python_blocks_run(tmp_path):
+    blocks = readme_python_blocks()
+    assert blocks, "the README shows no Python"
+    script = tmp_path / "readme.py"
+    script.write_text("\n".join(blocks))
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
