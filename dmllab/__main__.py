@@ -1,0 +1,5 @@
+import sys
+
+from dmllab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""Named variants of one Config, trained over seeds, measured the same way: the lessons' tables.
+
+    results = run_variants(Config(dataset="digits-parity", split="stratified", epochs=10),
+                           {"random": {"positives": "random"}, "nearest": {"positives": "nearest"}},
+                           seeds=(0, 1, 2))
+    results.summary(["fine_recall@1", "recall@1"])      # mean, std, CI per variant
+    results.difference("fine_recall@1", "nearest", "random")
+
+Every run is evaluated on its test split (never used for selection).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from dmllab.config import Config
+from dmllab.data.dataset import Dataset
+from dmllab.metrics import evaluate
+from dmllab.runs import Run, aggregate
+from dmllab.train import fit
+
+
+@dataclass
+class Results:
+    """One row per (variant, seed): the variant's name, the seed and every metric."""
+
+    table: pd.DataFrame
+    runs: dict[tuple[str, int], Run] = field(default_factory=dict)
+
+    @property
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(self.table["variant"]))
+
+    def summary(self, metrics: Sequence[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
+        """Mean, std, CI half-width and count of each metric per variant (variants in run order)."""
+        metrics = list(metrics) if metrics is not None else self.metric_names()
+        table = aggregate(self.table.to_dict("records"), by=["variant"], metrics=metrics, confidence=confidence)
+        order = {name: i for i, name in enumerate(self.variants)}
+        return table.sort_values("variant", key=lambda s: s.map(order)).reset_index(drop=True)
+
+    def metric_names(self) -> list[str]:
+        return [c for c in self.table.columns if c not in ("variant", "seed")
+                and pd.api.types.is_numeric_dtype(self.table[c])]
+
+    def difference(self, metric: str, better: str, worse: str) -> dict[str, float]:
+        """mean(better) - mean(worse) and the larger of the two variants' seed std (the spread)."""
+        means, spreads = [], []
+        for name in (better, worse):
+            values = self.table.loc[self.table["variant"] == name, metric]
+            if values.empty:
+                raise ValueError(f"no variant {name!r}; variants: {self.variants}")
+            means.append(float(values.mean()))
+            spreads.append(float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+        return {"difference": means[0] - means[1], "spread": max(spreads)}
+
+    def headline(self, metrics: Sequence[str]) -> dict[str, float]:
+        """Flat `{variant}/{metric}` means, ready for a notebook's metrics.json."""
+        summary = self.summary(metrics)
+        return {f"{row['variant']}/{metric}": float(row[f"{metric}_mean"])
+                for _, row in summary.iterrows() for metric in metrics}
+
+
+def run_variants(base: Config, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int] = (0, 1, 2), *,
+                 dataset: Dataset | None = None, keep_runs: bool = False, progress: bool = False,
+                 **evaluate_options: Any) -> Results:
+    """Train `base` with each variant's field changes for each seed and evaluate on the test split."""
+    if not variants:
+        raise ValueError("run_variants needs at least one variant, e.g. {'baseline': {}}")
+    if not seeds:
+        raise ValueError("run_variants needs at least one seed")
+    configs = {name: base.replace(**dict(changes)) for name, changes in variants.items()}  # validate all first
+    rows, runs = [], {}
+    for name, config in configs.items():
+        for seed in seeds:
+            run = fit(config.replace(seed=int(seed)), dataset, progress=progress)
+            rows.append({"variant": name, "seed": int(seed), **evaluate(run, **evaluate_options)})
+            if keep_runs:
+                runs[(name, int(seed))] = run
+    return Results(table=pd.DataFrame(rows), runs=runs)
