@@ -1,9 +1,9 @@
 """P x K class-balanced batches: P classes per batch, K samples of each.
 
 Every DML loss needs positives (K >= 2 samples of a class) and negatives (P >= 2 classes) in each
-batch. Within an epoch each class's samples are drawn from a shuffled cycle, and classes are picked
-with probability proportional to their not-yet-drawn samples, so every sample is seen about once
-per epoch whatever the class sizes. A class with fewer than K samples repeats samples within a
+batch. Within an epoch each class's samples are drawn from a shuffled cycle, and a class enters a
+batch with probability proportional to its not-yet-drawn samples, so every sample is seen about
+once per epoch whatever the class sizes. A class with fewer than K samples repeats samples within a
 batch (sampling with replacement; a warning says so once).
 
 Under DDP (world_size W > 1) every rank draws the same global batch from the same seed and yields
@@ -99,9 +99,7 @@ class ClassBalancedSampler(Sampler[Tensor]):
         remaining = self._counts.double()
         shard = self.classes_per_batch * self.samples_per_class // self.world_size
         for _ in range(self.batches_per_epoch):
-            # tiny floor: exhausted classes are picked only once too few others are left
-            weights = remaining + 1e-9
-            chosen = torch.multinomial(weights, self.classes_per_batch, replacement=False, generator=gen)
+            chosen = _pick_classes(remaining, self.classes_per_batch, gen)
             batch = []
             for c in chosen.tolist():
                 rows, cycles[c], positions[c] = _draw(cycles[c], positions[c], self.samples_per_class, gen)
@@ -109,6 +107,28 @@ class ClassBalancedSampler(Sampler[Tensor]):
             remaining[chosen] = (remaining[chosen] - self.samples_per_class).clamp(min=0)
             batch = torch.cat(batch)
             yield batch[self.rank * shard:(self.rank + 1) * shard]
+
+
+def _pick_classes(remaining: Tensor, p: int, gen: torch.Generator) -> Tensor:
+    """P distinct classes, class c included with probability proportional to remaining[c] (capped at 1).
+
+    Systematic sampling over a random class order: inclusion probabilities pi_c = P * w_c / sum(w),
+    where classes whose pi_c would exceed 1 are fixed at 1 and the rest re-share what is left.
+    A tiny floor on w lets exhausted classes fill a batch when fewer than P others have samples left.
+    """
+    weights = remaining + 1e-9
+    inclusion = weights * p / weights.sum()
+    while bool((inclusion > 1).any()):
+        capped = inclusion >= 1
+        inclusion[capped] = 1.0
+        inclusion[~capped] = weights[~capped] * (p - int(capped.sum())) / weights[~capped].sum()
+    order = torch.randperm(len(weights), generator=gen)
+    bounds = inclusion[order].cumsum(0)
+    points = torch.rand(1, generator=gen, dtype=bounds.dtype) + torch.arange(p, dtype=bounds.dtype)
+    chosen = order[torch.searchsorted(bounds, points, right=True).clamp(max=len(order) - 1)]
+    if len(torch.unique(chosen)) < p:   # only by floating-point rounding at an interval edge
+        chosen = torch.multinomial(weights, p, replacement=False, generator=gen)
+    return chosen
 
 
 def _draw(cycle: Tensor, position: int, k: int, gen: torch.Generator) -> tuple[Tensor, Tensor, int]:
