@@ -56,11 +56,16 @@ class Results:
             spreads.append(float(values.std(ddof=1)) if len(values) > 1 else 0.0)
         return {"difference": means[0] - means[1], "spread": max(spreads)}
 
-    def headline(self, metrics: Sequence[str]) -> dict[str, float]:
-        """Flat `{variant}/{metric}` means, ready for a notebook's metrics.json."""
+    def headline(self, metrics: Sequence[str], prefix: str = "") -> dict[str, float]:
+        """Flat `{prefix}{variant}/{metric}` means and `..._std` seed spreads, for a metrics.json."""
         summary = self.summary(metrics)
-        return {f"{row['variant']}/{metric}": float(row[f"{metric}_mean"])
-                for _, row in summary.iterrows() for metric in metrics}
+        out = {}
+        for _, row in summary.iterrows():
+            for metric in metrics:
+                key = f"{prefix}{row['variant']}/{metric}"
+                out[key] = float(row[f"{metric}_mean"])
+                out[f"{key}_std"] = float(row[f"{metric}_std"])
+        return out
 
 
 def run_variants(base: Config, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int] = (0, 1, 2), *,
