@@ -1,5 +1,61 @@
-"""Geometries: what "distance" means. See `base.Geometry` for the contract."""
+"""Geometries: what "distance" means. See `base.Geometry` for the contract.
+
+`build(name, dim, **options)` makes any geometry named in `dmllab.config.GEOMETRIES`:
+
+>>> build("euclidean", dim=8)
+Euclidean(name='euclidean', symmetric=True, eps=1e-12)
+>>> build("manhattan", dim=8)
+Traceback (most recent call last):
+...
+ValueError: unknown geometry 'manhattan'; choose one of: bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
 
 from dmllab.geometry.base import Geometry
+from dmllab.geometry.cosine import Cosine
+from dmllab.geometry.euclidean import Euclidean, SquaredEuclidean
 
-__all__ = ["Geometry"]
+__all__ = ["Geometry", "SquaredEuclidean", "Euclidean", "Cosine", "build"]
+
+
+def _bregman(generator: str) -> Callable[..., Geometry]:
+    def make(dim: int, **options: Any) -> Geometry:
+        from dmllab.geometry.bregman import Bregman  # lazy: the learned geometry is heavier
+        return Bregman(dim, generator=generator, **options)
+    return make
+
+
+_FIXED: dict[str, type[Geometry]] = {
+    "sqeuclidean": SquaredEuclidean,
+    "euclidean": Euclidean,
+    "cosine": Cosine,
+}
+_LEARNED: dict[str, Callable[..., Geometry]] = {
+    "bregman": _bregman("icnn"),
+    "bregman-maxaffine": _bregman("maxaffine"),
+}
+
+
+def build(name: str, dim: int, **options: Any) -> Geometry:
+    """The geometry called `name` for `dim`-dimensional embeddings.
+
+    Fixed geometries ignore `dim`; the learned Bregman geometries need it for their generator.
+    Unknown names or options raise a ValueError that lists the allowed ones.
+    """
+    if name in _FIXED:
+        cls = _FIXED[name]
+        allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"geometry {name!r} has no option(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(allowed) if allowed else 'none'}")
+        return cls(**options)
+    if name in _LEARNED:
+        return _LEARNED[name](dim, **options)
+    known = sorted([*_FIXED, *_LEARNED])
+    raise ValueError(f"unknown geometry {name!r}; choose one of: {', '.join(known)}")

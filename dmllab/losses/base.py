@@ -1,0 +1,145 @@
+"""`MetricLoss`: the shared machinery of every base loss (input checks, the batch matrix, tuple
+selection, statistics), so each concrete loss is only its formula.
+
+A loss reads D = geometry.pairwise(z, z) (anchor first) and the selected tuples. The trainer may
+pass D in (`distances=`) so it is computed once per step and shared with LSD. Nothing here
+assumes D symmetric or the embeddings normalised.
+
+After every call `last_stats` holds floats for the training curves:
+`active` (tuples or pairs with non-zero loss), `anchors` (anchors used), `dropped` (anchors
+without a positive or a negative), `pos_dist` / `neg_dist` (mean selected positive / negative
+dissimilarity).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from dmllab.geometry.base import Geometry
+from dmllab.losses.strategies import (NEGATIVE_STRATEGIES, POSITIVE_STRATEGIES, Triplets,
+                                      same_label_mask, select_negatives, select_positives)
+
+
+class MetricLoss(nn.Module):
+    """Base class: `forward(embeddings [B, d], labels [B], distances=None) -> scalar`.
+
+    Subclasses implement `_loss(D, same, embeddings, labels) -> (loss, stats)`.
+    """
+
+    uses_batch_matrix: bool = True
+
+    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
+                 margin: float = 0.2, k_positives: int = 1) -> None:
+        super().__init__()
+        if not isinstance(geometry, Geometry):
+            raise TypeError(f"geometry must be a dmllab Geometry; got {type(geometry).__name__}")
+        _check_strategy("positives", positives, POSITIVE_STRATEGIES)
+        _check_strategy("negatives", negatives, NEGATIVE_STRATEGIES)
+        if isinstance(k_positives, bool) or not isinstance(k_positives, int) or k_positives < 1:
+            raise ValueError(f"k_positives must be an int >= 1; got {k_positives!r}")
+        if not isinstance(margin, (int, float)) or not margin >= 0:
+            raise ValueError(f"margin must be a number >= 0; got {margin!r}")
+        self.geometry = geometry
+        self.positives = positives
+        self.negatives = negatives
+        self.margin = float(margin)
+        self.k_positives = k_positives
+        self.last_stats: dict[str, float] = {}
+
+    def forward(self, embeddings: Tensor, labels: Tensor, distances: Tensor | None = None) -> Tensor:
+        _check_batch(embeddings, labels, type(self).__name__)
+        if distances is None and self.uses_batch_matrix:
+            distances = self.geometry.pairwise(embeddings, embeddings)
+        if distances is not None and distances.shape != (len(labels), len(labels)):
+            raise ValueError(
+                f"distances must be the [B, B] batch matrix geometry.pairwise(z, z) with B={len(labels)}; "
+                f"got shape {tuple(distances.shape)}")
+        same = same_label_mask(labels)
+        loss, stats = self._loss(distances, same, embeddings, labels)
+        self.last_stats = {key: float(value) for key, value in stats.items()}
+        return loss
+
+    def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
+              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def select(self, D: Tensor, same: Tensor, dim: int) -> Triplets:
+        """The tuples of this loss's strategies: positives first, then negatives relative to them."""
+        pairs = select_positives(D, same, self.positives, self.k_positives)
+        rows = self.sphere_distances(D) if self.negatives == "distance_weighted" else D
+        triplets = select_negatives(rows, same, pairs, self.negatives, self.margin, dim=dim)
+        return triplets
+
+    def sphere_distances(self, D: Tensor) -> Tensor:
+        """D as a Euclidean distance between unit vectors, for distance-weighted sampling.
+
+        euclidean: D; sqeuclidean: sqrt(D); cosine (1 - cos = ||a - b||^2 / 2 on the sphere):
+        sqrt(2 D); any other geometry (e.g. Bregman, locally half a squared Mahalanobis distance,
+        exactly ||a - b||^2 / 2 for phi = ||x||^2 / 2): sqrt(2 D). Only a sampling weight: the
+        loss still reads D itself.
+        """
+        D = D.detach().clamp_min(0.0)
+        if self.geometry.name == "euclidean":
+            return D
+        if self.geometry.name == "sqeuclidean":
+            return D.sqrt()
+        return (2.0 * D).sqrt()
+
+    def extra_repr(self) -> str:
+        return (f"positives={self.positives!r}, negatives={self.negatives!r}, margin={self.margin:g}, "
+                f"k_positives={self.k_positives}")
+
+
+def tuple_stats(triplets: Triplets, pos_d: Tensor, neg_d: Tensor, valid: Tensor,
+                active: Tensor | int, batch: int) -> dict[str, float]:
+    """The shared `last_stats` of the tuple losses."""
+    used = batch - triplets.dropped
+    return {
+        "active": float(active),
+        "anchors": float(used),
+        "dropped": float(triplets.dropped),
+        "pos_dist": _mean(pos_d.detach()),
+        "neg_dist": _mean(neg_d.detach()[valid]),
+    }
+
+
+def reduce(losses: Tensor, how: str) -> Tensor:
+    """`mean` over all entries, or `nonzero`: mean over the entries > 0 (0 when there are none)."""
+    if how == "mean":
+        return losses.sum() / max(losses.numel(), 1)
+    active = (losses > 0).sum()
+    return losses.sum() / active.clamp_min(1)
+
+
+def _mean(values: Tensor) -> float:
+    return float(values.mean()) if values.numel() else math.nan
+
+
+def _check_strategy(kind: str, how: str, allowed: tuple[str, ...]) -> None:
+    if how not in allowed:
+        raise ValueError(f"unknown {kind} strategy {how!r}; choose one of: {', '.join(allowed)}")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "nonzero"):
+        raise ValueError(f"reduction must be 'mean' or 'nonzero'; got {reduction!r}")
+
+
+def _check_batch(embeddings: Tensor, labels: Tensor, name: str) -> None:
+    if embeddings.dim() != 2:
+        raise ValueError(f"{name} expects embeddings [B, d]; got shape {tuple(embeddings.shape)}")
+    if labels.dim() != 1 or len(labels) != len(embeddings):
+        raise ValueError(
+            f"{name}: labels must be a 1-D tensor with one label per embedding; got labels "
+            f"{tuple(labels.shape)} for embeddings {tuple(embeddings.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"{name}: labels must be integer class ids; got dtype {labels.dtype}")
+    if not torch.isfinite(embeddings).all():
+        raise ValueError(f"{name}: embeddings contain NaN or inf (check the model's output / learning rate)")
+    if len(torch.unique(labels)) < 2:
+        raise ValueError(
+            f"{name}: the batch has fewer than 2 classes, so there are no negatives; "
+            "sample at least 2 classes per batch (classes_per_batch >= 2)")

@@ -1,0 +1,94 @@
+"""Margin loss (Wu, Manmatha, Smola, Kraehenbuehl, "Sampling Matters in Deep Embedding
+Learning", ICCV 2017), with a learnable boundary beta:
+
+    l(a, p) = [alpha + D(a, p) - beta]_+        l(a, n) = [alpha - D(a, n) + beta]_+
+
+alpha = `margin` (default 0.2); beta is a parameter initialised at `beta` (1.2), one shared value
+or one per class (`per_class_beta=True`, needs `num_classes`; the anchor's class picks it). The
+trainer optimises it with the loss's learning rate (`Config.loss_lr`).
+
+Each selected (a, p) pair is matched with its selected negative n, so the loss is a sum over
+tuples (a, p, n) of l(a, p) + l(a, n), divided by the number of non-zero terms (0 when none is
+active). With `negatives="all"` every (a, p, n), n in N(a), counts; this is computed in
+O(B^2) by weighting l(a, p) with |N(a)| and l(a, n) with the number of selected positives of a
+(the same value as pytorch-metric-learning's MarginLoss over all triplets).
+
+>>> import torch
+>>> from dmllab.geometry import Euclidean
+>>> z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.5], [3.0, 0.0]])
+>>> loss = MarginLoss(Euclidean(), positives="nearest", negatives="hardest")
+>>> round(loss(z, torch.tensor([0, 0, 1, 1])).item(), 4)
+1.2329
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from dmllab.geometry.base import Geometry
+from dmllab.losses.base import MetricLoss, _mean
+from dmllab.losses.strategies import negative_mask
+
+
+class MarginLoss(MetricLoss):
+    """[margin + D(a, p) - beta]_+ + [margin - D(a, n) + beta]_+, normalised by active terms."""
+
+    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
+                 margin: float = 0.2, k_positives: int = 1, beta: float = 1.2,
+                 learn_beta: bool = True, per_class_beta: bool = False,
+                 num_classes: int | None = None) -> None:
+        super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
+                         k_positives=k_positives)
+        if per_class_beta and (not isinstance(num_classes, int) or num_classes < 2):
+            raise ValueError(
+                f"per_class_beta=True needs num_classes (an int >= 2, the number of training classes); "
+                f"got {num_classes!r}")
+        size = num_classes if per_class_beta else 1
+        initial = torch.full((size,), float(beta))
+        if learn_beta:
+            self.beta = nn.Parameter(initial)
+        else:
+            self.register_buffer("beta", initial)
+        self.per_class_beta = per_class_beta
+
+    def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
+              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        triplets = self.select(D, same, embeddings.shape[1])
+        beta = self._beta(labels)
+        pos_d = D[triplets.anchors, triplets.positives]
+        pos_losses = (self.margin + pos_d - beta[triplets.anchors]).clamp_min(0.0)
+        if triplets.all_negatives:
+            # Every (a, p) term occurs |N(a)| times and every (a, n) term once per selected
+            # positive of a: weight the B x B terms instead of building all tuples.
+            n_pos = torch.bincount(triplets.anchors, minlength=len(D)).to(D.dtype)
+            negatives = negative_mask(same) & (n_pos > 0).unsqueeze(1)
+            pos_weight = negatives.sum(dim=1).to(D.dtype)[triplets.anchors]
+            neg_weight = n_pos.unsqueeze(1) * negatives
+            neg_d = D[negatives]
+            neg_losses = (self.margin - D + beta.unsqueeze(1)).clamp_min(0.0) * negatives
+        else:
+            neg_d = D[triplets.anchors, triplets.negatives]
+            neg_losses = (self.margin - neg_d + beta[triplets.anchors]).clamp_min(0.0)
+            pos_weight = neg_weight = 1.0
+        total = (pos_weight * pos_losses).sum() + (neg_weight * neg_losses).sum()
+        active_weight = (pos_weight * (pos_losses > 0)).sum() + (neg_weight * (neg_losses > 0)).sum()
+        loss = total / torch.as_tensor(active_weight, dtype=D.dtype).clamp_min(1.0)
+        stats = {
+            "active": float((pos_losses > 0).sum() + (neg_losses > 0).sum()),
+            "anchors": float(len(D) - triplets.dropped),
+            "dropped": float(triplets.dropped),
+            "pos_dist": _mean(pos_d.detach()),
+            "neg_dist": _mean(neg_d.detach()),
+        }
+        return loss, stats
+
+    def _beta(self, labels: Tensor) -> Tensor:
+        """beta for every batch item: [B]."""
+        if not self.per_class_beta:
+            return self.beta.expand(len(labels))
+        if labels.min() < 0 or labels.max() >= len(self.beta):
+            raise ValueError(
+                f"per-class beta was built for {len(self.beta)} classes but the batch has labels in "
+                f"[{int(labels.min())}, {int(labels.max())}]; pass num_classes covering every training label")
+        return self.beta[labels]

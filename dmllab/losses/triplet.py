@@ -1,0 +1,45 @@
+"""Triplet loss (Schroff, Kalenichenko, Philbin, "FaceNet", CVPR 2015).
+
+For every selected tuple (a, p, n):
+
+    l(a, p, n) = [D(a, p) - D(a, n) + margin]_+
+
+averaged over the tuples (`reduction="mean"`) or over the tuples with l > 0
+(`reduction="nonzero"`, the default: batch-all style, as pytorch-metric-learning's
+AvgNonZeroReducer). Squared vs plain distances is the geometry's choice (`sqeuclidean` vs
+`euclidean`). With `negatives="all"` every negative of the anchor forms a tuple with each selected
+positive (an [M, B] masked matrix, never a B x B x B tensor).
+
+>>> import torch
+>>> from dmllab.geometry import Euclidean
+>>> z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.5], [3.0, 0.0]])
+>>> loss = TripletLoss(Euclidean(), positives="nearest", negatives="hardest", margin=1.0)
+>>> round(float(loss(z, torch.tensor([0, 0, 1, 1]))), 4)
+1.9912
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from dmllab.geometry.base import Geometry
+from dmllab.losses.base import MetricLoss, _check_reduction, reduce, tuple_stats
+
+
+class TripletLoss(MetricLoss):
+    """[D(a, p) - D(a, n) + margin]_+ over the selected tuples."""
+
+    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
+                 margin: float = 0.2, k_positives: int = 1, reduction: str = "nonzero") -> None:
+        super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
+                         k_positives=k_positives)
+        _check_reduction(reduction)
+        self.reduction = reduction
+
+    def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
+              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        triplets = self.select(D, same, embeddings.shape[1])
+        pos_d, neg_d, valid = triplets.distances(D)
+        losses = (pos_d.unsqueeze(1) - neg_d + self.margin).clamp_min(0.0)[valid]
+        stats = tuple_stats(triplets, pos_d, neg_d, valid, (losses > 0).sum(), len(D))
+        return reduce(losses, self.reduction), stats
