@@ -1,0 +1,259 @@
+"""Exact k-nearest-neighbour search under any geometry: the one search every retrieval metric reads.
+
+    indices, scores = knn(query, ref=None, k=5, geometry=None)
+
+- Nearest means smallest D(query || reference) under `geometry` (query first; default Euclidean).
+- `ref=None` searches the query set itself and never returns a query as its own neighbour
+  (excluded *by index*, so duplicates of a point still count as neighbours). `self_index` does the
+  same for a query set that is a subset of `ref` (the position of each query inside `ref`).
+- Memory is bounded: the search runs over blocks of `chunk_size` queries; no [n, m] matrix is
+  ever built.
+
+How the search is done:
+
+1. If the geometry has an inner-product form, `geometry.ranking_vectors(query, ref) -> (Q, G)`,
+   the search is a maximum inner product search of Q against G: faiss `IndexFlatIP` when faiss
+   is importable (`backend="auto"` or `"faiss"`; float32 only), else a torch GEMM + `topk` per
+   block (`backend="torch"`). Scores are then Q.G (higher = nearer); they equal -D up to a
+   constant per query row, not D itself.
+2. Otherwise (`ranking_vectors` raises NotImplementedError) the search takes blocks of
+   `geometry.pairwise` and the scores are exactly -D.
+
+Tie rule: neighbours come in descending score; equal scores come in ascending reference index,
+including at the k-th place (if items tied for the k-th place do not all fit, the ones with the
+lowest indices are kept). Both backends apply it exactly to the scores they compute. faiss and
+torch compute inner products with different summation orders, so on arbitrary floats they can
+differ by a rounding error and order two items whose scores are within about 1e-7 (relative)
+differently; on exactly representable products (small integers, as in the tests) they agree
+item for item, ties included.
+
+>>> import torch
+>>> x = torch.tensor([[0.0], [1.0], [3.0], [4.0]])
+>>> indices, scores = knn(x, k=2, backend="torch")
+>>> indices.tolist()
+[[1, 2], [0, 2], [3, 1], [2, 1]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmllab.geometry.base import Geometry
+from dmllab.geometry.euclidean import Euclidean
+
+Backend = Literal["auto", "torch", "faiss"]
+BACKENDS = ("auto", "torch", "faiss")
+
+# A torch block holds at most this many scores (2**23 float32 = 32 MiB).
+_TORCH_BLOCK_ELEMENTS = 2**23
+# faiss blocks its own distance computation; our query blocks only bound the [chunk, k] results.
+_FAISS_QUERIES_PER_BLOCK = 4096
+
+
+def knn(query: Tensor, ref: Tensor | None = None, k: int = 1, geometry: Geometry | None = None, *,
+        chunk_size: int | None = None, backend: Backend = "auto",
+        self_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The k nearest references of every query: (indices [n, k] long, scores [n, k]).
+
+    query:      [n, d] embeddings (the queries come first in D(query || reference)).
+    ref:        [m, d] reference (gallery) embeddings; None searches `query` itself, self excluded.
+    k:          neighbours per query; at most m (m - 1 when each query's own entry is excluded).
+    geometry:   any `Geometry`; None means Euclidean.
+    chunk_size: queries per block (default: 32 MiB of scores for torch, 4096 queries for faiss).
+    backend:    "auto" (faiss when importable and the ranking vectors are float32 on the CPU),
+                "torch" or "faiss"; only used when the geometry has `ranking_vectors`.
+    self_index: [n] position of each query inside `ref`, never returned as its neighbour.
+
+    Scores: higher = nearer, rows in descending score, ties in ascending index (module docstring).
+
+    >>> import torch
+    >>> indices, scores = knn(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.9], [0.5], [5.0]]), k=2)
+    >>> indices.tolist()
+    [[1, 0], [0, 1]]
+    """
+    blocks = list(iter_knn(query, ref, k, geometry, chunk_size=chunk_size, backend=backend,
+                           self_index=self_index))
+    return torch.cat([b[1] for b in blocks]), torch.cat([b[2] for b in blocks])
+
+
+def iter_knn(query: Tensor, ref: Tensor | None, k: int, geometry: Geometry | None = None, *,
+             chunk_size: int | None = None, backend: Backend = "auto",
+             self_index: Tensor | None = None) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """`knn` block by block: yields (start, indices [c, k], scores [c, k]) for queries start..start+c.
+
+    Metrics that reduce each block to per-query numbers keep memory at O(chunk x m)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+    geometry = Euclidean() if geometry is None else geometry
+    query = check_embeddings(query, "query")
+    reference = query if ref is None else check_embeddings(ref, "ref")
+    if reference.shape[1] != query.shape[1]:
+        raise ValueError(f"query has d={query.shape[1]} but ref has d={reference.shape[1]}; "
+                         "embed both with the same model")
+    n, m = len(query), len(reference)
+    if ref is None and self_index is None:
+        self_index = torch.arange(n)
+    if self_index is not None:
+        self_index = _check_self_index(self_index, n, m)
+    available = m - (self_index is not None)
+    if not isinstance(k, int) or k < 1 or k > available:
+        raise ValueError(
+            f"k must be an integer in [1, {available}] (the reference has {m} items"
+            f"{', minus the query itself' if self_index is not None else ''}); got {k!r}")
+    with torch.no_grad():
+        try:
+            q_vec, g_vec = geometry.ranking_vectors(query, reference)
+        except NotImplementedError:
+            yield from _pairwise_blocks(query, reference, k, geometry, chunk_size, self_index)
+            return
+        q_vec, g_vec = q_vec.detach(), g_vec.detach()
+        if _use_faiss(backend, q_vec, g_vec):
+            yield from _faiss_blocks(q_vec, g_vec, k, chunk_size, self_index)
+        else:
+            yield from _gemm_blocks(q_vec, g_vec, k, chunk_size, self_index)
+
+
+def check_embeddings(x: Tensor, name: str) -> Tensor:
+    """`x` as a 2-D floating tensor with at least one row and only finite values, else ValueError."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of embeddings [n, d]; got {type(x).__name__}")
+    if x.dim() != 2 or len(x) == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D tensor [n, d]; got shape {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{name} must hold floating-point embeddings; got {x.dtype}")
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).any(dim=1).sum())
+        raise ValueError(f"{name} contains NaN or inf in {bad} row(s); the model diverged or the "
+                         "inputs are broken: check the training loss and the data")
+    return x.detach()
+
+
+def _check_self_index(self_index: Tensor, n: int, m: int) -> Tensor:
+    self_index = torch.as_tensor(self_index)
+    if self_index.shape != (n,) or torch.is_floating_point(self_index):
+        raise ValueError(f"self_index must be an integer tensor of shape [{n}] (one reference position "
+                         f"per query); got shape {tuple(self_index.shape)} and dtype {self_index.dtype}")
+    if n and (self_index.min() < 0 or self_index.max() >= m):
+        raise ValueError(f"self_index values must lie in [0, {m}) (positions in ref)")
+    return self_index.long().cpu()
+
+
+def _use_faiss(backend: Backend, q_vec: Tensor, g_vec: Tensor) -> bool:
+    if backend == "torch":
+        return False
+    try:
+        import faiss  # noqa: F401  (optional: the `fast` extra)
+    except ImportError:
+        if backend == "faiss":
+            raise ValueError("backend='faiss' needs faiss: pip install faiss-cpu (or use backend='torch')")
+        return False
+    on_cpu = q_vec.device.type == "cpu" and g_vec.device.type == "cpu"
+    if backend == "faiss":
+        if not on_cpu:
+            raise ValueError("backend='faiss' searches CPU tensors; move the embeddings to the CPU "
+                             "or use backend='torch'")
+        return True
+    return on_cpu and q_vec.dtype == torch.float32 and g_vec.dtype == torch.float32
+
+
+def _gemm_blocks(q_vec: Tensor, g_vec: Tensor, k: int, chunk_size: int | None,
+                 self_index: Tensor | None) -> Iterator[tuple[int, Tensor, Tensor]]:
+    step = chunk_size or max(1, _TORCH_BLOCK_ELEMENTS // len(g_vec))
+    g_t = g_vec.T.contiguous()
+    for start in range(0, len(q_vec), step):
+        scores = q_vec[start:start + step] @ g_t
+        yield (start, *_top_k(scores, k, _self_block(self_index, start, len(scores))))
+
+
+def _pairwise_blocks(query: Tensor, reference: Tensor, k: int, geometry: Geometry,
+                     chunk_size: int | None, self_index: Tensor | None) -> Iterator[tuple[int, Tensor, Tensor]]:
+    step = chunk_size or max(1, _TORCH_BLOCK_ELEMENTS // len(reference))
+    for start in range(0, len(query), step):
+        scores = -geometry.pairwise(query[start:start + step], reference).detach()
+        yield (start, *_top_k(scores, k, _self_block(self_index, start, len(scores))))
+
+
+def _faiss_blocks(q_vec: Tensor, g_vec: Tensor, k: int, chunk_size: int | None,
+                  self_index: Tensor | None) -> Iterator[tuple[int, Tensor, Tensor]]:
+    import faiss
+
+    q_np = np.ascontiguousarray(q_vec.numpy(), dtype=np.float32)
+    g_np = np.ascontiguousarray(g_vec.numpy(), dtype=np.float32)
+    index = faiss.IndexFlatIP(g_np.shape[1])
+    index.add(g_np)
+    has_self = self_index is not None
+    # One extra neighbour shows whether the k-th place is tied; one more makes room for the query.
+    depth = min(k + 1 + has_self, len(g_np))
+    step = chunk_size or _FAISS_QUERIES_PER_BLOCK
+    for start in range(0, len(q_np), step):
+        scores, indices = index.search(q_np[start:start + step], depth)
+        scores, indices = torch.from_numpy(scores), torch.from_numpy(indices)
+        selves = _self_block(self_index, start, len(scores))
+        if selves is not None:
+            scores, indices = _drop_self(scores, indices, selves)
+        tied = _tied_at_k(scores, k)
+        scores, indices = _ascending_index_within_ties(scores[:, :k], indices[:, :k])
+        if tied.any():
+            # faiss keeps an arbitrary subset of items tied for the k-th place: redo those rows.
+            rows = tied.nonzero().flatten()
+            exact = torch.from_numpy(q_np[start + rows.numpy()]) @ torch.from_numpy(g_np).T
+            indices[rows], scores[rows] = _top_k(exact, k, None if selves is None else selves[rows])
+        yield start, indices, scores
+
+
+def _self_block(self_index: Tensor | None, start: int, size: int) -> Tensor | None:
+    return None if self_index is None else self_index[start:start + size]
+
+
+def _drop_self(scores: Tensor, indices: Tensor, selves: Tensor) -> tuple[Tensor, Tensor]:
+    """Remove each row's own entry, or its last entry when the own entry was not returned."""
+    drop = indices == selves[:, None]
+    drop[~drop.any(dim=1), -1] = True
+    keep = ~drop
+    width = scores.shape[1] - 1
+    return scores[keep].view(-1, width), indices[keep].view(-1, width)
+
+
+def _tied_at_k(sorted_scores: Tensor, k: int) -> Tensor:
+    """Rows whose k-th and (k+1)-th best scores are equal (the k-th place is shared)."""
+    if sorted_scores.shape[1] <= k:
+        return torch.zeros(len(sorted_scores), dtype=torch.bool)
+    return sorted_scores[:, k - 1] == sorted_scores[:, k]
+
+
+def _top_k(scores: Tensor, k: int, selves: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(indices, scores) of the k highest scores per row, by the tie rule; `scores` is overwritten."""
+    if selves is not None:
+        scores[torch.arange(len(scores)), selves.to(scores.device)] = -torch.inf
+    depth = min(k + 1, scores.shape[1])
+    values, indices = scores.topk(depth, dim=1)
+    tied = _tied_at_k(values, k)
+    values, indices = values[:, :k], indices[:, :k]
+    if tied.any():
+        rows = tied.nonzero().flatten()
+        indices[rows] = _lowest_index_top_k(scores[rows], values[rows, k - 1], k)
+        values[rows] = scores[rows].gather(1, indices[rows])
+    values, indices = _ascending_index_within_ties(values, indices)
+    return indices.cpu(), values.cpu()
+
+
+def _lowest_index_top_k(scores: Tensor, kth: Tensor, k: int) -> Tensor:
+    """Indices of the k best per row: all above the k-th value, then the lowest-index ties."""
+    above = scores > kth[:, None]
+    tied = scores == kth[:, None]
+    room = k - above.sum(dim=1, keepdim=True)
+    chosen = above | (tied & (tied.cumsum(dim=1) <= room))
+    return chosen.nonzero()[:, 1].view(len(scores), k)
+
+
+def _ascending_index_within_ties(scores: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort each row by descending score, equal scores by ascending index."""
+    order = indices.argsort(dim=1)
+    scores, indices = scores.gather(1, order), indices.gather(1, order)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    return scores.gather(1, order), indices.gather(1, order)
