@@ -1,0 +1,145 @@
+"""Training curves of one run and bar charts comparing runs over seeds.
+
+    fig = training_curves(run)                           # loss, LSD term, active tuples, val metrics
+    fig = compare_runs(table, "recall@1", by="positives")  # table = dmllab.runs.aggregate(...)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from dmllab.viz._inputs import is_run
+
+# Shown by default when present in the history, in this order, then every "val_*" key.
+DEFAULT_CURVES = ("loss", "base_loss", "lsd_term", "active", "pos_dist", "neg_dist")
+
+
+def training_curves(run_or_history: Any, keys: Sequence[str] | None = None, *,
+                    title: str = "training") -> "go.Figure":
+    """One panel per history key against the epoch.
+
+    run_or_history: a Run, a list of per-epoch dicts (`run.history`) or a DataFrame of them.
+    keys: which columns to draw (default: those of DEFAULT_CURVES present, then "val_*" keys).
+    """
+    history = _history_rows(run_or_history)
+    if not history:
+        raise ValueError("training_curves: the history is empty (no epoch has finished yet)")
+    keys = curve_keys(history, keys)
+    fig = curves_figure(keys, title=title)
+    update_curves(fig, history)
+    return fig
+
+
+def curve_keys(history: list[dict], keys: Sequence[str] | None = None) -> list[str]:
+    """The keys to draw: `keys` checked against the history, or the defaults present in it."""
+    available = [k for k in dict.fromkeys(k for row in history for k in row) if _numeric(history, k)]
+    if keys is None:
+        chosen = [k for k in DEFAULT_CURVES if k in available]
+        chosen += [k for k in available if k.startswith("val_")]
+        if not chosen:
+            chosen = [k for k in available if k != "epoch"]
+        return chosen
+    keys = list(keys)
+    missing = [k for k in keys if k not in available]
+    if missing:
+        raise ValueError(f"training_curves: the history has no numeric column(s) {missing}; "
+                         f"available: {[k for k in available if k != 'epoch']}")
+    if not keys:
+        raise ValueError("training_curves: keys is empty; name at least one history column")
+    return keys
+
+
+def curves_figure(keys: Sequence[str], *, title: str = "training") -> "go.Figure":
+    """An empty curves figure: one panel and one (named) line trace per key."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    keys = list(keys)
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys, horizontal_spacing=0.08,
+                        vertical_spacing=0.18 if rows > 1 else 0.1)
+    for i, key in enumerate(keys):
+        fig.add_trace(go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name=key,
+                                 showlegend=False), row=i // cols + 1, col=i % cols + 1)
+        fig.update_xaxes(title_text="epoch", row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(title=title, template="plotly_white", height=260 * rows + 60,
+                      width=max(420, 320 * cols), margin={"t": 70, "b": 40})
+    return fig
+
+
+def update_curves(fig: "go.Figure", history: Sequence[dict]) -> None:
+    """Fill each named trace of `curves_figure` from the history (in place; works on FigureWidgets)."""
+    epochs = np.array([row.get("epoch", i + 1) for i, row in enumerate(history)], dtype=float)
+    for trace in fig.data:
+        values = np.array([_float(row.get(trace.name)) for row in history])
+        keep = np.isfinite(values)
+        trace.x, trace.y = epochs[keep], values[keep]
+
+
+def compare_runs(table: Any, metric: str, by: str | Sequence[str], *, error: str = "ci",
+                 color: str | None = None, title: str | None = None) -> "go.Figure":
+    """Bars of `<metric>_mean` per group with `<metric>_ci` (or `_std`) error bars.
+
+    table: the DataFrame `dmllab.runs.aggregate(records, by=[...], metrics=[metric])` returns.
+    by:    the column(s) on the x axis (several are joined with " / ").
+    color: an optional further column drawn as grouped bars of different colours.
+    error: "ci" (confidence half-width over seeds) or "std".
+    """
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    frame = pd.DataFrame(table)
+    if frame.empty:
+        raise ValueError("compare_runs: the table is empty")
+    if error not in ("ci", "std"):
+        raise ValueError(f"compare_runs: error={error!r}; choose 'ci' or 'std'")
+    by = [by] if isinstance(by, str) else list(by)
+    needed = by + [f"{metric}_mean", f"{metric}_{error}"] + ([color] if color else [])
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"compare_runs: the table has no column(s) {missing}; columns: {list(frame.columns)}. "
+                         "Build it with dmllab.runs.aggregate(records, by=..., metrics=[metric])")
+    frame = frame.assign(_x=frame[by].astype(str).agg(" / ".join, axis=1))
+    groups = [(None, frame)] if color is None else list(frame.groupby(color, sort=True))
+    fig = go.Figure()
+    for name, group in groups:
+        count = group.get(f"{metric}_n")
+        fig.add_trace(go.Bar(
+            x=group["_x"].to_numpy(), y=group[f"{metric}_mean"].to_numpy(dtype=float),
+            error_y={"type": "data", "array": group[f"{metric}_{error}"].to_numpy(dtype=float), "visible": True},
+            name=metric if name is None else f"{color}={name}",
+            customdata=None if count is None else count.to_numpy(),
+            hovertemplate="%{x}: %{y:.4f} ± %{error_y.array:.4f}"
+                          + ("" if count is None else " (n=%{customdata})") + "<extra></extra>"))
+    fig.update_layout(title=title or f"{metric} (mean ± {'95% CI' if error == 'ci' else 'std'} over seeds)",
+                      xaxis_title=" / ".join(by), yaxis_title=metric, barmode="group",
+                      template="plotly_white", height=400, width=max(420, 90 * len(frame) + 200),
+                      showlegend=color is not None)
+    return fig
+
+
+def _history_rows(value: Any) -> list[dict]:
+    import pandas as pd
+
+    if is_run(value):
+        return list(value.history)
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict("records")
+    if isinstance(value, (list, tuple)) and all(isinstance(row, dict) for row in value):
+        return list(value)
+    raise TypeError(f"expected a Run, a list of per-epoch dicts or a DataFrame; got {type(value).__name__}")
+
+
+def _numeric(history: list[dict], key: str) -> bool:
+    return any(np.isfinite(_float(row.get(key))) for row in history)
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan

@@ -1,0 +1,220 @@
+"""Embedding maps: where the points of each class, sub-cluster or flipped label land.
+
+    fig = embedding_map(run)                                   # test split, coloured by class
+    fig = embedding_map(z, labels, color_by="sub", dataset=data)
+    fig = compare_maps({"random": run_a, "nearest": run_b}, color_by="sub")
+    fig = evolution(run)                                       # animation over run.snapshots
+    fig = angle_histogram(z2, modes)                           # 2-D toys on the unit circle
+
+Each colour value is one trace (so the legend toggles a class), and every trace carries the
+sample's row index in `customdata[:, 0]` followed by its labels, shown on hover.
+
+Thumbnails: plotly's hover box is SVG text and does not render `<img>` tags, so images are not put
+in the hover. For image data use `dmllab.widgets.map_explorer(fig, dataset)`: the same figure as a
+FigureWidget beside an image panel that shows the hovered or clicked sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from dmllab.data.dataset import Dataset
+from dmllab.viz._inputs import as_labels, as_points, coloring, is_run, palette, run_points, sorted_unique
+from dmllab.viz.projection import aligned_projections, project
+
+
+def embedding_map(points: Any, labels: Any = None, *, color_by: str = "class",
+                  dataset: Dataset | None = None, sub: Any = None, flipped: Any = None,
+                  split: str = "test", method: str = "pca", seed: int = 0,
+                  title: str | None = None, marker_size: float = 6.0) -> "go.Figure":
+    """A scatter map of embeddings, one trace per class / sub-cluster / clean-vs-flipped.
+
+    points:   [n, 2] points, [n, d] embeddings (projected with `project(method, seed)`), or a Run
+              (its `split` is embedded and supplies labels, sub-clusters and flips).
+    labels:   [n] class labels (default: dataset.y).
+    color_by: "class", "sub" (sub-cluster / fine label) or "flipped" (was the label changed by
+              injected noise).
+    dataset:  the Dataset the rows come from, for labels and hover; `sub` / `flipped` override it.
+    """
+    import plotly.graph_objects as go
+
+    xy, dataset = _points_and_dataset(points, dataset, split, method, seed, "embedding_map")
+    values, legend = coloring(color_by, len(xy), "embedding_map", labels, dataset, sub, flipped)
+    hover = _hover_columns(len(xy), labels, dataset, sub, flipped)
+    fig = go.Figure(_scatter_traces(xy, values, palette(values), hover, marker_size))
+    _map_layout(fig, title or f"embeddings coloured by {legend}", legend, method if _projected(points, xy) else None)
+    return fig
+
+
+def compare_maps(maps: Mapping[str, Any], labels: Any = None, *, color_by: str = "class",
+                 dataset: Dataset | None = None, sub: Any = None, flipped: Any = None,
+                 split: str = "test", method: str = "pca", seed: int = 0,
+                 marker_size: float = 5.0) -> "go.Figure":
+    """Side-by-side maps (one column per entry) sharing one colour per label and one legend.
+
+    maps: {title: points | embeddings | Run}. Runs bring their own split's labels; arrays use
+    `labels` / `dataset` / `sub` / `flipped` (the same rows for every entry). Axes are linked, so
+    zooming one panel zooms all.
+    """
+    from plotly.subplots import make_subplots
+
+    if not maps:
+        raise ValueError("compare_maps: nothing to compare; pass {name: run_or_points, ...}")
+    panels = []
+    for name, value in maps.items():
+        xy, data = _points_and_dataset(value, dataset, split, method, seed, f"compare_maps[{name!r}]")
+        values, legend = coloring(color_by, len(xy), f"compare_maps[{name!r}]",
+                                  None if is_run(value) else labels, data,
+                                  None if is_run(value) else sub, None if is_run(value) else flipped)
+        hover = _hover_columns(len(xy), None if is_run(value) else labels, data, sub, flipped)
+        panels.append((name, xy, values, hover))
+    colors = palette(np.concatenate([p[2] for p in panels]))
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels],
+                        shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.04)
+    shown: set = set()
+    for col, (_, xy, values, hover) in enumerate(panels, start=1):
+        for trace in _scatter_traces(xy, values, colors, hover, marker_size):
+            trace.showlegend = trace.name not in shown
+            shown.add(trace.name)
+            fig.add_trace(trace, row=1, col=col)
+    fig.update_layout(title=f"embeddings coloured by {legend}", legend_title_text=legend,
+                      height=420, width=max(500, 380 * len(panels)), template="plotly_white")
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+def evolution(run: Any, labels: Any = None, *, color_by: str = "class", method: str = "pca",
+              seed: int = 0, marker_size: float = 6.0, frame_ms: int = 400) -> "go.Figure":
+    """An animation (play button + epoch slider) of the probe set's map over training.
+
+    run: a Run with `snapshots` (Config.snapshot_every > 0) whose rows are `run.train` rows
+    `run.probe_index`, or a {epoch: [n, d]} dict with `labels`. Projections come from
+    `aligned_projections(method)`, so the axes stay fixed and the range covers every frame.
+    """
+    import plotly.graph_objects as go
+
+    snapshots, data = _snapshots_and_data(run, "evolution")
+    frames_xy = aligned_projections(snapshots, method, seed)
+    epochs = sorted(frames_xy)
+    n = len(frames_xy[epochs[0]])
+    values, legend = coloring(color_by, n, "evolution", labels, data)
+    colors = palette(values)
+    hover = _hover_columns(n, labels, data, None, None)
+    frames = [go.Frame(data=_scatter_traces(frames_xy[e], values, colors, hover, marker_size),
+                       name=str(e), layout={"title": {"text": f"epoch {e}"}}) for e in epochs]
+    fig = go.Figure(data=frames[0].data, frames=frames)
+    _map_layout(fig, f"epoch {epochs[0]}", legend, method)
+    everything = np.concatenate([frames_xy[e] for e in epochs])
+    low, high = everything.min(axis=0), everything.max(axis=0)
+    pad = 0.05 * np.maximum(high - low, 1e-9)
+    fig.update_xaxes(range=[low[0] - pad[0], high[0] + pad[0]], autorange=False)
+    fig.update_yaxes(range=[low[1] - pad[1], high[1] + pad[1]], autorange=False)
+    step_args = {"mode": "immediate", "frame": {"duration": frame_ms, "redraw": True},
+                 "transition": {"duration": 0}}
+    fig.update_layout(
+        updatemenus=[{"type": "buttons", "showactive": False, "x": 0.0, "y": -0.08,
+                      "buttons": [{"label": "play", "method": "animate",
+                                   "args": [None, {**step_args, "fromcurrent": True}]},
+                                  {"label": "pause", "method": "animate",
+                                   "args": [[None], {**step_args, "frame": {"duration": 0}}]}]}],
+        sliders=[{"active": 0, "x": 0.12, "len": 0.88, "y": -0.05, "currentvalue": {"prefix": "epoch "},
+                  "steps": [{"label": str(e), "method": "animate", "args": [[str(e)], step_args]}
+                            for e in epochs]}])
+    return fig
+
+
+def angle_histogram(embeddings2d: Any, labels: Any, *, bins: int = 36,
+                    title: str = "embedding angles") -> "go.Figure":
+    """Histogram of atan2(y, x) in degrees, one overlaid histogram per label (e.g. per mode).
+
+    For 2-D embeddings on (or near) the unit circle, as in the class-collapse toy: a class that
+    collapsed shows one narrow peak, a class that kept its modes shows one peak per mode.
+    """
+    import plotly.graph_objects as go
+
+    xy = as_points(embeddings2d, "angle_histogram", min_dim=2)
+    if xy.shape[1] != 2:
+        raise ValueError(f"angle_histogram: needs 2-D embeddings; got d={xy.shape[1]} "
+                         "(project them first, or use embedding_map)")
+    values = as_labels(labels, len(xy), "angle_histogram")
+    degrees = np.degrees(np.arctan2(xy[:, 1], xy[:, 0]))
+    colors = palette(values)
+    width = 360.0 / bins
+    fig = go.Figure([go.Histogram(x=degrees[values == v], name=str(v), marker_color=colors[v],
+                                  xbins={"start": -180.0, "end": 180.0, "size": width}, opacity=0.7)
+                     for v in sorted_unique(values)])
+    fig.update_layout(barmode="overlay", title=title, legend_title_text="label", template="plotly_white",
+                      xaxis_title="angle (degrees)", yaxis_title="count", height=360, width=640)
+    fig.update_xaxes(range=[-180, 180], dtick=45)
+    return fig
+
+
+# ---------------------------------------------------------------------------- helpers
+def _points_and_dataset(points: Any, dataset: Dataset | None, split: str, method: str, seed: int,
+                        where: str) -> tuple[np.ndarray, Dataset | None]:
+    if is_run(points):
+        embeddings, dataset = run_points(points, split, where)
+    else:
+        embeddings = as_points(points, where, min_dim=2)
+        if dataset is not None and len(dataset) != len(embeddings):
+            raise ValueError(f"{where}: {len(embeddings)} points but the dataset has {len(dataset)} rows")
+    return project(embeddings, method, seed), dataset
+
+
+def _projected(points: Any, xy: np.ndarray) -> bool:
+    return is_run(points) or np.shape(points)[-1] != 2
+
+
+def _snapshots_and_data(run: Any, where: str) -> tuple[Mapping[int, Any], Dataset | None]:
+    if not is_run(run):
+        if not isinstance(run, Mapping):
+            raise TypeError(f"{where}: expected a Run or a {{epoch: embeddings}} dict; got {type(run).__name__}")
+        return run, None
+    if not run.snapshots:
+        raise ValueError(f"{where}: the run has no snapshots; train with Config.snapshot_every > 0")
+    data = None
+    if run.data is not None and run.probe_index is not None:
+        data = run.train.subset(run.probe_index)
+    return run.snapshots, data
+
+
+def _hover_columns(n: int, labels: Any, dataset: Dataset | None, sub: Any, flipped: Any
+                   ) -> dict[str, np.ndarray]:
+    """Columns shown on hover, in order; "index" (the row in the dataset) always first."""
+    columns: dict[str, np.ndarray] = {"index": np.arange(n)}
+    y = labels if labels is not None else (dataset.y if dataset is not None else None)
+    if y is not None:
+        columns["class"] = as_labels(y, n, "hover")
+    fine = sub if sub is not None else (dataset.sub if dataset is not None else None)
+    if fine is not None:
+        columns["sub"] = as_labels(fine, n, "hover", "sub")
+    if dataset is not None and dataset.clean_y is not None:
+        columns["clean label"] = as_labels(dataset.clean_y, n, "hover", "clean_y")
+    elif flipped is not None:
+        columns["flipped"] = as_labels(flipped, n, "hover", "flipped").astype(bool)
+    return columns
+
+
+def _scatter_traces(xy: np.ndarray, values: np.ndarray, colors: dict, hover: dict[str, np.ndarray],
+                    marker_size: float) -> list:
+    import plotly.graph_objects as go
+
+    customdata = np.column_stack([np.asarray(col).astype(object) for col in hover.values()])
+    template = "<br>".join(f"{name}: %{{customdata[{i}]}}" for i, name in enumerate(hover))
+    traces = []
+    for value in sorted_unique(values):
+        rows = np.flatnonzero(values == value)
+        traces.append(go.Scatter(
+            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=str(value), customdata=customdata[rows],
+            hovertemplate=template + "<extra>%{fullData.name}</extra>",
+            marker={"color": colors[value], "size": marker_size, "line": {"width": 0}}))
+    return traces
+
+
+def _map_layout(fig: "go.Figure", title: str, legend: str, method: str | None) -> None:
+    axis = f"{method.upper()} " if method else ""
+    fig.update_layout(title=title, legend_title_text=legend, template="plotly_white",
+                      xaxis_title=f"{axis}1", yaxis_title=f"{axis}2", height=480, width=560)
