@@ -48,7 +48,8 @@ def build(name: str, dim: int, **options: Any) -> Geometry:
     """
     if name in _FIXED:
         cls = _FIXED[name]
-        allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        allowed = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                   if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ValueError(
