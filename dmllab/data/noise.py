@@ -35,7 +35,8 @@ def symmetric(y: Tensor, rate: float, num_classes: int | None = None, seed: int 
     """
     classes, position, flip, gen = _prepare(y, rate, num_classes, seed, classes)
     offset = torch.randint(1, len(classes), (len(position),), generator=gen)
-    return torch.where(flip, classes[(position + offset) % len(classes)], classes[position])
+    noisy = torch.where(flip, classes[(position + offset) % len(classes)], classes[position])
+    return noisy.to(torch.as_tensor(y).device)
 
 
 def pairflip(y: Tensor, rate: float, num_classes: int | None = None, seed: int = 0, *,
@@ -45,7 +46,8 @@ def pairflip(y: Tensor, rate: float, num_classes: int | None = None, seed: int =
     The class list is chosen as in `symmetric`; the last class flips to the first.
     """
     classes, position, flip, _ = _prepare(y, rate, num_classes, seed, classes)
-    return torch.where(flip, classes[(position + 1) % len(classes)], classes[position])
+    noisy = torch.where(flip, classes[(position + 1) % len(classes)], classes[position])
+    return noisy.to(torch.as_tensor(y).device)
 
 
 def inject(dataset: Dataset, rate: float, kind: str = "symmetric", seed: int = 0) -> Dataset:
@@ -71,9 +73,9 @@ def _prepare(y: Tensor, rate: float, num_classes: int | None, seed: int,
     y = torch.as_tensor(y)
     if y.dim() != 1 or torch.is_floating_point(y) or y.dtype == torch.bool:
         raise ValueError(f"noise needs a 1-D integer label tensor; got {y.dtype} of shape {tuple(y.shape)}")
-    y = y.long()
+    y = y.long().cpu()
     if classes is not None:
-        classes = torch.unique(torch.as_tensor(classes).long())
+        classes = torch.unique(torch.as_tensor(classes).long().cpu())
     elif num_classes is not None:
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
             raise ValueError(

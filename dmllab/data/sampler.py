@@ -41,7 +41,7 @@ class ClassBalancedSampler(Sampler[Tensor]):
     def __init__(self, labels: Tensor | Sequence[int], classes_per_batch: int, samples_per_class: int, *,
                  batches_per_epoch: int | None = None, seed: int = 0, rank: int = 0,
                  world_size: int = 1) -> None:
-        labels = torch.as_tensor(labels)
+        labels = torch.as_tensor(labels).cpu()
         if labels.dim() != 1 or torch.is_floating_point(labels) or labels.dtype == torch.bool:
             raise ValueError(f"labels must be a 1-D integer tensor; got {labels.dtype} {tuple(labels.shape)}")
         for name, value in (("classes_per_batch", classes_per_batch), ("samples_per_class", samples_per_class)):
