@@ -1,0 +1,159 @@
+import math
+
+import pytest
+import torch
+
+from dmllab.losses import same_label_mask, select_negatives, select_positives
+from dmllab.losses.strategies import Pairs
+
+LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 2, 3])     # class 3 is a singleton
+
+
+def _asymmetric_D(n, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    D = torch.rand(n, n, generator=g, dtype=dtype) * 2.0   # D[i, j] != D[j, i]
+    return D.fill_diagonal_(0.0)
+
+
+def _positives(a, labels=LABELS):
+    return [j for j in range(len(labels)) if j != a and labels[j] == labels[a]]
+
+
+def _negatives(a, labels=LABELS):
+    return [j for j in range(len(labels)) if labels[j] != labels[a]]
+
+
+def test_same_label_mask_matches_loop():
+    same = same_label_mask(LABELS)
+    expected = [[i != j and LABELS[i] == LABELS[j] for j in range(10)] for i in range(10)]
+    assert same.tolist() == expected
+
+
+@pytest.mark.parametrize("how", ["nearest", "hardest"])
+def test_deterministic_positives_match_loop(how):
+    D = _asymmetric_D(10)
+    pairs = select_positives(D, same_label_mask(LABELS), how)
+    expected = []
+    for a in range(10):
+        cands = _positives(a)
+        if cands:
+            pick = min if how == "nearest" else max
+            expected.append((a, pick(cands, key=lambda j: D[a, j].item())))
+    assert list(zip(pairs.anchors.tolist(), pairs.positives.tolist())) == expected
+    assert pairs.dropped == 1                                   # the singleton anchor 9
+
+
+def test_k_nearest_positives_match_loop_and_keep_short_rows():
+    D = _asymmetric_D(10, seed=1)
+    pairs = select_positives(D, same_label_mask(LABELS), "nearest", k=2)
+    for a in range(10):
+        got = set(pairs.positives[pairs.anchors == a].tolist())
+        cands = sorted(_positives(a), key=lambda j: D[a, j].item())
+        assert got == set(cands[:2])                            # class 2 has only one positive
+
+
+def test_all_positives_are_every_same_label_pair():
+    pairs = select_positives(_asymmetric_D(10), same_label_mask(LABELS), "all")
+    expected = [(a, p) for a in range(10) for p in _positives(a)]
+    assert sorted(zip(pairs.anchors.tolist(), pairs.positives.tolist())) == expected
+
+
+def test_nearest_positive_excludes_the_anchor_by_index_with_duplicates():
+    z = torch.tensor([[0.0, 0.0], [0.0, 0.0], [5.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    D = torch.cdist(z, z)                                       # D[0, 1] = 0 = D[0, 0]
+    pairs = select_positives(D, same_label_mask(labels), "nearest")
+    chosen = pairs.positives.tolist()
+    assert chosen[:2] == [1, 0] and chosen[3:] == [4, 3] and chosen[2] in (0, 1)   # 0 and 1 tie for anchor 2
+    assert (pairs.anchors != pairs.positives).all()
+
+
+def test_random_positives_are_uniform_and_seeded():
+    D = _asymmetric_D(10)
+    same = same_label_mask(LABELS)
+    torch.manual_seed(0)
+    first = select_positives(D, same, "random")
+    torch.manual_seed(0)
+    again = select_positives(D, same, "random")
+    assert torch.equal(first.positives, again.positives)
+    counts = torch.zeros(10, 10)
+    for _ in range(1500):
+        pairs = select_positives(D, same, "random")
+        counts[pairs.anchors, pairs.positives] += 1
+    assert (counts[~same] == 0).all()
+    for a in range(9):
+        share = counts[a, _positives(a)] / 1500
+        assert torch.allclose(share, torch.full_like(share, 1 / len(_positives(a))), atol=0.04)
+
+
+def test_negatives_hardest_and_all_match_loop():
+    D = _asymmetric_D(10, seed=2)
+    same = same_label_mask(LABELS)
+    pairs = select_positives(D, same, "all")
+    hardest = select_negatives(D, same, pairs, "hardest")
+    for a, n in zip(hardest.anchors.tolist(), hardest.negatives.tolist()):
+        assert n == min(_negatives(a), key=lambda j: D[a, j].item())
+    every = select_negatives(D, same, pairs, "all")
+    for row, a in zip(every.negatives.tolist(), every.anchors.tolist()):
+        assert [j for j in range(10) if row[j]] == _negatives(a)
+    assert every.dropped == 1
+
+
+def test_semihard_is_relative_to_the_chosen_positive_with_hardest_fallback():
+    D = _asymmetric_D(10, seed=3)
+    same = same_label_mask(LABELS)
+    margin = 0.3
+    torch.manual_seed(0)
+    pairs = select_positives(D, same, "random")
+    seen_window = seen_fallback = 0
+    for _ in range(50):
+        tri = select_negatives(D, same, pairs, "semihard", margin)
+        for a, p, n in zip(tri.anchors.tolist(), tri.positives.tolist(), tri.negatives.tolist()):
+            window = [j for j in _negatives(a) if D[a, p] < D[a, j] < D[a, p] + margin]
+            if window:
+                assert n in window
+                seen_window += 1
+            else:
+                assert n == min(_negatives(a), key=lambda j: D[a, j].item())
+                seen_fallback += 1
+    assert seen_window and seen_fallback
+
+
+def test_distance_weighted_follows_the_inverse_sphere_density():
+    dim = 8
+    D = torch.tensor([[0.0, 0.3, 0.6, 1.0, 1.4], [0.3, 0.0, 1.0, 1.0, 1.0]] + [[1.0] * 5] * 3, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 2, 3])
+    same = same_label_mask(labels)
+    pairs = Pairs(torch.zeros(4000, dtype=torch.long), torch.ones(4000, dtype=torch.long), 0)
+    torch.manual_seed(0)
+    tri = select_negatives(D, same, pairs, "distance_weighted", dim=dim)
+    freq = torch.bincount(tri.negatives, minlength=5)[2:].double() / 4000
+
+    def weight(d):
+        d = max(d, 0.5)
+        return math.exp((2 - dim) * math.log(d) - (dim - 3) / 2 * math.log(1 - d * d / 4))
+
+    w = torch.tensor([weight(d) for d in (0.6, 1.0, 1.4)], dtype=torch.float64)
+    assert torch.allclose(freq, w / w.sum(), atol=0.03)
+    with pytest.raises(ValueError, match="needs dim"):
+        select_negatives(D, same, pairs, "distance_weighted")
+
+
+def test_anchors_without_negatives_are_dropped():
+    labels = torch.tensor([0, 0, 0])
+    same = same_label_mask(labels)
+    D = _asymmetric_D(3)
+    tri = select_negatives(D, same, select_positives(D, same, "all"), "hardest")
+    assert len(tri) == 0 and tri.dropped == 3
+
+
+def test_unknown_strategies_and_bad_k_raise():
+    D, same = _asymmetric_D(10), same_label_mask(LABELS)
+    with pytest.raises(ValueError, match="unknown positives strategy 'easy'; choose one of: all, hardest"):
+        select_positives(D, same, "easy")
+    with pytest.raises(ValueError, match="unknown negatives strategy"):
+        select_negatives(D, same, select_positives(D, same, "all"), "soft")
+    with pytest.raises(ValueError, match="k .* must be an int >= 1"):
+        select_positives(D, same, "nearest", k=0)
+    with pytest.raises(ValueError, match="square batch matrix"):
+        select_positives(D[:3], same, "nearest")
