@@ -36,6 +36,8 @@ def test_class_split_uses_the_standard_training_classes():
     train, test = split(data, how="classes", test_fraction=0.9)
     assert train.classes.tolist() == [1, 4, 5] and test.classes.tolist() == [0, 2, 3]
     assert "train_classes" not in train.meta and "train_classes" in data.meta
+    with pytest.raises(ValueError, match="standard split.*max_classes"):
+        split(_data([3] * 6, meta={"train_classes": [0]}), how="classes")
 
 
 @pytest.mark.parametrize("counts, fraction", [([4, 4, 4], 0.5), ([4] * 10, 0.95), ([4, 4], 0.5)])

@@ -46,10 +46,11 @@ def split(dataset: Dataset, how: str = "classes", test_fraction: float = 0.5,
         standard = dataset.meta.get("train_classes")
         if standard is not None:
             is_train = torch.isin(classes, torch.as_tensor(list(standard), dtype=torch.long))
+            fix = "The dataset's standard split applies here: keep more classes (max_classes), or use how='stratified'"
         else:
             is_train = torch.arange(len(classes)) < len(classes) - _round(test_fraction * len(classes))
-        train, test = _by_classes(dataset, classes[is_train], classes[~is_train], "test",
-                                  "Change test_fraction, or use how='stratified'")
+            fix = "Change test_fraction, or use how='stratified'"
+        train, test = _by_classes(dataset, classes[is_train], classes[~is_train], "test", fix)
     for part in (train, test):
         part.meta.pop("train_classes", None)
     return train, test
