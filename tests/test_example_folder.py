@@ -1,0 +1,68 @@
+"""The generated example image folder: every layout loads through its real loader, with the right labels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dmllab.data import load, split
+from dmllab.data.example_folder import LAYOUTS, write_example_folder
+from dmllab.metrics.retrieval import retrieval
+
+SIZE = 16
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_loads_with_balanced_labels(tmp_path, layout):
+    root = write_example_folder(tmp_path / layout, layout=layout, classes=4, per_class=3, size=SIZE)
+    data = load(layout, root=root, image_size=SIZE)
+    assert len(data) == 12 and data.num_classes == 4
+    assert torch.bincount(data.y).tolist() == [3, 3, 3, 3]
+    images = data.x[torch.arange(len(data))]
+    assert images.shape == (12, 3, SIZE, SIZE) and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+
+
+@pytest.mark.parametrize("layout", ["cub200", "cars196", "sop"])
+def test_standard_layouts_train_on_the_first_half_of_the_classes(tmp_path, layout):
+    root = write_example_folder(tmp_path, layout=layout, classes=6, per_class=2, size=SIZE)
+    data = load(layout, root=root, image_size=SIZE)
+    assert data.meta["train_classes"] == [0, 1, 2]
+    train, test = split(data, how="classes")
+    assert sorted(set(train.y.tolist())) == [0, 1, 2] and sorted(set(test.y.tolist())) == [3, 4, 5]
+
+
+def test_sop_pairs_products_into_super_classes(tmp_path):
+    root = write_example_folder(tmp_path, layout="sop", classes=6, per_class=2, size=SIZE)
+    data = load("sop", root=root, image_size=SIZE, labels="super")
+    assert data.y.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    assert data.sub.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(tmp_path):
+    def pixels(folder, seed):
+        root = write_example_folder(tmp_path / folder, classes=2, per_class=2, size=SIZE, seed=seed)
+        data = load("folder", root=root, image_size=SIZE)
+        return data.x[torch.arange(len(data))]
+
+    assert torch.equal(pixels("a", 3), pixels("b", 3))
+    assert not torch.equal(pixels("a2", 3), pixels("c", 4))
+
+
+def test_classes_are_recognisable_from_raw_pixels(tmp_path):
+    """Class-dependent shapes and colours: even raw pixels retrieve the class far above chance."""
+    root = write_example_folder(tmp_path, classes=6, per_class=10, size=SIZE)
+    data = load("folder", root=root, image_size=SIZE)
+    pixels = data.x[torch.arange(len(data))].flatten(1)
+    assert retrieval(pixels, data.y, ks=(1,))["recall@1"] > 0.5        # chance is about 1/6
+
+
+def test_bad_arguments_and_reused_folders_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="layout='imagenet' is not known; choose one of: folder, cub200"):
+        write_example_folder(tmp_path, layout="imagenet")
+    with pytest.raises(ValueError, match="classes must be an int >= 2; got 1"):
+        write_example_folder(tmp_path, classes=1)
+    with pytest.raises(ValueError, match="classes must be even"):
+        write_example_folder(tmp_path, layout="sop", classes=5)
+    write_example_folder(tmp_path, layout="cub200", classes=2, per_class=1, size=SIZE)
+    with pytest.raises(ValueError, match="already exists; pass an empty or new root folder"):
+        write_example_folder(tmp_path, layout="cub200", classes=2, per_class=1, size=SIZE)
