@@ -1,0 +1,81 @@
+"""Under DDP the loss and gradients equal a single process on the concatenated batch."""
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from dmllab.components import build_components
+from dmllab.config import Config
+from dmllab.losses.lsd import ListwiseSelfDistillation
+from dmllab.train import Teacher, _undo_world_scaling, step_loss
+
+CASES = {
+    "nearest-triplet": dict(loss="triplet", positives="nearest", negatives="semihard"),
+    "lsd-margin": dict(loss="margin", positives="random", negatives="hardest", lsd_alpha=5.0),
+}
+
+
+def make_batch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 6, generator=g)
+    y = torch.arange(4).repeat_interleave(4)  # 4 classes x 4 samples
+    return x, y
+
+
+def one_step(changes, rank=0, world=1):
+    config = Config(dataset="mixture", embedding_dim=5, samples_per_class=4, classes_per_batch=4, **changes)
+    x, y = make_batch()
+    torch.manual_seed(1)
+    model, geometry, loss_fn = build_components(config, (6,), num_classes=4)
+    torch.manual_seed(2)
+    teacher_model, teacher_geometry, _ = build_components(config, (6,), num_classes=4)
+    teacher = Teacher.snapshot(teacher_model, teacher_geometry, epoch=0)
+    lsd = ListwiseSelfDistillation(config.lsd_alpha) if config.lsd_alpha else None
+    trained = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model)
+    shard = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
+    torch.manual_seed(3)  # the same random choices on every rank
+    loss, _ = step_loss(trained, loss_fn, x[shard], y[shard], lsd=lsd, teacher=teacher, lsd_weight=0.7)
+    (loss * world).backward()
+    _undo_world_scaling(loss_fn, world)
+    grads = {f"model.{n}": p.grad.clone() for n, p in model.named_parameters()}
+    grads.update({f"loss.{n}": p.grad.clone() for n, p in loss_fn.named_parameters() if p.grad is not None})
+    return float(loss.detach()), grads
+
+
+def worker(rank, world, store, out):
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        for case in sorted(CASES):
+            torch.save(one_step(CASES[case], rank, world), f"{out}.{case}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_rank_results(tmp_path_factory):
+    """One 2-process gloo group (loopback, file store) runs every case once."""
+    folder = tmp_path_factory.mktemp("ddp")
+    out = str(folder / "result")
+    mp.spawn(worker, args=(2, str(folder / "store"), out), nprocs=2, join=True)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_two_gloo_ranks_match_one_process_on_the_concatenated_batch(two_rank_results, case):
+    expected_loss, expected_grads = one_step(CASES[case])
+    for rank in range(2):
+        loss, grads = torch.load(f"{two_rank_results}.{case}.{rank}", weights_only=True)
+        assert loss == pytest.approx(expected_loss, rel=1e-5)
+        assert grads.keys() == expected_grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, expected_grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -1,0 +1,137 @@
+import math
+
+import pytest
+import torch
+
+import dmllab as dl
+from dmllab.config import Config
+from dmllab.train import NonFiniteLossError, StopTraining
+
+
+def digits_config(**changes):
+    # train classes 0-4, test classes 5-9 (the zero-shot protocol on sklearn's digits)
+    base = dict(dataset="digits", split="classes", test_fraction=0.5, epochs=6, batches_per_epoch=15,
+                classes_per_batch=5, samples_per_class=8, embedding_dim=16, seed=0)
+    return Config(**{**base, **changes})
+
+
+@pytest.mark.slow
+def test_training_on_digits_beats_the_untrained_model():
+    config = digits_config(positives="nearest")
+    untrained = dl.fit(config.replace(epochs=1, lr=1e-12), progress=False)
+    trained = dl.fit(config, progress=False)
+    before = dl.evaluate(untrained)["recall@1"]
+    after = dl.evaluate(trained)["recall@1"]
+    assert set(trained.test.y.tolist()) == {5, 6, 7, 8, 9}
+    assert set(trained.train.y.tolist()) == {0, 1, 2, 3, 4}
+    assert after > before + 0.03, (before, after)
+    assert len(trained.history) == config.epochs
+    assert all(math.isfinite(row["loss"]) for row in trained.history)
+
+
+def test_same_config_same_numbers():
+    config = digits_config(epochs=2, batches_per_epoch=3)
+    first = dl.fit(config, progress=False)
+    second = dl.fit(config, progress=False)
+    assert first.history[-1]["loss"] == second.history[-1]["loss"]
+    torch.testing.assert_close(first.embed(first.test), second.embed(second.test))
+
+
+def test_model_without_parameters_skips_the_optimiser_and_is_evaluable():
+    config = Config(dataset="loggrid", split="stratified", model="identity", normalize=False,
+                    geometry="euclidean", loss="prototype_ce", epochs=3)
+    run = dl.fit(config, progress=False)
+    assert run.history == []
+    metrics = dl.evaluate(run)
+    assert 0.0 < metrics["prototype_accuracy"] <= 1.0
+
+
+def test_history_snapshots_and_callbacks():
+    seen = []
+    config = digits_config(epochs=3, batches_per_epoch=2, val_fraction=0.4, classes_per_batch=3, snapshot_every=1,
+                           probe_size=50)
+    run = dl.fit(config, callbacks=[lambda run, epoch: seen.append((epoch, len(run.history)))], progress=False)
+    assert seen == [(0, 1), (1, 2), (2, 3)]
+    assert sorted(run.snapshots) == [0, 1, 2]
+    assert run.snapshots[0].shape == (50, 16)
+    assert {"loss", "active", "val_recall@1", "val_map@r", "seconds"} <= set(run.history[-1])
+    assert "test_recall@1" not in run.history[-1]
+
+
+def test_callback_can_stop_training():
+    def stop(run, epoch):
+        if epoch == 1:
+            raise StopTraining
+
+    run = dl.fit(digits_config(epochs=5, batches_per_epoch=2), callbacks=[stop], progress=False)
+    assert len(run.history) == 2 and run.stopped_early
+
+
+def test_early_stopping_restores_the_best_validation_epoch():
+    config = digits_config(epochs=6, batches_per_epoch=2, val_fraction=0.4, classes_per_batch=3,
+                           early_stopping_patience=1, lr=0.05)
+    run = dl.fit(config, progress=False)
+    best = max(run.history, key=lambda row: row["val_recall@1"])
+    assert run.metrics["best_epoch"] == best["epoch"]
+
+
+def test_lsd_teacher_changes_only_at_epoch_ends_and_sees_the_same_batch(monkeypatch):
+    from dmllab import train
+
+    calls = []
+    original = train.Teacher.distances
+
+    def spy(self, x):
+        calls.append((self.epoch, x.clone(), id(self.model)))
+        return original(self, x)
+
+    student_inputs = []
+    original_step = train.step_loss
+
+    def spy_step(model, loss_fn, x, y, **kwargs):
+        student_inputs.append(x.clone())
+        return original_step(model, loss_fn, x, y, **kwargs)
+
+    monkeypatch.setattr(train.Teacher, "distances", spy)
+    monkeypatch.setattr(train, "step_loss", spy_step)
+    run = dl.fit(digits_config(epochs=3, batches_per_epoch=2, lsd_alpha=10.0), progress=False)
+    # epoch 0 has weight 0 and no teacher; epochs 1 and 2 use the snapshots of epochs 0 and 1
+    assert [c[0] for c in calls] == [0, 0, 1, 1]
+    assert len({c[2] for c in calls[:2]}) == 1 and calls[0][2] != calls[2][2]
+    for (_, x_teacher, _), x_student in zip(calls, student_inputs[2:]):
+        assert torch.equal(x_teacher, x_student)
+    assert run.history[0]["lsd_weight"] == 0.0 and run.history[2]["lsd_weight"] > 0
+    assert "lsd_term" in run.history[2] and run.history[2]["lsd_strength"] == 10.0
+
+
+def test_teacher_is_frozen_and_in_eval_mode():
+    from dmllab.train import Teacher
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5))
+    teacher = Teacher.snapshot(model, dl.geometry.build("euclidean", 3), epoch=0)
+    assert not teacher.model.training
+    assert all(not p.requires_grad for p in teacher.model.parameters())
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(teacher.distances(x), teacher.distances(x))
+
+
+def test_non_finite_loss_stops_with_a_clear_message():
+    with pytest.raises(NonFiniteLossError, match="lower Config.lr"):
+        dl.fit(digits_config(epochs=2, batches_per_epoch=3, lr=1e30, normalize=False, optimizer="sgd"),
+               progress=False)
+
+
+def test_run_save_and_load_round_trip(tmp_path):
+    run = dl.fit(digits_config(epochs=1, batches_per_epoch=2, loss="margin"), progress=False)
+    run.metrics.update(dl.evaluate(run))
+    path = run.save(tmp_path / "run")
+    assert {p.name for p in path.iterdir()} == {"config.json", "metrics.json", "history.csv", "model.pt"}
+    loaded = dl.runs.load(path)
+    torch.testing.assert_close(loaded.embed(loaded.test), run.embed(run.test))
+    assert loaded.config == run.config
+    assert loaded.metrics["recall@1"] == pytest.approx(run.metrics["recall@1"])
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ValueError, match="device"):
+        Config(device="tpu")
