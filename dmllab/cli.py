@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import sys
@@ -252,7 +253,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     threads = max(1, (os.cpu_count() or 1) // args.workers)
     failures = []
     if todo:
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        # spawn, not fork: a forked child of a process whose OpenMP pool is running can hang
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(run_cell, grid, cell, threads) for cell in todo]
             for future in as_completed(futures):
                 name, error = future.result()

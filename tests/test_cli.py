@@ -1,0 +1,120 @@
+"""The command line: sweeps (validation, parallel workers, resumability), report, run, fit."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import nbformat
+import pytest
+
+from dmllab import cli
+
+FIT_GRID = """\
+fit:
+  dataset: mixture
+  dataset_options: {num_classes: 6, modes_per_class: 2, dim: 4, per_mode: 20}
+  split: stratified
+  epochs: 2
+  batches_per_epoch: 3
+  classes_per_batch: 3
+  samples_per_class: 4
+  embedding_dim: 4
+parameters:
+  positives: [random, nearest]
+  loss: [triplet, contrastive]
+seeds: [0, 1]
+out: sweep-out
+"""
+
+
+def dmllab(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "dmllab", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_sweep_runs_resumes_and_reports(tmp_path):
+    (tmp_path / "grid.yaml").write_text(FIT_GRID)
+    first = dmllab("sweep", "grid.yaml", "--workers", "2", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "8 cells, 0 already done, 8 to run" in first.stdout
+    cells = sorted((tmp_path / "sweep-out").iterdir())
+    assert len(cells) == 8
+    for cell in cells:
+        assert {"config.json", "metrics.json", "history.csv", "model.pt", "params.json"} <= {p.name for p in cell.iterdir()}
+    second = dmllab("sweep", "grid.yaml", "--workers", "2", cwd=tmp_path)
+    assert "8 already done, 0 to run" in second.stdout
+    report = dmllab("report", "sweep-out", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "recall@1" in report.stdout and "n=2" in report.stdout
+    assert report.stdout.count("nearest") == 2 and report.stdout.count("random") == 2
+    assert (tmp_path / "sweep-out" / "results.csv").exists()
+    html = (tmp_path / "sweep-out" / "results.html").read_text()
+    assert "plotly" in html.lower()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("fit: {epochs: 2}\nparameters:\n  positives: []\n", ":3: parameter 'positives' needs a non-empty list"),
+    ("fit: {epochs: 2}\nparameter:\n  positives: [random]\n", ":2: unknown key 'parameter'"),
+    ("fit: {epochs: 2}\nparameters:\n  lsd_alpa: [1.0]\n", ":3: Config has no field 'lsd_alpa'"),
+    ("fit: {epochs: 2}\nparameters:\n  loss: [triplet, nope]\n", "Config.loss='nope' is not known"),
+    ("fit: [unclosed\n", "not valid YAML"),
+    ("parameters:\n  loss: [triplet]\n", "give exactly one of 'notebook'"),
+    ("fit: {epochs: 2}\nseeds: [a]\n", ":2: 'seeds' is a non-empty list of integers"),
+])
+def test_bad_grid_files_fail_before_any_run_with_the_line_at_fault(tmp_path, text, message):
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as error:
+        cli.load_grid(path)
+    assert message in str(error.value)
+    assert not (tmp_path / "grid").exists()
+
+
+def test_unreadable_grid_file(tmp_path):
+    with pytest.raises(SystemExit, match="cannot read"):
+        cli.load_grid(tmp_path / "missing.yaml")
+
+
+def tiny_notebook(path):
+    notebook = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("seed = 0\nquick = False\noutput_dir = None\nscale = 2")
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(textwrap.dedent("""\
+        import dmllab as dl
+        dl.report.save_lesson_outputs(output_dir, {"answer": scale * 21, "seed": seed})"""))
+    notebook.cells = [params, body]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+@pytest.mark.slow
+def test_run_validates_parameters_and_writes_metrics(tmp_path):
+    tiny_notebook(tmp_path / "lesson.ipynb")
+    bad = dmllab("run", "lesson.ipynb", "-p", "scal", "3", cwd=tmp_path)
+    assert bad.returncode != 0
+    assert "no parameter(s) scal" in bad.stderr and "scale" in bad.stderr
+    good = dmllab("run", "lesson.ipynb", "-p", "scale", "3", "--out", "out", cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    metrics = json.loads(next((tmp_path / "out").rglob("metrics.json")).read_text())
+    assert metrics == {"answer": 63.0, "seed": 0.0}
+
+
+def test_parse_value_reads_yaml_scalars():
+    assert cli.parse_value("0.2") == 0.2
+    assert cli.parse_value("true") is True
+    assert cli.parse_value("nearest") == "nearest"
+    assert cli.parse_value("[1, 2]") == [1, 2]
+
+
+@pytest.mark.slow
+def test_fit_command_writes_a_run_record(tmp_path):
+    from dmllab.config import Config
+
+    config = Config(dataset="mixture", split="stratified", epochs=1, batches_per_epoch=2, classes_per_batch=3,
+                    samples_per_class=4, embedding_dim=4)
+    (tmp_path / "config.json").write_text(config.to_json())
+    result = dmllab("fit", "config.json", "--out", "run", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["recall@1"] > 0
