@@ -42,8 +42,9 @@ from dmllab.metrics.knn import Backend, check_embeddings, iter_knn
 
 def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labels: Tensor | None = None,
               geometry: Geometry | None = None, ks: Sequence[int] = (1, 2, 4, 8), *,
-              class_averaged: bool = False, per_class: bool = False, chunk_size: int | None = None,
-              backend: Backend = "auto", self_index: Tensor | None = None) -> dict[str, float] | pd.DataFrame:
+              class_averaged: bool = False, per_class: bool = False, max_queries: int | None = None,
+              seed: int = 0, chunk_size: int | None = None, backend: Backend = "auto",
+              self_index: Tensor | None = None) -> dict[str, float] | pd.DataFrame:
     """Recall@K, Precision@K, MAP@R, R-precision and MRR of `query` against `ref` (module docstring).
 
     ref=None: every query searches all other queries (its own entry excluded by index).
@@ -52,6 +53,8 @@ def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labe
     class_averaged: also return `class_averaged_<metric>` (mean of per-class means).
     per_class: return a DataFrame instead, one row per query label with every metric and the
                number of evaluated (`queries`) and `excluded_queries`.
+    max_queries: with ref=None, a seeded random subset of at most this many queries searches
+               the whole set (faster estimates on large sets; `seed` picks the subset).
     self_index: [n] position of each query inside `ref` (a query subset of the reference).
 
     Keys: recall@K and precision@K for K in ks, map@r, r_precision, mrr, excluded_queries.
@@ -68,6 +71,8 @@ def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labe
     q_labels = _check_labels(q_labels, len(query), "q_labels")
     if (ref is None) != (r_labels is None):
         raise ValueError("pass ref and r_labels together (or neither, to search the queries themselves)")
+    if max_queries is not None:
+        query, q_labels, ref, r_labels, self_index = _subsample_queries(query, q_labels, ref, max_queries, seed)
     if ref is None:
         if len(query) < 2:
             raise ValueError("retrieval needs at least 2 items when the queries are the reference; got 1")
@@ -125,6 +130,21 @@ def _per_query_metrics(query: Tensor, ref: Tensor | None, geometry: Geometry | N
         first = rel.double().argmax(dim=1).double()
         out["mrr"][rows] = torch.where(rel.any(dim=1), 1.0 / (first + 1.0), 0.0)
     return out
+
+
+def _subsample_queries(query: Tensor, q_labels: Tensor, ref: Tensor | None, max_queries: int,
+                       seed: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """A seeded subset of the queries searching the full set (query, labels, ref, r_labels, self_index)."""
+    if ref is not None:
+        raise ValueError("max_queries subsamples a search of a set against itself (ref=None); with a "
+                         "separate gallery, pass fewer queries instead")
+    if not isinstance(max_queries, int) or max_queries < 1:
+        raise ValueError(f"max_queries must be a positive integer or None; got {max_queries!r}")
+    if max_queries >= len(query):
+        return query, q_labels, None, None, None
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(query), generator=generator)[:max_queries].sort().values
+    return query[pick], q_labels[pick], query, q_labels, pick
 
 
 def _class_average(values: Tensor, evaluated: Tensor, q_class: Tensor) -> float:
