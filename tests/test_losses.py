@@ -1,0 +1,239 @@
+"""Every base loss against a slow loop over its tuples, in float32 and float64, on an asymmetric D."""
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from dmllab.config import LOSSES, Config
+from dmllab.geometry import Cosine, Euclidean, SquaredEuclidean
+from dmllab.losses import (LOSS_CLASSES, ContrastiveLoss, MarginLoss, MetricLoss, MultiSimilarityLoss,
+                           PrototypeCrossEntropy, TripletLoss, build, same_label_mask)
+
+LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+STRATEGIES = [("all", "all"), ("nearest", "semihard"), ("hardest", "hardest"), ("random", "distance_weighted"),
+              ("nearest", "all")]
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}
+
+
+def _embeddings(dtype, seed=0, n=12, d=4):
+    z = torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return F.normalize(z, dim=1).requires_grad_(True)
+
+
+def _asymmetric(z):
+    """A dissimilarity with D[i, j] != D[j, i] that depends on z (gradients flow)."""
+    v = torch.linspace(-1.0, 1.0, z.shape[1], dtype=z.dtype)
+    return Euclidean().pairwise(z, z) + 0.2 * torch.sigmoid(z @ v).unsqueeze(0)
+
+
+def _tuples(loss, D, seed):
+    """The tuples the loss saw: the same selection replayed with the same seed."""
+    torch.manual_seed(seed)
+    tri = loss.select(D.detach(), same_label_mask(LABELS), 4)
+    out = []
+    for i, (a, p) in enumerate(zip(tri.anchors.tolist(), tri.positives.tolist())):
+        negs = [j for j in range(len(D)) if tri.negatives[i, j]] if tri.all_negatives else [tri.negatives[i].item()]
+        out.append((a, p, negs))
+    return out
+
+
+def _mean(terms, nonzero):
+    kept = [t for t in terms if t > 0] if nonzero else terms
+    return sum(kept) / len(kept) if kept else torch.zeros(())
+
+
+def ref_triplet(loss, D, tuples):
+    terms = [torch.relu(D[a, p] - D[a, n] + loss.margin) for a, p, negs in tuples for n in negs]
+    return _mean(terms, loss.reduction == "nonzero")
+
+
+def ref_contrastive(loss, D, tuples):
+    pos = [torch.relu(D[a, p] - loss.pos_margin) for a, p, _ in tuples]
+    if loss.negatives == "all":
+        neg_pairs = {(a, n) for a, _, negs in tuples for n in negs}
+    else:
+        neg_pairs = [(a, negs[0]) for a, _, negs in tuples]
+    neg = [torch.relu(loss.margin - D[a, n]) for a, n in neg_pairs]
+    nonzero = loss.reduction == "nonzero"
+    return _mean(pos, nonzero) + _mean(neg, nonzero)
+
+
+def ref_margin(loss, D, tuples):
+    beta = loss.beta[0]
+    terms = []
+    for a, p, negs in tuples:
+        for n in negs:
+            terms += [torch.relu(loss.margin + D[a, p] - beta), torch.relu(loss.margin - D[a, n] + beta)]
+    active = sum(1 for t in terms if t > 0)
+    return sum(terms) / max(active, 1)
+
+
+def ref_multi_similarity(loss, D, tuples):
+    S = 1 - D
+    per_anchor = []
+    for a in sorted({t[0] for t in tuples}):
+        pos = [p for b, p, _ in tuples if b == a]
+        neg = sorted({n for b, _, negs in tuples if b == a for n in negs})
+        if loss.negatives == "all":
+            min_pos, max_neg = min(S[a, p].item() for p in pos), max(S[a, n].item() for n in neg)
+            neg = [n for n in neg if S[a, n] + loss.mining_margin > min_pos]
+            pos = [p for p in pos if S[a, p] - loss.mining_margin < max_neg]
+        pos_sum = sum((torch.exp(-loss.alpha * (S[a, p] - loss.base)) for p in pos), D.new_zeros(()))
+        neg_sum = sum((torch.exp(loss.beta * (S[a, n] - loss.base)) for n in neg), D.new_zeros(()))
+        per_anchor.append(torch.log(1 + pos_sum) / loss.alpha + torch.log(1 + neg_sum) / loss.beta)
+    return sum(per_anchor) / len(per_anchor)
+
+
+REFERENCES = {TripletLoss: ref_triplet, ContrastiveLoss: ref_contrastive, MarginLoss: ref_margin,
+              MultiSimilarityLoss: ref_multi_similarity}
+
+
+def _make(cls, positives, negatives, **options):
+    if cls is MarginLoss:
+        options.setdefault("learn_beta", False)
+    return cls(Euclidean(), positives=positives, negatives=negatives, margin=0.3, **options)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("positives,negatives", STRATEGIES)
+@pytest.mark.parametrize("cls", list(REFERENCES), ids=lambda c: c.__name__)
+def test_loss_matches_loop_reference(cls, positives, negatives, dtype):
+    z = _embeddings(dtype)
+    D = _asymmetric(z)
+    loss = _make(cls, positives, negatives)
+    torch.manual_seed(7)
+    value = loss(z, LABELS, distances=D)
+    (grad,) = torch.autograd.grad(value, z, retain_graph=True)
+    expected = REFERENCES[cls](loss, D, _tuples(loss, D, seed=7))
+    (expected_grad,) = torch.autograd.grad(expected, z)
+    torch.testing.assert_close(value, expected, **TOL[dtype])
+    torch.testing.assert_close(grad, expected_grad, **TOL[dtype])
+
+
+@pytest.mark.parametrize("cls", [TripletLoss, ContrastiveLoss], ids=lambda c: c.__name__)
+def test_mean_reduction_matches_loop(cls):
+    z = _embeddings(torch.float64, seed=1)
+    D = _asymmetric(z)
+    loss = _make(cls, "all", "all", reduction="mean")
+    torch.testing.assert_close(loss(z, LABELS, distances=D), REFERENCES[cls](loss, D, _tuples(loss, D, 0)))
+
+
+def test_k_nearest_positives_feed_every_pair_loss():
+    z = _embeddings(torch.float64, seed=2)
+    D = _asymmetric(z)
+    for cls in REFERENCES:
+        loss = _make(cls, "nearest", "hardest", k_positives=2)
+        tuples = _tuples(loss, D, 0)
+        assert len(tuples) == 2 * len(LABELS)
+        torch.testing.assert_close(loss(z, LABELS, distances=D), REFERENCES[cls](loss, D, tuples))
+
+
+def test_prototype_cross_entropy_matches_loop():
+    z = _embeddings(torch.float64, seed=3)
+    geometry = SquaredEuclidean()
+    loss = PrototypeCrossEntropy(geometry, temperature=0.5)
+    value = loss(z, LABELS)
+    total = 0.0
+    classes = sorted(set(LABELS.tolist()))
+    centres = [z[LABELS == c].mean(dim=0) for c in classes]
+    for i in range(len(z)):
+        logits = torch.stack([-((z[i] - c) ** 2).sum() / 0.5 for c in centres])
+        total = total - torch.log_softmax(logits, dim=0)[classes.index(LABELS[i].item())]
+    torch.testing.assert_close(value, total / len(z))
+    assert loss.last_stats["anchors"] == len(z)
+
+
+def test_prototype_is_the_second_argument():
+    calls = []
+
+    class Recording(SquaredEuclidean):
+        def _pairwise(self, a, b):
+            calls.append((a.shape[0], b.shape[0]))
+            return super()._pairwise(a, b)
+
+    PrototypeCrossEntropy(Recording())(_embeddings(torch.float64), LABELS)
+    assert calls == [(12, 4)]
+
+
+@pytest.mark.parametrize("cls", list(LOSS_CLASSES.values()), ids=lambda c: c.__name__)
+def test_gradcheck(cls):
+    z = _embeddings(torch.float64, seed=4, n=8, d=3).detach().requires_grad_(True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    kwargs = {} if cls is PrototypeCrossEntropy else dict(positives="nearest", negatives="hardest", margin=0.5)
+    loss = cls(Euclidean(), **kwargs)
+    assert torch.autograd.gradcheck(lambda x: loss(x, labels), (z,))
+
+
+def test_distances_passed_in_equal_computed_ones_and_stats():
+    z = _embeddings(torch.float32, seed=5)
+    for cls in REFERENCES:
+        loss = _make(cls, "nearest", "hardest")
+        inner = loss(z, LABELS)
+        outer = loss(z, LABELS, distances=loss.geometry.pairwise(z, z))
+        torch.testing.assert_close(inner, outer)
+        stats = loss.last_stats
+        assert set(stats) >= {"active", "anchors", "dropped", "pos_dist", "neg_dist"}
+        assert stats["anchors"] + stats["dropped"] == len(LABELS)
+        assert all(isinstance(v, float) for v in stats.values())
+
+
+def test_singleton_anchors_are_dropped_not_paired_with_themselves():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    z = _embeddings(torch.float64, n=6)
+    for cls in REFERENCES:
+        loss = _make(cls, "nearest", "semihard")
+        value = loss(z, labels)
+        assert torch.isfinite(value)
+        assert loss.last_stats["dropped"] == 1 and loss.last_stats["anchors"] == 5
+
+
+def test_margin_beta_learns_and_per_class_beta():
+    z = _embeddings(torch.float64)
+    loss = MarginLoss(Euclidean(), positives="nearest", negatives="hardest", margin=0.2, beta=1.2)
+    loss(z, LABELS).backward()
+    assert loss.beta.grad is not None and loss.beta.grad.abs().sum() > 0
+    per_class = MarginLoss(Cosine(), per_class_beta=True, num_classes=4)
+    per_class(z, LABELS).backward()
+    assert per_class.beta.shape == (4,) and (per_class.beta.grad != 0).sum() >= 2
+    with pytest.raises(ValueError, match="needs num_classes"):
+        MarginLoss(Euclidean(), per_class_beta=True)
+    with pytest.raises(ValueError, match="built for 4 classes"):
+        per_class(z, LABELS + 3)
+
+
+def test_bad_inputs_raise_clear_errors():
+    loss = TripletLoss(Euclidean())
+    z = _embeddings(torch.float32)
+    with pytest.raises(ValueError, match="one label per embedding"):
+        loss(z, LABELS[:-1])
+    with pytest.raises(ValueError, match="fewer than 2 classes"):
+        loss(z, torch.zeros(12, dtype=torch.long))
+    with pytest.raises(ValueError, match="NaN"):
+        loss(z.detach().clone().fill_(math.nan), LABELS)
+    with pytest.raises(ValueError, match="integer class ids"):
+        loss(z, LABELS.float())
+    with pytest.raises(ValueError, match=r"\[B, B\] batch matrix"):
+        loss(z, LABELS, distances=torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="unknown positives strategy 'easy'"):
+        TripletLoss(Euclidean(), positives="easy")
+    with pytest.raises(ValueError, match="unknown negatives strategy"):
+        MarginLoss(Euclidean(), negatives="hard")
+    with pytest.raises(ValueError, match="reduction"):
+        TripletLoss(Euclidean(), reduction="sum")
+
+
+def test_build_registry_matches_config_and_maps_fields():
+    assert sorted(LOSS_CLASSES) == sorted(LOSSES)
+    for name in LOSSES:
+        config = Config(loss=name, positives="nearest", negatives="hardest", margin=0.4, k_positives=2)
+        loss = build(config, Cosine(), num_classes=10)
+        assert isinstance(loss, MetricLoss) and isinstance(loss, LOSS_CLASSES[name])
+        assert (loss.positives, loss.negatives, loss.margin, loss.k_positives) == ("nearest", "hardest", 0.4, 2)
+        assert loss.uses_batch_matrix == (name != "prototype_ce")
+    margin = build(Config(loss="margin", loss_options={"per_class_beta": True}), Euclidean(), num_classes=10)
+    assert margin.beta.shape == (10,)
+    assert build(Config(loss="triplet", loss_options={"reduction": "mean"}), Euclidean()).reduction == "mean"
+    with pytest.raises(ValueError, match="no loss_options temperature; allowed: pos_margin, reduction"):
+        build(Config(loss="contrastive", loss_options={"temperature": 1.0}), Euclidean())
