@@ -1,0 +1,310 @@
+"""Interactive panels for notebooks: train from controls and watch the curves and the map move.
+
+    panel = LabPanel(dataset="digits", loss="triplet", epochs=8)
+    panel                      # controls, Train / Stop, progress, live curves, live embedding map
+    run = panel.train()        # the same from code (waits for the end; used by tests)
+
+    MapExplorer(embedding_map(run, split="test"), run.test)   # click or hover a point: its image
+
+Training runs in a background thread and reports through `fit`'s epoch callback, so the kernel
+stays responsive while the plotly FigureWidgets update. Small defaults (a few batches per epoch,
+a 300-point probe set) keep one training to seconds on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import io
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from dmllab.config import DATASETS, GEOMETRIES, LOSSES, POSITIVES, Config
+from dmllab.data.dataset import Dataset
+from dmllab.runs import Run
+
+# Datasets that need no files on disk (the image-folder ones need dataset_options={"root": ...}).
+PANEL_DATASETS = tuple(d for d in DATASETS if d not in ("cub200", "cars196", "sop", "folder"))
+PANEL_DEFAULTS: dict[str, Any] = {
+    "dataset": "digits", "embedding_dim": 16, "epochs": 6, "batches_per_epoch": 10,
+    "classes_per_batch": 4, "samples_per_class": 8, "snapshot_every": 1, "probe_size": 300,
+}
+CONTROLLED = ("dataset", "loss", "positives", "lsd_alpha", "geometry", "noise_rate", "epochs", "seed")
+
+
+class LabPanel:
+    """Controls for dataset, loss, positives, LSD weight, geometry, noise, epochs and seed; a Train
+    button; a progress bar; live training curves and a live map of the probe set (PCA of the latest
+    snapshot), all updated after every epoch from a background thread.
+
+    defaults: any Config fields (the controlled ones set the controls' initial values; the others,
+    e.g. embedding_dim or batches_per_epoch, are used as they are). See PANEL_DEFAULTS.
+    After a training: `run` (the Run) and `error` (the exception if training failed).
+    """
+
+    def __init__(self, **defaults: Any) -> None:
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        self.base = Config(**{**PANEL_DEFAULTS, **defaults})
+        self.run: Run | None = None
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: Run | None = None
+        datasets = PANEL_DATASETS if self.base.dataset in PANEL_DATASETS else (self.base.dataset, *PANEL_DATASETS)
+        style = {"description_width": "90px"}
+        self.controls = {
+            "dataset": w.Dropdown(options=datasets, value=self.base.dataset, description="dataset", style=style),
+            "loss": w.Dropdown(options=LOSSES, value=self.base.loss, description="loss", style=style),
+            "positives": w.Dropdown(options=POSITIVES, value=self.base.positives, description="positives",
+                                    style=style),
+            "lsd_alpha": w.FloatSlider(value=self.base.lsd_alpha, min=0.0, max=max(4.0, self.base.lsd_alpha),
+                                       step=0.1, description="LSD weight", style=style),
+            "geometry": w.Dropdown(options=GEOMETRIES, value=self.base.geometry, description="geometry",
+                                   style=style),
+            "noise_rate": w.FloatSlider(value=self.base.noise_rate, min=0.0, max=0.9, step=0.05,
+                                        description="noise rate", style=style),
+            "epochs": w.IntSlider(value=self.base.epochs, min=1, max=max(100, self.base.epochs),
+                                  description="epochs", style=style),
+            "seed": w.IntText(value=self.base.seed, description="seed", style=style),
+        }
+        self.color_by = w.ToggleButtons(options=["class", "sub", "flipped"], value="class",
+                                        description="colour by", style={"description_width": "70px"})
+        self.train_button = w.Button(description="Train", button_style="primary", icon="play")
+        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
+        self.progress = w.IntProgress(value=0, min=0, max=self.base.epochs, description="epoch 0")
+        self.status = w.HTML("Set the controls and press <b>Train</b>.")
+        self.curves = go.FigureWidget(_empty_curves(self.base))
+        self.map = go.FigureWidget(_empty_map())
+        self.train_button.on_click(lambda _: self._start())
+        self.stop_button.on_click(lambda _: self._stop.set())
+        self.color_by.observe(lambda _: self._redraw_map(), names="value")
+        left = w.VBox([*self.controls.values(), w.HBox([self.train_button, self.stop_button]),
+                       self.progress, self.status], layout=w.Layout(width="330px"))
+        self.figures = w.VBox([self.curves, self.color_by, self.map])
+        self.widget = w.HBox([left, self.figures])
+
+    # ------------------------------------------------------------------ public
+    def config(self) -> Config:
+        """The Config the controls describe now (validated)."""
+        values = {name: control.value for name, control in self.controls.items()}
+        return dataclasses.replace(self.base, **values)
+
+    def train(self, wait: bool = True) -> Run | None:
+        """Train with the current controls in a background thread; with `wait`, block until it ends
+        and return the Run (re-raising a training error)."""
+        thread = self._start()
+        if not wait:
+            return None
+        thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.run
+
+    @property
+    def training(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def display(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _ipython_display_(self) -> None:
+        self.display()
+
+    # ------------------------------------------------------------------ training thread
+    def _start(self) -> threading.Thread:
+        if self.training:
+            raise RuntimeError("LabPanel: a training is already running; wait for it or press Stop")
+        config = self.config()
+        self.run, self.error, self._latest = None, None, None
+        self._stop.clear()
+        self.progress.max, self.progress.value, self.progress.description = config.epochs, 0, "epoch 0"
+        self.train_button.disabled, self.stop_button.disabled = True, False
+        self._set_status(f"training {html.escape(config.dataset)} / {config.loss} / {config.positives} ...")
+        new_curves = _empty_curves(config)
+        with self.curves.batch_update():
+            for trace, template in zip(self.curves.data, new_curves.data):
+                trace.x, trace.y = template.x, template.y
+        if [t.name for t in self.curves.data] != [t.name for t in new_curves.data]:
+            self.curves = _figure_widget(new_curves)
+            self.figures.children = (self.curves, *self.figures.children[1:])
+        self._thread = threading.Thread(target=self._work, args=(config,), name="dmllab-LabPanel", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def _work(self, config: Config) -> None:
+        from dmllab.data.prepare import prepare
+        from dmllab.train import fit
+
+        started = time.perf_counter()
+        try:
+            classes = prepare(config).train.num_classes
+            if classes < config.classes_per_batch:  # small training splits (e.g. mixture) hold few classes
+                config = dataclasses.replace(config, classes_per_batch=max(2, classes))
+            run = fit(config, callbacks=[self._on_epoch], progress=False)
+            self.run = run
+            last = run.history[-1] if run.history else {}
+            self._set_status(f"done: {len(run.history)} epochs in {time.perf_counter() - started:.1f} s"
+                             + (f", loss {last['loss']:.4f}" if "loss" in last else ""))
+        except BaseException as error:  # shown in the panel and re-raised by train(wait=True)
+            self.error = error
+            self._set_status(f"<span style='color:#d62728'>training failed: "
+                             f"{html.escape(type(error).__name__)}: {html.escape(str(error))}</span>")
+        finally:
+            self.train_button.disabled, self.stop_button.disabled = False, True
+
+    def _on_epoch(self, run: Run, epoch: int) -> None:
+        from dmllab.train import StopTraining
+        from dmllab.viz.curves import update_curves
+
+        self.progress.value = min(len(run.history), self.progress.max)
+        self.progress.description = f"epoch {len(run.history)}"
+        with self.curves.batch_update():
+            update_curves(self.curves, run.history)
+        self._latest = run
+        self._redraw_map()
+        if self._stop.is_set():
+            raise StopTraining("stopped from the panel")
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = text
+
+    # ------------------------------------------------------------------ map
+    def _redraw_map(self) -> None:
+        """Draw the latest snapshot of the run in progress (or the last run), coloured as chosen."""
+        from dmllab.viz.maps import embedding_map
+        from dmllab.viz.projection import project
+
+        run = self._latest
+        if run is None or not run.snapshots or run.probe_index is None:
+            return
+        epoch = max(run.snapshots)
+        points = project(run.snapshots[epoch], "pca", cache=False)
+        probe = run.train.subset(run.probe_index)
+        try:
+            fig = embedding_map(points, dataset=probe, color_by=self.color_by.value)
+        except ValueError as error:  # e.g. colour by "sub" on a dataset without sub-clusters
+            self._set_status(html.escape(str(error)))
+            return
+        with self._lock:
+            if [t.name for t in self.map.data] == [t.name for t in fig.data]:
+                with self.map.batch_update():
+                    for old, new in zip(self.map.data, fig.data):
+                        old.x, old.y, old.customdata = new.x, new.y, new.customdata
+            else:
+                self.map.data = ()
+                self.map.add_traces(list(fig.data))
+            self.map.update_layout(title=f"probe set after epoch {epoch} ({len(points)} points)",
+                                   legend_title_text=fig.layout.legend.title.text,
+                                   xaxis_title=fig.layout.xaxis.title.text,
+                                   yaxis_title=fig.layout.yaxis.title.text)
+
+
+def _empty_curves(config: Config) -> Any:
+    from dmllab.viz.curves import curves_figure
+
+    keys = ["loss", "active", "pos_dist", "neg_dist"]
+    if config.lsd_alpha > 0:
+        keys.insert(1, "lsd_term")
+    if config.val_fraction > 0:
+        keys.append("val_recall@1")
+    fig = curves_figure(keys, title="training curves")
+    fig.update_layout(height=None if len(keys) > 3 else 300, width=760)
+    return fig
+
+
+def _empty_map() -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(title="probe set (press Train)", template="plotly_white", height=420, width=520,
+                      xaxis_title="PCA 1", yaxis_title="PCA 2")
+    return fig
+
+
+def _figure_widget(fig: Any) -> Any:
+    import plotly.graph_objects as go
+
+    return go.FigureWidget(fig)
+
+
+class MapExplorer:
+    """An embedding map linked to an image panel: hover or click a point to see its sample.
+
+    Plotly's hover box cannot show images, so thumbnails live beside the map: `figure` is an
+    `embedding_map` (its traces carry the row index in customdata[:, 0]) of the rows of `dataset`,
+    which must hold images (`dataset.image_shape` set).
+    """
+
+    def __init__(self, figure: Any, dataset: Dataset, *, image_px: int = 160) -> None:
+        import ipywidgets as w
+
+        if dataset.image_shape is None:
+            raise ValueError("MapExplorer needs image data (dataset.image_shape is None); "
+                             "for other data the map's hover already shows the labels")
+        rows = [np.asarray(t.customdata)[:, 0] for t in figure.data if t.customdata is not None]
+        if not rows:
+            raise ValueError("MapExplorer: the figure's traces carry no customdata; pass an embedding_map figure")
+        largest = max(int(np.max(r)) for r in rows)
+        if largest >= len(dataset):
+            raise ValueError(f"MapExplorer: the map refers to row {largest} but the dataset has "
+                             f"{len(dataset)} rows; pass the dataset the map was drawn from")
+        self.dataset = dataset
+        self.map = _figure_widget(figure)
+        self.image = w.Image(format="png", width=image_px, height=image_px)
+        self.caption = w.HTML("hover or click a point")
+        for trace in self.map.data:
+            trace.on_hover(self._on_point)
+            trace.on_click(self._on_point)
+        self.widget = w.HBox([self.map, w.VBox([self.image, self.caption])])
+
+    def show(self, row: int) -> None:
+        """Show dataset row `row` in the image panel with its labels."""
+        data = self.dataset
+        index = _row_index(row)
+        image = data.x[index].detach().float().reshape(*data.image_shape).numpy()
+        self.image.value = _png(image)
+        parts = [f"row {row}", f"class {int(data.y[row])}"]
+        if data.sub is not None:
+            parts.append(f"sub {int(data.sub[row])}")
+        if data.clean_y is not None and bool(data.flipped[row]):
+            parts.append(f"<span style='color:#d62728'>flipped from {int(data.clean_y[row])}</span>")
+        self.caption.value = "<br>".join(parts)
+
+    def display(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _ipython_display_(self) -> None:
+        self.display()
+
+    def _on_point(self, trace: Any, points: Any, _state: Any = None) -> None:
+        if points.point_inds:
+            self.show(int(np.asarray(trace.customdata)[points.point_inds[0], 0]))
+
+
+def _row_index(row: int) -> Any:
+    import torch
+
+    return torch.tensor([int(row)])
+
+
+def _png(image: np.ndarray) -> bytes:
+    """[C, H, W] float image -> PNG bytes (grey for one channel), scaled to 0..255 by its range."""
+    from PIL import Image
+
+    pixels = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+    low, high = float(pixels.min()), float(pixels.max())
+    scaled = (pixels - low) / (high - low) if high > low else np.zeros_like(pixels)
+    buffer = io.BytesIO()
+    Image.fromarray((scaled * 255).round().astype(np.uint8)).resize(
+        (max(64, pixels.shape[1] * 4), max(64, pixels.shape[0] * 4)), Image.NEAREST).save(buffer, "png")
+    return buffer.getvalue()
