@@ -102,7 +102,7 @@ def tuple_stats(triplets: Triplets, pos_d: Tensor, neg_d: Tensor, valid: Tensor,
         "anchors": float(used),
         "dropped": float(triplets.dropped),
         "pos_dist": _mean(pos_d.detach()),
-        "neg_dist": _mean(neg_d.detach()[valid]),
+        "neg_dist": float((neg_d.detach() * valid).sum() / valid.sum()) if len(valid) else math.nan,
     }
 
 
@@ -137,9 +137,9 @@ def _check_batch(embeddings: Tensor, labels: Tensor, name: str) -> None:
             f"{tuple(labels.shape)} for embeddings {tuple(embeddings.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"{name}: labels must be integer class ids; got dtype {labels.dtype}")
-    if not torch.isfinite(embeddings).all():
+    if not bool(torch.isfinite(embeddings).all()):
         raise ValueError(f"{name}: embeddings contain NaN or inf (check the model's output / learning rate)")
-    if len(torch.unique(labels)) < 2:
+    if not bool((labels != labels[0]).any()):
         raise ValueError(
             f"{name}: the batch has fewer than 2 classes, so there are no negatives; "
             "sample at least 2 classes per batch (classes_per_batch >= 2)")

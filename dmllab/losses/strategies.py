@@ -137,6 +137,10 @@ def select_positives(D: Tensor, same: Tensor, how: str, k: int = 1) -> Pairs:
     else:
         score = torch.rand(D.shape, device=D.device, dtype=D.dtype)
     score = score.masked_fill(~same, -math.inf)
+    if k == 1:
+        index = score.argmax(dim=1)
+        anchors = has_positive.nonzero().squeeze(1)
+        return Pairs(anchors, index[anchors], dropped)
     k = min(k, D.shape[1])
     top_score, top_index = score.topk(k, dim=1)
     chosen = top_score > -math.inf
@@ -154,8 +158,11 @@ def select_negatives(D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: fl
     _check_choice("negatives", how, NEGATIVE_STRATEGIES)
     _check_matrix(D, same)
     negatives = negative_mask(same)
-    keep = negatives[pairs.anchors].any(dim=1)
-    anchors, positives = pairs.anchors[keep], pairs.positives[keep]
+    anchors, positives = pairs.anchors, pairs.positives
+    has_negative = negatives.any(dim=1)
+    if not bool(has_negative[anchors].all()):
+        keep = has_negative[anchors]
+        anchors, positives = anchors[keep], positives[keep]
     candidates = negatives[anchors]
     if how == "all":
         chosen = candidates
@@ -166,7 +173,7 @@ def select_negatives(D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: fl
         elif how == "semihard":
             pos_d = D.detach()[anchors, positives].unsqueeze(1)
             window = candidates & (rows > pos_d) & (rows < pos_d + margin)
-            chosen = torch.where(window.any(dim=1), _uniform(window, rows), _hardest(rows, candidates))
+            chosen = _semihard(rows, candidates, window)
         else:
             chosen = _distance_weighted(rows, candidates, dim)
     used = torch.zeros(len(D), dtype=torch.bool, device=D.device)
@@ -178,9 +185,15 @@ def _hardest(rows: Tensor, candidates: Tensor) -> Tensor:
     return rows.masked_fill(~candidates, math.inf).argmin(dim=1)
 
 
-def _uniform(candidates: Tensor, rows: Tensor) -> Tensor:
-    score = torch.rand(candidates.shape, device=rows.device, dtype=rows.dtype)
-    return score.masked_fill(~candidates, -1.0).argmax(dim=1)
+def _semihard(rows: Tensor, candidates: Tensor, window: Tensor) -> Tensor:
+    # One argmax: window entries score above every other candidate (uniform among them, since
+    # the random part lies in [0, 1)); without a window entry the largest -D, i.e. the hardest
+    # negative, wins.
+    hardest_score = -rows
+    lift = hardest_score.masked_fill(~candidates, -math.inf).amax() + 1.0
+    random = torch.rand(rows.shape, device=rows.device, dtype=rows.dtype)
+    score = torch.where(window, lift + random, hardest_score).masked_fill(~candidates, -math.inf)
+    return score.argmax(dim=1)
 
 
 def _distance_weighted(rows: Tensor, candidates: Tensor, dim: int | None) -> Tensor:

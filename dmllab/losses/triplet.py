@@ -23,7 +23,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _check_reduction, reduce, tuple_stats
+from dmllab.losses.base import MetricLoss, _check_reduction, tuple_stats
 
 
 class TripletLoss(MetricLoss):
@@ -40,6 +40,10 @@ class TripletLoss(MetricLoss):
               labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
         pos_d, neg_d, valid = triplets.distances(D)
-        losses = (pos_d.unsqueeze(1) - neg_d + self.margin).clamp_min(0.0)[valid]
-        stats = tuple_stats(triplets, pos_d, neg_d, valid, (losses > 0).sum(), len(D))
-        return reduce(losses, self.reduction), stats
+        losses = (pos_d.unsqueeze(1) - neg_d + self.margin).clamp_min(0.0)
+        if triplets.all_negatives:
+            losses = losses.masked_fill(~valid, 0.0)
+        active = (losses > 0).sum()
+        count = valid.sum() if self.reduction == "mean" else active
+        stats = tuple_stats(triplets, pos_d, neg_d, valid, active, len(D))
+        return losses.sum() / count.clamp_min(1), stats
