@@ -8,7 +8,7 @@ matplotlib's `contour(xs, ys, values)` and plotly's `Contour(x=xs, y=ys, z=value
 >>> from dmllab.geometry.bregman import Bregman
 >>> geometry = Bregman(2)
 >>> xs, ys, values = level_set_grid(geometry, (1.0, 1.0), box=(0, 2, 0, 2), resolution=5)
->>> round_off = 1e-6 * float(geometry.phi(torch.ones(1, 2)).abs())
+>>> round_off = 1e-6 * float(geometry.phi(torch.ones(1, 2)).detach().abs())
 >>> values.shape, bool((values >= 0).all()), float(values[2, 2]) <= round_off  # the centre (1, 1)
 ((5, 5), True, True)
 """
