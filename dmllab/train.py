@@ -97,6 +97,10 @@ def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
     Under DDP the embeddings, labels and teacher distances cover the global batch.
     """
     z = distributed.gather(model(x))
+    if not torch.isfinite(z).all():
+        raise NonFiniteLossError(
+            "the embeddings became NaN or inf (training diverged); lower Config.lr or loss_lr, "
+            "or check the inputs for NaN/inf")
     labels = distributed.gather(y)
     use_lsd = lsd is not None and teacher is not None and lsd_weight > 0
     distances = loss_fn.geometry.pairwise(z, z) if (loss_fn.uses_batch_matrix or use_lsd) else None
