@@ -212,11 +212,12 @@ def _self_block(self_index: Tensor | None, start: int, size: int) -> Tensor | No
 
 def _drop_self(scores: Tensor, indices: Tensor, selves: Tensor) -> tuple[Tensor, Tensor]:
     """Remove each row's own entry, or its last entry when the own entry was not returned."""
-    drop = indices == selves[:, None]
-    drop[~drop.any(dim=1), -1] = True
-    keep = ~drop
+    is_self = indices == selves[:, None]
     width = scores.shape[1] - 1
-    return scores[keep].view(-1, width), indices[keep].view(-1, width)
+    position = torch.where(is_self.any(dim=1), is_self.int().argmax(dim=1), width)
+    columns = torch.arange(width)[None, :]
+    columns = columns + (columns >= position[:, None]).long()
+    return scores.gather(1, columns), indices.gather(1, columns)
 
 
 def _tied_at_k(sorted_scores: Tensor, k: int) -> Tensor:
@@ -252,8 +253,16 @@ def _lowest_index_top_k(scores: Tensor, kth: Tensor, k: int) -> Tensor:
 
 
 def _ascending_index_within_ties(scores: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
-    """Sort each row by descending score, equal scores by ascending index."""
-    order = indices.argsort(dim=1)
-    scores, indices = scores.gather(1, order), indices.gather(1, order)
-    order = scores.argsort(dim=1, descending=True, stable=True)
-    return scores.gather(1, order), indices.gather(1, order)
+    """Sort each row by descending score, equal scores by ascending index.
+
+    Only rows with equal neighbours or out of order are sorted (search results rarely are)."""
+    rows = (scores[:, 1:] >= scores[:, :-1]).any(dim=1).nonzero().flatten()
+    if len(rows) == 0:
+        return scores, indices
+    sub_scores, sub_indices = scores[rows], indices[rows]
+    order = sub_indices.argsort(dim=1)
+    sub_scores, sub_indices = sub_scores.gather(1, order), sub_indices.gather(1, order)
+    order = sub_scores.argsort(dim=1, descending=True, stable=True)
+    scores, indices = scores.clone(), indices.clone()
+    scores[rows], indices[rows] = sub_scores.gather(1, order), sub_indices.gather(1, order)
+    return scores, indices
