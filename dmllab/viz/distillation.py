@@ -1,0 +1,182 @@
+"""Pictures for Listwise Self-Distillation: one anchor's teacher and student lists, and
+per-epoch curves of several runs over seeds.
+
+    lists = anchor_lists(run, epoch=10, anchor=0)        # arrays: teacher, student, labels, ...
+    fig = list_bars(lists)                               # the two lists as bars
+    fig = epoch_curves(results.runs, "test_recall@1")    # mean +- std over seeds per variant
+
+An LSD list is a row of softmax(-D / tau) over a batch: how the anchor spreads its attention
+over the batch. The teacher is the model at the end of the previous epoch, so with
+`Config.snapshot_every=1` the probe set's snapshots give both lists for any epoch e >= 1:
+teacher = snapshot e-1, student = snapshot e.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from dmllab.losses.lsd import ListwiseSelfDistillation
+from dmllab.viz._inputs import is_run
+
+
+@dataclass
+class AnchorLists:
+    """One anchor's LSD lists over a small batch drawn from the probe set.
+
+    members:  probe-set rows in the batch (members[0] is the anchor).
+    labels:   their (possibly noisy) training labels; `flipped` marks the noisy ones.
+    teacher:  softmax(-D_teacher[anchor] / tau), the snapshot of epoch `epoch - 1`.
+    student:  softmax(-D_student[anchor] / tau), the snapshot of epoch `epoch`.
+    batch_kd: the LSD term tau^2 * mean_i KL(p_i || q_i) over the whole small batch.
+    """
+
+    epoch: int
+    tau: float
+    members: np.ndarray
+    labels: np.ndarray
+    flipped: np.ndarray
+    teacher: np.ndarray
+    student: np.ndarray
+    batch_kd: float
+
+    @property
+    def anchor_kl(self) -> float:
+        """KL(teacher || student) of the anchor's own list."""
+        p, q = self.teacher, self.student
+        keep = p > 0
+        return float(np.sum(p[keep] * (np.log(p[keep]) - np.log(q[keep]))))
+
+
+def anchor_lists(run: Any, epoch: int, anchor: int = 0, *, size: int = 40, tau: float | None = None,
+                 seed: int = 0) -> AnchorLists:
+    """Teacher (epoch - 1) and student (epoch) lists of probe row `anchor` over a batch of `size`
+    probe rows: the anchor, then same-label rows first (up to a quarter of the batch), then others.
+
+    The run needs snapshots at `epoch` and `epoch - 1` (train with `Config.snapshot_every=1`).
+    Distances use the run's final geometry (exact for fixed geometries such as Euclidean).
+    `tau` defaults to the run's `lsd_tau`.
+    """
+    if not is_run(run):
+        raise TypeError(f"anchor_lists: expected a Run; got {type(run).__name__}")
+    missing = [e for e in (epoch - 1, epoch) if e not in run.snapshots]
+    if missing:
+        raise ValueError(
+            f"anchor_lists: the run has no snapshot for epoch(s) {missing} (it has {sorted(run.snapshots)}); "
+            "train with Config.snapshot_every=1 and pick 1 <= epoch < epochs")
+    student_all, teacher_all = run.snapshots[epoch], run.snapshots[epoch - 1]
+    n = len(student_all)
+    if not 0 <= anchor < n:
+        raise ValueError(f"anchor_lists: anchor={anchor} is outside the probe set of {n} rows")
+    if size < 2:
+        raise ValueError(f"anchor_lists: size must be >= 2 (the anchor and at least one other row); got {size}")
+    tau = float(run.config.lsd_tau if tau is None else tau)
+    probe = run.data.train.subset(run.probe_index) if run.data is not None else None
+    labels = probe.y if probe is not None else torch.zeros(n, dtype=torch.long)
+    flipped = probe.flipped if probe is not None and probe.flipped is not None else torch.zeros(n, dtype=torch.bool)
+    members = _batch_members(labels, anchor, min(size, n), seed)
+    lsd = ListwiseSelfDistillation(alpha=1.0, tau=tau)
+    with torch.no_grad():
+        student_d = run.geometry.pairwise(student_all[members], student_all[members]).float()
+        teacher_d = run.geometry.pairwise(teacher_all[members], teacher_all[members]).float()
+        batch_kd = float(lsd(student_d, teacher_d, labels[members]))
+        student = torch.softmax(-student_d[0] / tau, dim=0)
+        teacher = torch.softmax(-teacher_d[0] / tau, dim=0)
+    return AnchorLists(epoch=epoch, tau=tau, members=members.numpy(), labels=labels[members].numpy(),
+                       flipped=flipped[members].numpy(), teacher=teacher.numpy(), student=student.numpy(),
+                       batch_kd=batch_kd)
+
+
+def list_bars(lists: AnchorLists, *, title: str | None = None) -> "go.Figure":
+    """Teacher and student lists of one anchor as grouped bars; batch members sorted by the
+    teacher's weight, labelled by their training label (* = the label is noisy)."""
+    import plotly.graph_objects as go
+
+    order = np.argsort(-lists.teacher, kind="stable")
+    names = [f"{'anchor' if i == 0 else '#' + str(i)}: y={lists.labels[i]}{'*' if lists.flipped[i] else ''}"
+             for i in order]
+    fig = go.Figure([
+        go.Bar(x=names, y=lists.teacher[order], name=f"teacher (epoch {lists.epoch - 1})"),
+        go.Bar(x=names, y=lists.student[order], name=f"student (epoch {lists.epoch})")])
+    fig.update_layout(
+        title=title or (f"one anchor's lists, softmax(-D / {lists.tau:g}); KL(teacher || student) = "
+                        f"{lists.anchor_kl:.3g}"),
+        barmode="group", xaxis_title="batch member (y = training label, * = noisy)", yaxis_title="weight",
+        template="plotly_white", height=400, width=max(560, 22 * len(names) + 200))
+    return fig
+
+
+def epoch_table(runs: Mapping[Any, Any], key: str) -> "pd.DataFrame":
+    """Per variant and epoch: the mean, std and count over seeds of history column `key`.
+
+    runs: `{(variant, seed): Run}` (`Results.runs` with `keep_runs=True`) or `{variant: [Run, ...]}`.
+    """
+    import pandas as pd
+
+    rows = []
+    for variant, run in _flatten(runs):
+        for row in run.history:
+            value = row.get(key)
+            if value is not None and np.isfinite(float(value)):
+                rows.append({"variant": variant, "epoch": int(row["epoch"]), key: float(value)})
+    if not rows:
+        raise ValueError(f"epoch_table: no run has history column {key!r}; for test curves train with "
+                         "Config.monitor_test=True (train_memorisation also needs noise_rate > 0)")
+    frame = pd.DataFrame(rows)
+    order = list(dict.fromkeys(frame["variant"]))
+    table = frame.groupby(["variant", "epoch"], sort=False)[key].agg(["mean", "std", "count"]).reset_index()
+    table["std"] = table["std"].fillna(0.0)
+    table["variant"] = pd.Categorical(table["variant"], categories=order, ordered=True)
+    return table.sort_values(["variant", "epoch"]).reset_index(drop=True)
+
+
+def epoch_curves(runs: Mapping[Any, Any], key: str = "test_recall@1", *,
+                 title: str | None = None) -> "go.Figure":
+    """One line per variant (mean over seeds) with a +-std band, against the epoch."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    table = epoch_table(runs, key)
+    fig = go.Figure()
+    for i, variant in enumerate(table["variant"].cat.categories):
+        part = table[table["variant"] == variant]
+        color = qualitative.D3[i % len(qualitative.D3)]
+        epochs = part["epoch"].to_numpy()
+        low = (part["mean"] - part["std"]).to_numpy()
+        high = (part["mean"] + part["std"]).to_numpy()
+        fig.add_trace(go.Scatter(x=np.concatenate([epochs, epochs[::-1]]), y=np.concatenate([high, low[::-1]]),
+                                 fill="toself", fillcolor=color, opacity=0.15, line={"width": 0},
+                                 hoverinfo="skip", showlegend=False, legendgroup=str(variant)))
+        fig.add_trace(go.Scatter(x=epochs, y=part["mean"].to_numpy(), mode="lines", name=str(variant),
+                                 line={"color": color}, legendgroup=str(variant)))
+    fig.update_layout(title=title or f"{key} per epoch (mean ± std over seeds)", xaxis_title="epoch",
+                      yaxis_title=key, template="plotly_white", height=400, width=640)
+    return fig
+
+
+def _flatten(runs: Mapping[Any, Any]) -> list[tuple[str, Any]]:
+    pairs = []
+    for name, value in runs.items():
+        variant = name[0] if isinstance(name, tuple) else name
+        for run in (value if isinstance(value, (list, tuple)) else [value]):
+            if not is_run(run):
+                raise TypeError(f"expected Runs (e.g. Results.runs with keep_runs=True); got {type(run).__name__}")
+            pairs.append((str(variant), run))
+    if not pairs:
+        raise ValueError("no runs given; use run_variants(..., keep_runs=True) and pass results.runs")
+    return pairs
+
+
+def _batch_members(labels: torch.Tensor, anchor: int, size: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    others = torch.cat([torch.arange(anchor), torch.arange(anchor + 1, len(labels))])
+    others = others[torch.randperm(len(others), generator=generator)]
+    same = others[labels[others] == labels[anchor]][: max(1, size // 4)]
+    rest = others[labels[others] != labels[anchor]][: size - 1 - len(same)]
+    return torch.cat([torch.tensor([anchor]), same, rest])
+
+
+__all__ = ["AnchorLists", "anchor_lists", "epoch_curves", "epoch_table", "list_bars"]
