@@ -31,6 +31,7 @@ class AnchorLists:
     labels:   their (possibly noisy) training labels; `flipped` marks the noisy ones.
     teacher:  softmax(-D_teacher[anchor] / tau), the snapshot of epoch `epoch - 1`.
     student:  softmax(-D_student[anchor] / tau), the snapshot of epoch `epoch`.
+    anchor_kl: KL(teacher || student) of the anchor's own list (from log-softmax, so finite).
     batch_kd: the LSD term tau^2 * mean_i KL(p_i || q_i) over the whole small batch.
     """
 
@@ -41,14 +42,8 @@ class AnchorLists:
     flipped: np.ndarray
     teacher: np.ndarray
     student: np.ndarray
+    anchor_kl: float
     batch_kd: float
-
-    @property
-    def anchor_kl(self) -> float:
-        """KL(teacher || student) of the anchor's own list."""
-        p, q = self.teacher, self.student
-        keep = p > 0
-        return float(np.sum(p[keep] * (np.log(p[keep]) - np.log(q[keep]))))
 
 
 def anchor_lists(run: Any, epoch: int, anchor: int = 0, *, size: int = 40, tau: float | None = None,
@@ -83,11 +78,12 @@ def anchor_lists(run: Any, epoch: int, anchor: int = 0, *, size: int = 40, tau: 
         student_d = run.geometry.pairwise(student_all[members], student_all[members]).float()
         teacher_d = run.geometry.pairwise(teacher_all[members], teacher_all[members]).float()
         batch_kd = float(lsd(student_d, teacher_d, labels[members]))
-        student = torch.softmax(-student_d[0] / tau, dim=0)
-        teacher = torch.softmax(-teacher_d[0] / tau, dim=0)
+        log_q = torch.log_softmax(-student_d[0].double() / tau, dim=0)
+        log_p = torch.log_softmax(-teacher_d[0].double() / tau, dim=0)
+        anchor_kl = float((log_p.exp() * (log_p - log_q)).sum())
     return AnchorLists(epoch=epoch, tau=tau, members=members.numpy(), labels=labels[members].numpy(),
-                       flipped=flipped[members].numpy(), teacher=teacher.numpy(), student=student.numpy(),
-                       batch_kd=batch_kd)
+                       flipped=flipped[members].numpy(), teacher=log_p.exp().numpy(), student=log_q.exp().numpy(),
+                       anchor_kl=anchor_kl, batch_kd=batch_kd)
 
 
 def list_bars(lists: AnchorLists, *, title: str | None = None) -> "go.Figure":
