@@ -149,3 +149,18 @@ def test_invalid_inputs_raise_value_error(bad, message):
     args = dict(k=1) | bad
     with pytest.raises(ValueError, match=message):
         knn(**args)
+
+
+@pytest.mark.parametrize("direction", ["query_first", "gallery_first", "symmetrised"])
+def test_learned_bregman_ranking_form_agrees_with_its_divergence(direction):
+    from dmllab.geometry.bregman import Bregman
+
+    torch.manual_seed(0)
+    bregman = Bregman(3)
+    geometry = {"query_first": bregman, "gallery_first": bregman.reversed(),
+                "symmetrised": bregman.symmetrised()}[direction]
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(9))
+    indices, _ = knn(x, k=5, geometry=geometry, backend="torch")
+    d = geometry.pairwise(x, x).fill_diagonal_(float("inf"))
+    nearest = d.sort(dim=1).values[:, :5]
+    torch.testing.assert_close(d.gather(1, indices), nearest, rtol=1e-5, atol=1e-5)

@@ -45,6 +45,19 @@ def evaluate(run: "Run", dataset: "Dataset | None" = None, split: str = "test", 
                              and symmetrised_* (D(q || g) + D(g || q), `geometry.symmetrised()`)
 
     seed (default: run.config.seed) drives k-means and the query subset.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from dmllab.config import Config
+    >>> from dmllab.data.dataset import Dataset
+    >>> from dmllab.data.prepare import Splits
+    >>> from dmllab.geometry.euclidean import Euclidean
+    >>> from dmllab.runs import Run
+    >>> points = Dataset(x=torch.tensor([[0.0], [0.1], [5.0], [5.2]]), y=torch.tensor([0, 0, 1, 1]))
+    >>> run = Run(model=nn.Identity(), geometry=Euclidean(), config=Config(), data=Splits(points, points))
+    >>> metrics = evaluate(run, ks=(1,))
+    >>> metrics["recall@1"], metrics["map@r"], metrics["nmi"], metrics["prototype_accuracy"]
+    (1.0, 1.0, 1.0, 1.0)
     """
     data = dataset if dataset is not None else _splits(run).get(split)
     seed = getattr(run.config, "seed", 0) if seed is None else seed
