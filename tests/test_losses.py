@@ -34,7 +34,7 @@ def _tuples(loss, D, seed):
     tri = loss.select(D.detach(), same_label_mask(LABELS), 4)
     out = []
     for i, (a, p) in enumerate(zip(tri.anchors.tolist(), tri.positives.tolist())):
-        negs = [j for j in range(len(D)) if tri.negatives[i, j]] if tri.all_negatives else [tri.negatives[i].item()]
+        negs = [j for j in range(len(D)) if tri.negatives[a, j]] if tri.all_negatives else [tri.negatives[i].item()]
         out.append((a, p, negs))
     return out
 

@@ -19,12 +19,10 @@ chosen for each selected (a, p) pair.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import MetricLoss, _check_reduction, _mean, reduce
-from dmllab.losses.strategies import negative_mask
 
 
 class ContrastiveLoss(MetricLoss):
@@ -44,9 +42,7 @@ class ContrastiveLoss(MetricLoss):
         triplets = self.select(D, same, embeddings.shape[1])
         pos_d = D[triplets.anchors, triplets.positives]
         if triplets.all_negatives:
-            used = torch.zeros(len(D), dtype=torch.bool, device=D.device)
-            used[triplets.anchors] = True
-            neg_d = D[negative_mask(same) & used.unsqueeze(1)]
+            neg_d = D[triplets.negatives]
         else:
             neg_d = D[triplets.anchors, triplets.negatives]
         pos_losses = (pos_d - self.pos_margin).clamp_min(0.0)

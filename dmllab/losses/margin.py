@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import MetricLoss, _mean
-from dmllab.losses.strategies import negative_mask
 
 
 class MarginLoss(MetricLoss):
@@ -62,7 +61,7 @@ class MarginLoss(MetricLoss):
             # Every (a, p) term occurs |N(a)| times and every (a, n) term once per selected
             # positive of a: weight the B x B terms instead of building all tuples.
             n_pos = torch.bincount(triplets.anchors, minlength=len(D)).to(D.dtype)
-            negatives = negative_mask(same) & (n_pos > 0).unsqueeze(1)
+            negatives = triplets.negatives
             pos_weight = negatives.sum(dim=1).to(D.dtype)[triplets.anchors]
             neg_weight = n_pos.unsqueeze(1) * negatives
             neg_d = D[negatives]

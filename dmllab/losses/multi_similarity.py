@@ -35,7 +35,6 @@ from torch import Tensor
 
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import MetricLoss, _mean
-from dmllab.losses.strategies import negative_mask
 
 
 class MultiSimilarityLoss(MetricLoss):
@@ -61,7 +60,7 @@ class MultiSimilarityLoss(MetricLoss):
         positives[triplets.anchors, triplets.positives] = True
         used = positives.any(dim=1)
         if triplets.all_negatives:
-            negatives = negative_mask(same) & used.unsqueeze(1)
+            negatives = triplets.negatives
         else:
             negatives = torch.zeros_like(same)
             negatives[triplets.anchors, triplets.negatives] = True

@@ -21,7 +21,7 @@ duplicate embeddings at distance 0 still count as positives).
 Negatives (`select_negatives`), chosen for each (a, p) pair relative to its positive, with
 N(a) = {j : y_j != y_a}:
 
-    all                every n in N(a) (a mask [M, B])
+    all                every n in N(a) (a mask [B, B], row a for anchor a)
     semihard           uniform over {n in N(a) : D[a,p] < D[a,n] < D[a,p] + margin}; when empty,
                        the hardest negative (FaceNet, Schroff et al. 2015; METHODS.md §1)
     hardest            argmin_{n in N(a)} D[a, n]
@@ -80,8 +80,9 @@ class Pairs:
 @dataclass(frozen=True)
 class Triplets:
     """Selected tuples. `anchors`, `positives` [M]; `negatives` either a LongTensor [M] (one
-    negative per pair) or, for `how="all"`, a BoolTensor [M, B] marking every negative of the
-    pair's anchor. `dropped` counts the batch's anchors that have no tuple at all."""
+    negative per pair) or, for `how="all"`, a BoolTensor [B, B] whose row a marks every negative
+    of anchor a (rows of unused anchors are all False). `dropped` counts the batch's anchors that
+    have no tuple at all."""
 
     anchors: Tensor
     positives: Tensor
@@ -99,7 +100,7 @@ class Triplets:
         """(pos_d [M], neg_d [M, K], valid [M, K]): K = B for all negatives, else K = 1."""
         pos_d = D[self.anchors, self.positives]
         if self.all_negatives:
-            return pos_d, D[self.anchors], self.negatives
+            return pos_d, D[self.anchors], self.negatives[self.anchors]
         neg_d = D[self.anchors, self.negatives].unsqueeze(1)
         return pos_d, neg_d, torch.ones_like(neg_d, dtype=torch.bool)
 
@@ -163,22 +164,22 @@ def select_negatives(D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: fl
     if not bool(has_negative[anchors].all()):
         keep = has_negative[anchors]
         anchors, positives = anchors[keep], positives[keep]
-    candidates = negatives[anchors]
-    if how == "all":
-        chosen = candidates
-    else:
-        rows = D.detach()[anchors]
-        if how == "hardest":
-            chosen = _hardest(rows, candidates)
-        elif how == "semihard":
-            pos_d = D.detach()[anchors, positives].unsqueeze(1)
-            window = candidates & (rows > pos_d) & (rows < pos_d + margin)
-            chosen = _semihard(rows, candidates, window)
-        else:
-            chosen = _distance_weighted(rows, candidates, dim)
     used = torch.zeros(len(D), dtype=torch.bool, device=D.device)
     used[anchors] = True
-    return Triplets(anchors, positives, chosen, dropped=len(D) - int(used.sum()))
+    dropped = len(D) - int(used.sum())
+    if how == "all":
+        return Triplets(anchors, positives, negatives & used.unsqueeze(1), dropped)
+    candidates = negatives[anchors]
+    rows = D.detach()[anchors]
+    if how == "hardest":
+        chosen = _hardest(rows, candidates)
+    elif how == "semihard":
+        pos_d = D.detach()[anchors, positives].unsqueeze(1)
+        window = candidates & (rows > pos_d) & (rows < pos_d + margin)
+        chosen = _semihard(rows, candidates, window)
+    else:
+        chosen = _distance_weighted(rows, candidates, dim)
+    return Triplets(anchors, positives, chosen, dropped)
 
 
 def _hardest(rows: Tensor, candidates: Tensor) -> Tensor:
