@@ -189,6 +189,15 @@ def test_singleton_anchors_are_dropped_not_paired_with_themselves():
         assert loss.last_stats["dropped"] == 1 and loss.last_stats["anchors"] == 5
 
 
+@pytest.mark.parametrize("negatives", ["all", "semihard", "hardest", "distance_weighted"])
+def test_a_batch_without_positives_gives_zero_loss_and_drops_every_anchor(negatives):
+    z = _embeddings(torch.float64, n=4)
+    for cls in REFERENCES:
+        loss = _make(cls, "nearest", negatives)
+        value = loss(z, torch.tensor([0, 1, 2, 3]))
+        assert value.item() == 0.0 and loss.last_stats["dropped"] == 4 and loss.last_stats["active"] == 0
+
+
 def test_margin_beta_learns_and_per_class_beta():
     z = _embeddings(torch.float64)
     loss = MarginLoss(Euclidean(), positives="nearest", negatives="hardest", margin=0.2, beta=1.2)

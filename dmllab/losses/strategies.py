@@ -169,6 +169,8 @@ def select_negatives(D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: fl
     dropped = len(D) - int(used.sum())
     if how == "all":
         return Triplets(anchors, positives, negatives & used.unsqueeze(1), dropped)
+    if len(anchors) == 0:
+        return Triplets(anchors, positives, anchors.clone(), dropped)
     candidates = negatives[anchors]
     rows = D.detach()[anchors]
     if how == "hardest":
