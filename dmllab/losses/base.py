@@ -106,14 +106,6 @@ def tuple_stats(triplets: Triplets, pos_d: Tensor, neg_d: Tensor, valid: Tensor,
     }
 
 
-def reduce(losses: Tensor, how: str) -> Tensor:
-    """`mean` over all entries, or `nonzero`: mean over the entries > 0 (0 when there are none)."""
-    if how == "mean":
-        return losses.sum() / max(losses.numel(), 1)
-    active = (losses > 0).sum()
-    return losses.sum() / active.clamp_min(1)
-
-
 def _mean(values: Tensor) -> float:
     return float(values.mean()) if values.numel() else math.nan
 

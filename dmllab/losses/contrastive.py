@@ -19,10 +19,13 @@ chosen for each selected (a, p) pair.
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _check_reduction, _mean, reduce
+from dmllab.losses.base import MetricLoss, _check_reduction
 
 
 class ContrastiveLoss(MetricLoss):
@@ -40,19 +43,33 @@ class ContrastiveLoss(MetricLoss):
     def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
               labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
-        pos_d = D[triplets.anchors, triplets.positives]
+        # Dense [B, B] pair weights (how often each pair was selected) instead of gathers.
+        pos_weight = _pair_counts(D, triplets.anchors, triplets.positives)
         if triplets.all_negatives:
-            neg_d = D[triplets.negatives]
+            neg_weight = triplets.negatives.to(D.dtype)
         else:
-            neg_d = D[triplets.anchors, triplets.negatives]
-        pos_losses = (pos_d - self.pos_margin).clamp_min(0.0)
-        neg_losses = (self.margin - neg_d).clamp_min(0.0)
-        loss = reduce(pos_losses, self.reduction) + reduce(neg_losses, self.reduction)
+            neg_weight = _pair_counts(D, triplets.anchors, triplets.negatives)
+        pos_losses = (D - self.pos_margin).clamp_min(0.0) * pos_weight
+        neg_losses = (self.margin - D).clamp_min(0.0) * neg_weight
+        pos_active = (pos_losses > 0).to(D.dtype) * pos_weight
+        neg_active = (neg_losses > 0).to(D.dtype) * neg_weight
+        if self.reduction == "mean":
+            pos_count, neg_count = pos_weight.sum(), neg_weight.sum()
+        else:
+            pos_count, neg_count = pos_active.sum(), neg_active.sum()
+        loss = pos_losses.sum() / pos_count.clamp_min(1) + neg_losses.sum() / neg_count.clamp_min(1)
+        Dd = D.detach()
         stats = {
-            "active": float((pos_losses > 0).sum() + (neg_losses > 0).sum()),
+            "active": float(pos_active.sum() + neg_active.sum()),
             "anchors": float(len(D) - triplets.dropped),
             "dropped": float(triplets.dropped),
-            "pos_dist": _mean(pos_d.detach()),
-            "neg_dist": _mean(neg_d.detach()),
+            "pos_dist": float((Dd * pos_weight).sum() / pos_weight.sum()) if len(triplets) else math.nan,
+            "neg_dist": float((Dd * neg_weight).sum() / neg_weight.sum()) if len(triplets) else math.nan,
         }
         return loss, stats
+
+
+def _pair_counts(D: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """[B, B] float: how many times each (row, col) pair occurs in the selection."""
+    counts = torch.zeros_like(D)
+    return counts.index_put_((rows, cols), torch.ones_like(rows, dtype=D.dtype), accumulate=True)
