@@ -216,7 +216,7 @@ def _empty_curves(config: Config) -> Any:
     if config.val_fraction > 0:
         keys.append("val_recall@1")
     fig = curves_figure(keys, title="training curves")
-    fig.update_layout(height=None if len(keys) > 3 else 300, width=760)
+    fig.update_layout(width=700, height=min(fig.layout.height, 470))
     return fig
 
 

@@ -58,10 +58,10 @@ def curves_figure(keys: Sequence[str], *, title: str = "training") -> "go.Figure
     from plotly.subplots import make_subplots
 
     keys = list(keys)
-    cols = min(3, len(keys))
+    cols = 2 if len(keys) == 4 else min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys, horizontal_spacing=0.08,
-                        vertical_spacing=0.18 if rows > 1 else 0.1)
+                        vertical_spacing=0.3 / rows if rows > 1 else 0.1)
     for i, key in enumerate(keys):
         fig.add_trace(go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name=key,
                                  showlegend=False), row=i // cols + 1, col=i % cols + 1)

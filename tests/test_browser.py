@@ -1,0 +1,164 @@
+"""End to end in a real browser: JupyterLab renders the plotly map and the LabPanel as widgets, and
+pressing Train updates the panel's curves and map.
+
+Needs Debian's Chromium at /usr/bin/chromium and the playwright package (never `playwright
+install`); skipped otherwise. The server runs on 127.0.0.1 with a random port, a token and
+Jupyter config/data/runtime dirs inside tmp_path, and is stopped by its PID at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # the marker's reason below says what is missing
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.skipif(sync_playwright is None, reason="needs the playwright package (pip install playwright)"),
+]
+
+CELLS = [
+    "import numpy as np\nfrom dmllab.viz import embedding_map\nfrom dmllab.widgets import LabPanel",
+    "embedding_map(np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 3)",
+    "panel = LabPanel(dataset='mixture', epochs=2, batches_per_epoch=3, probe_size=60, embedding_dim=4)\npanel",
+]
+
+
+def _notebook(path: Path) -> None:
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+              "source": source} for source in CELLS]
+    notebook = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    path.write_text(json.dumps(notebook))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server rooted at tmp_path: yields (base_url, token, root)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    _notebook(root / "panel.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "IPYTHONDIR": str(tmp_path / "ipython"),
+           "DMLLAB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+    log = (tmp_path / "lab.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--ServerApp.open_browser=False", "--allow-root",
+         "--LabApp.extension_manager=readonly"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab did not start; log:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base, token, tmp_path
+    finally:
+        _stop(server)
+        log.close()
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM the server (it shuts its kernels down), then kill its process group if it lingers."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+def _accept_kernel_dialog(page) -> None:
+    """A fresh JupyterLab asks which kernel to start for an unseen notebook: take the default."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.locator(".jp-Dialog .jp-mod-accept").click(timeout=20_000)
+    except PlaywrightTimeout:
+        pass  # no dialog: the kernel started by itself
+
+
+def _drawn_lines(plot) -> int:
+    """How many line traces of a plotly plot have a non-empty path."""
+    paths = plot.locator(".scatterlayer .trace path.js-line")
+    return sum(1 for i in range(paths.count()) if len(paths.nth(i).get_attribute("d") or "") > 1)
+
+
+def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
+    base, token, tmp_path = lab
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.set_default_timeout(60_000)
+            page.goto(f"{base}/lab/tree/panel.ipynb?token={token}", wait_until="domcontentloaded")
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            _accept_kernel_dialog(page)
+            page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first.wait_for(timeout=60_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            standalone = cells.nth(1).locator(".js-plotly-plot")
+            standalone.locator("svg.main-svg").first.wait_for(timeout=90_000)
+            assert standalone.locator(".scatterlayer .trace").count() == 3  # one trace per class
+
+            panel = cells.nth(2).locator(".jp-Cell-outputArea")
+            train = panel.locator(".jupyter-widgets button.widget-button", has_text="Train")
+            train.wait_for(timeout=60_000)
+            assert panel.locator(".widget-dropdown").count() >= 4  # real controls, not a text repr
+            curves, map_ = panel.locator(".js-plotly-plot").nth(0), panel.locator(".js-plotly-plot").nth(1)
+            map_.locator("svg.main-svg").first.wait_for(timeout=60_000)
+            assert map_.locator(".scatterlayer .trace").count() == 0
+            assert _drawn_lines(curves) == 0
+
+            train.click()
+            panel.locator(".widget-html-content", has_text="done:").wait_for(timeout=90_000)
+            map_.locator(".scatterlayer .trace").first.wait_for(timeout=15_000)
+            assert map_.locator(".scatterlayer .trace").count() >= 2, "no class traces in the panel's map"
+            page.wait_for_timeout(500)
+            assert _drawn_lines(curves) >= 4, "the training curves were not drawn"
+            page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            (tmp_path / "failure.html").write_text(page.content())
+            raise
+        finally:
+            browser.close()
+    assert (tmp_path / "lab.png").stat().st_size > 10_000
