@@ -112,6 +112,7 @@ def _umap(points: np.ndarray, seed: int, **options: Any) -> np.ndarray:
     import umap
 
     options.setdefault("n_neighbors", max(2, min(15, len(points) - 1)))
+    options.setdefault("n_jobs", 1)  # a seeded UMAP runs single-threaded anyway; say so, do not warn
     return umap.UMAP(n_components=2, random_state=seed, **options).fit_transform(points)
 
 
@@ -136,6 +137,7 @@ def _aligned_umap(stacked: np.ndarray, seed: int, **options: Any) -> np.ndarray:
 
     epochs, n, _ = stacked.shape
     options.setdefault("n_neighbors", max(2, min(15, n - 1)))
+    options.setdefault("n_jobs", 1)
     identity = {i: i for i in range(n)}
     mapper = umap.AlignedUMAP(n_components=2, random_state=seed, **options)
     mapper.fit(list(stacked), relations=[identity] * (epochs - 1))
