@@ -95,7 +95,7 @@ class Config:
 
     epochs: int = 20
     batches_per_epoch: int | None = None
-    classes_per_batch: int = 8
+    classes_per_batch: int = 5
     samples_per_class: int = 8
     optimizer: str = "adam"
     lr: float = 1e-3
