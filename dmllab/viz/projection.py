@@ -137,7 +137,6 @@ def _aligned_umap(stacked: np.ndarray, seed: int, **options: Any) -> np.ndarray:
 
     epochs, n, _ = stacked.shape
     options.setdefault("n_neighbors", max(2, min(15, n - 1)))
-    options.setdefault("n_jobs", 1)
     identity = {i: i for i in range(n)}
     mapper = umap.AlignedUMAP(n_components=2, random_state=seed, **options)
     mapper.fit(list(stacked), relations=[identity] * (epochs - 1))
