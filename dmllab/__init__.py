@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "config", "data", "geometry", "losses", "metrics", "models", "train", "runs", "viz",
-    "widgets", "distributed", "report", "cli",
+    "widgets", "distributed", "report", "cli", "experiments", "components",
 }
 _FUNCTIONS = {
     "fit": "dmllab.train",
