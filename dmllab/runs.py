@@ -143,7 +143,7 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
     >>> rows = [{"pos": "nearest", "r1": 0.8}, {"pos": "nearest", "r1": 0.9},
     ...         {"pos": "random", "r1": 0.5}, {"pos": "random", "r1": 0.7}]
     >>> table = aggregate(rows, by=["pos"], metrics=["r1"])
-    >>> table[["pos", "r1_mean", "r1_n"]].values.tolist()
+    >>> table[["pos", "r1_mean", "r1_n"]].round(3).values.tolist()
     [['nearest', 0.85, 2], ['random', 0.6, 2]]
     """
     frame = pd.DataFrame(list(records))
