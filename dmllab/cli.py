@@ -267,23 +267,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- report
-def collect(directory: Path) -> list[dict[str, Any]]:
-    records = []
+def collect(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every finished cell (params.json + metrics.json) as one record, and the parameter names."""
+    records, names = [], set()
     for params_path in sorted(directory.rglob("params.json")):
         metrics_path = params_path.parent / "metrics.json"
         if metrics_path.exists():
-            records.append({**json.loads(params_path.read_text()), **json.loads(metrics_path.read_text())})
-    return records
+            params = json.loads(params_path.read_text())
+            names |= set(params)
+            records.append({**params, **json.loads(metrics_path.read_text())})
+    return records, sorted(names - {"seed"})
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from dmllab.runs import aggregate
 
     directory = Path(args.directory)
-    records = collect(directory)
+    records, params = collect(directory)
     if not records:
         raise SystemExit(f"{directory}: no finished cells (params.json + metrics.json) found")
-    params = sorted({k for r in records for k in json.loads((directory.rglob('params.json').__next__()).read_text())} - {"seed"})
     metrics = args.metric or [m for m in ("recall@1", "map@r", "nmi", "fine_recall@1", "memorisation",
                                           "prototype_accuracy") if any(m in r for r in records)]
     if not metrics:
