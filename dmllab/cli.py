@@ -65,7 +65,9 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], progress: 
 
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=progress,
-                               kernel_name="python3", cwd=str(notebook.parent))
+                               kernel_name="python3", cwd=str(notebook.parent),
+                               # the kernel's start-up warning about its loopback TCP transport is noise here
+                               extra_arguments=["--log-level=ERROR"])
 
 
 # --------------------------------------------------------------------------- demo / run
