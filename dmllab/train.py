@@ -103,7 +103,8 @@ def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
             "or check the inputs for NaN/inf")
     labels = distributed.gather(y)
     use_lsd = lsd is not None and teacher is not None and lsd_weight > 0
-    distances = loss_fn.geometry.pairwise(z, z) if (loss_fn.uses_batch_matrix or use_lsd) else None
+    # Shared with LSD when it is on; otherwise the loss builds what it needs (see losses.base).
+    distances = loss_fn.geometry.pairwise(z, z) if use_lsd else None
     base = loss_fn(z, labels, distances=distances)
     stats = {key: float(value) for key, value in getattr(loss_fn, "last_stats", {}).items()}
     stats["base_loss"] = float(base.detach())

@@ -43,6 +43,13 @@ def test_gradcheck(geometry):
     a = _points(4, d=3).requires_grad_(True)
     b = _points(3, d=3, seed=2).requires_grad_(True)
     assert torch.autograd.gradcheck(geometry.pairwise, (a, b))
+    # pairwise(z, z) takes the one-GEMM backward path for the Euclidean family
+    z = _points(5, d=3, seed=4).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: geometry.pairwise(x, x), (z,))
+    only_b = torch.autograd.grad(geometry.pairwise(a.detach(), b).sum(), b)[0]
+    reference = torch.autograd.grad(_loop(lambda x, y: geometry.pairwise(x[None], y[None])[0, 0],
+                                          a.detach(), b).sum(), b)[0]
+    torch.testing.assert_close(only_b, reference)
 
 
 @pytest.mark.parametrize("geometry", [SquaredEuclidean(), Euclidean(), Cosine()], ids=lambda g: g.name)
@@ -83,3 +90,37 @@ def test_build_rejects_unknown_names_and_options():
         build("sqeuclidean", dim=3, eps=1e-6)
     with pytest.raises(ValueError, match="eps must be > 0"):
         Euclidean(eps=0.0)
+
+
+def _entry_geometries():
+    from dmllab.geometry.bregman import Bregman
+    torch.manual_seed(0)
+    icnn = Bregman(3).double()
+    return [SquaredEuclidean(), Euclidean(), Cosine(), icnn, Bregman(3, "maxaffine").double(),
+            icnn.reversed(), icnn.symmetrised()]
+
+
+@pytest.mark.parametrize("geometry", _entry_geometries(), ids=lambda g: g.name)
+def test_entries_equal_the_gathered_matrix_in_value_and_gradient(geometry):
+    a = _points(6, d=3).requires_grad_(True)
+    b = _points(5, d=3, seed=5).requires_grad_(True)
+    rows, cols = torch.tensor([0, 0, 3, 5, 2, 3]), torch.tensor([1, 4, 4, 0, 2, 1])
+    for second in (a, b):          # the self matrix pairwise(z, z) and a cross matrix
+        direct = geometry.entries(a, second, rows, cols)
+        gathered = geometry.pairwise(a, second)[rows, cols]
+        torch.testing.assert_close(direct, gathered)
+        weights = torch.linspace(0.5, 2.0, len(rows), dtype=a.dtype)
+        inputs = (a, b) if second is b else (a,)
+        inputs = inputs + tuple(p for p in geometry.parameters())
+        unused = dict(allow_unused=True, materialize_grads=True)      # max-affine: b only picks a piece
+        torch.testing.assert_close(torch.autograd.grad((direct * weights).sum(), inputs, **unused),
+                                   torch.autograd.grad((gathered * weights).sum(), inputs, **unused))
+    assert geometry.direct_entries
+
+
+def test_euclidean_entries_are_zero_with_a_finite_gradient_at_coincident_points():
+    z = torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0]], requires_grad=True)
+    d = Euclidean().entries(z, z, torch.tensor([0, 0, 2]), torch.tensor([1, 0, 0]))
+    assert d[:2].tolist() == [0.0, 0.0]
+    (grad,) = torch.autograd.grad(d.sum(), z)
+    assert torch.isfinite(grad).all()

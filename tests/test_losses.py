@@ -246,3 +246,30 @@ def test_build_registry_matches_config_and_maps_fields():
     assert build(Config(loss="triplet", loss_options={"reduction": "mean"}), Euclidean()).reduction == "mean"
     with pytest.raises(ValueError, match="no loss_options temperature; allowed: pos_margin, reduction"):
         build(Config(loss="contrastive", loss_options={"temperature": 1.0}), Euclidean())
+
+
+def _entry_geometries():
+    from dmllab.geometry.bregman import Bregman
+    torch.manual_seed(0)
+    return [Euclidean(), SquaredEuclidean(), Cosine(), Bregman(4).double(), Bregman(4).double().reversed()]
+
+
+@pytest.mark.parametrize("geometry", _entry_geometries(), ids=lambda g: g.name)
+@pytest.mark.parametrize("cls", list(REFERENCES), ids=lambda c: c.__name__)
+def test_picked_entries_path_equals_the_full_matrix_path(cls, geometry):
+    """Without `distances=`, single-negative strategies differentiate geometry.entries only:
+    the same loss and gradients as reading the differentiable batch matrix."""
+    z = _embeddings(torch.float64, seed=4)
+    for positives, negatives in [(p, n) for p, n in STRATEGIES if n != "all"] + [("all", "hardest")]:
+        loss = cls(geometry, positives=positives, negatives=negatives, margin=0.3, k_positives=2)
+        inputs = (z, *geometry.parameters())
+        torch.manual_seed(3)
+        direct = loss(z, LABELS)
+        direct_grads = torch.autograd.grad(direct, inputs, allow_unused=True, materialize_grads=True)
+        direct_stats = dict(loss.last_stats)
+        torch.manual_seed(3)
+        full = loss(z, LABELS, distances=geometry.pairwise(z, z))
+        full_grads = torch.autograd.grad(full, inputs, allow_unused=True, materialize_grads=True)
+        torch.testing.assert_close(direct, full, msg=f"{positives}/{negatives}")
+        torch.testing.assert_close(direct_grads, full_grads)
+        assert direct_stats == pytest.approx(loss.last_stats, nan_ok=True)

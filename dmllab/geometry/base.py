@@ -10,6 +10,8 @@ is not) or that embeddings are normalised.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -25,14 +27,29 @@ class Geometry(nn.Module):
 
     name: str = "geometry"
     symmetric: bool = True
+    #: True when `entries` is computed directly (O(M d)) rather than gathered from `pairwise`.
+    direct_entries: bool = False
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         """D[i, j] = D(a_i || b_j) for a [n, d] and b [m, d]; returns [n, m]."""
         _check_pair(a, b, self.name)
         return self._pairwise(a, b)
 
+    def entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        """D(a_rows[i] || b_cols[i]) for index vectors rows, cols [M]: [M], equal to
+        `pairwise(a, b)[rows, cols]` and differentiable like it.
+
+        Losses that read only a few entries of the batch matrix use it so that their backward
+        pass costs O(M d), not O(n m d). Geometries with `direct_entries` compute the entries
+        themselves; the default gathers them from `pairwise`."""
+        _check_pair(a, b, self.name)
+        return self._entries(a, b, rows, cols)
+
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.pairwise(a, b)
+
+    def _entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        return self._pairwise(a, b)[rows, cols]
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         raise NotImplementedError
@@ -66,8 +83,15 @@ class Reversed(Geometry):
         self.inner = inner
         self.name = f"{inner.name}[reversed]"
 
+    @property
+    def direct_entries(self) -> bool:
+        return self.inner.direct_entries
+
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.inner.pairwise(b, a).T
+
+    def _entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        return self.inner.entries(b, a, cols, rows)
 
 
 class Symmetrised(Geometry):
@@ -80,8 +104,15 @@ class Symmetrised(Geometry):
         self.inner = inner
         self.name = f"{inner.name}[symmetrised]"
 
+    @property
+    def direct_entries(self) -> bool:
+        return self.inner.direct_entries
+
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.inner.pairwise(a, b) + self.inner.pairwise(b, a).T
+
+    def _entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        return self.inner.entries(a, b, rows, cols) + self.inner.entries(b, a, cols, rows)
 
 
 def _check_pair(a: Tensor, b: Tensor, name: str) -> None:
@@ -92,5 +123,11 @@ def _check_pair(a: Tensor, b: Tensor, name: str) -> None:
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"{name}.pairwise: dimension mismatch, a has d={a.shape[1]} but b has d={b.shape[1]}")
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+    if not (all_finite(a) and (b is a or all_finite(b))):
         raise ValueError(f"{name}.pairwise: embeddings contain NaN or inf")
+
+
+def all_finite(x: Tensor) -> bool:
+    """No NaN or inf in x. One reduction first (a NaN or inf makes the sum non-finite); the
+    element-wise test runs only when the sum is not finite, which also overflow can cause."""
+    return math.isfinite(float(x.detach().sum())) or bool(torch.isfinite(x).all())

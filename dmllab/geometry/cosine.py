@@ -21,6 +21,7 @@ class Cosine(Geometry):
 
     name = "cosine"
     symmetric = True
+    direct_entries = True
 
     def __init__(self, eps: float = 1e-12) -> None:
         super().__init__()
@@ -32,6 +33,11 @@ class Cosine(Geometry):
         a_unit = F.normalize(a, dim=1, eps=self.eps)
         b_unit = a_unit if b is a else F.normalize(b, dim=1, eps=self.eps)
         return 1.0 - a_unit @ b_unit.T
+
+    def _entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        a_unit = F.normalize(a, dim=1, eps=self.eps)
+        b_unit = a_unit if b is a else F.normalize(b, dim=1, eps=self.eps)
+        return 1.0 - (a_unit.index_select(0, rows) * b_unit.index_select(0, cols)).sum(dim=1)
 
     def ranking_vectors(self, query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
         """Q = q / ||q||, G = g / ||g||: Q.G = cos = 1 - D."""

@@ -5,6 +5,12 @@ A loss reads D = geometry.pairwise(z, z) (anchor first) and the selected tuples.
 pass D in (`distances=`) so it is computed once per step and shared with LSD. Nothing here
 assumes D symmetric or the embeddings normalised.
 
+Losses read the selected entries through `pick(rows, cols)` (= D[rows, cols]). When a strategy
+picks single negatives and D is not passed in, the selection runs on D computed without a
+gradient and `pick` is `geometry.entries`: the same values, but the backward pass touches the
+M selected pairs (O(M d)) instead of the whole B x B matrix. `negatives="all"` (and a D passed
+in) keeps the differentiable matrix.
+
 After every call `last_stats` holds floats for the training curves:
 `active` (tuples or pairs with non-zero loss), `anchors` (anchors used), `dropped` (anchors
 without a positive or a negative), `pos_dist` / `neg_dist` (mean selected positive / negative
@@ -14,11 +20,13 @@ dissimilarity).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from dmllab.geometry.base import Geometry
+from dmllab.geometry.base import Geometry, all_finite
 from dmllab.losses.strategies import (NEGATIVE_STRATEGIES, POSITIVE_STRATEGIES, Triplets,
                                       same_label_mask, select_negatives, select_positives)
 
@@ -51,19 +59,29 @@ class MetricLoss(nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Tensor, distances: Tensor | None = None) -> Tensor:
         _check_batch(embeddings, labels, type(self).__name__)
-        if distances is None and self.uses_batch_matrix:
-            distances = self.geometry.pairwise(embeddings, embeddings)
-        if distances is not None and distances.shape != (len(labels), len(labels)):
-            raise ValueError(
-                f"distances must be the [B, B] batch matrix geometry.pairwise(z, z) with B={len(labels)}; "
-                f"got shape {tuple(distances.shape)}")
+        if distances is not None:
+            if distances.shape != (len(labels), len(labels)):
+                raise ValueError(
+                    f"distances must be the [B, B] batch matrix geometry.pairwise(z, z) with B={len(labels)}; "
+                    f"got shape {tuple(distances.shape)}")
+            D, pick = distances, partial(_gather, distances)
+        elif self.uses_batch_matrix and self.negatives != "all" and self.geometry.direct_entries:
+            with torch.no_grad():           # for the selection only; the loss differentiates `pick`
+                D = self.geometry.pairwise(embeddings, embeddings)
+            pick = partial(self.geometry._entries, embeddings, embeddings)     # inputs checked above
+        elif self.uses_batch_matrix:
+            D = self.geometry.pairwise(embeddings, embeddings)
+            pick = partial(_gather, D)
+        else:
+            D = pick = None
         same = same_label_mask(labels)
-        loss, stats = self._loss(distances, same, embeddings, labels)
+        loss, stats = self._loss(D, pick, same, embeddings, labels)
         self.last_stats = {key: float(value) for key, value in stats.items()}
         return loss
 
-    def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
-              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
+              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """(loss, stats) from D (for the selection and the `negatives="all"` terms) and `pick`."""
         raise NotImplementedError
 
     def select(self, D: Tensor, same: Tensor, dim: int) -> Triplets:
@@ -106,6 +124,10 @@ def tuple_stats(triplets: Triplets, pos_d: Tensor, neg_d: Tensor, valid: Tensor,
     }
 
 
+def _gather(D: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    return D[rows, cols]
+
+
 def _mean(values: Tensor) -> float:
     return float(values.mean()) if values.numel() else math.nan
 
@@ -129,7 +151,7 @@ def _check_batch(embeddings: Tensor, labels: Tensor, name: str) -> None:
             f"{tuple(labels.shape)} for embeddings {tuple(embeddings.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"{name}: labels must be integer class ids; got dtype {labels.dtype}")
-    if not bool(torch.isfinite(embeddings).all()):
+    if not all_finite(embeddings):
         raise ValueError(f"{name}: embeddings contain NaN or inf (check the model's output / learning rate)")
     if not bool((labels != labels[0]).any()):
         raise ValueError(

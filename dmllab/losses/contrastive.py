@@ -20,12 +20,12 @@ chosen for each selected (a, p) pair.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _check_reduction
+from dmllab.losses.base import MetricLoss, _check_reduction, _mean
 
 
 class ContrastiveLoss(MetricLoss):
@@ -40,36 +40,31 @@ class ContrastiveLoss(MetricLoss):
         self.pos_margin = float(pos_margin)
         self.reduction = reduction
 
-    def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
-              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
+              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
-        # Dense [B, B] pair weights (how often each pair was selected) instead of gathers.
-        pos_weight = _pair_counts(D, triplets.anchors, triplets.positives)
+        pos_d = pick(triplets.anchors, triplets.positives)
+        pos_losses = (pos_d - self.pos_margin).clamp_min(0.0)
         if triplets.all_negatives:
+            # every negative of each used anchor once: a masked [B, B] term
             neg_weight = triplets.negatives.to(D.dtype)
+            neg_losses = (self.margin - D).clamp_min(0.0) * neg_weight
+            neg_pairs, neg_d_sum = neg_weight.sum(), (D.detach() * neg_weight).sum()
         else:
-            neg_weight = _pair_counts(D, triplets.anchors, triplets.negatives)
-        pos_losses = (D - self.pos_margin).clamp_min(0.0) * pos_weight
-        neg_losses = (self.margin - D).clamp_min(0.0) * neg_weight
-        pos_active = (pos_losses > 0).to(D.dtype) * pos_weight
-        neg_active = (neg_losses > 0).to(D.dtype) * neg_weight
+            neg_d = pick(triplets.anchors, triplets.negatives)
+            neg_losses = (self.margin - neg_d).clamp_min(0.0)
+            neg_pairs, neg_d_sum = neg_d.new_tensor(float(len(neg_d))), neg_d.detach().sum()
+        pos_active, neg_active = (pos_losses > 0).sum(), (neg_losses > 0).sum()
         if self.reduction == "mean":
-            pos_count, neg_count = pos_weight.sum(), neg_weight.sum()
+            pos_count, neg_count = pos_d.new_tensor(float(len(pos_d))), neg_pairs
         else:
-            pos_count, neg_count = pos_active.sum(), neg_active.sum()
+            pos_count, neg_count = pos_active, neg_active
         loss = pos_losses.sum() / pos_count.clamp_min(1) + neg_losses.sum() / neg_count.clamp_min(1)
-        Dd = D.detach()
         stats = {
-            "active": float(pos_active.sum() + neg_active.sum()),
-            "anchors": float(len(D) - triplets.dropped),
+            "active": float(pos_active + neg_active),
+            "anchors": float(len(same) - triplets.dropped),
             "dropped": float(triplets.dropped),
-            "pos_dist": float((Dd * pos_weight).sum() / pos_weight.sum()) if len(triplets) else math.nan,
-            "neg_dist": float((Dd * neg_weight).sum() / neg_weight.sum()) if len(triplets) else math.nan,
+            "pos_dist": _mean(pos_d.detach()),
+            "neg_dist": float(neg_d_sum / neg_pairs) if len(triplets) else math.nan,
         }
         return loss, stats
-
-
-def _pair_counts(D: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """[B, B] float: how many times each (row, col) pair occurs in the selection."""
-    counts = torch.zeros_like(D)
-    return counts.index_put_((rows, cols), torch.ones_like(rows, dtype=D.dtype), accumulate=True)

@@ -23,6 +23,8 @@ O(B^2) by weighting l(a, p) with |N(a)| and l(a, n) with the number of selected 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -51,11 +53,11 @@ class MarginLoss(MetricLoss):
             self.register_buffer("beta", initial)
         self.per_class_beta = per_class_beta
 
-    def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
-              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
+              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
         beta = self._beta(labels)
-        pos_d = D[triplets.anchors, triplets.positives]
+        pos_d = pick(triplets.anchors, triplets.positives)
         pos_losses = (self.margin + pos_d - beta[triplets.anchors]).clamp_min(0.0)
         if triplets.all_negatives:
             # Every (a, p) term occurs |N(a)| times and every (a, n) term once per selected
@@ -67,7 +69,7 @@ class MarginLoss(MetricLoss):
             neg_d = D[negatives]
             neg_losses = (self.margin - D + beta.unsqueeze(1)).clamp_min(0.0) * negatives
         else:
-            neg_d = D[triplets.anchors, triplets.negatives]
+            neg_d = pick(triplets.anchors, triplets.negatives)
             neg_losses = (self.margin - neg_d + beta[triplets.anchors]).clamp_min(0.0)
             pos_weight = neg_weight = 1.0
         total = (pos_weight * pos_losses).sum() + (neg_weight * neg_losses).sum()

@@ -29,12 +29,14 @@ no mining is applied.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import MetricLoss, _mean
+from dmllab.losses.strategies import Triplets
 
 
 class MultiSimilarityLoss(MetricLoss):
@@ -52,40 +54,65 @@ class MultiSimilarityLoss(MetricLoss):
         self.base = float(base)
         self.mining_margin = float(mining_margin)
 
-    def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
-              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
+              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
-        B = len(D)
+        if triplets.all_negatives:
+            return self._mined(D, same, triplets)
+        return self._listed(pick, len(same), triplets)
+
+    def _mined(self, D: Tensor, same: Tensor, triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
+        """All negatives of each anchor, with the paper's mining: masked [B, B] terms."""
         positives = torch.zeros_like(same)
         positives[triplets.anchors, triplets.positives] = True
+        negatives = triplets.negatives
         used = positives.any(dim=1)
-        if triplets.all_negatives:
-            negatives = triplets.negatives
-        else:
-            negatives = torch.zeros_like(same)
-            negatives[triplets.anchors, triplets.negatives] = True
-        S = 1.0 - D
-        pos_kept, neg_kept = positives, negatives
-        if triplets.all_negatives:
-            s = S.detach()
-            min_pos = s.masked_fill(~positives, math.inf).amin(dim=1, keepdim=True)
-            max_neg = s.masked_fill(~negatives, -math.inf).amax(dim=1, keepdim=True)
-            neg_kept = negatives & (s + self.mining_margin > min_pos)
-            pos_kept = positives & (s - self.mining_margin < max_neg)
-        pos_term = _log1p_sum_exp(-self.alpha * (S - self.base), pos_kept) / self.alpha
-        neg_term = _log1p_sum_exp(self.beta * (S - self.base), neg_kept) / self.beta
+        s = 1.0 - D.detach()
+        min_pos = s.masked_fill(~positives, math.inf).amin(dim=1, keepdim=True)
+        max_neg = s.masked_fill(~negatives, -math.inf).amax(dim=1, keepdim=True)
+        neg_kept = negatives & (s + self.mining_margin > min_pos)
+        pos_kept = positives & (s - self.mining_margin < max_neg)
+        # the kept pairs as lists: exp over them only, not over every masked-out entry
+        (pos_rows, pos_cols), (neg_rows, neg_cols) = pos_kept.nonzero(as_tuple=True), neg_kept.nonzero(as_tuple=True)
+        pos_s, neg_s = 1.0 - D[pos_rows, pos_cols], 1.0 - D[neg_rows, neg_cols]
+        pos_term = _log1p_sum_exp_by_row(-self.alpha * (pos_s - self.base), pos_rows, len(D)) / self.alpha
+        neg_term = _log1p_sum_exp_by_row(self.beta * (neg_s - self.base), neg_rows, len(D)) / self.beta
         loss = (pos_term + neg_term)[used].sum() / max(int(used.sum()), 1)
         stats = {
             "active": float(pos_kept.sum() + neg_kept.sum()),
             "anchors": float(used.sum()),
-            "dropped": float(B - used.sum()),
+            "dropped": float(len(D) - used.sum()),
             "pos_dist": _mean(D.detach()[positives]),
             "neg_dist": _mean(D.detach()[negatives]),
         }
         return loss, stats
 
+    def _listed(self, pick: Callable[[Tensor, Tensor], Tensor], batch: int,
+                triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
+        """The selected pairs as lists (no mining): per-anchor sums over the picked entries."""
+        anchors, positives = triplets.anchors, triplets.positives
+        # an anchor's negatives form a set: two of its pairs may have picked the same negative
+        key = torch.unique(anchors * batch + triplets.negatives)
+        neg_rows, neg_cols = key // batch, key % batch
+        pos_d, neg_d = pick(anchors, positives), pick(neg_rows, neg_cols)
+        pos_term = _log1p_sum_exp_by_row(-self.alpha * (1.0 - pos_d - self.base), anchors, batch) / self.alpha
+        neg_term = _log1p_sum_exp_by_row(self.beta * (1.0 - neg_d - self.base), neg_rows, batch) / self.beta
+        used = torch.unique(anchors)
+        loss = (pos_term + neg_term)[used].sum() / max(len(used), 1)
+        stats = {
+            "active": float(len(pos_d) + len(neg_d)),
+            "anchors": float(len(used)),
+            "dropped": float(batch - len(used)),
+            "pos_dist": _mean(pos_d.detach()),
+            "neg_dist": _mean(neg_d.detach()),
+        }
+        return loss, stats
 
-def _log1p_sum_exp(x: Tensor, mask: Tensor) -> Tensor:
-    """log(1 + sum_j exp(x_ij)) over the masked entries of each row, stably: [B]."""
-    x = x.masked_fill(~mask, -math.inf)
-    return torch.logsumexp(torch.cat([x, x.new_zeros(len(x), 1)], dim=1), dim=1)
+
+def _log1p_sum_exp_by_row(x: Tensor, rows: Tensor, batch: int) -> Tensor:
+    """log(1 + sum_{i: rows_i = r} exp(x_i)) for every row r < batch, stably: [batch].
+
+    The shift max(0, max x) is taken without a gradient; the value does not depend on it."""
+    shift = x.new_zeros(batch).scatter_reduce(0, rows, x.detach(), "amax", include_self=True)
+    total = torch.exp(-shift).index_add(0, rows, torch.exp(x - shift[rows]))
+    return shift + total.log()

@@ -45,7 +45,7 @@ class PrototypeCrossEntropy(MetricLoss):
             raise ValueError(f"prototype_ce temperature must be > 0; got {temperature!r}")
         self.temperature = float(temperature)
 
-    def _loss(self, D: Tensor | None, same: Tensor, embeddings: Tensor,
+    def _loss(self, D: None, pick: None, same: Tensor, embeddings: Tensor,
               labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         _, target = torch.unique(labels, return_inverse=True)
         counts = torch.bincount(target).to(embeddings.dtype)

@@ -54,6 +54,7 @@ Pairs whose anchor has no negative are dropped, and the anchor counted in `dropp
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -96,24 +97,27 @@ class Triplets:
     def all_negatives(self) -> bool:
         return self.negatives.dtype == torch.bool
 
-    def distances(self, D: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(pos_d [M], neg_d [M, K], valid [M, K]): K = B for all negatives, else K = 1."""
-        pos_d = D[self.anchors, self.positives]
+    def distances(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor] | None = None
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+        """(pos_d [M], neg_d [M, K], valid [M, K]): K = B for all negatives, else K = 1.
+
+        `pick(rows, cols)` reads single entries (default: D[rows, cols])."""
+        pick = pick or (lambda rows, cols: D[rows, cols])
+        pos_d = pick(self.anchors, self.positives)
         if self.all_negatives:
             return pos_d, D[self.anchors], self.negatives[self.anchors]
-        neg_d = D[self.anchors, self.negatives].unsqueeze(1)
+        neg_d = pick(self.anchors, self.negatives).unsqueeze(1)
         return pos_d, neg_d, torch.ones_like(neg_d, dtype=torch.bool)
 
 
 def same_label_mask(labels: Tensor) -> Tensor:
     """[B, B] bool, True where y_i == y_j and i != j (positives exclude self by index)."""
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    return same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    return (labels.unsqueeze(0) == labels.unsqueeze(1)).fill_diagonal_(False)
 
 
 def negative_mask(same: Tensor) -> Tensor:
     """[B, B] bool, True where y_i != y_j (the complement of `same` without the diagonal)."""
-    return ~(same | torch.eye(len(same), dtype=torch.bool, device=same.device))
+    return (~same).fill_diagonal_(False)
 
 
 def select_positives(D: Tensor, same: Tensor, how: str, k: int = 1) -> Pairs:
@@ -125,28 +129,25 @@ def select_positives(D: Tensor, same: Tensor, how: str, k: int = 1) -> Pairs:
     _check_matrix(D, same)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k (positives per anchor) must be an int >= 1; got {k!r}")
-    has_positive = same.any(dim=1)
-    dropped = int((~has_positive).sum())
     if how == "all":
         anchors, positives = same.nonzero(as_tuple=True)
-        return Pairs(anchors, positives, dropped)
+        return Pairs(anchors, positives, len(D) - int(anchors.unique_consecutive().numel()))
     D = D.detach()
     if how == "nearest":
-        score = -D
+        score = D.masked_fill(~same, math.inf).neg_()
     elif how == "hardest":
-        score = D.clone()
+        score = D.masked_fill(~same, -math.inf)
     else:
-        score = torch.rand(D.shape, device=D.device, dtype=D.dtype)
-    score = score.masked_fill(~same, -math.inf)
+        score = torch.where(same, random_ranks(D.shape, D.device, D.dtype), -math.inf)
     if k == 1:
-        index = score.argmax(dim=1)
-        anchors = has_positive.nonzero().squeeze(1)
-        return Pairs(anchors, index[anchors], dropped)
+        best, index = score.max(dim=1)
+        anchors = (best > -math.inf).nonzero().squeeze(1)
+        return Pairs(anchors, index[anchors], len(D) - len(anchors))
     k = min(k, D.shape[1])
     top_score, top_index = score.topk(k, dim=1)
     chosen = top_score > -math.inf
     anchors = torch.arange(len(D), device=D.device).unsqueeze(1).expand(-1, k)
-    return Pairs(anchors[chosen], top_index[chosen], dropped)
+    return Pairs(anchors[chosen], top_index[chosen], len(D) - int(chosen[:, 0].sum()))
 
 
 def select_negatives(D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: float = 0.2, *,
@@ -160,55 +161,78 @@ def select_negatives(D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: fl
     _check_matrix(D, same)
     negatives = negative_mask(same)
     anchors, positives = pairs.anchors, pairs.positives
-    has_negative = negatives.any(dim=1)
-    if not bool(has_negative[anchors].all()):
-        keep = has_negative[anchors]
-        anchors, positives = anchors[keep], positives[keep]
-    used = torch.zeros(len(D), dtype=torch.bool, device=D.device)
-    used[anchors] = True
-    dropped = len(D) - int(used.sum())
     if how == "all":
-        return Triplets(anchors, positives, negatives & used.unsqueeze(1), dropped)
+        has_negative = negatives.any(dim=1)
+        if not bool(has_negative[anchors].all()):
+            keep = has_negative[anchors]
+            anchors, positives = anchors[keep], positives[keep]
+        used = torch.zeros(len(D), dtype=torch.bool, device=D.device)
+        used[anchors] = True
+        return Triplets(anchors, positives, negatives & used.unsqueeze(1), len(D) - int(used.sum()))
     if len(anchors) == 0:
-        return Triplets(anchors, positives, anchors.clone(), dropped)
-    candidates = negatives[anchors]
-    rows = D.detach()[anchors]
+        return Triplets(anchors, positives, anchors.clone(), len(D))
+    every_row = len(anchors) == len(D) and bool((anchors == torch.arange(len(D), device=D.device)).all())
+    rows = D.detach() if every_row else D.detach()[anchors]
+    # Non-negatives at +inf: the row minimum is the hardest negative, and +inf never enters a window.
+    rows = rows.masked_fill(~negatives if every_row else ~negatives[anchors], math.inf)
     if how == "hardest":
-        chosen = _hardest(rows, candidates)
+        nearest, chosen = rows.min(dim=1)
     elif how == "semihard":
         pos_d = D.detach()[anchors, positives].unsqueeze(1)
-        window = candidates & (rows > pos_d) & (rows < pos_d + margin)
-        chosen = _semihard(rows, candidates, window)
+        nearest, chosen = _semihard(rows, pos_d, margin)
     else:
-        chosen = _distance_weighted(rows, candidates, dim)
+        nearest, chosen = _distance_weighted(rows, dim)
+    if not bool((nearest < math.inf).all()):           # anchors with no negative at all
+        keep = nearest < math.inf
+        anchors, positives, chosen = anchors[keep], positives[keep], chosen[keep]
+    dropped = 0 if (every_row and len(anchors) == len(D)) else len(D) - int(anchors.unique().numel())
     return Triplets(anchors, positives, chosen, dropped)
 
 
-def _hardest(rows: Tensor, candidates: Tensor) -> Tensor:
-    return rows.masked_fill(~candidates, math.inf).argmin(dim=1)
+def random_ranks(shape: tuple[int, int], device: torch.device, dtype: torch.dtype) -> Tensor:
+    """[n, m] scores whose every row ranks the m columns in a uniformly random order.
+
+    One random permutation of the columns, cyclically shifted by a random amount per row: the
+    argmax of a row over any column subset is uniform over that subset (a permutation composed
+    with a fixed shift is again a uniform permutation), at n + m random draws instead of n * m.
+    Rows are not independent of each other; each row's choice is exactly uniform."""
+    n, m = shape
+    permutation = torch.randperm(m, device=device).to(dtype)
+    shift = torch.randint(m, (n, 1), device=device).to(dtype)
+    return (permutation + shift).remainder_(m)
 
 
-def _semihard(rows: Tensor, candidates: Tensor, window: Tensor) -> Tensor:
-    # One argmax: window entries score above every other candidate (uniform among them, since
-    # the random part lies in [0, 1)); without a window entry the largest -D, i.e. the hardest
-    # negative, wins.
-    hardest_score = -rows
-    lift = hardest_score.masked_fill(~candidates, -math.inf).amax() + 1.0
-    random = torch.rand(rows.shape, device=rows.device, dtype=rows.dtype)
-    score = torch.where(window, lift + random, hardest_score).masked_fill(~candidates, -math.inf)
-    return score.argmax(dim=1)
+def _semihard(rows: Tensor, pos_d: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    # rows: D with non-negatives at +inf. One argmax: window entries score above every other
+    # candidate (uniformly at random among them); without a window entry the largest -D, i.e.
+    # the hardest negative, wins.
+    window = (rows > pos_d) & (rows < pos_d + margin)
+    nearest = rows.amin(dim=1)
+    hardest_score = rows.neg()
+    lift = 1.0 - nearest.clamp_max(0.0).min()                  # > every finite -D
+    score = torch.where(window, random_ranks(rows.shape, rows.device, rows.dtype).add_(lift), hardest_score)
+    return nearest, score.argmax(dim=1)
 
 
-def _distance_weighted(rows: Tensor, candidates: Tensor, dim: int | None) -> Tensor:
+def _distance_weighted(rows: Tensor, dim: int | None) -> tuple[Tensor, Tensor]:
     if dim is None or isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
         raise ValueError(
             f"negatives='distance_weighted' needs dim, the embedding dimension (an int >= 2); got {dim!r}")
+    nearest = rows.amin(dim=1)
     d = rows.clamp(0.5, 2.0 - 1e-4)
     log_weight = (2.0 - dim) * d.log() - ((dim - 3.0) / 2.0) * (1.0 - d * d / 4.0).log()
-    log_weight = log_weight.masked_fill(~candidates, -math.inf)
-    # Normalise in log space (the weights span hundreds of orders of magnitude for large dim).
-    prob = torch.softmax(log_weight, dim=1)
-    return torch.multinomial(prob, 1).squeeze(1)
+    log_weight = log_weight.masked_fill(rows == math.inf, -math.inf)
+    # Normalise in log space (the weights span hundreds of orders of magnitude for large dim),
+    # then sample by inverting each row's cumulative distribution (one uniform draw per row).
+    prob = torch.softmax(log_weight.double(), dim=1)
+    cdf = prob.cumsum(dim=1)
+    u = torch.rand(len(rows), 1, device=rows.device, dtype=cdf.dtype) * cdf[:, -1:]
+    chosen = torch.searchsorted(cdf, u, right=True).clamp_max_(rows.shape[1] - 1)
+    rounded = (prob.gather(1, chosen) == 0).squeeze(1)
+    if bool(rounded.any()):      # u rounded up to the row total: take the row's last candidate
+        last = (prob[rounded] > 0).cumsum(dim=1).argmax(dim=1)
+        chosen[rounded] = last.unsqueeze(1)
+    return nearest, chosen.squeeze(1)
 
 
 def _check_choice(kind: str, how: str, allowed: tuple[str, ...]) -> None:

@@ -20,6 +20,8 @@ positive (an [M, B] masked matrix, never a B x B x B tensor).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
@@ -36,10 +38,10 @@ class TripletLoss(MetricLoss):
         _check_reduction(reduction)
         self.reduction = reduction
 
-    def _loss(self, D: Tensor, same: Tensor, embeddings: Tensor,
-              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
+              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
-        pos_d, neg_d, valid = triplets.distances(D)
+        pos_d, neg_d, valid = triplets.distances(D, pick)
         losses = (pos_d.unsqueeze(1) - neg_d + self.margin).clamp_min(0.0)
         if triplets.all_negatives:
             losses = losses.masked_fill(~valid, 0.0)
