@@ -27,8 +27,10 @@ class Geometry(nn.Module):
 
     name: str = "geometry"
     symmetric: bool = True
-    #: True when `entries` is computed directly (O(M d)) rather than gathered from `pairwise`.
-    direct_entries: bool = False
+    #: True when `entries` costs only O(M d): losses then select on a gradient-free D and
+    #: differentiate just the picked entries. False keeps one differentiable `pairwise` (the
+    #: default, and Bregman, whose per-point phi and grad phi would be computed twice).
+    cheap_entries: bool = False
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         """D[i, j] = D(a_i || b_j) for a [n, d] and b [m, d]; returns [n, m]."""
@@ -40,8 +42,8 @@ class Geometry(nn.Module):
         `pairwise(a, b)[rows, cols]` and differentiable like it.
 
         Losses that read only a few entries of the batch matrix use it so that their backward
-        pass costs O(M d), not O(n m d). Geometries with `direct_entries` compute the entries
-        themselves; the default gathers them from `pairwise`."""
+        pass costs O(M d), not O(n m d). The fixed geometries compute the entries themselves;
+        the default gathers them from `pairwise`."""
         _check_pair(a, b, self.name)
         return self._entries(a, b, rows, cols)
 
@@ -84,8 +86,8 @@ class Reversed(Geometry):
         self.name = f"{inner.name}[reversed]"
 
     @property
-    def direct_entries(self) -> bool:
-        return self.inner.direct_entries
+    def cheap_entries(self) -> bool:
+        return self.inner.cheap_entries
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.inner.pairwise(b, a).T
@@ -105,8 +107,8 @@ class Symmetrised(Geometry):
         self.name = f"{inner.name}[symmetrised]"
 
     @property
-    def direct_entries(self) -> bool:
-        return self.inner.direct_entries
+    def cheap_entries(self) -> bool:
+        return self.inner.cheap_entries
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.inner.pairwise(a, b) + self.inner.pairwise(b, a).T

@@ -68,7 +68,6 @@ class Bregman(Geometry):
     """
 
     symmetric = False
-    direct_entries = True
 
     def __init__(self, dim: int, generator: str = "icnn", **options) -> None:
         super().__init__()
@@ -146,19 +145,6 @@ class Bregman(Geometry):
         phi_a = phi_b if a is b else self._value(a, graph)
         c_b = phi_b - (u_b * b).sum(dim=1)
         return (phi_a[:, None] - c_b[None, :] - a @ u_b.T).clamp_min(0.0)
-
-    def _entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-        """phi(a_r) - phi(b_c) - <grad phi(b_c), a_r - b_c>, from phi and grad phi of each point once."""
-        self._check_points(a, "entries")
-        if isinstance(self.generator, MaxAffine):
-            scores = self._checked(self.generator.scores(a[rows]), "phi")
-            active = self.generator.active_piece(b)[cols]
-            return (scores.max(dim=1).values - scores.gather(1, active[:, None]).squeeze(1)).clamp_min(0.0)
-        graph = self._needs_graph(a, b)
-        phi_b, u_b = self._value_and_grad(b, graph)
-        phi_a = phi_b if a is b else self._value(a, graph)
-        a_r, b_c, u_c = a[rows], b[cols], u_b[cols]
-        return (phi_a[rows] - phi_b[cols] - (u_c * (a_r - b_c)).sum(dim=1)).clamp_min(0.0)
 
     def _maxaffine_pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         """D(a_i, b_j) = max_k f_k(a_i) - f_{k*(b_j)}(a_i), a gather from the [n, K] scores."""

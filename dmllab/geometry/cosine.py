@@ -21,7 +21,7 @@ class Cosine(Geometry):
 
     name = "cosine"
     symmetric = True
-    direct_entries = True
+    cheap_entries = True
 
     def __init__(self, eps: float = 1e-12) -> None:
         super().__init__()

@@ -95,7 +95,7 @@ class SquaredEuclidean(Geometry):
 
     name = "sqeuclidean"
     symmetric = True
-    direct_entries = True
+    cheap_entries = True
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return squared_distances(a, b)
@@ -114,7 +114,7 @@ class Euclidean(Geometry):
 
     name = "euclidean"
     symmetric = True
-    direct_entries = True
+    cheap_entries = True
 
     def __init__(self, eps: float = 1e-12) -> None:
         super().__init__()

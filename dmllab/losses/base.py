@@ -65,7 +65,7 @@ class MetricLoss(nn.Module):
                     f"distances must be the [B, B] batch matrix geometry.pairwise(z, z) with B={len(labels)}; "
                     f"got shape {tuple(distances.shape)}")
             D, pick = distances, partial(_gather, distances)
-        elif self.uses_batch_matrix and self.negatives != "all" and self.geometry.direct_entries:
+        elif self.uses_batch_matrix and self.negatives != "all" and self.geometry.cheap_entries:
             with torch.no_grad():           # for the selection only; the loss differentiates `pick`
                 D = self.geometry.pairwise(embeddings, embeddings)
             pick = partial(self.geometry._entries, embeddings, embeddings)     # inputs checked above
