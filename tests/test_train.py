@@ -30,6 +30,18 @@ def test_training_on_digits_beats_the_untrained_model():
     assert all(math.isfinite(row["loss"]) for row in run.history)
 
 
+@pytest.mark.slow
+def test_training_on_mnist_digits_0_4_beats_the_untrained_model_on_unseen_digits_5_9():
+    # The zero-shot protocol on the bundled 5,000 MNIST images (28 x 28): measured on seeds 0 / 1,
+    # R@1 0.67 -> 0.74-0.77 and MAP@R 0.13-0.16 -> 0.22-0.27 in about 2 s. (On sklearn's 8 x 8
+    # digits the same protocol does not improve: R@1 0.91-0.94 untrained, 0.79-0.91 trained.)
+    config = digits_config(dataset="mnist-5k")
+    untrained = dl.evaluate(dl.fit(config.replace(epochs=1, lr=1e-12), progress=False))
+    trained = dl.evaluate(dl.fit(config, progress=False))
+    assert trained["recall@1"] > untrained["recall@1"] + 0.04, (untrained["recall@1"], trained["recall@1"])
+    assert trained["map@r"] > untrained["map@r"] + 0.03, (untrained["map@r"], trained["map@r"])
+
+
 def test_zero_shot_split_keeps_train_and_test_classes_disjoint():
     run = dl.fit(digits_config(epochs=1, batches_per_epoch=1), progress=False)
     assert set(run.train.y.tolist()) == {0, 1, 2, 3, 4}
