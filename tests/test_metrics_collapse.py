@@ -185,6 +185,7 @@ def test_asymmetry_matches_the_formula_and_is_zero_when_symmetric():
     expected = float((d - d.T).abs().sum() / (d + d.T).sum())
     assert asymmetry(x, InnerGap()) == pytest.approx(expected)
     assert asymmetry(x, Euclidean()) == 0.0
+    assert asymmetry(torch.randn(7, 33), Euclidean()) == 0.0        # a shape whose GEMM rounds asymmetrically
 
 
 def test_asymmetry_subsamples_rows():

@@ -53,8 +53,9 @@ class _PairwiseDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, same: bool, eps: float | None) -> Tensor:
-        d2 = torch.addmm((b * b).sum(dim=1), a, b.T, alpha=-2.0)
-        d2.add_((a * a).sum(dim=1, keepdim=True)).clamp_min_(0.0)
+        # ||a||^2 + ||b||^2 first, so that pairwise(z, z) comes out exactly symmetric
+        d2 = torch.addmm((a * a).sum(dim=1, keepdim=True) + (b * b).sum(dim=1), a, b.T, alpha=-2.0)
+        d2.clamp_min_(0.0)
         if same:
             d2.fill_diagonal_(0.0)
         ctx.same, ctx.squared = same, eps is None

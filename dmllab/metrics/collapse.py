@@ -197,8 +197,8 @@ def prototype_accuracy(query: Tensor, q_labels: Tensor, ref: Tensor | None = Non
 def asymmetry(embeddings: Tensor, geometry: Geometry, *, max_samples: int = 1000, seed: int = 0) -> float:
     """Relative asymmetry sum|D - D^T| / sum(D + D^T) of D = geometry.pairwise(x, x).
 
-    On at most `max_samples` rows (a seeded random subset). 0 for a symmetric geometry; 0 when
-    every entry of D is 0.
+    On at most `max_samples` rows (a seeded random subset). Exactly 0 for a geometry flagged
+    `symmetric` (a GEMM's rounding is not asymmetry); 0 when every entry of D is 0.
 
     >>> import torch
     >>> from dmllab.geometry.base import Geometry
@@ -210,6 +210,8 @@ def asymmetry(embeddings: Tensor, geometry: Geometry, *, max_samples: int = 1000
     0.2
     """
     embeddings = check_embeddings(embeddings, "embeddings")
+    if geometry.symmetric:
+        return 0.0
     if len(embeddings) > max_samples:
         pick = torch.randperm(len(embeddings), generator=torch.Generator().manual_seed(seed))[:max_samples]
         embeddings = embeddings[pick]
