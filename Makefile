@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	@# Install the pinned CPU torch only when no torch is there: a GPU user's own build is kept.
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet -c constraints/cpu.txt \
 		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch
-	$(PY) -m pip install --quiet -e ".[lab,test]"
+	@# `fast` (faiss-cpu) too, so the tests cover both kNN backends
+	$(PY) -m pip install --quiet -e ".[lab,test,fast]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 

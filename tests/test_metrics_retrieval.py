@@ -1,5 +1,6 @@
 """Retrieval metrics: a loop reference (ties included), pytorch-metric-learning, degenerate inputs."""
 
+import importlib.util
 import math
 
 import pytest
@@ -9,7 +10,8 @@ from dmllab.geometry.base import Geometry
 from dmllab.geometry.euclidean import Euclidean
 from dmllab.metrics.retrieval import retrieval
 
-pytest.importorskip("faiss")
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+BACKENDS = ["torch", "faiss"] if HAS_FAISS else ["torch"]       # faiss: the `fast` extra
 accuracy_calculator = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
 
 
@@ -79,7 +81,7 @@ def clustered_data(n=300, classes=6, d=8, seed=0):
 KEYS = ["recall@1", "recall@3", "precision@1", "precision@3", "map@r", "r_precision", "mrr"]
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_self_retrieval_matches_loop_reference_with_ties(backend):
     x, y = tied_data()
     got = retrieval(x, y, ks=(1, 3), backend=backend, chunk_size=7, class_averaged=True)
@@ -90,7 +92,7 @@ def test_self_retrieval_matches_loop_reference_with_ties(backend):
     assert got["excluded_queries"] == 0.0
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_gallery_retrieval_matches_loop_reference_with_ties(backend):
     q, qy = tied_data(30, classes=5, seed=1)
     g, gy = tied_data(50, classes=4, seed=2)  # label 4 never appears in the gallery
@@ -118,10 +120,17 @@ def test_directions_differ_on_a_known_example():
     assert retrieval(x[:1], y[:1], x[1:3], y[1:3], geometry=InnerGap().reversed(), ks=(1,))["recall@1"] == 0.0
 
 
+def torch_knn():
+    """PML's exact torch kNN on plain Euclidean distances (its default needs faiss)."""
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.utils.inference import CustomKNN
+    return CustomKNN(LpDistance(normalize_embeddings=False))
+
+
 def pml(query, q_labels, ref=None, r_labels=None):
     calculator = accuracy_calculator.AccuracyCalculator(
         include=("precision_at_1", "r_precision", "mean_average_precision_at_r", "mean_reciprocal_rank"),
-        k="max_bin_count")
+        k="max_bin_count", knn_func=torch_knn())
     return calculator.get_accuracy(query, q_labels, ref, r_labels, ref_includes_query=False)
 
 
@@ -156,7 +165,8 @@ def test_class_averaged_matches_pytorch_metric_learning_avg_of_avgs():
     x, y = clustered_data(200, classes=5, seed=4)
     ours = retrieval(x, y, ks=(1,), class_averaged=True)
     calculator = accuracy_calculator.AccuracyCalculator(
-        include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count", avg_of_avgs=True)
+        include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count", avg_of_avgs=True,
+        knn_func=torch_knn())
     theirs = calculator.get_accuracy(x, y)
     assert ours["class_averaged_precision@1"] == pytest.approx(theirs["precision_at_1"], abs=1e-6)
     assert ours["class_averaged_map@r"] == pytest.approx(theirs["mean_average_precision_at_r"], abs=1e-6)
