@@ -21,7 +21,7 @@ from torch import Tensor
 from dmllab.geometry.base import Geometry
 from dmllab.geometry.euclidean import Euclidean
 from dmllab.metrics.clustering import ami, kmeans, nmi
-from dmllab.metrics.knn import check_embeddings, knn
+from dmllab.metrics.knn import check_embeddings, check_labels, knn
 from dmllab.metrics.retrieval import retrieval
 
 # Rows of a pairwise block: bounds the memory of the class-by-class distance sums.
@@ -64,7 +64,8 @@ def subcluster_ari(embeddings: Tensor, labels: Tensor, sub: Tensor, *, seed: int
     from sklearn.metrics import adjusted_rand_score
 
     embeddings = check_embeddings(embeddings, "embeddings")
-    labels, sub = _labels(labels, len(embeddings), "labels"), _labels(sub, len(embeddings), "sub")
+    labels = check_labels(labels, len(embeddings), "labels")
+    sub = check_labels(sub, len(embeddings), "sub")
     scores = []
     for c in torch.unique(labels):
         members = labels == c
@@ -89,7 +90,7 @@ def intra_inter_ratio(embeddings: Tensor, labels: Tensor, geometry: Geometry | N
     """
     geometry = Euclidean() if geometry is None else geometry
     embeddings = check_embeddings(embeddings, "embeddings")
-    labels = _labels(labels, len(embeddings), "labels")
+    labels = check_labels(labels, len(embeddings), "labels")
     classes = torch.unique(labels)
     if len(classes) < 2:
         raise ValueError("intra_inter_ratio needs at least 2 classes (it divides by the distance between "
@@ -146,7 +147,7 @@ def memorisation(embeddings: Tensor, labels: Tensor, flipped: Tensor, geometry: 
     0.5
     """
     embeddings = check_embeddings(embeddings, "embeddings")
-    labels = _labels(labels, len(embeddings), "labels")
+    labels = check_labels(labels, len(embeddings), "labels")
     flipped = torch.as_tensor(flipped)
     if flipped.dtype != torch.bool or flipped.shape != labels.shape:
         raise ValueError(f"flipped must be a boolean mask with one entry per embedding ({len(labels)})")
@@ -175,11 +176,11 @@ def prototype_accuracy(query: Tensor, q_labels: Tensor, ref: Tensor | None = Non
     """
     geometry = Euclidean() if geometry is None else geometry
     query = check_embeddings(query, "query")
-    q_labels = _labels(q_labels, len(query), "q_labels")
+    q_labels = check_labels(q_labels, len(query), "q_labels")
     if (ref is None) != (r_labels is None):
         raise ValueError("pass ref and r_labels together (or neither, to take the means of the queries)")
     ref, r_labels = (query, q_labels) if ref is None else (check_embeddings(ref, "ref"), r_labels)
-    r_labels = _labels(r_labels, len(ref), "r_labels")
+    r_labels = check_labels(r_labels, len(ref), "r_labels")
     classes = torch.unique(r_labels)
     missing = sorted(set(torch.unique(q_labels).tolist()) - set(classes.tolist()))
     if missing:
@@ -230,12 +231,3 @@ def _off_diagonal_sum(x: Tensor, geometry: Geometry) -> Tensor:
         block[rows, rows + start] = 0.0
         total += block.sum()
     return total
-
-
-def _labels(labels: Tensor, n: int, name: str) -> Tensor:
-    labels = torch.as_tensor(labels)
-    if labels.dim() != 1 or len(labels) != n:
-        raise ValueError(f"{name} must be 1-D with one entry per embedding ({n}); got shape {tuple(labels.shape)}")
-    if torch.is_floating_point(labels) or labels.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer labels; got {labels.dtype}")
-    return labels.long().cpu()

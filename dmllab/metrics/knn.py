@@ -133,6 +133,16 @@ def check_embeddings(x: Tensor, name: str) -> Tensor:
     return x.detach()
 
 
+def check_labels(labels: Tensor, n: int, name: str) -> Tensor:
+    """`labels` as a 1-D integer (long, CPU) tensor with one class id per embedding, else ValueError."""
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1 or len(labels) != n:
+        raise ValueError(f"{name} must be 1-D with one label per embedding ({n}); got shape {tuple(labels.shape)}")
+    if torch.is_floating_point(labels) or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class labels; got {labels.dtype}")
+    return labels.long().cpu()
+
+
 def _check_self_index(self_index: Tensor, n: int, m: int) -> Tensor:
     self_index = torch.as_tensor(self_index)
     if self_index.shape != (n,) or torch.is_floating_point(self_index):

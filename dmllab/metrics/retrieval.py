@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.metrics.knn import Backend, check_embeddings, iter_knn
+from dmllab.metrics.knn import Backend, check_embeddings, check_labels, iter_knn
 
 
 def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labels: Tensor | None = None,
@@ -68,7 +68,7 @@ def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labe
     """
     ks = _check_ks(ks)
     query = check_embeddings(query, "query")
-    q_labels = _check_labels(q_labels, len(query), "q_labels")
+    q_labels = check_labels(q_labels, len(query), "q_labels")
     if (ref is None) != (r_labels is None):
         raise ValueError("pass ref and r_labels together (or neither, to search the queries themselves)")
     if max_queries is not None:
@@ -81,7 +81,7 @@ def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labe
             self_index = torch.arange(len(query))
     else:
         ref = check_embeddings(ref, "ref")
-        r_labels = _check_labels(r_labels, len(ref), "r_labels")
+        r_labels = check_labels(r_labels, len(ref), "r_labels")
     q_class, r_class, classes = _class_ids(q_labels, r_labels)
 
     relevant_count = torch.bincount(r_class, minlength=len(classes))[q_class]
@@ -174,15 +174,6 @@ def _class_ids(q_labels: Tensor, r_labels: Tensor) -> tuple[Tensor, Tensor, Tens
     """Labels mapped to 0..C-1 over the union of query and reference labels."""
     classes, inverse = torch.unique(torch.cat([q_labels, r_labels]), return_inverse=True)
     return inverse[:len(q_labels)], inverse[len(q_labels):], classes
-
-
-def _check_labels(labels: Tensor, n: int, name: str) -> Tensor:
-    labels = torch.as_tensor(labels)
-    if labels.dim() != 1 or len(labels) != n:
-        raise ValueError(f"{name} must be 1-D with one label per embedding ({n}); got shape {tuple(labels.shape)}")
-    if torch.is_floating_point(labels) or labels.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer class labels; got {labels.dtype}")
-    return labels.long().cpu()
 
 
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
