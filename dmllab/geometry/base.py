@@ -75,19 +75,26 @@ class Geometry(nn.Module):
         return f"name={self.name!r}, symmetric={self.symmetric}"
 
 
-class Reversed(Geometry):
-    """D'(a || b) = D(b || a): rank a gallery by D(gallery || query)."""
+class _Derived(Geometry):
+    """A geometry built from another one (`inner`); its name carries the inner name and `suffix`."""
 
-    symmetric = False
+    suffix = ""
 
     def __init__(self, inner: Geometry) -> None:
         super().__init__()
         self.inner = inner
-        self.name = f"{inner.name}[reversed]"
+        self.name = f"{inner.name}[{self.suffix}]"
 
     @property
     def cheap_entries(self) -> bool:
         return self.inner.cheap_entries
+
+
+class Reversed(_Derived):
+    """D'(a || b) = D(b || a): rank a gallery by D(gallery || query)."""
+
+    symmetric = False
+    suffix = "reversed"
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.inner.pairwise(b, a).T
@@ -96,19 +103,11 @@ class Reversed(Geometry):
         return self.inner.entries(b, a, cols, rows)
 
 
-class Symmetrised(Geometry):
+class Symmetrised(_Derived):
     """D_s(a, b) = D(a || b) + D(b || a)."""
 
     symmetric = True
-
-    def __init__(self, inner: Geometry) -> None:
-        super().__init__()
-        self.inner = inner
-        self.name = f"{inner.name}[symmetrised]"
-
-    @property
-    def cheap_entries(self) -> bool:
-        return self.inner.cheap_entries
+    suffix = "symmetrised"
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.inner.pairwise(a, b) + self.inner.pairwise(b, a).T

@@ -97,12 +97,10 @@ class Triplets:
     def all_negatives(self) -> bool:
         return self.negatives.dtype == torch.bool
 
-    def distances(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor] | None = None
-                  ) -> tuple[Tensor, Tensor, Tensor]:
+    def distances(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """(pos_d [M], neg_d [M, K], valid [M, K]): K = B for all negatives, else K = 1.
 
-        `pick(rows, cols)` reads single entries (default: D[rows, cols])."""
-        pick = pick or (lambda rows, cols: D[rows, cols])
+        `pick(rows, cols)` reads the single entries D[rows, cols] (see `MetricLoss.forward`)."""
         pos_d = pick(self.anchors, self.positives)
         if self.all_negatives:
             return pos_d, D[self.anchors], self.negatives[self.anchors]
@@ -175,13 +173,11 @@ def select_negatives(D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: fl
     rows = D.detach() if every_row else D.detach()[anchors]
     # Non-negatives at +inf: the row minimum is the hardest negative, and +inf never enters a window.
     rows = rows.masked_fill(~negatives if every_row else ~negatives[anchors], math.inf)
-    if how == "hardest":
-        nearest, chosen = rows.min(dim=1)
-    elif how == "semihard":
-        pos_d = D.detach()[anchors, positives].unsqueeze(1)
-        nearest, chosen = _semihard(rows, pos_d, margin)
-    else:
-        nearest, chosen = _distance_weighted(rows, dim)
+    nearest, chosen = rows.min(dim=1)                    # the hardest negative
+    if how == "semihard":
+        chosen = _semihard(rows, nearest, D.detach()[anchors, positives].unsqueeze(1), margin)
+    elif how == "distance_weighted":
+        chosen = _distance_weighted(rows, dim)
     if not bool((nearest < math.inf).all()):           # anchors with no negative at all
         keep = nearest < math.inf
         anchors, positives, chosen = anchors[keep], positives[keep], chosen[keep]
@@ -202,23 +198,20 @@ def random_ranks(shape: tuple[int, int], device: torch.device, dtype: torch.dtyp
     return (permutation + shift).remainder_(m)
 
 
-def _semihard(rows: Tensor, pos_d: Tensor, margin: float) -> tuple[Tensor, Tensor]:
-    # rows: D with non-negatives at +inf. One argmax: window entries score above every other
-    # candidate (uniformly at random among them); without a window entry the largest -D, i.e.
-    # the hardest negative, wins.
+def _semihard(rows: Tensor, nearest: Tensor, pos_d: Tensor, margin: float) -> Tensor:
+    # rows: D with non-negatives at +inf; nearest: their row minima. One argmax: window entries
+    # score above every other candidate (uniformly at random among them); without a window
+    # entry the largest -D, i.e. the hardest negative, wins.
     window = (rows > pos_d) & (rows < pos_d + margin)
-    nearest = rows.amin(dim=1)
-    hardest_score = rows.neg()
     lift = 1.0 - nearest.clamp_max(0.0).min()                  # > every finite -D
-    score = torch.where(window, random_ranks(rows.shape, rows.device, rows.dtype).add_(lift), hardest_score)
-    return nearest, score.argmax(dim=1)
+    score = torch.where(window, random_ranks(rows.shape, rows.device, rows.dtype).add_(lift), rows.neg())
+    return score.argmax(dim=1)
 
 
-def _distance_weighted(rows: Tensor, dim: int | None) -> tuple[Tensor, Tensor]:
+def _distance_weighted(rows: Tensor, dim: int | None) -> Tensor:
     if dim is None or isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
         raise ValueError(
             f"negatives='distance_weighted' needs dim, the embedding dimension (an int >= 2); got {dim!r}")
-    nearest = rows.amin(dim=1)
     d = rows.clamp(0.5, 2.0 - 1e-4)
     log_weight = (2.0 - dim) * d.log() - ((dim - 3.0) / 2.0) * (1.0 - d * d / 4.0).log()
     log_weight = log_weight.masked_fill(rows == math.inf, -math.inf)
@@ -232,7 +225,7 @@ def _distance_weighted(rows: Tensor, dim: int | None) -> tuple[Tensor, Tensor]:
     if bool(rounded.any()):      # u rounded up to the row total: take the row's last candidate
         last = (prob[rounded] > 0).cumsum(dim=1).argmax(dim=1)
         chosen[rounded] = last.unsqueeze(1)
-    return nearest, chosen.squeeze(1)
+    return chosen.squeeze(1)
 
 
 def _check_choice(kind: str, how: str, allowed: tuple[str, ...]) -> None:
