@@ -30,6 +30,7 @@ from dmllab.config import Config
 from dmllab.data import ClassBalancedSampler
 from dmllab.data.dataset import Dataset
 from dmllab.data.prepare import prepare
+from dmllab.geometry.base import all_finite
 from dmllab.losses.lsd import ListwiseSelfDistillation
 from dmllab.runs import Run
 
@@ -97,7 +98,7 @@ def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
     Under DDP the embeddings, labels and teacher distances cover the global batch.
     """
     z = distributed.gather(model(x))
-    if not torch.isfinite(z).all():
+    if not all_finite(z):
         raise NonFiniteLossError(
             "the embeddings became NaN or inf (training diverged); lower Config.lr or loss_lr, "
             "or check the inputs for NaN/inf")
