@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 import torch
 
 from dmllab.data import ClassBalancedSampler
@@ -67,7 +69,7 @@ def test_batches_per_epoch_overrides_the_default_length():
     assert len(sampler) == 17 and len(list(sampler)) == 17
 
 
-def test_small_classes_are_sampled_with_replacement_and_warned_about_once():
+def test_small_classes_enter_a_batch_once_each_and_are_warned_about_once():
     labels = _labels([2, 8, 8])
     with pytest.warns(UserWarning, match="1 class.*fewer than samples_per_class=3"):
         sampler = ClassBalancedSampler(labels, 3, 3, batches_per_epoch=6, seed=0)
@@ -75,9 +77,44 @@ def test_small_classes_are_sampled_with_replacement_and_warned_about_once():
         warnings.simplefilter("error")
         batches = list(sampler)
     for batch in batches:
-        _check_composition(batch, labels, p=3, k=3)
+        assert len(set(batch.tolist())) == len(batch)                  # no sample twice
         small = batch[labels[batch] == 0]
-        assert len(small) == 3 and len(set(small.tolist())) == 2      # both samples, one repeated
+        assert sorted(small.tolist()) == (labels == 0).nonzero().squeeze(1).tolist()   # both, once each
+        assert len(batch) == 8
+
+
+def test_nearest_positive_is_never_a_copy_of_the_anchor():
+    # The case: labels [0,0,1,1,1,1,1,1], P = 2, K = 4. Repeats would give D = 0 pairs.
+    labels = torch.tensor([0, 0, 1, 1, 1, 1, 1, 1])
+    with pytest.warns(UserWarning):
+        sampler = ClassBalancedSampler(labels, 2, 4, batches_per_epoch=20, seed=3)
+    x = torch.randn(len(labels), 5)
+    for batch in sampler:
+        z = x[batch]
+        D = torch.cdist(z, z)
+        same = (labels[batch][:, None] == labels[batch][None, :]).fill_diagonal_(False)
+        nearest = D.masked_fill(~same, float("inf")).min(dim=1).values
+        assert bool((nearest > 0).all()), batch
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9), min_size=2, max_size=6), k=st.integers(2, 6),
+       world_size=st.sampled_from([1, 2, 4]), seed=st.integers(0, 2**16))
+def test_batches_never_repeat_a_sample_and_shard_evenly(sizes, k, world_size, seed):
+    labels = _labels(sizes)
+    p = 2
+    assume((p * k) % world_size == 0 and sum(sorted(min(n, k) for n in sizes)[:p]) >= world_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = list(ClassBalancedSampler(labels, p, k, batches_per_epoch=4, seed=seed))
+        shards = [list(ClassBalancedSampler(labels, p, k, batches_per_epoch=4, seed=seed, rank=r,
+                                            world_size=world_size)) for r in range(world_size)]
+    for step, batch in enumerate(whole):
+        assert len(set(batch.tolist())) == len(batch) and len(batch) <= p * k
+        assert len(torch.unique(labels[batch])) == p
+        global_batch = torch.cat([shards[r][step] for r in range(world_size)])
+        assert len(global_batch) % world_size == 0 and len(global_batch) > len(batch) - world_size
+        assert set(global_batch.tolist()) <= set(batch.tolist())
 
 
 @pytest.mark.parametrize("world_size", [2, 3, 4])

@@ -3,11 +3,14 @@
 Every DML loss needs positives (K >= 2 samples of a class) and negatives (P >= 2 classes) in each
 batch. Within an epoch each class's samples are drawn from a shuffled cycle, and a class enters a
 batch with probability proportional to its not-yet-drawn samples, so every sample is seen about
-once per epoch whatever the class sizes. A class with fewer than K samples repeats samples within a
-batch (sampling with replacement; a warning says so once).
+once per epoch whatever the class sizes. A class with fewer than K samples enters a batch with all
+of its samples, each once (a warning says so once): a sample never appears twice in a batch, so no
+anchor is ever paired with a copy of itself at D = 0 (which would make `positives="nearest"` pick
+the copy). Such batches hold fewer than P * K rows.
 
 Under DDP (world_size W > 1) every rank draws the same global batch from the same seed and yields
-its contiguous shard batch[rank * B / W : (rank + 1) * B / W], B = P * K.
+its contiguous shard batch[rank * B / W : (rank + 1) * B / W], B = P * K. When small classes make
+a batch shorter than P * K, the largest class group gives up rows until B is a multiple of W.
 
 >>> import torch
 >>> labels = torch.arange(4).repeat_interleave(6)          # 4 classes x 6 samples
@@ -67,11 +70,17 @@ class ClassBalancedSampler(Sampler[Tensor]):
         if isinstance(batches_per_epoch, bool) or not isinstance(batches_per_epoch, int) \
                 or batches_per_epoch < 1:
             raise ValueError(f"batches_per_epoch must be an int >= 1 or None; got {batches_per_epoch!r}")
+        smallest = int(counts.clamp(max=samples_per_class).sort().values[:classes_per_batch].sum())
+        if smallest < world_size:
+            raise ValueError(
+                f"a batch of the {classes_per_batch} smallest classes holds only {smallest} distinct samples, "
+                f"fewer than world_size={world_size} ranks; use fewer ranks or drop the tiny classes")
         small = classes[counts < samples_per_class]
         if len(small):
             warnings.warn(
                 f"{len(small)} class(es) have fewer than samples_per_class={samples_per_class} samples "
-                f"(e.g. {small[:5].tolist()}); their samples repeat within a batch", stacklevel=2)
+                f"(e.g. {small[:5].tolist()}); a batch holds each of their samples once, so those "
+                "batches are smaller than classes_per_batch x samples_per_class", stacklevel=2)
         order = torch.argsort(inverse, stable=True)
         self._members = [part.clone() for part in torch.split(order, counts.tolist())]
         self._counts = counts
@@ -97,15 +106,16 @@ class ClassBalancedSampler(Sampler[Tensor]):
                   for c in range(len(self._members))]
         positions = [0] * len(cycles)
         remaining = self._counts.double()
-        shard = self.classes_per_batch * self.samples_per_class // self.world_size
         for _ in range(self.batches_per_epoch):
             chosen = _pick_classes(remaining, self.classes_per_batch, gen)
-            batch = []
+            groups = []
             for c in chosen.tolist():
-                rows, cycles[c], positions[c] = _draw(cycles[c], positions[c], self.samples_per_class, gen)
-                batch.append(rows)
+                take = min(self.samples_per_class, len(cycles[c]))      # never a sample twice
+                rows, cycles[c], positions[c] = _draw(cycles[c], positions[c], take, gen)
+                groups.append(rows)
             remaining[chosen] = (remaining[chosen] - self.samples_per_class).clamp(min=0)
-            batch = torch.cat(batch)
+            batch = torch.cat(_divisible(groups, self.world_size))
+            shard = len(batch) // self.world_size
             yield batch[self.rank * shard:(self.rank + 1) * shard]
 
 
@@ -129,6 +139,15 @@ def _pick_classes(remaining: Tensor, p: int, gen: torch.Generator) -> Tensor:
     if len(torch.unique(chosen)) < p:   # only by floating-point rounding at an interval edge
         chosen = torch.multinomial(weights, p, replacement=False, generator=gen)
     return chosen
+
+
+def _divisible(groups: list[Tensor], world_size: int) -> list[Tensor]:
+    """The class groups with rows taken off the largest one until their total divides world_size."""
+    groups = list(groups)
+    for _ in range(sum(len(group) for group in groups) % world_size):
+        largest = max(range(len(groups)), key=lambda i: len(groups[i]))
+        groups[largest] = groups[largest][:-1]
+    return groups
 
 
 def _draw(cycle: Tensor, position: int, k: int, gen: torch.Generator) -> tuple[Tensor, Tensor, int]:
