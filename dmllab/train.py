@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import random
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -31,7 +30,7 @@ from dmllab.data import ClassBalancedSampler
 from dmllab.data.dataset import Dataset
 from dmllab.data.prepare import prepare
 from dmllab.geometry.base import all_finite
-from dmllab.losses.lsd import ListwiseSelfDistillation
+from dmllab.losses.lsd import ListwiseSelfDistillation, Teacher, lists_for
 from dmllab.runs import Run
 
 Callback = Callable[[Run, int], None]
@@ -43,30 +42,6 @@ class StopTraining(Exception):
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; training stops instead of producing garbage."""
-
-
-@dataclass
-class Teacher:
-    """The LSD teacher: frozen copies of the model and geometry from the end of an epoch."""
-
-    model: nn.Module
-    geometry: nn.Module
-    epoch: int
-
-    @classmethod
-    def snapshot(cls, model: nn.Module, geometry: nn.Module, epoch: int) -> "Teacher":
-        frozen = []
-        for module in (model, geometry):
-            clone = copy.deepcopy(module).eval()
-            for parameter in clone.parameters():
-                parameter.requires_grad_(False)
-            frozen.append(clone)
-        return cls(frozen[0], frozen[1], epoch)
-
-    @torch.no_grad()
-    def distances(self, x: Tensor) -> Tensor:
-        z = distributed.gather(self.model(x))
-        return self.geometry.pairwise(z, z)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,14 +79,15 @@ def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
             "or check the inputs for NaN/inf")
     labels = distributed.gather(y)
     use_lsd = lsd is not None and teacher is not None and lsd_weight > 0
-    # Shared with LSD when it is on; otherwise the loss builds what it needs (see losses.base).
-    distances = loss_fn.geometry.pairwise(z, z) if use_lsd else None
+    # Shared with LSD's -D lists; otherwise the loss builds what it needs (see losses.base).
+    distances = loss_fn.geometry.pairwise(z, z) if use_lsd and lsd.lists == "distance" else None
     base = loss_fn(z, labels, distances=distances)
     stats = {key: float(value) for key, value in getattr(loss_fn, "last_stats", {}).items()}
     stats["base_loss"] = float(base.detach())
     loss = base
     if use_lsd:
-        term = lsd(distances, teacher.distances(x), labels)
+        student = lsd.similarities(z, loss_fn.geometry, distances)
+        term = lsd(student, teacher.similarities(x, lsd), labels)
         loss = base + lsd_weight * term
         stats["lsd_term"] = float(term.detach())
     stats["loss"] = float(loss.detach())
@@ -146,7 +122,7 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
     lsd = None
     if config.lsd_alpha > 0:
         lsd = ListwiseSelfDistillation(config.lsd_alpha, config.lsd_tau, config.lsd_include_self,
-                                       config.lsd_beta_neg)
+                                       config.lsd_beta_neg, lists=lists_for(geometry, config.normalize))
     sampler = ClassBalancedSampler(train.y, config.classes_per_batch, config.samples_per_class,
                                    batches_per_epoch=config.batches_per_epoch, seed=config.seed,
                                    rank=distributed.rank(), world_size=distributed.world_size())

@@ -9,12 +9,13 @@ import torch.multiprocessing as mp
 
 from dmllab.components import build_components
 from dmllab.config import Config
-from dmllab.losses.lsd import ListwiseSelfDistillation
+from dmllab.losses.lsd import ListwiseSelfDistillation, lists_for
 from dmllab.train import Teacher, _undo_world_scaling, step_loss
 
 CASES = {
     "nearest-triplet": dict(loss="triplet", positives="nearest", negatives="semihard"),
     "lsd-margin": dict(loss="margin", positives="random", negatives="hardest", lsd_alpha=5.0),
+    "lsd-bregman": dict(loss="triplet", geometry="bregman", normalize=False, lsd_alpha=5.0),
 }
 
 
@@ -33,7 +34,8 @@ def one_step(changes, rank=0, world=1):
     torch.manual_seed(2)
     teacher_model, teacher_geometry, _ = build_components(config, (6,), num_classes=4)
     teacher = Teacher.snapshot(teacher_model, teacher_geometry, epoch=0)
-    lsd = ListwiseSelfDistillation(config.lsd_alpha) if config.lsd_alpha else None
+    lsd = (ListwiseSelfDistillation(config.lsd_alpha, lists=lists_for(geometry, config.normalize))
+           if config.lsd_alpha else None)
     trained = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

@@ -56,9 +56,13 @@ def test_triplet_nearest_positive_is_batch_easy_hard(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_triplet_all(dtype):
-    ours = TripletLoss(Euclidean(), positives="all", negatives="all", margin=0.4)
-    _close(_both(ours, pml_losses.TripletMarginLoss(margin=0.4, **L2), None, dtype), dtype)
+@pytest.mark.parametrize("reduction, reducer", [("mean", "MeanReducer"), ("nonzero", "AvgNonZeroReducer")])
+def test_triplet_all(dtype, reduction, reducer):
+    from pytorch_metric_learning import reducers
+
+    ours = TripletLoss(Euclidean(), positives="all", negatives="all", margin=0.4, reduction=reduction)
+    theirs = pml_losses.TripletMarginLoss(margin=0.4, reducer=getattr(reducers, reducer)(), **L2)
+    _close(_both(ours, theirs, None, dtype), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

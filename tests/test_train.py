@@ -98,11 +98,11 @@ def test_lsd_teacher_changes_only_at_epoch_ends_and_sees_the_same_batch(monkeypa
     from dmllab import train
 
     calls = []
-    original = train.Teacher.distances
+    original = train.Teacher.similarities
 
-    def spy(self, x):
+    def spy(self, x, lsd):
         calls.append((self.epoch, x.clone(), id(self.model)))
-        return original(self, x)
+        return original(self, x, lsd)
 
     student_inputs = []
     original_step = train.step_loss
@@ -111,7 +111,7 @@ def test_lsd_teacher_changes_only_at_epoch_ends_and_sees_the_same_batch(monkeypa
         student_inputs.append(x.clone())
         return original_step(model, loss_fn, x, y, **kwargs)
 
-    monkeypatch.setattr(train.Teacher, "distances", spy)
+    monkeypatch.setattr(train.Teacher, "similarities", spy)
     monkeypatch.setattr(train, "step_loss", spy_step)
     run = dl.fit(digits_config(epochs=3, batches_per_epoch=2, lsd_alpha=10.0), progress=False)
     # epoch 0 has weight 0 and no teacher; epochs 1 and 2 use the snapshots of epochs 0 and 1
@@ -124,6 +124,7 @@ def test_lsd_teacher_changes_only_at_epoch_ends_and_sees_the_same_batch(monkeypa
 
 
 def test_teacher_is_frozen_and_in_eval_mode():
+    from dmllab.losses.lsd import ListwiseSelfDistillation
     from dmllab.train import Teacher
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5))
@@ -131,7 +132,8 @@ def test_teacher_is_frozen_and_in_eval_mode():
     assert not teacher.model.training
     assert all(not p.requires_grad for p in teacher.model.parameters())
     x = torch.randn(4, 3)
-    torch.testing.assert_close(teacher.distances(x), teacher.distances(x))
+    lsd = ListwiseSelfDistillation(alpha=1.0)
+    torch.testing.assert_close(teacher.similarities(x, lsd), teacher.similarities(x, lsd))
 
 
 def test_non_finite_loss_stops_with_a_clear_message():

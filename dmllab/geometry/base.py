@@ -50,6 +50,12 @@ class Geometry(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.pairwise(a, b)
 
+    def has_cosine(self, normalized: bool) -> bool:
+        """Whether D is a decreasing function of the cosine between the embeddings (given whether
+        they are L2-normalised), so that LSD can list the cosine similarities as the official
+        code does. False by default: learned geometries have no cosine."""
+        return False
+
     def _entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         return self._pairwise(a, b)[rows, cols]
 

@@ -43,5 +43,9 @@ class Cosine(Geometry):
         """Q = q / ||q||, G = g / ||g||: Q.G = cos = 1 - D."""
         return F.normalize(query, dim=1, eps=self.eps), F.normalize(gallery, dim=1, eps=self.eps)
 
+    def has_cosine(self, normalized: bool) -> bool:
+        """D = 1 - cos whether or not the embeddings are normalised."""
+        return True
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, eps={self.eps:g}"

@@ -109,6 +109,10 @@ class SquaredEuclidean(Geometry):
         """Q = [q, 1], G = [2 g, -||g||^2]: Q.G = -||q - g||^2 + ||q||^2."""
         return _mips_form(query, gallery)
 
+    def has_cosine(self, normalized: bool) -> bool:
+        """On unit vectors ||a - b||^2 = 2 - 2 cos(a, b)."""
+        return normalized
+
 
 class Euclidean(Geometry):
     """D(a || b) = sqrt(max(||a - b||^2 - eps, 0)): 0, with a zero gradient, where coincident."""
@@ -136,6 +140,10 @@ class Euclidean(Geometry):
     def ranking_vectors(self, query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
         """The squared-Euclidean form: the square root does not change the order."""
         return _mips_form(query, gallery)
+
+    def has_cosine(self, normalized: bool) -> bool:
+        """On unit vectors ||a - b|| = sqrt(2 - 2 cos(a, b))."""
+        return normalized
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, eps={self.eps:g}"

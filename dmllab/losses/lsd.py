@@ -3,26 +3,41 @@
 Zeng, Yang, Wang, Satoh, "Improving Generalization of Metric Learning via Listwise
 Self-distillation", arXiv 2206.08880 (2022); specified from the official code's default path.
 
-For a batch with student dissimilarities D and teacher dissimilarities D_T (the teacher is the
-student's own snapshot from the end of the previous epoch, fed the same batch), each anchor i
-has two lists over the whole batch row, self included:
+For a batch, the student's similarity matrix S and the teacher's T (the teacher is the student's
+own snapshot from the end of the previous epoch, fed the same batch) give each anchor i two lists
+over the whole batch row, self included:
 
-    s_ij = -D[i, j],   t_ij = -D_T[i, j]          (for normalised embeddings and the cosine
-                                                   geometry this is z_i . z_j up to a constant)
-    q_i = softmax(s_i / tau)   (student)          p_i = softmax(t_i / tau)   (teacher, detached)
+    q_i = softmax(S_i / tau)   (student)          p_i = softmax(T_i / tau)   (teacher, detached)
 
     L_KD = tau^2 * (1/B) * sum_i KL(p_i || q_i) = tau^2 * (1/B) * sum_ij p_ij (log p_ij - log q_ij)
 
 and the training objective is L = L_base + (e / E) * alpha * L_KD, with e the 0-based epoch and
 E the number of epochs: zero in epoch 0, constant within an epoch. The effective strength is
-alpha * tau^2. Optional (off by default): `include_self=False` drops the diagonal from the lists;
-`beta_neg` multiplies the negatives' entries of both similarity matrices before the softmax (the
-official code's non-standard path).
+alpha * tau^2.
+
+Which similarities (`lists`):
+
+- `"cosine"`, the official path: s_ij = z_i . z_j of the L2-normalised embeddings, whatever
+  distance the base loss uses. `lists_for(geometry, normalized)` picks it for `euclidean`,
+  `sqeuclidean` (normalised embeddings) and `cosine` (always). For `euclidean`, -D =
+  -sqrt(2 - 2 s_ij) would be a different, sharper-near-neighbours list, so a given alpha would
+  act differently from the paper's.
+- `"distance"`, dmllab's extension for learned or unnormalised geometries (Bregman, or
+  `normalize=False`), where no cosine exists: s_ij = -D[i, j] of the training geometry.
+
+The base loss's reduction sets LSD's relative weight: the official triplet criterion averages
+over *all* sampled triplets (`reduction="mean"`, dmllab's default), so the base term shrinks as
+triplets are satisfied and alpha = 200 matters; averaging over the active triplets only
+(`"nonzero"`) keeps the base term large and makes the same alpha much weaker.
+
+Optional (off by default): `include_self=False` drops the diagonal from the lists; `beta_neg`
+multiplies the negatives' entries of both similarity matrices before the softmax (the official
+code's non-standard path).
 
 >>> import torch
->>> D = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+>>> S = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 >>> lsd = ListwiseSelfDistillation(alpha=10.0, tau=1.0)
->>> float(lsd(D, D, torch.tensor([0, 1])))     # teacher = student: nothing to distil
+>>> float(lsd(S, S, torch.tensor([0, 1])))     # teacher = student: nothing to distil
 0.0
 >>> lsd.weight(epoch=0, epochs=4), lsd.weight(epoch=2, epochs=4)
 (0.0, 5.0)
@@ -30,27 +45,53 @@ official code's non-standard path).
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dmllab import distributed
+from dmllab.geometry.base import Geometry
+
+LISTS = ("cosine", "distance")
+
+
+def lists_for(geometry: Geometry, normalized: bool) -> str:
+    """`"cosine"` (the official path) where the geometry has a cosine for these embeddings,
+    else `"distance"` (-D, dmllab's extension); see the module docstring."""
+    return "cosine" if geometry.has_cosine(normalized) else "distance"
+
 
 class ListwiseSelfDistillation(nn.Module):
-    """tau^2 * mean_i KL(softmax(-D_T[i]/tau) || softmax(-D[i]/tau)); see the module docstring."""
+    """tau^2 * mean_i KL(softmax(T[i]/tau) || softmax(S[i]/tau)) on [B, B] similarity matrices.
+
+    alpha:        weight reached at the last epoch (>= 0; 0 switches LSD off). Paper default 200.
+    tau:          temperature of the lists (> 0). The knob that matters is alpha * tau^2.
+    include_self: keep the diagonal in each list (the official default).
+    beta_neg:     optional factor on the negatives' similarities (None = off).
+    lists:        `"cosine"` (z_i . z_j of normalised embeddings, the official path) or
+                  `"distance"` (-D of the training geometry); see `lists_for`.
+    Raises ValueError for out-of-range values.
+    """
 
     def __init__(self, alpha: float, tau: float = 1.0, include_self: bool = True,
-                 beta_neg: float | None = None) -> None:
+                 beta_neg: float | None = None, lists: str = "cosine") -> None:
         super().__init__()
-        if not isinstance(alpha, (int, float)) or alpha < 0:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
             raise ValueError(f"LSD alpha must be a number >= 0 (0 switches LSD off); got {alpha!r}")
-        if not isinstance(tau, (int, float)) or tau <= 0:
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
             raise ValueError(f"LSD tau must be a temperature > 0; got {tau!r}")
-        if beta_neg is not None and beta_neg <= 0:
+        if beta_neg is not None and not beta_neg > 0:
             raise ValueError(f"LSD beta_neg must be > 0 or None; got {beta_neg!r}")
+        if lists not in LISTS:
+            raise ValueError(f"LSD lists must be one of {', '.join(LISTS)}; got {lists!r}")
         self.alpha = float(alpha)
         self.tau = float(tau)
         self.include_self = include_self
         self.beta_neg = beta_neg
+        self.lists = lists
 
     @property
     def strength(self) -> float:
@@ -63,25 +104,35 @@ class ListwiseSelfDistillation(nn.Module):
             raise ValueError(f"epoch must be in [0, {epochs}); got {epoch}")
         return self.alpha * epoch / epochs
 
-    def forward(self, distances: Tensor, teacher_distances: Tensor, labels: Tensor) -> Tensor:
-        """The unweighted KD term (tau^2 included) for one batch."""
-        if distances.dim() != 2 or distances.shape != teacher_distances.shape:
+    def similarities(self, embeddings: Tensor, geometry: Geometry, distances: Tensor | None = None) -> Tensor:
+        """The [B, B] similarity matrix whose rows are the lists, from embeddings [B, d].
+
+        `"cosine"`: normalise(z) @ normalise(z).T. `"distance"`: -D, with D = `distances` when
+        given (the batch matrix the base loss already computed) else geometry.pairwise(z, z)."""
+        if self.lists == "cosine":
+            unit = F.normalize(embeddings, dim=1)
+            return unit @ unit.T
+        return -(geometry.pairwise(embeddings, embeddings) if distances is None else distances)
+
+    def forward(self, student: Tensor, teacher: Tensor, labels: Tensor) -> Tensor:
+        """The unweighted KD term (tau^2 included) for one batch of similarity matrices [B, B]
+        (larger = closer); the teacher's is detached."""
+        if student.dim() != 2 or student.shape != teacher.shape:
             raise ValueError(
-                "LSD needs the student's and the teacher's [B, B] batch matrices of the same shape; got "
-                f"{tuple(distances.shape)} and {tuple(teacher_distances.shape)}")
-        if distances.shape[0] != distances.shape[1] or len(labels) != distances.shape[0]:
+                "LSD needs the student's and the teacher's [B, B] batch similarity matrices of the same "
+                f"shape; got {tuple(student.shape)} and {tuple(teacher.shape)}")
+        if student.shape[0] != student.shape[1] or len(labels) != student.shape[0]:
             raise ValueError(
-                f"LSD needs a square [B, B] batch matrix and B labels; got {tuple(distances.shape)} "
+                f"LSD needs a square [B, B] batch matrix and B labels; got {tuple(student.shape)} "
                 f"and {len(labels)} labels")
-        student = -distances
-        teacher = -teacher_distances.detach()
+        teacher = teacher.detach()
         if self.beta_neg is not None:
             negative = labels[:, None] != labels[None, :]
             student = torch.where(negative, student * self.beta_neg, student)
             teacher = torch.where(negative, teacher * self.beta_neg, teacher)
         if not self.include_self:
             size = len(labels)
-            off_diagonal = ~torch.eye(size, dtype=torch.bool, device=distances.device)
+            off_diagonal = ~torch.eye(size, dtype=torch.bool, device=student.device)
             student = student[off_diagonal].view(size, size - 1)
             teacher = teacher[off_diagonal].view(size, size - 1)
         log_q = F.log_softmax(student / self.tau, dim=1)
@@ -91,4 +142,29 @@ class ListwiseSelfDistillation(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, tau={self.tau}, include_self={self.include_self}, "
-                f"beta_neg={self.beta_neg}")
+                f"beta_neg={self.beta_neg}, lists={self.lists!r}")
+
+
+@dataclass
+class Teacher:
+    """The LSD teacher: frozen copies of the model and geometry from the end of an epoch (eval
+    mode, no gradients), fed the student's very batch."""
+
+    model: nn.Module
+    geometry: Geometry
+    epoch: int
+
+    @classmethod
+    def snapshot(cls, model: nn.Module, geometry: Geometry, epoch: int) -> "Teacher":
+        frozen = []
+        for module in (model, geometry):
+            clone = copy.deepcopy(module).eval()
+            for parameter in clone.parameters():
+                parameter.requires_grad_(False)
+            frozen.append(clone)
+        return cls(frozen[0], frozen[1], epoch)
+
+    @torch.no_grad()
+    def similarities(self, x: Tensor, lsd: ListwiseSelfDistillation) -> Tensor:
+        """The teacher's [B, B] similarity matrix of the (all-gathered) batch x, as `lsd` lists it."""
+        return lsd.similarities(distributed.gather(self.model(x)), self.geometry)

@@ -4,9 +4,11 @@ For every selected tuple (a, p, n):
 
     l(a, p, n) = [D(a, p) - D(a, n) + margin]_+
 
-averaged over the tuples (`reduction="mean"`) or over the tuples with l > 0
-(`reduction="nonzero"`, the default: batch-all style, as pytorch-metric-learning's
-AvgNonZeroReducer). Squared vs plain distances is the geometry's choice (`sqeuclidean` vs
+averaged over all selected tuples (`reduction="mean"`, the default: FaceNet's and the official
+LSD code's criterion) or over the tuples with l > 0 (`reduction="nonzero"`, batch-all style, as
+pytorch-metric-learning's AvgNonZeroReducer). The reduction sets the base term's scale against a
+regulariser: under "mean" it shrinks as triplets are satisfied, so LSD's alpha = 200 acts as in
+the paper; under "nonzero" it stays large and the same alpha is far weaker. Squared vs plain distances is the geometry's choice (`sqeuclidean` vs
 `euclidean`). With `negatives="all"` every negative of the anchor forms a tuple with each selected
 positive (an [M, B] masked matrix, never a B x B x B tensor).
 
@@ -32,7 +34,7 @@ class TripletLoss(MetricLoss):
     """[D(a, p) - D(a, n) + margin]_+ over the selected tuples."""
 
     def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
-                 margin: float = 0.2, k_positives: int = 1, reduction: str = "nonzero") -> None:
+                 margin: float = 0.2, k_positives: int = 1, reduction: str = "mean") -> None:
         super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
                          k_positives=k_positives)
         _check_reduction(reduction)

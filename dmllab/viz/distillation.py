@@ -5,8 +5,9 @@ per-epoch curves of several runs over seeds.
     fig = list_bars(lists)                               # the two lists as bars
     fig = epoch_curves(results.runs, "test_recall@1")    # mean +- std over seeds per variant
 
-An LSD list is a row of softmax(-D / tau) over a batch: how the anchor spreads its attention
-over the batch. The teacher is the model at the end of the previous epoch, so with
+An LSD list is a row of softmax(S / tau) over a batch, S the run's LSD similarities (z_i . z_j of
+the normalised embeddings on the official path, -D for learned geometries): how the anchor spreads
+its attention over the batch. The teacher is the model at the end of the previous epoch, so with
 `Config.snapshot_every=1` the probe set's snapshots give both lists for any epoch e >= 1:
 teacher = snapshot e-1, student = snapshot e.
 """
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from dmllab.losses.lsd import ListwiseSelfDistillation
+from dmllab.losses.lsd import ListwiseSelfDistillation, lists_for
 from dmllab.viz._inputs import is_run
 
 
@@ -29,14 +30,16 @@ class AnchorLists:
 
     members:  probe-set rows in the batch (members[0] is the anchor).
     labels:   their (possibly noisy) training labels; `flipped` marks the noisy ones.
-    teacher:  softmax(-D_teacher[anchor] / tau), the snapshot of epoch `epoch - 1`.
-    student:  softmax(-D_student[anchor] / tau), the snapshot of epoch `epoch`.
+    teacher:  softmax(S_teacher[anchor] / tau), the snapshot of epoch `epoch - 1`.
+    student:  softmax(S_student[anchor] / tau), the snapshot of epoch `epoch`.
+    lists:    which similarities S the run's LSD lists ("cosine" or "distance", i.e. -D).
     anchor_kl: KL(teacher || student) of the anchor's own list (from log-softmax, so finite).
     batch_kd: the LSD term tau^2 * mean_i KL(p_i || q_i) over the whole small batch.
     """
 
     epoch: int
     tau: float
+    lists: str
     members: np.ndarray
     labels: np.ndarray
     flipped: np.ndarray
@@ -52,7 +55,8 @@ def anchor_lists(run: Any, epoch: int, anchor: int = 0, *, size: int = 40, tau: 
     probe rows: the anchor, then same-label rows first (up to a quarter of the batch), then others.
 
     The run needs snapshots at `epoch` and `epoch - 1` (train with `Config.snapshot_every=1`).
-    Distances use the run's final geometry (exact for fixed geometries such as Euclidean).
+    The lists are the ones LSD trains on (`losses.lsd.lists_for` of the run's geometry);
+    -D lists use the run's final geometry (exact for fixed geometries such as Euclidean).
     `tau` defaults to the run's `lsd_tau`.
     """
     if not is_run(run):
@@ -73,15 +77,15 @@ def anchor_lists(run: Any, epoch: int, anchor: int = 0, *, size: int = 40, tau: 
     labels = probe.y if probe is not None else torch.zeros(n, dtype=torch.long)
     flipped = probe.flipped if probe is not None and probe.flipped is not None else torch.zeros(n, dtype=torch.bool)
     members = _batch_members(labels, anchor, min(size, n), seed)
-    lsd = ListwiseSelfDistillation(alpha=1.0, tau=tau)
+    lsd = ListwiseSelfDistillation(alpha=1.0, tau=tau, lists=lists_for(run.geometry, run.config.normalize))
     with torch.no_grad():
-        student_d = run.geometry.pairwise(student_all[members], student_all[members]).float()
-        teacher_d = run.geometry.pairwise(teacher_all[members], teacher_all[members]).float()
-        batch_kd = float(lsd(student_d, teacher_d, labels[members]))
-        log_q = torch.log_softmax(-student_d[0].double() / tau, dim=0)
-        log_p = torch.log_softmax(-teacher_d[0].double() / tau, dim=0)
+        student_s = lsd.similarities(student_all[members], run.geometry).float()
+        teacher_s = lsd.similarities(teacher_all[members], run.geometry).float()
+        batch_kd = float(lsd(student_s, teacher_s, labels[members]))
+        log_q = torch.log_softmax(student_s[0].double() / tau, dim=0)
+        log_p = torch.log_softmax(teacher_s[0].double() / tau, dim=0)
         anchor_kl = float((log_p.exp() * (log_p - log_q)).sum())
-    return AnchorLists(epoch=epoch, tau=tau, members=members.numpy(), labels=labels[members].numpy(),
+    return AnchorLists(epoch=epoch, tau=tau, lists=lsd.lists, members=members.numpy(), labels=labels[members].numpy(),
                        flipped=flipped[members].numpy(), teacher=log_p.exp().numpy(), student=log_q.exp().numpy(),
                        anchor_kl=anchor_kl, batch_kd=batch_kd)
 
@@ -98,7 +102,8 @@ def list_bars(lists: AnchorLists, *, title: str | None = None) -> "go.Figure":
         go.Bar(x=names, y=lists.teacher[order], name=f"teacher (epoch {lists.epoch - 1})"),
         go.Bar(x=names, y=lists.student[order], name=f"student (epoch {lists.epoch})")])
     fig.update_layout(
-        title=title or (f"one anchor's lists, softmax(-D / {lists.tau:g}); KL(teacher || student) = "
+        title=title or (f"one anchor's lists, softmax({'cos' if lists.lists == 'cosine' else '-D'} / {lists.tau:g}); "
+                        f"KL(teacher || student) = "
                         f"{lists.anchor_kl:.3g}"),
         barmode="group", xaxis_title="batch member (y = training label, * = noisy)", yaxis_title="weight",
         template="plotly_white", height=400, width=max(560, 22 * len(names) + 200))
