@@ -4,9 +4,11 @@
                            {"random": {"positives": "random"}, "nearest": {"positives": "nearest"}},
                            seeds=(0, 1, 2))
     results.summary(["fine_recall@1", "recall@1"])      # mean, std, CI per variant
-    results.difference("fine_recall@1", "nearest", "random")
+    results.difference("fine_recall@1", "nearest", "random")   # paired over seeds, lower bound
 
-Every run is evaluated on its test split (never used for selection).
+Every run is evaluated on its test split (never used for selection). Variants of one seed share
+the split, the label noise and the model's initialisation (the seed fixes all three), so a claim
+is read from the paired per-seed differences (`dmllab.claims`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from dmllab.claims import PairedDifference, paired_difference
 from dmllab.config import Config
 from dmllab.data.dataset import Dataset
 from dmllab.metrics import evaluate
@@ -45,19 +48,38 @@ class Results:
         return [c for c in self.table.columns if c not in ("variant", "seed")
                 and pd.api.types.is_numeric_dtype(self.table[c])]
 
-    def difference(self, metric: str, better: str, worse: str) -> dict[str, float]:
-        """mean(better) - mean(worse) and the larger of the two variants' seed std (the spread)."""
-        means, spreads = [], []
-        for name in (better, worse):
-            values = self.table.loc[self.table["variant"] == name, metric]
-            if values.empty:
-                raise ValueError(f"no variant {name!r}; variants: {self.variants}")
-            means.append(float(values.mean()))
-            spreads.append(float(values.std(ddof=1)) if len(values) > 1 else 0.0)
-        return {"difference": means[0] - means[1], "spread": max(spreads)}
+    def difference(self, metric: str, better: str, worse: str, confidence: float = 0.95) -> PairedDifference:
+        """better - worse on `metric`, paired by seed, with its one-sided lower confidence bound.
 
-    def headline(self, metrics: Sequence[str], prefix: str = "") -> dict[str, float]:
-        """Flat `{prefix}{variant}/{metric}` means and `..._std` seed spreads, for a metrics.json."""
+        Raises ValueError for an unknown variant or metric, or when the two variants were not run
+        with the same seeds."""
+        values = []
+        for name in (better, worse):
+            rows = self.table.loc[self.table["variant"] == name]
+            if rows.empty:
+                raise ValueError(f"no variant {name!r}; variants: {self.variants}")
+            if metric not in rows:
+                raise ValueError(f"no metric {metric!r}; metrics: {self.metric_names()}")
+            values.append(rows.set_index("seed")[metric])
+        if set(values[0].index) != set(values[1].index):
+            raise ValueError(f"variants {better!r} and {worse!r} were run with different seeds: "
+                             f"{sorted(values[0].index)} vs {sorted(values[1].index)}")
+        seeds = sorted(values[0].index)
+        return paired_difference(values[0][seeds].tolist(), values[1][seeds].tolist(), metric=metric,
+                                 names=(better, worse), confidence=confidence)
+
+    def claims(self, comparisons: Sequence[tuple[str, str, str]], confidence: float = 0.95) -> pd.DataFrame:
+        """One row per (metric, better, worse): the paired mean difference, its sd, the one-sided
+        lower confidence bound and whether it clears zero, rounded for reading."""
+        rows = [self.difference(metric, better, worse, confidence).as_row()
+                for metric, better, worse in comparisons]
+        return pd.DataFrame(rows)[["metric", "better", "worse", "mean", "lower", "n", "holds"]]
+
+    def headline(self, metrics: Sequence[str], prefix: str = "",
+                 claims: Sequence[tuple[str, str, str]] = ()) -> dict[str, float]:
+        """Flat `{prefix}{variant}/{metric}` means and `..._std` seed spreads, for a metrics.json;
+        for each claim (metric, better, worse) also `{prefix}{better} - {worse}/{metric}` (the
+        paired mean difference) and `..._lower` (its 95% one-sided lower bound)."""
         summary = self.summary(metrics)
         out = {}
         for _, row in summary.iterrows():
@@ -65,6 +87,11 @@ class Results:
                 key = f"{prefix}{row['variant']}/{metric}"
                 out[key] = float(row[f"{metric}_mean"])
                 out[f"{key}_std"] = float(row[f"{metric}_std"])
+        for metric, better, worse in claims:
+            result = self.difference(metric, better, worse)
+            key = f"{prefix}{better} - {worse}/{metric}"
+            out[key] = result.mean
+            out[f"{key}_lower"] = result.lower
         return out
 
 

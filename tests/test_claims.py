@@ -1,0 +1,76 @@
+"""The claim rule: paired per-seed differences and a one-sided lower confidence bound."""
+
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dmllab.claims import paired_difference, t_quantile
+from dmllab.experiments import Results
+
+
+def loop_bound(a, b, confidence):
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / (n - 1)
+    return mean - t_quantile(confidence, n - 1) * math.sqrt(var / n)
+
+
+def test_t_quantile_matches_the_table():
+    # Student t one-sided 95% critical values (any statistics table)
+    for dof, value in [(1, 6.314), (2, 2.920), (4, 2.132), (9, 1.833)]:
+        assert t_quantile(0.95, dof) == pytest.approx(value, abs=1e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pairs=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=2, max_size=12),
+       confidence=st.sampled_from([0.9, 0.95, 0.99]))
+def test_bound_matches_a_loop_and_never_exceeds_the_mean(pairs, confidence):
+    a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+    result = paired_difference(a, b, confidence=confidence)
+    assert result.lower == pytest.approx(loop_bound(a, b, confidence), abs=1e-12)
+    assert result.lower <= result.mean + 1e-12
+    assert result.holds == (result.lower > 0)
+
+
+def test_pairing_sees_a_consistent_gain_that_the_spread_rule_misses():
+    # Every seed gains 0.01 but seeds differ by 0.05: unpaired "difference > std" fails, pairing holds.
+    base = [0.80, 0.85, 0.90, 0.83, 0.88]
+    better = [v + 0.01 + 0.001 * i for i, v in enumerate(base)]
+    result = paired_difference(better, base)
+    assert result.holds and result.lower > 0.009
+    assert result.mean < pd.Series(base).std()
+
+
+def test_a_gain_on_some_seeds_and_a_loss_on_others_does_not_hold():
+    assert not paired_difference([0.9, 0.8, 0.9, 0.8], [0.85, 0.85, 0.85, 0.85]).holds
+
+
+@pytest.mark.parametrize("a, b, message", [([1.0], [0.0], "at least 2"), ([1.0, 2.0], [1.0], "one value per seed"),
+                                           ([1.0, math.nan], [0.0, 0.0], "non-finite")])
+def test_bad_inputs_are_refused(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        paired_difference(a, b)
+
+
+def test_results_pair_variants_by_seed_not_by_row_order():
+    table = pd.DataFrame([
+        {"variant": "a", "seed": 0, "m": 0.5}, {"variant": "a", "seed": 1, "m": 0.9},
+        {"variant": "b", "seed": 1, "m": 0.8}, {"variant": "b", "seed": 0, "m": 0.4},
+    ])
+    result = Results(table).difference("m", "a", "b")
+    assert result.mean == pytest.approx(0.1) and result.sd == pytest.approx(0.0, abs=1e-12)
+    claims = Results(table).claims([("m", "a", "b")])
+    assert claims.loc[0, "holds"] and list(claims.columns) == ["metric", "better", "worse", "mean", "lower", "n", "holds"]
+    headline = Results(table).headline(["m"], prefix="x-", claims=[("m", "a", "b")])
+    assert headline["x-a - b/m"] == pytest.approx(0.1) and "x-a - b/m_lower" in headline
+
+
+def test_results_refuse_unpaired_seeds():
+    table = pd.DataFrame([{"variant": "a", "seed": 0, "m": 0.5}, {"variant": "a", "seed": 1, "m": 0.9},
+                          {"variant": "b", "seed": 0, "m": 0.4}, {"variant": "b", "seed": 2, "m": 0.4}])
+    with pytest.raises(ValueError, match="different seeds"):
+        Results(table).difference("m", "a", "b")
