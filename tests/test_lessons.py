@@ -1,11 +1,17 @@
-"""`dmllab demo --quick` runs every lesson; each lesson's claim holds against its own baseline.
+"""`dmllab demo` runs every lesson once, at its default parameters, and every test here reads that run.
 
-One quick demo run (papermill, fixed seeds) feeds every test here: the report lists every lesson
-with numbers, no executed notebook has an error cell, and the metrics.json of lessons 01, 02 and
-03 show the papers' effects by more than the seeds' spread.
+- the report lists every lesson with numbers, and no executed notebook has an error cell;
+- each lesson's claims hold on paired per-seed differences: the one-sided 95 % lower confidence
+  bound (`dmllab.claims`) clears zero (or, for "does not hurt", a stated non-inferiority margin);
+- a lesson's prose states no number its run does not produce: "What we saw" is rendered from the
+  lesson's metrics (`dmllab.findings`), its source holds no hand-written measurement, and every
+  number in the rendered text is a value of the lesson's metrics.json at the printed precision.
+
+This is the only place the notebooks are executed by `make test`.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NUMBER = re.compile(r"[-+]?\d+\.\d+")
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +29,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    result = subprocess.run([sys.executable, "-m", "dmllab", "demo", "--quick", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    result = subprocess.run([sys.executable, "-m", "dmllab", "demo", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=2400)
     runs = list(out.iterdir())
     assert len(runs) == 1, result.stdout + result.stderr
     return runs[0], result
@@ -53,40 +60,95 @@ def test_executed_notebooks_have_no_error_cells(demo, lesson):
     assert not errors
 
 
-def better_by_spread(values, better, worse, metric):
-    difference = values[f"{better}/{metric}"] - values[f"{worse}/{metric}"]
-    spread = max(values[f"{better}/{metric}_std"], values[f"{worse}/{metric}_std"])
-    return difference, spread
+# ----------------------------------------------------------------------------- prose = run
+def what_we_saw(cells):
+    """The cells from the '## What we saw' heading up to the '## Exercises' heading."""
+    inside, found = False, []
+    for cell in cells:
+        if cell.cell_type == "markdown" and "## Exercises" in cell.source:
+            inside = False
+        if cell.cell_type == "markdown" and "## What we saw" in cell.source:
+            inside = True
+        if inside:
+            found.append(cell)
+    return found
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_what_we_saw_states_no_hand_written_measurement(lesson):
+    notebook = nbformat.read(ROOT / "notebooks" / f"{lesson}.ipynb", as_version=4)
+    for cell in what_we_saw(notebook.cells):
+        text = cell.source
+        if cell.cell_type == "code":       # a findings template: numbers only inside placeholders
+            text = re.sub(r"\{[^{}]*\}", "", text)
+        assert not NUMBER.findall(text), (lesson, NUMBER.findall(text), text[:300])
+
+
+def rendered_findings(notebook):
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "findings(" in cell.source:
+            for output in cell.get("outputs", []):
+                text = output.get("data", {}).get("text/markdown")
+                if text:
+                    yield text
+
+
+def matches_a_metric(number, values):
+    decimals = len(number.split(".")[1])
+    target = float(number)
+    return any(abs(round(value, decimals) - target) < 0.5 * 10 ** -decimals + 1e-12
+               for value in values if value is not None)
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_rendered_number_is_a_value_of_the_lessons_metrics(demo, lesson):
+    notebook = nbformat.read(demo[0] / f"{lesson}.ipynb", as_version=4)
+    values = list(metrics(demo, lesson[:3]).values())
+    texts = list(rendered_findings(notebook))
+    has_template = any("findings(" in c.source for c in notebook.cells if c.cell_type == "code")
+    assert len(texts) == sum("findings(" in c.source for c in notebook.cells if c.cell_type == "code")
+    for text in texts:
+        for number in NUMBER.findall(text):
+            assert matches_a_metric(number, values), (lesson, number)
+    assert has_template or lesson.startswith(("00", "05")), f"{lesson} renders no findings"
+
+
+# ----------------------------------------------------------------------------- claims
+def lower(values, key):
+    return values[f"{key}_lower"]
 
 
 def test_lesson_01_nearest_positives_keep_subclusters_under_noise(demo):
     values = metrics(demo, "01_")
-    for metric in ("fine_recall@1", "fine_nmi"):
-        difference, spread = better_by_spread(values, "parity-noise10-nearest", "parity-noise10-random", metric)
-        assert difference > spread, (metric, difference, spread)
-    # class-level retrieval is not hurt beyond the seeds' spread
-    difference, spread = better_by_spread(values, "parity-noise10-nearest", "parity-noise10-random", "recall@1")
-    assert difference > -max(spread, 0.01), (difference, spread)
+    noisy = "parity-noise10-nearest - parity-noise10-random"
+    assert lower(values, f"{noisy}/fine_recall@1") > 0, values
+    assert lower(values, f"{noisy}/fine_nmi") > 0, values
+    # class-level retrieval is not hurt: non-inferior within 0.02 Recall@1
+    assert lower(values, f"{noisy}/recall@1") > -0.02, values
+    # the toy: more modes keep arcs of their own
+    assert lower(values, "circle-nearest - random/fine_recall@1") > 0, values
 
 
 def test_lesson_02_lsd_ends_higher_and_memorises_less(demo):
     values = metrics(demo, "02_")
-    # the lesson's main comparison over seeds, at its noise rate (30-40 %)
-    rates = [int(k[len("noise"):].split("-")[0]) for k in values if k.endswith("-lsd/recall@1_std")]
-    assert rates and all(rate >= 30 for rate in rates), rates
-    for rate in rates:
-        lsd, baseline = f"noise{rate}-lsd", f"noise{rate}-baseline"
-        difference, spread = better_by_spread(values, lsd, baseline, "recall@1")
-        assert difference > spread, (rate, difference, spread)
-        difference, spread = better_by_spread(values, baseline, lsd, "memorisation")
-        assert difference > spread, (rate, difference, spread)
+    assert lower(values, "noise-lsd - baseline/recall@1") > 0, values
+    assert lower(values, "noise-baseline - lsd/memorisation") > 0, values
+    # the baseline memorises: its test curve peaks before the end and its memorisation climbs
+    assert values["curve/baseline/peak"] > values["curve/baseline/last"], values
+    assert values["memorised/baseline/last"] > values["memorised/baseline/first"], values
+    # on classes never seen in training, the whole ranking improves
+    assert lower(values, "zero-shot-lsd - baseline/map@r") > 0, values
 
 
 def test_lesson_03_learned_divergence_beats_euclidean_on_loggrid(demo):
     values = metrics(demo, "03_")
-    difference, spread = better_by_spread(values, "loggrid-bregman", "loggrid-euclidean", "prototype_accuracy")
-    assert difference > spread, (difference, spread)
+    assert lower(values, "loggrid-bregman - loggrid-euclidean/prototype_accuracy") > 0, values
     assert values["loggrid-bregman/asymmetry"] > 0.05
     # a large mu (strongly convex quadratic term) pulls the learned divergence back to Euclidean
-    difference, spread = better_by_spread(values, "loggrid-bregman", "loggrid-bregman-mu", "asymmetry")
-    assert difference > spread, (difference, spread)
+    assert lower(values, "loggrid-bregman - loggrid-bregman-mu/asymmetry") > 0, values
+
+
+def test_lesson_04_nearest_positives_compose_with_lsd(demo):
+    values = metrics(demo, "04_")
+    for context in ("plain-euclidean", "lsd-euclidean"):
+        assert lower(values, f"nearest-{context} - random-{context}/fine_recall@1") > 0, values

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmllab.viz.distillation import anchor_lists, epoch_curves, epoch_table, list_bars
+from dmllab.viz.distillation import anchor_lists, epoch_curves, epoch_summary, epoch_table, list_bars
 from viz_fixtures import hand_run
 
 
@@ -95,6 +95,16 @@ def test_epoch_table_means_and_stds_over_seeds_per_variant():
     fig = epoch_curves(runs, "test_recall@1")
     lines = [trace for trace in fig.data if trace.mode == "lines"]
     assert [trace.name for trace in lines] == ["baseline", "lsd"]
+
+
+def test_epoch_summary_reads_first_peak_and_last_of_the_mean_curve():
+    base = hand_run()
+    runs = {("baseline", 0): _with_history(base, [0.5, 0.9, 0.6]), ("baseline", 1): _with_history(base, [0.7, 0.9, 0.8]),
+            ("lsd", 0): _with_history(base, [0.6, 0.7, 0.8])}
+    summary = epoch_summary(runs, "test_recall@1").set_index("variant")
+    assert summary.loc["baseline"].to_dict() == pytest.approx(
+        {"first": 0.6, "peak": 0.9, "peak_epoch": 1, "low": 0.6, "last": 0.7})
+    assert summary.loc["lsd", "peak_epoch"] == 2 and summary.loc["lsd", "last"] == pytest.approx(0.8)
 
 
 def test_epoch_table_names_the_missing_column():

@@ -134,6 +134,25 @@ def epoch_table(runs: Mapping[Any, Any], key: str) -> "pd.DataFrame":
     return table.sort_values(["variant", "epoch"]).reset_index(drop=True)
 
 
+def epoch_summary(runs: Mapping[Any, Any], key: str) -> "pd.DataFrame":
+    """Per variant, from the mean curve over seeds of history column `key`: its `first` value,
+    its `peak` (maximum) and `peak_epoch`, its `low` (minimum) and its `last` value.
+
+    runs: as for `epoch_table`. The words a lesson uses about a curve ("peaks early, then
+    slides") are read from these numbers."""
+    table = epoch_table(runs, key)
+    rows = []
+    for variant in table["variant"].cat.categories:
+        part = table[table["variant"] == variant].reset_index(drop=True)
+        peak = int(part["mean"].idxmax())
+        rows.append({"variant": str(variant), "first": float(part["mean"].iloc[0]),
+                     "peak": float(part["mean"].iloc[peak]), "peak_epoch": int(part["epoch"].iloc[peak]),
+                     "low": float(part["mean"].min()), "last": float(part["mean"].iloc[-1])})
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
 def epoch_curves(runs: Mapping[Any, Any], key: str = "test_recall@1", *,
                  title: str | None = None) -> "go.Figure":
     """One line per variant (mean over seeds) with a +-std band, against the epoch."""

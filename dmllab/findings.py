@@ -1,0 +1,54 @@
+"""A lesson's "What we saw", rendered from the numbers its run produced.
+
+Prose that quotes a measurement goes stale the moment the code changes. So a lesson writes its
+findings as a template whose every number is a placeholder `{key:format}` naming an entry of the
+lesson's metrics (the dict it saves as `metrics.json`), and `findings` fills them in:
+
+>>> text = findings("LSD ended at {lsd/recall@1:.3f}, {lsd - baseline/recall@1:+.3f} over the baseline.",
+...                 {"lsd/recall@1": 0.9381, "lsd - baseline/recall@1": 0.0452})
+>>> print(text.data)
+LSD ended at 0.938, +0.045 over the baseline.
+
+Keys may hold any character but braces and colons; the format is Python's format spec. A key
+that the metrics lack is an error naming the keys it has, so a renamed metric cannot leave a
+blank in the text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Mapping
+
+PLACEHOLDER = re.compile(r"\{([^{}:]+):([^{}]*)\}")
+
+
+class Findings:
+    """Rendered Markdown (`data`) that Jupyter displays as Markdown and prints as text."""
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+
+    def _repr_markdown_(self) -> str:
+        return self.data
+
+    def __repr__(self) -> str:
+        return self.data
+
+
+def findings(template: str, values: Mapping[str, float]) -> Findings:
+    """`template` with each `{key:format}` replaced by `format(values[key], format)`.
+
+    Raises KeyError naming the missing key (and the keys there are), ValueError for a value that
+    is not a finite number.
+    """
+    def fill(match: re.Match[str]) -> str:
+        key, spec = match.group(1).strip(), match.group(2)
+        if key not in values:
+            raise KeyError(f"findings: no metric {key!r}; the metrics have: {', '.join(sorted(values))}")
+        value = values[key]
+        if value is None or not math.isfinite(float(value)):
+            raise ValueError(f"findings: metric {key!r} is {value!r}, not a finite number")
+        return format(float(value), spec)
+
+    return Findings(PLACEHOLDER.sub(fill, template))
