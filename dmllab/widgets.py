@@ -55,6 +55,7 @@ class LabPanel:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()  # one check-and-start at a time: two presses start one training
         self._latest: Run | None = None
         datasets = PANEL_DATASETS if self.base.dataset in PANEL_DATASETS else (self.base.dataset, *PANEL_DATASETS)
         style = {"description_width": "90px"}
@@ -120,6 +121,11 @@ class LabPanel:
 
     # ------------------------------------------------------------------ training thread
     def _start(self) -> threading.Thread:
+        """Start a training thread from the controls; RuntimeError if one is already running."""
+        with self._start_lock:
+            return self._start_unlocked()
+
+    def _start_unlocked(self) -> threading.Thread:
         if self.training:
             raise RuntimeError("LabPanel: a training is already running; wait for it or press Stop")
         config = self.config()

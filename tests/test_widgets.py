@@ -98,3 +98,40 @@ def test_map_explorer_refuses_non_image_data_and_foreign_maps():
     data.image_shape = None
     with pytest.raises(ValueError, match="needs image data"):
         MapExplorer(fig, data)
+
+
+def test_two_threads_pressing_train_at_once_start_one_training(monkeypatch):
+    import threading
+
+    from dmllab import train
+
+    started, release = [], threading.Event()
+
+    def slow_fit(config, **kwargs):  # holds the training open until both presses are done
+        started.append(config)
+        release.wait(timeout=30)
+        raise train.StopTraining("test over")
+
+    monkeypatch.setattr(train, "fit", slow_fit)
+    for _ in range(5):
+        panel = LabPanel(**TINY)
+        barrier = threading.Barrier(2)
+        refused = []
+
+        def press():
+            barrier.wait()
+            try:
+                panel._start()
+            except RuntimeError as error:
+                refused.append(str(error))
+
+        presses = [threading.Thread(target=press) for _ in range(2)]
+        for thread in presses:
+            thread.start()
+        for thread in presses:
+            thread.join(timeout=30)
+        release.set()
+        panel._thread.join(timeout=30)
+        release.clear()
+        assert len(refused) == 1 and "already running" in refused[0]
+    assert len(started) == 5
