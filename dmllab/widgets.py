@@ -43,6 +43,8 @@ class LabPanel:
 
     defaults: any Config fields (the controlled ones set the controls' initial values; the others,
     e.g. embedding_dim or batches_per_epoch, are used as they are). See PANEL_DEFAULTS.
+    The dataset control offers the registry's datasets that need no files; each trains with
+    `fitted_to_data(config())`: a 2-class dataset gets the stratified split it needs.
     After a training: `run` (the Run) and `error` (the exception if training failed).
     """
 
