@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "config", "data", "geometry", "losses", "metrics", "models", "train", "runs", "viz",
-    "widgets", "distributed", "report", "cli", "experiments", "components",
+    "widgets", "distributed", "report", "cli", "experiments", "components", "guards",
 }
 _FUNCTIONS = {
     "fit": "dmllab.train",
