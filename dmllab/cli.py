@@ -4,7 +4,7 @@
     dmllab run NOTEBOOK -p NAME VALUE ... [--out DIR] one parameterised lesson
     dmllab sweep GRID.yaml [--workers N]              a grid of runs over parameters and seeds
     dmllab report DIR                                 mean +/- CI per configuration of a sweep
-    dmllab fit CONFIG.json [--out DIR]                one training run (works under torchrun)
+    dmllab fit CONFIG.json [--out DIR] [--nproc N]    one training run (N local ranks, or torchrun)
 """
 
 from __future__ import annotations
@@ -324,9 +324,17 @@ def _write_results_html(path: Path, table, params: list[str], metrics: list[str]
 def cmd_fit(args: argparse.Namespace) -> int:
     from dmllab import distributed
     from dmllab.metrics import evaluate
-    from dmllab.train import fit
+    from dmllab.train import fit, resolve_device
 
     config = Config.from_json(Path(args.config).read_text())
+    if args.nproc != 1:  # local CPU ranks that listen on loopback only; each runs this command
+        if args.nproc < 1:
+            raise SystemExit(f"--nproc must be >= 1; got {args.nproc}")
+        if resolve_device(config.device).type != "cpu":
+            raise SystemExit(f"--nproc starts CPU processes, but Config.device={config.device!r}; set "
+                             "device='cpu', or on several GPUs use torchrun (see the README)")
+        distributed.launch(cmd_fit, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1}))
+        return 0
     run = fit(config, progress=not args.quiet)
     if distributed.is_main():
         run.metrics.update(evaluate(run))
@@ -364,6 +372,8 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("config")
     fit.add_argument("--out", default="runs/fit")
     fit.add_argument("--quiet", action="store_true")
+    fit.add_argument("--nproc", type=int, default=1,
+                     help="train in N local CPU processes (DDP over gloo, listening on 127.0.0.1 only)")
     fit.set_defaults(func=cmd_fit)
     return main
 

@@ -42,6 +42,7 @@ NEGATIVES = ("all", "semihard", "hardest", "distance_weighted")
 NOISE_KINDS = ("symmetric", "pairflip")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("cpu", "cuda", "mps", "auto")
+DIVERGENCE = ("stop", "warn", "off")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,10 @@ class Config:
     LSD: `lsd_alpha` (0 = off), `lsd_tau`, `lsd_include_self`, `lsd_beta_neg`.
     Optimisation: `epochs`, `batches_per_epoch` (None = about one pass over the training set),
     `classes_per_batch` x `samples_per_class`, `optimizer`, `lr`, `loss_lr` (learnable loss and
-    geometry parameters; None = `lr`), `weight_decay`, `early_stopping_patience`.
+    geometry parameters; None = `lr`), `weight_decay`, `early_stopping_patience`, `divergence`
+    (what an exploding loss or weights, or every embedding at one point, does: "stop" with an
+    error naming the learning rate, "warn", or "off"; class collapse does not trigger it; see
+    `dmllab.guards`).
     Bookkeeping: `snapshot_every` (epochs between embedding snapshots of a probe set; 0 = off),
     `probe_size`, `monitor_test` (record test Recall@1 / MAP@R and, under label noise, the
     training set's memorisation rate per epoch: curves for the lessons, never used to select
@@ -102,6 +106,7 @@ class Config:
     loss_lr: float | None = None
     weight_decay: float = 0.0
     early_stopping_patience: int | None = None
+    divergence: str = "stop"
 
     snapshot_every: int = 0
     probe_size: int = 500
@@ -121,6 +126,7 @@ class Config:
         _choice(self, "negatives", NEGATIVES)
         _choice(self, "optimizer", OPTIMIZERS)
         _choice(self, "device", DEVICES)
+        _choice(self, "divergence", DIVERGENCE)
         for name in ("dataset_options", "model_options", "geometry_options", "loss_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"Config.{name} must be a dict; got {getattr(self, name)!r}")

@@ -30,6 +30,7 @@ from dmllab.data import ClassBalancedSampler
 from dmllab.data.dataset import Dataset
 from dmllab.data.prepare import prepare
 from dmllab.geometry.base import all_finite
+from dmllab.guards import DivergenceGuard
 from dmllab.losses.lsd import ListwiseSelfDistillation, Teacher, lists_for
 from dmllab.runs import Run
 
@@ -118,6 +119,7 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
         if config.snapshot_every:
             _record_snapshot(run, epoch=0)
         return run
+    guard = DivergenceGuard(config, model, loss_fn)
 
     lsd = None
     if config.lsd_alpha > 0:
@@ -154,6 +156,7 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
             (loss * distributed.world_size()).backward()
             _undo_world_scaling(loss_fn, distributed.world_size())
             optimizer.step()
+            guard.batch(stats["loss"])
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value
             batches += 1
@@ -170,6 +173,7 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
         run.history.append(row)
         if config.snapshot_every and (epoch % config.snapshot_every == 0 or epoch == config.epochs - 1):
             _record_snapshot(run, epoch)
+        guard.end_epoch(run, epoch)
         if progress and hasattr(epochs, "set_postfix"):
             epochs.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "val_recall@1") if k in row})
         stop = False

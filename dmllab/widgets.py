@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from dmllab.config import DATASETS, GEOMETRIES, LOSSES, POSITIVES, Config
+from dmllab.config import GEOMETRIES, LOSSES, POSITIVES, Config
 from dmllab.data.dataset import Dataset
+from dmllab.data.registry import available, options
 from dmllab.runs import Run
 
-# Datasets that need no files on disk (the image-folder ones need dataset_options={"root": ...}).
-PANEL_DATASETS = tuple(d for d in DATASETS if d not in ("cub200", "cars196", "sop", "folder"))
+# The registry's datasets that need no files on disk (the image folders take a `root` option).
+PANEL_DATASETS = tuple(name for name in available() if "root" not in options(name))
 PANEL_DEFAULTS: dict[str, Any] = {
     "dataset": "digits", "embedding_dim": 16, "epochs": 6, "batches_per_epoch": 10,
     "classes_per_batch": 4, "samples_per_class": 8, "snapshot_every": 1, "probe_size": 300,
@@ -42,6 +43,8 @@ class LabPanel:
 
     defaults: any Config fields (the controlled ones set the controls' initial values; the others,
     e.g. embedding_dim or batches_per_epoch, are used as they are). See PANEL_DEFAULTS.
+    The dataset control offers the registry's datasets that need no files; each trains with
+    `fitted_to_data(config())`: a 2-class dataset gets the stratified split it needs.
     After a training: `run` (the Run) and `error` (the exception if training failed).
     """
 
@@ -55,6 +58,7 @@ class LabPanel:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()  # one check-and-start at a time: two presses start one training
         self._latest: Run | None = None
         datasets = PANEL_DATASETS if self.base.dataset in PANEL_DATASETS else (self.base.dataset, *PANEL_DATASETS)
         style = {"description_width": "90px"}
@@ -120,6 +124,11 @@ class LabPanel:
 
     # ------------------------------------------------------------------ training thread
     def _start(self) -> threading.Thread:
+        """Start a training thread from the controls; RuntimeError if one is already running."""
+        with self._start_lock:
+            return self._start_unlocked()
+
+    def _start_unlocked(self) -> threading.Thread:
         if self.training:
             raise RuntimeError("LabPanel: a training is already running; wait for it or press Stop")
         config = self.config()
@@ -127,7 +136,7 @@ class LabPanel:
         self._stop.clear()
         self.progress.max, self.progress.value, self.progress.description = config.epochs, 0, "epoch 0"
         self.train_button.disabled, self.stop_button.disabled = True, False
-        self._set_status(f"training {html.escape(config.dataset)} / {config.loss} / {config.positives} ...")
+        self._set_status(f"preparing {html.escape(config.dataset)} ...")
         new_curves = _empty_curves(config)
         with self.curves.batch_update():
             for trace, template in zip(self.curves.data, new_curves.data):
@@ -140,14 +149,13 @@ class LabPanel:
         return self._thread
 
     def _work(self, config: Config) -> None:
-        from dmllab.data.prepare import prepare
         from dmllab.train import fit
 
         started = time.perf_counter()
         try:
-            classes = prepare(config).train.num_classes
-            if classes < config.classes_per_batch:  # small training splits (e.g. mixture) hold few classes
-                config = dataclasses.replace(config, classes_per_batch=max(2, classes))
+            config = fitted_to_data(config)
+            self._set_status(f"training {html.escape(config.dataset)} ({config.split} split) / {config.loss} / "
+                             f"{config.positives} ...")
             run = fit(config, callbacks=[self._on_epoch], progress=False)
             self.run = run
             last = run.history[-1] if run.history else {}
@@ -205,6 +213,30 @@ class LabPanel:
                                    legend_title_text=fig.layout.legend.title.text,
                                    xaxis_title=fig.layout.xaxis.title.text,
                                    yaxis_title=fig.layout.yaxis.title.text)
+
+
+def fitted_to_data(config: Config) -> Config:
+    """`config` with the split and batch shape its data can train with (what the panel trains).
+
+    A class-disjoint split (`split="classes"`) that would leave fewer than 2 classes on a side of
+    the test or validation split, as for the 2-class `digits-parity`, `digits-low-high` and
+    `modes-on-circle`, becomes "stratified" (the same classes on both sides); `classes_per_batch`
+    is capped by the classes in the training part. Errors the stratified split also meets (unknown
+    dataset options, a split that holds out nothing) are raised as ValueError.
+    """
+    from dmllab.data import prepare
+
+    try:
+        splits = prepare(config)
+    except ValueError:
+        if config.split != "classes":
+            raise
+        config = dataclasses.replace(config, split="stratified")
+        splits = prepare(config)
+    classes = splits.train.num_classes
+    if classes < config.classes_per_batch:  # small training splits (e.g. mixture) hold few classes
+        config = dataclasses.replace(config, classes_per_batch=max(2, classes))
+    return config
 
 
 def _empty_curves(config: Config) -> Any:

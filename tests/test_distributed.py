@@ -1,14 +1,12 @@
 """Under DDP the loss and gradients equal a single process on the concatenated batch."""
 
-import os
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from dmllab.components import build_components
 from dmllab.config import Config
+from dmllab.distributed import launch
 from dmllab.losses.lsd import ListwiseSelfDistillation, lists_for
 from dmllab.train import Teacher, _undo_world_scaling, step_loss
 
@@ -51,23 +49,17 @@ def one_step(changes, rank=0, world=1):
     return float(loss.detach()), grads
 
 
-def worker(rank, world, store, out):
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
-        for case in sorted(CASES):
-            torch.save(one_step(CASES[case], rank, world), f"{out}.{case}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def worker(out):
+    rank, world = dist.get_rank(), dist.get_world_size()
+    for case in sorted(CASES):
+        torch.save(one_step(CASES[case], rank, world), f"{out}.{case}.{rank}")
 
 
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory):
-    """One 2-process gloo group (loopback, file store) runs every case once."""
-    folder = tmp_path_factory.mktemp("ddp")
-    out = str(folder / "result")
-    mp.spawn(worker, args=(2, str(folder / "store"), out), nprocs=2, join=True)
+    """One 2-process gloo group (`distributed.launch`: loopback, file store) runs every case once."""
+    out = str(tmp_path_factory.mktemp("ddp") / "result")
+    launch(worker, 2, out)
     return out
 
 

@@ -98,3 +98,63 @@ def test_map_explorer_refuses_non_image_data_and_foreign_maps():
     data.image_shape = None
     with pytest.raises(ValueError, match="needs image data"):
         MapExplorer(fig, data)
+
+
+def test_two_threads_pressing_train_at_once_start_one_training(monkeypatch):
+    import threading
+
+    from dmllab import train
+
+    started, release = [], threading.Event()
+
+    def slow_fit(config, **kwargs):  # holds the training open until both presses are done
+        started.append(config)
+        release.wait(timeout=30)
+        raise train.StopTraining("test over")
+
+    monkeypatch.setattr(train, "fit", slow_fit)
+    for _ in range(5):
+        panel = LabPanel(**TINY)
+        barrier = threading.Barrier(2)
+        refused = []
+
+        def press():
+            barrier.wait()
+            try:
+                panel._start()
+            except RuntimeError as error:
+                refused.append(str(error))
+
+        presses = [threading.Thread(target=press) for _ in range(2)]
+        for thread in presses:
+            thread.start()
+        for thread in presses:
+            thread.join(timeout=30)
+        release.set()
+        panel._thread.join(timeout=30)
+        release.clear()
+        assert len(refused) == 1 and "already running" in refused[0]
+    assert len(started) == 5
+
+
+@pytest.mark.slow
+def test_every_choice_the_controls_offer_can_train():
+    # One control at a time from the defaults: every dataset (the 2-class ones get the stratified
+    # split they need), loss, positive strategy, geometry, and the sliders' largest noise and LSD
+    # weight train for an epoch from the panel.
+    panel = LabPanel(**{**TINY, "epochs": 1, "batches_per_epoch": 1, "probe_size": 20})
+    defaults = {name: control.value for name, control in panel.controls.items()}
+    choices = [(name, option) for name in ("dataset", "loss", "positives", "geometry")
+               for option in panel.controls[name].options]
+    choices += [(name, panel.controls[name].max) for name in ("noise_rate", "lsd_alpha")]
+    assert {"digits-parity", "modes-on-circle", "digits-low-high"} <= set(PANEL_DATASETS)
+    for name, option in choices:
+        for control, value in defaults.items():
+            panel.controls[control].value = value
+        panel.controls[name].value = option
+        run = panel.train(wait=True)
+        assert len(run.history) == 1, (name, option)
+        assert getattr(run.config, name) == option
+        two_classes = option in ("digits-parity", "modes-on-circle", "digits-low-high")
+        assert run.config.split == ("stratified" if two_classes else "classes"), (name, option)
+    assert panel.controls["dataset"].options == PANEL_DATASETS
