@@ -84,6 +84,21 @@ def test_every_layout_lists_every_bad_file_before_training(layout, tmp_path, cap
     assert f"{len(bad)} bad image file(s)" in printed.err
 
 
+@pytest.mark.parametrize("layout, listing, content, message", [
+    ("cub200", "CUB_200_2011/images.txt", b"\xff\xfe\x00garbage", "cannot read .*images.txt as UTF-8"),
+    ("cub200", "CUB_200_2011/classes.txt", b"one 001.disc\n", r"classes.txt line 1: column\(s\) 1 must be integers"),
+    ("cub200", "CUB_200_2011/image_class_labels.txt", b"1 99\n", "class ids .99. that .*classes.txt does not list"),
+    ("cars196", "cars_annos.mat", APPLE_DOUBLE, "cannot read .*cars_annos.mat"),
+    ("sop", "Stanford_Online_Products/Ebay_test.txt", b"image_id class_id super_class_id path\n1 x 1 a.png\n",
+     r"Ebay_test.txt line 2: column\(s\) 2, 3 must be integers"),
+])
+def test_a_damaged_list_file_is_named_with_its_line(layout, listing, content, message, tmp_path):
+    root = write_example_folder(tmp_path, layout=layout, classes=2, per_class=1, size=16)
+    (root / listing).write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        load(layout, root=root)
+
+
 def test_verify_command_on_a_clean_folder_and_on_a_wrong_root(tmp_path, capsys):
     root = write_example_folder(tmp_path / "shapes", layout="folder", classes=2, per_class=2, size=16)
     assert cli.main(["verify", str(root)]) == 0
@@ -111,3 +126,22 @@ def test_property_any_bytes_decode_or_fail_naming_the_file(tmp_path_factory, cut
             assert error.path == str(path) and str(path) in str(error)
         else:
             assert image.shape == (3, SIZE, SIZE) and 0.0 <= float(image.min()) <= float(image.max()) <= 1.0
+
+
+def test_a_damaged_cache_file_is_named_and_rebuilt(tmp_path, monkeypatch):
+    from dmllab.viz.projection import cache_dir, project
+
+    monkeypatch.setenv("DMLLAB_CACHE", str(tmp_path))
+    x = np.random.default_rng(0).normal(size=(10, 4))
+    fresh = project(x, "pca")
+    (cached,) = cache_dir().glob("*.npy")
+    cached.write_bytes(APPLE_DOUBLE)
+    with pytest.warns(UserWarning, match=f"projection cache {cached} is unreadable"):
+        np.testing.assert_array_equal(project(x, "pca"), fresh)
+    np.testing.assert_array_equal(np.load(cached), fresh)                       # rewritten
+    digits = load("mnist-5k")
+    (archive,) = tmp_path.glob("mnist_5k-*.npz")
+    _cut_in_half(archive)
+    with pytest.warns(UserWarning, match=f"mnist-5k cache {archive} is unreadable"):
+        again = load("mnist-5k")
+    assert torch.equal(again.x, digits.x) and torch.equal(again.y, digits.y)

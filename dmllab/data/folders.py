@@ -63,14 +63,19 @@ def cub200(*, seed: int = 0, root: str | Path | None = None, image_size: int = 6
     """CUB-200-2011 birds (200 classes, 11,788 images); y = class position in classes.txt order."""
     name = "cub200"
     base = _root(name, root, "images.txt", "CUB_200_2011", "the CUB_200_2011 folder")
-    class_ids = [int(row[0]) for row in _table(base / "classes.txt", 2, name)]
-    names = [row[1] for row in _table(base / "classes.txt", 2, name)]
+    classes = _table(base / "classes.txt", 2, name, integers=(0,))
+    class_ids = [int(row[0]) for row in classes]
+    names = [row[1] for row in classes]
     paths = dict(_table(base / "images.txt", 2, name))
-    labels = dict(_table(base / "image_class_labels.txt", 2, name))
+    labels = dict(_table(base / "image_class_labels.txt", 2, name, integers=(1,)))
     position = {cid: i for i, cid in enumerate(sorted(class_ids))}
     ids = [image_id for image_id in paths if image_id in labels]
     if not ids:
         raise ValueError(f"dataset {name!r}: images.txt and image_class_labels.txt in {base} share no image id")
+    unknown = sorted({int(labels[i]) for i in ids} - set(class_ids))
+    if unknown:
+        raise ValueError(f"dataset {name!r}: {base / 'image_class_labels.txt'} uses class ids {unknown[:5]} "
+                         f"that {base / 'classes.txt'} does not list")
     y = [position[int(labels[image_id])] for image_id in ids]
     files = [base / "images" / paths[image_id] for image_id in ids]
     by_position = [names[class_ids.index(cid)] for cid in sorted(class_ids)]
@@ -85,7 +90,11 @@ def cars196(*, seed: int = 0, root: str | Path | None = None, image_size: int = 
 
     name = "cars196"
     base = _root(name, root, "cars_annos.mat", "cars196", "the folder holding cars_annos.mat and car_ims/")
-    mat = loadmat(base / "cars_annos.mat", squeeze_me=True)
+    try:
+        mat = loadmat(base / "cars_annos.mat", squeeze_me=True)
+    except Exception as error:  # scipy raises several types for a damaged .mat; all mean the same
+        raise ValueError(f"dataset {name!r}: cannot read {base / 'cars_annos.mat'} ({type(error).__name__}: "
+                         f"{error}); replace it with the original file") from error
     try:
         annotations = mat["annotations"].ravel()
         rel_paths = [str(path) for path in annotations["relative_im_path"]]
@@ -117,7 +126,7 @@ def sop(*, seed: int = 0, root: str | Path | None = None, image_size: int = 64,
     rows = []
     train_ids = set()
     for file in ("Ebay_train.txt", "Ebay_test.txt"):
-        table = _table(base / file, 4, name, header=True)
+        table = _table(base / file, 4, name, header=True, integers=(1, 2))
         rows += table
         if file == "Ebay_train.txt":
             train_ids = {int(row[1]) for row in table}
@@ -186,16 +195,30 @@ def _root(name: str, root: Any, marker: str | None, subdir: str | None, what: st
     raise ValueError(f"dataset {name!r}: expected {base / marker} (root should be {what}); not found")
 
 
-def _table(path: Path, columns: int, name: str, *, header: bool = False) -> list[list[str]]:
+def _table(path: Path, columns: int, name: str, *, header: bool = False,
+           integers: tuple[int, ...] = ()) -> list[list[str]]:
+    """The whitespace-separated rows of a list file, each with `columns` fields; the fields at
+    `integers` must be integers. Any problem is a ValueError naming the file and the line."""
     if not path.is_file():
         raise ValueError(f"dataset {name!r}: expected the file {path}; not found")
-    lines = path.read_text().splitlines()[1 if header else 0:]
-    rows = [line.split(maxsplit=columns - 1) for line in lines if line.strip()]
-    bad = next((i for i, row in enumerate(rows) if len(row) != columns), None)
-    if bad is not None or not rows:
-        raise ValueError(f"dataset {name!r}: {path} should have {columns} columns per line"
-                         + (f"; line {bad + 1 + header} has {len(rows[bad])}" if bad is not None else "; it is empty"))
-    return rows
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"dataset {name!r}: cannot read {path} as UTF-8 text ({error}); is it the "
+                         "original list file?") from error
+    numbered = [(number, line.split(maxsplit=columns - 1))
+                for number, line in enumerate(lines, start=1) if line.strip() and not (header and number == 1)]
+    for number, row in numbered:
+        if len(row) != columns:
+            raise ValueError(f"dataset {name!r}: {path} should have {columns} columns per line; "
+                             f"line {number} has {len(row)}")
+        if not all(row[column].lstrip("-").isdigit() for column in integers):
+            which = ", ".join(str(column + 1) for column in integers)
+            raise ValueError(f"dataset {name!r}: {path} line {number}: column(s) {which} must be integers; "
+                             f"got {' '.join(row)!r}")
+    if not numbered:
+        raise ValueError(f"dataset {name!r}: {path} should have {columns} columns per line; it is empty")
+    return [row for _, row in numbered]
 
 
 def _first_half(num_classes: int) -> list[int]:

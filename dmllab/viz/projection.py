@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -173,7 +174,11 @@ def _key(points: np.ndarray, method: str, seed: int, options: Mapping[str, Any])
 def _cached(key: str, use_cache: bool, compute: Callable[[], np.ndarray]) -> np.ndarray:
     path = cache_dir() / f"{key}.npy"
     if use_cache and path.exists():
-        return np.load(path)
+        try:
+            return np.load(path)
+        except (OSError, ValueError, EOFError) as error:  # damaged on disk: recompute and overwrite
+            warnings.warn(f"projection cache {path} is unreadable ({error}); recomputing it", UserWarning,
+                          stacklevel=3)
     result = np.asarray(compute(), dtype=np.float64)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
