@@ -83,6 +83,9 @@ def test_aligned_umap_falls_back_to_aligned_pca_for_tiny_or_collapsed_frames(mon
         maps = aligned_projections(collapsing, "umap")
     np.testing.assert_allclose(maps[2], maps[2][0] + np.zeros((10, 2)))      # the collapsed epoch: one spot
     np.testing.assert_allclose(maps[1], aligned_projections(collapsing, "pca")[1])
+    shrinking = {1: rng.normal(size=(10, 4)) * 1e6, 2: 1.0 + rng.normal(size=(10, 4)) * 1e-3}
+    with pytest.warns(UserWarning, match="snapshot 2 of 2 coincide at UMAP's float32 precision"):
+        aligned_projections(shrinking, "umap")          # a random cloud in float32: aligned PCA instead
     with pytest.warns(UserWarning, match="at least 4 points; got 3"):
         aligned_projections({1: rng.normal(size=(3, 4)), 2: rng.normal(size=(3, 4))}, "umap")
     with pytest.warns(UserWarning, match="coincide"):
