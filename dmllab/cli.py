@@ -5,6 +5,7 @@
     dmllab sweep GRID.yaml [--workers N]              a grid of runs over parameters and seeds
     dmllab report DIR                                 mean +/- CI per configuration of a sweep
     dmllab fit CONFIG.json [--out DIR] [--nproc N]    one training run (N local ranks, or torchrun)
+    dmllab verify ROOT [--layout folder]              decode every image of a data set; list bad files
 """
 
 from __future__ import annotations
@@ -344,6 +345,24 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- verify
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Decode every image under ROOT as training would; print each bad file, exit 1 if any."""
+    from dmllab.data import load
+    from dmllab.data.folders import BadImagesError
+
+    try:
+        data = load(args.layout, root=args.root, verify=True)
+    except BadImagesError as error:
+        print("\n".join(f"{bad.path}: {bad.reason}" for bad in error.bad))
+        print(f"{len(error.bad)} bad image file(s) under {args.root}", file=sys.stderr)
+        return 1
+    except ValueError as error:  # a wrong root or layout: the loader's message says what to pass
+        raise SystemExit(str(error)) from error
+    print(f"all {len(data)} images under {args.root} decode ({args.layout} layout)")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="dmllab", description=__doc__.split("\n\n")[0],
@@ -375,6 +394,12 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--nproc", type=int, default=1,
                      help="train in N local CPU processes (DDP over gloo, listening on 127.0.0.1 only)")
     fit.set_defaults(func=cmd_fit)
+    from dmllab.data.example_folder import LAYOUTS
+
+    verify = sub.add_parser("verify", help="decode every image of an image data set; list the bad files")
+    verify.add_argument("root", help="the folder you would pass as dataset_options={'root': ...}")
+    verify.add_argument("--layout", default="folder", choices=LAYOUTS)
+    verify.set_defaults(func=cmd_verify)
     return main
 
 

@@ -8,7 +8,8 @@
 
 from dmllab.data import noise
 from dmllab.data.dataset import Dataset
-from dmllab.data.images import LazyImages
+from dmllab.data.folders import BadImagesError
+from dmllab.data.images import BadImageError, LazyImages
 from dmllab.data.prepare import Splits, prepare
 from dmllab.data.registry import available, load, options
 from dmllab.data.sampler import ClassBalancedSampler
@@ -16,6 +17,6 @@ from dmllab.data.splits import split, validation_split
 from dmllab.data.superclass import superclass
 
 __all__ = [
-    "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available", "load", "noise", "options",
-    "prepare", "split", "superclass", "validation_split",
+    "BadImageError", "BadImagesError", "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available",
+    "load", "noise", "options", "prepare", "split", "superclass", "validation_split",
 ]

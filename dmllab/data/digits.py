@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +67,12 @@ def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     source = _mnist_5k_source()
     cached = cache_dir() / f"mnist_5k-{source.stat().st_size}.npz"
     if cached.exists():
-        with np.load(cached) as saved:
-            return saved["pixels"], saved["labels"]
+        try:
+            with np.load(cached) as saved:
+                return saved["pixels"], saved["labels"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # parse again below
+            warnings.warn(f"mnist-5k cache {cached} is unreadable ({error}); parsing the source again",
+                          UserWarning, stacklevel=3)
     table = np.loadtxt(source, delimiter=",", dtype=np.uint8)
     pixels, labels = np.ascontiguousarray(table[:, :-1]), table[:, -1].copy()
     try:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from dmllab.viz._degenerate import COLLAPSED, normalised, plan
 from dmllab.viz._inputs import as_points
 
 METHODS = ("pca", "umap", "tsne")
@@ -50,7 +52,11 @@ def project(embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool
     cache:   read/write the on-disk cache (see `cache_dir`).
 
     Inputs that are already 2-D are returned unchanged (as float64), so a 2-D toy's embeddings
-    are drawn in their own coordinates.
+    are drawn in their own coordinates. Degenerate inputs never reach the native code (see
+    `dmllab.viz._degenerate`): points that all coincide (a fully collapsed embedding, or a single
+    point) come back as zeros [n, 2]; UMAP on fewer than 4 points falls back to PCA; both with a
+    UserWarning. With the default Euclidean metric t-SNE and UMAP see the points centred and
+    scaled by a power of two (they are invariant to both). NaN or inf raise a ValueError.
 
     >>> import numpy as np
     >>> x = np.random.default_rng(0).normal(size=(20, 5))
@@ -61,8 +67,11 @@ def project(embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool
     points = as_points(embeddings, "project", min_dim=2)
     if points.shape[1] == 2:
         return points
+    method = plan(points, method, "project")
+    if method == COLLAPSED:
+        return np.zeros((len(points), 2))
     return _cached(_key(points, method, seed, options), cache,
-                   lambda: _PROJECTORS[method](points, seed, **options))
+                   lambda: _PROJECTORS[method](normalised(points, method, options), seed, **options))
 
 
 def aligned_projections(snapshots: Mapping[int, Any], method: str = "pca", seed: int = 0, *,
@@ -76,7 +85,9 @@ def aligned_projections(snapshots: Mapping[int, Any], method: str = "pca", seed:
     method="umap": umap.AlignedUMAP with each row linked to itself in the next epoch: each epoch
                    gets its own nonlinear map, pulled towards the previous one. Slower (one UMAP
                    per epoch plus the JIT cost in the module docstring).
-    2-D snapshots are returned unchanged. Results are cached like `project`.
+    2-D snapshots are returned unchanged. Results are cached like `project`; degenerate
+    snapshots are handled like `project`'s, and UMAP falls back to aligned PCA when one epoch is
+    fully collapsed (it would draw that epoch as a random cloud).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -96,8 +107,11 @@ def aligned_projections(snapshots: Mapping[int, Any], method: str = "pca", seed:
     if arrays[0].shape[1] == 2:
         return dict(zip(epochs, arrays))
     stacked = np.stack(arrays)
+    method = plan(stacked, method, "aligned_projections")
+    if method == COLLAPSED:
+        return {epoch: np.zeros((stacked.shape[1], 2)) for epoch in epochs}
     key = _key(stacked, f"aligned-{method}", seed, options)
-    maps = _cached(key, cache, lambda: _ALIGNED[method](stacked, seed, **options))
+    maps = _cached(key, cache, lambda: _ALIGNED[method](normalised(stacked, method, options), seed, **options))
     return {epoch: maps[i] for i, epoch in enumerate(epochs)}
 
 
@@ -160,7 +174,11 @@ def _key(points: np.ndarray, method: str, seed: int, options: Mapping[str, Any])
 def _cached(key: str, use_cache: bool, compute: Callable[[], np.ndarray]) -> np.ndarray:
     path = cache_dir() / f"{key}.npy"
     if use_cache and path.exists():
-        return np.load(path)
+        try:
+            return np.load(path)
+        except (OSError, ValueError, EOFError) as error:  # damaged on disk: recompute and overwrite
+            warnings.warn(f"projection cache {path} is unreadable ({error}); recomputing it", UserWarning,
+                          stacklevel=3)
     result = np.asarray(compute(), dtype=np.float64)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
