@@ -3,19 +3,21 @@
 Cluster size grows with distance from the origin, so nearest-class-mean classification is better
 under an Itakura-Saito-like divergence. A 2-D ICNN Bregman divergence trained with prototype
 cross-entropy (prototypes in the second argument) finds such a geometry: it is clearly asymmetric
-and beats squared Euclidean by more than the spread over seeds. With a huge mu the generator is
-(mu / 2) ||x||^2 plus a negligible ICNN, and the divergence stays Euclidean.
+and beats squared Euclidean on paired seeds (the one-sided 95% lower bound of the gain clears zero).
+With a huge mu the generator is (mu / 2) ||x||^2 plus a negligible ICNN, and the divergence stays
+Euclidean.
 """
 
 import pytest
 import torch
 
 import dmllab as dl
+from dmllab.claims import paired_difference
 from dmllab.geometry.readouts import relative_asymmetry
 
 pytestmark = pytest.mark.slow
 
-SEEDS = (0, 1)
+SEEDS = (0, 1, 2)
 
 
 def train(geometry, seed, steps, **geometry_options):
@@ -42,9 +44,8 @@ def test_learned_divergence_beats_euclidean_and_is_asymmetric():
     learned = [nearest_mean_accuracy(run) for run in learned_runs]
     asymmetry = [relative_asymmetry(run.geometry, run.test.x) for run in learned_runs]
 
-    gains = [ours - theirs for ours, theirs in zip(learned, euclidean)]
-    spread = max(max(learned) - min(learned), max(euclidean) - min(euclidean))
-    assert min(gains) > spread, (learned, euclidean)
+    gain = paired_difference(learned, euclidean, metric="nearest-mean accuracy")
+    assert gain.lower > 0, (gain, learned, euclidean)
     assert min(asymmetry) > 0.15, asymmetry
 
 

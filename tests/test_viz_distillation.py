@@ -101,10 +101,11 @@ def test_epoch_summary_reads_first_peak_and_last_of_the_mean_curve():
     base = hand_run()
     runs = {("baseline", 0): _with_history(base, [0.5, 0.9, 0.6]), ("baseline", 1): _with_history(base, [0.7, 0.9, 0.8]),
             ("lsd", 0): _with_history(base, [0.6, 0.7, 0.8])}
-    summary = epoch_summary(runs, "test_recall@1").set_index("variant")
-    assert summary.loc["baseline"].to_dict() == pytest.approx(
-        {"first": 0.6, "peak": 0.9, "peak_epoch": 1, "low": 0.6, "last": 0.7})
-    assert summary.loc["lsd", "peak_epoch"] == 2 and summary.loc["lsd", "last"] == pytest.approx(0.8)
+    summary = epoch_summary(runs, "test_recall@1", prefix="curve/")
+    assert summary == pytest.approx({
+        "curve/baseline/first": 0.6, "curve/baseline/peak": 0.9, "curve/baseline/peak_epoch": 1,
+        "curve/baseline/low": 0.6, "curve/baseline/last": 0.7, "curve/lsd/first": 0.6, "curve/lsd/peak": 0.8,
+        "curve/lsd/peak_epoch": 2, "curve/lsd/low": 0.6, "curve/lsd/last": 0.8})
 
 
 def test_epoch_table_names_the_missing_column():

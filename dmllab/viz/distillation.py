@@ -134,23 +134,22 @@ def epoch_table(runs: Mapping[Any, Any], key: str) -> "pd.DataFrame":
     return table.sort_values(["variant", "epoch"]).reset_index(drop=True)
 
 
-def epoch_summary(runs: Mapping[Any, Any], key: str) -> "pd.DataFrame":
-    """Per variant, from the mean curve over seeds of history column `key`: its `first` value,
-    its `peak` (maximum) and `peak_epoch`, its `low` (minimum) and its `last` value.
+def epoch_summary(runs: Mapping[Any, Any], key: str, prefix: str = "") -> dict[str, float]:
+    """Read-outs of each variant's mean curve over seeds of history column `key`, as a flat dict
+    `{prefix}{variant}/{stat}` with stat in: `first` (value), `peak` (maximum), `peak_epoch`,
+    `low` (minimum), `last` (value).
 
     runs: as for `epoch_table`. The words a lesson uses about a curve ("peaks early, then
     slides") are read from these numbers."""
     table = epoch_table(runs, key)
-    rows = []
+    out: dict[str, float] = {}
     for variant in table["variant"].cat.categories:
         part = table[table["variant"] == variant].reset_index(drop=True)
         peak = int(part["mean"].idxmax())
-        rows.append({"variant": str(variant), "first": float(part["mean"].iloc[0]),
-                     "peak": float(part["mean"].iloc[peak]), "peak_epoch": int(part["epoch"].iloc[peak]),
-                     "low": float(part["mean"].min()), "last": float(part["mean"].iloc[-1])})
-    import pandas as pd
-
-    return pd.DataFrame(rows)
+        stats = {"first": part["mean"].iloc[0], "peak": part["mean"].iloc[peak],
+                 "peak_epoch": part["epoch"].iloc[peak], "low": part["mean"].min(), "last": part["mean"].iloc[-1]}
+        out |= {f"{prefix}{variant}/{stat}": float(value) for stat, value in stats.items()}
+    return out
 
 
 def epoch_curves(runs: Mapping[Any, Any], key: str = "test_recall@1", *,
