@@ -148,8 +148,6 @@ def test_lesson_01_nearest_positives_keep_subclusters_under_noise(demo):
     assert lower(values, "parity-noise0-nearest - noise0-random/fine_nmi") > 0, values
     # class-level retrieval is not hurt: non-inferior within 0.02 Recall@1
     assert lower(values, f"{noisy}/recall@1") > -0.02, values
-    # the toy: more modes keep arcs of their own
-    assert lower(values, "circle-nearest - random/fine_recall@1") > 0, values
 
 
 def test_lesson_02_lsd_ends_higher_and_memorises_less(demo):
