@@ -7,7 +7,7 @@
 """
 
 from dmllab.data import noise
-from dmllab.data.dataset import Dataset
+from dmllab.data.dataset import Dataset, resolve
 from dmllab.data.images import LazyImages
 from dmllab.data.prepare import Splits, prepare
 from dmllab.data.registry import available, load, options
@@ -17,5 +17,5 @@ from dmllab.data.superclass import superclass
 
 __all__ = [
     "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available", "load", "noise", "options",
-    "prepare", "split", "superclass", "validation_split",
+    "prepare", "resolve", "split", "superclass", "validation_split",
 ]
