@@ -4,12 +4,11 @@
     euclidean:    D(a || b) = sqrt(max(||a - b||^2 - eps, 0))      (eps = 1e-12 by default)
 
 Both are computed with one GEMM (no [n, m, d] tensor), on inputs centred by the mean of b
-(rounded to integers): the
-distance does not change under a common shift, but the GEMM form does, since ||a||^2 + ||b||^2
-and 2 a.b cancel catastrophically far from the origin (points near 1000 with class gaps of 0.5
-lose every digit of the gap in float32; centred, they keep them). Rounding can still make the
-GEMM form slightly negative, so it is clamped at 0; when the same tensor is passed twice (`pairwise(z, z)`) the
-diagonal is set to exactly 0. The Euclidean `eps` keeps the square root away from 0: coincident
+rounded to integers. The distance does not change under a common shift, but the GEMM form
+does: ||a||^2 + ||b||^2 and 2 a.b cancel catastrophically far from the origin (points near 1000
+with class gaps of 0.5 lose every digit of the gaps in float32; centred, they keep them).
+Rounding can still make the GEMM form slightly negative, so it is clamped at 0; when the same
+tensor is passed twice (`pairwise(z, z)`) the diagonal is set to exactly 0. The Euclidean `eps` keeps the square root away from 0: coincident
 points (duplicates, self-pairs) get distance 0 with a zero gradient, never a NaN, and any distance
 above ~1e-5 moves by less than float32 rounding.
 
@@ -57,7 +56,7 @@ class _PairwiseDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, same: bool, eps: float | None) -> Tensor:
-        a, b = _centred(a, b, same)     # the gradient formula is shift-invariant too: it uses them as well
+        a, b = _centred(a, b, same)     # saved for backward too: the same gradient, without the cancellation
         # ||a||^2 + ||b||^2 first, so that pairwise(z, z) comes out exactly symmetric
         d2 = torch.addmm((a * a).sum(dim=1, keepdim=True) + (b * b).sum(dim=1), a, b.T, alpha=-2.0)
         d2.clamp_min_(0.0)
@@ -91,9 +90,11 @@ class _PairwiseDistance(torch.autograd.Function):
 
 def _centred(a: Tensor, b: Tensor, same: bool) -> tuple[Tensor, Tensor]:
     """a - c and b - c for c = the mean of b rounded to integers: a shift that leaves every
-    ||a_i - b_j|| unchanged, removes any offset of 1 or more, and keeps integer data integer (so
-    exactly representable products, and exact ties, stay exact)."""
+    ||a_i - b_j|| unchanged, removes any common offset beyond half a unit, and keeps integer data
+    integer (so exactly representable products, and exact ties, stay exact)."""
     centre = b.mean(dim=0).round()
+    if not bool(centre.any()):      # near the origin (e.g. normalised embeddings): nothing to remove
+        return a, b
     a = a - centre
     return a, a if same else b - centre
 
