@@ -51,7 +51,7 @@ class Dataset:
     clean_y:     [N] labels before noise was injected (same label space as y), or None.
     image_shape: (C, H, W) when each row of x is an image (for thumbnails), else None.
     name:        a short name for tables and plots.
-    meta:        anything else (the source path, generator options, ...).
+    meta:        anything else (folder class names, the source path, generator options, ...).
     class_names: the original name of each class id 0..C-1 when the labels were not integers
                  (set by the constructor; pass it yourself only with ids 0..C-1 in y), else None.
 
@@ -95,11 +95,17 @@ class Dataset:
                 self.clean_y = encoded[1]
             return
         self.class_names = tuple(self.class_names)
-        self.y = as_class_ids(self.y, f"{where}: y")
-        if len(self.y) and (int(self.y.min()) < 0 or int(self.y.max()) >= len(self.class_names)):
-            raise ValueError(f"{where}: with class_names, y must hold class ids 0..{len(self.class_names) - 1}; "
-                             f"got ids in [{int(self.y.min())}, {int(self.y.max())}]. Pass the names "
-                             "themselves as y instead (they are mapped for you)")
+        for name in ("y", "clean_y"):
+            ids = getattr(self, name)
+            if ids is None:
+                continue
+            ids = as_class_ids(ids, f"{where}: {name}")
+            if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(self.class_names)):
+                raise ValueError(
+                    f"{where}: with class_names, {name} must hold class ids 0..{len(self.class_names) - 1}; "
+                    f"got ids in [{int(ids.min())}, {int(ids.max())}]. Pass the names themselves as labels "
+                    "instead (they are mapped for you)")
+            setattr(self, name, ids)
 
     def __len__(self) -> int:
         return len(self.y)
