@@ -161,6 +161,7 @@ def test_property_every_entry_point_reads_every_array_type_like_its_tensor(kind,
     assert torch.equal(Dataset(x=given_, y=labels).x, tensor)
     assert retrieval(given_, labels.tolist(), ks=(1,)) == retrieval(tensor, torch.from_numpy(labels), ks=(1,))
     assert torch.equal(knn(given_, k=1)[0], knn(tensor, k=1)[0])
+    assert torch.equal(Euclidean().pairwise(given_, given_), Euclidean().pairwise(tensor, tensor))
     from dmllab.viz._inputs import as_points
     np.testing.assert_array_equal(as_points(given_, "map"), tensor.double().numpy())
 

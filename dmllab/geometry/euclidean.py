@@ -37,7 +37,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from dmllab.geometry.base import Geometry, working_precision
+from dmllab.arrays import as_floats
+from dmllab.geometry.base import Geometry
 
 
 def squared_distances(a: Tensor, b: Tensor) -> Tensor:
@@ -102,7 +103,7 @@ def _centred(a: Tensor, b: Tensor, same: bool) -> tuple[Tensor, Tensor]:
 def _mips_form(query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
     # -||q - g||^2 = 2 q.g - ||g||^2 - ||q||^2, and ||q||^2 is constant per query row; centred by
     # the gallery mean so that far from the origin the GEMM does not cancel (module docstring).
-    query, gallery = _centred(working_precision(query), working_precision(gallery), False)
+    query, gallery = _centred(as_floats(query, "query"), as_floats(gallery, "gallery"), False)
     ones = query.new_ones(len(query), 1)
     g_sq = (gallery * gallery).sum(dim=1, keepdim=True)
     return torch.cat([query, ones], dim=1), torch.cat([2.0 * gallery, -g_sq], dim=1)

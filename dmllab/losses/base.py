@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from dmllab.geometry import resolve as resolve_geometry
-from dmllab.geometry.base import Geometry, all_finite, working_precision
+from dmllab.arrays import as_floats
+from dmllab.geometry.base import Geometry, all_finite
 from dmllab.losses.strategies import (NEGATIVE_STRATEGIES, POSITIVE_STRATEGIES, Triplets,
                                       same_label_mask, select_negatives, select_positives)
 
@@ -62,7 +63,7 @@ class MetricLoss(nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Tensor, distances: Tensor | None = None) -> Tensor:
         _check_batch(embeddings, labels, type(self).__name__)
-        embeddings = working_precision(embeddings)
+        embeddings = as_floats(embeddings, "embeddings")    # half precision is computed in float32
         if distances is not None:
             if distances.shape != (len(labels), len(labels)):
                 raise ValueError(
