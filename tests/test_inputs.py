@@ -226,3 +226,15 @@ def test_every_function_taking_a_dataset_takes_its_name():
     assert run.data.train.name == "loggrid"
     assert dl.evaluate(run, "loggrid") == dl.evaluate(run, dl.data.load("loggrid", seed=0))
     assert resolve(build("cosine", 2)).name == "cosine"
+
+
+@settings(max_examples=25, deadline=None)
+@given(value=st.one_of(st.integers(), st.floats(allow_nan=True), st.binary(max_size=4), st.booleans(),
+                       st.lists(st.text(max_size=3), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(),
+                                                                                 max_size=1)))
+def test_property_anything_but_a_name_or_an_object_is_refused_listing_both(value):
+    with pytest.raises(TypeError, match=r"registered name \(bregman, bregman-maxaffine, cosine, euclidean, "
+                                        r"sqeuclidean\) or a dmllab Geometry object"):
+        resolve(value)
+    with pytest.raises(TypeError, match=r"registered name \(.*digits.*\) or a dmllab.data.Dataset"):
+        dl.data.resolve(value)

@@ -112,7 +112,7 @@ class Dataset:
 
     @property
     def classes(self) -> Tensor:
-        """The sorted distinct class labels."""
+        """The sorted distinct class ids in y (`label_names(classes)` gives their original labels)."""
         return torch.unique(self.y)
 
     @property
