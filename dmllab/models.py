@@ -26,7 +26,10 @@ from dmllab.config import Config
 
 
 class Embedder(nn.Module):
-    """trunk -> (optional linear head) -> optional L2 normalisation."""
+    """trunk -> (optional linear head) -> optional L2 normalisation.
+
+    Inputs of another floating dtype than the parameters (float64 data, see `dmllab.arrays`) are
+    cast to the parameters' dtype first."""
 
     def __init__(self, trunk: nn.Module, head: nn.Module, embedding_dim: int, normalize: bool) -> None:
         super().__init__()
@@ -36,6 +39,9 @@ class Embedder(nn.Module):
         self.normalize = normalize
 
     def forward(self, x: Tensor) -> Tensor:
+        parameter = next(self.parameters(), None)
+        if parameter is not None and x.dtype != parameter.dtype:
+            x = x.to(parameter.dtype)
         z = self.head(self.trunk(x))
         return F.normalize(z, dim=1) if self.normalize else z
 

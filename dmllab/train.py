@@ -106,7 +106,8 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
     splits = prepare(config, dataset)
     train = splits.train
     input_shape = tuple(train.x[torch.tensor([0])].shape[1:])
-    model, geometry, loss_fn = build_components(config, input_shape, train.num_classes, train.image_shape)
+    model, geometry, loss_fn = build_components(config, input_shape, train.num_classes, train.image_shape,
+                                                classes=train.classes)
     model.to(device)
     loss_fn.to(device)
     probe_index = _probe_index(len(train), config.probe_size, config.seed)
@@ -155,6 +156,7 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
             optimizer.zero_grad(set_to_none=True)
             (loss * distributed.world_size()).backward()
             _undo_world_scaling(loss_fn, distributed.world_size())
+            _check_gradients(optimizer, stats["loss"], epoch, batches)
             optimizer.step()
             guard.batch(stats["loss"])
             for key, value in stats.items():
@@ -222,6 +224,19 @@ def _undo_world_scaling(loss_fn: nn.Module, world: int) -> None:
     for parameter in loss_fn.parameters():
         if parameter.grad is not None:
             parameter.grad.div_(world)
+
+
+def _check_gradients(optimizer: torch.optim.Optimizer, loss: float, epoch: int, batch: int) -> None:
+    """NonFiniteLossError before a NaN / inf gradient reaches the weights (the loss was finite)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads or all_finite(torch.stack([g.sum() for g in grads])):
+        return
+    if all(bool(torch.isfinite(g).all()) for g in grads):     # only the sums overflowed
+        return
+    raise NonFiniteLossError(
+        f"the gradient became NaN or inf in epoch {epoch} (batch {batch}) while the loss was finite ({loss:.4g}): "
+        "the geometry or loss has no finite derivative at this batch (e.g. a square root at 0). Check the "
+        "geometry and loss options, lower Config.lr or loss_lr, or check the inputs for extreme values")
 
 
 def _monitor(run: Run, config: Config) -> dict[str, float]:

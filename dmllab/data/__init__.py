@@ -7,7 +7,7 @@
 """
 
 from dmllab.data import noise
-from dmllab.data.dataset import Dataset
+from dmllab.data.dataset import Dataset, resolve
 from dmllab.data.folders import BadImagesError
 from dmllab.data.images import BadImageError, LazyImages
 from dmllab.data.prepare import Splits, prepare
@@ -18,5 +18,5 @@ from dmllab.data.superclass import superclass
 
 __all__ = [
     "BadImageError", "BadImagesError", "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available",
-    "load", "noise", "options", "prepare", "split", "superclass", "validation_split",
+    "load", "noise", "options", "prepare", "resolve", "split", "superclass", "validation_split",
 ]

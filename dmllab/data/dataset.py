@@ -1,18 +1,26 @@
 """`Dataset`: the one record every loader returns and every split, sampler and metric reads.
 
+It is the data boundary of the lab: inputs and labels are converted here, once, by the rules of
+`dmllab.arrays` (any array-like; float precision never lowered; names mapped to class ids).
+
 >>> import torch
 >>> data = Dataset(x=torch.zeros(4, 2), y=torch.tensor([0, 0, 1, 1]), name="toy")
 >>> len(data), data.num_classes, data.subset(torch.tensor([2, 3])).y.tolist()
 (4, 2, [1, 1])
+>>> pets = Dataset(x=[[0.0], [1.0], [2.0]], y=["dog", "cat", "dog"])
+>>> pets.y.tolist(), pets.class_names, pets.label_names()
+([1, 0, 1], ('cat', 'dog'), ['dog', 'cat', 'dog'])
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, Sequence
+from typing import Any, Hashable, Protocol, Sequence
 
 import torch
 from torch import Tensor
+
+from dmllab.arrays import as_class_ids, as_floats, encode_labels, is_array_like
 
 
 class LazyInputs(Protocol):
@@ -31,13 +39,23 @@ class LazyInputs(Protocol):
 class Dataset:
     """Inputs with class labels and, where known, the hidden structure behind them.
 
-    x:           [N, ...] float tensor, or a `LazyInputs` whose `x[idx]` returns a float tensor.
-    y:           [N] long class labels (the labels training sees; noisy if noise was injected).
-    sub:         [N] long fine labels (sub-cluster / mode / original class), or None.
-    clean_y:     [N] long labels before noise was injected, or None when no noise was injected.
+    x:           [N, ...] inputs: a tensor, numpy array, (nested) list or pandas DataFrame of real
+                 numbers (stored as a tensor; float64 stays float64, float16 / integer / bool
+                 become float32, see `dmllab.arrays`), or a `LazyInputs` whose `x[idx]` returns
+                 a float tensor.
+    y:           [N] class labels, any hashable values in any 1-D container (the labels training
+                 sees; noisy if noise was injected). Stored as long class ids: integer labels as
+                 they are, other labels (strings, ...) as the positions 0..C-1 of their sorted
+                 distinct values, whose names go to `class_names`.
+    sub:         [N] integer fine labels (sub-cluster / mode / original class), or None.
+    clean_y:     [N] labels before noise was injected (same label space as y), or None.
     image_shape: (C, H, W) when each row of x is an image (for thumbnails), else None.
     name:        a short name for tables and plots.
-    meta:        anything else (class names, the source path, generator options, ...).
+    meta:        anything else (folder class names, the source path, generator options, ...).
+    class_names: the original name of each class id 0..C-1 when the labels were not integers
+                 (set by the constructor; pass it yourself only with ids 0..C-1 in y), else None.
+
+    Raises ValueError for mismatched lengths, empty data, non-numeric x, float or missing labels.
     """
 
     x: Tensor | LazyInputs
@@ -47,36 +65,68 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
     name: str = "dataset"
     meta: dict[str, Any] = field(default_factory=dict)
+    class_names: tuple[Hashable, ...] | None = None
 
     def __post_init__(self) -> None:
-        self.y = _as_labels(self.y, "y")
+        where = f"Dataset {self.name!r}"
+        if is_array_like(self.x):
+            self.x = as_floats(self.x, f"{where}: x")
+        self._encode_labels(where)
         n = len(self.y)
         if n == 0:
-            raise ValueError(f"Dataset {self.name!r} is empty")
+            raise ValueError(f"{where} is empty")
         if len(self.x) != n:
-            raise ValueError(f"Dataset {self.name!r}: x has {len(self.x)} rows but y has {n} labels")
-        if isinstance(self.x, Tensor) and not torch.is_floating_point(self.x):
-            raise ValueError(f"Dataset {self.name!r}: x must be a float tensor; got {self.x.dtype}")
+            raise ValueError(f"{where}: x has {len(self.x)} rows but y has {n} labels")
         for name in ("sub", "clean_y"):
             value = getattr(self, name)
             if value is not None:
-                value = _as_labels(value, name)
+                value = as_class_ids(value, f"{where}: {name}")
                 if len(value) != n:
-                    raise ValueError(
-                        f"Dataset {self.name!r}: {name} has {len(value)} labels but y has {n}")
+                    raise ValueError(f"{where}: {name} has {len(value)} labels but y has {n}")
                 setattr(self, name, value)
+
+    def _encode_labels(self, where: str) -> None:
+        """y and clean_y as class ids in one label space; names kept in class_names."""
+        if self.class_names is None:
+            columns = [self.y] if self.clean_y is None else [self.y, self.clean_y]
+            encoded, self.class_names = encode_labels(*columns, name=f"{where}: y")
+            self.y = encoded[0]
+            if self.clean_y is not None:
+                self.clean_y = encoded[1]
+            return
+        self.class_names = tuple(self.class_names)
+        for name in ("y", "clean_y"):
+            ids = getattr(self, name)
+            if ids is None:
+                continue
+            ids = as_class_ids(ids, f"{where}: {name}")
+            if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(self.class_names)):
+                raise ValueError(
+                    f"{where}: with class_names, {name} must hold class ids 0..{len(self.class_names) - 1}; "
+                    f"got ids in [{int(ids.min())}, {int(ids.max())}]. Pass the names themselves as labels "
+                    "instead (they are mapped for you)")
+            setattr(self, name, ids)
 
     def __len__(self) -> int:
         return len(self.y)
 
     @property
     def classes(self) -> Tensor:
-        """The sorted distinct class labels."""
+        """The sorted distinct class ids in y (`label_names(classes)` gives their original labels)."""
         return torch.unique(self.y)
 
     @property
     def num_classes(self) -> int:
+        """The number of distinct classes in y."""
         return len(self.classes)
+
+    def label_names(self, labels: Tensor | Sequence[int] | None = None) -> list[Hashable]:
+        """The original label of each class id in `labels` (default: y), for tables and plots:
+        `class_names[id]` when the labels were names, else the id itself."""
+        ids = self.y if labels is None else as_class_ids(labels, "labels")
+        if self.class_names is None:
+            return ids.tolist()
+        return [self.class_names[i] for i in ids.tolist()]
 
     @property
     def flipped(self) -> Tensor | None:
@@ -120,10 +170,16 @@ class Dataset:
                 f"{', '.join(extras)})")
 
 
-def _as_labels(values: Tensor | Sequence[int], name: str) -> Tensor:
-    labels = torch.as_tensor(values)
-    if labels.dim() != 1:
-        raise ValueError(f"Dataset.{name} must be 1-D; got shape {tuple(labels.shape)}")
-    if torch.is_floating_point(labels) or labels.dtype == torch.bool:
-        raise ValueError(f"Dataset.{name} must hold integer labels; got {labels.dtype}")
-    return labels.long()
+def resolve(dataset: "Dataset | str", *, seed: int = 0) -> Dataset:
+    """The dataset a function was given: a Dataset as is, a registered name loaded with `seed` and
+    default options (`dmllab.data.load`). Raises TypeError for anything else and ValueError for
+    unknown names, both listing the registered names."""
+    from dmllab.data.registry import available, load   # the registry's loaders build Datasets
+
+    if isinstance(dataset, Dataset):
+        return dataset
+    if isinstance(dataset, str):
+        return load(dataset, seed=seed)
+    raise TypeError(f"dataset must be a registered name ({', '.join(sorted(available()))}) or a "
+                    f"dmllab.data.Dataset; got {type(dataset).__name__}")
+

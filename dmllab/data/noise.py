@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dmllab.data.dataset import Dataset
+from dmllab.data.dataset import Dataset, resolve
 
 KINDS = ("symmetric", "pairflip")
 
@@ -50,8 +50,9 @@ def pairflip(y: Tensor, rate: float, num_classes: int | None = None, seed: int =
     return noisy.to(torch.as_tensor(y).device)
 
 
-def inject(dataset: Dataset, rate: float, kind: str = "symmetric", seed: int = 0) -> Dataset:
-    """A copy of `dataset` with noisy `y`; `clean_y` keeps the true labels (so `.flipped` works).
+def inject(dataset: Dataset | str, rate: float, kind: str = "symmetric", seed: int = 0) -> Dataset:
+    """A copy of `dataset` (a Dataset or a registered name, loaded with `seed`) with noisy `y`;
+    `clean_y` keeps the true labels (so `.flipped` works).
 
     The class list is the dataset's own classes. Injecting into already-noisy data adds noise on
     top of the noisy labels and keeps the original clean labels.
@@ -59,6 +60,7 @@ def inject(dataset: Dataset, rate: float, kind: str = "symmetric", seed: int = 0
     if kind not in KINDS:
         raise ValueError(f"noise kind {kind!r} is not known; choose one of: {', '.join(KINDS)}")
     flip = symmetric if kind == "symmetric" else pairflip
+    dataset = resolve(dataset, seed=seed)
     noisy = flip(dataset.y, rate, seed=seed, classes=dataset.classes)
     clean = dataset.y if dataset.clean_y is None else dataset.clean_y
     result = dataset.with_labels(noisy, clean_y=clean.clone())

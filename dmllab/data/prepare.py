@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dmllab.config import Config
-from dmllab.data.dataset import Dataset
+from dmllab.data.dataset import Dataset, resolve
 
 
 @dataclass
@@ -33,13 +33,15 @@ class Splits:
         return data
 
 
-def prepare(config: Config, dataset: Dataset | None = None) -> Splits:
-    """The splits for `config`; a given `dataset` wins over `config.dataset`."""
+def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:
+    """The splits for `config`; a given `dataset` (a Dataset, or a registered name loaded with
+    `config.seed` and default options) wins over `config.dataset`."""
     from dmllab.data import load, noise, split, validation_split
 
     if dataset is None:
         options = {"seed": config.seed, **config.dataset_options}
         dataset = load(config.dataset, **options)
+    dataset = resolve(dataset, seed=config.seed)
     train, test = split(dataset, how=config.split, test_fraction=config.test_fraction, seed=config.seed)
     if config.noise_rate > 0:
         train = noise.inject(train, rate=config.noise_rate, kind=config.noise_kind, seed=config.seed)

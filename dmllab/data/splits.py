@@ -25,20 +25,22 @@ import math
 import torch
 from torch import Tensor
 
-from dmllab.data.dataset import Dataset
+from dmllab.data.dataset import Dataset, resolve
 
 HOWS = ("classes", "stratified")
 
 
-def split(dataset: Dataset, how: str = "classes", test_fraction: float = 0.5,
+def split(dataset: Dataset | str, how: str = "classes", test_fraction: float = 0.5,
           seed: int = 0) -> tuple[Dataset, Dataset]:
-    """(train, test) parts of `dataset`; see the module docstring for the two protocols.
+    """(train, test) parts of `dataset` (a Dataset or a registered name, loaded with `seed`); see
+    the module docstring for the two protocols.
 
     how="classes" is deterministic (`seed` unused): the first C - round(test_fraction * C) sorted
     classes train, the rest test, unless `meta["train_classes"]` names the standard training classes.
     Both sides need at least 2 classes (use how="stratified" for datasets with few classes).
     """
     _check(how, test_fraction, "test_fraction")
+    dataset = resolve(dataset, seed=seed)
     if how == "stratified":
         train, test = _stratified(dataset, test_fraction, seed, "test")
     else:
@@ -56,15 +58,17 @@ def split(dataset: Dataset, how: str = "classes", test_fraction: float = 0.5,
     return train, test
 
 
-def validation_split(train: Dataset, fraction: float, how: str = "classes",
+def validation_split(train: Dataset | str, fraction: float, how: str = "classes",
                      seed: int = 0) -> tuple[Dataset, Dataset]:
-    """(train, val) carved from the training part, never from the test part.
+    """(train, val) carved from the training part (a Dataset or a registered name), never from the
+    test part.
 
     how="classes": a seeded random subset of max(2, round(fraction * C)) training classes is held
     out (at least 2, so that retrieval on the validation part means something), class-disjoint
     from the rest. how="stratified": `fraction` of every class, seeded.
     """
     _check(how, fraction, "fraction")
+    train = resolve(train, seed=seed)
     if how == "stratified":
         return _stratified(train, fraction, seed, "validation")
     classes = train.classes

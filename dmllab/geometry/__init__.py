@@ -1,6 +1,7 @@
 """Geometries: what "distance" means. See `base.Geometry` for the contract.
 
-`build(name, dim, **options)` makes any geometry named in `dmllab.config.GEOMETRIES`:
+`build(name, dim, **options)` makes any geometry named in `dmllab.config.GEOMETRIES`;
+`resolve(name_or_geometry)` is how every function that takes a geometry reads its argument:
 
 >>> build("euclidean", dim=8)
 Euclidean(name='euclidean', symmetric=True, eps=1e-12)
@@ -8,6 +9,12 @@ Euclidean(name='euclidean', symmetric=True, eps=1e-12)
 Traceback (most recent call last):
 ...
 ValueError: unknown geometry 'manhattan'; choose one of: bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean
+>>> resolve("cosine")
+Cosine(name='cosine', symmetric=True, eps=1e-12)
+>>> resolve(3)
+Traceback (most recent call last):
+...
+TypeError: geometry must be a registered name (bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean) or a dmllab Geometry object; got int
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dmllab.geometry.base import Geometry
 from dmllab.geometry.cosine import Cosine
 from dmllab.geometry.euclidean import Euclidean, SquaredEuclidean
 
-__all__ = ["Geometry", "SquaredEuclidean", "Euclidean", "Cosine", "build"]
+__all__ = ["Geometry", "SquaredEuclidean", "Euclidean", "Cosine", "build", "resolve"]
 
 
 def _bregman(generator: str) -> Callable[..., Geometry]:
@@ -60,3 +67,25 @@ def build(name: str, dim: int, **options: Any) -> Geometry:
         return _LEARNED[name](dim, **options)
     known = sorted([*_FIXED, *_LEARNED])
     raise ValueError(f"unknown geometry {name!r}; choose one of: {', '.join(known)}")
+
+
+def resolve(geometry: Geometry | str | None, *, default: str = "euclidean") -> Geometry:
+    """The geometry a function was given: a Geometry object as is, the name of a fixed geometry
+    (`sqeuclidean`, `euclidean`, `cosine`) built, None the `default` name.
+
+    A learned geometry (`bregman`, `bregman-maxaffine`) is refused by name: outside training it
+    would be an untrained, random divergence. Raises TypeError for that and anything else, and
+    ValueError for unknown names, each listing the registered names.
+    """
+    if isinstance(geometry, Geometry):
+        return geometry
+    if geometry is None:
+        geometry = default
+    if not isinstance(geometry, str):
+        raise TypeError(f"geometry must be a registered name ({', '.join(sorted([*_FIXED, *_LEARNED]))}) "
+                        f"or a dmllab Geometry object; got {type(geometry).__name__}")
+    if geometry in _LEARNED:
+        raise TypeError(f"geometry {geometry!r} is learned, so its name alone is an untrained divergence: pass "
+                        f"the trained Geometry object (e.g. run.geometry), or build(\"{geometry}\", dim) for a "
+                        f"fresh one; by name: {', '.join(sorted(_FIXED))}")
+    return build(geometry, 0)

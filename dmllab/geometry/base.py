@@ -6,6 +6,12 @@ A geometry maps two sets of embeddings to a dissimilarity matrix, query (anchor)
 
 Larger means farther. Nothing downstream may assume D is symmetric (a learned Bregman divergence
 is not) or that embeddings are normalised.
+
+Inputs follow the lab's one rule for arrays (`dmllab.arrays.as_floats`): tensors or array-likes;
+float32 and float64 are computed in their own dtype; float16, bfloat16 and integer inputs are
+computed in float32 and D comes back in float32 (half precision's 10- and 7-bit mantissas round
+the square root's guard constant to 0, which makes NaN gradients, and overflow at 65504); the
+gradient reaches the half-precision inputs through the cast.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from dmllab.arrays import as_floats
 
 
 class Geometry(nn.Module):
@@ -33,9 +41,10 @@ class Geometry(nn.Module):
     cheap_entries: bool = False
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
-        """D[i, j] = D(a_i || b_j) for a [n, d] and b [m, d]; returns [n, m]."""
-        _check_pair(a, b, self.name)
-        return self._pairwise(a, b)
+        """D[i, j] = D(a_i || b_j) for a [n, d] and b [m, d]; returns [n, m] (float32 for half inputs).
+
+        Raises ValueError for other shapes, mismatched d, non-numeric values, or NaN / inf."""
+        return self._pairwise(*_checked_pair(a, b, self.name))
 
     def entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         """D(a_rows[i] || b_cols[i]) for index vectors rows, cols [M]: [M], equal to
@@ -44,8 +53,7 @@ class Geometry(nn.Module):
         Losses that read only a few entries of the batch matrix use it so that their backward
         pass costs O(M d), not O(n m d). The fixed geometries compute the entries themselves;
         the default gathers them from `pairwise`."""
-        _check_pair(a, b, self.name)
-        return self._entries(a, b, rows, cols)
+        return self._entries(*_checked_pair(a, b, self.name), rows, cols)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.pairwise(a, b)
@@ -132,6 +140,15 @@ def _check_pair(a: Tensor, b: Tensor, name: str) -> None:
             f"{name}.pairwise: dimension mismatch, a has d={a.shape[1]} but b has d={b.shape[1]}")
     if not (all_finite(a) and (b is a or all_finite(b))):
         raise ValueError(f"{name}.pairwise: embeddings contain NaN or inf")
+
+
+def _checked_pair(a: Tensor, b: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    """Both inputs by the arrays rule (half -> float32, differentiably), then checked; `b is a`
+    stays true (the symmetric fast paths rely on it)."""
+    a_work = as_floats(a, f"{name}.pairwise: a")
+    b_work = a_work if b is a else as_floats(b, f"{name}.pairwise: b")
+    _check_pair(a_work, b_work, name)
+    return a_work, b_work
 
 
 def all_finite(x: Tensor) -> bool:

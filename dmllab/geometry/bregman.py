@@ -21,6 +21,10 @@ taken with `create_graph=True` whenever autograd is recording and anything D dep
 inputs or the generator's parameters) requires grad; otherwise (evaluation, `torch.no_grad()`)
 it is computed under a local `torch.enable_grad()` and detached.
 
+Dtype: the generator computes in its parameters' dtype (float32 unless `.double()` was called),
+so inputs of any other floating dtype (float64 embeddings, float16) are cast to it and D comes back
+in it; the gradient reaches the inputs through the cast.
+
 Round-off: the GEMM form subtracts numbers of the size of phi, so float32 can return about
 -1e-6 * |phi| where D is mathematically 0 (e.g. on the diagonal of pairwise(z, z)). Every
 pairwise matrix is therefore clamped at 0. This changes no gradient that matters: D(x, x) is 0
@@ -95,7 +99,7 @@ class Bregman(Geometry):
 
     def phi(self, x: Tensor) -> Tensor:
         """phi(x) for x [n, d]: [n] (keeps the autograd graph of the current grad mode)."""
-        self._check_points(x, "phi")
+        x = self._points(x, "phi")
         return self._checked(self.generator(x), "phi")
 
     def grad_phi(self, x: Tensor, create_graph: bool = False) -> Tensor:
@@ -104,8 +108,7 @@ class Bregman(Geometry):
         create_graph=False returns a detached tensor (works under `torch.no_grad()`);
         create_graph=True keeps the graph so that a loss on it can be differentiated with respect
         to the generator's parameters (and x, when x requires grad)."""
-        self._check_points(x, "grad_phi")
-        return self._value_and_grad(x, create_graph)[1]
+        return self._value_and_grad(self._points(x, "grad_phi"), create_graph)[1]
 
     def _value_and_grad(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
         """(phi(x), grad phi(x)); both detached unless create_graph."""
@@ -137,7 +140,7 @@ class Bregman(Geometry):
     # -- the divergence ---------------------------------------------------------------------
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
-        self._check_points(a, "pairwise")
+        a, b = self._pair(a, b, "pairwise")
         if isinstance(self.generator, MaxAffine):
             return self._maxaffine_pairwise(a, b)
         graph = self._needs_graph(a, b)
@@ -158,7 +161,7 @@ class Bregman(Geometry):
         D(q, g) = phi(q) - c_g - <u_g, q> with u_g = grad phi(g), c_g = phi(g) - <u_g, g>;
         phi(q) is constant per query, so ascending D == descending <[q, 1], [u_g, c_g]>."""
         _check_pair(query, gallery, self.name)
-        self._check_points(query, "ranking_vectors")
+        query, gallery = self._pair(query, gallery, "ranking_vectors")
         phi_g, u_g = self._value_and_grad(gallery, False)
         c_g = phi_g - (u_g * gallery).sum(dim=1)
         return _append(query.detach(), 1.0), torch.cat([u_g, c_g[:, None]], dim=1)
@@ -173,11 +176,19 @@ class Bregman(Geometry):
 
     # -- checks -----------------------------------------------------------------------------
 
-    def _check_points(self, x: Tensor, where: str) -> None:
+    def _points(self, x: Tensor, where: str) -> Tensor:
+        """x [n, dim] in the generator's dtype; ValueError for another shape."""
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"{self.name}.{where}: expected points of shape [n, {self.dim}] (the geometry's dim); "
                 f"got {tuple(x.shape)}")
+        dtype = next(self.generator.parameters()).dtype
+        return x if x.dtype == dtype else x.to(dtype)
+
+    def _pair(self, a: Tensor, b: Tensor, where: str) -> tuple[Tensor, Tensor]:
+        """Both inputs through `_points`; `b is a` stays true (the symmetric fast paths rely on it)."""
+        a_own = self._points(a, where)
+        return a_own, a_own if b is a else self._points(b, where)
 
     def _checked(self, values: Tensor, what: str) -> Tensor:
         if not torch.isfinite(values).all():
@@ -204,7 +215,7 @@ class BregmanReversed(Reversed):
         """Q = [grad phi(q), -1], G = [g, phi(g)] (detached)."""
         inner = self.inner
         _check_pair(query, gallery, self.name)
-        inner._check_points(query, "ranking_vectors")
+        query, gallery = inner._pair(query, gallery, "ranking_vectors")
         u_q = inner._value_and_grad(query, False)[1]
         phi_g = inner._value_and_grad(gallery, False)[0]
         return _append(u_q, -1.0), torch.cat([gallery.detach(), phi_g[:, None]], dim=1)
@@ -223,7 +234,7 @@ class BregmanSymmetrised(Symmetrised):
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         inner = self.inner
-        inner._check_points(a, "pairwise")
+        a, b = inner._pair(a, b, "pairwise")
         graph = inner._needs_graph(a, b)
         u_b = inner._value_and_grad(b, graph)[1]
         u_a = u_b if a is b else inner._value_and_grad(a, graph)[1]
@@ -236,7 +247,7 @@ class BregmanSymmetrised(Symmetrised):
         D_s(q, g) = <q, u_q> - (<q, u_g> + <u_q, g> - <g, u_g>), and <q, u_q> is constant per query."""
         inner = self.inner
         _check_pair(query, gallery, self.name)
-        inner._check_points(query, "ranking_vectors")
+        query, gallery = inner._pair(query, gallery, "ranking_vectors")
         u_q = inner._value_and_grad(query, False)[1]
         u_g = inner._value_and_grad(gallery, False)[1]
         g = gallery.detach()

@@ -3,9 +3,12 @@
     sqeuclidean:  D(a || b) = ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b
     euclidean:    D(a || b) = sqrt(max(||a - b||^2 - eps, 0))      (eps = 1e-12 by default)
 
-Both are computed with one GEMM (no [n, m, d] tensor). Rounding can make the GEMM form slightly
-negative, so it is clamped at 0; when the same tensor is passed twice (`pairwise(z, z)`) the
-diagonal is set to exactly 0. The Euclidean `eps` keeps the square root away from 0: coincident
+Both are computed with one GEMM (no [n, m, d] tensor), on inputs centred by the mean of b
+rounded to integers. The distance does not change under a common shift, but the GEMM form
+does: ||a||^2 + ||b||^2 and 2 a.b cancel catastrophically far from the origin (points near 1000
+with class gaps of 0.5 lose every digit of the gaps in float32; centred, they keep them).
+Rounding can still make the GEMM form slightly negative, so it is clamped at 0; when the same
+tensor is passed twice (`pairwise(z, z)`) the diagonal is set to exactly 0. The Euclidean `eps` keeps the square root away from 0: coincident
 points (duplicates, self-pairs) get distance 0 with a zero gradient, never a NaN, and any distance
 above ~1e-5 moves by less than float32 rounding.
 
@@ -34,6 +37,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from dmllab.arrays import as_floats
 from dmllab.geometry.base import Geometry
 
 
@@ -53,6 +57,7 @@ class _PairwiseDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, same: bool, eps: float | None) -> Tensor:
+        a, b = _centred(a, b, same)     # saved for backward too: the same gradient, without the cancellation
         # ||a||^2 + ||b||^2 first, so that pairwise(z, z) comes out exactly symmetric
         d2 = torch.addmm((a * a).sum(dim=1, keepdim=True) + (b * b).sum(dim=1), a, b.T, alpha=-2.0)
         d2.clamp_min_(0.0)
@@ -84,8 +89,21 @@ class _PairwiseDistance(torch.autograd.Function):
         return grad_a, grad_b, None, None
 
 
+def _centred(a: Tensor, b: Tensor, same: bool) -> tuple[Tensor, Tensor]:
+    """a - c and b - c for c = the mean of b rounded to integers: a shift that leaves every
+    ||a_i - b_j|| unchanged, removes any common offset beyond half a unit, and keeps integer data
+    integer (so exactly representable products, and exact ties, stay exact)."""
+    centre = b.mean(dim=0).round()
+    if not bool(centre.any()):      # near the origin (e.g. normalised embeddings): nothing to remove
+        return a, b
+    a = a - centre
+    return a, a if same else b - centre
+
+
 def _mips_form(query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
-    # -||q - g||^2 = 2 q.g - ||g||^2 - ||q||^2, and ||q||^2 is constant per query row.
+    # -||q - g||^2 = 2 q.g - ||g||^2 - ||q||^2, and ||q||^2 is constant per query row; centred by
+    # the gallery mean so that far from the origin the GEMM does not cancel (module docstring).
+    query, gallery = _centred(as_floats(query, "query"), as_floats(gallery, "gallery"), False)
     ones = query.new_ones(len(query), 1)
     g_sq = (gallery * gallery).sum(dim=1, keepdim=True)
     return torch.cat([query, ones], dim=1), torch.cat([2.0 * gallery, -g_sq], dim=1)
@@ -106,7 +124,8 @@ class SquaredEuclidean(Geometry):
         return (difference * difference).sum(dim=1)
 
     def ranking_vectors(self, query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
-        """Q = [q, 1], G = [2 g, -||g||^2]: Q.G = -||q - g||^2 + ||q||^2."""
+        """Q = [q - c, 1], G = [2 (g - c), -||g - c||^2], c = the rounded gallery mean:
+        Q.G = -||q - g||^2 + ||q - c||^2."""
         return _mips_form(query, gallery)
 
     def has_cosine(self, normalized: bool) -> bool:

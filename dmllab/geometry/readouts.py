@@ -1,8 +1,9 @@
 """Numbers and grids that show what a (learned) divergence looks like; the viz layer draws them.
 
-Pure functions returning numpy arrays or floats, no plotting. Grids follow the convention of
-matplotlib's `contour(xs, ys, values)` and plotly's `Contour(x=xs, y=ys, z=values)`:
-`values[i, j]` is the value at the point (xs[j], ys[i]).
+Pure functions returning numpy arrays or floats, no plotting. Each takes a Geometry or a
+registered name (`dmllab.geometry.resolve`) and points in any array-like (`dmllab.arrays`).
+Grids follow the convention of matplotlib's `contour(xs, ys, values)` and plotly's
+`Contour(x=xs, y=ys, z=values)`: `values[i, j]` is the value at the point (xs[j], ys[i]).
 
 >>> import torch
 >>> from dmllab.geometry.bregman import Bregman
@@ -21,18 +22,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dmllab.arrays import as_floats
+from dmllab.geometry import resolve
 from dmllab.geometry.base import Geometry
 
 DIRECTIONS = ("first", "second")
 
 
-def relative_asymmetry(geometry: Geometry, x: Tensor) -> float:
+def relative_asymmetry(geometry: Geometry | str, x: Tensor) -> float:
     """sum_ij |D_ij - D_ji| / sum_ij (D_ij + D_ji) on D = geometry.pairwise(x, x).
 
     0 for a symmetric geometry; at most 1. The learned 2-D Bregman divergence of the loggrid
     lesson reaches about 0.4.
     """
     x = _as_points(x, "relative_asymmetry")
+    geometry = resolve(geometry)
     if x.shape[0] < 2:
         raise ValueError(f"relative_asymmetry needs at least 2 points; got {x.shape[0]}")
     with torch.no_grad():
@@ -44,7 +48,7 @@ def relative_asymmetry(geometry: Geometry, x: Tensor) -> float:
     return float((D - D.T).abs().sum() / total)
 
 
-def level_set_grid(geometry: Geometry, centre: Sequence[float] | Tensor,
+def level_set_grid(geometry: Geometry | str, centre: Sequence[float] | Tensor,
                    box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), resolution: int = 100,
                    direction: str = "first") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """D between every grid point p and a fixed centre c, for contour plots of its level sets.
@@ -61,13 +65,14 @@ def level_set_grid(geometry: Geometry, centre: Sequence[float] | Tensor,
                          f"point: 'first' -> D(x, centre), 'second' -> D(centre, x)); got {direction!r}")
     xs, ys, points = _grid(box, resolution, "level_set_grid")
     c = _centre(centre, "level_set_grid")
+    geometry = resolve(geometry)
     _check_2d(geometry, "level_set_grid")
     with torch.no_grad():
         D = geometry.pairwise(points, c)[:, 0] if direction == "first" else geometry.pairwise(c, points)[0]
     return xs, ys, _as_grid(D, resolution)
 
 
-def asymmetry_map(geometry: Geometry, centre: Sequence[float] | Tensor,
+def asymmetry_map(geometry: Geometry | str, centre: Sequence[float] | Tensor,
                   box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
                   resolution: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """D(p || c) - D(c || p) on a grid of points p around the centre c (0 where D is symmetric).
@@ -78,7 +83,7 @@ def asymmetry_map(geometry: Geometry, centre: Sequence[float] | Tensor,
     return xs, ys, first - second
 
 
-def phi_minus_affine(geometry: Geometry, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
+def phi_minus_affine(geometry: Geometry | str, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
                      resolution: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """phi on a grid minus its least-squares affine fit alpha + <beta, p> over the same grid.
 
@@ -86,6 +91,7 @@ def phi_minus_affine(geometry: Geometry, box: Sequence[float] = (0.0, 1.0, 0.0, 
     one; what is left shows the curvature that makes the geometry. Needs a geometry with a
     generator (`geometry.phi`), e.g. `Bregman`. Returns (xs, ys, values) like `level_set_grid`.
     """
+    geometry = resolve(geometry)
     if not callable(getattr(geometry, "phi", None)):
         raise TypeError(f"phi_minus_affine needs a geometry with a generator phi (a Bregman geometry); "
                         f"got {type(geometry).__name__}")
@@ -98,16 +104,17 @@ def phi_minus_affine(geometry: Geometry, box: Sequence[float] = (0.0, 1.0, 0.0, 
     return xs, ys, (phi - design @ coefficients).reshape(resolution, resolution)
 
 
-def hessian_eigenvalues(geometry: Geometry, points: Tensor) -> np.ndarray:
+def hessian_eigenvalues(geometry: Geometry | str, points: Tensor) -> np.ndarray:
     """Eigenvalues (ascending) of the Hessian of phi at each point: [n, d].
 
     Non-negative for a convex phi; all >= mu for the ICNN generator; mu * I exactly for a
     quadratic phi; 0 for a max-affine phi (piecewise linear). Needs `geometry.grad_phi`.
     """
+    points = _as_points(points, "hessian_eigenvalues")
+    geometry = resolve(geometry)
     if not callable(getattr(geometry, "grad_phi", None)):
         raise TypeError(f"hessian_eigenvalues needs a geometry with a generator phi (a Bregman geometry); "
                         f"got {type(geometry).__name__}")
-    points = _as_points(points, "hessian_eigenvalues")
     dim = getattr(geometry, "dim", points.shape[1])
     if points.shape[1] != dim:
         raise ValueError(f"hessian_eigenvalues: points have d={points.shape[1]} but the geometry has dim={dim}")
@@ -126,8 +133,7 @@ def hessian_eigenvalues(geometry: Geometry, points: Tensor) -> np.ndarray:
 
 
 def _as_points(x: Tensor, where: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    x = as_floats(x, f"{where}: points")
     if x.dim() != 2:
         raise ValueError(f"{where}: expected points of shape [n, d]; got {tuple(x.shape)}")
     return x.detach()

@@ -1,6 +1,6 @@
 """Losses: selection strategies, base losses and their registry.
 
-`build(config, geometry, num_classes=None)` maps `Config.loss`, `positives`, `negatives`,
+`build(config, geometry, num_classes=None, classes=None)` maps `Config.loss`, `positives`, `negatives`,
 `margin`, `k_positives` and `loss_options` onto one of the classes below. Every base loss is a
 `MetricLoss`: `loss_fn(embeddings, labels, distances=None) -> scalar`, with `last_stats` after
 each call.
@@ -25,7 +25,10 @@ TripletLoss(
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
+
+from torch import Tensor
 
 from dmllab.config import Config
 from dmllab.geometry.base import Geometry
@@ -65,18 +68,20 @@ LOSS_CLASSES: dict[str, type[MetricLoss]] = {
 _FROM_CONFIG = ("positives", "negatives", "margin", "k_positives")
 
 
-def build(config: Config, geometry: Geometry, num_classes: int | None = None) -> MetricLoss:
-    """The base loss named by `config.loss`, using `geometry`.
+def build(config: Config, geometry: Geometry | str, num_classes: int | None = None, *,
+          classes: Sequence[int] | Tensor | None = None) -> MetricLoss:
+    """The base loss named by `config.loss`, using `geometry` (a Geometry or a fixed geometry's name).
 
     `config.loss_options` go to the loss class (e.g. `{"reduction": "mean"}` for triplet,
-    `{"per_class_beta": True}` for margin, which then needs `num_classes`); unknown options raise
-    a ValueError listing the allowed ones.
+    `{"per_class_beta": True}` for margin, which then needs the training classes: `classes`, their
+    label ids, or `num_classes` C for ids 0..C-1); unknown options raise a ValueError listing the
+    allowed ones.
     """
     if config.loss not in LOSS_CLASSES:
         raise ValueError(f"unknown loss {config.loss!r}; choose one of: {', '.join(sorted(LOSS_CLASSES))}")
     cls = LOSS_CLASSES[config.loss]
     allowed = [name for name in inspect.signature(cls.__init__).parameters
-               if name not in ("self", "geometry", "num_classes", *_FROM_CONFIG)]
+               if name not in ("self", "geometry", "num_classes", "classes", *_FROM_CONFIG)]
     unknown = sorted(set(config.loss_options) - set(allowed))
     if unknown:
         raise ValueError(
@@ -86,4 +91,5 @@ def build(config: Config, geometry: Geometry, num_classes: int | None = None) ->
     kwargs.update(config.loss_options)
     if "num_classes" in inspect.signature(cls.__init__).parameters:
         kwargs["num_classes"] = num_classes
+        kwargs["classes"] = classes
     return cls(geometry, **kwargs)

@@ -26,6 +26,8 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from dmllab.geometry import resolve as resolve_geometry
+from dmllab.arrays import as_floats
 from dmllab.geometry.base import Geometry, all_finite
 from dmllab.losses.strategies import (NEGATIVE_STRATEGIES, POSITIVE_STRATEGIES, Triplets,
                                       same_label_mask, select_negatives, select_positives)
@@ -34,16 +36,18 @@ from dmllab.losses.strategies import (NEGATIVE_STRATEGIES, POSITIVE_STRATEGIES, 
 class MetricLoss(nn.Module):
     """Base class: `forward(embeddings [B, d], labels [B], distances=None) -> scalar`.
 
+    geometry: a Geometry object or the name of a fixed one (`"euclidean"`, `"sqeuclidean"`,
+    `"cosine"`); a learned one is passed as an object, e.g. `geometry.build("bregman", dim)`.
+    float16 / bfloat16 embeddings are computed in float32 (see `geometry.base`).
     Subclasses implement `_loss(D, same, embeddings, labels) -> (loss, stats)`.
     """
 
     uses_batch_matrix: bool = True
 
-    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
+    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
                  margin: float = 0.2, k_positives: int = 1) -> None:
         super().__init__()
-        if not isinstance(geometry, Geometry):
-            raise TypeError(f"geometry must be a dmllab Geometry; got {type(geometry).__name__}")
+        geometry = resolve_geometry(geometry)
         _check_strategy("positives", positives, POSITIVE_STRATEGIES)
         _check_strategy("negatives", negatives, NEGATIVE_STRATEGIES)
         if isinstance(k_positives, bool) or not isinstance(k_positives, int) or k_positives < 1:
@@ -59,6 +63,7 @@ class MetricLoss(nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Tensor, distances: Tensor | None = None) -> Tensor:
         _check_batch(embeddings, labels, type(self).__name__)
+        embeddings = as_floats(embeddings, "embeddings")    # half precision is computed in float32
         if distances is not None:
             if distances.shape != (len(labels), len(labels)):
                 raise ValueError(

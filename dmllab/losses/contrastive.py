@@ -31,7 +31,7 @@ from dmllab.losses.base import MetricLoss, _check_reduction, _mean
 class ContrastiveLoss(MetricLoss):
     """mean [D(a, p) - pos_margin]_+ + mean [margin - D(a, n)]_+ over the selected pairs."""
 
-    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
+    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
                  margin: float = 1.0, k_positives: int = 1, pos_margin: float = 0.0,
                  reduction: str = "nonzero") -> None:
         super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,

@@ -4,8 +4,10 @@ Learning", ICCV 2017), with a learnable boundary beta:
     l(a, p) = [alpha + D(a, p) - beta]_+        l(a, n) = [alpha - D(a, n) + beta]_+
 
 alpha = `margin` (default 0.2); beta is a parameter initialised at `beta` (1.2), one shared value
-or one per class (`per_class_beta=True`, needs `num_classes`; the anchor's class picks it). The
-trainer optimises it with the loss's learning rate (`Config.loss_lr`).
+or one per class (`per_class_beta=True`, needs the training classes: `classes`, their label ids,
+or `num_classes` C for ids 0..C-1; `fit` passes them). Per-class values are indexed by the
+position of the anchor's label among those classes, so labels need not be 0..C-1. The trainer
+optimises beta with the loss's learning rate (`Config.loss_lr`).
 
 Each selected (a, p) pair is matched with its selected negative n, so the loss is a sum over
 tuples (a, p, n) of l(a, p) + l(a, n), divided by the number of non-zero terms (0 when none is
@@ -23,7 +25,7 @@ O(B^2) by weighting l(a, p) with |N(a)| and l(a, n) with the number of selected 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,17 +37,16 @@ from dmllab.losses.base import MetricLoss, _mean
 class MarginLoss(MetricLoss):
     """[margin + D(a, p) - beta]_+ + [margin - D(a, n) + beta]_+, normalised by active terms."""
 
-    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
+    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
                  margin: float = 0.2, k_positives: int = 1, beta: float = 1.2,
                  learn_beta: bool = True, per_class_beta: bool = False,
-                 num_classes: int | None = None) -> None:
+                 num_classes: int | None = None, classes: Sequence[int] | Tensor | None = None) -> None:
         super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
                          k_positives=k_positives)
-        if per_class_beta and (not isinstance(num_classes, int) or num_classes < 2):
-            raise ValueError(
-                f"per_class_beta=True needs num_classes (an int >= 2, the number of training classes); "
-                f"got {num_classes!r}")
-        size = num_classes if per_class_beta else 1
+        if per_class_beta:
+            # the label id of each beta: a buffer, so a saved run restores it with beta
+            self.register_buffer("beta_classes", _class_ids(num_classes, classes))
+        size = len(self.beta_classes) if per_class_beta else 1
         initial = torch.full((size,), float(beta))
         if learn_beta:
             self.beta = nn.Parameter(initial)
@@ -88,8 +89,29 @@ class MarginLoss(MetricLoss):
         """beta for every batch item: [B]."""
         if not self.per_class_beta:
             return self.beta.expand(len(labels))
-        if labels.min() < 0 or labels.max() >= len(self.beta):
+        ids = self.beta_classes
+        position = torch.searchsorted(ids, labels).clamp_max(len(ids) - 1)
+        unknown = ids[position] != labels
+        if bool(unknown.any()):
             raise ValueError(
-                f"per-class beta was built for {len(self.beta)} classes but the batch has labels in "
-                f"[{int(labels.min())}, {int(labels.max())}]; pass num_classes covering every training label")
-        return self.beta[labels]
+                f"per-class beta was built for {len(ids)} classes {ids.tolist()[:20]} but the batch has label(s) "
+                f"{torch.unique(labels[unknown]).tolist()[:20]}; build the loss with classes= (or num_classes=) "
+                "covering every training label")
+        return self.beta[position]
+
+
+def _class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None) -> Tensor:
+    """The sorted training class ids: `classes`, else 0..num_classes-1; ValueError when < 2."""
+    if classes is not None:
+        ids = torch.unique(torch.as_tensor(classes))
+        if ids.is_floating_point() or ids.dtype == torch.bool:
+            raise ValueError(f"per_class_beta: classes must be integer label ids; got {ids.dtype}")
+    elif isinstance(num_classes, int) and not isinstance(num_classes, bool):
+        ids = torch.arange(num_classes)
+    else:
+        ids = torch.empty(0)
+    if len(ids) < 2:
+        raise ValueError(
+            "per_class_beta=True needs num_classes=<C> (label ids 0..C-1) or classes=<the training label ids>, "
+            f"at least 2 classes (fit passes them); got num_classes={num_classes!r}, classes={classes!r}")
+    return ids.long()

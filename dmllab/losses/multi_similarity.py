@@ -42,7 +42,7 @@ from dmllab.losses.strategies import Triplets
 class MultiSimilarityLoss(MetricLoss):
     """Multi-similarity loss on s = 1 - D with the paper's mining; see the module docstring."""
 
-    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
+    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
                  margin: float = 0.2, k_positives: int = 1, alpha: float = 2.0, beta: float = 40.0,
                  base: float = 0.5, mining_margin: float = 0.1) -> None:
         super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,

@@ -37,7 +37,7 @@ class PrototypeCrossEntropy(MetricLoss):
 
     uses_batch_matrix = False
 
-    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
+    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
                  margin: float = 0.2, k_positives: int = 1, temperature: float = 0.05) -> None:
         super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
                          k_positives=k_positives)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmllab.metrics.knn import check_embeddings
+from dmllab.metrics.knn import check_embeddings, check_labels
 
 N_INIT = 3
 
@@ -72,10 +72,7 @@ def ami(embeddings: Tensor, labels: Tensor, *, clusters: Tensor | None = None, s
 
 def _labels_and_clusters(embeddings: Tensor, labels: Tensor, clusters: Tensor | None,
                          seed: int) -> tuple[np.ndarray, np.ndarray]:
-    labels = torch.as_tensor(labels)
-    if labels.dim() != 1 or len(labels) != len(embeddings):
-        raise ValueError(f"labels must be 1-D with one label per embedding ({len(embeddings)}); "
-                         f"got shape {tuple(labels.shape)}")
+    labels = check_labels(labels, len(embeddings), "labels")
     if clusters is None:
         clusters = kmeans(embeddings, int(torch.unique(labels).numel()), seed=seed)
     clusters = torch.as_tensor(clusters)

@@ -8,7 +8,8 @@
 - `memorisation`: how many flipped training labels the embedding has learned;
 - `prototype_accuracy`, `asymmetry`: readings of an asymmetric (Bregman) geometry.
 
-All distances are D(a || b) of the given geometry (default Euclidean), query first.
+All distances are D(a || b) of the given geometry (a Geometry or a registered name; default
+Euclidean), query first. Embeddings and labels follow `dmllab.arrays` (any array-like).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry
-from dmllab.geometry.euclidean import Euclidean
 from dmllab.metrics.clustering import ami, kmeans, nmi
 from dmllab.metrics.knn import check_embeddings, check_labels, knn
 from dmllab.metrics.retrieval import retrieval
@@ -28,7 +29,7 @@ from dmllab.metrics.retrieval import retrieval
 _ROWS_PER_BLOCK = 1024
 
 
-def fine_label_metrics(embeddings: Tensor, sub: Tensor, geometry: Geometry | None = None,
+def fine_label_metrics(embeddings: Tensor, sub: Tensor, geometry: Geometry | str | None = None,
                        ks: Sequence[int] = (1, 2, 4, 8), *, max_queries: int | None = None,
                        seed: int = 0) -> dict[str, float]:
     """`retrieval` and NMI/AMI against the fine labels `sub`, keys prefixed `fine_`.
@@ -41,7 +42,8 @@ def fine_label_metrics(embeddings: Tensor, sub: Tensor, geometry: Geometry | Non
     >>> m["fine_recall@1"], m["fine_nmi"]
     (1.0, 1.0)
     """
-    sub = torch.as_tensor(sub)
+    embeddings = check_embeddings(embeddings, "embeddings")
+    sub = check_labels(sub, len(embeddings), "sub")
     metrics = retrieval(embeddings, sub, geometry=geometry, ks=ks, max_queries=max_queries, seed=seed)
     clusters = kmeans(embeddings, int(torch.unique(sub).numel()), seed=seed)
     metrics["nmi"] = nmi(embeddings, sub, clusters=clusters)
@@ -76,7 +78,7 @@ def subcluster_ari(embeddings: Tensor, labels: Tensor, sub: Tensor, *, seed: int
     return float(sum(scores) / len(scores)) if scores else float("nan")
 
 
-def intra_inter_ratio(embeddings: Tensor, labels: Tensor, geometry: Geometry | None = None) -> float:
+def intra_inter_ratio(embeddings: Tensor, labels: Tensor, geometry: Geometry | str | None = None) -> float:
     """Mean intra-class distance / mean inter-class-centre distance (Roth et al., ICML 2020).
 
     intra = mean over classes with >= 2 items of mean_{i != j in c} D(x_i || x_j)
@@ -88,8 +90,8 @@ def intra_inter_ratio(embeddings: Tensor, labels: Tensor, geometry: Geometry | N
     >>> intra_inter_ratio(x, torch.tensor([0, 0, 1, 1]))
     0.2
     """
-    geometry = Euclidean() if geometry is None else geometry
     embeddings = check_embeddings(embeddings, "embeddings")
+    geometry = resolve_geometry(geometry)
     labels = check_labels(labels, len(embeddings), "labels")
     classes = torch.unique(labels)
     if len(classes) < 2:
@@ -134,7 +136,7 @@ def spectral_decay(embeddings: Tensor, *, skip: int = 0) -> float:
     return float((uniform * torch.log(uniform / p)).sum().clamp_min(0.0))
 
 
-def memorisation(embeddings: Tensor, labels: Tensor, flipped: Tensor, geometry: Geometry | None = None) -> float:
+def memorisation(embeddings: Tensor, labels: Tensor, flipped: Tensor, geometry: Geometry | str | None = None) -> float:
     """Fraction of flipped samples whose nearest neighbour (self excluded) carries their noisy label.
 
     embeddings, labels: the training set and its (noisy) training labels; flipped: bool mask of
@@ -161,7 +163,7 @@ def memorisation(embeddings: Tensor, labels: Tensor, flipped: Tensor, geometry: 
 
 
 def prototype_accuracy(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labels: Tensor | None = None,
-                       geometry: Geometry | None = None) -> float:
+                       geometry: Geometry | str | None = None) -> float:
     """Nearest-class-mean accuracy: predict argmin_c D(x || mu_c), the mean in the SECOND argument.
 
     mu_c = arithmetic mean of the class-c items of `ref` (default: of the queries themselves,
@@ -174,8 +176,8 @@ def prototype_accuracy(query: Tensor, q_labels: Tensor, ref: Tensor | None = Non
     >>> prototype_accuracy(torch.tensor([[0.4], [6.0]]), torch.tensor([0, 0]), ref, r_labels)
     0.5
     """
-    geometry = Euclidean() if geometry is None else geometry
     query = check_embeddings(query, "query")
+    geometry = resolve_geometry(geometry)
     q_labels = check_labels(q_labels, len(query), "q_labels")
     if (ref is None) != (r_labels is None):
         raise ValueError("pass ref and r_labels together (or neither, to take the means of the queries)")
@@ -195,7 +197,7 @@ def prototype_accuracy(query: Tensor, q_labels: Tensor, ref: Tensor | None = Non
     return correct / len(query)
 
 
-def asymmetry(embeddings: Tensor, geometry: Geometry, *, max_samples: int = 1000, seed: int = 0) -> float:
+def asymmetry(embeddings: Tensor, geometry: Geometry | str, *, max_samples: int = 1000, seed: int = 0) -> float:
     """Relative asymmetry sum|D - D^T| / sum(D + D^T) of D = geometry.pairwise(x, x).
 
     On at most `max_samples` rows (a seeded random subset). Exactly 0 for a geometry flagged
@@ -211,6 +213,7 @@ def asymmetry(embeddings: Tensor, geometry: Geometry, *, max_samples: int = 1000
     0.2
     """
     embeddings = check_embeddings(embeddings, "embeddings")
+    geometry = resolve_geometry(geometry)
     if geometry.symmetric:
         return 0.0
     if len(embeddings) > max_samples:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from dmllab.data.dataset import resolve as resolve_dataset
 from dmllab.metrics.clustering import ami, kmeans, nmi
 from dmllab.metrics.collapse import (asymmetry, fine_label_metrics, intra_inter_ratio, memorisation,
                                      prototype_accuracy, spectral_decay, subcluster_ari)
@@ -21,10 +22,13 @@ if TYPE_CHECKING:
 _DIRECTION_KEYS = ("recall@", "precision@", "map@r", "r_precision", "mrr")
 
 
-def evaluate(run: "Run", dataset: "Dataset | None" = None, split: str = "test", *,
+def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "test", *,
              ks: Sequence[int] = (1, 2, 4, 8), max_queries: int | None = None,
              seed: int | None = None) -> dict[str, float]:
     """Measure `run` on `dataset` (default: the run's `split`, "test") and return a flat dict of floats.
+
+    dataset: a Dataset or a registered name (loaded with the run's seed); its inputs follow the
+    lab's one rule for arrays (`dmllab.arrays`), so numpy or float64 data works like float32.
 
     The split is embedded with `run.embed` and every distance is the run's geometry, query first:
     retrieval ranks the other items g of the split by D(query || g). Every item queries all the
@@ -59,8 +63,8 @@ def evaluate(run: "Run", dataset: "Dataset | None" = None, split: str = "test", 
     >>> metrics["recall@1"], metrics["map@r"], metrics["nmi"], metrics["prototype_accuracy"]
     (1.0, 1.0, 1.0, 1.0)
     """
-    data = dataset if dataset is not None else _splits(run).get(split)
     seed = getattr(run.config, "seed", 0) if seed is None else seed
+    data = resolve_dataset(dataset, seed=seed) if dataset is not None else _splits(run).get(split)
     geometry = _on_cpu(run.geometry)
     embeddings, labels = run.embed(data), data.y
 

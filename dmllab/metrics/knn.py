@@ -43,8 +43,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmllab.geometry.base import Geometry
-from dmllab.geometry.euclidean import Euclidean
+from dmllab.arrays import as_class_ids, as_floats
+from dmllab.geometry import resolve as resolve_geometry
+from dmllab.geometry.base import Geometry, all_finite
 
 Backend = Literal["auto", "torch", "faiss"]
 BACKENDS = ("auto", "torch", "faiss")
@@ -55,7 +56,7 @@ _TORCH_BLOCK_ELEMENTS = 2**23
 _FAISS_QUERIES_PER_BLOCK = 4096
 
 
-def knn(query: Tensor, ref: Tensor | None = None, k: int = 1, geometry: Geometry | None = None, *,
+def knn(query: Tensor, ref: Tensor | None = None, k: int = 1, geometry: Geometry | str | None = None, *,
         chunk_size: int | None = None, backend: Backend = "auto",
         self_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The k nearest references of every query: (indices [n, k] long, scores [n, k]).
@@ -63,7 +64,7 @@ def knn(query: Tensor, ref: Tensor | None = None, k: int = 1, geometry: Geometry
     query:      [n, d] embeddings (the queries come first in D(query || reference)).
     ref:        [m, d] reference (gallery) embeddings; None searches `query` itself, self excluded.
     k:          neighbours per query; at most m (m - 1 when each query's own entry is excluded).
-    geometry:   any `Geometry`; None means Euclidean.
+    geometry:   a `Geometry` or a registered name (`"cosine"`, ...); None means Euclidean.
     chunk_size: queries per block (default: 32 MiB of scores for torch, 4096 queries for faiss).
     backend:    "auto" (faiss when importable and the ranking vectors are float32 on the CPU),
                 "torch" or "faiss"; only used when the geometry has `ranking_vectors`.
@@ -81,7 +82,7 @@ def knn(query: Tensor, ref: Tensor | None = None, k: int = 1, geometry: Geometry
     return torch.cat([b[1] for b in blocks]), torch.cat([b[2] for b in blocks])
 
 
-def iter_knn(query: Tensor, ref: Tensor | None, k: int, geometry: Geometry | None = None, *,
+def iter_knn(query: Tensor, ref: Tensor | None, k: int, geometry: Geometry | str | None = None, *,
              chunk_size: int | None = None, backend: Backend = "auto",
              self_index: Tensor | None = None) -> Iterator[tuple[int, Tensor, Tensor]]:
     """`knn` block by block: yields (start, indices [c, k], scores [c, k]) for queries start..start+c.
@@ -89,12 +90,12 @@ def iter_knn(query: Tensor, ref: Tensor | None, k: int, geometry: Geometry | Non
     Metrics that reduce each block to per-query numbers keep memory at O(chunk x m)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
-    geometry = Euclidean() if geometry is None else geometry
     query = check_embeddings(query, "query")
     reference = query if ref is None else check_embeddings(ref, "ref")
     if reference.shape[1] != query.shape[1]:
         raise ValueError(f"query has d={query.shape[1]} but ref has d={reference.shape[1]}; "
                          "embed both with the same model")
+    geometry = resolve_geometry(geometry)
     n, m = len(query), len(reference)
     if ref is None and self_index is None:
         self_index = torch.arange(n)
@@ -119,14 +120,15 @@ def iter_knn(query: Tensor, ref: Tensor | None, k: int, geometry: Geometry | Non
 
 
 def check_embeddings(x: Tensor, name: str) -> Tensor:
-    """`x` as a 2-D floating tensor with at least one row and only finite values, else ValueError."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of embeddings [n, d]; got {type(x).__name__}")
+    """`x` as a detached 2-D floating tensor with at least one row and only finite values.
+
+    Any array-like is accepted by the lab's one rule (`dmllab.arrays.as_floats`: float32 and
+    float64 kept, every other real dtype, float16 included, becomes float32).
+    Raises ValueError for other shapes, non-numeric values, NaN or inf."""
+    x = as_floats(x, name)
     if x.dim() != 2 or len(x) == 0:
         raise ValueError(f"{name} must be a non-empty 2-D tensor [n, d]; got shape {tuple(x.shape)}")
-    if not torch.is_floating_point(x):
-        raise ValueError(f"{name} must hold floating-point embeddings; got {x.dtype}")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         bad = int((~torch.isfinite(x)).any(dim=1).sum())
         raise ValueError(f"{name} contains NaN or inf in {bad} row(s); the model diverged or the "
                          "inputs are broken: check the training loss and the data")
@@ -134,13 +136,13 @@ def check_embeddings(x: Tensor, name: str) -> Tensor:
 
 
 def check_labels(labels: Tensor, n: int, name: str) -> Tensor:
-    """`labels` as a 1-D integer (long, CPU) tensor with one class id per embedding, else ValueError."""
-    labels = torch.as_tensor(labels)
-    if labels.dim() != 1 or len(labels) != n:
+    """`labels` as a 1-D long CPU tensor with one integer class id per embedding, else ValueError.
+
+    Any container of integers is accepted (`dmllab.arrays.as_class_ids`)."""
+    labels = as_class_ids(labels, name)
+    if len(labels) != n:
         raise ValueError(f"{name} must be 1-D with one label per embedding ({n}); got shape {tuple(labels.shape)}")
-    if torch.is_floating_point(labels) or labels.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer class labels; got {labels.dtype}")
-    return labels.long().cpu()
+    return labels
 
 
 def _check_self_index(self_index: Tensor, n: int, m: int) -> Tensor:

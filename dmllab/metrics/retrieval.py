@@ -36,20 +36,25 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry
 from dmllab.metrics.knn import Backend, check_embeddings, check_labels, iter_knn
 
 
 def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labels: Tensor | None = None,
-              geometry: Geometry | None = None, ks: Sequence[int] = (1, 2, 4, 8), *,
+              geometry: Geometry | str | None = None, ks: Sequence[int] = (1, 2, 4, 8), *,
               class_averaged: bool = False, per_class: bool = False, max_queries: int | None = None,
               seed: int = 0, chunk_size: int | None = None, backend: Backend = "auto",
               self_index: Tensor | None = None) -> dict[str, float] | pd.DataFrame:
     """Recall@K, Precision@K, MAP@R, R-precision and MRR of `query` against `ref` (module docstring).
 
     ref=None: every query searches all other queries (its own entry excluded by index).
-    geometry: ranks by D(query || reference) (default Euclidean); for an asymmetric geometry
-              pass `geometry.reversed()` for the gallery-first direction.
+    query, ref: [n, d] and [m, d] embeddings: tensors, numpy arrays, lists or pandas frames
+              (`dmllab.arrays.as_floats`: float32 / float64 kept, other dtypes -> float32).
+    q_labels, r_labels: [n] and [m] integer class ids, in any container.
+    geometry: a Geometry or a registered name ("euclidean", "cosine", ...); ranks by
+              D(query || reference) (default Euclidean); for an asymmetric geometry pass
+              `geometry.reversed()` for the gallery-first direction.
     class_averaged: also return `class_averaged_<metric>` (mean of per-class means).
     per_class: return a DataFrame instead, one row per query label with every metric and the
                number of evaluated (`queries`) and `excluded_queries`.
@@ -68,6 +73,7 @@ def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labe
     """
     ks = _check_ks(ks)
     query = check_embeddings(query, "query")
+    geometry = resolve_geometry(geometry)
     q_labels = check_labels(q_labels, len(query), "q_labels")
     if (ref is None) != (r_labels is None):
         raise ValueError("pass ref and r_labels together (or neither, to search the queries themselves)")

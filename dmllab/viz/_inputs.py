@@ -10,16 +10,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from dmllab.arrays import as_floats
 from dmllab.data.dataset import Dataset
+from dmllab.data.dataset import resolve as resolve_dataset
 
 COLOR_BY = ("class", "sub", "flipped")
 
 
 def as_points(values: Any, where: str, *, min_dim: int = 1) -> np.ndarray:
-    """A float [n, d] numpy array from a tensor or array; clear errors for empty / 1-D / NaN input."""
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    array = np.asarray(values, dtype=np.float64)
+    """A float64 [n, d] numpy array from any array-like (converted by the lab's one rule,
+    `dmllab.arrays.as_floats`); clear errors for non-numeric / empty / 1-D / NaN input."""
+    array = as_floats(values, f"{where}: embeddings").detach().cpu().double().numpy()
     if array.ndim != 2:
         raise ValueError(
             f"{where}: expected embeddings of shape [n, d]; got shape {array.shape}. "
@@ -48,6 +49,11 @@ def as_labels(values: Any, n: int, where: str, name: str = "labels") -> np.ndarr
     return array
 
 
+def as_dataset(dataset: Any, seed: int = 0) -> Dataset | None:
+    """None, or the Dataset a figure was given (an object or a registered name)."""
+    return None if dataset is None else resolve_dataset(dataset, seed=seed)
+
+
 def is_run(obj: Any) -> bool:
     from dmllab.runs import Run
 
@@ -72,7 +78,7 @@ def coloring(color_by: str, n: int, where: str, labels: Any = None, dataset: Dat
     if color_by not in COLOR_BY:
         raise ValueError(f"{where}: color_by={color_by!r} is not known; choose one of {', '.join(COLOR_BY)}")
     if color_by == "class":
-        values = labels if labels is not None else (dataset.y if dataset is not None else None)
+        values = labels if labels is not None else (dataset.label_names() if dataset is not None else None)
         if values is None:
             raise ValueError(f"{where}: color_by='class' needs labels (or a dataset)")
         return as_labels(values, n, where), "class"

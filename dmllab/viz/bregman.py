@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dmllab.geometry import resolve as resolve_geometry
 from dmllab.viz._inputs import as_points, is_run
 
 DIRECTIONS = ("first", "second", "both")
@@ -26,7 +27,7 @@ def level_sets(geometry: Any, centres: Any, box: Sequence[float] = (0.0, 1.0, 0.
                direction: str = "first", resolution: int = 80, levels: int = 8) -> "go.Figure":
     """Contour lines of x -> D(x || c) (or D(c || x)) around each centre c, one colour per centre.
 
-    geometry:  a 2-D Geometry (or a Run, whose geometry is used).
+    geometry:  a 2-D Geometry, a registered geometry name, or a Run (whose geometry is used).
     centres:   [k, 2] points (a single (x, y) pair is one centre).
     box:       (xmin, xmax, ymin, ymax) of the grid.
     direction: "first", "second" or "both" (two panels side by side, sharing axes).
@@ -108,10 +109,8 @@ def phi_surface(geometry: Any, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), *,
 
 
 def _geometry(value: Any) -> Any:
-    geometry = value.geometry if is_run(value) else value
-    if not callable(getattr(geometry, "pairwise", None)):
-        raise TypeError(f"expected a Geometry (or a Run); got {type(value).__name__}")
-    return geometry
+    """A Run's geometry, else `dmllab.geometry.resolve` (a Geometry or a fixed geometry's name)."""
+    return value.geometry if is_run(value) else resolve_geometry(value)
 
 
 def _centre_colors(k: int) -> list[str]:

@@ -21,7 +21,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from dmllab.data.dataset import Dataset
-from dmllab.viz._inputs import as_labels, as_points, coloring, is_run, palette, run_points, sorted_unique
+from dmllab.viz._inputs import (as_dataset, as_labels, as_points, coloring, is_run, palette, run_points,
+                                sorted_unique)
 from dmllab.viz.projection import aligned_projections, project
 
 
@@ -36,7 +37,8 @@ def embedding_map(points: Any, labels: Any = None, *, color_by: str = "class",
     labels:   [n] class labels (default: dataset.y).
     color_by: "class", "sub" (sub-cluster / fine label) or "flipped" (was the label changed by
               injected noise).
-    dataset:  the Dataset the rows come from, for labels and hover; `sub` / `flipped` override it.
+    dataset:  the Dataset (or a registered dataset name) the rows come from, for labels (shown
+              by their names) and hover; `sub` / `flipped` override it.
     """
     import plotly.graph_objects as go
 
@@ -159,6 +161,7 @@ def _points_and_dataset(points: Any, dataset: Dataset | None, split: str, method
         embeddings, dataset = run_points(points, split, where)
     else:
         embeddings = as_points(points, where, min_dim=2)
+        dataset = as_dataset(dataset, seed)
         if dataset is not None and len(dataset) != len(embeddings):
             raise ValueError(f"{where}: {len(embeddings)} points but the dataset has {len(dataset)} rows")
     return project(embeddings, method, seed), dataset
@@ -185,7 +188,7 @@ def _hover_columns(n: int, labels: Any, dataset: Dataset | None, sub: Any, flipp
                    ) -> dict[str, np.ndarray]:
     """Columns shown on hover, in order; "index" (the row in the dataset) always first."""
     columns: dict[str, np.ndarray] = {"index": np.arange(n)}
-    y = labels if labels is not None else (dataset.y if dataset is not None else None)
+    y = labels if labels is not None else (dataset.label_names() if dataset is not None else None)
     if y is not None:
         columns["class"] = as_labels(y, n, "hover")
     fine = sub if sub is not None else (dataset.sub if dataset is not None else None)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from dmllab.data.dataset import Dataset
-from dmllab.viz._inputs import as_points, is_run
+from dmllab.metrics.knn import knn
+from dmllab.viz._inputs import as_dataset, as_points, is_run
 
 CORRECT, WRONG = "#2ca02c", "#d62728"
 
@@ -22,12 +23,14 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
     """A matplotlib figure: one row per query, the query then its top-k neighbours.
 
     source:   a Run (its `split` is embedded and searched with `run.geometry`) or a pair
-              (embeddings [n, d], dataset) with image rows (`dataset.image_shape` set).
+              (embeddings [n, d] in any array-like, dataset or registered dataset name) with
+              image rows (`dataset.image_shape` set).
     queries:  row indices of the queries; each is searched against every *other* row.
-    geometry: ranks neighbours by ascending geometry.pairwise(query, gallery) (default: the run's
-              geometry, else squared Euclidean).
+    geometry: a Geometry or a registered name; ranks neighbours by ascending D(query || row)
+              with the exact search of `dmllab.metrics.knn` (default: the run's geometry, else
+              Euclidean).
     A neighbour with the query's class label gets a green frame and a tick, others a red frame
-    and a cross; the panel title is the neighbour's class.
+    and a cross; the panel title is the neighbour's class name.
     """
     from matplotlib.figure import Figure
 
@@ -46,28 +49,24 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
         raise ValueError(f"retrieval_grid: k={k} must be between 1 and {n - 1} (the other rows)")
     neighbours = nearest(embeddings, queries, k, geometry)
     labels = dataset.y.numpy()
+    names = dataset.label_names()
     images = _images(dataset, np.concatenate([queries, neighbours.ravel()]))
     fig = Figure(figsize=(1.4 * (k + 1), 1.55 * len(queries)), layout="constrained")
     axes = fig.subplots(len(queries), k + 1, squeeze=False)
     for row, q in enumerate(queries):
-        _show(axes[row, 0], images[q], f"query: {labels[q]}", "black")
+        _show(axes[row, 0], images[q], f"query: {names[q]}", "black")
         for col, j in enumerate(neighbours[row], start=1):
             correct = labels[j] == labels[q]
             mark = "\u2713" if correct else "\u2717"
-            _show(axes[row, col], images[int(j)], f"{mark} {labels[j]}", CORRECT if correct else WRONG)
+            _show(axes[row, col], images[int(j)], f"{mark} {names[j]}", CORRECT if correct else WRONG)
     return fig
 
 
 def nearest(embeddings: torch.Tensor, queries: Sequence[int], k: int, geometry: Any) -> np.ndarray:
-    """[len(queries), k] row indices ranked by ascending D(query || row), the query itself excluded."""
+    """[len(queries), k] row indices ranked by ascending D(query || row), the query itself excluded
+    (the exact search of `dmllab.metrics.knn`; geometry: a Geometry, a name, or None for Euclidean)."""
     index = torch.as_tensor(list(queries), dtype=torch.long)
-    with torch.no_grad():
-        if geometry is None:
-            distances = torch.cdist(embeddings[index], embeddings).pow(2)
-        else:
-            distances = geometry.pairwise(embeddings[index], embeddings).detach().float().clone()
-    distances[torch.arange(len(index)), index] = float("inf")
-    return torch.topk(distances, k, dim=1, largest=False).indices.numpy()
+    return knn(embeddings[index], embeddings, k, geometry, self_index=index)[0].numpy()
 
 
 def _resolve(source: Any, geometry: Any, split: str) -> tuple[torch.Tensor, Dataset, Any]:
@@ -76,10 +75,10 @@ def _resolve(source: Any, geometry: Any, split: str) -> tuple[torch.Tensor, Data
             raise ValueError("retrieval_grid: this run carries no data; pass (embeddings, dataset)")
         dataset = source.data.get(split)
         return source.embed(dataset), dataset, geometry if geometry is not None else source.geometry
-    if not (isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], Dataset)):
+    if not (isinstance(source, tuple) and len(source) == 2):
         raise TypeError("retrieval_grid: pass a Run or a pair (embeddings, dataset); "
                         f"got {type(source).__name__}")
-    embeddings, dataset = source
+    embeddings, dataset = source[0], as_dataset(source[1])
     points = torch.as_tensor(as_points(embeddings, "retrieval_grid"), dtype=torch.float32)
     if len(points) != len(dataset):
         raise ValueError(f"retrieval_grid: {len(points)} embeddings but the dataset has {len(dataset)} rows")
