@@ -12,8 +12,9 @@ import hashlib
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from dmllab.values import BadValue, load_json
 
@@ -23,6 +24,21 @@ class RecordError(ValueError):
 
 
 # --------------------------------------------------------------------------- writing
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary name beside `path` to write to; when the block ends without an error the
+    file is synced and renamed to `path` (replacing a file or symlink there, never writing through
+    it); on an error the temporary file is removed and `path` is left as it was."""
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        yield temporary
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def staging_dir(target: Path) -> Path:
     """A new, empty, hidden folder beside `target` to build its next version in."""
     staging = target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")

@@ -30,7 +30,7 @@ from dmllab.config import Config
 from dmllab.data.dataset import Dataset
 from dmllab.data.prepare import Splits, prepare
 from dmllab.records import RecordError
-from dmllab.values import BadValue
+from dmllab.values import BadValue, canonical
 
 RECORD_FILES = ("config.json", "metrics.json", "history.csv", "model.pt")
 
@@ -264,6 +264,8 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
               confidence: float = 0.95) -> pd.DataFrame:
     """Mean, std, count and a Student-t confidence half-width per group of `by` keys.
 
+    A `by` value may be any JSON value (dicts and lists are grouped by their JSON text).
+
     >>> rows = [{"pos": "nearest", "r1": 0.8}, {"pos": "nearest", "r1": 0.9},
     ...         {"pos": "random", "r1": 0.5}, {"pos": "random", "r1": 0.7}]
     >>> table = aggregate(rows, by=["pos"], metrics=["r1"])
@@ -278,10 +280,10 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
         raise ValueError(f"aggregate: records have no column(s) {missing}; columns: {list(frame.columns)}")
     if metrics is None:
         metrics = [c for c in frame.columns if c not in by and pd.api.types.is_numeric_dtype(frame[c])]
+    keys = [frame[name].map(canonical) if _needs_key(frame[name]) else frame[name] for name in by]
     rows = []
-    for key, group in frame.groupby(by, sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        row: dict[str, Any] = dict(zip(by, key))
+    for _, group in frame.groupby(keys, sort=True, dropna=False):
+        row: dict[str, Any] = {name: group[name].iloc[0] for name in by}
         for metric in metrics:
             values = group[metric].dropna().to_numpy(dtype=float)
             n = len(values)
@@ -293,6 +295,13 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
             row[f"{metric}_n"] = n
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _needs_key(column: pd.Series) -> bool:
+    """Whether a column's values cannot be grouped as they are (dicts, lists, mixed kinds)."""
+    kinds = {type(v) for v in column if not (isinstance(v, float) and math.isnan(v))}
+    return any(not isinstance(v, (str, int, float, bool, type(None))) for v in column) or (
+        str in kinds and len(kinds) > 1)
 
 
 def _t_quantile(confidence: float, dof: int) -> float:

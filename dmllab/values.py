@@ -148,6 +148,11 @@ def load_json(text: str, source: str) -> Any:
         raise BadValue(f"{source}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
 
 
+def canonical(value: Any) -> str:
+    """The JSON text that identifies a value (sorted keys, no spaces): equal values, equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
 # --------------------------------------------------------------------------- checking values
 def _number_text(value: float) -> str:
     return "inf" if value == math.inf else f"{value:g}"

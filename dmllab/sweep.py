@@ -1,0 +1,397 @@
+"""Sweeps: a grid file checked before any work, and one folder per cell that is complete or absent.
+
+A grid runs a lesson notebook (`notebook:`) or a `fit` Config (`fit:` base fields) over every
+combination of `parameters:` and `seeds:`. Each cell gets the folder `OUT/<readable>-<hash>`: the
+readable part shows the parameters, the hash (of their JSON) keeps different values apart, and
+`params.json` inside holds them exactly. A cell is built in a hidden staging folder and renamed
+into place; it is finished only when it holds `cell.json` (written last): the cell's parameters,
+the configuration it ran with (every Config field, or the notebook's name, defaults and
+parameters) and the SHA-256 of each file. A cell counts only when that record is intact and its
+configuration equals the grid's; a failed cell keeps its `error.txt` and is run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import traceback
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dmllab import records
+from dmllab.config import Config, check_field
+from dmllab.errors import describe
+from dmllab.lessons import check_value, execute, notebook_parameters
+from dmllab.records import RecordError
+from dmllab.values import BadValue, StrictLoader, canonical, load_yaml
+
+GRID_KEYS = {"notebook", "fit", "parameters", "seeds", "out", "quick"}
+CELL_RECORD = "cell.json"
+PROBE_BYTES = 1 << 20  # written and removed before any worker starts: a full disk fails here
+
+
+class GridError(SystemExit):
+    """A grid file, or a sweep folder, that cannot be run as it is; the message says where and why."""
+
+
+@dataclass
+class Grid:
+    """A sweep: a notebook (or a base Config for `fit`), parameter lists, seeds, an output folder."""
+
+    parameters: dict[str, list[Any]]
+    seeds: list[int]
+    out: Path
+    notebook: Path | None = None
+    fit: dict[str, Any] | None = None
+    quick: bool = False
+    defaults: dict[str, str] = field(default_factory=dict)  # the notebook's parameters (source text)
+
+    def cells(self) -> list[dict[str, Any]]:
+        names = sorted(self.parameters)
+        combos = itertools.product(*(self.parameters[n] for n in names), self.seeds)
+        return [{**dict(zip(names, values[:-1])), "seed": values[-1]} for values in combos]
+
+    def recorded(self, cell: dict[str, Any]) -> dict[str, Any]:
+        """The configuration a finished `cell` records: compared on every rerun and by the report."""
+        if self.notebook is None:
+            return {"fit": Config.from_dict({**(self.fit or {}), **cell}).to_dict()}
+        return {"notebook": self.notebook.name, "defaults": self.defaults,
+                "parameters": {**cell, "quick": self.quick}}
+
+
+# --------------------------------------------------------------------------- reading a grid
+def load_grid(path: str | Path) -> Grid:
+    """Parse and check a grid file before anything runs; errors name the line at fault.
+
+    Every value is read by `dmllab.values` (YAML 1.2 core, duplicate keys refused) and checked
+    like the field or notebook parameter it sets; seeds are non-negative and distinct, and so are
+    the values listed for one parameter. Raises GridError (a SystemExit with the message)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise GridError(f"{path}: cannot read the grid file ({getattr(error, 'strerror', None) or error})")
+    try:
+        data = load_yaml(text, str(path))
+    except BadValue as error:
+        raise GridError(str(error))
+    if not isinstance(data, dict):
+        raise GridError(f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'")
+    root = yaml.compose(text, Loader=StrictLoader)
+    lines = {key.value: key.start_mark.line + 1 for key, _ in root.value}
+    param_lines: dict[str, int] = {}
+    for key, value in root.value:
+        if key.value == "parameters" and isinstance(value, yaml.MappingNode):
+            param_lines = {k.value: k.start_mark.line + 1 for k, _ in value.value}
+
+    def fail(key: str, message: str, where: dict[str, int] = lines) -> GridError:
+        return GridError(f"{path}:{where.get(key, 1)}: {message}")
+
+    for key in data:
+        if key not in GRID_KEYS:
+            raise fail(key, f"unknown key {key!r}; a grid file takes: {', '.join(sorted(GRID_KEYS))}")
+    if ("notebook" in data) == ("fit" in data):
+        raise GridError(f"{path}:1: give exactly one of 'notebook' (a lesson) or 'fit' (base Config fields)")
+    parameters = data.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise fail("parameters", "'parameters' maps each parameter to a list of values")
+    for name, listed in parameters.items():
+        if not isinstance(listed, list) or not listed:
+            raise fail(name, f"parameter {name!r} needs a non-empty list of values", param_lines)
+        repeated = _first_repeat(listed)
+        if repeated is not None:
+            raise fail(name, f"parameter {name!r} lists {repeated!r} twice; each value runs once", param_lines)
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                          for s in seeds):
+        raise fail("seeds", "'seeds' is a non-empty list of integers")
+    try:
+        for seed in seeds:
+            check_field("seed", seed)
+    except BadValue as error:
+        raise fail("seeds", f"'seeds': {error}")
+    if _first_repeat(seeds) is not None:
+        raise fail("seeds", f"'seeds' lists {_first_repeat(seeds)} twice; each seed runs once")
+    if "seed" in parameters:
+        raise fail("seed", "put seeds under 'seeds', not under 'parameters'", param_lines)
+    if not isinstance(data.get("quick", False), bool):
+        raise fail("quick", f"'quick' must be true or false; got {data['quick']!r}")
+    if not isinstance(data.get("out", ""), (str, type(None))):
+        raise fail("out", f"'out' is a folder name; got {data['out']!r}")
+    notebook, fit, defaults = None, None, {}
+    if "notebook" in data:
+        if not isinstance(data["notebook"], str):
+            raise fail("notebook", f"'notebook' is a file name; got {data['notebook']!r}")
+        notebook = Path(data["notebook"])
+        notebook = notebook if notebook.is_absolute() else path.parent / notebook
+        if not notebook.exists():
+            raise fail("notebook", f"no such notebook: {notebook}")
+        defaults = notebook_parameters(notebook)
+        for name, listed in parameters.items():
+            if name not in defaults:
+                raise fail(name, f"{notebook.name} has no parameter {name!r}; its parameters are: "
+                                 f"{', '.join(sorted(defaults))}", param_lines)
+            try:
+                for value in listed:
+                    check_value(name, value, defaults[name])
+            except BadValue as error:
+                raise fail(name, str(error), param_lines)
+        try:
+            for seed in seeds if "seed" in defaults else []:
+                check_value("seed", seed, defaults["seed"])
+        except BadValue as error:
+            raise fail("seeds", str(error))
+    else:
+        fit = data["fit"] or {}
+        if not isinstance(fit, dict):
+            raise fail("fit", "'fit' maps Config fields to values")
+        known = {f.name for f in fields(Config)}
+        for name in list(fit) + list(parameters):
+            if name not in known:
+                where = param_lines if name in parameters else lines
+                raise fail(name if name in where else "fit", f"Config has no field {name!r}", where)
+        try:  # every cell's Config must be valid before anything runs
+            for cell in Grid(parameters, seeds, Path(".")).cells():
+                Config.from_dict({**fit, **cell})
+        except BadValue as error:
+            raise fail("parameters" if "parameters" in lines else "fit", str(error))
+    out = Path(data.get("out") or path.with_suffix(""))
+    out = out if out.is_absolute() else path.parent / out
+    return Grid(parameters=parameters, seeds=seeds, out=out, notebook=notebook, fit=fit,
+                quick=data.get("quick", False), defaults=defaults)
+
+
+def _first_repeat(items: list[Any]) -> Any:
+    seen = set()
+    for item in items:
+        key = canonical(item)
+        if key in seen:
+            return item
+        seen.add(key)
+    return None
+
+
+# --------------------------------------------------------------------------- cell folders
+def cell_name(cell: dict[str, Any]) -> str:
+    """`<readable>-<hash>`: the parameters in a file-name-safe form, then 12 hex digits of the
+    SHA-256 of their JSON, so values that read alike ('a b', 'a/b', 'a_b') get their own folders."""
+    readable = ",".join(f"{k}={_short(cell[k])}" for k in sorted(cell))
+    readable = re.sub(r"[^A-Za-z0-9_.,=-]+", "_", readable).strip("._")[:80]
+    return f"{readable}-{hashlib.sha256(canonical(cell).encode()).hexdigest()[:12]}"
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else canonical(value)
+
+
+@dataclass
+class CellState:
+    """A grid cell's folder: `finished` (intact and of this grid's configuration), or why not."""
+
+    cell: dict[str, Any]
+    path: Path
+    finished: bool = False
+    stale: str | None = None    # finished with another configuration: the first difference
+    damaged: str | None = None  # finished, but a file changed or went missing since
+
+
+def read_cell(folder: Path) -> dict[str, Any] | None:
+    """A finished cell's record (`params`, `recorded`, `files`), or None when the folder holds no
+    finished cell. Raises RecordError naming the file when the record is damaged."""
+    path = folder / CELL_RECORD
+    if not path.exists():
+        return None
+    record = records.read_json(path, "cell's completion record")
+    missing = {"params", "recorded", "files"} - set(record)
+    if missing:
+        raise RecordError(f"{path}: the cell's completion record has no {', '.join(sorted(missing))}")
+    return record
+
+
+def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
+    """Each grid cell's state, and the names of finished cells in `grid.out` not in this grid."""
+    states = []
+    for cell in grid.cells():
+        state = CellState(cell, grid.out / cell_name(cell))
+        try:
+            record = read_cell(state.path)
+        except RecordError as error:
+            state.damaged = str(error)
+            record = None
+        if record is not None:
+            changed = records.damaged_files(state.path, record["files"])
+            if changed:
+                state.damaged = f"{', '.join(changed)} changed or missing since it finished"
+            elif record["recorded"] != grid.recorded(cell):
+                state.stale = difference(record["recorded"], grid.recorded(cell))
+            else:
+                state.finished = True
+        states.append(state)
+    names = {state.path.name for state in states}
+    foreign = sorted(p.name for p in grid.out.iterdir()
+                     if p.is_dir() and p.name not in names and not records.is_staging(p) and (p / CELL_RECORD).exists())
+    return states, foreign
+
+
+def difference(old: Any, new: Any, where: str = "") -> str:
+    """The first place two recorded configurations differ, as 'where: old -> new'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if canonical(old.get(key)) != canonical(new.get(key)):
+                return difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+    return f"{where}: {canonical(old)} -> {canonical(new)}"
+
+
+def check_output(grid: Grid, states: list[CellState], foreign: list[str]) -> None:
+    """Refuse a folder that holds another grid's results: finished cells of a different
+    configuration (an edited grid) or cells this grid does not have (another sweep)."""
+    stale = [s for s in states if s.stale]
+    if stale:
+        raise GridError(f"{grid.out}: {len(stale)} finished cell(s) ran with another configuration than this grid's "
+                        f"(e.g. {stale[0].path.name}: {stale[0].stale}); give the grid a new 'out:' folder, "
+                        "or delete those cells to run them again")
+    if foreign:
+        raise GridError(f"{grid.out}: holds {len(foreign)} finished cell(s) that are not in this grid (e.g. "
+                        f"{foreign[0]}): one folder holds one sweep; give the grid a new 'out:' folder")
+
+
+def check_writable(folder: Path) -> None:
+    """Write, sync and remove a 1 MiB probe file in `folder`: a full, read-only or unwritable
+    folder fails here, before any worker starts. Raises GridError naming the cause and file."""
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(bytes(PROBE_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise GridError(f"sweep: cannot write to {folder}: {describe(error)}; free some space or "
+                        "give the grid another 'out:' folder")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def remove_staging(folder: Path) -> None:
+    """Remove staging folders that a killed sweep left behind (call with the folder's lock held)."""
+    for path in folder.iterdir():
+        if records.is_staging(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- running a cell
+def run_cell(task: tuple[Grid, dict[str, Any], int]) -> tuple[str, str | None]:
+    """Run one cell of a grid in this (worker) process; returns (cell folder name, None or a
+    one-line error). The cell is built in a staging folder and renamed into place: finished with
+    `cell.json`, or failed with `error.txt` (never counted, run again by the next sweep)."""
+    grid, cell, threads = task
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    final = grid.out / cell_name(cell)
+    staging = None
+    try:
+        staging = records.staging_dir(final)
+        (staging / "params.json").write_text(json.dumps(cell, sort_keys=True))
+        if grid.notebook is not None:
+            execute(grid.notebook, staging / grid.notebook.name,
+                    {**cell, "quick": grid.quick, "output_dir": str(staging.resolve())})
+            if not (staging / "metrics.json").is_file():
+                raise RecordError(f"{grid.notebook.name} wrote no metrics.json into its output_dir")
+        else:
+            from dmllab.metrics import evaluate
+            from dmllab.train import fit
+
+            run = fit(Config.from_dict({**grid.fit, **cell}), progress=False)
+            run.metrics.update(evaluate(run))
+            run.write_files(staging)
+        files = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
+        record = {"params": cell, "recorded": grid.recorded(cell), "files": records.manifest(staging, files)}
+        (staging / CELL_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+        records.publish(staging, final)
+        return final.name, None
+    except Exception as error:  # reported by the parent; the cell stays unfinished
+        _keep_failure(staging, final)
+        return final.name, describe(error)
+
+
+def _keep_failure(staging: Path | None, final: Path) -> None:
+    """Publish a failed cell with its traceback in error.txt (and no completion record); on a
+    full disk, where that cannot be written, remove the staging folder instead."""
+    if staging is None:
+        return
+    try:
+        (staging / CELL_RECORD).unlink(missing_ok=True)
+        (staging / "error.txt").write_text(traceback.format_exc())
+        records.publish(staging, final)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- reading results
+@dataclass
+class Finished:
+    """One finished, intact cell of a sweep folder: its parameters, metrics and configuration."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    recorded: dict[str, Any]
+
+
+def finished_cells(directory: Path) -> tuple[list[Finished], list[str]]:
+    """The finished, intact cells in a sweep folder, and one line per cell folder left out (no
+    completion record: unfinished or failed; a file changed since; a damaged record).
+
+    Raises GridError when the finished cells come from different sweeps (other parameters, or
+    another base configuration): one table never mixes them."""
+    cells, skipped = [], []
+    for folder in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / CELL_RECORD).exists() and not (folder / "params.json").exists():
+            continue
+        try:
+            record = read_cell(folder)
+            if record is None:
+                skipped.append(f"{folder.name}: not finished (failed, running or killed; no {CELL_RECORD})")
+                continue
+            changed = records.damaged_files(folder, record["files"])
+            if changed:
+                skipped.append(f"{folder.name}: {', '.join(changed)} changed or missing since it finished")
+                continue
+            metrics = records.read_json(folder / "metrics.json", "cell's metrics")
+        except RecordError as error:
+            skipped.append(str(error))
+            continue
+        cells.append(Finished(folder.name, record["params"], metrics, record["recorded"]))
+    _check_one_sweep(directory, cells)
+    return cells, skipped
+
+
+def _base(cell: Finished) -> dict[str, Any]:
+    """A cell's configuration without its own parameters: equal for every cell of one sweep."""
+    recorded = json.loads(canonical(cell.recorded))
+    for part in ("fit", "parameters"):
+        for name in cell.params:
+            recorded.get(part, {}).pop(name, None)
+    return recorded
+
+
+def _check_one_sweep(directory: Path, cells: list[Finished]) -> None:
+    if not cells:
+        return
+    first = cells[0]
+    for cell in cells[1:]:
+        if sorted(cell.params) != sorted(first.params):
+            raise GridError(f"{directory} mixes cells of different sweeps ({first.name} varies "
+                            f"{', '.join(sorted(first.params))}; {cell.name} varies {', '.join(sorted(cell.params))}); "
+                            "report each sweep's folder on its own")
+        if canonical(_base(cell)) != canonical(_base(first)):
+            raise GridError(f"{directory} mixes cells of different sweeps ({first.name} and {cell.name} differ in "
+                            f"{difference(_base(first), _base(cell))}); report each sweep's folder on its own")
