@@ -120,7 +120,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         states, foreign = sweep.survey(grid)
         sweep.check_output(grid, states, foreign)
         sweep.remove_staging(grid.out)
-        return _run_sweep(grid, [s for s in states if not s.finished], len(states), args.workers)
+        try:
+            return _run_sweep(grid, [s for s in states if not s.finished], len(states), args.workers)
+        finally:  # what dead workers were building
+            sweep.remove_staging(grid.out)
     finally:
         lock.release()
 

@@ -272,7 +272,7 @@ def check_writable(folder: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as error:
-        raise GridError(f"sweep: cannot write to {folder}: {describe(error)}; free some space or "
+        raise GridError(f"sweep: cannot write {probe}: {describe(error)}; free some space or "
                         "give the grid another 'out:' folder")
     finally:
         probe.unlink(missing_ok=True)
