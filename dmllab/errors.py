@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import errno
 
+from dmllab.records import RecordError
+from dmllab.values import BadValue
+
 
 def describe(error: BaseException) -> str:
     """`error` as one line: the innermost operating-system error with its file when there is one,
@@ -25,6 +28,8 @@ def describe(error: BaseException) -> str:
     if hasattr(error, "ename") and hasattr(error, "evalue"):  # papermill: the notebook raised
         cell = getattr(error, "exec_count", None)
         return f"{error.ename}: {_first_line(str(error.evalue))}" + (f" (notebook cell [{cell}])" if cell else "")
+    if isinstance(error, (BadValue, RecordError)):  # the lab's own messages say all there is
+        return _first_line(str(error))
     return f"{type(error).__name__}: {_first_line(str(error))}"
 
 

@@ -21,10 +21,13 @@ from dmllab.values import BadValue
 def notebook_parameters(path: Path) -> dict[str, str]:
     """The names of a notebook's `parameters` cell and their defaults as source text.
 
-    Raises SystemExit when the notebook has no cell tagged 'parameters'."""
+    Raises SystemExit when the notebook cannot be read or has no cell tagged 'parameters'."""
     import papermill
 
-    params = papermill.inspect_notebook(str(path))
+    try:
+        params = papermill.inspect_notebook(str(path))
+    except (ValueError, OSError) as error:  # no kernel name, not a notebook, unreadable
+        raise SystemExit(f"{path}: cannot read its parameters ({str(error).splitlines()[0]})") from None
     if not params:
         raise SystemExit(f"{path} has no cell tagged 'parameters'")
     return {name: info.get("default") for name, info in params.items()}

@@ -60,7 +60,10 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
     text = str(loader.construct_scalar(node)).lower().replace(".inf", "inf").replace(".nan", "nan")
-    return float(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"{node.value} is not a finite number", node.start_mark.line + 1)
+    return value
 
 
 def _construct_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
@@ -76,12 +79,14 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
             raise yaml.constructor.ConstructorError(None, None, f"a mapping key must be a plain value; got {key!r}",
                                                     key_node.start_mark)
         if key in seen:
-            raise _Duplicate(f"key {key!r} is given twice (first on line {seen[key]}); keep one", line)
+            raise _Refused(f"key {key!r} is given twice (first on line {seen[key]}); keep one", line)
         seen[key] = line
     return loader.construct_mapping(node, deep=True)
 
 
-class _Duplicate(Exception):
+class _Refused(Exception):
+    """A value the strict reader refuses, with its line."""
+
     def __init__(self, message: str, line: int):
         super().__init__(message)
         self.line = line
@@ -104,7 +109,7 @@ def load_yaml(text: str, source: str) -> Any:
 def _read_yaml(text: str, source: str) -> Any:
     try:
         data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
-    except _Duplicate as error:
+    except _Refused as error:
         raise BadValue(f"{source}:{error.line}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -123,8 +128,9 @@ def parse_text(text: str) -> Any:
     try:
         value = _read_yaml(text, "value")
     except BadValue as error:
-        raise BadValue(f"cannot read {text!r}: {str(error).split(': ', 1)[1]}; "
-                       "quote it (\"'...'\") to pass it as a string") from None
+        problem = str(error).split(": ", 1)[1]
+        hint = "; quote it (\"'...'\") to pass it as a string" if problem.startswith("not valid YAML") else ""
+        raise BadValue(f"cannot read {text!r}: {problem}{hint}") from None
     check_json_value(repr(text), value)
     return value
 
@@ -231,7 +237,9 @@ def like(owner: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         return boolean(owner, value)
     if isinstance(default, int):
-        return integer(owner, value, -(2**63), 2**63 - 1)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadValue(f"{owner} must be an int like its default {default!r}; got {value!r} ({type(value).__name__})")
+        return value
     if isinstance(default, float):
         return number(owner, value)
     kinds = {str: "a string", list: "a list", tuple: "a list", dict: "a mapping"}
