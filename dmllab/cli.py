@@ -18,11 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+from dmllab import sweep
 from dmllab.config import Config
 from dmllab.errors import describe
 from dmllab.lessons import check_values, execute
 from dmllab.locks import FolderLock
-from dmllab.sweep import GridError, load_grid
+from dmllab.sweep import CellState, Grid, GridError, load_grid
 from dmllab.values import BadValue
 from dmllab.values import parse_text as parse_value
 
@@ -106,8 +107,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- sweep
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from dmllab import sweep
-
     grid = load_grid(args.grid)
     lock = FolderLock(grid.out, f"a sweep of {Path(args.grid).name}")
     try:
@@ -128,8 +127,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         lock.release()
 
 
-def _run_sweep(grid: Any, todo: list[Any], total: int, workers: int) -> int:
-    from dmllab import sweep
+def _run_sweep(grid: Grid, todo: list[CellState], total: int, workers: int) -> int:
     from dmllab.workers import run_tasks
 
     for state in todo:
@@ -157,12 +155,11 @@ def _run_sweep(grid: Any, todo: list[Any], total: int, workers: int) -> int:
 # --------------------------------------------------------------------------- report
 def cmd_report(args: argparse.Namespace) -> int:
     from dmllab.report import write_sweep_results
-    from dmllab.sweep import finished_cells
 
     directory = Path(args.directory)
     if not directory.is_dir():
         raise SystemExit(f"{directory}: no such folder")
-    cells, skipped = finished_cells(directory)
+    cells, skipped = sweep.finished_cells(directory)
     for line in skipped:
         print(f"skipped {line}")
     if not cells:

@@ -319,7 +319,11 @@ def run_cell(task: tuple[Grid, dict[str, Any], int]) -> tuple[str, str | None]:
         return final.name, None
     except Exception as error:  # reported by the parent; the cell stays unfinished
         _keep_failure(staging, final)
-        return final.name, describe(error)
+        message = describe(error)
+        free = shutil.disk_usage(grid.out).free
+        if free < PROBE_BYTES and "ENOSPC" not in message:  # torch and papermill hide a full disk
+            message += f" (the disk holding {grid.out} is full: {free} bytes free)"
+        return final.name, message
 
 
 def _keep_failure(staging: Path | None, final: Path) -> None:

@@ -3,7 +3,6 @@ grids, colliding values, two sweeps on one folder, hostile values in the report.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -281,3 +280,18 @@ def test_full_and_read_only_disks_fail_before_any_work_then_cells_fail_in_one_li
         assert result.returncode == 1 and "Read-only file system (EROFS)" in result.stderr, result.stderr
     finally:
         subprocess.run(["umount", str(tmp_path / "disk")], capture_output=True)
+
+
+def test_the_demo_report_escapes_every_value(tmp_path):
+    from dmllab.report import LessonResult, save_lesson_outputs, write_report
+
+    name = HOSTILE[0]
+    save_lesson_outputs(tmp_path / "lesson", {f"{HOSTILE[1]}/recall@1": 0.5})
+    lesson = LessonResult(name=name, notebook=tmp_path / "lesson.ipynb", output_dir=tmp_path / "lesson",
+                          seconds=1.0, error=HOSTILE[2])
+    page = write_report(tmp_path, [lesson], title=HOSTILE[0]).read_text()
+    elements = Elements()
+    elements.feed(page)
+    assert [tag for tag, _ in elements.tags if tag == "img"] == []
+    assert [attrs for tag, attrs in elements.tags if tag == "a" and "javascript" in attrs.get("href", "")] == []
+    assert not [script for script in elements.scripts if script.lstrip().startswith("alert(")]
