@@ -23,6 +23,7 @@ from dmllab.config import Config
 from dmllab.errors import describe
 from dmllab.lessons import check_values, execute
 from dmllab.locks import FolderLock
+from dmllab.records import read_json
 from dmllab.sweep import CellState, Grid, GridError, load_grid
 from dmllab.values import BadValue
 from dmllab.values import parse_text as parse_value
@@ -101,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     execute(notebook, out / notebook.name, parameters, progress=True)
     print(f"executed: {(out / notebook.name).resolve()}")
     if (out / "metrics.json").exists():
-        print(json.dumps(json.loads((out / "metrics.json").read_text()), indent=2))
+        print(json.dumps(read_json(out / "metrics.json", "lesson's metrics"), indent=2))
     return 0
 
 

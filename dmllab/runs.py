@@ -272,15 +272,19 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
     >>> table[["pos", "r1_mean", "r1_n"]].round(3).values.tolist()
     [['nearest', 0.85, 2], ['random', 0.6, 2]]
     """
-    frame = pd.DataFrame(list(records))
+    records = list(records)
+    frame = pd.DataFrame(records)
     if frame.empty:
         raise ValueError("aggregate: no records")
     missing = [key for key in by if key not in frame.columns]
     if missing:
         raise ValueError(f"aggregate: records have no column(s) {missing}; columns: {list(frame.columns)}")
+    for name in by:  # the values as given: no 1 -> 1.0 or None -> NaN
+        frame[name] = pd.Series([record.get(name) for record in records], dtype=object, index=frame.index)
     if metrics is None:
         metrics = [c for c in frame.columns if c not in by and pd.api.types.is_numeric_dtype(frame[c])]
-    keys = [frame[name].map(canonical) if _needs_key(frame[name]) else frame[name] for name in by]
+    keyed = [name for name in by if _needs_key(frame[name])]
+    keys = [frame[name].map(canonical) if name in keyed else frame[name] for name in by]
     rows = []
     for _, group in frame.groupby(keys, sort=True, dropna=False):
         row: dict[str, Any] = {name: group[name].iloc[0] for name in by}
@@ -294,14 +298,17 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
             row[f"{metric}_ci"] = _t_quantile(confidence, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
             row[f"{metric}_n"] = n
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for name in keyed:
+        table[name] = pd.Series([row[name] for row in rows], dtype=object)
+    return table
 
 
 def _needs_key(column: pd.Series) -> bool:
-    """Whether a column's values cannot be grouped as they are (dicts, lists, mixed kinds)."""
-    kinds = {type(v) for v in column if not (isinstance(v, float) and math.isnan(v))}
-    return any(not isinstance(v, (str, int, float, bool, type(None))) for v in column) or (
-        str in kinds and len(kinds) > 1)
+    """Whether a column's values cannot be grouped as they are: dicts, lists, or kinds that pandas
+    would merge or refuse to sort (False and 0, None and 0, strings and numbers)."""
+    kinds = {type(None) if isinstance(v, float) and math.isnan(v) else type(v) for v in column}
+    return not (kinds <= {int, float} or kinds == {str} or kinds == {bool})
 
 
 def _t_quantile(confidence: float, dof: int) -> float:

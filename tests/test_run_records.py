@@ -7,6 +7,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 import torch
 
 import dmllab as dl
@@ -116,3 +118,21 @@ def test_a_kill_while_the_model_is_written_keeps_the_old_record(saved, tmp_path)
     assert dl.runs.load(path).metrics == json.loads(before)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "run"]
     assert all(name.startswith(".run.partial-") for name in leftovers)
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=3)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=2),
+                                                   st.dictionaries(st.text(max_size=2), inner, max_size=2)),
+                           max_leaves=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(json_values, st.floats(0, 1)), min_size=1, max_size=8))
+@example([(None, 0.1), (1, 0.2), ({"mu": 0.05}, 0.3), ([1, 2], 0.4), ("a", 0.5)])
+def test_aggregate_groups_any_json_parameter_value(rows):
+    from dmllab.values import canonical
+
+    table = dl.runs.aggregate([{"options": value, "r1": r1} for value, r1 in rows], by=["options"], metrics=["r1"])
+    assert len(table) == len({canonical(value) for value, _ in rows})
+    assert table["r1_n"].sum() == len(rows)
+    assert {canonical(v) for v in table["options"]} == {canonical(value) for value, _ in rows}
