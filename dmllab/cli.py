@@ -24,7 +24,8 @@ from dmllab.errors import describe
 from dmllab.lessons import check_values, execute
 from dmllab.locks import FolderLock
 from dmllab.records import read_json
-from dmllab.sweep import CellState, Grid, GridError, load_grid
+from dmllab.grid import Grid, GridError, load_grid
+from dmllab.sweep import CellState
 from dmllab.values import BadValue
 from dmllab.values import parse_text as parse_value
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dmllab import cli, records, sweep
+from dmllab.values import canonical
 from dmllab.locks import FolderBusy, FolderLock
 
 NOTEBOOK_BODY = """\
@@ -252,7 +253,7 @@ def test_report_takes_any_json_parameter_and_escapes_every_value(tmp_path):
                                 st.one_of(st.text(max_size=6), st.integers(), st.floats(allow_nan=False),
                                           st.lists(st.integers(), max_size=2)), min_size=1), min_size=2, max_size=6))
 def test_cell_folder_names_are_distinct_safe_and_stable(cells):
-    distinct = {sweep.canonical(cell): sweep.cell_name(cell) for cell in cells}
+    distinct = {canonical(cell): sweep.cell_name(cell) for cell in cells}
     assert len(set(distinct.values())) == len(distinct)
     for cell in cells:
         name = sweep.cell_name(cell)
