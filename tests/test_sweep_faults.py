@@ -91,14 +91,9 @@ def test_a_worker_killed_while_writing_the_model_is_retried_and_failed_cells_are
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]   # no lock, no staging left
 
 
-def die(task):
-    """A worker task: kill this worker while "writing" for tasks marked so, else echo the task."""
-    if task == "die":
-        os.kill(os.getpid(), 9)
-    return task.upper()
-
-
 def test_a_task_whose_worker_dies_twice_fails_alone_and_the_others_go_on():
+    from pool_tasks import die
+
     from dmllab.workers import run_tasks
 
     outcomes = list(run_tasks(die, ["a", "die", "b"], workers=2))
