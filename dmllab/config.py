@@ -9,15 +9,19 @@ True
 >>> Config(loss="tripplet")
 Traceback (most recent call last):
 ...
-ValueError: Config.loss='tripplet' is not known; choose one of: contrastive, margin, multi_similarity, prototype_ce, triplet
+dmllab.values.BadValue: Config.loss='tripplet' is not known; choose one of: contrastive, margin, multi_similarity, prototype_ce, triplet
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+from dmllab import values
+from dmllab.values import BadValue
 
 # The names every registry must implement (tests check each registry against these).
 DATASETS = (
@@ -43,6 +47,14 @@ NOISE_KINDS = ("symmetric", "pairflip")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 DIVERGENCE = ("stop", "warn", "off")
+
+# Bounds on sizes, so that a typo (embedding_dim: 1000000000) fails here instead of in an allocation.
+MAX_EMBEDDING_DIM = 65_536
+MAX_BATCH = 16_384            # a batch's [B, B] distance matrix: 1 GiB in float32 at this bound
+MAX_EPOCHS = 1_000_000
+MAX_BATCHES_PER_EPOCH = 10_000_000
+MAX_PROBE = 1_000_000
+MAX_SEED = 2**32 - 1          # numpy's seeds are 32-bit and non-negative
 
 
 @dataclass(frozen=True)
@@ -116,65 +128,35 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        _choice(self, "dataset", DATASETS)
-        _choice(self, "split", SPLITS)
-        _choice(self, "noise_kind", NOISE_KINDS)
-        _choice(self, "model", MODELS)
-        _choice(self, "geometry", GEOMETRIES)
-        _choice(self, "loss", LOSSES)
-        _choice(self, "positives", POSITIVES)
-        _choice(self, "negatives", NEGATIVES)
-        _choice(self, "optimizer", OPTIMIZERS)
-        _choice(self, "device", DEVICES)
-        _choice(self, "divergence", DIVERGENCE)
-        for name in ("dataset_options", "model_options", "geometry_options", "loss_options"):
-            if not isinstance(getattr(self, name), dict):
-                raise ValueError(f"Config.{name} must be a dict; got {getattr(self, name)!r}")
-        _range(self, "test_fraction", 0.0, 1.0, low_open=True, high_open=True)
-        _range(self, "val_fraction", 0.0, 1.0, high_open=True)
-        _range(self, "noise_rate", 0.0, 1.0, high_open=True)
-        _range(self, "margin", 0.0, None)
-        _range(self, "lsd_alpha", 0.0, None)
-        _range(self, "lsd_tau", 0.0, None, low_open=True)
-        _range(self, "lr", 0.0, None, low_open=True)
-        _range(self, "weight_decay", 0.0, None)
-        if self.loss_lr is not None:
-            _range(self, "loss_lr", 0.0, None, low_open=True)
-        if self.lsd_beta_neg is not None:
-            _range(self, "lsd_beta_neg", 0.0, None, low_open=True)
-        for name in ("embedding_dim", "epochs", "classes_per_batch", "samples_per_class",
-                     "k_positives", "probe_size", "eval_every"):
-            _positive_int(self, name)
-        for name in ("batches_per_epoch", "early_stopping_patience"):
-            if getattr(self, name) is not None:
-                _positive_int(self, name)
-        if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
-            raise ValueError(f"Config.snapshot_every must be an int >= 0; got {self.snapshot_every!r}")
-        if not isinstance(self.seed, int):
-            raise ValueError(f"Config.seed must be an int; got {self.seed!r}")
+        for item in dataclasses.fields(self):
+            check_field(item.name, getattr(self, item.name))
+        if self.batch_size > MAX_BATCH:
+            raise BadValue(
+                f"Config.classes_per_batch x samples_per_class = {self.batch_size} is above {MAX_BATCH}: "
+                f"the batch's distance matrix would not fit in memory; use a smaller batch")
         if self.classes_per_batch < 2:
-            raise ValueError(
+            raise BadValue(
                 f"Config.classes_per_batch={self.classes_per_batch} leaves no negatives in a batch; "
                 "use at least 2 classes per batch")
         if self.samples_per_class < 2:
-            raise ValueError(
+            raise BadValue(
                 f"Config.samples_per_class={self.samples_per_class} leaves no positives in a batch; "
                 "use at least 2 samples per class")
         if self.positives == "nearest" and self.samples_per_class < 3:
-            raise ValueError(
+            raise BadValue(
                 f"Config.positives='nearest' needs samples_per_class >= 3 (got {self.samples_per_class}): "
                 "with 2 samples of a class in a batch the nearest positive is the only positive, so it "
                 "changes nothing. Raise samples_per_class (4-8 is typical).")
         if self.k_positives >= self.samples_per_class:
-            raise ValueError(
+            raise BadValue(
                 f"Config.k_positives={self.k_positives} must be smaller than samples_per_class="
                 f"{self.samples_per_class} (an anchor has samples_per_class - 1 positives in a batch)")
         if self.early_stopping_patience is not None and self.val_fraction == 0.0:
-            raise ValueError(
+            raise BadValue(
                 "Config.early_stopping_patience needs a validation split: set val_fraction > 0 "
                 "(early stopping never looks at the test split)")
         if self.normalize and self.geometry in ("bregman", "bregman-maxaffine") and self.model == "identity":
-            raise ValueError(
+            raise BadValue(
                 "Config.normalize=True with model='identity' would project the raw inputs onto the sphere "
                 "before the learned Bregman geometry; set normalize=False for a geometry lesson")
 
@@ -189,7 +171,7 @@ class Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(
+            raise BadValue(
                 f"Config has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
         return cls(**values)
 
@@ -197,8 +179,14 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str, source: str = "config JSON") -> "Config":
+        """Read a Config written by `to_json`; duplicate keys and NaN/Infinity are refused.
+
+        Raises BadValue (a ValueError) naming `source` for text that is not such JSON."""
+        data = values.load_json(text, source)
+        if not isinstance(data, dict):
+            raise BadValue(f"{source}: a Config is a JSON object of fields; got {type(data).__name__}")
+        return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed (validated like a new Config)."""
@@ -209,28 +197,49 @@ class Config:
         return self.classes_per_batch * self.samples_per_class
 
 
-def _choice(config: Config, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(config, name)
-    if value not in allowed:
-        raise ValueError(
-            f"Config.{name}={value!r} is not known; choose one of: {', '.join(sorted(allowed))}")
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda owner, value: None if value is None else check(owner, value)
 
 
-def _range(config: Config, name: str, low: float, high: float | None, *,
-           low_open: bool = False, high_open: bool = False) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ValueError(f"Config.{name} must be a number; got {value!r}")
-    too_low = value <= low if low_open else value < low
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        upper = "inf" if high is None else f"{high:g}"
-        raise ValueError(f"Config.{name}={value!r} is outside {left}{low:g}, {upper}{right}")
+def _count(low: int, high: int) -> Callable[[str, Any], int]:
+    return lambda owner, value: values.integer(owner, value, low, high)
 
 
-def _positive_int(config: Config, name: str) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Config.{name} must be an int >= 1; got {value!r}")
+def _real(low: float, high: float = math.inf, **openness: bool) -> Callable[[str, Any], float]:
+    return lambda owner, value: values.number(owner, value, low, high, **openness)
+
+
+def _one_of(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
+    return lambda owner, value: values.choice(owner, value, allowed)
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "dataset": _one_of(DATASETS), "split": _one_of(SPLITS), "noise_kind": _one_of(NOISE_KINDS),
+    "model": _one_of(MODELS), "geometry": _one_of(GEOMETRIES), "loss": _one_of(LOSSES),
+    "positives": _one_of(POSITIVES), "negatives": _one_of(NEGATIVES), "optimizer": _one_of(OPTIMIZERS),
+    "device": _one_of(DEVICES), "divergence": _one_of(DIVERGENCE),
+    "dataset_options": values.options, "model_options": values.options, "geometry_options": values.options,
+    "loss_options": values.options,
+    "normalize": values.boolean, "monitor_test": values.boolean, "lsd_include_self": values.boolean,
+    "test_fraction": _real(0.0, 1.0, low_open=True, high_open=True),
+    "val_fraction": _real(0.0, 1.0, high_open=True),
+    "noise_rate": _real(0.0, 1.0, high_open=True),
+    "margin": _real(0.0), "lsd_alpha": _real(0.0), "weight_decay": _real(0.0),
+    "lsd_tau": _real(0.0, low_open=True), "lr": _real(0.0, low_open=True),
+    "loss_lr": _optional(_real(0.0, low_open=True)), "lsd_beta_neg": _optional(_real(0.0, low_open=True)),
+    "embedding_dim": _count(1, MAX_EMBEDDING_DIM), "epochs": _count(1, MAX_EPOCHS),
+    "classes_per_batch": _count(1, MAX_BATCH), "samples_per_class": _count(1, MAX_BATCH),
+    "k_positives": _count(1, MAX_BATCH), "probe_size": _count(1, MAX_PROBE), "eval_every": _count(1, MAX_EPOCHS),
+    "batches_per_epoch": _optional(_count(1, MAX_BATCHES_PER_EPOCH)),
+    "early_stopping_patience": _optional(_count(1, MAX_EPOCHS)),
+    "snapshot_every": _count(0, MAX_EPOCHS), "seed": _count(0, MAX_SEED),
+}
+
+
+def check_field(name: str, value: Any) -> None:
+    """Check one value for the Config field `name` on its own (type, finiteness, range, bounds),
+    as `Config(...)` does; the sweep and `dmllab run` call it before any work.
+
+    Raises BadValue (a ValueError) naming `Config.<name>`, the value and what it needs; KeyError
+    for a name that is not a field."""
+    _CHECKS[name](f"Config.{name}", value)

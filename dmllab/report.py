@@ -23,10 +23,14 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from dmllab.records import read_json, replacing
+
 
 def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any],
                         figures: Mapping[str, Any] | None = None) -> Path | None:
-    """Write `metrics.json` (and figures) under `output_dir`; does nothing when it is None."""
+    """Write the figures, then `metrics.json`, under `output_dir`; does nothing when it is None.
+
+    Each file is written to a temporary name and renamed into place (complete or absent)."""
     if output_dir is None:
         return None
     directory = Path(output_dir)
@@ -35,17 +39,20 @@ def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any
     for key, value in metrics.items():
         value = float(value)
         clean[str(key)] = value if math.isfinite(value) else None
-    (directory / "metrics.json").write_text(json.dumps(clean, indent=2, sort_keys=True))
     if figures:
         folder = directory / "figures"
         folder.mkdir(exist_ok=True)
         for name, figure in figures.items():
             if hasattr(figure, "to_json"):  # plotly
-                (folder / f"{name}.json").write_text(figure.to_json())
+                with replacing(folder / f"{name}.json") as path:
+                    path.write_text(figure.to_json())
             elif hasattr(figure, "savefig"):  # matplotlib
-                figure.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
+                with replacing(folder / f"{name}.png") as path:
+                    figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
             else:
                 raise TypeError(f"figure {name!r} is neither a plotly nor a matplotlib figure: {type(figure)}")
+    with replacing(directory / "metrics.json") as path:  # last: a lesson's outputs are there when it is
+        path.write_text(json.dumps(clean, indent=2, sort_keys=True))
     return directory
 
 
@@ -62,7 +69,7 @@ class LessonResult:
     @property
     def metrics(self) -> dict[str, float]:
         path = self.output_dir / "metrics.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_json(path, "lesson's metrics") if path.exists() else {}
 
 
 def metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
@@ -124,3 +131,58 @@ table.metrics td, table.metrics th { border: 1px solid #ccc; padding: 4px 8px; t
 pre.error { background: #fee; padding: 1em; overflow-x: auto; }
 img { max-width: 100%; }
 """
+
+
+# --------------------------------------------------------------------------- sweep results
+HEADLINE_METRICS = ("recall@1", "map@r", "nmi", "fine_recall@1", "memorisation", "prototype_accuracy")
+
+
+def write_sweep_results(directory: Path, rows: list[dict[str, Any]], params: list[str],
+                        metrics: list[str] | None = None) -> str:
+    """Aggregate a sweep's finished cells (one dict of parameters and metrics each) over seeds,
+    write `results.csv` and `results.html` into `directory`, and return the table as text.
+
+    Parameter values may be any JSON value (shown as JSON); every value is escaped in the HTML.
+    Raises ValueError when none of the `metrics` (default: the headline ones present) is there."""
+    from dmllab.runs import aggregate
+
+    metrics = metrics or [m for m in HEADLINE_METRICS if any(m in r for r in rows)]
+    if not metrics:
+        metrics = sorted({k for r in rows for k, v in r.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)} - set(params) - {"seed"})
+    if not metrics:
+        raise ValueError(f"{directory}: the finished cells hold no numeric metrics to tabulate")
+    table = aggregate(rows, by=params or ["seed"], metrics=metrics)
+    shown = _shown(table, params or ["seed"], metrics)
+    shown_text = shown.to_string(index=False)
+    table.assign(**{p: table[p].map(_as_text) for p in params}).to_csv(directory / "results.csv", index=False)
+    _write_results_html(directory / "results.html", table, shown, params, metrics)
+    return shown_text
+
+
+def _as_text(value: Any) -> str:
+    """A parameter value as shown in tables: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _shown(table: pd.DataFrame, params: list[str], metrics: list[str]) -> pd.DataFrame:
+    shown = pd.DataFrame({p: table[p].map(_as_text) for p in params})
+    for metric in metrics:
+        shown[metric] = [f"{m:.3f} ± {c:.3f} (n={n})" for m, c, n in
+                         zip(table[f"{metric}_mean"], table[f"{metric}_ci"], table[f"{metric}_n"])]
+    return shown
+
+
+def _write_results_html(path: Path, table: pd.DataFrame, shown: pd.DataFrame, params: list[str],
+                        metrics: list[str]) -> None:
+    import plotly.graph_objects as go
+
+    # plotly renders a subset of HTML in labels (<a href>, <b>, ...): escaped, they show as text
+    labels = [html.escape(", ".join(row)) for row in shown[params].itertuples(index=False)] if params \
+        else [str(i) for i in table.index]
+    figure = go.Figure([go.Bar(name=html.escape(m), x=labels, y=table[f"{m}_mean"].to_numpy(),
+                               error_y={"type": "data", "array": table[f"{m}_ci"].to_numpy()}) for m in metrics])
+    figure.update_layout(barmode="group", title="mean ± 95% CI over seeds", yaxis_title="value")
+    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>dmllab results</title></head><body>"
+                    f"{shown.to_html(index=False, escape=True)}"
+                    f"{figure.to_html(full_html=False, include_plotlyjs=True)}</body></html>")

@@ -1,13 +1,20 @@
 """Run records: what `fit` returns, how it is saved and loaded, and aggregation over seeds.
 
 A saved run is a directory with `config.json`, `metrics.json`, `history.csv` and `model.pt`
-(state dicts only, loaded with `weights_only=True`).
+(state dicts only, loaded with `weights_only=True`). `model.pt` also says which data the run was
+trained on: the data set's name, a SHA-256 fingerprint of its splits (inputs, labels, order), the
+input shape and the number of classes. The folder is written beside its place and renamed into
+it, so it is complete or absent; `load` never attaches data with another fingerprint.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
+import pickle
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,10 +24,15 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from dmllab.config import Config
+from dmllab import records
 from dmllab.components import build_components
+from dmllab.config import Config
 from dmllab.data.dataset import Dataset
 from dmllab.data.prepare import Splits, prepare
+from dmllab.records import RecordError
+from dmllab.values import BadValue, canonical
+
+RECORD_FILES = ("config.json", "metrics.json", "history.csv", "model.pt")
 
 
 @dataclass
@@ -33,8 +45,9 @@ class Run:
                validation metrics, ...).
     snapshots: epoch -> [probe_size, d] embeddings of `probe_index` rows of the training split.
     config:    the Config that produced the run.
-    data:      the train / val / test splits (None when loaded from disk and not rebuilt).
+    data:      the train / val / test splits (None when loaded from disk without its data).
     loss_fn:   the loss module (learnable loss parameters, e.g. the margin loss's beta).
+    data_identity: what `data_identity(data)` gave when the run was saved (set by `load`).
     """
 
     model: nn.Module
@@ -47,6 +60,7 @@ class Run:
     loss_fn: nn.Module | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
+    data_identity: dict[str, Any] | None = None
 
     @property
     def train(self) -> Dataset:
@@ -62,7 +76,9 @@ class Run:
 
     def _splits(self) -> Splits:
         if self.data is None:
-            raise ValueError("this run carries no data; pass a dataset explicitly")
+            trained_on = (f" (it was trained on {self.data_identity['name']!r}; load it with "
+                          "dmllab.runs.load(path, data=that_dataset))") if self.data_identity else ""
+            raise ValueError(f"this run carries no data{trained_on}; pass a dataset explicitly")
         return self.data
 
     @torch.no_grad()
@@ -86,53 +102,161 @@ class Run:
 
     # ---------------------------------------------------------------- records on disk
     def save(self, directory: str | Path) -> Path:
-        """Write config.json, metrics.json, history.csv and model.pt (state dicts only)."""
+        """Write the run record (config.json, metrics.json, history.csv, model.pt) to `directory`.
+
+        The files are written into a hidden folder beside it and renamed into place, so the
+        record is complete or absent, an old record there survives a crash, and a symlink in an
+        old record is replaced, never followed. Raises RecordError when `directory` holds files
+        that are not a run record's (they would be lost), OSError when it cannot be written."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.is_dir() and not directory.is_symlink():
+            foreign = sorted(p.name for p in directory.iterdir() if p.name not in RECORD_FILES)
+            if foreign:
+                raise RecordError(f"{directory} holds files that are not part of a run record "
+                                  f"({', '.join(foreign[:5])}); save the run into a new or empty folder")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = records.staging_dir(directory)
+        try:
+            self.write_files(staging)
+            records.publish(staging, directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return directory
+
+    def write_files(self, directory: Path) -> None:
+        """The record's files, written into the existing folder `directory` (no renaming: callers
+        that need the folder complete-or-absent write into a staging folder, as `save` does)."""
         (directory / "config.json").write_text(self.config.to_json())
         (directory / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2, sort_keys=True))
         self.history_frame().to_csv(directory / "history.csv", index=False)
-        state = {"model": self.model.state_dict(), "geometry": self.geometry.state_dict()}
+        state: dict[str, Any] = {"model": self.model.state_dict(), "geometry": self.geometry.state_dict(),
+                                 "data": self._data_record()}
         if self.loss_fn is not None:
             state["loss"] = self.loss_fn.state_dict()
         torch.save(state, directory / "model.pt")
-        return directory
+
+    def _data_record(self) -> dict[str, Any]:
+        if self.data is not None:
+            return data_identity(self.data)
+        if self.data_identity is not None:
+            return self.data_identity
+        raise ValueError("this run has no data and no record of its data, so its record could not be loaded "
+                         "again; fit it with a dataset, or load it with dmllab.runs.load(path, data=...)")
 
 
-def load(directory: str | Path, *, rebuild_data: bool = True) -> Run:
+def data_identity(splits: Splits) -> dict[str, Any]:
+    """What a run record keeps about its data: `name`, `fingerprint` (SHA-256 over every split's
+    inputs, labels and order; image folders by their file list and image size), `input_shape`,
+    `image_shape` and `num_classes` of the training split."""
+    digest = hashlib.sha256()
+    for part in ("train", "val", "test"):
+        data = getattr(splits, part)
+        digest.update(part.encode())
+        if data is None:
+            continue
+        for tensor in (data.y, data.sub if data.sub is not None else torch.empty(0)):
+            digest.update(str(tuple(tensor.shape)).encode() + tensor.numpy().tobytes())
+        if isinstance(data.x, Tensor):
+            x = data.x.detach().cpu().contiguous()
+            digest.update(f"{x.dtype}{tuple(x.shape)}".encode() + x.numpy().tobytes())
+        else:  # lazy inputs (image folders): their files and decoding size, not the pixels
+            digest.update(repr((getattr(data.x, "paths", None), getattr(data.x, "size", None), len(data.x))).encode())
+    train = splits.train
+    return {"name": train.name, "fingerprint": digest.hexdigest(),
+            "input_shape": [int(s) for s in train.x[torch.tensor([0])].shape[1:]],
+            "image_shape": list(train.image_shape) if train.image_shape is not None else None,
+            "num_classes": int(train.num_classes)}
+
+
+def load(directory: str | Path, *, data: Dataset | None = None, rebuild_data: bool = True) -> Run:
     """Load a run saved by `Run.save`. Weights are read with `weights_only=True`.
 
-    With `rebuild_data`, a run of a named embedded dataset gets its splits back (they are
-    deterministic given the config); runs on a user's own Dataset come back without data.
-    """
+    data:          the Dataset the run was trained on (for a run on one's own data); its splits
+                   must have the recorded fingerprint.
+    rebuild_data:  without `data`, rebuild the config's named data set and attach its splits only
+                   when their fingerprint equals the record's (otherwise the run has no data).
+
+    Raises RecordError naming the file when a record file is missing, empty or damaged, and when
+    `data` is not the data the run was trained on (or the record predates data fingerprints)."""
     directory = Path(directory)
-    for name in ("config.json", "model.pt"):
-        if not (directory / name).exists():
-            raise FileNotFoundError(f"{directory} is not a run record: {name} is missing")
-    config = Config.from_json((directory / "config.json").read_text())
-    splits = prepare(config) if rebuild_data and config.dataset_options.get("root") is None else None
-    input_shape = _input_shape(splits, config, directory)
-    num_classes = splits.train.num_classes if splits is not None else None
-    model, geometry, loss_fn = build_components(config, input_shape, num_classes)
-    state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    geometry.load_state_dict(state["geometry"])
-    if "loss" in state:
-        loss_fn.load_state_dict(state["loss"])
+    if not directory.is_dir():
+        raise records.missing_record(directory, "run record")
+    config_path = directory / "config.json"
+    try:
+        config = Config.from_dict(records.read_json(config_path, "run's config"))
+    except BadValue as error:
+        raise RecordError(f"{config_path}: {error}") from None
+    state = _read_state(directory / "model.pt")
+    identity = state.get("data")
+    splits = _attach(directory, config, identity, data, rebuild_data)
+    if identity is None:
+        identity = data_identity(splits)
+    model, geometry, loss_fn = build_components(config, identity["input_shape"], identity["num_classes"],
+                                                identity["image_shape"])
+    try:
+        model.load_state_dict(state["model"])
+        geometry.load_state_dict(state["geometry"])
+        if "loss" in state:
+            loss_fn.load_state_dict(state["loss"])
+    except RuntimeError as error:
+        raise RecordError(f"{directory / 'model.pt'}: the weights do not fit the model its config.json builds "
+                          f"({str(error).splitlines()[0]})") from None
     model.eval()
-    history = pd.read_csv(directory / "history.csv").to_dict("records") if (directory / "history.csv").exists() else []
-    metrics = json.loads((directory / "metrics.json").read_text()) if (directory / "metrics.json").exists() else {}
-    return Run(model=model, geometry=geometry, config=config, history=history, data=splits,
-               loss_fn=loss_fn, metrics=metrics)
+    return Run(model=model, geometry=geometry, config=config, history=_read_history(directory / "history.csv"),
+               data=splits, loss_fn=loss_fn, metrics=_read_metrics(directory / "metrics.json"),
+               data_identity=identity)
 
 
-def _input_shape(splits: Splits | None, config: Config, directory: Path) -> tuple[int, ...]:
-    if splits is not None:
-        return tuple(splits.train.x[torch.tensor([0])].shape[1:])
-    shape = json.loads((directory / "config.json").read_text()).get("input_shape")
-    if shape is None:
-        raise ValueError(f"{directory}: cannot rebuild the model without its data; load with rebuild_data=True")
-    return tuple(shape)
+def _attach(directory: Path, config: Config, identity: dict[str, Any] | None, data: Dataset | None,
+            rebuild_data: bool) -> Splits | None:
+    if data is not None:
+        splits = prepare(config, data)
+        if identity is not None and data_identity(splits)["fingerprint"] != identity["fingerprint"]:
+            raise RecordError(
+                f"{directory} was trained on {identity['name']!r} (fingerprint {identity['fingerprint'][:12]}), "
+                f"not on the given {data.name!r} (fingerprint {data_identity(splits)['fingerprint'][:12]}): pass "
+                "the same rows, labels and order, or load the run without data")
+        return splits
+    if identity is None:
+        raise RecordError(f"{directory / 'model.pt'} does not say which data the run was trained on (saved by "
+                          "an older dmllab); load it with dmllab.runs.load(path, data=the_training_dataset)")
+    if rebuild_data and config.dataset_options.get("root") is None:
+        splits = prepare(config)
+        if data_identity(splits)["fingerprint"] == identity["fingerprint"]:
+            return splits
+    return None
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecordError(f"{path}: the run's weights are missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, OSError, ValueError) as error:
+        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RecordError(f"{path}: cannot read the run's weights ({cause}); the file is damaged or cut "
+                          "short: train the run again") from None
+    missing = [key for key in ("model", "geometry") if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise RecordError(f"{path}: not a dmllab run's weights (no {', '.join(missing)} state)")
+    return state
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if not text.strip():
+        return []
+    try:
+        return pd.read_csv(io.StringIO(text)).to_dict("records")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: cannot read the run's history ({error})") from None
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    return records.read_json(path, "run's metrics") if path.exists() else {}
 
 
 # -------------------------------------------------------------------- aggregation
@@ -140,24 +264,30 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
               confidence: float = 0.95) -> pd.DataFrame:
     """Mean, std, count and a Student-t confidence half-width per group of `by` keys.
 
+    A `by` value may be any JSON value (dicts and lists are grouped by their JSON text).
+
     >>> rows = [{"pos": "nearest", "r1": 0.8}, {"pos": "nearest", "r1": 0.9},
     ...         {"pos": "random", "r1": 0.5}, {"pos": "random", "r1": 0.7}]
     >>> table = aggregate(rows, by=["pos"], metrics=["r1"])
     >>> table[["pos", "r1_mean", "r1_n"]].round(3).values.tolist()
     [['nearest', 0.85, 2], ['random', 0.6, 2]]
     """
-    frame = pd.DataFrame(list(records))
+    records = list(records)
+    frame = pd.DataFrame(records)
     if frame.empty:
         raise ValueError("aggregate: no records")
     missing = [key for key in by if key not in frame.columns]
     if missing:
         raise ValueError(f"aggregate: records have no column(s) {missing}; columns: {list(frame.columns)}")
+    for name in by:  # the values as given: no 1 -> 1.0 or None -> NaN
+        frame[name] = pd.Series([record.get(name) for record in records], dtype=object, index=frame.index)
     if metrics is None:
         metrics = [c for c in frame.columns if c not in by and pd.api.types.is_numeric_dtype(frame[c])]
+    keyed = [name for name in by if _needs_key(frame[name])]
+    keys = [frame[name].map(canonical) if name in keyed else frame[name] for name in by]
     rows = []
-    for key, group in frame.groupby(by, sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        row: dict[str, Any] = dict(zip(by, key))
+    for _, group in frame.groupby(keys, sort=True, dropna=False):
+        row: dict[str, Any] = {name: group[name].iloc[0] for name in by}
         for metric in metrics:
             values = group[metric].dropna().to_numpy(dtype=float)
             n = len(values)
@@ -168,7 +298,17 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
             row[f"{metric}_ci"] = _t_quantile(confidence, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
             row[f"{metric}_n"] = n
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for name in keyed:
+        table[name] = pd.Series([row[name] for row in rows], dtype=object)
+    return table
+
+
+def _needs_key(column: pd.Series) -> bool:
+    """Whether a column's values cannot be grouped as they are: dicts, lists, or kinds that pandas
+    would merge or refuse to sort (False and 0, None and 0, strings and numbers)."""
+    kinds = {type(None) if isinstance(v, float) and math.isnan(v) else type(v) for v in column}
+    return not (kinds <= {int, float} or kinds == {str} or kinds == {bool})
 
 
 def _t_quantile(confidence: float, dof: int) -> float:

@@ -1,0 +1,38 @@
+"""One line for an error: what happened first, and the file it happened to.
+
+A full disk surfaces as the last line of a chain of four tracebacks; `describe` walks the chain
+and names the operating-system error and its file (`No space left on device: out/cell/model.pt`).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from dmllab.records import RecordError
+from dmllab.values import BadValue
+
+
+def describe(error: BaseException) -> str:
+    """`error` as one line: the innermost operating-system error with its file when there is one,
+    a failed notebook cell's own error, else the exception's type and first line."""
+    chain = []
+    seen = error
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for cause in reversed(chain):
+        if isinstance(cause, OSError) and cause.errno is not None:
+            name = errno.errorcode.get(cause.errno, str(cause.errno))
+            where = f": {cause.filename}" if cause.filename else ""
+            return f"{cause.strerror or name} ({name}){where}"
+    if hasattr(error, "ename") and hasattr(error, "evalue"):  # papermill: the notebook raised
+        cell = getattr(error, "exec_count", None)
+        return f"{error.ename}: {_first_line(str(error.evalue))}" + (f" (notebook cell [{cell}])" if cell else "")
+    if isinstance(error, (BadValue, RecordError)):  # the lab's own messages say all there is
+        return _first_line(str(error))
+    return f"{type(error).__name__}: {_first_line(str(error))}"
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else "(no message)"

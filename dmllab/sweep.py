@@ -1,0 +1,256 @@
+"""Sweep cells: one folder per cell of a grid, complete or absent, and the results they hold.
+
+Each cell gets the folder `OUT/<readable>-<hash>`: the readable part shows the parameters, the
+hash (of their JSON) keeps different values apart, and `params.json` inside holds them exactly. A
+cell is built in a hidden staging folder and renamed into place; it is finished only when it
+holds `cell.json` (written last): the cell's parameters, the configuration it ran with (every
+Config field, or the notebook's name, defaults and parameters) and the SHA-256 of each file. A
+cell counts only when that record is intact and its configuration equals the grid's; a failed
+cell keeps its `error.txt` and is run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dmllab import records
+from dmllab.config import Config
+from dmllab.errors import describe
+from dmllab.grid import Grid, GridError
+from dmllab.lessons import execute
+from dmllab.records import RecordError
+from dmllab.values import canonical
+
+CELL_RECORD = "cell.json"
+PROBE_BYTES = 1 << 20  # written and removed before any worker starts: a full disk fails here
+
+
+# --------------------------------------------------------------------------- cell folders
+def cell_name(cell: dict[str, Any]) -> str:
+    """`<readable>-<hash>`: the parameters in a file-name-safe form, then 12 hex digits of the
+    SHA-256 of their JSON, so values that read alike ('a b', 'a/b', 'a_b') get their own folders."""
+    readable = ",".join(f"{k}={_short(cell[k])}" for k in sorted(cell))
+    readable = re.sub(r"[^A-Za-z0-9_.,=-]+", "_", readable).strip("._")[:80]
+    return f"{readable}-{hashlib.sha256(canonical(cell).encode()).hexdigest()[:12]}"
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else canonical(value)
+
+
+@dataclass
+class CellState:
+    """A grid cell's folder: `finished` (intact and of this grid's configuration), or why not."""
+
+    cell: dict[str, Any]
+    path: Path
+    finished: bool = False
+    stale: str | None = None    # finished with another configuration: the first difference
+    damaged: str | None = None  # finished, but a file changed or went missing since
+
+
+def read_cell(folder: Path) -> dict[str, Any] | None:
+    """A finished cell's record (`params`, `recorded`, `files`), or None when the folder holds no
+    finished cell. Raises RecordError naming the file when the record is damaged."""
+    path = folder / CELL_RECORD
+    if not path.exists():
+        return None
+    record = records.read_json(path, "cell's completion record")
+    missing = {"params", "recorded", "files"} - set(record)
+    if missing:
+        raise RecordError(f"{path}: the cell's completion record has no {', '.join(sorted(missing))}")
+    return record
+
+
+def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
+    """Each grid cell's state, and the names of finished cells in `grid.out` not in this grid."""
+    states = []
+    for cell in grid.cells():
+        state = CellState(cell, grid.out / cell_name(cell))
+        try:
+            record = read_cell(state.path)
+        except RecordError as error:
+            state.damaged = str(error)
+            record = None
+        if record is not None:
+            changed = records.damaged_files(state.path, record["files"])
+            if changed:
+                state.damaged = f"{', '.join(changed)} changed or missing since it finished"
+            elif record["recorded"] != grid.recorded(cell):
+                state.stale = difference(record["recorded"], grid.recorded(cell))
+            else:
+                state.finished = True
+        states.append(state)
+    names = {state.path.name for state in states}
+    foreign = sorted(p.name for p in grid.out.iterdir()
+                     if p.is_dir() and p.name not in names and not records.is_staging(p) and (p / CELL_RECORD).exists())
+    return states, foreign
+
+
+def difference(old: Any, new: Any, where: str = "") -> str:
+    """The first place two recorded configurations differ, as 'where: old -> new'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if canonical(old.get(key)) != canonical(new.get(key)):
+                return difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+    return f"{where}: {canonical(old)} -> {canonical(new)}"
+
+
+def check_output(grid: Grid, states: list[CellState], foreign: list[str]) -> None:
+    """Refuse a folder that holds another grid's results: finished cells of a different
+    configuration (an edited grid) or cells this grid does not have (another sweep)."""
+    stale = [s for s in states if s.stale]
+    if stale:
+        raise GridError(f"{grid.out}: {len(stale)} finished cell(s) ran with another configuration than this grid's "
+                        f"(e.g. {stale[0].path.name}: {stale[0].stale}); give the grid a new 'out:' folder, "
+                        "or delete those cells to run them again")
+    if foreign:
+        raise GridError(f"{grid.out}: holds {len(foreign)} finished cell(s) that are not in this grid (e.g. "
+                        f"{foreign[0]}): one folder holds one sweep; give the grid a new 'out:' folder")
+
+
+def check_writable(folder: Path) -> None:
+    """Write, sync and remove a 1 MiB probe file in `folder`: a full, read-only or unwritable
+    folder fails here, before any worker starts. Raises GridError naming the cause and file."""
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(bytes(PROBE_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise GridError(f"sweep: cannot write {probe}: {describe(error)}; free some space or "
+                        "give the grid another 'out:' folder")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def remove_staging(folder: Path) -> None:
+    """Remove staging folders that a killed sweep left behind (call with the folder's lock held)."""
+    for path in folder.iterdir():
+        if records.is_staging(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- running a cell
+def run_cell(task: tuple[Grid, dict[str, Any], int]) -> tuple[str, str | None]:
+    """Run one cell of a grid in this (worker) process; returns (cell folder name, None or a
+    one-line error). The cell is built in a staging folder and renamed into place: finished with
+    `cell.json`, or failed with `error.txt` (never counted, run again by the next sweep)."""
+    grid, cell, threads = task
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    final = grid.out / cell_name(cell)
+    staging = None
+    try:
+        staging = records.staging_dir(final)
+        (staging / "params.json").write_text(json.dumps(cell, sort_keys=True))
+        if grid.notebook is not None:
+            execute(grid.notebook, staging / grid.notebook.name,
+                    {**cell, "quick": grid.quick, "output_dir": str(staging.resolve())})
+            if not (staging / "metrics.json").is_file():
+                raise RecordError(f"{grid.notebook.name} wrote no metrics.json into its output_dir")
+        else:
+            from dmllab.metrics import evaluate
+            from dmllab.train import fit
+
+            run = fit(Config.from_dict({**grid.fit, **cell}), progress=False)
+            run.metrics.update(evaluate(run))
+            run.write_files(staging)
+        files = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
+        record = {"params": cell, "recorded": grid.recorded(cell), "files": records.manifest(staging, files)}
+        (staging / CELL_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+        records.publish(staging, final)
+        return final.name, None
+    except Exception as error:  # reported by the parent; the cell stays unfinished
+        _keep_failure(staging, final)
+        message = describe(error)
+        free = shutil.disk_usage(grid.out).free
+        if free < PROBE_BYTES and "ENOSPC" not in message:  # torch and papermill hide a full disk
+            message += f" (the disk holding {grid.out} is full: {free} bytes free)"
+        return final.name, message
+
+
+def _keep_failure(staging: Path | None, final: Path) -> None:
+    """Publish a failed cell with its traceback in error.txt (and no completion record); on a
+    full disk, where that cannot be written, remove the staging folder instead."""
+    if staging is None:
+        return
+    try:
+        (staging / CELL_RECORD).unlink(missing_ok=True)
+        (staging / "error.txt").write_text(traceback.format_exc())
+        records.publish(staging, final)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- reading results
+@dataclass
+class Finished:
+    """One finished, intact cell of a sweep folder: its parameters, metrics and configuration."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    recorded: dict[str, Any]
+
+
+def finished_cells(directory: Path) -> tuple[list[Finished], list[str]]:
+    """The finished, intact cells in a sweep folder, and one line per cell folder left out (no
+    completion record: unfinished or failed; a file changed since; a damaged record).
+
+    Raises GridError when the finished cells come from different sweeps (other parameters, or
+    another base configuration): one table never mixes them."""
+    cells, skipped = [], []
+    for folder in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / CELL_RECORD).exists() and not (folder / "params.json").exists():
+            continue
+        try:
+            record = read_cell(folder)
+            if record is None:
+                skipped.append(f"{folder.name}: not finished (failed, running or killed; no {CELL_RECORD})")
+                continue
+            changed = records.damaged_files(folder, record["files"])
+            if changed:
+                skipped.append(f"{folder.name}: {', '.join(changed)} changed or missing since it finished")
+                continue
+            metrics = records.read_json(folder / "metrics.json", "cell's metrics")
+        except RecordError as error:
+            skipped.append(str(error))
+            continue
+        cells.append(Finished(folder.name, record["params"], metrics, record["recorded"]))
+    _check_one_sweep(directory, cells)
+    return cells, skipped
+
+
+def _base(cell: Finished) -> dict[str, Any]:
+    """A cell's configuration without its own parameters: equal for every cell of one sweep."""
+    recorded = json.loads(canonical(cell.recorded))
+    for part in ("fit", "parameters"):
+        for name in cell.params:
+            recorded.get(part, {}).pop(name, None)
+    return recorded
+
+
+def _check_one_sweep(directory: Path, cells: list[Finished]) -> None:
+    if not cells:
+        return
+    first = cells[0]
+    for cell in cells[1:]:
+        if sorted(cell.params) != sorted(first.params):
+            raise GridError(f"{directory} mixes cells of different sweeps ({first.name} varies "
+                            f"{', '.join(sorted(first.params))}; {cell.name} varies {', '.join(sorted(cell.params))}); "
+                            "report each sweep's folder on its own")
+        if canonical(_base(cell)) != canonical(_base(first)):
+            raise GridError(f"{directory} mixes cells of different sweeps ({first.name} and {cell.name} differ in "
+                            f"{difference(_base(first), _base(cell))}); report each sweep's folder on its own")

@@ -1,0 +1,138 @@
+"""Run records are complete or absent, name their data, and damaged files are named when loading fails."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+import torch
+
+import dmllab as dl
+from dmllab.config import Config
+from dmllab.records import RecordError
+
+
+def tiny(**changes):
+    base = dict(dataset="mixture", dataset_options={"num_classes": 4, "modes_per_class": 1, "dim": 4, "per_mode": 12},
+                split="stratified", epochs=1, batches_per_epoch=2, classes_per_batch=2, samples_per_class=3,
+                embedding_dim=4, seed=0)
+    return Config(**{**base, **changes})
+
+
+def own_data(dim, seed=0, n=40):
+    generator = torch.Generator().manual_seed(seed)
+    return dl.data.Dataset(x=torch.randn(n, dim, generator=generator), y=torch.arange(n) % 4, name=f"mine-{dim}")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    run = dl.fit(tiny(), progress=False)
+    return run, run.save(tmp_path_factory.mktemp("runs") / "run")
+
+
+def test_a_record_names_its_data_and_round_trips(saved):
+    run, path = saved
+    loaded = dl.runs.load(path)
+    assert loaded.data_identity["name"] == run.train.name and len(loaded.data_identity["fingerprint"]) == 64
+    torch.testing.assert_close(loaded.embed(loaded.test), run.embed(run.test))
+
+
+def test_a_run_on_own_data_never_gets_other_data_attached(tmp_path):
+    data = own_data(64)
+    run = dl.fit(tiny(dataset="digits", dataset_options={}), data, progress=False)
+    path = run.save(tmp_path / "run")
+    loaded = dl.runs.load(path)  # config.dataset is digits, but the run was not trained on it
+    assert loaded.data is None
+    with pytest.raises(ValueError, match="trained on 'mine-64'.*data="):
+        loaded.test  # noqa: B018 - the property raises
+    again = dl.runs.load(path, data=data)
+    torch.testing.assert_close(again.embed(again.test), run.embed(run.test))
+    for wrong in (own_data(64, seed=1), own_data(10)):
+        with pytest.raises(RecordError, match="trained on 'mine-64'"):
+            dl.runs.load(path, data=wrong)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: (p / "model.pt").write_bytes(b""), "model.pt: cannot read the run's weights"),
+    (lambda p: (p / "model.pt").write_bytes((p / "model.pt").read_bytes()[:300]), "model.pt: cannot read"),
+    (lambda p: torch.save({"model": {}}, p / "model.pt"), "model.pt: not a dmllab run's weights \\(no geometry"),
+    (lambda p: (p / "config.json").write_text(""), "config.json: the run's config is empty"),
+    (lambda p: (p / "config.json").write_text('{"lr": 0.1'), "config.json: not valid JSON"),
+    (lambda p: (p / "config.json").write_text('{"lr": "fast"}'), "config.json: Config.lr must be a number"),
+    (lambda p: (p / "metrics.json").write_text("[1]"), "metrics.json: the run's metrics should be a JSON dict"),
+    (lambda p: (p / "model.pt").unlink(), "model.pt: the run's weights are missing"),
+])
+def test_damaged_records_name_the_file(saved, tmp_path, damage, message):
+    import shutil
+
+    path = tmp_path / "copy"
+    shutil.copytree(saved[1], path)
+    damage(path)
+    with pytest.raises(RecordError, match=message):
+        dl.runs.load(path)
+
+
+def test_saving_over_a_record_replaces_it_whole_and_never_follows_symlinks(saved, tmp_path):
+    run, _ = saved
+    path = run.save(tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (path / "metrics.json").unlink()
+    (path / "metrics.json").symlink_to(victim)
+    run.save(path)
+    assert victim.read_text() == "keep me" and not (path / "metrics.json").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "victim.txt"]
+    (path.parent / "other").mkdir()
+    (path.parent / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(RecordError, match="notes.txt"):
+        run.save(path.parent / "other")
+
+
+SAVE_AND_DIE = textwrap.dedent("""
+    import os, signal, sys, torch
+    import dmllab as dl
+    run = dl.runs.load(sys.argv[1])
+    run.metrics = {"new": 1.0}
+    real_save = torch.save
+    def dying_save(state, path):
+        with open(path, "wb") as handle:
+            handle.write(b"PK partial")
+            handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    torch.save = dying_save
+    run.save(sys.argv[1])
+""")
+
+
+def test_a_kill_while_the_model_is_written_keeps_the_old_record(saved, tmp_path):
+    run, _ = saved
+    path = run.save(tmp_path / "run")
+    before = (path / "metrics.json").read_text()
+    died = subprocess.run([sys.executable, "-c", SAVE_AND_DIE, str(path)], capture_output=True, text=True, timeout=120)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    assert (path / "metrics.json").read_text() == before
+    assert dl.runs.load(path).metrics == json.loads(before)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "run"]
+    assert all(name.startswith(".run.partial-") for name in leftovers)
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=3)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=2),
+                                                   st.dictionaries(st.text(max_size=2), inner, max_size=2)),
+                           max_leaves=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(json_values, st.floats(0, 1)), min_size=1, max_size=8))
+@example([(None, 0.1), (1, 0.2), ({"mu": 0.05}, 0.3), ([1, 2], 0.4), ("a", 0.5)])
+def test_aggregate_groups_any_json_parameter_value(rows):
+    from dmllab.values import canonical
+
+    table = dl.runs.aggregate([{"options": value, "r1": r1} for value, r1 in rows], by=["options"], metrics=["r1"])
+    assert len(table) == len({canonical(value) for value, _ in rows})
+    assert table["r1_n"].sum() == len(rows)
+    assert {canonical(v) for v in table["options"]} == {canonical(value) for value, _ in rows}

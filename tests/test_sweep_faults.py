@@ -1,0 +1,306 @@
+"""Sweeps that survive their parts: killed workers, a killed sweep, full or read-only disks, edited
+grids, colliding values, two sweeps on one folder, hostile values in the report."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dmllab import cli, records, sweep
+from dmllab.values import canonical
+from dmllab.locks import FolderBusy, FolderLock
+
+NOTEBOOK_BODY = """\
+import os, pathlib, signal, time
+out = pathlib.Path(output_dir)
+flags = pathlib.Path(flag_dir)
+if mode == "sleep":
+    (flags / f"started-{seed}").write_text(str(os.getpid()))
+    time.sleep(120)
+if mode in ("once", "always") and (mode == "always" or not (flags / f"died-{mode}-{seed}").exists()):
+    (flags / f"died-{mode}-{seed}").write_text("x")
+    (out / "metrics.json").write_text('{"answer": 1}')
+    with open(out / "model.pt", "wb") as handle:  # the worker dies in the middle of the model
+        handle.write(b"PK partial")
+        handle.flush()
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(30)
+if mode == "big":
+    (out / "ballast.bin").write_bytes(bytes(3 << 20))
+import dmllab as dl
+(out / "model.pt").write_bytes(b"a whole model")
+dl.report.save_lesson_outputs(output_dir, {"answer": 42.0 + seed})
+if mode == "fail":
+    raise RuntimeError("failed after writing its metrics")
+"""
+
+
+def write_notebook(path):
+    notebook = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('seed = 0\nquick = False\noutput_dir = None\nmode = "ok"\nflag_dir = "."\n'
+                                       'tag = "x"')
+    params.metadata["tags"] = ["parameters"]
+    notebook.cells = [params, nbformat.v4.new_code_cell(NOTEBOOK_BODY)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+def grid_file(folder, modes, seeds=(0,), out="out", tags=None):
+    write_notebook(folder / "lesson.ipynb")
+    (folder / "flags").mkdir(exist_ok=True)
+    tags = f"\n  tag: {json.dumps(tags)}" if tags else ""
+    (folder / "grid.yaml").write_text(f"notebook: lesson.ipynb\nparameters:\n  mode: {json.dumps(modes)}\n"
+                                      f"  flag_dir: [{json.dumps(str(folder / 'flags'))}]{tags}\n"
+                                      f"seeds: {list(seeds)}\nout: {out}\n")
+    return folder / "grid.yaml"
+
+
+def dmllab(*args, cwd, timeout=300):
+    return subprocess.run([sys.executable, "-m", "dmllab", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def finished(folder):
+    return sorted(cell.params["mode"] for cell in sweep.finished_cells(folder)[0])
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_writing_the_model_is_retried_and_failed_cells_are_never_counted(tmp_path):
+    grid = grid_file(tmp_path, ["once", "fail"])
+    result = dmllab("sweep", "grid.yaml", "--workers", "2", cwd=tmp_path)
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "worker died (killed by SIGKILL)" in out and "running that cell once more" in out
+    assert "FAILED" in out and "failed after writing its metrics" in out and "Traceback" not in out + result.stderr
+    cells, skipped = sweep.finished_cells(tmp_path / "out")
+    assert [cell.params["mode"] for cell in cells] == ["once"]   # the retried cell, with its whole model
+    assert (tmp_path / "out" / cells[0].name / "model.pt").read_bytes() == b"a whole model"
+    assert len(skipped) == 1 and "not finished" in skipped[0]    # the failed cell keeps error.txt, uncounted
+    states, _ = sweep.survey(cli.load_grid(grid))
+    failed = next(s for s in states if s.cell["mode"] == "fail")
+    assert not failed.finished and (failed.path / "error.txt").exists()   # so the next sweep runs it again
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]   # no lock, no staging left
+
+
+def test_a_task_whose_worker_dies_twice_fails_alone_and_the_others_go_on():
+    from pool_tasks import die
+
+    from dmllab.workers import run_tasks
+
+    outcomes = list(run_tasks(die, ["a", "die", "b"], workers=2))
+    assert sorted(o.result for o in outcomes if o.result) == ["A", "B"]
+    deaths = [(o.task, o.died, o.retrying) for o in outcomes if o.died]
+    assert deaths == [("die", "killed by SIGKILL", True), ("die", "killed by SIGKILL", False)]
+
+
+def descendants(pid):
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_killing_the_sweep_takes_its_workers_and_kernels_with_it(tmp_path):
+    grid_file(tmp_path, ["sleep"], seeds=[0])
+    main = subprocess.Popen([sys.executable, "-m", "dmllab", "sweep", "grid.yaml"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "flags").glob("started-*")) and time.time() < deadline:
+        time.sleep(0.2)
+    family = descendants(main.pid)
+    kernels = [int(p.read_text()) for p in (tmp_path / "flags").glob("started-*")]
+    assert len(kernels) == 1 and set(kernels) < set(family)   # the worker and its kernel
+    main.kill()
+    main.wait()
+    time.sleep(5)
+    assert [pid for pid in family if alive(pid)] == []
+    FolderLock(tmp_path / "out", "the next sweep").acquire().release()   # the lock died with its owner
+
+
+def test_two_sweeps_never_share_a_folder(tmp_path):
+    grid = grid_file(tmp_path, ["ok"])
+    (tmp_path / "out").mkdir()
+    with FolderLock(tmp_path / "out", "a test"):
+        with pytest.raises(FolderBusy, match=f"in use by PID {os.getpid()} .*a test"):
+            cli.main(["sweep", str(grid)])
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from dmllab.locks import FolderLock
+        FolderLock(__import__("pathlib").Path({str(tmp_path / 'out')!r}), "a killed sweep").acquire()
+        print("held", flush=True)
+        time.sleep(60)""")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(FolderBusy, match=f"PID {holder.pid}"):
+        FolderLock(tmp_path / "out", "a test").acquire()
+    holder.kill()
+    holder.wait()
+    with FolderLock(tmp_path / "out", "a test"):   # the operating system released the dead owner's lock
+        pass
+    assert not (tmp_path / "out" / ".lock").exists()
+
+
+def fake_cell(out, params, recorded, metrics):
+    """A finished cell as run_cell leaves it (for report tests that need no training)."""
+    folder = out / sweep.cell_name(params)
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps(params))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    files = records.manifest(folder, ["params.json", "metrics.json"])
+    (folder / "cell.json").write_text(json.dumps({"params": params, "recorded": recorded, "files": files}))
+    return folder
+
+
+def fit_recorded(**fields):
+    from dmllab.config import Config
+
+    return {"fit": Config(**fields).to_dict()}
+
+
+def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path):
+    (tmp_path / "grid.yaml").write_text("fit: {epochs: 2}\nparameters:\n  loss: [triplet]\nseeds: [0]\nout: out\n")
+    grid = cli.load_grid(tmp_path / "grid.yaml")
+    fake_cell(grid.out, {"loss": "triplet", "seed": 0}, fit_recorded(epochs=1, loss="triplet"), {"recall@1": 0.5})
+    with pytest.raises(SystemExit, match="1 finished cell.*another configuration.*fit.epochs: 1 -> 2"):
+        cli.main(["sweep", str(tmp_path / "grid.yaml")])
+    (tmp_path / "grid.yaml").write_text("fit: {epochs: 1}\nparameters:\n  loss: [margin]\nseeds: [0]\nout: out\n")
+    with pytest.raises(SystemExit, match="not in this grid.*loss=triplet"):
+        cli.main(["sweep", str(tmp_path / "grid.yaml")])
+    assert sorted(p.name for p in grid.out.iterdir()) == [sweep.cell_name({"loss": "triplet", "seed": 0})]
+
+
+def test_the_report_never_mixes_two_sweeps_or_counts_damaged_cells(tmp_path):
+    out = tmp_path / "out"
+    fake_cell(out, {"loss": "triplet", "seed": 0}, fit_recorded(epochs=1), {"recall@1": 0.5})
+    damaged = fake_cell(out, {"loss": "triplet", "seed": 1}, fit_recorded(epochs=1), {"recall@1": 0.7})
+    (damaged / "metrics.json").write_text('{"recall@1": 0.99}')
+    cells, skipped = sweep.finished_cells(out)
+    assert len(cells) == 1 and "metrics.json changed" in skipped[0]
+    fake_cell(out, {"loss": "triplet", "seed": 2}, fit_recorded(epochs=5), {"recall@1": 0.6})
+    with pytest.raises(SystemExit, match="mixes cells of different sweeps.*fit.epochs: 1 -> 5"):
+        sweep.finished_cells(out)
+
+
+HOSTILE = ["<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>", "<a href='javascript:alert(3)'>x</a>"]
+
+
+class Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.scripts = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        if self.lasttag == "script":
+            self.scripts.append(data)
+
+
+def test_report_takes_any_json_parameter_and_escapes_every_value(tmp_path):
+    out = tmp_path / "out"
+    values = [{"mu": 0.05}, {"mu": 1e6}, [1, 2], *HOSTILE]
+    for i, value in enumerate(values):
+        for seed in (0, 1):
+            fake_cell(out, {"geometry_options": value, "seed": seed}, {"notebook": "n.ipynb", "defaults": {},
+                      "parameters": {"geometry_options": value, "seed": seed, "quick": False}},
+                      {"recall@1": 0.1 * i + 0.01 * seed})
+    assert cli.main(["report", str(out)]) == 0
+    page = (out / "results.html").read_text()
+    elements = Elements()
+    elements.feed(page)
+    assert not [tag for tag, _ in elements.tags if tag in ("img", "a")]
+    assert not [attrs for _, attrs in elements.tags if any(name.startswith("on") for name in attrs)]
+    assert not [script for script in elements.scripts if script.lstrip().startswith("alert(")]
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    table = (out / "results.csv").read_text()
+    assert '{""mu"": 0.05}' in table and "[1, 2]" in table
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["tag", "lr", "opts"]),
+                                st.one_of(st.text(max_size=6), st.integers(), st.floats(allow_nan=False),
+                                          st.lists(st.integers(), max_size=2)), min_size=1), min_size=2, max_size=6))
+def test_cell_folder_names_are_distinct_safe_and_stable(cells):
+    distinct = {canonical(cell): sweep.cell_name(cell) for cell in cells}
+    assert len(set(distinct.values())) == len(distinct)
+    for cell in cells:
+        name = sweep.cell_name(cell)
+        assert name == sweep.cell_name(dict(reversed(list(cell.items()))))
+        assert "/" not in name and not name.startswith(".") and len(name) <= 93
+
+
+def test_values_that_print_alike_get_their_own_cells():
+    names = {sweep.cell_name({"tag": tag, "seed": 0}) for tag in ("a b", "a/b", "a?b", "a_b")}
+    assert len(names) == 4
+
+
+def tmpfs(path, options):
+    path.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
+
+
+@pytest.mark.slow
+def test_full_and_read_only_disks_fail_before_any_work_then_cells_fail_in_one_line(tmp_path):
+    grid = grid_file(tmp_path, ["big"], out=str(tmp_path / "disk" / "out"))
+    try:
+        tmpfs(tmp_path / "disk", "size=512k")
+        result = dmllab("sweep", str(grid), cwd=tmp_path)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "No space left on device (ENOSPC)" in result.stderr and ".write-probe-" in result.stderr
+        assert list((tmp_path / "disk" / "out").iterdir()) == []
+        subprocess.run(["umount", str(tmp_path / "disk")], check=True)
+        tmpfs(tmp_path / "disk", "size=2m")
+        result = dmllab("sweep", str(grid), cwd=tmp_path)
+        assert result.returncode == 1
+        assert "FAILED" in result.stdout and "No space left on device" in result.stdout
+        assert "Traceback" not in result.stdout + result.stderr
+        assert finished(tmp_path / "disk" / "out") == []
+        subprocess.run(["mount", "-o", "remount,ro", str(tmp_path / "disk")], check=True)
+        result = dmllab("sweep", str(grid), cwd=tmp_path)
+        assert result.returncode == 1 and "Read-only file system (EROFS)" in result.stderr, result.stderr
+    finally:
+        subprocess.run(["umount", str(tmp_path / "disk")], capture_output=True)
+
+
+def test_the_demo_report_escapes_every_value(tmp_path):
+    from dmllab.report import LessonResult, save_lesson_outputs, write_report
+
+    name = HOSTILE[0]
+    save_lesson_outputs(tmp_path / "lesson", {f"{HOSTILE[1]}/recall@1": 0.5})
+    lesson = LessonResult(name=name, notebook=tmp_path / "lesson.ipynb", output_dir=tmp_path / "lesson",
+                          seconds=1.0, error=HOSTILE[2])
+    page = write_report(tmp_path, [lesson], title=HOSTILE[0]).read_text()
+    elements = Elements()
+    elements.feed(page)
+    assert [tag for tag, _ in elements.tags if tag == "img"] == []
+    assert [attrs for tag, attrs in elements.tags if tag == "a" and "javascript" in attrs.get("href", "")] == []
+    assert not [script for script in elements.scripts if script.lstrip().startswith("alert(")]
