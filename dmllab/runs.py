@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from dmllab import records
+from dmllab.claims import t_quantile
 from dmllab.components import build_components
 from dmllab.config import Config
 from dmllab.data.dataset import Dataset
@@ -295,7 +296,7 @@ def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[st
             std = float(values.std(ddof=1)) if n > 1 else 0.0
             row[f"{metric}_mean"] = mean
             row[f"{metric}_std"] = std
-            row[f"{metric}_ci"] = _t_quantile(confidence, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
+            row[f"{metric}_ci"] = t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
             row[f"{metric}_n"] = n
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -309,12 +310,6 @@ def _needs_key(column: pd.Series) -> bool:
     would merge or refuse to sort (False and 0, None and 0, strings and numbers)."""
     kinds = {type(None) if isinstance(v, float) and math.isnan(v) else type(v) for v in column}
     return not (kinds <= {int, float} or kinds == {str} or kinds == {bool})
-
-
-def _t_quantile(confidence: float, dof: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + confidence / 2, dof))
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
