@@ -45,6 +45,7 @@ def test_learned_divergence_beats_euclidean_and_is_asymmetric():
     asymmetry = [relative_asymmetry(run.geometry, run.test.x) for run in learned_runs]
 
     gain = paired_difference(learned, euclidean, metric="nearest-mean accuracy")
+    print(gain, "asymmetry", asymmetry)
     assert gain.lower > 0, (gain, learned, euclidean)
     assert min(asymmetry) > 0.15, asymmetry
 

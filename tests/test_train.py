@@ -30,6 +30,7 @@ def test_training_on_digits_beats_the_untrained_model():
     # shows that compression effect instead of asserting it away.)
     config = digits_config(split="stratified", classes_per_batch=10, samples_per_class=6, positives="nearest")
     results, gains = trained_minus_untrained(config)
+    print(*gains.values(), sep="\n")
     assert gains["recall@1"].lower > 0 and gains["map@r"].lower > 0, gains
     run = results.runs[("trained", 0)]
     assert len(run.history) == config.epochs
@@ -41,6 +42,7 @@ def test_training_on_mnist_digits_0_4_beats_the_untrained_model_on_unseen_digits
     # The zero-shot protocol on the bundled 5,000 MNIST images (28 x 28). (On sklearn's 8 x 8
     # digits the same protocol does not improve: see the test above.)
     _, gains = trained_minus_untrained(digits_config(dataset="mnist-5k"))
+    print(*gains.values(), sep="\n")
     assert gains["recall@1"].lower > 0 and gains["map@r"].lower > 0, gains
 
 
