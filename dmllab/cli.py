@@ -62,13 +62,25 @@ def check_parameters(path: Path, given: dict[str, Any]) -> None:
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any], progress: bool = False) -> None:
+    """Run `notebook` with papermill into `output`. The kernel gets DMLLAB_PROGRESS=0: a saved
+    notebook cannot update a progress bar, so it would show one frozen at 0 %."""
     import papermill
 
+    from dmllab.train import PROGRESS_ENV
+
     output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=progress,
-                               kernel_name="python3", cwd=str(notebook.parent),
-                               # the kernel's start-up warning about its loopback TCP transport is noise here
-                               extra_arguments=["--log-level=ERROR"])
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "0"  # inherited by the kernel papermill starts
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=progress,
+                                   kernel_name="python3", cwd=str(notebook.parent),
+                                   # the kernel's start-up warning about its loopback TCP transport is noise here
+                                   extra_arguments=["--log-level=ERROR"])
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV)
+        else:
+            os.environ[PROGRESS_ENV] = previous
 
 
 # --------------------------------------------------------------------------- demo / run

@@ -25,7 +25,7 @@ from dmllab.config import Config
 from dmllab.data.dataset import Dataset
 from dmllab.metrics import evaluate
 from dmllab.runs import Run, aggregate
-from dmllab.train import fit
+from dmllab.train import fit, progress_bar
 
 
 @dataclass
@@ -125,19 +125,27 @@ def _mean_std(mean: float, std: float, n: int, decimals: int) -> str:
 
 
 def run_variants(base: Config, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int] = (0, 1, 2), *,
-                 dataset: Dataset | None = None, keep_runs: bool = False, progress: bool = False,
+                 dataset: Dataset | None = None, keep_runs: bool = False, progress: bool = True,
                  **evaluate_options: Any) -> Results:
-    """Train `base` with each variant's field changes for each seed and evaluate on the test split."""
+    """Train `base` with each variant's field changes for each seed and evaluate on the test split.
+
+    progress: one bar over variants x seeds (tqdm.auto: a widget in Jupyter, text on a terminal),
+    its label naming the run in progress; off with progress=False or DMLLAB_PROGRESS=0 in the
+    environment (`dmllab demo` sets it for the notebooks it executes).
+    Raises ValueError for no variants, no seeds or an invalid variant (before anything trains)."""
     if not variants:
         raise ValueError("run_variants needs at least one variant, e.g. {'baseline': {}}")
     if not seeds:
         raise ValueError("run_variants needs at least one seed")
     configs = {name: base.replace(**dict(changes)) for name, changes in variants.items()}  # validate all first
     rows, runs = [], {}
-    for name, config in configs.items():
-        for seed in seeds:
-            run = fit(config.replace(seed=int(seed)), dataset, progress=progress)
-            rows.append({"variant": name, "seed": int(seed), **evaluate(run, **evaluate_options)})
-            if keep_runs:
-                runs[(name, int(seed))] = run
+    jobs = [(name, config, int(seed)) for name, config in configs.items() for seed in seeds]
+    bar = progress_bar(jobs, progress, desc="runs", leave=True)
+    for name, config, seed in bar:
+        if hasattr(bar, "set_description"):
+            bar.set_description(f"{name}, seed {seed}")
+        run = fit(config.replace(seed=seed), dataset, progress=False)
+        rows.append({"variant": name, "seed": seed, **evaluate(run, **evaluate_options)})
+        if keep_runs:
+            runs[(name, seed)] = run
     return Results(table=pd.DataFrame(rows), runs=runs)

@@ -28,3 +28,27 @@ def test_readable_shows_mean_and_std_rounded_without_helper_columns():
     assert _results().readable(["recall@1"], decimals=2).loc["nearest", "recall@1"] == "0.85 ± 0.05"
     with pytest.raises(ValueError, match=r"no metric\(s\) \['map@r'\]"):
         _results().readable(["map@r"])
+
+
+def _fake_fit(config, dataset=None, progress=True):
+    from viz_fixtures import hand_run
+
+    assert progress is False  # one bar over the runs, none per epoch inside it
+    return hand_run(epochs=1)
+
+
+def test_run_variants_shows_one_bar_over_variants_and_seeds(monkeypatch, capsys):
+    from dmllab import experiments
+    from dmllab.config import Config
+
+    monkeypatch.setattr(experiments, "fit", _fake_fit)
+    monkeypatch.setattr(experiments, "evaluate", lambda run, **options: {"recall@1": 0.5})
+    monkeypatch.delenv("DMLLAB_PROGRESS", raising=False)
+    results = experiments.run_variants(Config(), {"a": {}, "b": {"lsd_alpha": 1.0}}, seeds=(0, 1, 2))
+    assert len(results.table) == 6
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("b, seed 2: 100%") and "6/6" in bar
+    monkeypatch.setenv("DMLLAB_PROGRESS", "0")
+    experiments.run_variants(Config(), {"a": {}}, seeds=(0,))
+    experiments.run_variants(Config(), {"a": {}}, seeds=(0,), progress=False)
+    assert capsys.readouterr().err == ""
