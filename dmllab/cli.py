@@ -62,10 +62,12 @@ def check_parameters(path: Path, given: dict[str, Any]) -> None:
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any], progress: bool = False) -> None:
-    """Run `notebook` with papermill into `output`. The kernel gets DMLLAB_PROGRESS=0: a saved
-    notebook cannot update a progress bar, so it would show one frozen at 0 %."""
+    """Run `notebook` with papermill into `output`, saved without widget state (`make_static`).
+    The kernel gets DMLLAB_PROGRESS=0: a saved notebook cannot update a progress bar, so it would
+    show one frozen at 0 %."""
     import papermill
 
+    from dmllab.saved_notebooks import make_static
     from dmllab.train import PROGRESS_ENV
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +83,8 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], progress: 
             os.environ.pop(PROGRESS_ENV)
         else:
             os.environ[PROGRESS_ENV] = previous
+        if output.exists():  # papermill saves a failed run too, up to the failing cell
+            make_static(output)
 
 
 # --------------------------------------------------------------------------- demo / run

@@ -50,7 +50,6 @@ class LabPanel:
 
     def __init__(self, **defaults: Any) -> None:
         import ipywidgets as w
-        import plotly.graph_objects as go
 
         self.base = Config(**{**PANEL_DEFAULTS, **defaults})
         self.run: Run | None = None
@@ -83,8 +82,8 @@ class LabPanel:
         self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=self.base.epochs, description="epoch 0")
         self.status = w.HTML("Set the controls and press <b>Train</b>.")
-        self.curves = go.FigureWidget(_empty_curves(self.base))
-        self.map = go.FigureWidget(_empty_map())
+        self.curves = _figure_widget(_empty_curves(self.base))
+        self.map = _figure_widget(_empty_map())
         self.train_button.on_click(lambda _: self._start())
         self.stop_button.on_click(lambda _: self._stop.set())
         self.color_by.observe(lambda _: self._redraw_map(), names="value")
@@ -117,10 +116,13 @@ class LabPanel:
     def display(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        display(self)
 
-    def _ipython_display_(self) -> None:
-        self.display()
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from dmllab.viz.live import widget_bundle
+
+        return widget_bundle(self.widget, "LabPanel: interactive controls and live figures; run this cell "
+                                          "in a live kernel to train from them.")
 
     # ------------------------------------------------------------------ training thread
     def _start(self) -> threading.Thread:
@@ -262,9 +264,9 @@ def _empty_map() -> Any:
 
 
 def _figure_widget(fig: Any) -> Any:
-    import plotly.graph_objects as go
+    from dmllab.viz.live import FigureWidget
 
-    return go.FigureWidget(fig)
+    return FigureWidget(fig)
 
 
 class MapExplorer:
@@ -313,10 +315,13 @@ class MapExplorer:
     def display(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        display(self)
 
-    def _ipython_display_(self) -> None:
-        self.display()
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from dmllab.viz.live import widget_bundle
+
+        return widget_bundle(self.widget, "MapExplorer: the map (hover or click a point in a live kernel to "
+                                          "see its image)", figure=self.map)
 
     def _on_point(self, trace: Any, points: Any, _state: Any = None) -> None:
         if points.point_inds:
