@@ -100,7 +100,7 @@ def asymmetry_heatmap(geometry: Any, centre: Sequence[float] = (0.5, 0.5),
                    colorbar={"title": {"text": "D(x||c) - D(c||x)"}}),
         go.Scatter(x=[float(centre[0])], y=[float(centre[1])], mode="markers", name="centre c",
                    marker={"color": "black", "size": 10, "symbol": "x"})])
-    clipped = f", colours clipped at the {100 * quantile:g}th percentile of |value|" if quantile < 1 else ""
+    clipped = f"<br><sup>colours clipped at the {100 * quantile:g}th percentile of |value|</sup>" if quantile < 1 else ""
     fig.update_layout(title=f"asymmetry of {getattr(geometry, 'name', 'the geometry')} around c{clipped}",
                       template="plotly_white", height=460, width=560)
     _equal_scales(fig, box, 1)
