@@ -12,7 +12,7 @@ import torch
 from matplotlib.colors import to_rgb
 
 from dmllab.geometry.base import Geometry
-from dmllab.viz import asymmetry_heatmap, compare_maps, embedding_map, level_sets, training_curves
+from dmllab.viz import asymmetry_heatmap, compare_maps, embedding_map, evolution, level_sets, training_curves
 from dmllab.viz._inputs import palette
 from dmllab.viz.curves import GAP_PX
 from viz_fixtures import ExpBregman, hand_run
@@ -89,6 +89,7 @@ def test_four_maps_make_a_responsive_two_by_two_grid_with_shared_legend_groups()
 def test_map_axes_name_what_they_show():
     run = hand_run()
     assert embedding_map(run, split="train").layout.title.text.startswith("train split: ")
+    assert evolution(run).layout.title.text == "training split's probe set, epoch 1"
     flat = embedding_map(np.random.default_rng(0).normal(size=(8, 2)), np.arange(8) % 2)
     assert (flat.layout.xaxis.title.text, flat.layout.yaxis.title.text) == ("embedding 1", "embedding 2")
 

@@ -111,6 +111,7 @@ def evolution(run: Any, labels: Any = None, *, color_by: str = "class", method: 
     import plotly.graph_objects as go
 
     snapshots, data = _snapshots_and_data(run, "evolution")
+    where = "training split's probe set, " if is_run(run) else ""
     frames_xy = aligned_projections(snapshots, method, seed)
     epochs = sorted(frames_xy)
     n = len(frames_xy[epochs[0]])
@@ -118,9 +119,9 @@ def evolution(run: Any, labels: Any = None, *, color_by: str = "class", method: 
     colors = palette(values)
     hover = _hover_columns(n, labels, data, None, None)
     frames = [go.Frame(data=_scatter_traces(frames_xy[e], values, colors, hover, marker_size),
-                       name=str(e), layout={"title": {"text": f"epoch {e}"}}) for e in epochs]
+                       name=str(e), layout={"title": {"text": f"{where}epoch {e}"}}) for e in epochs]
     fig = go.Figure(data=frames[0].data, frames=frames)
-    _map_layout(fig, f"epoch {epochs[0]}", legend, method)
+    _map_layout(fig, f"{where}epoch {epochs[0]}", legend, method)
     everything = np.concatenate([frames_xy[e] for e in epochs])
     low, high = everything.min(axis=0), everything.max(axis=0)
     pad = 0.05 * np.maximum(high - low, 1e-9)
