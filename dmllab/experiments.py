@@ -4,6 +4,7 @@
                            {"random": {"positives": "random"}, "nearest": {"positives": "nearest"}},
                            seeds=(0, 1, 2))
     results.summary(["fine_recall@1", "recall@1"])      # mean, std, CI per variant
+    results.readable(["fine_recall@1", "recall@1"])     # the same for people: "0.907 ± 0.012"
     results.difference("fine_recall@1", "nearest", "random")   # paired over seeds, lower bound
 
 Every run is evaluated on its test split (never used for selection). Variants of one seed share
@@ -13,6 +14,7 @@ is read from the paired per-seed differences (`dmllab.claims`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +25,7 @@ from dmllab.config import Config
 from dmllab.data.dataset import Dataset
 from dmllab.metrics import evaluate
 from dmllab.runs import Run, aggregate
-from dmllab.train import fit
+from dmllab.train import fit, progress_bar
 
 
 @dataclass
@@ -43,6 +45,25 @@ class Results:
         table = aggregate(self.table.to_dict("records"), by=["variant"], metrics=metrics, confidence=confidence)
         order = {name: i for i, name in enumerate(self.variants)}
         return table.sort_values("variant", key=lambda s: s.map(order)).reset_index(drop=True)
+
+    def readable(self, metrics: Sequence[str] | None = None, decimals: int = 3) -> pd.DataFrame:
+        """The summary for people: one row per variant (the index), one text column per metric
+        holding "mean ± std" over seeds rounded to `decimals`, then "seeds" (how many runs).
+
+        The CI and count helper columns are left out; a metric with a single value shows its mean
+        alone (no spread to show), one with no finite value an empty cell.
+        Raises ValueError for an unknown metric (as `summary`)."""
+        metrics = list(metrics) if metrics is not None else self.metric_names()
+        unknown = [m for m in metrics if m not in self.metric_names()]
+        if unknown:
+            raise ValueError(f"no metric(s) {unknown}; metrics: {self.metric_names()}")
+        summary = self.summary(metrics)
+        table = pd.DataFrame(index=pd.Index(summary["variant"], name="variant"))
+        for metric in metrics:
+            table[metric] = [_mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"], decimals)
+                             for _, row in summary.iterrows()]
+        table["seeds"] = self.table.groupby("variant", sort=False)["seed"].nunique().reindex(table.index).to_numpy()
+        return table
 
     def metric_names(self) -> list[str]:
         return [c for c in self.table.columns if c not in ("variant", "seed")
@@ -95,20 +116,36 @@ class Results:
         return out
 
 
+def _mean_std(mean: float, std: float, n: int, decimals: int) -> str:
+    """"0.907 ± 0.012"; "0.907" for a single value; "" when nothing was measured."""
+    if n == 0 or not math.isfinite(mean):
+        return ""
+    text = f"{mean:.{decimals}f}"
+    return text if n < 2 else f"{text} ± {std:.{decimals}f}"
+
+
 def run_variants(base: Config, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int] = (0, 1, 2), *,
-                 dataset: Dataset | None = None, keep_runs: bool = False, progress: bool = False,
+                 dataset: Dataset | None = None, keep_runs: bool = False, progress: bool = True,
                  **evaluate_options: Any) -> Results:
-    """Train `base` with each variant's field changes for each seed and evaluate on the test split."""
+    """Train `base` with each variant's field changes for each seed and evaluate on the test split.
+
+    progress: one bar over variants x seeds (tqdm.auto: a widget in Jupyter, text on a terminal),
+    its label naming the run in progress; off with progress=False or DMLLAB_PROGRESS=0 in the
+    environment (`dmllab demo` sets it for the notebooks it executes).
+    Raises ValueError for no variants, no seeds or an invalid variant (before anything trains)."""
     if not variants:
         raise ValueError("run_variants needs at least one variant, e.g. {'baseline': {}}")
     if not seeds:
         raise ValueError("run_variants needs at least one seed")
     configs = {name: base.replace(**dict(changes)) for name, changes in variants.items()}  # validate all first
     rows, runs = [], {}
-    for name, config in configs.items():
-        for seed in seeds:
-            run = fit(config.replace(seed=int(seed)), dataset, progress=progress)
-            rows.append({"variant": name, "seed": int(seed), **evaluate(run, **evaluate_options)})
-            if keep_runs:
-                runs[(name, int(seed))] = run
+    jobs = [(name, config, int(seed)) for name, config in configs.items() for seed in seeds]
+    bar = progress_bar(jobs, progress, desc="runs", leave=True)
+    for name, config, seed in bar:
+        if hasattr(bar, "set_description"):
+            bar.set_description(f"{name}, seed {seed}")
+        run = fit(config.replace(seed=seed), dataset, progress=False)
+        rows.append({"variant": name, "seed": seed, **evaluate(run, **evaluate_options)})
+        if keep_runs:
+            runs[(name, seed)] = run
     return Results(table=pd.DataFrame(rows), runs=runs)

@@ -10,6 +10,7 @@ is a valid value of that field is checked like the field (so `-p lr .inf`, `-p s
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,27 @@ def _is_config_field(name: str, default: Any) -> bool:
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any], progress: bool = False) -> None:
-    """Run `notebook` with `parameters` into `output` (papermill; the kernel runs in the notebook's folder)."""
+    """Run `notebook` with `parameters` into `output` (papermill; the kernel runs in the notebook's
+    folder), saved without widget state (`saved_notebooks.make_static`). The kernel gets
+    DMLLAB_PROGRESS=0: a saved notebook cannot update a progress bar, so it would show one frozen
+    at 0 %."""
     import papermill
 
+    from dmllab.saved_notebooks import make_static
+    from dmllab.train import PROGRESS_ENV
+
     output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=progress,
-                               kernel_name="python3", cwd=str(notebook.parent),
-                               # the kernel's start-up warning about its loopback TCP transport is noise here
-                               extra_arguments=["--log-level=ERROR"])
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "0"  # inherited by the kernel papermill starts
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=progress,
+                                   kernel_name="python3", cwd=str(notebook.parent),
+                                   # the kernel's start-up warning about its loopback TCP transport is noise here
+                                   extra_arguments=["--log-level=ERROR"])
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV)
+        else:
+            os.environ[PROGRESS_ENV] = previous
+        if output.exists():  # papermill saves a failed run too, up to the failing cell
+            make_static(output)

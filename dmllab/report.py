@@ -6,9 +6,10 @@ A notebook run with `output_dir` set calls `save_lesson_outputs(output_dir, metr
     output_dir/figures/<name>.json     plotly figures (plotly's JSON)
     output_dir/figures/<name>.png      matplotlib figures
 
-`write_report(directory, lessons)` turns a demo directory into one offline `report.html`: each
-lesson's headline table, its figures (plotly.js embedded once for the whole page), and a link to
-the executed notebook.
+`write_report(directory, lessons)` turns a demo directory into an offline `report.html`: each
+lesson's headline table, its figures, and a link to the executed notebook. plotly.js is written
+once beside it (`plotly.min.js`, copied from the plotly package) and loaded by a relative
+`<script src>`, so the page stays small; keep the two files together.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from typing import Any, Mapping
 import pandas as pd
 
 from dmllab.records import read_json, replacing
+
+
+PLOTLY_JS = "plotly.min.js"
 
 
 def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any],
@@ -82,12 +86,14 @@ def metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
 
 
 def write_report(directory: str | Path, lessons: list[LessonResult], title: str = "dmllab demo") -> Path:
-    """Write `directory/report.html`: headline tables, figures and links, working offline."""
+    """Write `directory/report.html` (headline tables, figures and links) and the plotly.js it
+    loads, `directory/plotly.min.js`; both work offline."""
     import plotly.io as pio
+    from plotly.offline import get_plotlyjs
 
     directory = Path(directory)
     parts = [f"<h1>{html.escape(title)}</h1>", _summary_table(lessons, directory)]
-    plotly_js_included = False
+    plotly_js_needed = False
     for lesson in lessons:
         parts.append(f'<h2 id="{html.escape(lesson.name)}">{html.escape(lesson.name)}</h2>')
         link = lesson.notebook.relative_to(directory) if lesson.notebook.is_relative_to(directory) else lesson.notebook
@@ -102,16 +108,22 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
         figures = lesson.output_dir / "figures"
         for path in sorted(figures.glob("*.json")) if figures.exists() else []:
             figure = pio.from_json(path.read_text())
-            parts.append(pio.to_html(figure, full_html=False, include_plotlyjs=not plotly_js_included))
-            plotly_js_included = True
+            parts.append(pio.to_html(figure, full_html=False, include_plotlyjs=False))
+            plotly_js_needed = True
         for path in sorted(figures.glob("*.png")) if figures.exists() else []:
             data = base64.b64encode(path.read_bytes()).decode()
             parts.append(f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">')
+    script = ""
+    if plotly_js_needed:
+        with replacing(directory / PLOTLY_JS) as temporary:
+            temporary.write_text(get_plotlyjs(), encoding="utf-8")
+        script = f'<script src="{PLOTLY_JS}" charset="utf-8"></script>'
     page = ("<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style>{script}</head><body>"
             + "\n".join(parts) + "</body></html>")
     path = directory / "report.html"
-    path.write_text(page)
+    with replacing(path) as temporary:
+        temporary.write_text(page)
     return path
 
 
@@ -183,6 +195,7 @@ def _write_results_html(path: Path, table: pd.DataFrame, shown: pd.DataFrame, pa
     figure = go.Figure([go.Bar(name=html.escape(m), x=labels, y=table[f"{m}_mean"].to_numpy(),
                                error_y={"type": "data", "array": table[f"{m}_ci"].to_numpy()}) for m in metrics])
     figure.update_layout(barmode="group", title="mean ± 95% CI over seeds", yaxis_title="value")
-    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>dmllab results</title></head><body>"
-                    f"{shown.to_html(index=False, escape=True)}"
-                    f"{figure.to_html(full_html=False, include_plotlyjs=True)}</body></html>")
+    with replacing(path) as temporary:
+        temporary.write_text("<!doctype html><html><head><meta charset='utf-8'><title>dmllab results</title>"
+                             f"</head><body>{shown.to_html(index=False, escape=True)}"
+                             f"{figure.to_html(full_html=False, include_plotlyjs=True)}</body></html>")

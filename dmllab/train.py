@@ -15,6 +15,7 @@ from a split of the *training* classes; the test split is never used to select a
 from __future__ import annotations
 
 import copy
+import os
 import random
 import time
 from typing import Callable, Iterable
@@ -136,7 +137,7 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
         trained_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     teacher: Teacher | None = None
     best: tuple[float, int, dict] | None = None
-    epochs = _progress(range(config.epochs), progress and distributed.is_main())
+    epochs = progress_bar(range(config.epochs), progress and distributed.is_main(), desc="epochs")
     for epoch in epochs:
         started = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -279,13 +280,19 @@ def _record_snapshot(run: Run, epoch: int) -> None:
     run.snapshots[epoch] = run.embed(probe)
 
 
-def _progress(epochs: range, show: bool):
-    if not show:
-        return epochs
+PROGRESS_ENV = "DMLLAB_PROGRESS"
+
+
+def progress_bar(items: Iterable, show: bool, *, desc: str, total: int | None = None, leave: bool = False):
+    """`items` wrapped in a tqdm.auto bar (a widget in Jupyter, text on a terminal), or `items`
+    itself when `show` is False or the environment sets DMLLAB_PROGRESS=0 (as `dmllab demo / run /
+    sweep` do for the notebooks they execute, whose saved copies cannot update a bar)."""
+    if not show or os.environ.get(PROGRESS_ENV, "1") == "0":
+        return items
     from tqdm.auto import tqdm
 
-    return tqdm(epochs, desc="epochs", leave=False)
+    return tqdm(items, desc=desc, total=total, leave=leave)
 
 
-__all__ = ["fit", "step_loss", "StopTraining", "NonFiniteLossError", "Teacher", "resolve_device",
+__all__ = ["fit", "progress_bar", "step_loss", "StopTraining", "NonFiniteLossError", "Teacher", "resolve_device",
            "seed_everything", "Callback"]

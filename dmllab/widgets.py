@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
+import math
 import threading
 import time
 from typing import Any
@@ -34,12 +35,23 @@ PANEL_DEFAULTS: dict[str, Any] = {
     "classes_per_batch": 4, "samples_per_class": 8, "snapshot_every": 1, "probe_size": 300,
 }
 CONTROLLED = ("dataset", "loss", "positives", "lsd_alpha", "geometry", "noise_rate", "epochs", "seed")
+# LSD weights the slider offers: 0 (off), then a 1-2-5 log scale up to past the lessons' alpha = 200.
+LSD_WEIGHTS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+ERROR_STYLE = "color:#d62728"
+STALE = " (previous run)"
 
 
 class LabPanel:
     """Controls for dataset, loss, positives, LSD weight, geometry, noise, epochs and seed; a Train
     button; a progress bar; live training curves and a live map of the probe set (PCA of the latest
     snapshot), all updated after every epoch from a background thread.
+
+    The panel alone changes its figures, under one lock: a training whose set of curves differs
+    from the figure's (e.g. LSD switched on) gets a new figure, and so does a map whose set of
+    traces changes; same-shaped updates refill the traces in place. The status line says what
+    happened: "done", "stopped at epoch N", the error of a failed training (whose map is then
+    cleared, never left showing an older run), and a warning when training is degenerate (all
+    distances 0, or a loss that no longer moves).
 
     defaults: any Config fields (the controlled ones set the controls' initial values; the others,
     e.g. embedding_dim or batches_per_epoch, are used as they are). See PANEL_DEFAULTS.
@@ -50,7 +62,8 @@ class LabPanel:
 
     def __init__(self, **defaults: Any) -> None:
         import ipywidgets as w
-        import plotly.graph_objects as go
+
+        from dmllab.viz.controls import WeightSlider
 
         self.base = Config(**{**PANEL_DEFAULTS, **defaults})
         self.run: Run | None = None
@@ -67,8 +80,7 @@ class LabPanel:
             "loss": w.Dropdown(options=LOSSES, value=self.base.loss, description="loss", style=style),
             "positives": w.Dropdown(options=POSITIVES, value=self.base.positives, description="positives",
                                     style=style),
-            "lsd_alpha": w.FloatSlider(value=self.base.lsd_alpha, min=0.0, max=max(4.0, self.base.lsd_alpha),
-                                       step=0.1, description="LSD weight", style=style),
+            "lsd_alpha": WeightSlider(LSD_WEIGHTS, self.base.lsd_alpha, description="LSD weight", style=style),
             "geometry": w.Dropdown(options=GEOMETRIES, value=self.base.geometry, description="geometry",
                                    style=style),
             "noise_rate": w.FloatSlider(value=self.base.noise_rate, min=0.0, max=0.9, step=0.05,
@@ -83,11 +95,13 @@ class LabPanel:
         self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=self.base.epochs, description="epoch 0")
         self.status = w.HTML("Set the controls and press <b>Train</b>.")
-        self.curves = go.FigureWidget(_empty_curves(self.base))
-        self.map = go.FigureWidget(_empty_map())
-        self.train_button.on_click(lambda _: self._start())
+        self.curves = _figure_widget(_empty_curves(self.base))
+        self.map = _figure_widget(_empty_map())
+        self.train_button.on_click(lambda _: self._press_train())
         self.stop_button.on_click(lambda _: self._stop.set())
         self.color_by.observe(lambda _: self._redraw_map(), names="value")
+        self.controls["loss"].observe(lambda change: self._offer_positives(change["new"]), names="value")
+        self._offer_positives(self.base.loss)
         left = w.VBox([*self.controls.values(), w.HBox([self.train_button, self.stop_button]),
                        self.progress, self.status], layout=w.Layout(width="330px"))
         self.figures = w.VBox([self.curves, self.color_by, self.map])
@@ -117,12 +131,29 @@ class LabPanel:
     def display(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        display(self)
 
-    def _ipython_display_(self) -> None:
-        self.display()
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from dmllab.viz.live import widget_bundle
+
+        return widget_bundle(self.widget, "LabPanel: interactive controls and live figures; run this cell "
+                                          "in a live kernel to train from them.")
+
+    def _offer_positives(self, loss: str) -> None:
+        """prototype_ce compares each point with class means, not with chosen positives: the
+        positives control is greyed out for it rather than silently ignored."""
+        control = self.controls["positives"]
+        control.disabled = loss == "prototype_ce"
+        control.tooltip = "prototype_ce uses class means, not positives" if control.disabled else None
 
     # ------------------------------------------------------------------ training thread
+    def _press_train(self) -> None:
+        """The Train button: start, or show in the status why not (nothing reaches a log)."""
+        try:
+            self._start()
+        except Exception as error:  # e.g. a control combination the Config refuses
+            self._set_status(_error_html("cannot train", error))
+
     def _start(self) -> threading.Thread:
         """Start a training thread from the controls; RuntimeError if one is already running."""
         with self._start_lock:
@@ -137,13 +168,11 @@ class LabPanel:
         self.progress.max, self.progress.value, self.progress.description = config.epochs, 0, "epoch 0"
         self.train_button.disabled, self.stop_button.disabled = True, False
         self._set_status(f"preparing {html.escape(config.dataset)} ...")
-        new_curves = _empty_curves(config)
-        with self.curves.batch_update():
-            for trace, template in zip(self.curves.data, new_curves.data):
-                trace.x, trace.y = template.x, template.y
-        if [t.name for t in self.curves.data] != [t.name for t in new_curves.data]:
-            self.curves = _figure_widget(new_curves)
-            self.figures.children = (self.curves, *self.figures.children[1:])
+        with self._lock:
+            self._show_curves(_empty_curves(config), [])
+            old = self.map.layout.title.text or ""
+            if self.map.data and not old.endswith(STALE):
+                self.map.update_layout(title=old + STALE)
         self._thread = threading.Thread(target=self._work, args=(config,), name="dmllab-LabPanel", daemon=True)
         self._thread.start()
         return self._thread
@@ -159,23 +188,33 @@ class LabPanel:
             run = fit(config, callbacks=[self._on_epoch], progress=False)
             self.run = run
             last = run.history[-1] if run.history else {}
-            self._set_status(f"done: {len(run.history)} epochs in {time.perf_counter() - started:.1f} s"
-                             + (f", loss {last['loss']:.4f}" if "loss" in last else ""))
+            seconds = time.perf_counter() - started
+            done = len(run.history)
+            if self._stop.is_set() and done < config.epochs:
+                text = f"stopped at epoch {done} of {config.epochs} ({seconds:.1f} s)"
+            else:
+                text = f"done: {done} epochs in {seconds:.1f} s"
+            text += f", loss {last['loss']:.4f}" if "loss" in last else ""
+            problem = degenerate(run.history)
+            if problem:
+                text += f"<br><span style='{ERROR_STYLE}'>warning: {html.escape(problem)}</span>"
+            self._set_status(text)
         except BaseException as error:  # shown in the panel and re-raised by train(wait=True)
             self.error = error
-            self._set_status(f"<span style='color:#d62728'>training failed: "
-                             f"{html.escape(type(error).__name__)}: {html.escape(str(error))}</span>")
+            self._latest = None
+            with self._lock:
+                self._show_map(_empty_map("no map: the last training failed"))
+            self._set_status(_error_html("training failed", error))
         finally:
             self.train_button.disabled, self.stop_button.disabled = False, True
 
     def _on_epoch(self, run: Run, epoch: int) -> None:
         from dmllab.train import StopTraining
-        from dmllab.viz.curves import update_curves
 
         self.progress.value = min(len(run.history), self.progress.max)
         self.progress.description = f"epoch {len(run.history)}"
-        with self.curves.batch_update():
-            update_curves(self.curves, run.history)
+        with self._lock:
+            self._show_curves(self.curves, run.history)
         self._latest = run
         self._redraw_map()
         if self._stop.is_set():
@@ -183,6 +222,28 @@ class LabPanel:
 
     def _set_status(self, text: str) -> None:
         self.status.value = text
+
+    # ------------------------------------------------------------------ figures (callers hold self._lock)
+    def _show_curves(self, fig: Any, history: list[dict]) -> None:
+        """Fill the curves from `history`; a figure with other curves than the shown one replaces it."""
+        from dmllab.viz.curves import update_curves
+
+        if [t.name for t in self.curves.data] != [t.name for t in fig.data]:
+            self.curves = _figure_widget(fig)
+            self.figures.children = (self.curves, *self.figures.children[1:])
+        with self.curves.batch_update():
+            update_curves(self.curves, history)
+
+    def _show_map(self, fig: Any) -> None:
+        """Show `fig`: same traces -> refill them in place; other traces -> a new map widget."""
+        if [t.name for t in self.map.data] == [t.name for t in fig.data] and self.map.data:
+            with self.map.batch_update():
+                for old, new in zip(self.map.data, fig.data):
+                    old.x, old.y, old.customdata = new.x, new.y, new.customdata
+                self.map.update_layout(title=fig.layout.title.text, legend_title_text=fig.layout.legend.title.text)
+            return
+        self.map = _figure_widget(fig)
+        self.figures.children = (*self.figures.children[:-1], self.map)
 
     # ------------------------------------------------------------------ map
     def _redraw_map(self) -> None:
@@ -196,23 +257,16 @@ class LabPanel:
         epoch = max(run.snapshots)
         points = project(run.snapshots[epoch], "pca", cache=False)
         probe = run.train.subset(run.probe_index)
+        title = (f"probe set after epoch {epoch} ({len(points)} training points, "
+                 f"{html.escape(run.config.dataset)}, {run.config.split} split)")
         try:
-            fig = embedding_map(points, dataset=probe, color_by=self.color_by.value)
+            fig = embedding_map(points, dataset=probe, color_by=self.color_by.value, title=title)
         except ValueError as error:  # e.g. colour by "sub" on a dataset without sub-clusters
-            self._set_status(html.escape(str(error)))
+            self._set_status(f"<span style='{ERROR_STYLE}'>{html.escape(str(error))}</span>")
             return
+        _map_frame(fig, title)
         with self._lock:
-            if [t.name for t in self.map.data] == [t.name for t in fig.data]:
-                with self.map.batch_update():
-                    for old, new in zip(self.map.data, fig.data):
-                        old.x, old.y, old.customdata = new.x, new.y, new.customdata
-            else:
-                self.map.data = ()
-                self.map.add_traces(list(fig.data))
-            self.map.update_layout(title=f"probe set after epoch {epoch} ({len(points)} points)",
-                                   legend_title_text=fig.layout.legend.title.text,
-                                   xaxis_title=fig.layout.xaxis.title.text,
-                                   yaxis_title=fig.layout.yaxis.title.text)
+            self._show_map(fig)
 
 
 def fitted_to_data(config: Config) -> Config:
@@ -252,19 +306,43 @@ def _empty_curves(config: Config) -> Any:
     return fig
 
 
-def _empty_map() -> Any:
+def degenerate(history: list[dict]) -> str | None:
+    """Why a training learned nothing, or None: every selected distance 0 in the last epoch (all
+    points look alike to the geometry), or a non-zero loss unchanged over the last two epochs."""
+    if not history:
+        return None
+    last = history[-1]
+    if "pos_dist" in last and "neg_dist" in last and abs(last["pos_dist"]) + abs(last["neg_dist"]) <= 1e-12:
+        return (f"degenerate training: all distances are 0 (loss {last.get('loss', float('nan')):.4f}); "
+                "the geometry sees every point alike, so this combination learns nothing here")
+    losses = [row.get("loss") for row in history[-2:]]
+    if len(history) >= 2 and None not in losses and losses[-1] > 0 and math.isclose(*losses, rel_tol=1e-7):
+        return f"degenerate training: the loss stayed at {losses[-1]:.4f} over the last epochs"
+    return None
+
+
+def _error_html(what: str, error: BaseException) -> str:
+    return (f"<span style='{ERROR_STYLE}'>{html.escape(what)}: "
+            f"{html.escape(type(error).__name__)}: {html.escape(str(error))}</span>")
+
+
+def _empty_map(title: str = "probe set (press Train)") -> Any:
     import plotly.graph_objects as go
 
-    fig = go.Figure()
-    fig.update_layout(title="probe set (press Train)", template="plotly_white", height=420, width=520,
+    return _map_frame(go.Figure(), title)
+
+
+def _map_frame(fig: Any, title: str) -> Any:
+    """The panel's map size and axes (the probe set's PCA) on `fig`, titled `title`."""
+    fig.update_layout(title=title, template="plotly_white", height=420, width=520,
                       xaxis_title="PCA 1", yaxis_title="PCA 2")
     return fig
 
 
 def _figure_widget(fig: Any) -> Any:
-    import plotly.graph_objects as go
+    from dmllab.viz.live import FigureWidget
 
-    return go.FigureWidget(fig)
+    return FigureWidget(fig)
 
 
 class MapExplorer:
@@ -313,10 +391,13 @@ class MapExplorer:
     def display(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        display(self)
 
-    def _ipython_display_(self) -> None:
-        self.display()
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from dmllab.viz.live import widget_bundle
+
+        return widget_bundle(self.widget, "MapExplorer: the map (hover or click a point in a live kernel to "
+                                          "see its image)", figure=self.map)
 
     def _on_point(self, trace: Any, points: Any, _state: Any = None) -> None:
         if points.point_inds:

@@ -118,3 +118,14 @@ def test_fit_command_writes_a_run_record(tmp_path):
     result = dmllab("fit", "config.json", "--out", "run", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["recall@1"] > 0
+
+
+def test_executed_notebooks_run_without_progress_bars_and_the_setting_is_restored(tmp_path, monkeypatch):
+    import papermill
+
+    seen = []
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda *args, **kwargs: seen.append(cli.os.environ.get("DMLLAB_PROGRESS")))
+    monkeypatch.setenv("DMLLAB_PROGRESS", "1")
+    cli.execute(tmp_path / "in.ipynb", tmp_path / "out" / "in.ipynb", {})
+    assert seen == ["0"] and cli.os.environ["DMLLAB_PROGRESS"] == "1"

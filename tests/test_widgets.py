@@ -10,7 +10,7 @@ import pytest
 from plotly.callbacks import Points
 
 from dmllab.viz import embedding_map
-from dmllab.widgets import PANEL_DATASETS, LabPanel, MapExplorer
+from dmllab.widgets import PANEL_DATASETS, LabPanel, MapExplorer, degenerate
 from viz_fixtures import image_dataset
 
 TINY = {"dataset": "mixture", "epochs": 2, "batches_per_epoch": 3, "probe_size": 60, "embedding_dim": 4}
@@ -158,3 +158,92 @@ def test_every_choice_the_controls_offer_can_train():
         two_classes = option in ("digits-parity", "modes-on-circle", "digits-low-high")
         assert run.config.split == ("stratified" if two_classes else "classes"), (name, option)
     assert panel.controls["dataset"].options == PANEL_DATASETS
+
+
+# ------------------------------------------------------------------ one owner of the figures, honest status
+def test_lsd_slider_reaches_the_lessons_weights_on_a_log_scale():
+    panel = LabPanel(**TINY)
+    slider = panel.controls["lsd_alpha"]
+    weights = [value for _, value in slider.options]
+    assert weights[0] == 0.0 and slider.options[0][0] == "0 (off)"
+    assert {20.0, 200.0} <= set(weights) and slider.max == 1000.0
+    ratios = np.array(weights[2:]) / np.array(weights[1:-1])
+    assert ratios.min() >= 2.0 - 1e-9 and ratios.max() <= 2.5 + 1e-9   # 1-2-5 steps: a log scale
+    slider.value = 200.0
+    assert panel.config().lsd_alpha == 200.0
+    assert LabPanel(**TINY, lsd_alpha=3.0).controls["lsd_alpha"].value == 3.0   # an off-scale default is kept
+
+
+def test_a_changed_set_of_curves_gets_a_new_figure_and_the_map_follows_each_run():
+    panel = LabPanel(**TINY)
+    panel.train(wait=True)
+    first_curves, first_title = panel.curves, panel.map.layout.title.text
+    assert "lsd_term" not in [t.name for t in first_curves.data]
+    panel.controls["lsd_alpha"].value = 200.0
+    panel.controls["epochs"].value = 3
+    run = panel.train(wait=True)
+    assert panel.curves is not first_curves and panel.figures.children[0] is panel.curves
+    assert [t.name for t in panel.curves.data][:2] == ["loss", "lsd_term"]
+    np.testing.assert_allclose(panel.curves.data[0].y, [row["loss"] for row in run.history])
+    assert panel.map.layout.title.text != first_title
+    assert panel.map.layout.title.text.startswith("probe set after epoch 2")
+    assert panel.figures.children[-1] is panel.map
+
+
+def test_a_failed_training_clears_the_map_and_says_why(monkeypatch):
+    from dmllab import train
+
+    panel = LabPanel(**TINY)
+    panel.train(wait=True)
+    assert panel.map.data
+    monkeypatch.setattr(train, "fit", lambda *args, **kwargs: (_ for _ in ()).throw(ValueError("no batches left")))
+    with pytest.raises(ValueError, match="no batches left"):
+        panel.train(wait=True)
+    assert not panel.map.data and panel.map.layout.title.text == "no map: the last training failed"
+    assert panel.figures.children[-1] is panel.map
+    assert "training failed: ValueError: no batches left" in panel.status.value
+
+
+def test_pressing_train_with_a_refused_setting_shows_the_error_in_the_panel(monkeypatch):
+    panel = LabPanel(**TINY)
+    monkeypatch.setattr(panel, "config", lambda: (_ for _ in ()).throw(ValueError("m=1 is too small")))
+    panel.train_button.click()
+    assert "cannot train: ValueError: m=1 is too small" in panel.status.value and not panel.training
+
+
+def test_stop_says_at_which_epoch_training_stopped():
+    panel = LabPanel(**{**TINY, "epochs": 30})
+    on_epoch = panel._on_epoch
+
+    def press_stop_after_the_first_epoch(run, epoch):
+        panel.stop_button.click()
+        on_epoch(run, epoch)
+
+    panel._on_epoch = press_stop_after_the_first_epoch
+    run = panel.train(wait=True)
+    assert len(run.history) == 1 and panel.status.value.startswith("stopped at epoch 1 of 30")
+
+
+def test_degenerate_training_is_flagged():
+    flat = [{"epoch": e, "loss": 0.2, "pos_dist": 0.0, "neg_dist": 0.0} for e in (1, 2)]
+    assert "all distances are 0" in degenerate(flat)
+    stuck = [{"epoch": e, "loss": 0.7, "pos_dist": 0.3, "neg_dist": 0.5} for e in (1, 2)]
+    assert "loss stayed at 0.7000" in degenerate(stuck)
+    moving = [{"epoch": 1, "loss": 0.7, "pos_dist": 0.3, "neg_dist": 0.5}, {"epoch": 2, "loss": 0.6}]
+    assert degenerate(moving) is None and degenerate(stuck[:1]) is None and degenerate([]) is None
+    done = [{"epoch": e, "loss": 0.0, "pos_dist": 0.1, "neg_dist": 0.9} for e in (1, 2)]
+    assert degenerate(done) is None  # every constraint met is not degenerate
+
+
+def test_bregman_maxaffine_collapse_shows_a_warning_in_the_status():
+    panel = LabPanel(dataset="digits", geometry="bregman-maxaffine", epochs=3)
+    panel.train(wait=True)
+    assert "warning: degenerate training: all distances are 0" in panel.status.value
+
+
+def test_prototype_ce_greys_out_the_positives_it_does_not_use():
+    panel = LabPanel(**TINY)
+    assert not panel.controls["positives"].disabled
+    panel.controls["loss"].value = "prototype_ce"
+    assert panel.controls["positives"].disabled
+    assert LabPanel(**TINY, loss="prototype_ce").controls["positives"].disabled

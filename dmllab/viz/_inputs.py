@@ -99,15 +99,16 @@ def coloring(color_by: str, n: int, where: str, labels: Any = None, dataset: Dat
 def palette(values: np.ndarray) -> dict[Any, str]:
     """One colour per distinct value, the same value always getting the same colour.
 
-    "clean" / "flipped" get grey / red so noise stands out; other values cycle through a
-    26-colour qualitative palette in sorted order.
+    "clean" / "flipped" get grey / red so noise stands out; other values take plotly's Dark24
+    palette in sorted order (24 colours at least 26 CIELAB units apart, so ten digit classes never
+    share near colours), then Light24, then repeat.
     """
     from plotly.colors import qualitative
 
     distinct = sorted_unique(values)
     if set(distinct) <= {"clean", "flipped"}:
         return {"clean": "#b0b0b0", "flipped": "#d62728"}
-    colors = qualitative.Plotly + qualitative.Dark24[:16]
+    colors = qualitative.Dark24 + qualitative.Light24
     return {value: colors[i % len(colors)] for i, value in enumerate(distinct)}
 
 

@@ -15,14 +15,25 @@ from dmllab.viz._inputs import is_run
 
 # Shown by default when present in the history, in this order, then every "val_*" key.
 DEFAULT_CURVES = ("loss", "base_loss", "lsd_term", "active", "pos_dist", "neg_dist")
+# What each history column measures, in words: the y-axis title of its panel.
+CURVE_WORDS = {
+    "loss": "loss (total)", "base_loss": "loss without the LSD term", "lsd_term": "LSD term (unweighted)",
+    "active": "active tuples per batch", "anchors": "anchors used per batch", "dropped": "anchors dropped",
+    "pos_dist": "mean D to the chosen positive", "neg_dist": "mean D to the chosen negatives",
+    "lsd_weight": "LSD weight", "seconds": "seconds per epoch",
+}
+_SPLIT_WORDS = {"val_": "validation ", "test_": "test ", "train_": "training-set "}
+GAP_PX = 80  # between rows of panels: room for one row's "epoch" title and the next row's panel title
 
 
 def training_curves(run_or_history: Any, keys: Sequence[str] | None = None, *,
                     title: str = "training") -> "go.Figure":
-    """One panel per history key against the epoch.
+    """One panel per history key against the epoch; each panel's y axis says in words what the
+    key measures (`curve_words`).
 
     run_or_history: a Run, a list of per-epoch dicts (`run.history`) or a DataFrame of them.
-    keys: which columns to draw (default: those of DEFAULT_CURVES present, then "val_*" keys).
+    keys: which columns to draw (default: those of DEFAULT_CURVES present, then "val_*" keys;
+    `base_loss` only where it differs from `loss`, i.e. when an LSD term was added).
     """
     history = _history_rows(run_or_history)
     if not history:
@@ -37,7 +48,7 @@ def curve_keys(history: list[dict], keys: Sequence[str] | None = None) -> list[s
     """The keys to draw: `keys` checked against the history, or the defaults present in it."""
     available = [k for k in dict.fromkeys(k for row in history for k in row) if _numeric(history, k)]
     if keys is None:
-        chosen = [k for k in DEFAULT_CURVES if k in available]
+        chosen = [k for k in DEFAULT_CURVES if k in available and not (k == "base_loss" and _same(history, k, "loss"))]
         chosen += [k for k in available if k.startswith("val_")]
         if not chosen:
             chosen = [k for k in available if k != "epoch"]
@@ -60,15 +71,29 @@ def curves_figure(keys: Sequence[str], *, title: str = "training") -> "go.Figure
     keys = list(keys)
     cols = 2 if len(keys) == 4 else min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys, horizontal_spacing=0.08,
-                        vertical_spacing=0.3 / rows if rows > 1 else 0.1)
+    panel_px, margin = 200, {"t": 70, "b": 50}
+    plot_px = rows * panel_px + (rows - 1) * GAP_PX
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys, horizontal_spacing=0.1,
+                        vertical_spacing=GAP_PX / plot_px if rows > 1 else 0.0)
     for i, key in enumerate(keys):
-        fig.add_trace(go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name=key,
-                                 showlegend=False), row=i // cols + 1, col=i % cols + 1)
-        fig.update_xaxes(title_text="epoch", row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(title=title, template="plotly_white", height=260 * rows + 60,
-                      width=max(420, 320 * cols), margin={"t": 70, "b": 40})
+        words = curve_words(key)
+        fig.add_trace(go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name=key, showlegend=False,
+                                 hovertemplate=f"epoch %{{x}}<br>{words}: %{{y:.4g}}<extra></extra>"),
+                      row=i // cols + 1, col=i % cols + 1)
+        fig.update_xaxes(title_text="epoch", title_standoff=4, row=i // cols + 1, col=i % cols + 1)
+        fig.update_yaxes(title_text=words, title_font_size=11, row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(title=title, template="plotly_white", height=plot_px + margin["t"] + margin["b"],
+                      width=max(440, 340 * cols), margin=margin)
     return fig
+
+
+def curve_words(key: str) -> str:
+    """A history column in words: "pos_dist" -> "mean D to the chosen positive",
+    "val_recall@1" -> "validation recall@1"; unknown keys are returned as they are."""
+    for prefix, words in _SPLIT_WORDS.items():
+        if key.startswith(prefix):
+            return words + CURVE_WORDS.get(key[len(prefix):], key[len(prefix):])
+    return CURVE_WORDS.get(key, key)
 
 
 def update_curves(fig: "go.Figure", history: Sequence[dict]) -> None:
@@ -132,6 +157,12 @@ def _history_rows(value: Any) -> list[dict]:
     if isinstance(value, (list, tuple)) and all(isinstance(row, dict) for row in value):
         return list(value)
     raise TypeError(f"expected a Run, a list of per-epoch dicts or a DataFrame; got {type(value).__name__}")
+
+
+def _same(history: list[dict], key: str, other: str) -> bool:
+    """True when columns `key` and `other` hold the same value in every epoch (e.g. no LSD term)."""
+    return all(math.isclose(_float(row.get(key)), _float(row.get(other)), rel_tol=1e-9, abs_tol=1e-12)
+               for row in history)
 
 
 def _numeric(history: list[dict], key: str) -> bool:

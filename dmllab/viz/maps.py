@@ -46,7 +46,8 @@ def embedding_map(points: Any, labels: Any = None, *, color_by: str = "class",
     values, legend = coloring(color_by, len(xy), "embedding_map", labels, dataset, sub, flipped)
     hover = _hover_columns(len(xy), labels, dataset, sub, flipped)
     fig = go.Figure(_scatter_traces(xy, values, palette(values), hover, marker_size))
-    _map_layout(fig, title or f"embeddings coloured by {legend}", legend, method if _projected(points, xy) else None)
+    default = f"{split} split: embeddings coloured by {legend}" if is_run(points) else f"embeddings coloured by {legend}"
+    _map_layout(fig, title or default, legend, method if _projected(points, xy) else None)
     return fig
 
 
@@ -54,11 +55,13 @@ def compare_maps(maps: Mapping[str, Any], labels: Any = None, *, color_by: str =
                  dataset: Dataset | None = None, sub: Any = None, flipped: Any = None,
                  split: str = "test", method: str = "pca", seed: int = 0,
                  marker_size: float = 5.0) -> "go.Figure":
-    """Side-by-side maps (one column per entry) sharing one colour per label and one legend.
+    """A grid of maps (up to 3 per row, 2 x 2 for four) sharing one colour per label and one
+    legend: clicking a legend entry shows or hides that label in every panel (one legendgroup per
+    label). The width follows the notebook (no fixed pixel width).
 
     maps: {title: points | embeddings | Run}. Runs bring their own split's labels; arrays use
     `labels` / `dataset` / `sub` / `flipped` (the same rows for every entry). Axes are linked, so
-    zooming one panel zooms all.
+    zooming one panel zooms all; their titles name the projection ("PCA 1", "UMAP 2").
     """
     from plotly.subplots import make_subplots
 
@@ -73,16 +76,27 @@ def compare_maps(maps: Mapping[str, Any], labels: Any = None, *, color_by: str =
         hover = _hover_columns(len(xy), None if is_run(value) else labels, data, sub, flipped)
         panels.append((name, xy, values, hover))
     colors = palette(np.concatenate([p[2] for p in panels]))
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels],
-                        shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.04)
+    count = len(panels)
+    cols = 2 if count == 4 else min(3, count)
+    rows = -(-count // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels], shared_xaxes="all",
+                        shared_yaxes="all", horizontal_spacing=0.04, vertical_spacing=0.12 if rows > 1 else 0.0)
+    axis = _axis_titles(method if any(_projected(maps[p[0]], p[1]) for p in panels) else None)
     shown: set = set()
-    for col, (_, xy, values, hover) in enumerate(panels, start=1):
+    for i, (_, xy, values, hover) in enumerate(panels):
+        row, col = i // cols + 1, i % cols + 1
         for trace in _scatter_traces(xy, values, colors, hover, marker_size):
             trace.showlegend = trace.name not in shown
             shown.add(trace.name)
-            fig.add_trace(trace, row=1, col=col)
-    fig.update_layout(title=f"embeddings coloured by {legend}", legend_title_text=legend,
-                      height=420, width=max(500, 380 * len(panels)), template="plotly_white")
+            fig.add_trace(trace, row=row, col=col)
+        if i + cols >= count:  # nothing below this panel: its x axis carries the title
+            fig.update_xaxes(title_text=axis[0], row=row, col=col)
+        if col == 1:
+            fig.update_yaxes(title_text=axis[1], row=row, col=col)
+    where = f"{split} split: " if any(is_run(value) for value in maps.values()) else ""
+    fig.update_layout(title=f"{where}embeddings coloured by {legend}", legend_title_text=legend,
+                      height=320 * rows + 110, width=None, autosize=True, template="plotly_white",
+                      margin={"t": 80, "b": 50})
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     return fig
@@ -99,6 +113,7 @@ def evolution(run: Any, labels: Any = None, *, color_by: str = "class", method: 
     import plotly.graph_objects as go
 
     snapshots, data = _snapshots_and_data(run, "evolution")
+    where = "training split's probe set, " if is_run(run) else ""
     frames_xy = aligned_projections(snapshots, method, seed)
     epochs = sorted(frames_xy)
     n = len(frames_xy[epochs[0]])
@@ -106,9 +121,9 @@ def evolution(run: Any, labels: Any = None, *, color_by: str = "class", method: 
     colors = palette(values)
     hover = _hover_columns(n, labels, data, None, None)
     frames = [go.Frame(data=_scatter_traces(frames_xy[e], values, colors, hover, marker_size),
-                       name=str(e), layout={"title": {"text": f"epoch {e}"}}) for e in epochs]
+                       name=str(e), layout={"title": {"text": f"{where}epoch {e}"}}) for e in epochs]
     fig = go.Figure(data=frames[0].data, frames=frames)
-    _map_layout(fig, f"epoch {epochs[0]}", legend, method)
+    _map_layout(fig, f"{where}epoch {epochs[0]}", legend, method)
     everything = np.concatenate([frames_xy[e] for e in epochs])
     low, high = everything.min(axis=0), everything.max(axis=0)
     pad = 0.05 * np.maximum(high - low, 1e-9)
@@ -211,13 +226,20 @@ def _scatter_traces(xy: np.ndarray, values: np.ndarray, colors: dict, hover: dic
     for value in sorted_unique(values):
         rows = np.flatnonzero(values == value)
         traces.append(go.Scatter(
-            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=str(value), customdata=customdata[rows],
+            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=str(value), legendgroup=str(value),
+            customdata=customdata[rows],
             hovertemplate=template + "<extra>%{fullData.name}</extra>",
             marker={"color": colors[value], "size": marker_size, "line": {"width": 0}}))
     return traces
 
 
 def _map_layout(fig: "go.Figure", title: str, legend: str, method: str | None) -> None:
-    axis = f"{method.upper()} " if method else ""
+    x_title, y_title = _axis_titles(method)
     fig.update_layout(title=title, legend_title_text=legend, template="plotly_white",
-                      xaxis_title=f"{axis}1", yaxis_title=f"{axis}2", height=480, width=560)
+                      xaxis_title=x_title, yaxis_title=y_title, height=480, width=560)
+
+
+def _axis_titles(method: str | None) -> tuple[str, str]:
+    """("PCA 1", "PCA 2") for projected maps, ("embedding 1", "embedding 2") for 2-D points drawn as given."""
+    name = method.upper() if method else "embedding"
+    return f"{name} 1", f"{name} 2"

@@ -20,7 +20,8 @@ CORRECT, WRONG = "#2ca02c", "#d62728"
 
 def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry: Any = None,
                    split: str = "test") -> "matplotlib.figure.Figure":
-    """A matplotlib figure: one row per query, the query then its top-k neighbours.
+    """A matplotlib figure (shown as a PNG in any notebook, pyplot or not): one row per query,
+    the query then its top-k neighbours.
 
     source:   a Run (its `split` is embedded and searched with `run.geometry`) or a pair
               (embeddings [n, d] in any array-like, dataset or registered dataset name) with
@@ -32,7 +33,7 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
     A neighbour with the query's class label gets a green frame and a tick, others a red frame
     and a cross; the panel title is the neighbour's class name.
     """
-    from matplotlib.figure import Figure
+    from dmllab.viz._static import ShownFigure
 
     embeddings, dataset, geometry = _resolve(source, geometry, split)
     if dataset.image_shape is None:
@@ -51,7 +52,7 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
     labels = dataset.y.numpy()
     names = dataset.label_names()
     images = _images(dataset, np.concatenate([queries, neighbours.ravel()]))
-    fig = Figure(figsize=(1.4 * (k + 1), 1.55 * len(queries)), layout="constrained")
+    fig = ShownFigure(figsize=(1.4 * (k + 1), 1.55 * len(queries)), layout="constrained")
     axes = fig.subplots(len(queries), k + 1, squeeze=False)
     for row, q in enumerate(queries):
         _show(axes[row, 0], images[q], f"query: {names[q]}", "black")
