@@ -72,6 +72,8 @@ class LabPanel:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()  # one check-and-start at a time: two presses start one training
+        self.runs_started = 0                # numbers the map's title, so every training shows its own map
+        self._new_map = False
         self._latest: Run | None = None
         datasets = PANEL_DATASETS if self.base.dataset in PANEL_DATASETS else (self.base.dataset, *PANEL_DATASETS)
         style = {"description_width": "90px"}
@@ -104,7 +106,11 @@ class LabPanel:
         self._offer_positives(self.base.loss)
         left = w.VBox([*self.controls.values(), w.HBox([self.train_button, self.stop_button]),
                        self.progress, self.status], layout=w.Layout(width="330px"))
-        self.figures = w.VBox([self.curves, self.color_by, self.map])
+        # Each figure sits in a slot of its own: replacing one changes only its slot's children, so
+        # the browser never rebuilds the view of a live figure (a rebuilt plotly view can miss later
+        # updates and leave an old map on screen).
+        self._curves_slot, self._map_slot = w.Box([self.curves]), w.Box([self.map])
+        self.figures = w.VBox([self._curves_slot, self.color_by, self._map_slot])
         self.widget = w.HBox([left, self.figures])
 
     # ------------------------------------------------------------------ public
@@ -163,6 +169,8 @@ class LabPanel:
         if self.training:
             raise RuntimeError("LabPanel: a training is already running; wait for it or press Stop")
         config = self.config()
+        self.runs_started += 1
+        self._new_map = True                 # the run's first map gets a widget of its own
         self.run, self.error, self._latest = None, None, None
         self._stop.clear()
         self.progress.max, self.progress.value, self.progress.description = config.epochs, 0, "epoch 0"
@@ -229,21 +237,22 @@ class LabPanel:
         from dmllab.viz.curves import update_curves
 
         if [t.name for t in self.curves.data] != [t.name for t in fig.data]:
-            self.curves = _figure_widget(fig)
-            self.figures.children = (self.curves, *self.figures.children[1:])
+            self.curves = _replace(self._curves_slot, self.curves, fig)
         with self.curves.batch_update():
             update_curves(self.curves, history)
 
     def _show_map(self, fig: Any) -> None:
-        """Show `fig`: same traces -> refill them in place; other traces -> a new map widget."""
-        if [t.name for t in self.map.data] == [t.name for t in fig.data] and self.map.data:
+        """Show `fig`: a new run's first map or other traces -> a new map widget; else refill the
+        traces in place."""
+        same = [t.name for t in self.map.data] == [t.name for t in fig.data] and self.map.data
+        if same and not self._new_map:
             with self.map.batch_update():
                 for old, new in zip(self.map.data, fig.data):
                     old.x, old.y, old.customdata = new.x, new.y, new.customdata
                 self.map.update_layout(title=fig.layout.title.text, legend_title_text=fig.layout.legend.title.text)
             return
-        self.map = _figure_widget(fig)
-        self.figures.children = (*self.figures.children[:-1], self.map)
+        self.map = _replace(self._map_slot, self.map, fig)
+        self._new_map = False
 
     # ------------------------------------------------------------------ map
     def _redraw_map(self) -> None:
@@ -257,7 +266,7 @@ class LabPanel:
         epoch = max(run.snapshots)
         points = project(run.snapshots[epoch], "pca", cache=False)
         probe = run.train.subset(run.probe_index)
-        title = (f"probe set after epoch {epoch} ({len(points)} training points, "
+        title = (f"run {self.runs_started}: probe set after epoch {epoch} ({len(points)} training points, "
                  f"{html.escape(run.config.dataset)}, {run.config.split} split)")
         try:
             fig = embedding_map(points, dataset=probe, color_by=self.color_by.value, title=title)
@@ -337,6 +346,14 @@ def _map_frame(fig: Any, title: str) -> Any:
     fig.update_layout(title=title, template="plotly_white", height=420, width=520,
                       xaxis_title="PCA 1", yaxis_title="PCA 2")
     return fig
+
+
+def _replace(slot: Any, old: Any, fig: Any) -> Any:
+    """Put a new figure widget for `fig` into `slot` in place of `old` (closed); returns it."""
+    new = _figure_widget(fig)
+    slot.children = (new,)
+    old.close()
+    return new
 
 
 def _figure_widget(fig: Any) -> Any:

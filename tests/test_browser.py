@@ -1,5 +1,6 @@
-"""End to end in a real browser: JupyterLab renders the plotly map and the LabPanel as widgets, and
-pressing Train updates the panel's curves and map.
+"""End to end in a real browser: JupyterLab renders the plotly map and the LabPanel as widgets,
+pressing Train updates the panel's curves and map, and after a change of LSD weight (which changes
+the set of curves) two more trainings each bring a map of their own, without a console error.
 
 Needs Debian's Chromium at /usr/bin/chromium and the playwright package (never `playwright
 install`); skipped otherwise. The server runs on 127.0.0.1 with a random port, a token and
@@ -120,6 +121,23 @@ def _drawn_lines(plot) -> int:
     return sum(1 for i in range(paths.count()) if len(paths.nth(i).get_attribute("d") or "") > 1)
 
 
+def _map_state(panel) -> tuple[str, list[str]]:
+    """The panel map's title and the drawn positions of its points."""
+    map_ = panel.locator(".js-plotly-plot").nth(1)
+    title = map_.locator(".gtitle").first.text_content() or ""
+    points = map_.locator(".scatterlayer .trace .points path")
+    return title, [points.nth(i).get_attribute("transform") or "" for i in range(min(points.count(), 20))]
+
+
+def _train_and_wait(panel, page, run: int) -> None:
+    panel.locator(".jupyter-widgets button.widget-button", has_text="Train").click()
+    panel.locator(".widget-html-content", has_text="done:").wait_for(timeout=90_000)
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('.gtitle')].some(t => t.textContent.startsWith(`run ${n}:`))",
+        arg=run, timeout=30_000)
+    page.wait_for_timeout(500)
+
+
 def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
     base, token, tmp_path = lab
     with sync_playwright() as playwright:
@@ -127,6 +145,8 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1400})
             page.set_default_timeout(60_000)
+            console_errors: list[str] = []
+            page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
             page.goto(f"{base}/lab/tree/panel.ipynb?token={token}", wait_until="domcontentloaded")
             page.locator(".jp-Notebook .jp-Cell").first.wait_for()
             _accept_kernel_dialog(page)
@@ -154,6 +174,30 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
             assert map_.locator(".scatterlayer .trace").count() >= 2, "no class traces in the panel's map"
             page.wait_for_timeout(500)
             assert _drawn_lines(curves) >= 4, "the training curves were not drawn"
+            seen = [_map_state(panel)]
+            assert seen[0][0].startswith("run 1:"), seen[0][0]
+            errors_before = list(console_errors)
+
+            # LSD on: a new set of curves (lsd_term); then two more trainings (the second with another
+            # seed), each with its own map
+            handle = panel.locator(".widget-slider", has_text="LSD weight").locator(".noUi-handle").first
+            handle.focus()
+            for _ in range(6):
+                handle.press("ArrowRight")
+            page.wait_for_timeout(300)
+            for run in (2, 3):
+                if run == 3:  # the same settings would give the same map: a new seed
+                    seed = panel.locator(".widget-text", has_text="seed").locator("input")
+                    seed.fill("1")
+                    seed.press("Enter")
+                    page.wait_for_timeout(300)
+                _train_and_wait(panel, page, run)
+                seen.append(_map_state(panel))
+                assert seen[-1][0].startswith(f"run {run}:"), seen[-1][0]
+                assert seen[-1][1] != seen[-2][1], f"run {run}'s map shows the previous run's points"
+            assert panel.locator(".js-plotly-plot").nth(0).locator("text", has_text="lsd_term").count() >= 1, \
+                "the LSD weight did not reach the training (no lsd_term curve)"
+            assert console_errors == errors_before, console_errors[len(errors_before):]
             page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)

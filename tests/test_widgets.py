@@ -52,7 +52,7 @@ def test_train_fills_progress_curves_and_map_from_the_epoch_callback():
     probe_labels = run.train.y[run.probe_index]
     assert [t.name for t in panel.map.data] == [str(c) for c in sorted(set(probe_labels.tolist()))]
     assert sum(len(t.x) for t in panel.map.data) == len(run.probe_index)
-    assert panel.map.layout.title.text.startswith(f"probe set after epoch {max(run.snapshots)}")
+    assert panel.map.layout.title.text.startswith(f"run 1: probe set after epoch {max(run.snapshots)}")
     panel.color_by.value = "flipped"
     assert [t.name for t in panel.map.data] == ["clean", "flipped"]
     flipped = next(t for t in panel.map.data if t.name == "flipped")
@@ -182,12 +182,12 @@ def test_a_changed_set_of_curves_gets_a_new_figure_and_the_map_follows_each_run(
     panel.controls["lsd_alpha"].value = 200.0
     panel.controls["epochs"].value = 3
     run = panel.train(wait=True)
-    assert panel.curves is not first_curves and panel.figures.children[0] is panel.curves
+    assert panel.curves is not first_curves and panel.figures.children[0].children == (panel.curves,)
     assert [t.name for t in panel.curves.data][:2] == ["loss", "lsd_term"]
     np.testing.assert_allclose(panel.curves.data[0].y, [row["loss"] for row in run.history])
     assert panel.map.layout.title.text != first_title
-    assert panel.map.layout.title.text.startswith("probe set after epoch 2")
-    assert panel.figures.children[-1] is panel.map
+    assert panel.map.layout.title.text.startswith("run 2: probe set after epoch 2")
+    assert panel.figures.children[-1].children == (panel.map,)
 
 
 def test_a_failed_training_clears_the_map_and_says_why(monkeypatch):
@@ -200,7 +200,7 @@ def test_a_failed_training_clears_the_map_and_says_why(monkeypatch):
     with pytest.raises(ValueError, match="no batches left"):
         panel.train(wait=True)
     assert not panel.map.data and panel.map.layout.title.text == "no map: the last training failed"
-    assert panel.figures.children[-1] is panel.map
+    assert panel.figures.children[-1].children == (panel.map,)
     assert "training failed: ValueError: no batches left" in panel.status.value
 
 
