@@ -146,8 +146,8 @@ def test_lesson_01_nearest_positives_keep_subclusters_under_noise(demo):
     assert lower(values, f"{noisy}/fine_nmi") > 0, values
     # even without noise, random positives merge digits
     assert lower(values, "parity-noise0-nearest - noise0-random/fine_nmi") > 0, values
-    # class-level retrieval is not hurt: non-inferior within 0.02 Recall@1
-    assert lower(values, f"{noisy}/recall@1") > -0.02, values
+    # class-level retrieval is not hurt: non-inferior within the margin the lesson states
+    assert lower(values, f"{noisy}/recall@1") > -values["class_recall_margin"], values
 
 
 def test_lesson_02_lsd_ends_higher_and_memorises_less(demo):
