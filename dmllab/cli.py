@@ -184,6 +184,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.nproc != 1:  # local CPU ranks that listen on loopback only; each runs this command
         if args.nproc < 1:
             raise SystemExit(f"--nproc must be >= 1; got {args.nproc}")
+        if config.batch_size % args.nproc:
+            raise SystemExit(f"--nproc {args.nproc}: the global batch of {config.classes_per_batch} x "
+                             f"{config.samples_per_class} = {config.batch_size} samples cannot be split evenly "
+                             f"over {args.nproc} processes; choose a divisor of {config.batch_size}")
         if resolve_device(config.device).type != "cpu":
             raise SystemExit(f"--nproc starts CPU processes, but Config.device={config.device!r}; set "
                              "device='cpu', or on several GPUs use torchrun (see the README)")

@@ -82,6 +82,10 @@ class Results:
             if metric not in rows:
                 raise ValueError(f"no metric {metric!r}; metrics: {self.metric_names()}")
             values.append(rows.set_index("seed")[metric])
+        repeated = [name for name, column in zip((better, worse), values) if column.index.duplicated().any()]
+        if repeated:
+            raise ValueError(f"variant(s) {repeated} hold a seed twice: a paired difference needs one value "
+                             "per variant and seed")
         if set(values[0].index) != set(values[1].index):
             raise ValueError(f"variants {better!r} and {worse!r} were run with different seeds: "
                              f"{sorted(values[0].index)} vs {sorted(values[1].index)}")
@@ -92,9 +96,11 @@ class Results:
     def claims(self, comparisons: Sequence[tuple[str, str, str]], confidence: float = 0.95) -> pd.DataFrame:
         """One row per (metric, better, worse): the paired mean difference, its sd, the one-sided
         lower confidence bound and whether it clears zero, rounded for reading."""
+        if not comparisons:
+            raise ValueError("claims needs at least one (metric, better, worse) comparison")
         rows = [self.difference(metric, better, worse, confidence).as_row()
                 for metric, better, worse in comparisons]
-        return pd.DataFrame(rows)[["metric", "better", "worse", "mean", "lower", "n", "holds"]]
+        return pd.DataFrame(rows)[["metric", "better", "worse", "mean", "sd", "lower", "n", "holds"]]
 
     def headline(self, metrics: Sequence[str], prefix: str = "",
                  claims: Sequence[tuple[str, str, str]] = ()) -> dict[str, float]:
@@ -132,14 +138,25 @@ def run_variants(base: Config, variants: Mapping[str, Mapping[str, Any]], seeds:
     progress: one bar over variants x seeds (tqdm.auto: a widget in Jupyter, text on a terminal),
     its label naming the run in progress; off with progress=False or DMLLAB_PROGRESS=0 in the
     environment (`dmllab demo` sets it for the notebooks it executes).
-    Raises ValueError for no variants, no seeds or an invalid variant (before anything trains)."""
+    Raises ValueError for no variants, no seeds, a repeated seed (it would count one run as
+    several paired seeds), a variant that sets `seed` (seeds come from `seeds`, so that every
+    variant is paired with every other on the same ones) or an invalid variant, before anything
+    trains."""
     if not variants:
         raise ValueError("run_variants needs at least one variant, e.g. {'baseline': {}}")
     if not seeds:
         raise ValueError("run_variants needs at least one seed")
+    seeds = [int(seed) for seed in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"run_variants: seeds {seeds} repeat a seed; a repeated run is not a new paired "
+                         "sample, so give distinct seeds")
+    seeded = sorted(name for name, changes in variants.items() if "seed" in changes)
+    if seeded:
+        raise ValueError(f"run_variants: variant(s) {', '.join(seeded)} set 'seed'; every variant runs on "
+                         "`seeds` (so that variants are paired by seed): remove it from the variant")
     configs = {name: base.replace(**dict(changes)) for name, changes in variants.items()}  # validate all first
     rows, runs = [], {}
-    jobs = [(name, config, int(seed)) for name, config in configs.items() for seed in seeds]
+    jobs = [(name, config, seed) for name, config in configs.items() for seed in seeds]
     bar = progress_bar(jobs, progress, desc="runs", leave=True)
     for name, config, seed in bar:
         if hasattr(bar, "set_description"):

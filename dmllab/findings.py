@@ -12,6 +12,13 @@ LSD ended at 0.938, +0.045 over the baseline.
 Keys may hold any character but braces and colons; the format is Python's format spec. A key
 that the metrics lack is an error naming the keys it has, so a renamed metric cannot leave a
 blank in the text.
+
+A conclusion is a verdict on a number, not fixed text: `{key:?words if above zero|words otherwise}`
+picks its words by the sign of the metric (typically a claim's lower confidence bound), so a run
+with other parameters cannot print "LSD ends higher" over a bound below zero:
+
+>>> print(findings("{gain_lower:?LSD ends higher|LSD does not end clearly higher}.", {"gain_lower": -0.01}).data)
+LSD does not end clearly higher.
 """
 
 from __future__ import annotations
@@ -49,6 +56,11 @@ def findings(template: str, values: Mapping[str, float]) -> Findings:
         value = values[key]
         if value is None or not math.isfinite(float(value)):
             raise ValueError(f"findings: metric {key!r} is {value!r}, not a finite number")
+        if spec.startswith("?"):
+            above, bar, otherwise = spec[1:].partition("|")
+            if not bar:
+                raise ValueError(f"findings: the verdict on {key!r} needs two texts, '?above zero|otherwise'")
+            return above if float(value) > 0 else otherwise
         return format(float(value), spec)
 
     return Findings(PLACEHOLDER.sub(fill, template))

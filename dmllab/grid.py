@@ -48,7 +48,7 @@ class Grid:
         if self.notebook is None:
             return {"fit": Config.from_dict({**(self.fit or {}), **cell}).to_dict()}
         return {"notebook": self.notebook.name, "defaults": self.defaults,
-                "parameters": {**cell, "quick": self.quick}}
+                "parameters": {"quick": self.quick, **cell}}
 
 
 # --------------------------------------------------------------------------- reading a grid

@@ -157,7 +157,7 @@ def run_cell(task: tuple[Grid, dict[str, Any], int]) -> tuple[str, str | None]:
         (staging / "params.json").write_text(json.dumps(cell, sort_keys=True))
         if grid.notebook is not None:
             execute(grid.notebook, staging / grid.notebook.name,
-                    {**cell, "quick": grid.quick, "output_dir": str(staging.resolve())})
+                    {"quick": grid.quick, **cell, "output_dir": str(staging.resolve())})
             if not (staging / "metrics.json").is_file():
                 raise RecordError(f"{grid.notebook.name} wrote no metrics.json into its output_dir")
         else:

@@ -64,7 +64,7 @@ def test_results_pair_variants_by_seed_not_by_row_order():
     result = Results(table).difference("m", "a", "b")
     assert result.mean == pytest.approx(0.1) and result.sd == pytest.approx(0.0, abs=1e-12)
     claims = Results(table).claims([("m", "a", "b")])
-    assert claims.loc[0, "holds"] and list(claims.columns) == ["metric", "better", "worse", "mean", "lower", "n", "holds"]
+    assert claims.loc[0, "holds"] and list(claims.columns) == ["metric", "better", "worse", "mean", "sd", "lower", "n", "holds"]
     headline = Results(table).headline(["m"], prefix="x-", claims=[("m", "a", "b")])
     assert headline["x-a - b/m"] == pytest.approx(0.1) and "x-a - b/m_lower" in headline
 
@@ -74,3 +74,23 @@ def test_results_refuse_unpaired_seeds():
                           {"variant": "b", "seed": 0, "m": 0.4}, {"variant": "b", "seed": 2, "m": 0.4}])
     with pytest.raises(ValueError, match="different seeds"):
         Results(table).difference("m", "a", "b")
+
+
+def test_a_table_with_a_seed_twice_is_refused():
+    table = pd.DataFrame([{"variant": v, "seed": 0, "m": m} for v, m in (("a", 0.5), ("a", 0.6), ("b", 0.4), ("b", 0.4))])
+    with pytest.raises(ValueError, match="seed twice"):
+        Results(table).difference("m", "a", "b")
+    with pytest.raises(ValueError, match="at least one"):
+        Results(table).claims([])
+
+
+@pytest.mark.parametrize("seeds, variants, message", [
+    ((0, 0), {"a": {}, "b": {}}, "repeat a seed"),
+    ((0, 1), {"a": {"seed": 5}, "b": {}}, "set 'seed'"),
+])
+def test_run_variants_refuses_unpaired_designs_before_training(seeds, variants, message):
+    from dmllab.config import Config
+    from dmllab.experiments import run_variants
+
+    with pytest.raises(ValueError, match=message):
+        run_variants(Config(), variants, seeds=seeds)

@@ -129,3 +129,16 @@ def test_executed_notebooks_run_without_progress_bars_and_the_setting_is_restore
     monkeypatch.setenv("DMLLAB_PROGRESS", "1")
     cli.execute(tmp_path / "in.ipynb", tmp_path / "out" / "in.ipynb", {})
     assert seen == ["0"] and cli.os.environ["DMLLAB_PROGRESS"] == "1"
+
+
+def test_a_cell_that_sets_quick_runs_and_records_its_own_value(tmp_path):
+    # the newcomer's case: `parameters: {quick: [true, false]}` recorded (and ran) the grid's quick
+    notebook = tmp_path / "lesson.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "seed = 0\nquick = False\noutput_dir = None", metadata={"tags": ["parameters"]})],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), notebook)
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(f"notebook: {notebook}\nparameters:\n  quick: [true, false]\nseeds: [0]\n")
+    grid = cli.load_grid(grid_file)
+    assert grid.recorded({"quick": True, "seed": 0})["parameters"]["quick"] is True
+    assert grid.recorded({"seed": 0})["parameters"]["quick"] is False

@@ -25,3 +25,13 @@ def test_a_non_finite_metric_is_refused(value):
 
 def test_text_without_placeholders_is_unchanged():
     assert findings("no numbers here {}", {}).data == "no numbers here {}"
+
+
+@pytest.mark.parametrize("value, words", [(0.02, "holds"), (0.0, "open"), (-0.3, "open")])
+def test_a_verdict_follows_the_sign_of_its_metric(value, words):
+    assert findings("{x_lower:?holds|open}", {"x_lower": value}).data == words
+
+
+def test_a_verdict_needs_both_texts():
+    with pytest.raises(ValueError, match="two texts"):
+        findings("{x:?holds}", {"x": 1.0})

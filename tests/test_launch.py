@@ -90,6 +90,9 @@ def test_nproc_must_be_positive_and_on_the_cpu(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text(Config().to_json())
     with pytest.raises(SystemExit, match="--nproc must be >= 1; got 0"):
         cli.main(["fit", str(tmp_path / "config.json"), "--nproc", "0"])
+    # the newcomer's case: 5 x 8 = 40 over 3 ranks, said before any rank starts
+    with pytest.raises(SystemExit, match="40 samples cannot be split evenly over 3 processes"):
+        cli.main(["fit", str(tmp_path / "config.json"), "--nproc", "3"])
     monkeypatch.setattr("dmllab.train.resolve_device", lambda name: torch.device("cuda", 0))
     with pytest.raises(SystemExit, match="--nproc starts CPU processes.*torchrun"):
         cli.main(["fit", str(tmp_path / "config.json"), "--nproc", "2"])
