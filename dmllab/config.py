@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from dmllab import values
 from dmllab.values import BadValue
 
@@ -129,7 +131,11 @@ class Config:
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
-            check_field(item.name, getattr(self, item.name))
+            value = getattr(self, item.name)
+            if isinstance(value, np.generic):   # np.float32(1e-3) from np.logspace: its Python value
+                value = value.item()
+                object.__setattr__(self, item.name, value)
+            check_field(item.name, value)
         if self.batch_size > MAX_BATCH:
             raise BadValue(
                 f"Config.classes_per_batch x samples_per_class = {self.batch_size} is above {MAX_BATCH}: "

@@ -93,3 +93,11 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
     assert dl.Config is Config
+
+
+def test_numpy_scalars_are_read_as_their_python_values():
+    import numpy as np
+
+    config = Config(epochs=np.int64(3), lr=np.float32(1e-3), normalize=np.bool_(False))
+    assert type(config.epochs) is int and type(config.lr) is float and config.normalize is False
+    assert Config.from_json(config.to_json()) == config
