@@ -230,9 +230,8 @@ def _undo_world_scaling(loss_fn: nn.Module, world: int) -> None:
 def _check_gradients(optimizer: torch.optim.Optimizer, loss: float, epoch: int, batch: int) -> None:
     """NonFiniteLossError before a NaN / inf gradient reaches the weights (the loss was finite)."""
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if not grads or all_finite(torch.stack([g.sum() for g in grads])):
-        return
-    if all(bool(torch.isfinite(g).all()) for g in grads):     # only the sums overflowed
+    # one reduction over all parameters; per parameter only when a sum is not finite (overflow)
+    if not grads or all_finite(torch.stack([g.sum() for g in grads])) or all(all_finite(g) for g in grads):
         return
     raise NonFiniteLossError(
         f"the gradient became NaN or inf in epoch {epoch} (batch {batch}) while the loss was finite ({loss:.4g}): "
