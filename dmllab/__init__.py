@@ -20,8 +20,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "config", "data", "geometry", "losses", "metrics", "models", "train", "runs", "viz",
-    "widgets", "distributed", "report", "cli", "experiments", "components", "claims", "findings",
-    "guards",
+    "distributed", "report", "experiments", "build", "claims", "findings", "guards",
 }
 _FUNCTIONS = {
     "fit": "dmllab.train",

@@ -26,10 +26,11 @@ from torch import Tensor, nn
 
 from dmllab import records
 from dmllab.claims import t_quantile
-from dmllab.components import build_components
+from dmllab.build import build_components
 from dmllab.config import Config
 from dmllab.data.dataset import Dataset
-from dmllab.data.prepare import Splits, prepare
+from dmllab.build import prepare
+from dmllab.data import Splits
 from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
 

@@ -25,11 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from dmllab import distributed
-from dmllab.components import build_components
+from dmllab.build import build_components
 from dmllab.config import Config
 from dmllab.data import ClassBalancedSampler
 from dmllab.data.dataset import Dataset
-from dmllab.data.prepare import prepare
+from dmllab.build import prepare
 from dmllab.geometry.base import all_finite
 from dmllab.guards import DivergenceGuard
 from dmllab.losses.lsd import ListwiseSelfDistillation, Teacher, lists_for

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from dmllab.components import build_components
+from dmllab.build import build_components
 from dmllab.config import Config
 from dmllab.distributed import launch
 from dmllab.losses.lsd import ListwiseSelfDistillation, lists_for

@@ -7,7 +7,7 @@ from torch import nn
 
 from dmllab.config import Config
 from dmllab.data.dataset import Dataset
-from dmllab.data.prepare import Splits
+from dmllab.data import Splits
 from dmllab.geometry.base import Geometry
 from dmllab.runs import Run
 

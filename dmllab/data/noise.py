@@ -6,7 +6,7 @@
   probability r, so P(c -> c) = 1 - r and P(c -> next(c)) = r.
 
 Labels may be any integers (not necessarily 0 .. C-1): the noise acts on positions in the sorted
-class list. `dmllab.data.prepare` injects noise into the training split only.
+class list. `dmllab.build.prepare` injects noise into the training split only.
 
 >>> import torch
 >>> y = torch.tensor([3, 3, 7, 7, 9, 9])
@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dmllab.data.dataset import Dataset, resolve
+from dmllab.data.dataset import Dataset
+from dmllab.data.registry import resolve
 
 KINDS = ("symmetric", "pairflip")
 

@@ -65,3 +65,15 @@ def _loader(name: str) -> Callable[..., Dataset]:
     if name not in _LOADERS:
         raise ValueError(f"dataset {name!r} is not known; choose one of: {', '.join(sorted(_LOADERS))}")
     return _LOADERS[name][0]
+
+
+def resolve(dataset: Dataset | str, *, seed: int = 0) -> Dataset:
+    """The dataset a function was given: a Dataset as is, a registered name loaded with `seed` and
+    default options (`load`). Raises TypeError for anything else and ValueError for unknown names,
+    both listing the registered names."""
+    if isinstance(dataset, Dataset):
+        return dataset
+    if isinstance(dataset, str):
+        return load(dataset, seed=seed)
+    raise TypeError(f"dataset must be a registered name ({', '.join(sorted(available()))}) or a "
+                    f"dmllab.data.Dataset; got {type(dataset).__name__}")

@@ -21,11 +21,13 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dmllab.data.dataset import Dataset, resolve
+from dmllab.data.dataset import Dataset
+from dmllab.data.registry import resolve
 
 HOWS = ("classes", "stratified")
 
@@ -121,3 +123,20 @@ def _check(how: str, fraction: float, name: str) -> None:
 def _round(value: float) -> int:
     """Round half up (Python's round() rounds half to even)."""
     return int(math.floor(value + 0.5))
+
+
+@dataclass
+class Splits:
+    """The data a run was trained and is evaluated on. `val` is carved from the training part."""
+
+    train: Dataset
+    test: Dataset
+    val: Dataset | None = None
+
+    def get(self, split: str) -> Dataset:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test'; got {split!r}")
+        data = getattr(self, split)
+        if data is None:
+            raise ValueError(f"this run has no {split!r} split (set Config.val_fraction > 0 for one)")
+        return data

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from dmllab.data.dataset import resolve as resolve_dataset
+from dmllab.data.registry import resolve as resolve_dataset
 from dmllab.metrics.clustering import ami, kmeans, nmi
 from dmllab.metrics.collapse import (asymmetry, fine_label_metrics, intra_inter_ratio, memorisation,
                                      prototype_accuracy, spectral_decay, subcluster_ari)
@@ -54,7 +54,7 @@ def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "t
     >>> from torch import nn
     >>> from dmllab.config import Config
     >>> from dmllab.data.dataset import Dataset
-    >>> from dmllab.data.prepare import Splits
+    >>> from dmllab.data import Splits
     >>> from dmllab.geometry.euclidean import Euclidean
     >>> from dmllab.runs import Run
     >>> points = Dataset(x=torch.tensor([[0.0], [0.1], [5.0], [5.2]]), y=torch.tensor([0, 0, 1, 1]))

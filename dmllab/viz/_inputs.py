@@ -12,7 +12,7 @@ import torch
 
 from dmllab.arrays import as_floats
 from dmllab.data.dataset import Dataset
-from dmllab.data.dataset import resolve as resolve_dataset
+from dmllab.data.registry import resolve as resolve_dataset
 
 COLOR_BY = ("class", "sub", "flipped")
 

@@ -6,7 +6,7 @@ state stripped to keep the file small), JupyterLab falls back to the output's te
 note), which JupyterLab, nbconvert and GitHub draw instead. A live session still gets the widget:
 JupyterLab ranks the widget renderer before plotly's and HTML.
 
-This module imports plotly at import time; `dmllab.widgets` imports it lazily.
+This module imports plotly at import time; `dmllab.viz.widgets` imports it lazily.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Each colour value is one trace (so the legend toggles a class), and every trace 
 sample's row index in `customdata[:, 0]` followed by its labels, shown on hover.
 
 Thumbnails: plotly's hover box is SVG text and does not render `<img>` tags, so images are not put
-in the hover. For image data use `dmllab.widgets.map_explorer(fig, dataset)`: the same figure as a
+in the hover. For image data use `dmllab.viz.widgets.map_explorer(fig, dataset)`: the same figure as a
 FigureWidget beside an image panel that shows the hovered or clicked sample.
 """
 

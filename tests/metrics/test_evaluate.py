@@ -9,7 +9,7 @@ from torch import nn
 import dmllab as dl
 from dmllab.config import Config
 from dmllab.data.dataset import Dataset
-from dmllab.data.prepare import Splits
+from dmllab.data import Splits
 from dmllab.geometry.base import Geometry
 from dmllab.geometry.euclidean import Euclidean
 from dmllab.metrics import (ami, intra_inter_ratio, kmeans, memorisation, nmi, prototype_accuracy, retrieval,

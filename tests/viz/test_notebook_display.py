@@ -19,7 +19,7 @@ from dmllab.report import LessonResult, write_report
 from dmllab.saved_notebooks import WIDGET_VIEW, make_static
 from dmllab.viz import distillation
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 PLOTLY = "application/vnd.plotly.v1+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 PICTURES = ("image/png", PLOTLY)
@@ -44,10 +44,10 @@ FIGURE_CELLS = {
     "list_bars": "distillation.list_bars(distillation.anchor_lists(run, epoch=2, anchor=0, size=8))",
     "epoch_curves": "distillation.epoch_curves({('a', 0): run, ('a', 1): run}, 'val_recall@1')",
 }
-NOT_FIGURES = {"aligned_projections", "project", "save_figure", "update_curves"}
+NOT_FIGURES = {"aligned_projections", "project", "save_figure", "update_curves", "LabPanel", "MapExplorer"}  # widgets: WIDGET_CELLS
 WIDGET_CELLS = {
     "figure_widget": "from dmllab.viz.live import FigureWidget\nFigureWidget(viz.embedding_map(run))",
-    "map_explorer": "from dmllab.widgets import LabPanel, MapExplorer\nMapExplorer(viz.embedding_map(run), run.test)",
+    "map_explorer": "from dmllab.viz.widgets import LabPanel, MapExplorer\nMapExplorer(viz.embedding_map(run), run.test)",
     "panel": "LabPanel(dataset='mixture', epochs=1)",
 }
 SAVE = ("from dmllab.report import save_lesson_outputs\n"

@@ -10,14 +10,14 @@ import pytest
 from plotly.callbacks import Points
 
 from dmllab.viz import embedding_map
-from dmllab.widgets import PANEL_DATASETS, LabPanel, MapExplorer, degenerate
+from dmllab.viz.widgets import PANEL_DATASETS, LabPanel, MapExplorer, degenerate
 from viz_fixtures import image_dataset
 
 TINY = {"dataset": "mixture", "epochs": 2, "batches_per_epoch": 3, "probe_size": 60, "embedding_dim": 4}
 
 
 def test_importing_dmllab_loads_no_plotting_or_widget_package():
-    code = ("import sys, dmllab as dl; dl.Config(); import dmllab.widgets, dmllab.runs; "
+    code = ("import sys, dmllab as dl; dl.Config(); import dmllab.viz.widgets, dmllab.runs; "
             "print(sorted(m for m in ('plotly', 'umap', 'ipywidgets', 'anywidget') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ from dmllab.viz import projection
 from dmllab.viz._degenerate import COLLAPSED, UMAP_MIN_POINTS, collapsed, normalised, plan
 from dmllab.viz.projection import aligned_projections, project
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -38,7 +38,7 @@ pytestmark = [
 ]
 
 CELLS = [
-    "import numpy as np\nfrom dmllab.viz import embedding_map\nfrom dmllab.widgets import LabPanel",
+    "import numpy as np\nfrom dmllab.viz import embedding_map\nfrom dmllab.viz.widgets import LabPanel",
     "embedding_map(np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 3)",
     "panel = LabPanel(dataset='mixture', epochs=2, batches_per_epoch=3, probe_size=60, embedding_dim=4)\npanel",
 ]

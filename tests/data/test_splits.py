@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dmllab.config import Config
-from dmllab.data import Dataset, prepare, split, validation_split
+from dmllab.build import prepare
+from dmllab.data import Dataset, split, validation_split
 
 
 def _data(counts, *, offset=0, meta=None):

@@ -287,7 +287,7 @@ def fitted_to_data(config: Config) -> Config:
     is capped by the classes in the training part. Errors the stratified split also meets (unknown
     dataset options, a split that holds out nothing) are raised as ValueError.
     """
-    from dmllab.data import prepare
+    from dmllab.build import prepare
 
     try:
         splits = prepare(config)

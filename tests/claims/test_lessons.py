@@ -22,7 +22,7 @@ import pytest
 
 from dmllab.claims import t_quantile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NUMBER = re.compile(r"[-+]?\d+\.\d+")
 
