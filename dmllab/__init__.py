@@ -5,16 +5,14 @@
     run = dl.fit(config)            # or dl.fit(config, data) with a dl.data.Dataset
     metrics = dl.evaluate(run)      # a flat dict of floats, measured on the test split
 
-Submodules are imported on first use, so `import dmllab` stays fast (UMAP, plotly and
-Jupyter are only loaded by the modules that draw).
+Submodules and these names are imported on first use, so `import dmllab` stays fast (torch
+comes with the first Config; UMAP, plotly and Jupyter only with the modules that draw).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
-
-from dmllab.config import Config
 
 __version__ = "0.1.0"
 
@@ -23,12 +21,15 @@ _SUBMODULES = {
     "distributed", "report", "experiments", "build", "claims", "findings", "guards",
 }
 _FUNCTIONS = {
+    "Config": "dmllab.config",
     "fit": "dmllab.train",
     "Run": "dmllab.runs",
     "evaluate": "dmllab.metrics",
 }
 
-__all__ = ["Config", "fit", "evaluate", "Run", *sorted(_SUBMODULES)]
+# The public face; the other submodules are the house's own floors (reachable, not advertised).
+__all__ = ["Config", "fit", "evaluate", "Run", "data", "experiments", "geometry", "losses", "metrics", "models",
+           "report", "runs", "viz"]
 
 
 def __getattr__(name: str) -> Any:

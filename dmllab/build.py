@@ -45,7 +45,8 @@ def build_components(config: Config, input_shape: Sequence[int], num_classes: in
     """(model, geometry, loss_fn) for `config` and inputs of one-sample shape `input_shape`.
 
     `classes` (the training label ids) or `num_classes` (ids 0..C-1) size per-class loss parameters."""
-    model = models.build(config, input_shape, image_shape)
+    model = models.build(config.model, input_shape, config.embedding_dim, config.normalize, image_shape,
+                         **config.model_options)
     geometry = geometries.build(config.geometry, model.embedding_dim, **config.geometry_options)
     loss_fn = losses.build(config, geometry, num_classes, classes=classes)
     return model, geometry, loss_fn

@@ -18,34 +18,20 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from collections.abc import Collection
 from typing import Any, Callable
 
 import numpy as np
 
 from dmllab import values
+from dmllab.data import DATASETS, NOISE_KINDS, SPLITS
+from dmllab.geometry import GEOMETRIES
+from dmllab.losses import LOSSES, NEGATIVES, POSITIVES
+from dmllab.models import MODELS
 from dmllab.values import BadValue
 
-# The names every registry must implement (tests check each registry against these).
-DATASETS = (
-    "mixture",
-    "modes-on-circle",
-    "digits",
-    "digits-parity",
-    "digits-low-high",
-    "loggrid",
-    "mnist-5k",
-    "cub200",
-    "cars196",
-    "sop",
-    "folder",
-)
-SPLITS = ("classes", "stratified")
-MODELS = ("mlp", "cnn", "identity", "resnet18", "resnet50")
-GEOMETRIES = ("sqeuclidean", "euclidean", "cosine", "bregman", "bregman-maxaffine")
-LOSSES = ("contrastive", "margin", "multi_similarity", "prototype_ce", "triplet")
-POSITIVES = ("all", "hardest", "nearest", "random")
-NEGATIVES = ("all", "semihard", "hardest", "distance_weighted")
-NOISE_KINDS = ("symmetric", "pairflip")
+# Choices that belong to the trainer itself; every component name (dataset, split, noise kind,
+# model, geometry, loss, positives, negatives) is read from its registry when a Config is checked.
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 DIVERGENCE = ("stop", "warn", "off")
@@ -215,8 +201,9 @@ def _real(low: float, high: float = math.inf, **openness: bool) -> Callable[[str
     return lambda owner, value: values.number(owner, value, low, high, **openness)
 
 
-def _one_of(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
-    return lambda owner, value: values.choice(owner, value, allowed)
+def _one_of(allowed: Collection[str]) -> Callable[[str, Any], str]:
+    # read when a value is checked, so a component registered at run time is accepted at once
+    return lambda owner, value: values.choice(owner, value, tuple(allowed))
 
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {

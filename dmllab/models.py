@@ -5,24 +5,30 @@ embedding: for 2-D geometry lessons, nothing to train), `resnet18` / `resnet50` 
 optional; randomly initialised unless `model_options={"weights": ...}` names torchvision weights
 already on disk, since the lab never downloads at run time).
 
+`MODELS` maps each name to its trunk builder `(input_shape, image_shape, **options) -> (trunk,
+width)`; the options are the builder's keyword arguments (`Config.model_options`), so adding a model
+is one registered function. `build` puts the embedding head on top.
+
 >>> import torch
->>> from dmllab.config import Config
->>> model = build(Config(model="mlp", embedding_dim=8), input_shape=(64,))
+>>> model = build("mlp", input_shape=(64,), embedding_dim=8)
 >>> z = model(torch.rand(5, 64))
 >>> tuple(z.shape), bool(torch.allclose(z.norm(dim=1), torch.ones(5)))
 ((5, 8), True)
+>>> build("mlp", input_shape=(64,), embedding_dim=8, width=3)
+Traceback (most recent call last):
+...
+ValueError: model 'mlp' has no option(s) width; its options are: hidden
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-
-from dmllab.config import Config
 
 
 class Embedder(nn.Module):
@@ -62,16 +68,34 @@ class ImageView(nn.Module):
         return x.reshape(len(x), *self.image_shape)
 
 
-def mlp_trunk(input_dim: int, hidden: Sequence[int]) -> tuple[nn.Module, int]:
+Trunk = Callable[..., tuple[nn.Module, "int | None"]]
+"""`(input_shape, image_shape, **options) -> (trunk, width)`; width None: the trunk's output is the
+embedding itself (no head)."""
+
+
+def identity_trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None) -> tuple[nn.Module, None]:
+    """The raw input, flattened, is the embedding (no head): for 2-D geometry lessons."""
+    return Flatten(), None
+
+
+def mlp_trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None,
+              hidden: Sequence[int] = (128, 128)) -> tuple[nn.Module, int]:
+    """Flatten, then Linear + ReLU per entry of `hidden`."""
     layers: list[nn.Module] = [Flatten()]
-    width = input_dim
+    width = math.prod(input_shape)
     for size in hidden:
         layers += [nn.Linear(width, size), nn.ReLU()]
         width = size
     return nn.Sequential(*layers), width
 
 
-def cnn_trunk(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[nn.Module, int]:
+def cnn_trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None,
+              channels: Sequence[int] = (32, 64)) -> tuple[nn.Module, int]:
+    """Conv 3x3 + BatchNorm + ReLU + 2x2 max-pool per entry of `channels`, then global average pool."""
+    if image_shape is None:
+        raise ValueError(
+            f"model='cnn' needs image inputs; this dataset's rows have shape {tuple(input_shape)} and no "
+            "image_shape. Use model='mlp' or a dataset with images")
     layers: list[nn.Module] = [ImageView(image_shape)]
     width = image_shape[0]
     for size in channels:
@@ -81,62 +105,64 @@ def cnn_trunk(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[nn.M
     return nn.Sequential(*layers), width
 
 
-def resnet_trunk(name: str, weights: str | None) -> tuple[nn.Module, int]:
-    try:
-        import torchvision
-    except ImportError as error:  # optional dependency
-        raise ValueError(
-            f"model={name!r} needs torchvision, which is not installed; install a torchvision build that "
-            "matches your torch, or use model='cnn'") from error
-    net = getattr(torchvision.models, name)(weights=weights)
-    width = net.fc.in_features
-    net.fc = nn.Identity()
-    return net, width
+def _resnet(name: str) -> Trunk:
+    def trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None,
+              weights: str | None = None) -> tuple[nn.Module, int]:
+        if image_shape is None or image_shape[0] != 3:
+            raise ValueError(f"model={name!r} needs RGB images [3, H, W]; got input shape {tuple(input_shape)}")
+        try:
+            import torchvision
+        except ImportError as error:  # optional dependency
+            raise ValueError(
+                f"model={name!r} needs torchvision, which is not installed; install a torchvision build that "
+                "matches your torch, or use model='cnn'") from error
+        net = getattr(torchvision.models, name)(weights=weights)
+        width = net.fc.in_features
+        net.fc = nn.Identity()
+        return nn.Sequential(ImageView(image_shape), net), width
+    trunk.__doc__ = f"torchvision's {name} without its classifier (random init unless `weights` names local weights)."
+    return trunk
 
 
-def build(config: Config, input_shape: Sequence[int], image_shape: Sequence[int] | None = None) -> Embedder:
-    """The embedder named by `config.model` for inputs of shape `input_shape` (one sample).
+MODELS: dict[str, Trunk] = {
+    "mlp": mlp_trunk,
+    "cnn": cnn_trunk,
+    "identity": identity_trunk,
+    "resnet18": _resnet("resnet18"),
+    "resnet50": _resnet("resnet50"),
+}
+"""Every model name (Config.model) -> its trunk builder."""
 
-    `image_shape` (C, H, W) lets the `cnn` read flattened image rows; it defaults to
-    `input_shape` when that is 3-D.
-    """
-    options = dict(config.model_options)
+
+def options(name: str) -> dict[str, object]:
+    """The options of model `name` (its `Config.model_options`) with their defaults."""
+    _check_name(name)
+    skip = ("input_shape", "image_shape")
+    return {key: p.default for key, p in inspect.signature(MODELS[name]).parameters.items() if key not in skip}
+
+
+def build(name: str, input_shape: Sequence[int], embedding_dim: int, normalize: bool = True,
+          image_shape: Sequence[int] | None = None, **options_: object) -> Embedder:
+    """The embedder `name` (see `MODELS`) for inputs of shape `input_shape` (one sample).
+
+    `image_shape` (C, H, W) lets image models read flattened image rows; it defaults to
+    `input_shape` when that is 3-D. `identity` has no head: its embedding is the flattened input.
+    Raises ValueError for an unknown name or option (listing the allowed ones) and for inputs the
+    model cannot read."""
+    known = options(name)
+    unknown = sorted(set(options_) - set(known))
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; its options are: "
+                         f"{', '.join(known) or 'none'}")
     input_shape = tuple(int(s) for s in input_shape)
-    input_dim = math.prod(input_shape)
     if image_shape is None and len(input_shape) == 3:
         image_shape = input_shape
-    if config.model == "identity":
-        _no_options(config, options)
-        return Embedder(Flatten(), nn.Identity(), input_dim, config.normalize)
-    if config.model == "mlp":
-        hidden = _take(options, "hidden", (128, 128))
-        _no_options(config, options)
-        trunk, width = mlp_trunk(input_dim, hidden)
-    elif config.model == "cnn":
-        if image_shape is None:
-            raise ValueError(
-                f"model='cnn' needs image inputs; this dataset's rows have shape {input_shape} and no "
-                "image_shape. Use model='mlp' or a dataset with images")
-        channels = _take(options, "channels", (32, 64))
-        _no_options(config, options)
-        trunk, width = cnn_trunk(image_shape, channels)
-    else:  # resnet18 / resnet50
-        if image_shape is None or image_shape[0] != 3:
-            raise ValueError(f"model={config.model!r} needs RGB images [3, H, W]; got input shape {input_shape}")
-        weights = _take(options, "weights", None)
-        _no_options(config, options)
-        trunk, width = resnet_trunk(config.model, weights)
-        trunk = nn.Sequential(ImageView(image_shape), trunk)
-    head = nn.Linear(width, config.embedding_dim)
-    return Embedder(trunk, head, config.embedding_dim, config.normalize)
+    trunk, width = MODELS[name](input_shape, image_shape, **options_)
+    if width is None:
+        return Embedder(trunk, nn.Identity(), math.prod(input_shape), normalize)
+    return Embedder(trunk, nn.Linear(width, embedding_dim), embedding_dim, normalize)
 
 
-def _take(options: dict, key: str, default):
-    return options.pop(key, default)
-
-
-def _no_options(config: Config, left: dict) -> None:
-    if left:
-        raise ValueError(
-            f"Config.model_options has unknown key(s) {sorted(left)} for model={config.model!r}; "
-            "mlp takes 'hidden', cnn takes 'channels', resnet18/resnet50 take 'weights', identity takes none")
+def _check_name(name: str) -> None:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")

@@ -12,12 +12,14 @@ from dmllab.data import noise
 from dmllab.data.dataset import Dataset
 from dmllab.data.folders import BadImagesError
 from dmllab.data.images import BadImageError, LazyImages
-from dmllab.data.registry import available, load, options, resolve
+from dmllab.data.noise import KINDS as NOISE_KINDS
+from dmllab.data.registry import DATASETS, available, load, options, resolve
 from dmllab.data.sampler import ClassBalancedSampler
+from dmllab.data.splits import HOWS as SPLITS
 from dmllab.data.splits import Splits, split, validation_split
 from dmllab.data.superclass import superclass
 
 __all__ = [
-    "BadImageError", "BadImagesError", "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available",
+    "DATASETS", "NOISE_KINDS", "SPLITS", "BadImageError", "BadImagesError", "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available",
     "load", "noise", "options", "resolve", "split", "superclass", "validation_split",
 ]

