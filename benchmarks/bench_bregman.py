@@ -22,10 +22,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_times, pin_threads  # noqa: E402
-
-from dmllab.geometry import SquaredEuclidean  # noqa: E402
-from dmllab.geometry.bregman import Bregman  # noqa: E402
+from _timing import median_times, pin_threads
+from dmllab.geometry import SquaredEuclidean
+from dmllab.geometry.bregman import Bregman
 
 
 def forward_backward(geometry: torch.nn.Module, z: torch.Tensor, weights: torch.Tensor):
@@ -33,6 +32,7 @@ def forward_backward(geometry: torch.nn.Module, z: torch.Tensor, weights: torch.
         geometry.zero_grad(set_to_none=True)
         z.grad = None
         (geometry.pairwise(z, z) * weights).sum().backward()
+
     return step
 
 
@@ -54,12 +54,16 @@ def main() -> None:
     }
     times = median_times(candidates, repeats=args.repeats)
     reference = times["sqeuclidean (reference)"]
-    print(f"pairwise + backward, B={args.batch}, d={args.dim}, threads={args.threads}, "
-          f"median of {args.repeats}")
+    print(
+        f"pairwise + backward, B={args.batch}, d={args.dim}, threads={args.threads}, "
+        f"median of {args.repeats}"
+    )
     for name, seconds in times.items():
         print(f"  {name:26s} {seconds * 1e3:8.3f} ms   x{seconds / reference:5.2f}")
     ratio = times["bregman (icnn 32-32-32)"] / reference
-    print(f"bregman / sqeuclidean = {ratio:.2f} (target <= 4): {'OK' if ratio <= 4 else 'ABOVE TARGET'}")
+    print(
+        f"bregman / sqeuclidean = {ratio:.2f} (target <= 4): {'OK' if ratio <= 4 else 'ABOVE TARGET'}"
+    )
 
 
 if __name__ == "__main__":

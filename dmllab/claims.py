@@ -22,8 +22,9 @@ recall@1: +0.030 (95% lower bound +0.020, 4 paired seeds)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,25 @@ class PairedDifference:
         return row
 
     def __str__(self) -> str:
-        name = self.metric if not (self.better or self.worse) else f"{self.better} - {self.worse}, {self.metric}"
-        return (f"{name}: {self.mean:+.3f} ({100 * self.confidence:.0f}% lower bound {self.lower:+.3f}, "
-                f"{self.n} paired seeds)")
+        name = (
+            self.metric
+            if not (self.better or self.worse)
+            else f"{self.better} - {self.worse}, {self.metric}"
+        )
+        return (
+            f"{name}: {self.mean:+.3f} ({100 * self.confidence:.0f}% lower bound {self.lower:+.3f}, "
+            f"{self.n} paired seeds)"
+        )
 
 
-def paired_difference(better: Sequence[float], worse: Sequence[float], *, metric: str = "",
-                      names: tuple[str, str] = ("", ""), confidence: float = 0.95) -> PairedDifference:
+def paired_difference(
+    better: Sequence[float],
+    worse: Sequence[float],
+    *,
+    metric: str = "",
+    names: tuple[str, str] = ("", ""),
+    confidence: float = 0.95,
+) -> PairedDifference:
     """The paired difference of two variants' per-seed values (same seeds, same order).
 
     better, worse: [n] floats, element s of both measured with seed s; n >= 2.
@@ -70,9 +83,13 @@ def paired_difference(better: Sequence[float], worse: Sequence[float], *, metric
     """
     a, b = [float(v) for v in better], [float(v) for v in worse]
     if len(a) != len(b):
-        raise ValueError(f"paired_difference needs one value per seed for both variants; got {len(a)} and {len(b)}")
+        raise ValueError(
+            f"paired_difference needs one value per seed for both variants; got {len(a)} and {len(b)}"
+        )
     if len(a) < 2:
-        raise ValueError(f"paired_difference needs at least 2 paired seeds for a confidence bound; got {len(a)}")
+        raise ValueError(
+            f"paired_difference needs at least 2 paired seeds for a confidence bound; got {len(a)}"
+        )
     if not all(math.isfinite(v) for v in a + b):
         raise ValueError(f"paired_difference got a non-finite value: {a} vs {b}")
     if not 0.5 < confidence < 1:

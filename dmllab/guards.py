@@ -73,9 +73,14 @@ class DivergenceGuard:
         self.mode = config.divergence
         lr = f"Config.lr (now {config.lr})"
         loss_lr = f"Config.loss_lr (now {config.loss_lr or config.lr})"
-        self.groups = [(name, setting, params) for name, setting, params in (
-            ("the model's weights", lr, _trainable(model)),
-            ("the loss's and geometry's parameters", loss_lr, _trainable(loss_fn))) if params]
+        self.groups = [
+            (name, setting, params)
+            for name, setting, params in (
+                ("the model's weights", lr, _trainable(model)),
+                ("the loss's and geometry's parameters", loss_lr, _trainable(loss_fn)),
+            )
+            if params
+        ]
         self.initial = [_norm(params) for _, _, params in self.groups]
         self.first_loss: float | None = None
         self.warned: set[str] = set()
@@ -93,10 +98,13 @@ class DivergenceGuard:
         if not symptoms:
             return
         settings = ", ".join(dict.fromkeys(setting for _, _, setting in symptoms))
-        text = (f"training diverged in epoch {epoch}: " + "; ".join(words for _, words, _ in symptoms)
-                + f". Likely cause: a learning rate far too large; lower {settings}. (Class collapse by the "
-                "loss keeps classes apart and does not trigger this; Config.divergence='warn' or 'off' "
-                "trains on regardless.)")
+        text = (
+            f"training diverged in epoch {epoch}: "
+            + "; ".join(words for _, words, _ in symptoms)
+            + f". Likely cause: a learning rate far too large; lower {settings}. (Class collapse by the "
+            "loss keeps classes apart and does not trigger this; Config.divergence='warn' or 'off' "
+            "trains on regardless.)"
+        )
         if self.mode == "stop":
             raise DivergenceError(text)
         fresh = [kind for kind, _, _ in symptoms if kind not in self.warned]
@@ -109,9 +117,19 @@ class DivergenceGuard:
         found = []
         lr = self.groups[0][1] if self.groups else "Config.lr"
         loss = run.history[-1].get("loss") if run.history else None
-        if self.first_loss is not None and self.first_loss > 0 and loss is not None \
-                and loss > GROWTH * self.first_loss:
-            found.append(("loss", f"the loss rose from {self.first_loss:.3g} (first batch) to {loss:.3g}", lr))
+        if (
+            self.first_loss is not None
+            and self.first_loss > 0
+            and loss is not None
+            and loss > GROWTH * self.first_loss
+        ):
+            found.append(
+                (
+                    "loss",
+                    f"the loss rose from {self.first_loss:.3g} (first batch) to {loss:.3g}",
+                    lr,
+                )
+            )
         for (name, setting, params), initial in zip(self.groups, self.initial):
             now = _norm(params)
             if initial > 0 and not now <= GROWTH * initial:  # also catches inf / NaN
@@ -121,8 +139,14 @@ class DivergenceGuard:
             probe = run.embed(run.data.train.subset(run.probe_index[:PROBE_ROWS]))
         width = spread(probe) if probe is not None and len(probe) > 1 else None
         if width is not None and width < SPREAD:
-            found.append(("point", f"the probe's {len(probe)} embeddings collapsed to one point "
-                                   f"(spread {width:.2g} < {SPREAD})", lr))
+            found.append(
+                (
+                    "point",
+                    f"the probe's {len(probe)} embeddings collapsed to one point "
+                    f"(spread {width:.2g} < {SPREAD})",
+                    lr,
+                )
+            )
         return found
 
 
@@ -132,4 +156,8 @@ def _trainable(module: nn.Module) -> list[nn.Parameter]:
 
 @torch.no_grad()
 def _norm(params: list[nn.Parameter]) -> float:
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.double()) for p in params])))
+    return float(
+        torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(p.double()) for p in params])
+        )
+    )

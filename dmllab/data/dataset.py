@@ -14,9 +14,9 @@ It is the data boundary of the lab: inputs and labels are converted here, once, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Hashable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -105,7 +105,8 @@ class Dataset:
                 raise ValueError(
                     f"{where}: with class_names, {name} must hold class ids 0..{len(self.class_names) - 1}; "
                     f"got ids in [{int(ids.min())}, {int(ids.max())}]. Pass the names themselves as labels "
-                    "instead (they are mapped for you)")
+                    "instead (they are mapped for you)"
+                )
             setattr(self, name, ids)
 
     def __len__(self) -> int:
@@ -140,7 +141,7 @@ class Dataset:
         first = self.x[torch.tensor([0])]
         return int(first[0].numel())
 
-    def subset(self, index: Tensor | Sequence[int]) -> "Dataset":
+    def subset(self, index: Tensor | Sequence[int]) -> Dataset:
         """The rows `index` (a long index or a boolean mask), every field kept aligned."""
         index = torch.as_tensor(index)
         if index.dtype == torch.bool:
@@ -158,7 +159,9 @@ class Dataset:
             meta=dict(self.meta),
         )
 
-    def with_labels(self, y: Tensor, *, clean_y: Tensor | None = None, name: str | None = None) -> "Dataset":
+    def with_labels(
+        self, y: Tensor, *, clean_y: Tensor | None = None, name: str | None = None
+    ) -> Dataset:
         """The same inputs with other labels (noise keeps the clean labels in `clean_y`)."""
         return replace(self, y=y, clean_y=clean_y, name=name or self.name, meta=dict(self.meta))
 
@@ -167,11 +170,13 @@ class Dataset:
         extras = [f"sub={self.sub is not None}"]
         if self.clean_y is not None:
             extras.append(f"flipped={int(self.flipped.sum())}")
-        return (f"Dataset({self.name!r}, x={shape}, classes={self.num_classes}, "
-                f"{', '.join(extras)})")
+        return f"Dataset({self.name!r}, x={shape}, classes={self.num_classes}, {', '.join(extras)})"
 
-    def merged(self, mapping: "Mapping[Hashable, Hashable] | Callable[[Hashable], Hashable]",
-               name: str | None = None) -> "Dataset":
+    def merged(
+        self,
+        mapping: Mapping[Hashable, Hashable] | Callable[[Hashable], Hashable],
+        name: str | None = None,
+    ) -> Dataset:
         """A copy with labels mapped to coarse classes and `sub` = the original class ids; see
         `dmllab.data.superclass` (which also takes a registered name) for the rules and errors."""
         labels = self.y if self.clean_y is None else torch.cat([self.y, self.clean_y])
@@ -184,14 +189,22 @@ class Dataset:
             if missing:
                 raise ValueError(
                     f"superclass mapping misses label(s) {missing} of dataset {self.name!r}; "
-                    f"map every label in {fine}")
+                    f"map every label in {fine}"
+                )
             table = {label: mapping[label] for label in fine}
         else:
-            raise TypeError(f"superclass mapping must be a dict or a function; got {type(mapping).__name__}")
-        is_int = {label: isinstance(coarse, int) and not isinstance(coarse, bool) for label, coarse in table.items()}
+            raise TypeError(
+                f"superclass mapping must be a dict or a function; got {type(mapping).__name__}"
+            )
+        is_int = {
+            label: isinstance(coarse, int) and not isinstance(coarse, bool)
+            for label, coarse in table.items()
+        }
         if len(set(is_int.values())) > 1:
             odd = {label: table[label] for label, flag in is_int.items() if not flag}
-            raise TypeError(f"superclass mapping must give int labels or names (e.g. str), not both; got {odd}")
+            raise TypeError(
+                f"superclass mapping must give int labels or names (e.g. str), not both; got {odd}"
+            )
         meta = {key: value for key, value in self.meta.items() if key != "train_classes"}
         meta["coarse_of"] = table
         if self.class_names is not None:
@@ -201,7 +214,9 @@ class Dataset:
             self,
             y=[coarse_of_id[i] for i in self.y.tolist()],
             sub=self.y.clone(),
-            clean_y=None if self.clean_y is None else [coarse_of_id[i] for i in self.clean_y.tolist()],
+            clean_y=None
+            if self.clean_y is None
+            else [coarse_of_id[i] for i in self.clean_y.tolist()],
             name=name or f"{self.name}-superclass",
             meta=meta,
             class_names=None,

@@ -11,8 +11,8 @@ the splits use). A file that cannot be decoded raises `BadImageError` naming it;
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -40,7 +40,7 @@ class LazyImages:
             return torch.empty(0, 3, self.size, self.size)
         return torch.stack([decode(self.paths[row], self.size) for row in rows])
 
-    def subset(self, index: Tensor | Sequence[int]) -> "LazyImages":
+    def subset(self, index: Tensor | Sequence[int]) -> LazyImages:
         """The images `index` (long index or boolean mask) as another lazy list; nothing is decoded."""
         return LazyImages([self.paths[row] for row in _rows(index, len(self.paths))], self.size)
 
@@ -56,8 +56,10 @@ class BadImageError(ValueError):
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path, self.reason = str(path), reason
-        super().__init__(f"cannot decode image {self.path}: {reason} — replace or delete the file "
-                         "(`dmllab verify ROOT --layout LAYOUT` lists every bad file of a data set)")
+        super().__init__(
+            f"cannot decode image {self.path}: {reason} — replace or delete the file "
+            "(`dmllab verify ROOT --layout LAYOUT` lists every bad file of a data set)"
+        )
 
 
 def decode(path: str | Path, size: int) -> Tensor:

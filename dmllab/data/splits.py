@@ -32,8 +32,9 @@ from dmllab.data.registry import resolve
 HOWS = ("classes", "stratified")
 
 
-def split(dataset: Dataset | str, how: str = "classes", test_fraction: float = 0.5,
-          seed: int = 0) -> tuple[Dataset, Dataset]:
+def split(
+    dataset: Dataset | str, how: str = "classes", test_fraction: float = 0.5, seed: int = 0
+) -> tuple[Dataset, Dataset]:
     """(train, test) parts of `dataset` (a Dataset or a registered name, loaded with `seed`); see
     the module docstring for the two protocols.
 
@@ -52,7 +53,9 @@ def split(dataset: Dataset | str, how: str = "classes", test_fraction: float = 0
             is_train = torch.isin(classes, torch.as_tensor(list(standard), dtype=torch.long))
             fix = "The dataset's standard split applies here: keep more classes (max_classes), or use how='stratified'"
         else:
-            is_train = torch.arange(len(classes)) < len(classes) - _round(test_fraction * len(classes))
+            is_train = torch.arange(len(classes)) < len(classes) - _round(
+                test_fraction * len(classes)
+            )
             fix = "Change test_fraction, or use how='stratified'"
         train, test = _by_classes(dataset, classes[is_train], classes[~is_train], "test", fix)
     for part in (train, test):
@@ -60,8 +63,9 @@ def split(dataset: Dataset | str, how: str = "classes", test_fraction: float = 0
     return train, test
 
 
-def validation_split(train: Dataset | str, fraction: float, how: str = "classes",
-                     seed: int = 0) -> tuple[Dataset, Dataset]:
+def validation_split(
+    train: Dataset | str, fraction: float, how: str = "classes", seed: int = 0
+) -> tuple[Dataset, Dataset]:
     """(train, val) carved from the training part (a Dataset or a registered name), never from the
     test part.
 
@@ -78,17 +82,24 @@ def validation_split(train: Dataset | str, fraction: float, how: str = "classes"
     order = torch.randperm(len(classes), generator=torch.Generator().manual_seed(int(seed)))
     is_val = torch.zeros(len(classes), dtype=torch.bool)
     is_val[order[:held]] = True
-    return _by_classes(train, classes[~is_val], classes[is_val], "validation",
-                       "Lower the validation fraction, train on more classes, or use how='stratified'")
+    return _by_classes(
+        train,
+        classes[~is_val],
+        classes[is_val],
+        "validation",
+        "Lower the validation fraction, train on more classes, or use how='stratified'",
+    )
 
 
-def _by_classes(dataset: Dataset, kept: Tensor, held: Tensor, part: str,
-                fix: str) -> tuple[Dataset, Dataset]:
+def _by_classes(
+    dataset: Dataset, kept: Tensor, held: Tensor, part: str, fix: str
+) -> tuple[Dataset, Dataset]:
     if len(kept) < 2 or len(held) < 2:
         raise ValueError(
             f"a class-disjoint {part} split of {dataset.name!r} ({dataset.num_classes} classes) would "
             f"leave {len(kept)} training and {len(held)} {part} classes; each side needs at least 2 "
-            f"classes. {fix} (the same classes on both sides).")
+            f"classes. {fix} (the same classes on both sides)."
+        )
     is_held = torch.isin(dataset.y, held)
     return dataset.subset(~is_held), dataset.subset(is_held)
 
@@ -98,7 +109,7 @@ def _stratified(dataset: Dataset, fraction: float, seed: int, part: str) -> tupl
     gen = torch.Generator().manual_seed(int(seed))
     shuffled = torch.randperm(len(dataset), generator=gen)
     labels = dataset.y[shuffled]
-    order = torch.sort(labels, stable=True).indices          # grouped by class, random within
+    order = torch.sort(labels, stable=True).indices  # grouped by class, random within
     _, counts = torch.unique_consecutive(labels[order], return_counts=True)
     starts = counts.cumsum(0) - counts
     rank = torch.arange(len(dataset)) - starts.repeat_interleave(counts)
@@ -107,16 +118,24 @@ def _stratified(dataset: Dataset, fraction: float, seed: int, part: str) -> tupl
     is_held = rank < held_per_class.repeat_interleave(counts)
     index = shuffled[order]
     if not bool(is_held.any()):
-        raise ValueError(f"a stratified {part} split of {dataset.name!r} holds out nothing: every class "
-                         "has a single sample")
-    return (dataset.subset(index[~is_held].sort().values),
-            dataset.subset(index[is_held].sort().values))
+        raise ValueError(
+            f"a stratified {part} split of {dataset.name!r} holds out nothing: every class "
+            "has a single sample"
+        )
+    return (
+        dataset.subset(index[~is_held].sort().values),
+        dataset.subset(index[is_held].sort().values),
+    )
 
 
 def _check(how: str, fraction: float, name: str) -> None:
     if how not in HOWS:
         raise ValueError(f"split how={how!r} is not known; choose one of: {', '.join(HOWS)}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, (int, float))
+        or not 0.0 < fraction < 1.0
+    ):
         raise ValueError(f"{name} must be a number in (0, 1); got {fraction!r}")
 
 
@@ -138,5 +157,7 @@ class Splits:
             raise ValueError(f"split must be 'train', 'val' or 'test'; got {split!r}")
         data = getattr(self, split)
         if data is None:
-            raise ValueError(f"this run has no {split!r} split (set Config.val_fraction > 0 for one)")
+            raise ValueError(
+                f"this run has no {split!r} split (set Config.val_fraction > 0 for one)"
+            )
         return data

@@ -11,8 +11,15 @@ from torch import Tensor
 
 from dmllab.data.registry import resolve as resolve_dataset
 from dmllab.metrics.clustering import ami, kmeans, nmi
-from dmllab.metrics.collapse import (asymmetry, fine_label_metrics, intra_inter_ratio, memorisation,
-                                     prototype_accuracy, spectral_decay, subcluster_ari)
+from dmllab.metrics.collapse import (
+    asymmetry,
+    fine_label_metrics,
+    intra_inter_ratio,
+    memorisation,
+    prototype_accuracy,
+    spectral_decay,
+    subcluster_ari,
+)
 from dmllab.metrics.retrieval import retrieval
 
 if TYPE_CHECKING:
@@ -22,9 +29,15 @@ if TYPE_CHECKING:
 _DIRECTION_KEYS = ("recall@", "precision@", "map@r", "r_precision", "mrr")
 
 
-def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "test", *,
-             ks: Sequence[int] = (1, 2, 4, 8), max_queries: int | None = None,
-             seed: int | None = None) -> dict[str, float]:
+def evaluate(
+    run: Run,
+    dataset: Dataset | str | None = None,
+    split: str = "test",
+    *,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    max_queries: int | None = None,
+    seed: int | None = None,
+) -> dict[str, float]:
     """Measure `run` on `dataset` (default: the run's `split`, "test") and return a flat dict of floats.
 
     dataset: a Dataset or a registered name (loaded with the run's seed); its inputs follow the
@@ -68,12 +81,16 @@ def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "t
     geometry = _on_cpu(run.geometry)
     embeddings, labels = run.embed(data), data.y
 
-    metrics = retrieval(embeddings, labels, geometry=geometry, ks=ks, max_queries=max_queries, seed=seed)
+    metrics = retrieval(
+        embeddings, labels, geometry=geometry, ks=ks, max_queries=max_queries, seed=seed
+    )
     clusters = kmeans(embeddings, int(torch.unique(labels).numel()), seed=seed)
     metrics["nmi"] = nmi(embeddings, labels, clusters=clusters)
     metrics["ami"] = ami(embeddings, labels, clusters=clusters)
     if data.sub is not None:
-        metrics |= fine_label_metrics(embeddings, data.sub, geometry, ks, max_queries=max_queries, seed=seed)
+        metrics |= fine_label_metrics(
+            embeddings, data.sub, geometry, ks, max_queries=max_queries, seed=seed
+        )
         metrics["subcluster_ari"] = subcluster_ari(embeddings, labels, data.sub, seed=seed)
     if int(torch.unique(labels).numel()) >= 2:
         metrics["intra_inter_ratio"] = intra_inter_ratio(embeddings, labels, geometry)
@@ -82,7 +99,9 @@ def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "t
     train = run.data.train if run.data is not None else None
     train_embeddings = run.embed(train) if train is not None else None
     if train is not None and _covers(train.y, labels):
-        metrics["prototype_accuracy"] = prototype_accuracy(embeddings, labels, train_embeddings, train.y, geometry)
+        metrics["prototype_accuracy"] = prototype_accuracy(
+            embeddings, labels, train_embeddings, train.y, geometry
+        )
     else:
         metrics["prototype_accuracy"] = prototype_accuracy(embeddings, labels, geometry=geometry)
     if train is not None and train.flipped is not None and bool(train.flipped.any()):
@@ -90,15 +109,26 @@ def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "t
 
     if not geometry.symmetric:
         metrics["asymmetry"] = asymmetry(embeddings, geometry, seed=seed)
-        for prefix, other in (("gallery_first_", geometry.reversed()), ("symmetrised_", geometry.symmetrised())):
-            scores = retrieval(embeddings, labels, geometry=other, ks=ks, max_queries=max_queries, seed=seed)
-            metrics |= {prefix + name: value for name, value in scores.items() if name.startswith(_DIRECTION_KEYS)}
+        for prefix, other in (
+            ("gallery_first_", geometry.reversed()),
+            ("symmetrised_", geometry.symmetrised()),
+        ):
+            scores = retrieval(
+                embeddings, labels, geometry=other, ks=ks, max_queries=max_queries, seed=seed
+            )
+            metrics |= {
+                prefix + name: value
+                for name, value in scores.items()
+                if name.startswith(_DIRECTION_KEYS)
+            }
     return metrics
 
 
-def _splits(run: "Run"):
+def _splits(run: Run):
     if run.data is None:
-        raise ValueError("this run carries no data splits; pass the data to evaluate: evaluate(run, dataset)")
+        raise ValueError(
+            "this run carries no data splits; pass the data to evaluate: evaluate(run, dataset)"
+        )
     return run.data
 
 
