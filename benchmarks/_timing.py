@@ -17,7 +17,7 @@ import torch
 
 
 def pin_threads(threads: int = 1) -> None:
-    """One thread count for every runtime, so other jobs on the machine cannot stall OpenMP barriers."""
+    """One thread count for every runtime, so that other jobs cannot stall OpenMP barriers."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(threads)
     torch.set_num_threads(threads)

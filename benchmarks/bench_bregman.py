@@ -10,7 +10,8 @@ z [B, d] requires grad (it stands for a model's output), W is a fixed random wei
 the median per-call times and the ratios to the reference measured in the same run.
 Target: bregman / reference <= 4 at B = 256, d = 128.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bregman.py [--batch 256] [--dim 128] [--threads 1]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bregman.py \
+        [--batch 256] [--dim 128] [--threads 1]
 """
 
 from __future__ import annotations
@@ -61,9 +62,8 @@ def main() -> None:
     for name, seconds in times.items():
         print(f"  {name:26s} {seconds * 1e3:8.3f} ms   x{seconds / reference:5.2f}")
     ratio = times["bregman (icnn 32-32-32)"] / reference
-    print(
-        f"bregman / sqeuclidean = {ratio:.2f} (target <= 4): {'OK' if ratio <= 4 else 'ABOVE TARGET'}"
-    )
+    verdict = "OK" if ratio <= 4 else "ABOVE TARGET"
+    print(f"bregman / sqeuclidean = {ratio:.2f} (target <= 4): {verdict}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Retrieval evaluation cost: dmllab.metrics.retrieval vs the faiss floor and PML's AccuracyCalculator.
+"""Retrieval evaluation cost: dmllab.metrics.retrieval vs the faiss floor and PML's
+AccuracyCalculator.
 
 For N points (d = 128, float32, L2-normalised, `classes` equal classes) every point queries all
 the others, self excluded, with k = largest class count - 1 (what MAP@R needs):
@@ -10,9 +11,10 @@ the others, self excluded, with k = largest class count - 1 (what MAP@R needs):
     pml    AccuracyCalculator(include=(precision_at_1, r_precision, mean_average_precision_at_r),
            k="max_bin_count").get_accuracy(x, y)
 
-Times are medians (and, for a contended machine, minima) of round-robin repeats (order rotated, one warm-up) with torch and faiss pinned
-to `--threads`; peak extra memory is measured in a fresh process per method (VmHWM after
-resetting it through /proc/self/clear_refs). Ratios are against the floor measured in the same run.
+Times are medians (and, for a contended machine, minima) of round-robin repeats (order rotated,
+one warm-up) with torch and faiss pinned to `--threads`; peak extra memory is measured in a fresh
+process per method (VmHWM after resetting it through /proc/self/clear_refs). Ratios are against
+the floor measured in the same run.
 
     python benchmarks/bench_eval.py --quick          # N = 10k, 3 repeats
     python benchmarks/bench_eval.py                  # N = 10k and 50k, 5 repeats

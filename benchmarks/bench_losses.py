@@ -112,8 +112,8 @@ def main() -> None:
     rows = []
     print(f"threads={args.threads} per_class={args.per_class} repeats={repeats} d=128")
     print(
-        f"{'loss':17s} {'positives':8s} {'negatives':17s} {'B':>4s} {'floor ms':>8s} {'own ms':>8s} "
-        f"{'PML ms':>8s} {'own/floor':>9s} {'PML/own':>8s}"
+        f"{'loss':17s} {'positives':8s} {'negatives':17s} {'B':>4s} "
+        f"{'floor ms':>8s} {'own ms':>8s} {'PML ms':>8s} {'own/floor':>9s} {'PML/own':>8s}"
     )
     for B in args.sizes:
         E, labels = batch(B, args.per_class)

@@ -89,7 +89,8 @@ def encode_labels(
         if label is None or isinstance(label, float):
             raise ValueError(
                 f"{name} has the label {label!r}; labels must be integers or names (e.g. strings), "
-                f"without missing values. Drop or fill the missing rows, or cast float ids with .astype(int)"
+                "without missing values. Drop or fill the missing rows, or cast float ids with "
+                ".astype(int)"
             )
     try:
         names = tuple(sorted(distinct))
@@ -115,9 +116,9 @@ def as_class_ids(values: Any, name: str) -> Tensor:
             else ""
         )
         raise ValueError(
-            f"{name} must hold integer class labels; got {kind}{example}. Metrics take class ids: cast float ids "
-            "with .long(); for names, build dl.data.Dataset(x, y=names), whose .y holds their ids "
-            "(the names stay in .class_names)"
+            f"{name} must hold integer class labels; got {kind}{example}. Metrics take class ids: "
+            "cast float ids with .long(); for names, build dl.data.Dataset(x, y=names), whose .y "
+            "holds their ids (the names stay in .class_names)"
         )
     return torch.from_numpy(array.astype(np.int64))
 
@@ -152,7 +153,8 @@ def _label_array(values: Any, name: str) -> np.ndarray:
 
 def _sequence_labels(values: list | tuple) -> np.ndarray:
     """A 1-D array of the labels in a list: int64 when all are integers, float64 when all are real
-    numbers, else objects (numpy would turn [0, "a"] into the strings "0", "a", and tuples into rows)."""
+    numbers, else objects (numpy would turn [0, "a"] into the strings "0", "a", and tuples into
+    rows)."""
     if all(
         isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values
     ):

@@ -12,7 +12,8 @@ share (a hard split, an unlucky initialisation), so a few seeds can establish a 
 smaller than either variant's own spread. Comparing a difference of means with the larger std
 (about one sigma, unpaired) can neither do that nor say how sure it is.
 
->>> result = paired_difference([0.91, 0.93, 0.92, 0.95], [0.88, 0.90, 0.90, 0.91], metric="recall@1")
+>>> better, worse = [0.91, 0.93, 0.92, 0.95], [0.88, 0.90, 0.90, 0.91]
+>>> result = paired_difference(better, worse, metric="recall@1")
 >>> round(result.mean, 4), round(result.lower, 4), result.n, result.holds
 (0.03, 0.0204, 4, True)
 >>> print(result)
@@ -62,8 +63,8 @@ class PairedDifference:
             else f"{self.better} - {self.worse}, {self.metric}"
         )
         return (
-            f"{name}: {self.mean:+.3f} ({100 * self.confidence:.0f}% lower bound {self.lower:+.3f}, "
-            f"{self.n} paired seeds)"
+            f"{name}: {self.mean:+.3f} ({100 * self.confidence:.0f}% lower bound "
+            f"{self.lower:+.3f}, {self.n} paired seeds)"
         )
 
 
@@ -84,7 +85,8 @@ def paired_difference(
     a, b = [float(v) for v in better], [float(v) for v in worse]
     if len(a) != len(b):
         raise ValueError(
-            f"paired_difference needs one value per seed for both variants; got {len(a)} and {len(b)}"
+            "paired_difference needs one value per seed for both variants; "
+            f"got {len(a)} and {len(b)}"
         )
     if len(a) < 2:
         raise ValueError(

@@ -62,7 +62,7 @@ def spread(embeddings: Tensor) -> float:
 
 
 class DivergenceGuard:
-    """Watches one training: `batch(loss)` after every batch, `end_epoch(run, epoch)` after every epoch.
+    """Watches one training: `batch(loss)` after a batch, `end_epoch(run, epoch)` after an epoch.
 
     Built before the first optimiser step (it keeps the initial weight norms). With
     `config.divergence == "stop"`, `end_epoch` raises DivergenceError naming the symptoms and the
@@ -91,7 +91,7 @@ class DivergenceGuard:
             self.first_loss = loss
 
     def end_epoch(self, run: Run, epoch: int) -> None:
-        """Check the symptoms after `epoch` (its history row appended, its snapshot recorded if any)."""
+        """Check the symptoms after `epoch` (history row appended, snapshot recorded if any)."""
         if self.mode == "off":
             return
         symptoms = self._symptoms(run, epoch)
@@ -101,9 +101,9 @@ class DivergenceGuard:
         text = (
             f"training diverged in epoch {epoch}: "
             + "; ".join(words for _, words, _ in symptoms)
-            + f". Likely cause: a learning rate far too large; lower {settings}. (Class collapse by the "
-            "loss keeps classes apart and does not trigger this; Config.divergence='warn' or 'off' "
-            "trains on regardless.)"
+            + f". Likely cause: a learning rate far too large; lower {settings}. "
+            "(Class collapse by the loss keeps classes apart and does not trigger this; "
+            "Config.divergence='warn' or 'off' trains on regardless.)"
         )
         if self.mode == "stop":
             raise DivergenceError(text)

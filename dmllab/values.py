@@ -34,7 +34,7 @@ import yaml
 
 
 class BadValue(ValueError):
-    """A value that is not what its field, parameter or file needs; the message says which and why."""
+    """A value unfit for its field, parameter or file; the message says which and why."""
 
 
 # --------------------------------------------------------------------------- reading text
@@ -178,7 +178,7 @@ def _number_text(value: float) -> str:
 
 
 def check_json_value(owner: str, value: Any) -> None:
-    """Refuse anything JSON cannot hold faithfully: non-finite numbers, non-string keys deep inside."""
+    """Refuse what JSON cannot hold faithfully: non-finite numbers, non-string keys deep inside."""
     if isinstance(value, float) and not math.isfinite(value):
         raise BadValue(f"{owner}: {value!r} is not a finite number")
     if isinstance(value, dict):
@@ -263,7 +263,8 @@ def like(owner: str, value: Any, default: Any) -> Any:
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise BadValue(
-                f"{owner} must be an int like its default {default!r}; got {value!r} ({type(value).__name__})"
+                f"{owner} must be an int like its default {default!r}; "
+                f"got {value!r} ({type(value).__name__})"
             )
         return value
     if isinstance(default, float):

@@ -39,7 +39,8 @@ def test_bound_matches_a_loop_and_never_exceeds_the_mean(pairs, confidence):
 
 
 def test_pairing_sees_a_consistent_gain_that_the_spread_rule_misses():
-    # Every seed gains 0.01 but seeds differ by 0.05: unpaired "difference > std" fails, pairing holds.
+    # Every seed gains 0.01 but seeds differ by 0.05: unpaired "difference > std" fails, pairing
+    # holds.
     base = [0.80, 0.85, 0.90, 0.83, 0.88]
     better = [v + 0.01 + 0.001 * i for i, v in enumerate(base)]
     result = paired_difference(better, base)

@@ -115,7 +115,10 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = "import dmllab, sys; print(','.join(m for m in ('umap', 'plotly', 'ipywidgets', 'jupyterlab', 'papermill') if m in sys.modules))"
+    code = (
+        "import dmllab, sys; print(','.join(m for m in "
+        "('umap', 'plotly', 'ipywidgets', 'jupyterlab', 'papermill') if m in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

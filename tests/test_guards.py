@@ -65,8 +65,8 @@ def test_a_normal_run_passes():
 @pytest.mark.slow
 def test_class_collapse_by_the_loss_is_not_divergence():
     # Lesson 01's setup: random positives squeeze each class of modes-on-circle (3 modes per class)
-    # into a tight cluster (intra/inter ratio 0.26 here; nearest positives keep about 7). The classes
-    # stay apart, so the default guard ("stop") lets it train.
+    # into a tight cluster (intra/inter ratio 0.26 here; nearest positives keep about 7). The
+    # classes stay apart, so the default guard ("stop") lets it train.
     config = Config(
         dataset="modes-on-circle",
         split="stratified",

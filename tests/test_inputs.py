@@ -157,8 +157,9 @@ ARRAYS = {
 
 @pytest.mark.parametrize("kind", list(ARRAYS))
 def test_fit_and_evaluate_on_any_array_type(kind):
-    """The issue's instance: a Dataset from numpy float64 trained into a dtype mismatch in nn.Linear.
-    Any array type now trains and measures exactly like the float32 tensor of its values."""
+    """The issue's instance: a Dataset from numpy float64 trained into a dtype mismatch in
+    nn.Linear. Any array type now trains and measures exactly like the float32 tensor of its
+    values."""
     x = ARRAYS[kind](_blobs())
     labels = np.repeat(np.arange(6), 12)
     data = Dataset(x=x, y=pd.Series(labels))

@@ -1,4 +1,5 @@
-"""One way to read typed values: YAML 1.2 core scalars, strict booleans, finite numbers, no duplicate keys."""
+"""One way to read typed values: YAML 1.2 core scalars, strict booleans, finite numbers, no
+duplicate keys."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Checks shared by the loaders: every bad option is a ValueError that names the dataset and the fix."""
+"""Checks shared by the loaders: each bad option is a ValueError naming the dataset and the fix."""
 
 from __future__ import annotations
 

@@ -103,9 +103,10 @@ class Dataset:
             ids = as_class_ids(ids, f"{where}: {name}")
             if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(self.class_names)):
                 raise ValueError(
-                    f"{where}: with class_names, {name} must hold class ids 0..{len(self.class_names) - 1}; "
-                    f"got ids in [{int(ids.min())}, {int(ids.max())}]. Pass the names themselves as labels "
-                    "instead (they are mapped for you)"
+                    f"{where}: with class_names, {name} must hold class ids "
+                    f"0..{len(self.class_names) - 1}; got ids in [{int(ids.min())}, "
+                    f"{int(ids.max())}]. Pass the names themselves as labels instead (they are "
+                    "mapped for you)"
                 )
             setattr(self, name, ids)
 
@@ -114,7 +115,7 @@ class Dataset:
 
     @property
     def classes(self) -> Tensor:
-        """The sorted distinct class ids in y (`label_names(classes)` gives their original labels)."""
+        """The sorted distinct class ids in y (`label_names(classes)` gives their labels)."""
         return torch.unique(self.y)
 
     @property

@@ -61,13 +61,14 @@ def write_example_folder(
 
     Class c is shape SHAPES[c % 10] in hue (0.37 c) mod 1 (one colour per class; with more than
     10 classes the shapes repeat in new colours); in the "sop" layout products 2s and 2s + 1
-    share shape SHAPES[s % 10] and super-class s + 1, and differ in colour. Returns `root` as a Path: pass it as
-    `dataset_options={"root": ...}` with `dataset=layout`. The folder may already exist, but
-    must not already hold a dataset in the same layout.
+    share shape SHAPES[s % 10] and super-class s + 1, and differ in colour. Returns `root` as a
+    Path: pass it as `dataset_options={"root": ...}` with `dataset=layout`. The folder may already
+    exist, but must not already hold a dataset in the same layout.
     """
     if layout not in LAYOUTS:
         raise ValueError(
-            f"write_example_folder: layout={layout!r} is not known; choose one of: {', '.join(LAYOUTS)}"
+            f"write_example_folder: layout={layout!r} is not known; "
+            f"choose one of: {', '.join(LAYOUTS)}"
         )
     for name, value, low in (
         ("classes", classes, 2),

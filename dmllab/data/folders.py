@@ -278,8 +278,8 @@ def folder(
             files += images
     if not files:
         raise ValueError(
-            f"dataset 'folder': no images in {base}; expected one sub-folder per class holding image "
-            f"files ({', '.join(IMAGE_SUFFIXES)}), e.g. {base / 'cat' / '0001.jpg'}"
+            f"dataset 'folder': no images in {base}; expected one sub-folder per class holding "
+            f"image files ({', '.join(IMAGE_SUFFIXES)}), e.g. {base / 'cat' / '0001.jpg'}"
         )
     return _finish(
         name, base, files, y, names, None, image_size, max_per_class, max_classes, verify

@@ -41,7 +41,7 @@ class LazyImages:
         return torch.stack([decode(self.paths[row], self.size) for row in rows])
 
     def subset(self, index: Tensor | Sequence[int]) -> LazyImages:
-        """The images `index` (long index or boolean mask) as another lazy list; nothing is decoded."""
+        """The images `index` (long index or boolean mask) as another lazy list; none decoded."""
         return LazyImages([self.paths[row] for row in _rows(index, len(self.paths))], self.size)
 
     def __repr__(self) -> str:

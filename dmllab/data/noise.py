@@ -97,8 +97,8 @@ def _prepare(
     elif num_classes is not None:
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
             raise ValueError(
-                f"labels must lie in 0 .. {num_classes - 1} when num_classes={num_classes} is given; "
-                "pass classes=<the sorted class list> for other label values"
+                f"labels must lie in 0 .. {num_classes - 1} when num_classes={num_classes} is "
+                "given; pass classes=<the sorted class list> for other label values"
             )
         classes = torch.arange(num_classes)
     else:

@@ -31,7 +31,7 @@ from torch.utils.data import Sampler
 
 
 class ClassBalancedSampler(Sampler[Tensor]):
-    """Yields LongTensor index batches of P classes x K samples, the K samples of a class contiguous.
+    """Yields LongTensor index batches of P classes x K samples, a class's K samples contiguous.
 
     labels:            [N] class labels of the dataset being sampled.
     classes_per_batch: P >= 2 (negatives need a second class).
@@ -73,8 +73,8 @@ class ClassBalancedSampler(Sampler[Tensor]):
         )
         if len(classes) < classes_per_batch:
             raise ValueError(
-                f"classes_per_batch={classes_per_batch} but the labels hold only {len(classes)} classes; "
-                f"lower classes_per_batch to at most {len(classes)}"
+                f"classes_per_batch={classes_per_batch} but the labels hold only {len(classes)} "
+                f"classes; lower classes_per_batch to at most {len(classes)}"
             )
         if (
             not isinstance(world_size, int)
@@ -88,8 +88,9 @@ class ClassBalancedSampler(Sampler[Tensor]):
         batch_size = classes_per_batch * samples_per_class
         if batch_size % world_size:
             raise ValueError(
-                f"the global batch of {classes_per_batch} x {samples_per_class} = {batch_size} samples "
-                f"cannot be split evenly over world_size={world_size} ranks; make P * K a multiple of it"
+                f"the global batch of {classes_per_batch} x {samples_per_class} = {batch_size} "
+                f"samples cannot be split evenly over world_size={world_size} ranks; make P * K a "
+                "multiple of it"
             )
         if batches_per_epoch is None:
             batches_per_epoch = max(1, len(labels) // batch_size)
@@ -104,15 +105,16 @@ class ClassBalancedSampler(Sampler[Tensor]):
         smallest = int(counts.clamp(max=samples_per_class).sort().values[:classes_per_batch].sum())
         if smallest < world_size:
             raise ValueError(
-                f"a batch of the {classes_per_batch} smallest classes holds only {smallest} distinct samples, "
-                f"fewer than world_size={world_size} ranks; use fewer ranks or drop the tiny classes"
+                f"a batch of the {classes_per_batch} smallest classes holds only {smallest} "
+                f"distinct samples, fewer than world_size={world_size} ranks; use fewer ranks or "
+                "drop the tiny classes"
             )
         small = classes[counts < samples_per_class]
         if len(small):
             warnings.warn(
-                f"{len(small)} class(es) have fewer than samples_per_class={samples_per_class} samples "
-                f"(e.g. {small[:5].tolist()}); a batch holds each of their samples once, so those "
-                "batches are smaller than classes_per_batch x samples_per_class",
+                f"{len(small)} class(es) have fewer than samples_per_class={samples_per_class} "
+                f"samples (e.g. {small[:5].tolist()}); a batch holds each of their samples once, "
+                "so those batches are smaller than classes_per_batch x samples_per_class",
                 stacklevel=2,
             )
         order = torch.argsort(inverse, stable=True)
@@ -156,11 +158,13 @@ class ClassBalancedSampler(Sampler[Tensor]):
 
 
 def _pick_classes(remaining: Tensor, p: int, gen: torch.Generator) -> Tensor:
-    """P distinct classes, class c included with probability proportional to remaining[c] (capped at 1).
+    """P distinct classes, class c included with probability proportional to remaining[c]
+    (capped at 1).
 
     Systematic sampling over a random class order: inclusion probabilities pi_c = P * w_c / sum(w),
     where classes whose pi_c would exceed 1 are fixed at 1 and the rest re-share what is left.
-    A tiny floor on w lets exhausted classes fill a batch when fewer than P others have samples left.
+    A tiny floor on w lets exhausted classes fill a batch when fewer than P others have samples
+    left.
     """
     weights = remaining + 1e-9
     inclusion = weights * p / weights.sum()

@@ -39,8 +39,9 @@ def split(
     the module docstring for the two protocols.
 
     how="classes" is deterministic (`seed` unused): the first C - round(test_fraction * C) sorted
-    classes train, the rest test, unless `meta["train_classes"]` names the standard training classes.
-    Both sides need at least 2 classes (use how="stratified" for datasets with few classes).
+    classes train, the rest test, unless `meta["train_classes"]` names the standard training
+    classes. Both sides need at least 2 classes (use how="stratified" for datasets with few
+    classes).
     """
     _check(how, test_fraction, "test_fraction")
     dataset = resolve(dataset, seed=seed)
@@ -51,7 +52,10 @@ def split(
         standard = dataset.meta.get("train_classes")
         if standard is not None:
             is_train = torch.isin(classes, torch.as_tensor(list(standard), dtype=torch.long))
-            fix = "The dataset's standard split applies here: keep more classes (max_classes), or use how='stratified'"
+            fix = (
+                "The dataset's standard split applies here: keep more classes (max_classes), "
+                "or use how='stratified'"
+            )
         else:
             is_train = torch.arange(len(classes)) < len(classes) - _round(
                 test_fraction * len(classes)
@@ -96,16 +100,16 @@ def _by_classes(
 ) -> tuple[Dataset, Dataset]:
     if len(kept) < 2 or len(held) < 2:
         raise ValueError(
-            f"a class-disjoint {part} split of {dataset.name!r} ({dataset.num_classes} classes) would "
-            f"leave {len(kept)} training and {len(held)} {part} classes; each side needs at least 2 "
-            f"classes. {fix} (the same classes on both sides)."
+            f"a class-disjoint {part} split of {dataset.name!r} ({dataset.num_classes} classes) "
+            f"would leave {len(kept)} training and {len(held)} {part} classes; each side needs at "
+            f"least 2 classes. {fix} (the same classes on both sides)."
         )
     is_held = torch.isin(dataset.y, held)
     return dataset.subset(~is_held), dataset.subset(is_held)
 
 
 def _stratified(dataset: Dataset, fraction: float, seed: int, part: str) -> tuple[Dataset, Dataset]:
-    """Per class: round(fraction * n_c) samples held out, clamped to 1 .. n_c - 1 (0 when n_c = 1)."""
+    """Per class: round(fraction * n_c) samples held out, clamped to 1 .. n_c - 1 (0 if n_c = 1)."""
     gen = torch.Generator().manual_seed(int(seed))
     shuffled = torch.randperm(len(dataset), generator=gen)
     labels = dataset.y[shuffled]

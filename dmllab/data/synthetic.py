@@ -1,7 +1,8 @@
 """Generated toy datasets with known hidden structure (`sub` = the mode each point was drawn from).
 
 - `mixture`: Gaussian modes at random (seeded) centres, several modes per class.
-- `modes_on_circle`: modes evenly spaced on the unit circle, classes interleaved (mode k -> class k mod C).
+- `modes_on_circle`: modes evenly spaced on the unit circle, classes interleaved (mode k -> class
+  k mod C).
 - `loggrid`: 16 classes on a log-spaced grid with multiplicative noise, where the right geometry is
   Itakura-Saito-like rather than Euclidean (the learned-Bregman lesson).
 

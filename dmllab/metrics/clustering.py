@@ -52,7 +52,8 @@ def nmi(
     """Normalised mutual information between k-means clusters (k = number of labels) and `labels`.
 
     >>> import torch
-    >>> round(nmi(torch.zeros(4, 1), torch.tensor([0, 0, 1, 1]), clusters=torch.tensor([0, 0, 0, 1])), 4)
+    >>> labels, clusters = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 0, 1])
+    >>> round(nmi(torch.zeros(4, 1), labels, clusters=clusters), 4)
     0.3437
     """
     from sklearn.metrics import normalized_mutual_info_score
@@ -67,7 +68,8 @@ def ami(
     """Adjusted (for chance) mutual information between k-means clusters and `labels`.
 
     >>> import torch
-    >>> round(ami(torch.zeros(4, 1), torch.tensor([0, 0, 1, 1]), clusters=torch.tensor([0, 1, 0, 1])), 4)
+    >>> labels, clusters = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+    >>> round(ami(torch.zeros(4, 1), labels, clusters=clusters), 4)
     -0.5
     """
     from sklearn.metrics import adjusted_mutual_info_score
@@ -85,6 +87,7 @@ def _labels_and_clusters(
     clusters = torch.as_tensor(clusters)
     if clusters.shape != labels.shape:
         raise ValueError(
-            f"clusters must have one id per embedding ({len(labels)}); got shape {tuple(clusters.shape)}"
+            f"clusters must have one id per embedding ({len(labels)}); "
+            f"got shape {tuple(clusters.shape)}"
         )
     return labels.cpu().numpy(), clusters.cpu().numpy()

@@ -60,7 +60,7 @@ def fine_label_metrics(
 
 
 def subcluster_ari(embeddings: Tensor, labels: Tensor, sub: Tensor, *, seed: int = 0) -> float:
-    """Mean over classes with >= 2 sub-clusters of ARI(k-means clusters, sub-labels) within the class.
+    """Mean over classes with >= 2 sub-clusters of ARI(k-means clusters, sub-labels) in the class.
 
     Per class c with S_c distinct sub-labels: k-means with k = S_c on the embeddings of class c,
     then the adjusted Rand index against their sub-labels (1 = every mode recovered, about 0 =
@@ -127,7 +127,8 @@ def intra_inter_ratio(
 
 
 def spectral_decay(embeddings: Tensor, *, skip: int = 0) -> float:
-    """KL(uniform || normalised singular-value spectrum) of the embedding matrix (Roth et al., ICML 2020).
+    """KL(uniform || normalised singular-value spectrum) of the embedding matrix (Roth et al.,
+    ICML 2020).
 
     s = singular values of X [n, d] (not centred), largest first, the `skip` largest dropped;
     p = s / sum(s);  rho = sum_i (1/m) log((1/m) / p_i) over the m remaining values.
@@ -135,7 +136,7 @@ def spectral_decay(embeddings: Tensor, *, skip: int = 0) -> float:
     Roth et al.'s `rho_spectrum@k` is `skip = k - 1`. A zero singular value gives inf.
 
     >>> import torch
-    >>> spectral_decay(torch.eye(2)), round(spectral_decay(torch.tensor([[3.0, 0.0], [0.0, 1.0]])), 4)
+    >>> spectral_decay(torch.eye(2)), round(spectral_decay(torch.diag(torch.tensor([3.0, 1.0]))), 4)
     (0.0, 0.1438)
     """
     embeddings = check_embeddings(embeddings, "embeddings")
@@ -155,7 +156,7 @@ def spectral_decay(embeddings: Tensor, *, skip: int = 0) -> float:
 def memorisation(
     embeddings: Tensor, labels: Tensor, flipped: Tensor, geometry: Geometry | str | None = None
 ) -> float:
-    """Fraction of flipped samples whose nearest neighbour (self excluded) carries their noisy label.
+    """Fraction of flipped samples whose nearest neighbour (self excluded) has their noisy label.
 
     embeddings, labels: the training set and its (noisy) training labels; flipped: bool mask of
     the samples whose label the noise changed. A high value means the embedding has learned the

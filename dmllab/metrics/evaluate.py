@@ -38,7 +38,7 @@ def evaluate(
     max_queries: int | None = None,
     seed: int | None = None,
 ) -> dict[str, float]:
-    """Measure `run` on `dataset` (default: the run's `split`, "test") and return a flat dict of floats.
+    """Measure `run` on `dataset` (default: the run's `split`, "test"); a flat dict of floats.
 
     dataset: a Dataset or a registered name (loaded with the run's seed); its inputs follow the
     lab's one rule for arrays (`dmllab.arrays`), so numpy or float64 data works like float32.
@@ -54,12 +54,14 @@ def evaluate(
       subcluster_ari         and the per-class ARI of the sub-clusters
       intra_inter_ratio, spectral_decay
       prototype_accuracy     nearest class mean D(x || mean_c); the means come from the run's
-                             training split when every evaluated class appears there (a stratified
-                             split), else from the evaluated split itself (zero-shot: class-disjoint)
+                             training split when every evaluated class appears there (a
+                             stratified split), else from the evaluated split itself (zero-shot:
+                             class-disjoint)
       memorisation           on the run's training split, when its labels carry injected noise
       asymmetry              for an asymmetric geometry, with the retrieval metrics in the two
-                             other directions: gallery_first_* (D(g || query), `geometry.reversed()`)
-                             and symmetrised_* (D(q || g) + D(g || q), `geometry.symmetrised()`)
+                             other directions: gallery_first_* (D(g || query),
+                             `geometry.reversed()`) and symmetrised_* (D(q || g) + D(g || q),
+                             `geometry.symmetrised()`)
 
     seed (default: run.config.seed) drives k-means and the query subset.
 
@@ -71,7 +73,9 @@ def evaluate(
     >>> from dmllab.geometry.euclidean import Euclidean
     >>> from dmllab.runs import Run
     >>> points = Dataset(x=torch.tensor([[0.0], [0.1], [5.0], [5.2]]), y=torch.tensor([0, 0, 1, 1]))
-    >>> run = Run(model=nn.Identity(), geometry=Euclidean(), config=Config(), data=Splits(points, points))
+    >>> run = Run(
+    ...     model=nn.Identity(), geometry=Euclidean(), config=Config(), data=Splits(points, points)
+    ... )
     >>> metrics = evaluate(run, ks=(1,))
     >>> metrics["recall@1"], metrics["map@r"], metrics["nmi"], metrics["prototype_accuracy"]
     (1.0, 1.0, 1.0, 1.0)

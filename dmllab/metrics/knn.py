@@ -80,7 +80,8 @@ def knn(
     Scores: higher = nearer, rows in descending score, ties in ascending index (module docstring).
 
     >>> import torch
-    >>> indices, scores = knn(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.9], [0.5], [5.0]]), k=2)
+    >>> query, ref = torch.tensor([[0.0], [2.0]]), torch.tensor([[1.9], [0.5], [5.0]])
+    >>> indices, scores = knn(query, ref, k=2)
     >>> indices.tolist()
     [[1, 0], [0, 1]]
     """
@@ -102,7 +103,8 @@ def iter_knn(
     backend: Backend = "auto",
     self_index: Tensor | None = None,
 ) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """`knn` block by block: yields (start, indices [c, k], scores [c, k]) for queries start..start+c.
+    """`knn` block by block: yields (start, indices [c, k], scores [c, k]) for the queries
+    start..start+c.
 
     Metrics that reduce each block to per-query numbers keep memory at O(chunk x m)."""
     if backend not in BACKENDS:
@@ -166,7 +168,8 @@ def check_labels(labels: Tensor, n: int, name: str) -> Tensor:
     labels = as_class_ids(labels, name)
     if len(labels) != n:
         raise ValueError(
-            f"{name} must be 1-D with one label per embedding ({n}); got shape {tuple(labels.shape)}"
+            f"{name} must be 1-D with one label per embedding ({n}); "
+            f"got shape {tuple(labels.shape)}"
         )
     return labels
 
@@ -280,7 +283,7 @@ def _tied_at_k(sorted_scores: Tensor, k: int) -> Tensor:
 
 
 def _top_k(scores: Tensor, k: int, selves: Tensor | None) -> tuple[Tensor, Tensor]:
-    """(indices, scores) of the k highest scores per row, by the tie rule; `scores` is overwritten."""
+    """(indices, scores) of the k highest scores per row, by the tie rule; overwrites `scores`."""
     if selves is not None:
         scores[torch.arange(len(scores)), selves.to(scores.device)] = -torch.inf
     depth = min(k + 1, scores.shape[1])

@@ -57,7 +57,8 @@ def retrieval(
     backend: Backend = "auto",
     self_index: Tensor | None = None,
 ) -> dict[str, float] | pd.DataFrame:
-    """Recall@K, Precision@K, MAP@R, R-precision and MRR of `query` against `ref` (module docstring).
+    """Recall@K, Precision@K, MAP@R, R-precision and MRR of `query` against `ref` (see the module
+    docstring).
 
     ref=None: every query searches all other queries (its own entry excluded by index).
     query, ref: [n, d] and [m, d] embeddings: tensors, numpy arrays, lists or pandas frames
@@ -183,7 +184,8 @@ def _per_query_metrics(
 def _subsample_queries(
     query: Tensor, q_labels: Tensor, ref: Tensor | None, max_queries: int, seed: int
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
-    """A seeded subset of the queries searching the full set (query, labels, ref, r_labels, self_index)."""
+    """A seeded subset of the queries searching the full set: (query, labels, ref, r_labels,
+    self_index)."""
     if ref is not None:
         raise ValueError(
             "max_queries subsamples a search of a set against itself (ref=None); with a "

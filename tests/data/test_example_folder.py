@@ -1,4 +1,5 @@
-"""The generated example image folder: every layout loads through its real loader, with the right labels."""
+"""The generated example image folder: each layout loads through its real loader, with the right
+labels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Image-folder datasets on tiny generated fixtures: layouts, lazy decoding, standard splits, errors."""
+"""Image-folder datasets on tiny generated fixtures: layouts, lazy decoding, standard splits,
+errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image modes (issue 15, case 5): every mode Pillow hands back decodes to the right RGB in [0, 1]."""
+"""Image modes (issue 15, case 5): each mode Pillow returns decodes to the right RGB in [0, 1]."""
 
 from __future__ import annotations
 

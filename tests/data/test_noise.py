@@ -1,4 +1,4 @@
-"""Label noise: flip rates and transition matrices on 100k labels, arbitrary label values, errors."""
+"""Label noise: flip rates and transition matrices on 100k labels, any label values, errors."""
 
 from __future__ import annotations
 

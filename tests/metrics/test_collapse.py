@@ -208,7 +208,8 @@ def test_prototype_accuracy_matches_a_loop_with_the_mean_second(geometry, monkey
 
 def test_prototype_accuracy_direction_on_a_known_example():
     # D(a || b) = a^2 - a b.  Point 1 with means 2 (class 0) and 3 (class 1):
-    # D(1 || 2) = -1, D(1 || 3) = -2 -> class 1.  The other way round, D(2 || 1) = 2 < D(3 || 1) = 6 -> class 0.
+    # D(1 || 2) = -1, D(1 || 3) = -2 -> class 1.
+    # The other way round, D(2 || 1) = 2 < D(3 || 1) = 6 -> class 0.
     ref, r_labels = torch.tensor([[2.0], [3.0]]), torch.tensor([0, 1])
     point, label = torch.tensor([[1.0]]), torch.tensor([1])
     assert prototype_accuracy(point, label, ref, r_labels, InnerGap()) == 1.0

@@ -1,4 +1,5 @@
-"""evaluate(run): a hand-built Run with an identity model, so every value can be recomputed directly."""
+"""evaluate(run): a hand-built Run with an identity model, so every value can be recomputed
+directly."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""Exact kNN: loop references with ties, faiss vs torch, the pairwise fallback, directions, errors."""
+"""Exact kNN: loop references with ties, faiss vs torch, the pairwise fallback, directions,
+errors."""
 
 import importlib.util
 
@@ -107,7 +108,8 @@ def test_asymmetric_geometry_both_directions(geometry):
 
 
 def test_direction_changes_the_neighbour_on_a_known_example():
-    # D(a || b) = a^2 - a b.  Query 1: D(1 || 2) = -1, D(1 || 3) = -2, so the nearest is 3 (index 2).
+    # D(a || b) = a^2 - a b.  Query 1: D(1 || 2) = -1, D(1 || 3) = -2, so the nearest is 3
+    # (index 2).
     # Reversed, D(b || 1) = b^2 - b: b = 2 gives 2, b = 3 gives 6, so the nearest is 2 (index 1).
     x = torch.tensor([[1.0], [2.0], [3.0]])
     assert knn(x, k=1, geometry=InnerGap())[0][0].item() == 2

@@ -1,4 +1,5 @@
-"""Retrieval metrics: a loop reference (ties included), pytorch-metric-learning, degenerate inputs."""
+"""Retrieval metrics: a loop reference (ties included), pytorch-metric-learning, degenerate
+inputs."""
 
 import importlib.util
 import math
@@ -26,7 +27,7 @@ class InnerGap(Geometry):
 
 
 def loop_metrics(query, q_labels, ref, r_labels, geometry, ks, exclude_self):
-    """Every metric for one query at a time from a full sort by (D, index); R = 0 queries skipped."""
+    """Every metric for one query at a time from a full sort by (D, index); skips R = 0 queries."""
     per_query = []
     for i in range(len(query)):
         d = geometry.pairwise(query[i : i + 1], ref)[0].tolist()
