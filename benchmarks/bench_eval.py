@@ -105,7 +105,7 @@ def available_methods() -> list[str]:
         import pytorch_metric_learning  # noqa: F401
     except ImportError:
         return methods
-    return methods + ["pml"] if has_faiss() else methods  # PML's default kNN needs faiss
+    return [*methods, "pml"] if has_faiss() else methods  # PML's default kNN needs faiss
 
 
 def time_methods(n: int, classes: int, repeats: int, methods: list[str]) -> dict[str, list[float]]:
@@ -179,10 +179,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--_memory", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--_memory", dest="memory_child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args._memory:
-        method, n, classes, threads = args._memory
+    if args.memory_child:
+        method, n, classes, threads = args.memory_child
         _memory_child(method, int(n), int(classes), int(threads))
         return
 

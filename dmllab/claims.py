@@ -96,7 +96,7 @@ def paired_difference(
         raise ValueError(f"paired_difference got a non-finite value: {a} vs {b}")
     if not 0.5 < confidence < 1:
         raise ValueError(f"confidence must be in (0.5, 1); got {confidence!r}")
-    differences = [x - y for x, y in zip(a, b)]
+    differences = [x - y for x, y in zip(a, b, strict=True)]
     n = len(differences)
     mean = sum(differences) / n
     sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))

@@ -35,14 +35,17 @@ def is_active() -> bool:
 
 
 def rank() -> int:
+    """This process's rank in the process group; 0 outside one."""
     return dist.get_rank() if is_active() else 0
 
 
 def world_size() -> int:
+    """The number of processes in the process group; 1 outside one."""
     return dist.get_world_size() if is_active() else 1
 
 
 def is_main() -> bool:
+    """True on rank 0, the one rank that writes records and shows progress (and outside DDP)."""
     return rank() == 0
 
 

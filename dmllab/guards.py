@@ -130,7 +130,7 @@ class DivergenceGuard:
                     lr,
                 )
             )
-        for (name, setting, params), initial in zip(self.groups, self.initial):
+        for (name, setting, params), initial in zip(self.groups, self.initial, strict=True):
             now = _norm(params)
             if initial > 0 and not now <= GROWTH * initial:  # also catches inf / NaN
                 found.append((name, f"{name} grew from norm {initial:.3g} to {now:.3g}", setting))
@@ -142,8 +142,10 @@ class DivergenceGuard:
             found.append(
                 (
                     "point",
-                    f"the probe's {len(probe)} embeddings collapsed to one point "
-                    f"(spread {width:.2g} < {SPREAD})",
+                    (
+                        f"the probe's {len(probe)} embeddings collapsed to one point "
+                        f"(spread {width:.2g} < {SPREAD})"
+                    ),
                     lr,
                 )
             )

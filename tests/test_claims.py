@@ -12,7 +12,7 @@ from dmllab.experiments import Results
 
 
 def loop_bound(a, b, confidence):
-    d = [x - y for x, y in zip(a, b)]
+    d = [x - y for x, y in zip(a, b, strict=True)]
     n = len(d)
     mean = sum(d) / n
     var = sum((x - mean) ** 2 for x in d) / (n - 1)

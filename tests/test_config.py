@@ -90,7 +90,7 @@ def test_bad_values_name_the_field(changes, field):
 
 
 def test_from_dict_rejects_unknown_keys_and_lists_known_ones():
-    with pytest.raises(ValueError, match="no field.*lsd_alpa.*known fields.*lsd_alpha"):
+    with pytest.raises(ValueError, match=r"no field.*lsd_alpa.*known fields.*lsd_alpha"):
         Config.from_dict({"lsd_alpa": 1.0})
 
 

@@ -105,16 +105,16 @@ def test_superclass_maps_names_to_names():
 
 def test_labels_that_are_not_labels_are_refused_with_the_fix():
     x = np.zeros((3, 2))
-    with pytest.raises(ValueError, match="integer class labels or names.*cast float ids"):
+    with pytest.raises(ValueError, match=r"integer class labels or names.*cast float ids"):
         Dataset(x=x, y=np.array([0.5, 1.0, 2.0]))
-    with pytest.raises(ValueError, match="label nan.*missing"):
+    with pytest.raises(ValueError, match=r"label nan.*missing"):
         Dataset(
             x=x,
             y=pd.Series(["a", None, "b"], dtype=object)
             .astype(object)
             .where(lambda s: s.notna(), np.nan),
         )
-    with pytest.raises(ValueError, match="ids 0..1"):
+    with pytest.raises(ValueError, match=r"ids 0..1"):
         Dataset(x=x, y=[0, 1, 2], class_names=("a", "b"))
     with pytest.raises(
         ValueError, match=r"integer class labels; got names such as 'a'.*Dataset\(x, y=names\)"
@@ -186,7 +186,7 @@ def test_retrieval_of_float64_embeddings_under_a_learned_bregman_geometry():
 
 
 def test_non_numeric_inputs_are_refused_with_the_fix():
-    with pytest.raises(ValueError, match="must hold real numbers.*np.asarray"):
+    with pytest.raises(ValueError, match=r"must hold real numbers.*np.asarray"):
         Dataset(x=[["a", "b"]], y=[0])
     with pytest.raises(ValueError, match="real numbers"):
         retrieval(pd.DataFrame({"name": ["a", "b"], "v": [1.0, 2.0]}), [0, 0])
@@ -265,23 +265,23 @@ def test_anything_else_gets_a_message_listing_names_and_objects(bad):
         lambda: dl.viz.level_sets(bad, (0.5, 0.5)),
     ):
         with pytest.raises(
-            TypeError, match="registered name .*cosine, euclidean, sqeuclidean.*Geometry object"
+            TypeError, match=r"registered name .*cosine, euclidean, sqeuclidean.*Geometry object"
         ):
             call()
     with pytest.raises(ValueError, match="unknown geometry 'manhattan'; choose one of"):
         resolve("manhattan")
     with pytest.raises(
-        TypeError, match="is learned.*run.geometry.*by name: cosine, euclidean, sqeuclidean"
+        TypeError, match=r"is learned.*run.geometry.*by name: cosine, euclidean, sqeuclidean"
     ):
         retrieval(x, [0, 0, 1, 1], geometry="bregman")
-    with pytest.raises(TypeError, match="registered name .*digits.*mixture.*dmllab.data.Dataset"):
+    with pytest.raises(TypeError, match=r"registered name .*digits.*mixture.*dmllab.data.Dataset"):
         split(42)
 
 
 def test_every_function_taking_a_dataset_takes_its_name():
     by_name = split("loggrid", how="stratified", seed=1)
     by_object = split(dl.data.load("loggrid", seed=1), how="stratified", seed=1)
-    assert all(torch.equal(a.x, b.x) for a, b in zip(by_name, by_object))
+    assert all(torch.equal(a.x, b.x) for a, b in zip(by_name, by_object, strict=True))
     assert torch.equal(
         validation_split("loggrid", 0.3, seed=1)[1].y,
         validation_split(dl.data.load("loggrid", seed=1), 0.3, seed=1)[1].y,

@@ -49,15 +49,15 @@ def test_environment_yml_lists_exactly_the_pyproject_dependencies():
 
 
 def test_no_upper_pins_in_package_metadata():
-    for name, requirement in pyproject_dependencies().items():
+    for requirement in pyproject_dependencies().values():
         assert "<" not in requirement and "==" not in requirement, requirement
 
 
 def test_cpu_constraint_pins_torch_exactly():
     lines = [
-        l
-        for l in (ROOT / "constraints" / "cpu.txt").read_text().splitlines()
-        if l and not l.startswith("#")
+        line
+        for line in (ROOT / "constraints" / "cpu.txt").read_text().splitlines()
+        if line and not line.startswith("#")
     ]
     assert lines == ["torch==2.13.0"]
 

@@ -49,9 +49,9 @@ def test_unreadable_or_non_finite_command_line_values_are_refused(text):
 
 
 def test_duplicate_keys_are_refused_in_yaml_and_json():
-    with pytest.raises(BadValue, match="grid.yaml:3: key 'epochs' is given twice"):
+    with pytest.raises(BadValue, match=r"grid.yaml:3: key 'epochs' is given twice"):
         values.load_yaml("fit:\n  epochs: 1\n  epochs: 2\n", "grid.yaml")
-    with pytest.raises(BadValue, match="c.json: key 'lr' is given twice"):
+    with pytest.raises(BadValue, match=r"c.json: key 'lr' is given twice"):
         Config.from_json('{"lr": 0.1, "lr": 0.2}', "c.json")
     with pytest.raises(BadValue, match="NaN is not a finite number"):
         Config.from_json('{"lr": NaN}', "c.json")

@@ -210,7 +210,7 @@ class Dataset:
         meta["coarse_of"] = table
         if self.class_names is not None:
             meta["fine_class_names"] = self.class_names
-        coarse_of_id = dict(zip(fine_ids.tolist(), (table[label] for label in fine)))
+        coarse_of_id = dict(zip(fine_ids.tolist(), (table[label] for label in fine), strict=True))
         return replace(
             self,
             y=[coarse_of_id[i] for i in self.y.tolist()],

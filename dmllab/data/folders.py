@@ -219,7 +219,7 @@ def sop(
         verify,
         sub=coarse,
     )
-    super_of = dict(zip(dataset.y.tolist(), dataset.sub.tolist()))
+    super_of = dict(zip(dataset.y.tolist(), dataset.sub.tolist(), strict=True))
     meta = {
         **dataset.meta,
         "super_class_names": [super_names[i] for i in sorted(super_names)],

@@ -145,7 +145,7 @@ def _check(how: str, fraction: float, name: str) -> None:
 
 def _round(value: float) -> int:
     """Round half up (Python's round() rounds half to even)."""
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 @dataclass

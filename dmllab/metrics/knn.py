@@ -191,11 +191,11 @@ def _use_faiss(backend: Backend, q_vec: Tensor, g_vec: Tensor) -> bool:
         return False
     try:
         import faiss  # noqa: F401  (optional: the `fast` extra)
-    except ImportError:
+    except ImportError as error:
         if backend == "faiss":
             raise ValueError(
                 "backend='faiss' needs faiss: pip install faiss-cpu (or use backend='torch')"
-            )
+            ) from error
         return False
     on_cpu = q_vec.device.type == "cpu" and g_vec.device.type == "cpu"
     if backend == "faiss":

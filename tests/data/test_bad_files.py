@@ -139,7 +139,7 @@ def test_verify_command_on_a_clean_folder_and_on_a_wrong_root(tmp_path, capsys):
     )
     assert cli.main(["verify", str(root)]) == 0
     assert "all 4 images" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="images.txt"):
+    with pytest.raises(SystemExit, match=r"images.txt"):
         cli.main(["verify", str(root), "--layout", "cub200"])
     with pytest.raises(ValueError, match="verify must be True or False"):
         load("folder", root=root, verify="yes")
@@ -168,7 +168,8 @@ def test_property_any_bytes_decode_or_fail_naming_the_file(tmp_path_factory, cut
         try:
             image = decode(path, SIZE)
         except BadImageError as error:
-            assert error.path == str(path) and str(path) in str(error)
+            # either outcome is allowed (a clear error or a valid image), so no pytest.raises
+            assert error.path == str(path) and str(path) in str(error)  # noqa: PT017
         else:
             assert (
                 image.shape == (3, SIZE, SIZE)

@@ -200,5 +200,5 @@ def test_listed_images_that_are_missing_are_reported(cub):
     with pytest.raises(ValueError, match="does not exist"):
         load("cub200", root=cub)
     (cub / "CUB_200_2011" / "classes.txt").unlink()
-    with pytest.raises(ValueError, match="classes.txt"):
+    with pytest.raises(ValueError, match=r"classes.txt"):
         load("cub200", root=cub)

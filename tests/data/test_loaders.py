@@ -24,13 +24,13 @@ def test_every_config_dataset_is_registered_and_described():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="not known.*digits.*mixture"):
+    with pytest.raises(ValueError, match=r"not known.*digits.*mixture"):
         load("mnist")
 
 
 def test_unknown_option_lists_the_allowed_ones():
     with pytest.raises(
-        ValueError, match="no option.*per_mod\\b.*num_modes, num_classes, sigma, per_mode"
+        ValueError, match=r"no option.*per_mod\b.*num_modes, num_classes, sigma, per_mode"
     ):
         load("modes-on-circle", per_mod=3)
 

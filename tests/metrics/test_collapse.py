@@ -198,7 +198,7 @@ def test_prototype_accuracy_matches_a_loop_with_the_mean_second(geometry, monkey
     ref, r_labels = blobs(60, classes=4, d=3, seed=10, spread=3.0)
     means = {c: ref[r_labels == c].mean(dim=0) for c in range(4)}
     correct = 0
-    for x, label in zip(query, q_labels.tolist()):
+    for x, label in zip(query, q_labels.tolist(), strict=True):
         predicted = min(range(4), key=lambda c: (distance(geometry, x, means[c]), c))
         correct += predicted == label
     assert prototype_accuracy(query, q_labels, ref, r_labels, geometry) == pytest.approx(
