@@ -135,20 +135,21 @@ class DivergenceGuard:
             if initial > 0 and not now <= GROWTH * initial:  # also catches inf / NaN
                 found.append((name, f"{name} grew from norm {initial:.3g} to {now:.3g}", setting))
         probe = run.snapshots.get(epoch)
-        if probe is None and run.probe_index is not None:
+        if probe is None and run.probe_index is not None and run.data is not None:
             probe = run.embed(run.data.train.subset(run.probe_index[:PROBE_ROWS]))
-        width = spread(probe) if probe is not None and len(probe) > 1 else None
-        if width is not None and width < SPREAD:
-            found.append(
-                (
-                    "point",
+        if probe is not None and len(probe) > 1:
+            width = spread(probe)
+            if width < SPREAD:
+                found.append(
                     (
-                        f"the probe's {len(probe)} embeddings collapsed to one point "
-                        f"(spread {width:.2g} < {SPREAD})"
-                    ),
-                    lr,
+                        "point",
+                        (
+                            f"the probe's {len(probe)} embeddings collapsed to one point "
+                            f"(spread {width:.2g} < {SPREAD})"
+                        ),
+                        lr,
+                    )
                 )
-            )
         return found
 
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import torch
 from torch import Tensor
 
 from dmllab.arrays import as_class_ids, as_floats, encode_labels, is_array_like
+
+# Fine label -> coarse label, for `Dataset.merged`. The fine labels are the dataset's own (ints,
+# or its names), so a mapping may take any of them.
+LabelMapping: TypeAlias = Mapping[Any, Hashable] | Callable[[Any], Hashable]
 
 
 class LazyInputs(Protocol):
@@ -150,10 +154,10 @@ class Dataset:
         if index.numel() == 0:
             raise ValueError(f"Dataset {self.name!r}: subset would be empty")
         # lazy inputs may offer subset(index), a view that decodes nothing
-        lazy_view = not isinstance(self.x, Tensor) and hasattr(self.x, "subset")
+        lazy_subset = None if isinstance(self.x, Tensor) else getattr(self.x, "subset", None)
         return replace(
             self,
-            x=self.x.subset(index) if lazy_view else self.x[index],
+            x=lazy_subset(index) if lazy_subset is not None else self.x[index],
             y=self.y[index],
             sub=None if self.sub is None else self.sub[index],
             clean_y=None if self.clean_y is None else self.clean_y[index],
@@ -169,13 +173,14 @@ class Dataset:
     def __repr__(self) -> str:
         shape = tuple(self.x.shape) if isinstance(self.x, Tensor) else (len(self.x), "lazy")
         extras = [f"sub={self.sub is not None}"]
-        if self.clean_y is not None:
-            extras.append(f"flipped={int(self.flipped.sum())}")
+        flipped = self.flipped
+        if flipped is not None:
+            extras.append(f"flipped={int(flipped.sum())}")
         return f"Dataset({self.name!r}, x={shape}, classes={self.num_classes}, {', '.join(extras)})"
 
     def merged(
         self,
-        mapping: Mapping[Hashable, Hashable] | Callable[[Hashable], Hashable],
+        mapping: LabelMapping,
         name: str | None = None,
     ) -> Dataset:
         """A copy with labels mapped to coarse classes and `sub` = the original class ids; see
@@ -213,11 +218,12 @@ class Dataset:
         coarse_of_id = dict(zip(fine_ids.tolist(), (table[label] for label in fine), strict=True))
         return replace(
             self,
-            y=[coarse_of_id[i] for i in self.y.tolist()],
+            # coarse labels as given (ints or names): __post_init__ encodes them to ids
+            y=[coarse_of_id[i] for i in self.y.tolist()],  # type: ignore[arg-type]
             sub=self.y.clone(),
             clean_y=None
             if self.clean_y is None
-            else [coarse_of_id[i] for i in self.clean_y.tolist()],
+            else [coarse_of_id[i] for i in self.clean_y.tolist()],  # type: ignore[arg-type]
             name=name or f"{self.name}-superclass",
             meta=meta,
             class_names=None,

@@ -30,8 +30,15 @@ from __future__ import annotations
 import colorsys
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # Pillow is imported where images are drawn
+    import PIL.Image
+    import PIL.ImageDraw
+
+    Pictures = list[list[PIL.Image.Image]]  # per class, its images
 
 LAYOUTS = ("folder", "cub200", "cars196", "sop")
 SHAPES = (
@@ -101,7 +108,7 @@ def class_name(c: int) -> str:
 
 
 # ---------------------------------------------------------------------------- drawing
-def _draw(shape: int, hue: float, size: int, rng: np.random.Generator):
+def _draw(shape: int, hue: float, size: int, rng: np.random.Generator) -> PIL.Image.Image:
     from PIL import Image, ImageDraw
 
     background = rng.uniform(0.55, 0.85, size=3)
@@ -119,8 +126,8 @@ def _draw(shape: int, hue: float, size: int, rng: np.random.Generator):
 
 
 def _polygon(
-    centre, radius: float, sides: int, angle: float, inner: float | None = None
-) -> list[tuple]:
+    centre: np.ndarray, radius: float, sides: int, angle: float, inner: float | None = None
+) -> list[tuple[float, float]]:
     """Vertices of a regular polygon (or, with `inner`, a star alternating two radii)."""
     points, count = [], sides * (2 if inner else 1)
     for k in range(count):
@@ -130,7 +137,14 @@ def _polygon(
     return points
 
 
-def _shape(draw, shape: str, centre, radius: float, angle: float, colour: tuple) -> None:
+def _shape(
+    draw: PIL.ImageDraw.ImageDraw,
+    shape: str,
+    centre: np.ndarray,
+    radius: float,
+    angle: float,
+    colour: tuple[int, int, int],
+) -> None:
     x, y = centre
     box = (x - radius, y - radius, x + radius, y + radius)
     if shape == "disc":
@@ -156,15 +170,17 @@ def _shape(draw, shape: str, centre, radius: float, angle: float, colour: tuple)
 
 
 # ---------------------------------------------------------------------------- layouts
-def _folder(root: Path, images: list[list]) -> None:
+def _folder(root: Path, images: Pictures) -> None:
     for c, pictures in enumerate(images):
         _save(root / class_name(c), pictures, "{i:03d}.png")
 
 
-def _cub200(root: Path, images: list[list]) -> None:
+def _cub200(root: Path, images: Pictures) -> None:
     base = root / "CUB_200_2011"
     _refuse_existing(base / "images.txt")
-    listing, labels, classes = [], [], []
+    listing: list[str] = []
+    labels: list[str] = []
+    classes: list[str] = []
     for c, pictures in enumerate(images):
         folder = f"{c + 1:03d}.{class_name(c)}"
         classes.append(f"{c + 1} {folder}")
@@ -181,11 +197,12 @@ def _cub200(root: Path, images: list[list]) -> None:
         (base / name).write_text("\n".join(lines) + "\n")
 
 
-def _cars196(root: Path, images: list[list]) -> None:
+def _cars196(root: Path, images: Pictures) -> None:
     from scipy.io import savemat
 
     _refuse_existing(root / "cars_annos.mat")
-    paths, labels = [], []
+    paths: list[str] = []
+    labels: list[int] = []
     for c, pictures in enumerate(images):
         for picture in pictures:
             path = f"car_ims/{len(paths) + 1:06d}.png"
@@ -202,7 +219,7 @@ def _cars196(root: Path, images: list[list]) -> None:
     )
 
 
-def _sop(root: Path, images: list[list]) -> None:
+def _sop(root: Path, images: Pictures) -> None:
     base = root / "Stanford_Online_Products"
     _refuse_existing(base / "Ebay_train.txt")
     header = "image_id class_id super_class_id path"
@@ -222,13 +239,13 @@ def _sop(root: Path, images: list[list]) -> None:
     (base / "Ebay_test.txt").write_text("\n".join(test) + "\n")
 
 
-def _save(folder: Path, pictures: list, pattern: str) -> None:
+def _save(folder: Path, pictures: list[PIL.Image.Image], pattern: str) -> None:
     _refuse_existing(folder / pattern.format(i=0))
     for i, picture in enumerate(pictures):
         _save_one(folder / pattern.format(i=i), picture)
 
 
-def _save_one(path: Path, picture) -> None:
+def _save_one(path: Path, picture: PIL.Image.Image) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
 

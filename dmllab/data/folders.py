@@ -219,7 +219,9 @@ def sop(
         verify,
         sub=coarse,
     )
-    super_of = dict(zip(dataset.y.tolist(), dataset.sub.tolist(), strict=True))
+    coarse_ids = dataset.sub
+    assert coarse_ids is not None  # _finish was given sub=coarse
+    super_of = dict(zip(dataset.y.tolist(), coarse_ids.tolist(), strict=True))
     meta = {
         **dataset.meta,
         "super_class_names": [super_names[i] for i in sorted(super_names)],
@@ -236,7 +238,7 @@ def sop(
     meta.pop("train_classes")
     return Dataset(
         x=dataset.x,
-        y=dataset.sub,
+        y=coarse_ids,
         sub=dataset.y,
         image_shape=dataset.image_shape,
         name=name,
@@ -263,7 +265,9 @@ def folder(
     class_dirs = sorted(
         path for path in base.iterdir() if path.is_dir() and not path.name.startswith(".")
     )
-    files, y, names = [], [], []
+    files: list[Path] = []
+    y: list[int] = []
+    names: list[str] = []
     for class_dir in class_dirs:
         images = sorted(
             path

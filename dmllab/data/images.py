@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from dmllab.data.pixels import as_pixels, to_array
+
+if TYPE_CHECKING:  # Pillow is imported where images are decoded
+    import PIL.Image
 
 
 class LazyImages:
@@ -74,7 +78,7 @@ def decode(path: str | Path, size: int) -> Tensor:
     width, height = image.size
     scale = size / min(width, height)
     resized = (max(size, round(width * scale)), max(size, round(height * scale)))
-    image = image.resize(resized, Image.BILINEAR)
+    image = image.resize(resized, Image.Resampling.BILINEAR)
     left, top = (resized[0] - size) // 2, (resized[1] - size) // 2
     pixels = to_array(image.crop((left, top, left + size, top + size)))
     return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
@@ -96,7 +100,7 @@ def find_bad_images(paths: Sequence[str | Path], workers: int | None = None) -> 
         return [error for error in pool.map(check, paths) if error is not None]
 
 
-def read(path: str | Path):
+def read(path: str | Path) -> PIL.Image.Image:
     """The image at `path` decoded in full, turned upright by its EXIF orientation, as the "RGB"
     or "F" image `dmllab.data.pixels.as_pixels` makes. Any failure (missing, truncated, not an
     image, a refused mode) raises BadImageError naming `path`."""

@@ -29,7 +29,12 @@ in [0, 1], so resizing keeps every bit of a 16-bit image; `to_array` turns eithe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # Pillow is imported where images are decoded
+    import PIL.Image
 
 HIGH_DEPTH = {
     "I;16": 65535.0,
@@ -44,7 +49,7 @@ EIGHT_BIT = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "HSV", "LAB", *ALPHA
 WHITE = (255, 255, 255, 255)
 
 
-def as_pixels(image):
+def as_pixels(image: PIL.Image.Image) -> PIL.Image.Image:
     """`image` (any mode in EIGHT_BIT or HIGH_DEPTH) as an "RGB" image, or an "F" image with
     grey values in [0, 1] for the high-depth modes. Raises ValueError naming the mode when it
     is not one of those, or when I / F values fall outside their range."""
@@ -71,7 +76,7 @@ def as_pixels(image):
     return image.convert("RGB")
 
 
-def to_array(image) -> np.ndarray:
+def to_array(image: PIL.Image.Image) -> np.ndarray:
     """An "RGB" or "F" image from `as_pixels` as float32 [H, W, 3] in [0, 1] (grey repeated)."""
     if image.mode == "F":
         grey = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)

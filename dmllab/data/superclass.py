@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
-
-from dmllab.data.dataset import Dataset
+from dmllab.data.dataset import Dataset, LabelMapping
 from dmllab.data.digits import low_high, parity
 from dmllab.data.registry import resolve
 
@@ -20,7 +18,7 @@ __all__ = ["superclass", "parity", "low_high"]
 
 def superclass(
     dataset: Dataset | str,
-    mapping: Mapping[Hashable, Hashable] | Callable[[Hashable], Hashable],
+    mapping: LabelMapping,
     name: str | None = None,
 ) -> Dataset:
     """A copy of `dataset` (a Dataset or a registered name) with labels mapped to coarse classes;

@@ -58,8 +58,8 @@ def nmi(
     """
     from sklearn.metrics import normalized_mutual_info_score
 
-    labels, clusters = _labels_and_clusters(embeddings, labels, clusters, seed)
-    return float(normalized_mutual_info_score(labels, clusters))
+    label_ids, cluster_ids = _labels_and_clusters(embeddings, labels, clusters, seed)
+    return float(normalized_mutual_info_score(label_ids, cluster_ids))
 
 
 def ami(
@@ -74,8 +74,8 @@ def ami(
     """
     from sklearn.metrics import adjusted_mutual_info_score
 
-    labels, clusters = _labels_and_clusters(embeddings, labels, clusters, seed)
-    return float(adjusted_mutual_info_score(labels, clusters))
+    label_ids, cluster_ids = _labels_and_clusters(embeddings, labels, clusters, seed)
+    return float(adjusted_mutual_info_score(label_ids, cluster_ids))
 
 
 def _labels_and_clusters(

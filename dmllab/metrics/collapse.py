@@ -109,19 +109,19 @@ def intra_inter_ratio(
             "intra_inter_ratio needs at least 2 classes (it divides by the distance between "
             f"class centres); got {len(classes)}"
         )
-    intra = []
-    centres = []
+    intra: list[Tensor] = []
+    class_means: list[Tensor] = []
     with torch.no_grad():
         for c in classes:
             members = embeddings[labels == c]
-            centres.append(members.mean(dim=0))
+            class_means.append(members.mean(dim=0))
             if len(members) >= 2:
                 intra.append(
                     _off_diagonal_sum(members, geometry) / (len(members) * (len(members) - 1))
                 )
         if not intra:
             raise ValueError("intra_inter_ratio needs a class with at least 2 items")
-        centres = torch.stack(centres)
+        centres = torch.stack(class_means)
         inter = _off_diagonal_sum(centres, geometry) / (len(centres) * (len(centres) - 1))
     return float(torch.stack(intra).mean() / inter)
 
@@ -215,7 +215,10 @@ def prototype_accuracy(
         raise ValueError(
             "pass ref and r_labels together (or neither, to take the means of the queries)"
         )
-    ref, r_labels = (query, q_labels) if ref is None else (check_embeddings(ref, "ref"), r_labels)
+    if ref is None or r_labels is None:  # both or neither, checked above
+        ref, r_labels = query, q_labels
+    else:
+        ref = check_embeddings(ref, "ref")
     r_labels = check_labels(r_labels, len(ref), "r_labels")
     classes = torch.unique(r_labels)
     missing = sorted(set(torch.unique(q_labels).tolist()) - set(classes.tolist()))

@@ -24,6 +24,8 @@ from dmllab.metrics.retrieval import retrieval
 
 if TYPE_CHECKING:
     from dmllab.data.dataset import Dataset
+    from dmllab.data.splits import Splits
+    from dmllab.geometry.base import Geometry
     from dmllab.runs import Run
 
 _DIRECTION_KEYS = ("recall@", "precision@", "map@r", "r_precision", "mrr")
@@ -108,8 +110,10 @@ def evaluate(
         )
     else:
         metrics["prototype_accuracy"] = prototype_accuracy(embeddings, labels, geometry=geometry)
-    if train is not None and train.flipped is not None and bool(train.flipped.any()):
-        metrics["memorisation"] = memorisation(train_embeddings, train.y, train.flipped, geometry)
+    if train is not None and train_embeddings is not None:
+        flipped = train.flipped
+        if flipped is not None and bool(flipped.any()):
+            metrics["memorisation"] = memorisation(train_embeddings, train.y, flipped, geometry)
 
     if not geometry.symmetric:
         metrics["asymmetry"] = asymmetry(embeddings, geometry, seed=seed)
@@ -128,7 +132,7 @@ def evaluate(
     return metrics
 
 
-def _splits(run: Run):
+def _splits(run: Run) -> Splits:
     if run.data is None:
         raise ValueError(
             "this run carries no data splits; pass the data to evaluate: evaluate(run, dataset)"
@@ -140,7 +144,7 @@ def _covers(train_labels: Tensor, labels: Tensor) -> bool:
     return set(torch.unique(labels).tolist()) <= set(torch.unique(train_labels).tolist())
 
 
-def _on_cpu(geometry):
+def _on_cpu(geometry: Geometry) -> Geometry:
     """The geometry itself, or a CPU copy when its parameters live on an accelerator."""
     if all(p.device.type == "cpu" for p in geometry.parameters()):
         return geometry

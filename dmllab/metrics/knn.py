@@ -246,8 +246,8 @@ def _faiss_blocks(
     depth = min(k + 1 + has_self, len(g_np))
     step = chunk_size or _FAISS_QUERIES_PER_BLOCK
     for start in range(0, len(q_np), step):
-        scores, indices = index.search(q_np[start : start + step], depth)
-        scores, indices = torch.from_numpy(scores), torch.from_numpy(indices)
+        found_scores, found_indices = index.search(q_np[start : start + step], depth)
+        scores, indices = torch.from_numpy(found_scores), torch.from_numpy(found_indices)
         selves = _self_block(self_index, start, len(scores))
         if selves is not None:
             scores, indices = _drop_self(scores, indices, selves)

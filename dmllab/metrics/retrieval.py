@@ -31,6 +31,7 @@ is reported as `excluded_queries`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import pandas as pd
 import torch
@@ -39,6 +40,63 @@ from torch import Tensor
 from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry
 from dmllab.metrics.knn import Backend, check_embeddings, check_labels, iter_knn
+
+
+@overload
+def retrieval(
+    query: Tensor,
+    q_labels: Tensor,
+    ref: Tensor | None = ...,
+    r_labels: Tensor | None = ...,
+    geometry: Geometry | str | None = ...,
+    ks: Sequence[int] = ...,
+    *,
+    class_averaged: bool = ...,
+    per_class: Literal[False] = ...,
+    max_queries: int | None = ...,
+    seed: int = ...,
+    chunk_size: int | None = ...,
+    backend: Backend = ...,
+    self_index: Tensor | None = ...,
+) -> dict[str, float]: ...
+
+
+@overload
+def retrieval(
+    query: Tensor,
+    q_labels: Tensor,
+    ref: Tensor | None = ...,
+    r_labels: Tensor | None = ...,
+    geometry: Geometry | str | None = ...,
+    ks: Sequence[int] = ...,
+    *,
+    class_averaged: bool = ...,
+    per_class: Literal[True],
+    max_queries: int | None = ...,
+    seed: int = ...,
+    chunk_size: int | None = ...,
+    backend: Backend = ...,
+    self_index: Tensor | None = ...,
+) -> pd.DataFrame: ...
+
+
+@overload
+def retrieval(
+    query: Tensor,
+    q_labels: Tensor,
+    ref: Tensor | None = ...,
+    r_labels: Tensor | None = ...,
+    geometry: Geometry | str | None = ...,
+    ks: Sequence[int] = ...,
+    *,
+    class_averaged: bool = ...,
+    per_class: bool,
+    max_queries: int | None = ...,
+    seed: int = ...,
+    chunk_size: int | None = ...,
+    backend: Backend = ...,
+    self_index: Tensor | None = ...,
+) -> dict[str, float] | pd.DataFrame: ...
 
 
 def retrieval(
@@ -95,7 +153,7 @@ def retrieval(
         query, q_labels, ref, r_labels, self_index = _subsample_queries(
             query, q_labels, ref, max_queries, seed
         )
-    if ref is None:
+    if ref is None or r_labels is None:  # both or neither, checked above
         if len(query) < 2:
             raise ValueError(
                 "retrieval needs at least 2 items when the queries are the reference; got 1"
@@ -217,7 +275,7 @@ def _per_class_frame(
     for c in torch.unique(q_class).tolist():
         members = q_class == c
         kept = members & evaluated
-        row = {"label": int(classes[c])}
+        row: dict[str, float] = {"label": int(classes[c])}
         row |= {
             name: float(values[kept].mean()) if kept.any() else float("nan")
             for name, values in per_query.items()
