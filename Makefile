@@ -37,9 +37,12 @@ demo-quick: setup
 # `ruff check --fix <files>` repair most findings. A failure here fails `make test`, so CI.
 STYLED := dmllab tests benchmarks notebooks
 check: setup
-	$(PY) -m ruff format --check $(STYLED)
-	$(PY) -m ruff check $(STYLED)
-	$(PY) -m mypy
+	@# all three run, so one pass shows every finding; any failure fails the target
+	@status=0; \
+	echo "ruff format --check"; $(PY) -m ruff format --check $(STYLED) || status=1; \
+	echo "ruff check"; $(PY) -m ruff check $(STYLED) || status=1; \
+	echo "mypy"; $(PY) -m mypy || status=1; \
+	exit $$status
 
 test: setup check
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest
