@@ -16,7 +16,7 @@ already on disk, since the lab never downloads at run time).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -131,7 +131,7 @@ def build(config: Config, input_shape: Sequence[int], image_shape: Sequence[int]
     return Embedder(trunk, head, config.embedding_dim, config.normalize)
 
 
-def _take(options: dict[str, Any], key: str, default: Any) -> Any:  # option values are JSON
+def _take(options: dict, key: str, default):
     return options.pop(key, default)
 
 
