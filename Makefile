@@ -1,6 +1,8 @@
 # dmllab: every target does its own set-up, idempotently, into .venv/.
 #   make demo   the main job: runs the notebook series, writes executed notebooks + report.html
-#   make test   the whole test suite (unit tests, doctests, notebooks)
+#   make test   style and type checks (make check), then the whole test suite (unit tests,
+#               doctests, notebooks)
+#   make check  ruff format --check, ruff check (lint + import order, notebooks too), mypy
 #   make lab    JupyterLab on the notebooks, on 127.0.0.1 only
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.dmllab-installed
 TORCH_INDEX ?=
 OUT ?= outputs
 
-.PHONY: setup demo demo-quick test lab benchmarks clean
+.PHONY: setup demo demo-quick check test lab benchmarks clean
 
 setup: $(STAMP)
 
@@ -31,7 +33,18 @@ demo: setup
 demo-quick: setup
 	$(PY) -m dmllab demo --out $(OUT) --quick
 
-test: setup
+# Style is checked by tools (configured in pyproject.toml); `ruff format <files>` and
+# `ruff check --fix <files>` repair most findings. A failure here fails `make test`, so CI.
+STYLED := dmllab tests benchmarks notebooks
+check: setup
+	@# all three run, so one pass shows every finding; any failure fails the target
+	@status=0; \
+	echo "ruff format --check"; $(PY) -m ruff format --check $(STYLED) || status=1; \
+	echo "ruff check"; $(PY) -m ruff check $(STYLED) || status=1; \
+	echo "mypy"; $(PY) -m mypy || status=1; \
+	exit $$status
+
+test: setup check
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest
 
 lab: setup
@@ -44,4 +57,4 @@ benchmarks: setup
 	$(PY) benchmarks/bench_bregman.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache $(OUT)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(OUT)

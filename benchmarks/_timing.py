@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 
 def pin_threads(threads: int = 1) -> None:
-    """One thread count for every runtime, so other jobs on the machine cannot stall OpenMP barriers."""
+    """One thread count for every runtime, so that other jobs cannot stall OpenMP barriers."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(threads)
     torch.set_num_threads(threads)
@@ -33,15 +33,16 @@ def _sample(fn: Callable[[], object], min_seconds: float) -> float:
             return elapsed / calls
 
 
-def median_times(candidates: dict[str, Callable[[], object]], repeats: int = 7,
-                 min_seconds: float = 0.05) -> dict[str, float]:
+def median_times(
+    candidates: dict[str, Callable[[], object]], repeats: int = 7, min_seconds: float = 0.05
+) -> dict[str, float]:
     """Median seconds per call of each candidate, measured round-robin."""
     names = list(candidates)
     for name in names:
         candidates[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             samples[name].append(_sample(candidates[name], min_seconds))
     return {name: statistics.median(values) for name, values in samples.items()}

@@ -10,7 +10,8 @@ z [B, d] requires grad (it stands for a model's output), W is a fixed random wei
 the median per-call times and the ratios to the reference measured in the same run.
 Target: bregman / reference <= 4 at B = 256, d = 128.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bregman.py [--batch 256] [--dim 128] [--threads 1]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bregman.py \
+        [--batch 256] [--dim 128] [--threads 1]
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_times, pin_threads  # noqa: E402
-
-from dmllab.geometry import SquaredEuclidean  # noqa: E402
-from dmllab.geometry.bregman import Bregman  # noqa: E402
+from _timing import median_times, pin_threads
+from dmllab.geometry import SquaredEuclidean
+from dmllab.geometry.bregman import Bregman
 
 
 def forward_backward(geometry: torch.nn.Module, z: torch.Tensor, weights: torch.Tensor):
@@ -33,6 +33,7 @@ def forward_backward(geometry: torch.nn.Module, z: torch.Tensor, weights: torch.
         geometry.zero_grad(set_to_none=True)
         z.grad = None
         (geometry.pairwise(z, z) * weights).sum().backward()
+
     return step
 
 
@@ -54,12 +55,15 @@ def main() -> None:
     }
     times = median_times(candidates, repeats=args.repeats)
     reference = times["sqeuclidean (reference)"]
-    print(f"pairwise + backward, B={args.batch}, d={args.dim}, threads={args.threads}, "
-          f"median of {args.repeats}")
+    print(
+        f"pairwise + backward, B={args.batch}, d={args.dim}, threads={args.threads}, "
+        f"median of {args.repeats}"
+    )
     for name, seconds in times.items():
         print(f"  {name:26s} {seconds * 1e3:8.3f} ms   x{seconds / reference:5.2f}")
     ratio = times["bregman (icnn 32-32-32)"] / reference
-    print(f"bregman / sqeuclidean = {ratio:.2f} (target <= 4): {'OK' if ratio <= 4 else 'ABOVE TARGET'}")
+    verdict = "OK" if ratio <= 4 else "ABOVE TARGET"
+    print(f"bregman / sqeuclidean = {ratio:.2f} (target <= 4): {verdict}")
 
 
 if __name__ == "__main__":

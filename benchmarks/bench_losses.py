@@ -23,13 +23,19 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_times, pin_threads  # noqa: E402
+from _timing import median_times, pin_threads
+from dmllab.geometry import Euclidean
+from dmllab.losses import LOSS_CLASSES
 
-from dmllab.geometry import Euclidean  # noqa: E402
-from dmllab.losses import LOSS_CLASSES  # noqa: E402
-
-STRATEGIES = [("all", "all"), ("nearest", "semihard"), ("nearest", "hardest"), ("nearest", "all"),
-              ("hardest", "hardest"), ("random", "semihard"), ("random", "distance_weighted")]
+STRATEGIES = [
+    ("all", "all"),
+    ("nearest", "semihard"),
+    ("nearest", "hardest"),
+    ("nearest", "all"),
+    ("hardest", "hardest"),
+    ("random", "semihard"),
+    ("random", "distance_weighted"),
+]
 MARGIN = 0.2
 
 
@@ -49,12 +55,16 @@ def pml_equivalent(loss: str, positives: str, negatives: str):
     if make_loss is None:
         return None
     make_miner = {
-        ("all", "all"): (lambda: miners.MultiSimilarityMiner(0.1)) if loss == "multi_similarity" else None,
+        ("all", "all"): (lambda: miners.MultiSimilarityMiner(0.1))
+        if loss == "multi_similarity"
+        else None,
         ("nearest", "semihard"): lambda: miners.BatchEasyHardMiner("easy", "semihard", **lp),
         ("nearest", "hardest"): lambda: miners.BatchEasyHardMiner("easy", "hard", **lp),
         ("nearest", "all"): lambda: miners.BatchEasyHardMiner("easy", "all", **lp),
         ("hardest", "hardest"): lambda: miners.BatchHardMiner(**lp),
-        ("random", "semihard"): lambda: miners.TripletMarginMiner(MARGIN, type_of_triplets="semihard", **lp),
+        ("random", "semihard"): lambda: miners.TripletMarginMiner(
+            MARGIN, type_of_triplets="semihard", **lp
+        ),
         ("random", "distance_weighted"): lambda: miners.DistanceWeightedMiner(),
     }[(positives, negatives)]
     pml_loss = make_loss()
@@ -76,6 +86,7 @@ def step(fn, E, labels):
     def run():
         x = E.detach().requires_grad_(True)
         fn(x, labels).backward()
+
     return run
 
 
@@ -85,6 +96,7 @@ def floor(E):
     def run():
         x = E.detach().requires_grad_(True)
         (x @ x.T).backward(G)
+
     return run
 
 
@@ -99,8 +111,10 @@ def main() -> None:
     repeats, min_seconds = (3, 0.02) if args.quick else (7, 0.05)
     rows = []
     print(f"threads={args.threads} per_class={args.per_class} repeats={repeats} d=128")
-    print(f"{'loss':17s} {'positives':8s} {'negatives':17s} {'B':>4s} {'floor ms':>8s} {'own ms':>8s} "
-          f"{'PML ms':>8s} {'own/floor':>9s} {'PML/own':>8s}")
+    print(
+        f"{'loss':17s} {'positives':8s} {'negatives':17s} {'B':>4s} "
+        f"{'floor ms':>8s} {'own ms':>8s} {'PML ms':>8s} {'own/floor':>9s} {'PML/own':>8s}"
+    )
     for B in args.sizes:
         E, labels = batch(B, args.per_class)
         for loss_name, cls in LOSS_CLASSES.items():
@@ -113,18 +127,31 @@ def main() -> None:
                 if pml is not None:
                     candidates["pml"] = step(pml, E, labels)
                 t = median_times(candidates, repeats, min_seconds)
-                ratio, speedup = t["own"] / t["floor"], (t["pml"] / t["own"] if "pml" in t else None)
+                ratio, speedup = (
+                    t["own"] / t["floor"],
+                    (t["pml"] / t["own"] if "pml" in t else None),
+                )
                 rows.append((ratio, speedup))
-                shown = ("-" if loss_name == "prototype_ce" else positives, "-" if loss_name == "prototype_ce" else negatives)
-                print(f"{loss_name:17s} {shown[0]:8s} {shown[1]:17s} {B:4d} {t['floor'] * 1e3:8.3f} "
-                      f"{t['own'] * 1e3:8.3f} {t['pml'] * 1e3 if 'pml' in t else float('nan'):8.3f} "
-                      f"{ratio:9.2f} {speedup if speedup is not None else float('nan'):8.2f}", flush=True)
+                shown = (
+                    "-" if loss_name == "prototype_ce" else positives,
+                    "-" if loss_name == "prototype_ce" else negatives,
+                )
+                print(
+                    f"{loss_name:17s} {shown[0]:8s} {shown[1]:17s} {B:4d} {t['floor'] * 1e3:8.3f} "
+                    f"{t['own'] * 1e3:8.3f} {t['pml'] * 1e3 if 'pml' in t else float('nan'):8.3f} "
+                    f"{ratio:9.2f} {speedup if speedup is not None else float('nan'):8.2f}",
+                    flush=True,
+                )
     ratios = [r for r, _ in rows]
     speedups = [s for _, s in rows if s is not None]
-    print(f"\nmedian own/floor = {statistics.median(ratios):.2f} (target <= 5; rows within: "
-          f"{sum(r <= 5 for r in ratios)}/{len(ratios)}, max {max(ratios):.2f})")
-    print(f"median PML/own = {statistics.median(speedups):.2f} (target >= 2; rows at or above: "
-          f"{sum(s >= 2 for s in speedups)}/{len(speedups)}, min {min(speedups):.2f})")
+    print(
+        f"\nmedian own/floor = {statistics.median(ratios):.2f} (target <= 5; rows within: "
+        f"{sum(r <= 5 for r in ratios)}/{len(ratios)}, max {max(ratios):.2f})"
+    )
+    print(
+        f"median PML/own = {statistics.median(speedups):.2f} (target >= 2; rows at or above: "
+        f"{sum(s >= 2 for s in speedups)}/{len(speedups)}, min {min(speedups):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ torch.float32
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,14 +58,17 @@ def as_floats(values: Any, name: str) -> Tensor:
         if array.dtype.kind not in "biuf":
             raise ValueError(
                 f"{name} must hold real numbers; got a {array.dtype} array. Convert it first, e.g. "
-                f"np.asarray({name}, dtype=np.float32), or drop its non-numeric columns")
+                f"np.asarray({name}, dtype=np.float32), or drop its non-numeric columns"
+            )
         tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
     if tensor.is_complex():
         raise ValueError(f"{name} must hold real numbers; got {tensor.dtype}. Pass .real or .abs()")
     return tensor if tensor.dtype in KEPT_FLOATS else tensor.float()
 
 
-def encode_labels(*columns: Any, name: str = "y") -> tuple[list[Tensor], tuple[Hashable, ...] | None]:
+def encode_labels(
+    *columns: Any, name: str = "y"
+) -> tuple[list[Tensor], tuple[Hashable, ...] | None]:
     """Class labels as long tensors, one per column, sharing one label space.
 
     Integer labels (every column integer) are kept as class ids and the names are None. Any other
@@ -85,13 +89,17 @@ def encode_labels(*columns: Any, name: str = "y") -> tuple[list[Tensor], tuple[H
         if label is None or isinstance(label, float):
             raise ValueError(
                 f"{name} has the label {label!r}; labels must be integers or names (e.g. strings), "
-                f"without missing values. Drop or fill the missing rows, or cast float ids with .astype(int)")
+                "without missing values. Drop or fill the missing rows, or cast float ids with "
+                ".astype(int)"
+            )
     try:
         names = tuple(sorted(distinct))
-    except TypeError:           # labels of different kinds do not sort: keep their first appearance
+    except TypeError:  # labels of different kinds do not sort: keep their first appearance
         names = tuple(distinct)
     position = {label: i for i, label in enumerate(names)}
-    return [torch.tensor([position[label] for label in column], dtype=torch.long) for column in items], names
+    return [
+        torch.tensor([position[label] for label in column], dtype=torch.long) for column in items
+    ], names
 
 
 def as_class_ids(values: Any, name: str) -> Tensor:
@@ -102,11 +110,16 @@ def as_class_ids(values: Any, name: str) -> Tensor:
     array = _label_array(values, name)
     if array.dtype.kind not in "iu":
         kind = {"f": "floats", "b": "bools"}.get(array.dtype.kind, "names")
-        example = f" such as {array[0].item() if hasattr(array[0], 'item') else array[0]!r}" if len(array) else ""
+        example = (
+            f" such as {array[0].item() if hasattr(array[0], 'item') else array[0]!r}"
+            if len(array)
+            else ""
+        )
         raise ValueError(
-            f"{name} must hold integer class labels; got {kind}{example}. Metrics take class ids: cast float ids "
-            "with .long(); for names, build dl.data.Dataset(x, y=names), whose .y holds their ids "
-            "(the names stay in .class_names)")
+            f"{name} must hold integer class labels; got {kind}{example}. Metrics take class ids: "
+            "cast float ids with .long(); for names, build dl.data.Dataset(x, y=names), whose .y "
+            "holds their ids (the names stay in .class_names)"
+        )
     return torch.from_numpy(array.astype(np.int64))
 
 
@@ -119,8 +132,10 @@ def is_array_like(values: Any) -> bool:
 def _label_array(values: Any, name: str) -> np.ndarray:
     if isinstance(values, Tensor):
         if values.is_floating_point() or values.is_complex():
-            raise ValueError(f"{name} must hold integer class labels or names; got {values.dtype} "
-                             "(cast float ids with .long())")
+            raise ValueError(
+                f"{name} must hold integer class labels or names; got {values.dtype} "
+                "(cast float ids with .long())"
+            )
         array = values.detach().cpu().numpy()
     elif isinstance(values, (list, tuple)):
         array = _sequence_labels(values)
@@ -129,15 +144,20 @@ def _label_array(values: Any, name: str) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one label per sample); got shape {array.shape}")
     if array.dtype.kind == "f":
-        raise ValueError(f"{name} must hold integer class labels or names; got {array.dtype} "
-                         "(cast float ids with .astype(int))")
+        raise ValueError(
+            f"{name} must hold integer class labels or names; got {array.dtype} "
+            "(cast float ids with .astype(int))"
+        )
     return array
 
 
 def _sequence_labels(values: list | tuple) -> np.ndarray:
     """A 1-D array of the labels in a list: int64 when all are integers, float64 when all are real
-    numbers, else objects (numpy would turn [0, "a"] into the strings "0", "a", and tuples into rows)."""
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+    numbers, else objects (numpy would turn [0, "a"] into the strings "0", "a", and tuples into
+    rows)."""
+    if all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values
+    ):
         return np.asarray(values, dtype=np.int64)
     if all(isinstance(v, (int, float, np.integer, np.floating)) for v in values):
         return np.asarray(values, dtype=np.float64)

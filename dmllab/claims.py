@@ -12,7 +12,8 @@ share (a hard split, an unlucky initialisation), so a few seeds can establish a 
 smaller than either variant's own spread. Comparing a difference of means with the larger std
 (about one sigma, unpaired) can neither do that nor say how sure it is.
 
->>> result = paired_difference([0.91, 0.93, 0.92, 0.95], [0.88, 0.90, 0.90, 0.91], metric="recall@1")
+>>> better, worse = [0.91, 0.93, 0.92, 0.95], [0.88, 0.90, 0.90, 0.91]
+>>> result = paired_difference(better, worse, metric="recall@1")
 >>> round(result.mean, 4), round(result.lower, 4), result.n, result.holds
 (0.03, 0.0204, 4, True)
 >>> print(result)
@@ -22,8 +23,9 @@ recall@1: +0.030 (95% lower bound +0.020, 4 paired seeds)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,25 @@ class PairedDifference:
         return row
 
     def __str__(self) -> str:
-        name = self.metric if not (self.better or self.worse) else f"{self.better} - {self.worse}, {self.metric}"
-        return (f"{name}: {self.mean:+.3f} ({100 * self.confidence:.0f}% lower bound {self.lower:+.3f}, "
-                f"{self.n} paired seeds)")
+        name = (
+            self.metric
+            if not (self.better or self.worse)
+            else f"{self.better} - {self.worse}, {self.metric}"
+        )
+        return (
+            f"{name}: {self.mean:+.3f} ({100 * self.confidence:.0f}% lower bound "
+            f"{self.lower:+.3f}, {self.n} paired seeds)"
+        )
 
 
-def paired_difference(better: Sequence[float], worse: Sequence[float], *, metric: str = "",
-                      names: tuple[str, str] = ("", ""), confidence: float = 0.95) -> PairedDifference:
+def paired_difference(
+    better: Sequence[float],
+    worse: Sequence[float],
+    *,
+    metric: str = "",
+    names: tuple[str, str] = ("", ""),
+    confidence: float = 0.95,
+) -> PairedDifference:
     """The paired difference of two variants' per-seed values (same seeds, same order).
 
     better, worse: [n] floats, element s of both measured with seed s; n >= 2.
@@ -70,14 +84,19 @@ def paired_difference(better: Sequence[float], worse: Sequence[float], *, metric
     """
     a, b = [float(v) for v in better], [float(v) for v in worse]
     if len(a) != len(b):
-        raise ValueError(f"paired_difference needs one value per seed for both variants; got {len(a)} and {len(b)}")
+        raise ValueError(
+            "paired_difference needs one value per seed for both variants; "
+            f"got {len(a)} and {len(b)}"
+        )
     if len(a) < 2:
-        raise ValueError(f"paired_difference needs at least 2 paired seeds for a confidence bound; got {len(a)}")
+        raise ValueError(
+            f"paired_difference needs at least 2 paired seeds for a confidence bound; got {len(a)}"
+        )
     if not all(math.isfinite(v) for v in a + b):
         raise ValueError(f"paired_difference got a non-finite value: {a} vs {b}")
     if not 0.5 < confidence < 1:
         raise ValueError(f"confidence must be in (0.5, 1); got {confidence!r}")
-    differences = [x - y for x, y in zip(a, b)]
+    differences = [x - y for x, y in zip(a, b, strict=True)]
     n = len(differences)
     mean = sum(differences) / n
     sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))

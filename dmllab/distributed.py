@@ -20,7 +20,8 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -34,14 +35,17 @@ def is_active() -> bool:
 
 
 def rank() -> int:
+    """This process's rank in the process group; 0 outside one."""
     return dist.get_rank() if is_active() else 0
 
 
 def world_size() -> int:
+    """The number of processes in the process group; 1 outside one."""
     return dist.get_world_size() if is_active() else 1
 
 
 def is_main() -> bool:
+    """True on rank 0, the one rank that writes records and shows progress (and outside DDP)."""
     return rank() == 0
 
 
@@ -87,13 +91,20 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
     interface = _loopback_interface()
     folder = tempfile.mkdtemp(prefix="dmllab-ranks-")
     try:
-        mp.start_processes(_run_rank, args=(fn, args, nproc, os.path.join(folder, "store"), interface),
-                           nprocs=nproc, join=True, start_method="spawn")
+        mp.start_processes(
+            _run_rank,
+            args=(fn, args, nproc, os.path.join(folder, "store"), interface),
+            nprocs=nproc,
+            join=True,
+            start_method="spawn",
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run_rank(rank_: int, fn: Callable[..., Any], args: tuple, world: int, store: str, interface: str) -> None:
+def _run_rank(
+    rank_: int, fn: Callable[..., Any], args: tuple, world: int, store: str, interface: str
+) -> None:
     os.environ["GLOO_SOCKET_IFNAME"] = interface  # read by gloo when the group is created
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank_, world_size=world)
@@ -108,5 +119,7 @@ def _loopback_interface() -> str:
     for name in ("lo", "lo0"):  # Linux, macOS / BSD
         if name in names:
             return name
-    raise RuntimeError(f"no loopback network interface (lo or lo0) among {sorted(names)}; local ranks "
-                       "bind only to loopback, so start them with torchrun on this machine instead")
+    raise RuntimeError(
+        f"no loopback network interface (lo or lo0) among {sorted(names)}; local ranks "
+        "bind only to loopback, so start them with torchrun on this machine instead"
+    )

@@ -62,7 +62,7 @@ def spread(embeddings: Tensor) -> float:
 
 
 class DivergenceGuard:
-    """Watches one training: `batch(loss)` after every batch, `end_epoch(run, epoch)` after every epoch.
+    """Watches one training: `batch(loss)` after a batch, `end_epoch(run, epoch)` after an epoch.
 
     Built before the first optimiser step (it keeps the initial weight norms). With
     `config.divergence == "stop"`, `end_epoch` raises DivergenceError naming the symptoms and the
@@ -73,9 +73,14 @@ class DivergenceGuard:
         self.mode = config.divergence
         lr = f"Config.lr (now {config.lr})"
         loss_lr = f"Config.loss_lr (now {config.loss_lr or config.lr})"
-        self.groups = [(name, setting, params) for name, setting, params in (
-            ("the model's weights", lr, _trainable(model)),
-            ("the loss's and geometry's parameters", loss_lr, _trainable(loss_fn))) if params]
+        self.groups = [
+            (name, setting, params)
+            for name, setting, params in (
+                ("the model's weights", lr, _trainable(model)),
+                ("the loss's and geometry's parameters", loss_lr, _trainable(loss_fn)),
+            )
+            if params
+        ]
         self.initial = [_norm(params) for _, _, params in self.groups]
         self.first_loss: float | None = None
         self.warned: set[str] = set()
@@ -86,17 +91,20 @@ class DivergenceGuard:
             self.first_loss = loss
 
     def end_epoch(self, run: Run, epoch: int) -> None:
-        """Check the symptoms after `epoch` (its history row appended, its snapshot recorded if any)."""
+        """Check the symptoms after `epoch` (history row appended, snapshot recorded if any)."""
         if self.mode == "off":
             return
         symptoms = self._symptoms(run, epoch)
         if not symptoms:
             return
         settings = ", ".join(dict.fromkeys(setting for _, _, setting in symptoms))
-        text = (f"training diverged in epoch {epoch}: " + "; ".join(words for _, words, _ in symptoms)
-                + f". Likely cause: a learning rate far too large; lower {settings}. (Class collapse by the "
-                "loss keeps classes apart and does not trigger this; Config.divergence='warn' or 'off' "
-                "trains on regardless.)")
+        text = (
+            f"training diverged in epoch {epoch}: "
+            + "; ".join(words for _, words, _ in symptoms)
+            + f". Likely cause: a learning rate far too large; lower {settings}. "
+            "(Class collapse by the loss keeps classes apart and does not trigger this; "
+            "Config.divergence='warn' or 'off' trains on regardless.)"
+        )
         if self.mode == "stop":
             raise DivergenceError(text)
         fresh = [kind for kind, _, _ in symptoms if kind not in self.warned]
@@ -109,20 +117,39 @@ class DivergenceGuard:
         found = []
         lr = self.groups[0][1] if self.groups else "Config.lr"
         loss = run.history[-1].get("loss") if run.history else None
-        if self.first_loss is not None and self.first_loss > 0 and loss is not None \
-                and loss > GROWTH * self.first_loss:
-            found.append(("loss", f"the loss rose from {self.first_loss:.3g} (first batch) to {loss:.3g}", lr))
-        for (name, setting, params), initial in zip(self.groups, self.initial):
+        if (
+            self.first_loss is not None
+            and self.first_loss > 0
+            and loss is not None
+            and loss > GROWTH * self.first_loss
+        ):
+            found.append(
+                (
+                    "loss",
+                    f"the loss rose from {self.first_loss:.3g} (first batch) to {loss:.3g}",
+                    lr,
+                )
+            )
+        for (name, setting, params), initial in zip(self.groups, self.initial, strict=True):
             now = _norm(params)
             if initial > 0 and not now <= GROWTH * initial:  # also catches inf / NaN
                 found.append((name, f"{name} grew from norm {initial:.3g} to {now:.3g}", setting))
         probe = run.snapshots.get(epoch)
-        if probe is None and run.probe_index is not None:
+        if probe is None and run.probe_index is not None and run.data is not None:
             probe = run.embed(run.data.train.subset(run.probe_index[:PROBE_ROWS]))
-        width = spread(probe) if probe is not None and len(probe) > 1 else None
-        if width is not None and width < SPREAD:
-            found.append(("point", f"the probe's {len(probe)} embeddings collapsed to one point "
-                                   f"(spread {width:.2g} < {SPREAD})", lr))
+        if probe is not None and len(probe) > 1:
+            width = spread(probe)
+            if width < SPREAD:
+                found.append(
+                    (
+                        "point",
+                        (
+                            f"the probe's {len(probe)} embeddings collapsed to one point "
+                            f"(spread {width:.2g} < {SPREAD})"
+                        ),
+                        lr,
+                    )
+                )
         return found
 
 
@@ -132,4 +159,8 @@ def _trainable(module: nn.Module) -> list[nn.Parameter]:
 
 @torch.no_grad()
 def _norm(params: list[nn.Parameter]) -> float:
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.double()) for p in params])))
+    return float(
+        torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(p.double()) for p in params])
+        )
+    )

@@ -27,13 +27,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
 
 class BadValue(ValueError):
-    """A value that is not what its field, parameter or file needs; the message says which and why."""
+    """A value unfit for its field, parameter or file; the message says which and why."""
 
 
 # --------------------------------------------------------------------------- reading text
@@ -45,9 +46,11 @@ StrictLoader.yaml_implicit_resolvers = {}  # drop YAML 1.1's yes/no/octal/sexage
 _RESOLVERS = [
     ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
     ("tag:yaml.org,2002:int", r"^[-+]?[0-9]+$", "-+0123456789"),
-    ("tag:yaml.org,2002:float",
-     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-     "-+.0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
     ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|None|)$", ["~", "n", "N", ""]),
 ]
 for _tag, _pattern, _first in _RESOLVERS:
@@ -76,10 +79,13 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, (str, int, float, bool)) and key is not None:
-            raise yaml.constructor.ConstructorError(None, None, f"a mapping key must be a plain value; got {key!r}",
-                                                    key_node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a plain value; got {key!r}", key_node.start_mark
+            )
         if key in seen:
-            raise _Refused(f"key {key!r} is given twice (first on line {seen[key]}); keep one", line)
+            raise _Refused(
+                f"key {key!r} is given twice (first on line {seen[key]}); keep one", line
+            )
         seen[key] = line
     return loader.construct_mapping(node, deep=True)
 
@@ -108,7 +114,7 @@ def load_yaml(text: str, source: str) -> Any:
 
 def _read_yaml(text: str, source: str) -> Any:
     try:
-        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+        data = yaml.load(text, Loader=StrictLoader)
     except _Refused as error:
         raise BadValue(f"{source}:{error.line}: {error}") from None
     except yaml.YAMLError as error:
@@ -129,7 +135,11 @@ def parse_text(text: str) -> Any:
         value = _read_yaml(text, "value")
     except BadValue as error:
         problem = str(error).split(": ", 1)[1]
-        hint = "; quote it (\"'...'\") to pass it as a string" if problem.startswith("not valid YAML") else ""
+        hint = (
+            "; quote it (\"'...'\") to pass it as a string"
+            if problem.startswith("not valid YAML")
+            else ""
+        )
         raise BadValue(f"cannot read {text!r}: {problem}{hint}") from None
     check_json_value(repr(text), value)
     return value
@@ -137,6 +147,7 @@ def parse_text(text: str) -> Any:
 
 def load_json(text: str, source: str) -> Any:
     """JSON with duplicate keys and NaN / Infinity refused. Raises BadValue naming `source`."""
+
     def pairs(items: list[tuple[str, Any]]) -> dict:
         out: dict[str, Any] = {}
         for key, value in items:
@@ -151,7 +162,9 @@ def load_json(text: str, source: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as error:
-        raise BadValue(f"{source}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        raise BadValue(
+            f"{source}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
 
 
 def canonical(value: Any) -> str:
@@ -165,7 +178,7 @@ def _number_text(value: float) -> str:
 
 
 def check_json_value(owner: str, value: Any) -> None:
-    """Refuse anything JSON cannot hold faithfully: non-finite numbers, non-string keys deep inside."""
+    """Refuse what JSON cannot hold faithfully: non-finite numbers, non-string keys deep inside."""
     if isinstance(value, float) and not math.isfinite(value):
         raise BadValue(f"{owner}: {value!r} is not a finite number")
     if isinstance(value, dict):
@@ -187,8 +200,15 @@ def boolean(owner: str, value: Any) -> bool:
     return value
 
 
-def number(owner: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
-           low_open: bool = False, high_open: bool = False) -> float:
+def number(
+    owner: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite int or float inside the interval; bools and strings are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadValue(f"{owner} must be a number; got {value!r} ({type(value).__name__})")
@@ -198,7 +218,9 @@ def number(owner: str, value: Any, low: float = -math.inf, high: float = math.in
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
         left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise BadValue(f"{owner}={value!r} is outside {left}{_number_text(low)}, {_number_text(high)}{right}")
+        raise BadValue(
+            f"{owner}={value!r} is outside {left}{_number_text(low)}, {_number_text(high)}{right}"
+        )
     return value
 
 
@@ -215,7 +237,9 @@ def choice(owner: str, value: Any, allowed: Iterable[str]) -> str:
     """One of the `allowed` names."""
     allowed = tuple(allowed)
     if not isinstance(value, str) or value not in allowed:
-        raise BadValue(f"{owner}={value!r} is not known; choose one of: {', '.join(sorted(allowed))}")
+        raise BadValue(
+            f"{owner}={value!r} is not known; choose one of: {', '.join(sorted(allowed))}"
+        )
     return value
 
 
@@ -238,7 +262,10 @@ def like(owner: str, value: Any, default: Any) -> Any:
         return boolean(owner, value)
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadValue(f"{owner} must be an int like its default {default!r}; got {value!r} ({type(value).__name__})")
+            raise BadValue(
+                f"{owner} must be an int like its default {default!r}; "
+                f"got {value!r} ({type(value).__name__})"
+            )
         return value
     if isinstance(default, float):
         return number(owner, value)
@@ -247,7 +274,9 @@ def like(owner: str, value: Any, default: Any) -> Any:
         if isinstance(default, kind):
             wanted = (list, tuple) if kind in (list, tuple) else kind
             if not isinstance(value, wanted):
-                raise BadValue(f"{owner} must be {words} like its default {default!r}; "
-                               f"got {value!r} ({type(value).__name__})")
+                raise BadValue(
+                    f"{owner} must be {words} like its default {default!r}; "
+                    f"got {value!r} ({type(value).__name__})"
+                )
             return value
     return value

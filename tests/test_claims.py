@@ -12,7 +12,7 @@ from dmllab.experiments import Results
 
 
 def loop_bound(a, b, confidence):
-    d = [x - y for x, y in zip(a, b)]
+    d = [x - y for x, y in zip(a, b, strict=True)]
     n = len(d)
     mean = sum(d) / n
     var = sum((x - mean) ** 2 for x in d) / (n - 1)
@@ -26,8 +26,10 @@ def test_t_quantile_matches_the_table():
 
 
 @settings(max_examples=40, deadline=None)
-@given(pairs=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=2, max_size=12),
-       confidence=st.sampled_from([0.9, 0.95, 0.99]))
+@given(
+    pairs=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=2, max_size=12),
+    confidence=st.sampled_from([0.9, 0.95, 0.99]),
+)
 def test_bound_matches_a_loop_and_never_exceeds_the_mean(pairs, confidence):
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
     result = paired_difference(a, b, confidence=confidence)
@@ -37,7 +39,8 @@ def test_bound_matches_a_loop_and_never_exceeds_the_mean(pairs, confidence):
 
 
 def test_pairing_sees_a_consistent_gain_that_the_spread_rule_misses():
-    # Every seed gains 0.01 but seeds differ by 0.05: unpaired "difference > std" fails, pairing holds.
+    # Every seed gains 0.01 but seeds differ by 0.05: unpaired "difference > std" fails, pairing
+    # holds.
     base = [0.80, 0.85, 0.90, 0.83, 0.88]
     better = [v + 0.01 + 0.001 * i for i, v in enumerate(base)]
     result = paired_difference(better, base)
@@ -49,45 +52,78 @@ def test_a_gain_on_some_seeds_and_a_loss_on_others_does_not_hold():
     assert not paired_difference([0.9, 0.8, 0.9, 0.8], [0.85, 0.85, 0.85, 0.85]).holds
 
 
-@pytest.mark.parametrize("a, b, message", [([1.0], [0.0], "at least 2"), ([1.0, 2.0], [1.0], "one value per seed"),
-                                           ([1.0, math.nan], [0.0, 0.0], "non-finite")])
+@pytest.mark.parametrize(
+    "a, b, message",
+    [
+        ([1.0], [0.0], "at least 2"),
+        ([1.0, 2.0], [1.0], "one value per seed"),
+        ([1.0, math.nan], [0.0, 0.0], "non-finite"),
+    ],
+)
 def test_bad_inputs_are_refused(a, b, message):
     with pytest.raises(ValueError, match=message):
         paired_difference(a, b)
 
 
 def test_results_pair_variants_by_seed_not_by_row_order():
-    table = pd.DataFrame([
-        {"variant": "a", "seed": 0, "m": 0.5}, {"variant": "a", "seed": 1, "m": 0.9},
-        {"variant": "b", "seed": 1, "m": 0.8}, {"variant": "b", "seed": 0, "m": 0.4},
-    ])
+    table = pd.DataFrame(
+        [
+            {"variant": "a", "seed": 0, "m": 0.5},
+            {"variant": "a", "seed": 1, "m": 0.9},
+            {"variant": "b", "seed": 1, "m": 0.8},
+            {"variant": "b", "seed": 0, "m": 0.4},
+        ]
+    )
     result = Results(table).difference("m", "a", "b")
     assert result.mean == pytest.approx(0.1) and result.sd == pytest.approx(0.0, abs=1e-12)
     claims = Results(table).claims([("m", "a", "b")])
-    assert claims.loc[0, "holds"] and list(claims.columns) == ["metric", "better", "worse", "mean", "sd", "lower", "n", "holds"]
+    assert claims.loc[0, "holds"] and list(claims.columns) == [
+        "metric",
+        "better",
+        "worse",
+        "mean",
+        "sd",
+        "lower",
+        "n",
+        "holds",
+    ]
     headline = Results(table).headline(["m"], prefix="x-", claims=[("m", "a", "b")])
     assert headline["x-a - b/m"] == pytest.approx(0.1) and "x-a - b/m_lower" in headline
 
 
 def test_results_refuse_unpaired_seeds():
-    table = pd.DataFrame([{"variant": "a", "seed": 0, "m": 0.5}, {"variant": "a", "seed": 1, "m": 0.9},
-                          {"variant": "b", "seed": 0, "m": 0.4}, {"variant": "b", "seed": 2, "m": 0.4}])
+    table = pd.DataFrame(
+        [
+            {"variant": "a", "seed": 0, "m": 0.5},
+            {"variant": "a", "seed": 1, "m": 0.9},
+            {"variant": "b", "seed": 0, "m": 0.4},
+            {"variant": "b", "seed": 2, "m": 0.4},
+        ]
+    )
     with pytest.raises(ValueError, match="different seeds"):
         Results(table).difference("m", "a", "b")
 
 
 def test_a_table_with_a_seed_twice_is_refused():
-    table = pd.DataFrame([{"variant": v, "seed": 0, "m": m} for v, m in (("a", 0.5), ("a", 0.6), ("b", 0.4), ("b", 0.4))])
+    table = pd.DataFrame(
+        [
+            {"variant": v, "seed": 0, "m": m}
+            for v, m in (("a", 0.5), ("a", 0.6), ("b", 0.4), ("b", 0.4))
+        ]
+    )
     with pytest.raises(ValueError, match="seed twice"):
         Results(table).difference("m", "a", "b")
     with pytest.raises(ValueError, match="at least one"):
         Results(table).claims([])
 
 
-@pytest.mark.parametrize("seeds, variants, message", [
-    ((0, 0), {"a": {}, "b": {}}, "repeat a seed"),
-    ((0, 1), {"a": {"seed": 5}, "b": {}}, "set 'seed'"),
-])
+@pytest.mark.parametrize(
+    "seeds, variants, message",
+    [
+        ((0, 0), {"a": {}, "b": {}}, "repeat a seed"),
+        ((0, 1), {"a": {"seed": 5}, "b": {}}, "set 'seed'"),
+    ],
+)
 def test_run_variants_refuses_unpaired_designs_before_training(seeds, variants, message):
     from dmllab.config import Config
     from dmllab.experiments import run_variants

@@ -17,21 +17,44 @@ def test_defaults_are_valid_and_round_trip_through_json():
 
 def test_design_field_names_exist():
     names = {f.name for f in dataclasses.fields(Config)}
-    for required in ("dataset", "dataset_options", "split", "model", "embedding_dim", "normalize", "geometry",
-                     "geometry_options", "loss", "margin", "positives", "negatives", "lsd_alpha", "lsd_tau",
-                     "noise_rate", "noise_kind", "epochs", "classes_per_batch", "samples_per_class", "lr",
-                     "seed", "device"):
+    for required in (
+        "dataset",
+        "dataset_options",
+        "split",
+        "model",
+        "embedding_dim",
+        "normalize",
+        "geometry",
+        "geometry_options",
+        "loss",
+        "margin",
+        "positives",
+        "negatives",
+        "lsd_alpha",
+        "lsd_tau",
+        "noise_rate",
+        "noise_kind",
+        "epochs",
+        "classes_per_batch",
+        "samples_per_class",
+        "lr",
+        "seed",
+        "device",
+    ):
         assert required in names
 
 
-@pytest.mark.parametrize("field, value, allowed", [
-    ("loss", "tripplet", "triplet"),
-    ("geometry", "manhattan", "sqeuclidean"),
-    ("positives", "easy", "nearest"),
-    ("negatives", "soft", "semihard"),
-    ("dataset", "imagenet", "digits"),
-    ("model", "vit", "mlp"),
-])
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("loss", "tripplet", "triplet"),
+        ("geometry", "manhattan", "sqeuclidean"),
+        ("positives", "easy", "nearest"),
+        ("negatives", "soft", "semihard"),
+        ("dataset", "imagenet", "digits"),
+        ("model", "vit", "mlp"),
+    ],
+)
 def test_unknown_names_list_the_allowed_ones(field, value, allowed):
     with pytest.raises(ValueError) as error:
         Config(**{field: value})
@@ -45,26 +68,29 @@ def test_nearest_positives_need_three_samples_per_class():
     Config(positives="nearest", samples_per_class=3)
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"noise_rate": -0.1}, "noise_rate"),
-    ({"noise_rate": 1.0}, "noise_rate"),
-    ({"lsd_alpha": -1.0}, "lsd_alpha"),
-    ({"lsd_tau": 0.0}, "lsd_tau"),
-    ({"epochs": 0}, "epochs"),
-    ({"lr": 0.0}, "lr"),
-    ({"samples_per_class": 1}, "samples_per_class"),
-    ({"classes_per_batch": 1}, "classes_per_batch"),
-    ({"test_fraction": 1.0}, "test_fraction"),
-    ({"embedding_dim": 2.5}, "embedding_dim"),
-    ({"early_stopping_patience": 3}, "early_stopping_patience"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"noise_rate": -0.1}, "noise_rate"),
+        ({"noise_rate": 1.0}, "noise_rate"),
+        ({"lsd_alpha": -1.0}, "lsd_alpha"),
+        ({"lsd_tau": 0.0}, "lsd_tau"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": 0.0}, "lr"),
+        ({"samples_per_class": 1}, "samples_per_class"),
+        ({"classes_per_batch": 1}, "classes_per_batch"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"embedding_dim": 2.5}, "embedding_dim"),
+        ({"early_stopping_patience": 3}, "early_stopping_patience"),
+    ],
+)
 def test_bad_values_name_the_field(changes, field):
     with pytest.raises(ValueError, match=field):
         Config(**changes)
 
 
 def test_from_dict_rejects_unknown_keys_and_lists_known_ones():
-    with pytest.raises(ValueError, match="no field.*lsd_alpa.*known fields.*lsd_alpha"):
+    with pytest.raises(ValueError, match=r"no field.*lsd_alpa.*known fields.*lsd_alpha"):
         Config.from_dict({"lsd_alpa": 1.0})
 
 
@@ -89,8 +115,13 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = "import dmllab, sys; print(','.join(m for m in ('umap', 'plotly', 'ipywidgets', 'jupyterlab', 'papermill') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import dmllab, sys; print(','.join(m for m in "
+        "('umap', 'plotly', 'ipywidgets', 'jupyterlab', 'papermill') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == ""
     assert dl.Config is Config
 

@@ -12,17 +12,29 @@ from dmllab.metrics.collapse import intra_inter_ratio
 
 
 def digits_config(**changes):
-    base = dict(dataset="digits", split="classes", test_fraction=0.5, epochs=2, batches_per_epoch=3,
-                classes_per_batch=5, samples_per_class=8, embedding_dim=16, seed=0)
+    base = dict(
+        dataset="digits",
+        split="classes",
+        test_fraction=0.5,
+        epochs=2,
+        batches_per_epoch=3,
+        classes_per_batch=5,
+        samples_per_class=8,
+        embedding_dim=16,
+        seed=0,
+    )
     return Config(**{**base, **changes})
 
 
-@pytest.mark.parametrize("changes, symptom", [
-    (dict(lr=1e3), "the model's weights grew from norm"),          # normalised: the loss stays bounded
-    (dict(lr=1e6), "embeddings collapsed to one point"),            # every embedding becomes 0
-    (dict(lr=1e3, normalize=False), "the loss rose from"),
-    (dict(lr=1e6, optimizer="sgd"), "the model's weights grew from norm"),
-])
+@pytest.mark.parametrize(
+    "changes, symptom",
+    [
+        (dict(lr=1e3), "the model's weights grew from norm"),  # normalised: the loss stays bounded
+        (dict(lr=1e6), "embeddings collapsed to one point"),  # every embedding becomes 0
+        (dict(lr=1e3, normalize=False), "the loss rose from"),
+        (dict(lr=1e6, optimizer="sgd"), "the model's weights grew from norm"),
+    ],
+)
 def test_a_learning_rate_far_too_large_stops_naming_the_symptom_and_the_setting(changes, symptom):
     with pytest.raises(DivergenceError, match="diverged in epoch 0") as error:
         dl.fit(digits_config(**changes), progress=False)
@@ -53,15 +65,26 @@ def test_a_normal_run_passes():
 @pytest.mark.slow
 def test_class_collapse_by_the_loss_is_not_divergence():
     # Lesson 01's setup: random positives squeeze each class of modes-on-circle (3 modes per class)
-    # into a tight cluster (intra/inter ratio 0.26 here; nearest positives keep about 7). The classes
-    # stay apart, so the default guard ("stop") lets it train.
-    config = Config(dataset="modes-on-circle", split="stratified", positives="random", classes_per_batch=2,
-                    samples_per_class=8, epochs=15, batches_per_epoch=10, embedding_dim=8, lr=0.01)
+    # into a tight cluster (intra/inter ratio 0.26 here; nearest positives keep about 7). The
+    # classes stay apart, so the default guard ("stop") lets it train.
+    config = Config(
+        dataset="modes-on-circle",
+        split="stratified",
+        positives="random",
+        classes_per_batch=2,
+        samples_per_class=8,
+        epochs=15,
+        batches_per_epoch=10,
+        embedding_dim=8,
+        lr=0.01,
+    )
     run = dl.fit(config, progress=False)
     embeddings = run.embed(run.train)
     assert intra_inter_ratio(embeddings, run.train.y) < 0.5
     assert spread(embeddings) > 100 * SPREAD
-    parity = dl.fit(config.replace(dataset="digits-parity", epochs=5, noise_rate=0.3), progress=False)
+    parity = dl.fit(
+        config.replace(dataset="digits-parity", epochs=5, noise_rate=0.3), progress=False
+    )
     assert len(parity.history) == 5
 
 

@@ -5,10 +5,10 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,16 +43,22 @@ def test_environment_yml_lists_exactly_the_pyproject_dependencies():
     in_pyproject = set(pyproject_dependencies())
     in_conda = conda_dependencies()
     assert in_pyproject - in_conda == set(), "add these to environment.yml"
-    assert in_conda - in_pyproject == set(), "add these to pyproject.toml (or remove them from environment.yml)"
+    assert in_conda - in_pyproject == set(), (
+        "add these to pyproject.toml (or remove them from environment.yml)"
+    )
 
 
 def test_no_upper_pins_in_package_metadata():
-    for name, requirement in pyproject_dependencies().items():
+    for requirement in pyproject_dependencies().values():
         assert "<" not in requirement and "==" not in requirement, requirement
 
 
 def test_cpu_constraint_pins_torch_exactly():
-    lines = [l for l in (ROOT / "constraints" / "cpu.txt").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [
+        line
+        for line in (ROOT / "constraints" / "cpu.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert lines == ["torch==2.13.0"]
 
 
@@ -67,7 +73,9 @@ def notebooks():
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_notebooks_are_stored_without_outputs(path):
-    result = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "nbstripout", "--verify", str(path)], capture_output=True, text=True
+    )
     assert result.returncode == 0, f"{path.name} has outputs: run `nbstripout {path}`"
 
 
@@ -91,5 +99,7 @@ def test_readme_python_blocks_run(tmp_path):
     assert blocks, "the README shows no Python"
     script = tmp_path / "readme.py"
     script.write_text("\n".join(blocks))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]

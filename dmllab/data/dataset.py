@@ -14,14 +14,18 @@ It is the data boundary of the lab: inputs and labels are converted here, once, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Hashable, Protocol, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import torch
 from torch import Tensor
 
 from dmllab.arrays import as_class_ids, as_floats, encode_labels, is_array_like
+
+# Fine label -> coarse label, for `Dataset.merged`. The fine labels are the dataset's own (ints,
+# or its names), so a mapping may take any of them.
+LabelMapping: TypeAlias = Mapping[Any, Hashable] | Callable[[Any], Hashable]
 
 
 class LazyInputs(Protocol):
@@ -103,9 +107,11 @@ class Dataset:
             ids = as_class_ids(ids, f"{where}: {name}")
             if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(self.class_names)):
                 raise ValueError(
-                    f"{where}: with class_names, {name} must hold class ids 0..{len(self.class_names) - 1}; "
-                    f"got ids in [{int(ids.min())}, {int(ids.max())}]. Pass the names themselves as labels "
-                    "instead (they are mapped for you)")
+                    f"{where}: with class_names, {name} must hold class ids "
+                    f"0..{len(self.class_names) - 1}; got ids in [{int(ids.min())}, "
+                    f"{int(ids.max())}]. Pass the names themselves as labels instead (they are "
+                    "mapped for you)"
+                )
             setattr(self, name, ids)
 
     def __len__(self) -> int:
@@ -113,7 +119,7 @@ class Dataset:
 
     @property
     def classes(self) -> Tensor:
-        """The sorted distinct class ids in y (`label_names(classes)` gives their original labels)."""
+        """The sorted distinct class ids in y (`label_names(classes)` gives their labels)."""
         return torch.unique(self.y)
 
     @property
@@ -140,7 +146,7 @@ class Dataset:
         first = self.x[torch.tensor([0])]
         return int(first[0].numel())
 
-    def subset(self, index: Tensor | Sequence[int]) -> "Dataset":
+    def subset(self, index: Tensor | Sequence[int]) -> Dataset:
         """The rows `index` (a long index or a boolean mask), every field kept aligned."""
         index = torch.as_tensor(index)
         if index.dtype == torch.bool:
@@ -148,30 +154,35 @@ class Dataset:
         if index.numel() == 0:
             raise ValueError(f"Dataset {self.name!r}: subset would be empty")
         # lazy inputs may offer subset(index), a view that decodes nothing
-        lazy_view = not isinstance(self.x, Tensor) and hasattr(self.x, "subset")
+        lazy_subset = None if isinstance(self.x, Tensor) else getattr(self.x, "subset", None)
         return replace(
             self,
-            x=self.x.subset(index) if lazy_view else self.x[index],
+            x=lazy_subset(index) if lazy_subset is not None else self.x[index],
             y=self.y[index],
             sub=None if self.sub is None else self.sub[index],
             clean_y=None if self.clean_y is None else self.clean_y[index],
             meta=dict(self.meta),
         )
 
-    def with_labels(self, y: Tensor, *, clean_y: Tensor | None = None, name: str | None = None) -> "Dataset":
+    def with_labels(
+        self, y: Tensor, *, clean_y: Tensor | None = None, name: str | None = None
+    ) -> Dataset:
         """The same inputs with other labels (noise keeps the clean labels in `clean_y`)."""
         return replace(self, y=y, clean_y=clean_y, name=name or self.name, meta=dict(self.meta))
 
     def __repr__(self) -> str:
         shape = tuple(self.x.shape) if isinstance(self.x, Tensor) else (len(self.x), "lazy")
         extras = [f"sub={self.sub is not None}"]
-        if self.clean_y is not None:
-            extras.append(f"flipped={int(self.flipped.sum())}")
-        return (f"Dataset({self.name!r}, x={shape}, classes={self.num_classes}, "
-                f"{', '.join(extras)})")
+        flipped = self.flipped
+        if flipped is not None:
+            extras.append(f"flipped={int(flipped.sum())}")
+        return f"Dataset({self.name!r}, x={shape}, classes={self.num_classes}, {', '.join(extras)})"
 
-    def merged(self, mapping: "Mapping[Hashable, Hashable] | Callable[[Hashable], Hashable]",
-               name: str | None = None) -> "Dataset":
+    def merged(
+        self,
+        mapping: LabelMapping,
+        name: str | None = None,
+    ) -> Dataset:
         """A copy with labels mapped to coarse classes and `sub` = the original class ids; see
         `dmllab.data.superclass` (which also takes a registered name) for the rules and errors."""
         labels = self.y if self.clean_y is None else torch.cat([self.y, self.clean_y])
@@ -184,24 +195,35 @@ class Dataset:
             if missing:
                 raise ValueError(
                     f"superclass mapping misses label(s) {missing} of dataset {self.name!r}; "
-                    f"map every label in {fine}")
+                    f"map every label in {fine}"
+                )
             table = {label: mapping[label] for label in fine}
         else:
-            raise TypeError(f"superclass mapping must be a dict or a function; got {type(mapping).__name__}")
-        is_int = {label: isinstance(coarse, int) and not isinstance(coarse, bool) for label, coarse in table.items()}
+            raise TypeError(
+                f"superclass mapping must be a dict or a function; got {type(mapping).__name__}"
+            )
+        is_int = {
+            label: isinstance(coarse, int) and not isinstance(coarse, bool)
+            for label, coarse in table.items()
+        }
         if len(set(is_int.values())) > 1:
             odd = {label: table[label] for label, flag in is_int.items() if not flag}
-            raise TypeError(f"superclass mapping must give int labels or names (e.g. str), not both; got {odd}")
+            raise TypeError(
+                f"superclass mapping must give int labels or names (e.g. str), not both; got {odd}"
+            )
         meta = {key: value for key, value in self.meta.items() if key != "train_classes"}
         meta["coarse_of"] = table
         if self.class_names is not None:
             meta["fine_class_names"] = self.class_names
-        coarse_of_id = dict(zip(fine_ids.tolist(), (table[label] for label in fine)))
+        coarse_of_id = dict(zip(fine_ids.tolist(), (table[label] for label in fine), strict=True))
         return replace(
             self,
-            y=[coarse_of_id[i] for i in self.y.tolist()],
+            # coarse labels as given (ints or names): __post_init__ encodes them to ids
+            y=[coarse_of_id[i] for i in self.y.tolist()],  # type: ignore[arg-type]
             sub=self.y.clone(),
-            clean_y=None if self.clean_y is None else [coarse_of_id[i] for i in self.clean_y.tolist()],
+            clean_y=None
+            if self.clean_y is None
+            else [coarse_of_id[i] for i in self.clean_y.tolist()],  # type: ignore[arg-type]
             name=name or f"{self.name}-superclass",
             meta=meta,
             class_names=None,

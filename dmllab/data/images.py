@@ -11,13 +11,17 @@ the splits use). A file that cannot be decoded raises `BadImageError` naming it;
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from dmllab.data.pixels import as_pixels, to_array
+
+if TYPE_CHECKING:  # Pillow is imported where images are decoded
+    import PIL.Image
 
 
 class LazyImages:
@@ -40,8 +44,8 @@ class LazyImages:
             return torch.empty(0, 3, self.size, self.size)
         return torch.stack([decode(self.paths[row], self.size) for row in rows])
 
-    def subset(self, index: Tensor | Sequence[int]) -> "LazyImages":
-        """The images `index` (long index or boolean mask) as another lazy list; nothing is decoded."""
+    def subset(self, index: Tensor | Sequence[int]) -> LazyImages:
+        """The images `index` (long index or boolean mask) as another lazy list; none decoded."""
         return LazyImages([self.paths[row] for row in _rows(index, len(self.paths))], self.size)
 
     def __repr__(self) -> str:
@@ -56,8 +60,10 @@ class BadImageError(ValueError):
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path, self.reason = str(path), reason
-        super().__init__(f"cannot decode image {self.path}: {reason} — replace or delete the file "
-                         "(`dmllab verify ROOT --layout LAYOUT` lists every bad file of a data set)")
+        super().__init__(
+            f"cannot decode image {self.path}: {reason} — replace or delete the file "
+            "(`dmllab verify ROOT --layout LAYOUT` lists every bad file of a data set)"
+        )
 
 
 def decode(path: str | Path, size: int) -> Tensor:
@@ -72,7 +78,7 @@ def decode(path: str | Path, size: int) -> Tensor:
     width, height = image.size
     scale = size / min(width, height)
     resized = (max(size, round(width * scale)), max(size, round(height * scale)))
-    image = image.resize(resized, Image.BILINEAR)
+    image = image.resize(resized, Image.Resampling.BILINEAR)
     left, top = (resized[0] - size) // 2, (resized[1] - size) // 2
     pixels = to_array(image.crop((left, top, left + size, top + size)))
     return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
@@ -94,7 +100,7 @@ def find_bad_images(paths: Sequence[str | Path], workers: int | None = None) -> 
         return [error for error in pool.map(check, paths) if error is not None]
 
 
-def read(path: str | Path):
+def read(path: str | Path) -> PIL.Image.Image:
     """The image at `path` decoded in full, turned upright by its EXIF orientation, as the "RGB"
     or "F" image `dmllab.data.pixels.as_pixels` makes. Any failure (missing, truncated, not an
     image, a refused mode) raises BadImageError naming `path`."""

@@ -27,8 +27,14 @@ from dmllab.data.registry import resolve
 KINDS = ("symmetric", "pairflip")
 
 
-def symmetric(y: Tensor, rate: float, num_classes: int | None = None, seed: int = 0, *,
-              classes: Tensor | None = None) -> Tensor:
+def symmetric(
+    y: Tensor,
+    rate: float,
+    num_classes: int | None = None,
+    seed: int = 0,
+    *,
+    classes: Tensor | None = None,
+) -> Tensor:
     """Symmetric noise: keep each label with probability 1 - rate, else a uniform *other* class.
 
     The class list is `classes` if given, else 0 .. num_classes-1 if given, else the labels
@@ -40,8 +46,14 @@ def symmetric(y: Tensor, rate: float, num_classes: int | None = None, seed: int 
     return noisy.to(torch.as_tensor(y).device)
 
 
-def pairflip(y: Tensor, rate: float, num_classes: int | None = None, seed: int = 0, *,
-             classes: Tensor | None = None) -> Tensor:
+def pairflip(
+    y: Tensor,
+    rate: float,
+    num_classes: int | None = None,
+    seed: int = 0,
+    *,
+    classes: Tensor | None = None,
+) -> Tensor:
     """Pair-flip noise: with probability rate, class c becomes the next class in the sorted list.
 
     The class list is chosen as in `symmetric`; the last class flips to the first.
@@ -69,21 +81,25 @@ def inject(dataset: Dataset | str, rate: float, kind: str = "symmetric", seed: i
     return result
 
 
-def _prepare(y: Tensor, rate: float, num_classes: int | None, seed: int,
-             classes: Tensor | None) -> tuple[Tensor, Tensor, Tensor, torch.Generator]:
+def _prepare(
+    y: Tensor, rate: float, num_classes: int | None, seed: int, classes: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, torch.Generator]:
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise ValueError(f"noise rate must be a number in [0, 1); got {rate!r}")
     y = torch.as_tensor(y)
     if y.dim() != 1 or torch.is_floating_point(y) or y.dtype == torch.bool:
-        raise ValueError(f"noise needs a 1-D integer label tensor; got {y.dtype} of shape {tuple(y.shape)}")
+        raise ValueError(
+            f"noise needs a 1-D integer label tensor; got {y.dtype} of shape {tuple(y.shape)}"
+        )
     y = y.long().cpu()
     if classes is not None:
         classes = torch.unique(torch.as_tensor(classes).long().cpu())
     elif num_classes is not None:
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
             raise ValueError(
-                f"labels must lie in 0 .. {num_classes - 1} when num_classes={num_classes} is given; "
-                "pass classes=<the sorted class list> for other label values")
+                f"labels must lie in 0 .. {num_classes - 1} when num_classes={num_classes} is "
+                "given; pass classes=<the sorted class list> for other label values"
+            )
         classes = torch.arange(num_classes)
     else:
         classes = torch.unique(y)

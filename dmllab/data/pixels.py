@@ -29,15 +29,27 @@ in [0, 1], so resizing keeps every bit of a 16-bit image; `to_array` turns eithe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-HIGH_DEPTH = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+if TYPE_CHECKING:  # Pillow is imported where images are decoded
+    import PIL.Image
+
+HIGH_DEPTH = {
+    "I;16": 65535.0,
+    "I;16L": 65535.0,
+    "I;16B": 65535.0,
+    "I;16N": 65535.0,
+    "I": 65535.0,
+    "F": 1.0,
+}
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 EIGHT_BIT = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "HSV", "LAB", *ALPHA_MODES)
 WHITE = (255, 255, 255, 255)
 
 
-def as_pixels(image):
+def as_pixels(image: PIL.Image.Image) -> PIL.Image.Image:
     """`image` (any mode in EIGHT_BIT or HIGH_DEPTH) as an "RGB" image, or an "F" image with
     grey values in [0, 1] for the high-depth modes. Raises ValueError naming the mode when it
     is not one of those, or when I / F values fall outside their range."""
@@ -47,20 +59,24 @@ def as_pixels(image):
         grey = np.asarray(image, dtype=np.float64)
         top = HIGH_DEPTH[image.mode]
         low, high = (float(grey.min()), float(grey.max())) if grey.size else (0.0, 0.0)
-        if not (0.0 <= low and high <= top):        # also catches NaN
-            raise ValueError(f"mode {image.mode} image with values in [{low:g}, {high:g}]; dmllab reads "
-                             f"this mode as grey values in [0, {top:g}] — save it as an 8- or 16-bit PNG")
+        if not (low >= 0.0 and high <= top):  # also catches NaN
+            raise ValueError(
+                f"mode {image.mode} image with values in [{low:g}, {high:g}]; dmllab reads "
+                f"this mode as grey values in [0, {top:g}] — save it as an 8- or 16-bit PNG"
+            )
         return Image.fromarray((grey / top).astype(np.float32))
     if image.mode not in EIGHT_BIT:
-        raise ValueError(f"image mode {image.mode!r} is not supported; save it as RGB or 16-bit grey PNG "
-                         f"(supported modes: {', '.join((*EIGHT_BIT, *HIGH_DEPTH))})")
+        raise ValueError(
+            f"image mode {image.mode!r} is not supported; save it as RGB or 16-bit grey PNG "
+            f"(supported modes: {', '.join((*EIGHT_BIT, *HIGH_DEPTH))})"
+        )
     if image.mode in ALPHA_MODES or "transparency" in image.info:
         rgba = (image.convert("LA") if image.mode == "La" else image).convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
     return image.convert("RGB")
 
 
-def to_array(image) -> np.ndarray:
+def to_array(image: PIL.Image.Image) -> np.ndarray:
     """An "RGB" or "F" image from `as_pixels` as float32 [H, W, 3] in [0, 1] (grey repeated)."""
     if image.mode == "F":
         grey = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)

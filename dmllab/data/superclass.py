@@ -9,17 +9,18 @@
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Mapping
-
-from dmllab.data.dataset import Dataset
+from dmllab.data.dataset import Dataset, LabelMapping
 from dmllab.data.digits import low_high, parity
 from dmllab.data.registry import resolve
 
 __all__ = ["superclass", "parity", "low_high"]
 
 
-def superclass(dataset: Dataset | str, mapping: Mapping[Hashable, Hashable] | Callable[[Hashable], Hashable],
-               name: str | None = None) -> Dataset:
+def superclass(
+    dataset: Dataset | str,
+    mapping: LabelMapping,
+    name: str | None = None,
+) -> Dataset:
     """A copy of `dataset` (a Dataset or a registered name) with labels mapped to coarse classes;
     `sub` = the original class ids.
 

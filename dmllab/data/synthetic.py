@@ -1,7 +1,8 @@
 """Generated toy datasets with known hidden structure (`sub` = the mode each point was drawn from).
 
 - `mixture`: Gaussian modes at random (seeded) centres, several modes per class.
-- `modes_on_circle`: modes evenly spaced on the unit circle, classes interleaved (mode k -> class k mod C).
+- `modes_on_circle`: modes evenly spaced on the unit circle, classes interleaved (mode k -> class
+  k mod C).
 - `loggrid`: 16 classes on a log-spaced grid with multiplicative noise, where the right geometry is
   Itakura-Saito-like rather than Euclidean (the learned-Bregman lesson).
 
@@ -24,8 +25,17 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-def mixture(*, seed: int = 0, num_classes: int = 4, modes_per_class: int = 3, dim: int = 2,
-            per_mode: int = 60, spread: float = 5.0, sigma: float = 0.5, noise_dims: int = 0) -> Dataset:
+def mixture(
+    *,
+    seed: int = 0,
+    num_classes: int = 4,
+    modes_per_class: int = 3,
+    dim: int = 2,
+    per_mode: int = 60,
+    spread: float = 5.0,
+    sigma: float = 0.5,
+    noise_dims: int = 0,
+) -> Dataset:
     """A Gaussian mixture with `modes_per_class` modes per class.
 
     Mode m (m = 0 .. num_classes * modes_per_class - 1) belongs to class m // modes_per_class; its
@@ -48,14 +58,33 @@ def mixture(*, seed: int = 0, num_classes: int = 4, modes_per_class: int = 3, di
     x = centres[sub] + sigma * torch.randn(len(sub), dim, generator=gen)
     if noise_dims:
         x = torch.cat([x, spread * torch.randn(len(sub), noise_dims, generator=gen)], dim=1)
-    options = dict(num_classes=num_classes, modes_per_class=modes_per_class, dim=dim, per_mode=per_mode,
-                   spread=spread, sigma=sigma, noise_dims=noise_dims, seed=seed)
-    return Dataset(x=x, y=sub // modes_per_class, sub=sub, name=name,
-                   meta={"centres": centres, "options": options})
+    options = dict(
+        num_classes=num_classes,
+        modes_per_class=modes_per_class,
+        dim=dim,
+        per_mode=per_mode,
+        spread=spread,
+        sigma=sigma,
+        noise_dims=noise_dims,
+        seed=seed,
+    )
+    return Dataset(
+        x=x,
+        y=sub // modes_per_class,
+        sub=sub,
+        name=name,
+        meta={"centres": centres, "options": options},
+    )
 
 
-def modes_on_circle(*, seed: int = 0, num_modes: int = 6, num_classes: int = 2, sigma: float = 0.22,
-                    per_mode: int = 100) -> Dataset:
+def modes_on_circle(
+    *,
+    seed: int = 0,
+    num_modes: int = 6,
+    num_classes: int = 2,
+    sigma: float = 0.22,
+    per_mode: int = 100,
+) -> Dataset:
     """Modes at angles 2*pi*k/num_modes on the unit circle, class = k mod num_classes.
 
     Each class owns num_modes / num_classes modes interleaved with the other classes' modes, so
@@ -72,9 +101,12 @@ def modes_on_circle(*, seed: int = 0, num_modes: int = 6, num_classes: int = 2, 
     centres = torch.stack([angles.cos(), angles.sin()], dim=1)
     sub = torch.arange(num_modes).repeat_interleave(per_mode)
     x = centres[sub] + sigma * torch.randn(len(sub), 2, generator=gen)
-    options = dict(num_modes=num_modes, num_classes=num_classes, sigma=sigma, per_mode=per_mode, seed=seed)
-    return Dataset(x=x, y=sub % num_classes, sub=sub, name=name,
-                   meta={"centres": centres, "options": options})
+    options = dict(
+        num_modes=num_modes, num_classes=num_classes, sigma=sigma, per_mode=per_mode, seed=seed
+    )
+    return Dataset(
+        x=x, y=sub % num_classes, sub=sub, name=name, meta={"centres": centres, "options": options}
+    )
 
 
 LOGGRID_EXPONENTS = (0.0, 0.8, 1.6, 2.4)
@@ -99,4 +131,6 @@ def loggrid(*, seed: int = 0, per_class: int = 60, sigma: float = 0.18) -> Datas
     y = torch.arange(len(centres)).repeat_interleave(per_class)
     x = centres[y] * torch.exp(sigma * torch.randn(len(y), 2, generator=gen)) / LOGGRID_SCALE
     options = dict(per_class=per_class, sigma=sigma, seed=seed)
-    return Dataset(x=x, y=y, name=name, meta={"centres": centres / LOGGRID_SCALE, "options": options})
+    return Dataset(
+        x=x, y=y, name=name, meta={"centres": centres / LOGGRID_SCALE, "options": options}
+    )

@@ -9,13 +9,31 @@ metric; every distance is D(query || reference) of the run's geometry.
 """
 
 from dmllab.metrics.clustering import ami, kmeans, nmi
-from dmllab.metrics.collapse import (asymmetry, fine_label_metrics, intra_inter_ratio, memorisation,
-                                     prototype_accuracy, spectral_decay, subcluster_ari)
+from dmllab.metrics.collapse import (
+    asymmetry,
+    fine_label_metrics,
+    intra_inter_ratio,
+    memorisation,
+    prototype_accuracy,
+    spectral_decay,
+    subcluster_ari,
+)
 from dmllab.metrics.evaluate import evaluate
 from dmllab.metrics.knn import knn
 from dmllab.metrics.retrieval import retrieval
 
 __all__ = [
-    "ami", "asymmetry", "evaluate", "fine_label_metrics", "intra_inter_ratio", "kmeans", "knn", "memorisation",
-    "nmi", "prototype_accuracy", "retrieval", "spectral_decay", "subcluster_ari",
+    "ami",
+    "asymmetry",
+    "evaluate",
+    "fine_label_metrics",
+    "intra_inter_ratio",
+    "kmeans",
+    "knn",
+    "memorisation",
+    "nmi",
+    "prototype_accuracy",
+    "retrieval",
+    "spectral_decay",
+    "subcluster_ari",
 ]

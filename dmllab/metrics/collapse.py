@@ -29,9 +29,15 @@ from dmllab.metrics.retrieval import retrieval
 _ROWS_PER_BLOCK = 1024
 
 
-def fine_label_metrics(embeddings: Tensor, sub: Tensor, geometry: Geometry | str | None = None,
-                       ks: Sequence[int] = (1, 2, 4, 8), *, max_queries: int | None = None,
-                       seed: int = 0) -> dict[str, float]:
+def fine_label_metrics(
+    embeddings: Tensor,
+    sub: Tensor,
+    geometry: Geometry | str | None = None,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    *,
+    max_queries: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
     """`retrieval` and NMI/AMI against the fine labels `sub`, keys prefixed `fine_`.
 
     k-means uses k = number of distinct fine labels; `max_queries` and `seed` go to `retrieval`.
@@ -44,7 +50,9 @@ def fine_label_metrics(embeddings: Tensor, sub: Tensor, geometry: Geometry | str
     """
     embeddings = check_embeddings(embeddings, "embeddings")
     sub = check_labels(sub, len(embeddings), "sub")
-    metrics = retrieval(embeddings, sub, geometry=geometry, ks=ks, max_queries=max_queries, seed=seed)
+    metrics = retrieval(
+        embeddings, sub, geometry=geometry, ks=ks, max_queries=max_queries, seed=seed
+    )
     clusters = kmeans(embeddings, int(torch.unique(sub).numel()), seed=seed)
     metrics["nmi"] = nmi(embeddings, sub, clusters=clusters)
     metrics["ami"] = ami(embeddings, sub, clusters=clusters)
@@ -52,7 +60,7 @@ def fine_label_metrics(embeddings: Tensor, sub: Tensor, geometry: Geometry | str
 
 
 def subcluster_ari(embeddings: Tensor, labels: Tensor, sub: Tensor, *, seed: int = 0) -> float:
-    """Mean over classes with >= 2 sub-clusters of ARI(k-means clusters, sub-labels) within the class.
+    """Mean over classes with >= 2 sub-clusters of ARI(k-means clusters, sub-labels) in the class.
 
     Per class c with S_c distinct sub-labels: k-means with k = S_c on the embeddings of class c,
     then the adjusted Rand index against their sub-labels (1 = every mode recovered, about 0 =
@@ -78,7 +86,9 @@ def subcluster_ari(embeddings: Tensor, labels: Tensor, sub: Tensor, *, seed: int
     return float(sum(scores) / len(scores)) if scores else float("nan")
 
 
-def intra_inter_ratio(embeddings: Tensor, labels: Tensor, geometry: Geometry | str | None = None) -> float:
+def intra_inter_ratio(
+    embeddings: Tensor, labels: Tensor, geometry: Geometry | str | None = None
+) -> float:
     """Mean intra-class distance / mean inter-class-centre distance (Roth et al., ICML 2020).
 
     intra = mean over classes with >= 2 items of mean_{i != j in c} D(x_i || x_j)
@@ -95,25 +105,30 @@ def intra_inter_ratio(embeddings: Tensor, labels: Tensor, geometry: Geometry | s
     labels = check_labels(labels, len(embeddings), "labels")
     classes = torch.unique(labels)
     if len(classes) < 2:
-        raise ValueError("intra_inter_ratio needs at least 2 classes (it divides by the distance between "
-                         f"class centres); got {len(classes)}")
-    intra = []
-    centres = []
+        raise ValueError(
+            "intra_inter_ratio needs at least 2 classes (it divides by the distance between "
+            f"class centres); got {len(classes)}"
+        )
+    intra: list[Tensor] = []
+    class_means: list[Tensor] = []
     with torch.no_grad():
         for c in classes:
             members = embeddings[labels == c]
-            centres.append(members.mean(dim=0))
+            class_means.append(members.mean(dim=0))
             if len(members) >= 2:
-                intra.append(_off_diagonal_sum(members, geometry) / (len(members) * (len(members) - 1)))
+                intra.append(
+                    _off_diagonal_sum(members, geometry) / (len(members) * (len(members) - 1))
+                )
         if not intra:
             raise ValueError("intra_inter_ratio needs a class with at least 2 items")
-        centres = torch.stack(centres)
+        centres = torch.stack(class_means)
         inter = _off_diagonal_sum(centres, geometry) / (len(centres) * (len(centres) - 1))
     return float(torch.stack(intra).mean() / inter)
 
 
 def spectral_decay(embeddings: Tensor, *, skip: int = 0) -> float:
-    """KL(uniform || normalised singular-value spectrum) of the embedding matrix (Roth et al., ICML 2020).
+    """KL(uniform || normalised singular-value spectrum) of the embedding matrix (Roth et al.,
+    ICML 2020).
 
     s = singular values of X [n, d] (not centred), largest first, the `skip` largest dropped;
     p = s / sum(s);  rho = sum_i (1/m) log((1/m) / p_i) over the m remaining values.
@@ -121,14 +136,16 @@ def spectral_decay(embeddings: Tensor, *, skip: int = 0) -> float:
     Roth et al.'s `rho_spectrum@k` is `skip = k - 1`. A zero singular value gives inf.
 
     >>> import torch
-    >>> spectral_decay(torch.eye(2)), round(spectral_decay(torch.tensor([[3.0, 0.0], [0.0, 1.0]])), 4)
+    >>> spectral_decay(torch.eye(2)), round(spectral_decay(torch.diag(torch.tensor([3.0, 1.0]))), 4)
     (0.0, 0.1438)
     """
     embeddings = check_embeddings(embeddings, "embeddings")
     s = torch.linalg.svdvals(embeddings.double())[skip:]
     if len(s) == 0 or not skip >= 0:
-        raise ValueError(f"skip must be in [0, {min(embeddings.shape) - 1}] (fewer than the singular values); "
-                         f"got {skip}")
+        raise ValueError(
+            f"skip must be in [0, {min(embeddings.shape) - 1}] (fewer than the singular values); "
+            f"got {skip}"
+        )
     if (s <= 0).any():
         return float("inf")
     p = s / s.sum()
@@ -136,8 +153,10 @@ def spectral_decay(embeddings: Tensor, *, skip: int = 0) -> float:
     return float((uniform * torch.log(uniform / p)).sum().clamp_min(0.0))
 
 
-def memorisation(embeddings: Tensor, labels: Tensor, flipped: Tensor, geometry: Geometry | str | None = None) -> float:
-    """Fraction of flipped samples whose nearest neighbour (self excluded) carries their noisy label.
+def memorisation(
+    embeddings: Tensor, labels: Tensor, flipped: Tensor, geometry: Geometry | str | None = None
+) -> float:
+    """Fraction of flipped samples whose nearest neighbour (self excluded) has their noisy label.
 
     embeddings, labels: the training set and its (noisy) training labels; flipped: bool mask of
     the samples whose label the noise changed. A high value means the embedding has learned the
@@ -152,18 +171,31 @@ def memorisation(embeddings: Tensor, labels: Tensor, flipped: Tensor, geometry: 
     labels = check_labels(labels, len(embeddings), "labels")
     flipped = torch.as_tensor(flipped)
     if flipped.dtype != torch.bool or flipped.shape != labels.shape:
-        raise ValueError(f"flipped must be a boolean mask with one entry per embedding ({len(labels)})")
+        raise ValueError(
+            f"flipped must be a boolean mask with one entry per embedding ({len(labels)})"
+        )
     positions = flipped.nonzero().flatten()
     if len(positions) == 0:
-        raise ValueError("memorisation needs at least one flipped sample; this set has no label noise")
+        raise ValueError(
+            "memorisation needs at least one flipped sample; this set has no label noise"
+        )
     if len(embeddings) < 2:
-        raise ValueError("memorisation needs at least 2 samples (a neighbour other than the sample itself)")
-    nearest, _ = knn(embeddings[positions], embeddings, k=1, geometry=geometry, self_index=positions)
+        raise ValueError(
+            "memorisation needs at least 2 samples (a neighbour other than the sample itself)"
+        )
+    nearest, _ = knn(
+        embeddings[positions], embeddings, k=1, geometry=geometry, self_index=positions
+    )
     return float((labels[nearest[:, 0]] == labels[positions]).double().mean())
 
 
-def prototype_accuracy(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labels: Tensor | None = None,
-                       geometry: Geometry | str | None = None) -> float:
+def prototype_accuracy(
+    query: Tensor,
+    q_labels: Tensor,
+    ref: Tensor | None = None,
+    r_labels: Tensor | None = None,
+    geometry: Geometry | str | None = None,
+) -> float:
     """Nearest-class-mean accuracy: predict argmin_c D(x || mu_c), the mean in the SECOND argument.
 
     mu_c = arithmetic mean of the class-c items of `ref` (default: of the queries themselves,
@@ -180,20 +212,27 @@ def prototype_accuracy(query: Tensor, q_labels: Tensor, ref: Tensor | None = Non
     geometry = resolve_geometry(geometry)
     q_labels = check_labels(q_labels, len(query), "q_labels")
     if (ref is None) != (r_labels is None):
-        raise ValueError("pass ref and r_labels together (or neither, to take the means of the queries)")
-    ref, r_labels = (query, q_labels) if ref is None else (check_embeddings(ref, "ref"), r_labels)
+        raise ValueError(
+            "pass ref and r_labels together (or neither, to take the means of the queries)"
+        )
+    if ref is None or r_labels is None:  # both or neither, checked above
+        ref, r_labels = query, q_labels
+    else:
+        ref = check_embeddings(ref, "ref")
     r_labels = check_labels(r_labels, len(ref), "r_labels")
     classes = torch.unique(r_labels)
     missing = sorted(set(torch.unique(q_labels).tolist()) - set(classes.tolist()))
     if missing:
-        raise ValueError(f"query labels {missing[:10]} have no items in ref, so they have no class mean")
+        raise ValueError(
+            f"query labels {missing[:10]} have no items in ref, so they have no class mean"
+        )
     centres = torch.stack([ref[r_labels == c].mean(dim=0) for c in classes])
     correct = 0
     with torch.no_grad():
         for start in range(0, len(query), _ROWS_PER_BLOCK):
-            block = query[start:start + _ROWS_PER_BLOCK]
+            block = query[start : start + _ROWS_PER_BLOCK]
             predicted = classes[geometry.pairwise(block, centres).argmin(dim=1).cpu()]
-            correct += int((predicted == q_labels[start:start + _ROWS_PER_BLOCK]).sum())
+            correct += int((predicted == q_labels[start : start + _ROWS_PER_BLOCK]).sum())
     return correct / len(query)
 
 
@@ -229,7 +268,7 @@ def _off_diagonal_sum(x: Tensor, geometry: Geometry) -> Tensor:
     """sum_{i != j} D(x_i || x_j) in blocks of rows (the diagonal is left out, not assumed 0)."""
     total = torch.zeros((), dtype=torch.float64)
     for start in range(0, len(x), _ROWS_PER_BLOCK):
-        block = geometry.pairwise(x[start:start + _ROWS_PER_BLOCK], x).double().cpu()
+        block = geometry.pairwise(x[start : start + _ROWS_PER_BLOCK], x).double().cpu()
         rows = torch.arange(len(block))
         block[rows, rows + start] = 0.0
         total += block.sum()

@@ -11,21 +11,36 @@ from torch import Tensor
 
 from dmllab.data.registry import resolve as resolve_dataset
 from dmllab.metrics.clustering import ami, kmeans, nmi
-from dmllab.metrics.collapse import (asymmetry, fine_label_metrics, intra_inter_ratio, memorisation,
-                                     prototype_accuracy, spectral_decay, subcluster_ari)
+from dmllab.metrics.collapse import (
+    asymmetry,
+    fine_label_metrics,
+    intra_inter_ratio,
+    memorisation,
+    prototype_accuracy,
+    spectral_decay,
+    subcluster_ari,
+)
 from dmllab.metrics.retrieval import retrieval
 
 if TYPE_CHECKING:
     from dmllab.data.dataset import Dataset
+    from dmllab.data.splits import Splits
+    from dmllab.geometry.base import Geometry
     from dmllab.runs import Run
 
 _DIRECTION_KEYS = ("recall@", "precision@", "map@r", "r_precision", "mrr")
 
 
-def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "test", *,
-             ks: Sequence[int] = (1, 2, 4, 8), max_queries: int | None = None,
-             seed: int | None = None) -> dict[str, float]:
-    """Measure `run` on `dataset` (default: the run's `split`, "test") and return a flat dict of floats.
+def evaluate(
+    run: Run,
+    dataset: Dataset | str | None = None,
+    split: str = "test",
+    *,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    max_queries: int | None = None,
+    seed: int | None = None,
+) -> dict[str, float]:
+    """Measure `run` on `dataset` (default: the run's `split`, "test"); a flat dict of floats.
 
     dataset: a Dataset or a registered name (loaded with the run's seed); its inputs follow the
     lab's one rule for arrays (`dmllab.arrays`), so numpy or float64 data works like float32.
@@ -41,12 +56,14 @@ def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "t
       subcluster_ari         and the per-class ARI of the sub-clusters
       intra_inter_ratio, spectral_decay
       prototype_accuracy     nearest class mean D(x || mean_c); the means come from the run's
-                             training split when every evaluated class appears there (a stratified
-                             split), else from the evaluated split itself (zero-shot: class-disjoint)
+                             training split when every evaluated class appears there (a
+                             stratified split), else from the evaluated split itself (zero-shot:
+                             class-disjoint)
       memorisation           on the run's training split, when its labels carry injected noise
       asymmetry              for an asymmetric geometry, with the retrieval metrics in the two
-                             other directions: gallery_first_* (D(g || query), `geometry.reversed()`)
-                             and symmetrised_* (D(q || g) + D(g || q), `geometry.symmetrised()`)
+                             other directions: gallery_first_* (D(g || query),
+                             `geometry.reversed()`) and symmetrised_* (D(q || g) + D(g || q),
+                             `geometry.symmetrised()`)
 
     seed (default: run.config.seed) drives k-means and the query subset.
 
@@ -58,7 +75,9 @@ def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "t
     >>> from dmllab.geometry.euclidean import Euclidean
     >>> from dmllab.runs import Run
     >>> points = Dataset(x=torch.tensor([[0.0], [0.1], [5.0], [5.2]]), y=torch.tensor([0, 0, 1, 1]))
-    >>> run = Run(model=nn.Identity(), geometry=Euclidean(), config=Config(), data=Splits(points, points))
+    >>> run = Run(
+    ...     model=nn.Identity(), geometry=Euclidean(), config=Config(), data=Splits(points, points)
+    ... )
     >>> metrics = evaluate(run, ks=(1,))
     >>> metrics["recall@1"], metrics["map@r"], metrics["nmi"], metrics["prototype_accuracy"]
     (1.0, 1.0, 1.0, 1.0)
@@ -68,12 +87,16 @@ def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "t
     geometry = _on_cpu(run.geometry)
     embeddings, labels = run.embed(data), data.y
 
-    metrics = retrieval(embeddings, labels, geometry=geometry, ks=ks, max_queries=max_queries, seed=seed)
+    metrics = retrieval(
+        embeddings, labels, geometry=geometry, ks=ks, max_queries=max_queries, seed=seed
+    )
     clusters = kmeans(embeddings, int(torch.unique(labels).numel()), seed=seed)
     metrics["nmi"] = nmi(embeddings, labels, clusters=clusters)
     metrics["ami"] = ami(embeddings, labels, clusters=clusters)
     if data.sub is not None:
-        metrics |= fine_label_metrics(embeddings, data.sub, geometry, ks, max_queries=max_queries, seed=seed)
+        metrics |= fine_label_metrics(
+            embeddings, data.sub, geometry, ks, max_queries=max_queries, seed=seed
+        )
         metrics["subcluster_ari"] = subcluster_ari(embeddings, labels, data.sub, seed=seed)
     if int(torch.unique(labels).numel()) >= 2:
         metrics["intra_inter_ratio"] = intra_inter_ratio(embeddings, labels, geometry)
@@ -82,23 +105,38 @@ def evaluate(run: "Run", dataset: "Dataset | str | None" = None, split: str = "t
     train = run.data.train if run.data is not None else None
     train_embeddings = run.embed(train) if train is not None else None
     if train is not None and _covers(train.y, labels):
-        metrics["prototype_accuracy"] = prototype_accuracy(embeddings, labels, train_embeddings, train.y, geometry)
+        metrics["prototype_accuracy"] = prototype_accuracy(
+            embeddings, labels, train_embeddings, train.y, geometry
+        )
     else:
         metrics["prototype_accuracy"] = prototype_accuracy(embeddings, labels, geometry=geometry)
-    if train is not None and train.flipped is not None and bool(train.flipped.any()):
-        metrics["memorisation"] = memorisation(train_embeddings, train.y, train.flipped, geometry)
+    if train is not None and train_embeddings is not None:
+        flipped = train.flipped
+        if flipped is not None and bool(flipped.any()):
+            metrics["memorisation"] = memorisation(train_embeddings, train.y, flipped, geometry)
 
     if not geometry.symmetric:
         metrics["asymmetry"] = asymmetry(embeddings, geometry, seed=seed)
-        for prefix, other in (("gallery_first_", geometry.reversed()), ("symmetrised_", geometry.symmetrised())):
-            scores = retrieval(embeddings, labels, geometry=other, ks=ks, max_queries=max_queries, seed=seed)
-            metrics |= {prefix + name: value for name, value in scores.items() if name.startswith(_DIRECTION_KEYS)}
+        for prefix, other in (
+            ("gallery_first_", geometry.reversed()),
+            ("symmetrised_", geometry.symmetrised()),
+        ):
+            scores = retrieval(
+                embeddings, labels, geometry=other, ks=ks, max_queries=max_queries, seed=seed
+            )
+            metrics |= {
+                prefix + name: value
+                for name, value in scores.items()
+                if name.startswith(_DIRECTION_KEYS)
+            }
     return metrics
 
 
-def _splits(run: "Run"):
+def _splits(run: Run) -> Splits:
     if run.data is None:
-        raise ValueError("this run carries no data splits; pass the data to evaluate: evaluate(run, dataset)")
+        raise ValueError(
+            "this run carries no data splits; pass the data to evaluate: evaluate(run, dataset)"
+        )
     return run.data
 
 
@@ -106,7 +144,7 @@ def _covers(train_labels: Tensor, labels: Tensor) -> bool:
     return set(torch.unique(labels).tolist()) <= set(torch.unique(train_labels).tolist())
 
 
-def _on_cpu(geometry):
+def _on_cpu(geometry: Geometry) -> Geometry:
     """The geometry itself, or a CPU copy when its parameters live on an accelerator."""
     if all(p.device.type == "cpu" for p in geometry.parameters()):
         return geometry

@@ -56,9 +56,16 @@ _TORCH_BLOCK_ELEMENTS = 2**23
 _FAISS_QUERIES_PER_BLOCK = 4096
 
 
-def knn(query: Tensor, ref: Tensor | None = None, k: int = 1, geometry: Geometry | str | None = None, *,
-        chunk_size: int | None = None, backend: Backend = "auto",
-        self_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def knn(
+    query: Tensor,
+    ref: Tensor | None = None,
+    k: int = 1,
+    geometry: Geometry | str | None = None,
+    *,
+    chunk_size: int | None = None,
+    backend: Backend = "auto",
+    self_index: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """The k nearest references of every query: (indices [n, k] long, scores [n, k]).
 
     query:      [n, d] embeddings (the queries come first in D(query || reference)).
@@ -73,19 +80,31 @@ def knn(query: Tensor, ref: Tensor | None = None, k: int = 1, geometry: Geometry
     Scores: higher = nearer, rows in descending score, ties in ascending index (module docstring).
 
     >>> import torch
-    >>> indices, scores = knn(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.9], [0.5], [5.0]]), k=2)
+    >>> query, ref = torch.tensor([[0.0], [2.0]]), torch.tensor([[1.9], [0.5], [5.0]])
+    >>> indices, scores = knn(query, ref, k=2)
     >>> indices.tolist()
     [[1, 0], [0, 1]]
     """
-    blocks = list(iter_knn(query, ref, k, geometry, chunk_size=chunk_size, backend=backend,
-                           self_index=self_index))
+    blocks = list(
+        iter_knn(
+            query, ref, k, geometry, chunk_size=chunk_size, backend=backend, self_index=self_index
+        )
+    )
     return torch.cat([b[1] for b in blocks]), torch.cat([b[2] for b in blocks])
 
 
-def iter_knn(query: Tensor, ref: Tensor | None, k: int, geometry: Geometry | str | None = None, *,
-             chunk_size: int | None = None, backend: Backend = "auto",
-             self_index: Tensor | None = None) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """`knn` block by block: yields (start, indices [c, k], scores [c, k]) for queries start..start+c.
+def iter_knn(
+    query: Tensor,
+    ref: Tensor | None,
+    k: int,
+    geometry: Geometry | str | None = None,
+    *,
+    chunk_size: int | None = None,
+    backend: Backend = "auto",
+    self_index: Tensor | None = None,
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """`knn` block by block: yields (start, indices [c, k], scores [c, k]) for the queries
+    start..start+c.
 
     Metrics that reduce each block to per-query numbers keep memory at O(chunk x m)."""
     if backend not in BACKENDS:
@@ -93,8 +112,10 @@ def iter_knn(query: Tensor, ref: Tensor | None, k: int, geometry: Geometry | str
     query = check_embeddings(query, "query")
     reference = query if ref is None else check_embeddings(ref, "ref")
     if reference.shape[1] != query.shape[1]:
-        raise ValueError(f"query has d={query.shape[1]} but ref has d={reference.shape[1]}; "
-                         "embed both with the same model")
+        raise ValueError(
+            f"query has d={query.shape[1]} but ref has d={reference.shape[1]}; "
+            "embed both with the same model"
+        )
     geometry = resolve_geometry(geometry)
     n, m = len(query), len(reference)
     if ref is None and self_index is None:
@@ -105,7 +126,8 @@ def iter_knn(query: Tensor, ref: Tensor | None, k: int, geometry: Geometry | str
     if not isinstance(k, int) or k < 1 or k > available:
         raise ValueError(
             f"k must be an integer in [1, {available}] (the reference has {m} items"
-            f"{', minus the query itself' if self_index is not None else ''}); got {k!r}")
+            f"{', minus the query itself' if self_index is not None else ''}); got {k!r}"
+        )
     with torch.no_grad():
         try:
             q_vec, g_vec = geometry.ranking_vectors(query, reference)
@@ -127,11 +149,15 @@ def check_embeddings(x: Tensor, name: str) -> Tensor:
     Raises ValueError for other shapes, non-numeric values, NaN or inf."""
     x = as_floats(x, name)
     if x.dim() != 2 or len(x) == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D tensor [n, d]; got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be a non-empty 2-D tensor [n, d]; got shape {tuple(x.shape)}"
+        )
     if not all_finite(x):
         bad = int((~torch.isfinite(x)).any(dim=1).sum())
-        raise ValueError(f"{name} contains NaN or inf in {bad} row(s); the model diverged or the "
-                         "inputs are broken: check the training loss and the data")
+        raise ValueError(
+            f"{name} contains NaN or inf in {bad} row(s); the model diverged or the "
+            "inputs are broken: check the training loss and the data"
+        )
     return x.detach()
 
 
@@ -141,15 +167,20 @@ def check_labels(labels: Tensor, n: int, name: str) -> Tensor:
     Any container of integers is accepted (`dmllab.arrays.as_class_ids`)."""
     labels = as_class_ids(labels, name)
     if len(labels) != n:
-        raise ValueError(f"{name} must be 1-D with one label per embedding ({n}); got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"{name} must be 1-D with one label per embedding ({n}); "
+            f"got shape {tuple(labels.shape)}"
+        )
     return labels
 
 
 def _check_self_index(self_index: Tensor, n: int, m: int) -> Tensor:
     self_index = torch.as_tensor(self_index)
     if self_index.shape != (n,) or torch.is_floating_point(self_index):
-        raise ValueError(f"self_index must be an integer tensor of shape [{n}] (one reference position "
-                         f"per query); got shape {tuple(self_index.shape)} and dtype {self_index.dtype}")
+        raise ValueError(
+            f"self_index must be an integer tensor of shape [{n}] (one reference position "
+            f"per query); got shape {tuple(self_index.shape)} and dtype {self_index.dtype}"
+        )
     if n and (self_index.min() < 0 or self_index.max() >= m):
         raise ValueError(f"self_index values must lie in [0, {m}) (positions in ref)")
     return self_index.long().cpu()
@@ -160,38 +191,50 @@ def _use_faiss(backend: Backend, q_vec: Tensor, g_vec: Tensor) -> bool:
         return False
     try:
         import faiss  # noqa: F401  (optional: the `fast` extra)
-    except ImportError:
+    except ImportError as error:
         if backend == "faiss":
-            raise ValueError("backend='faiss' needs faiss: pip install faiss-cpu (or use backend='torch')")
+            raise ValueError(
+                "backend='faiss' needs faiss: pip install faiss-cpu (or use backend='torch')"
+            ) from error
         return False
     on_cpu = q_vec.device.type == "cpu" and g_vec.device.type == "cpu"
     if backend == "faiss":
         if not on_cpu:
-            raise ValueError("backend='faiss' searches CPU tensors; move the embeddings to the CPU "
-                             "or use backend='torch'")
+            raise ValueError(
+                "backend='faiss' searches CPU tensors; move the embeddings to the CPU "
+                "or use backend='torch'"
+            )
         return True
     return on_cpu and q_vec.dtype == torch.float32 and g_vec.dtype == torch.float32
 
 
-def _gemm_blocks(q_vec: Tensor, g_vec: Tensor, k: int, chunk_size: int | None,
-                 self_index: Tensor | None) -> Iterator[tuple[int, Tensor, Tensor]]:
+def _gemm_blocks(
+    q_vec: Tensor, g_vec: Tensor, k: int, chunk_size: int | None, self_index: Tensor | None
+) -> Iterator[tuple[int, Tensor, Tensor]]:
     step = chunk_size or max(1, _TORCH_BLOCK_ELEMENTS // len(g_vec))
     g_t = g_vec.T.contiguous()
     for start in range(0, len(q_vec), step):
-        scores = q_vec[start:start + step] @ g_t
+        scores = q_vec[start : start + step] @ g_t
         yield (start, *_top_k(scores, k, _self_block(self_index, start, len(scores))))
 
 
-def _pairwise_blocks(query: Tensor, reference: Tensor, k: int, geometry: Geometry,
-                     chunk_size: int | None, self_index: Tensor | None) -> Iterator[tuple[int, Tensor, Tensor]]:
+def _pairwise_blocks(
+    query: Tensor,
+    reference: Tensor,
+    k: int,
+    geometry: Geometry,
+    chunk_size: int | None,
+    self_index: Tensor | None,
+) -> Iterator[tuple[int, Tensor, Tensor]]:
     step = chunk_size or max(1, _TORCH_BLOCK_ELEMENTS // len(reference))
     for start in range(0, len(query), step):
-        scores = -geometry.pairwise(query[start:start + step], reference).detach()
+        scores = -geometry.pairwise(query[start : start + step], reference).detach()
         yield (start, *_top_k(scores, k, _self_block(self_index, start, len(scores))))
 
 
-def _faiss_blocks(q_vec: Tensor, g_vec: Tensor, k: int, chunk_size: int | None,
-                  self_index: Tensor | None) -> Iterator[tuple[int, Tensor, Tensor]]:
+def _faiss_blocks(
+    q_vec: Tensor, g_vec: Tensor, k: int, chunk_size: int | None, self_index: Tensor | None
+) -> Iterator[tuple[int, Tensor, Tensor]]:
     import faiss
 
     q_np = np.ascontiguousarray(q_vec.numpy(), dtype=np.float32)
@@ -203,8 +246,8 @@ def _faiss_blocks(q_vec: Tensor, g_vec: Tensor, k: int, chunk_size: int | None,
     depth = min(k + 1 + has_self, len(g_np))
     step = chunk_size or _FAISS_QUERIES_PER_BLOCK
     for start in range(0, len(q_np), step):
-        scores, indices = index.search(q_np[start:start + step], depth)
-        scores, indices = torch.from_numpy(scores), torch.from_numpy(indices)
+        found_scores, found_indices = index.search(q_np[start : start + step], depth)
+        scores, indices = torch.from_numpy(found_scores), torch.from_numpy(found_indices)
         selves = _self_block(self_index, start, len(scores))
         if selves is not None:
             scores, indices = _drop_self(scores, indices, selves)
@@ -219,7 +262,7 @@ def _faiss_blocks(q_vec: Tensor, g_vec: Tensor, k: int, chunk_size: int | None,
 
 
 def _self_block(self_index: Tensor | None, start: int, size: int) -> Tensor | None:
-    return None if self_index is None else self_index[start:start + size]
+    return None if self_index is None else self_index[start : start + size]
 
 
 def _drop_self(scores: Tensor, indices: Tensor, selves: Tensor) -> tuple[Tensor, Tensor]:
@@ -240,7 +283,7 @@ def _tied_at_k(sorted_scores: Tensor, k: int) -> Tensor:
 
 
 def _top_k(scores: Tensor, k: int, selves: Tensor | None) -> tuple[Tensor, Tensor]:
-    """(indices, scores) of the k highest scores per row, by the tie rule; `scores` is overwritten."""
+    """(indices, scores) of the k highest scores per row, by the tie rule; overwrites `scores`."""
     if selves is not None:
         scores[torch.arange(len(scores)), selves.to(scores.device)] = -torch.inf
     depth = min(k + 1, scores.shape[1])

@@ -31,6 +31,7 @@ is reported as `excluded_queries`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import pandas as pd
 import torch
@@ -41,12 +42,81 @@ from dmllab.geometry.base import Geometry
 from dmllab.metrics.knn import Backend, check_embeddings, check_labels, iter_knn
 
 
-def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labels: Tensor | None = None,
-              geometry: Geometry | str | None = None, ks: Sequence[int] = (1, 2, 4, 8), *,
-              class_averaged: bool = False, per_class: bool = False, max_queries: int | None = None,
-              seed: int = 0, chunk_size: int | None = None, backend: Backend = "auto",
-              self_index: Tensor | None = None) -> dict[str, float] | pd.DataFrame:
-    """Recall@K, Precision@K, MAP@R, R-precision and MRR of `query` against `ref` (module docstring).
+@overload
+def retrieval(
+    query: Tensor,
+    q_labels: Tensor,
+    ref: Tensor | None = ...,
+    r_labels: Tensor | None = ...,
+    geometry: Geometry | str | None = ...,
+    ks: Sequence[int] = ...,
+    *,
+    class_averaged: bool = ...,
+    per_class: Literal[False] = ...,
+    max_queries: int | None = ...,
+    seed: int = ...,
+    chunk_size: int | None = ...,
+    backend: Backend = ...,
+    self_index: Tensor | None = ...,
+) -> dict[str, float]: ...
+
+
+@overload
+def retrieval(
+    query: Tensor,
+    q_labels: Tensor,
+    ref: Tensor | None = ...,
+    r_labels: Tensor | None = ...,
+    geometry: Geometry | str | None = ...,
+    ks: Sequence[int] = ...,
+    *,
+    class_averaged: bool = ...,
+    per_class: Literal[True],
+    max_queries: int | None = ...,
+    seed: int = ...,
+    chunk_size: int | None = ...,
+    backend: Backend = ...,
+    self_index: Tensor | None = ...,
+) -> pd.DataFrame: ...
+
+
+@overload
+def retrieval(
+    query: Tensor,
+    q_labels: Tensor,
+    ref: Tensor | None = ...,
+    r_labels: Tensor | None = ...,
+    geometry: Geometry | str | None = ...,
+    ks: Sequence[int] = ...,
+    *,
+    class_averaged: bool = ...,
+    per_class: bool,
+    max_queries: int | None = ...,
+    seed: int = ...,
+    chunk_size: int | None = ...,
+    backend: Backend = ...,
+    self_index: Tensor | None = ...,
+) -> dict[str, float] | pd.DataFrame: ...
+
+
+def retrieval(
+    query: Tensor,
+    q_labels: Tensor,
+    ref: Tensor | None = None,
+    r_labels: Tensor | None = None,
+    geometry: Geometry | str | None = None,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    *,
+    class_averaged: bool = False,
+    per_class: bool = False,
+    max_queries: int | None = None,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    backend: Backend = "auto",
+    self_index: Tensor | None = None,
+) -> dict[str, float] | pd.DataFrame:
+    """Recall@K, Precision@K, MAP@R, R-precision and MRR of `query` against `ref` (see the module
+    docstring).
 
     ref=None: every query searches all other queries (its own entry excluded by index).
     query, ref: [n, d] and [m, d] embeddings: tensors, numpy arrays, lists or pandas frames
@@ -76,12 +146,18 @@ def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labe
     geometry = resolve_geometry(geometry)
     q_labels = check_labels(q_labels, len(query), "q_labels")
     if (ref is None) != (r_labels is None):
-        raise ValueError("pass ref and r_labels together (or neither, to search the queries themselves)")
+        raise ValueError(
+            "pass ref and r_labels together (or neither, to search the queries themselves)"
+        )
     if max_queries is not None:
-        query, q_labels, ref, r_labels, self_index = _subsample_queries(query, q_labels, ref, max_queries, seed)
-    if ref is None:
+        query, q_labels, ref, r_labels, self_index = _subsample_queries(
+            query, q_labels, ref, max_queries, seed
+        )
+    if ref is None or r_labels is None:  # both or neither, checked above
         if len(query) < 2:
-            raise ValueError("retrieval needs at least 2 items when the queries are the reference; got 1")
+            raise ValueError(
+                "retrieval needs at least 2 items when the queries are the reference; got 1"
+            )
         r_labels = q_labels
         if self_index is None:
             self_index = torch.arange(len(query))
@@ -95,13 +171,27 @@ def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labe
         relevant_count -= (r_class[torch.as_tensor(self_index).long()] == q_class).long()
     evaluated = relevant_count > 0
     if not evaluated.any():
-        raise ValueError("no query has a same-class item in the reference, so no retrieval metric is "
-                         "defined; every class needs at least 2 items (or a gallery item)")
+        raise ValueError(
+            "no query has a same-class item in the reference, so no retrieval metric is "
+            "defined; every class needs at least 2 items (or a gallery item)"
+        )
     candidates = len(r_labels) - (self_index is not None)
     depth = min(max(max(ks), int(relevant_count.max())), candidates)
 
-    per_query = _per_query_metrics(query, ref, geometry, depth, ks, q_class, r_class, relevant_count,
-                                   candidates, chunk_size, backend, self_index)
+    per_query = _per_query_metrics(
+        query,
+        ref,
+        geometry,
+        depth,
+        ks,
+        q_class,
+        r_class,
+        relevant_count,
+        candidates,
+        chunk_size,
+        backend,
+        self_index,
+    )
     if per_class:
         return _per_class_frame(per_query, evaluated, q_class, classes)
     metrics = {name: float(values[evaluated].mean()) for name, values in per_query.items()}
@@ -112,17 +202,28 @@ def retrieval(query: Tensor, q_labels: Tensor, ref: Tensor | None = None, r_labe
     return metrics
 
 
-def _per_query_metrics(query: Tensor, ref: Tensor | None, geometry: Geometry | None, depth: int,
-                       ks: tuple[int, ...], q_class: Tensor, r_class: Tensor, relevant_count: Tensor,
-                       candidates: int, chunk_size: int | None, backend: Backend,
-                       self_index: Tensor | None) -> dict[str, Tensor]:
+def _per_query_metrics(
+    query: Tensor,
+    ref: Tensor | None,
+    geometry: Geometry | None,
+    depth: int,
+    ks: tuple[int, ...],
+    q_class: Tensor,
+    r_class: Tensor,
+    relevant_count: Tensor,
+    candidates: int,
+    chunk_size: int | None,
+    backend: Backend,
+    self_index: Tensor | None,
+) -> dict[str, Tensor]:
     n = len(query)
     out = {f"recall@{k}": torch.zeros(n, dtype=torch.float64) for k in ks}
     out |= {f"precision@{k}": torch.zeros(n, dtype=torch.float64) for k in ks}
     out |= {name: torch.zeros(n, dtype=torch.float64) for name in ("map@r", "r_precision", "mrr")}
     rank = torch.arange(1, depth + 1, dtype=torch.float64)
-    for start, indices, _ in iter_knn(query, ref, depth, geometry, chunk_size=chunk_size, backend=backend,
-                                      self_index=self_index):
+    for start, indices, _ in iter_knn(
+        query, ref, depth, geometry, chunk_size=chunk_size, backend=backend, self_index=self_index
+    ):
         rows = slice(start, start + len(indices))
         rel = r_class[indices] == q_class[rows, None]
         r = relevant_count[rows].clamp_min(1).double()
@@ -138,12 +239,16 @@ def _per_query_metrics(query: Tensor, ref: Tensor | None, geometry: Geometry | N
     return out
 
 
-def _subsample_queries(query: Tensor, q_labels: Tensor, ref: Tensor | None, max_queries: int,
-                       seed: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
-    """A seeded subset of the queries searching the full set (query, labels, ref, r_labels, self_index)."""
+def _subsample_queries(
+    query: Tensor, q_labels: Tensor, ref: Tensor | None, max_queries: int, seed: int
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """A seeded subset of the queries searching the full set: (query, labels, ref, r_labels,
+    self_index)."""
     if ref is not None:
-        raise ValueError("max_queries subsamples a search of a set against itself (ref=None); with a "
-                         "separate gallery, pass fewer queries instead")
+        raise ValueError(
+            "max_queries subsamples a search of a set against itself (ref=None); with a "
+            "separate gallery, pass fewer queries instead"
+        )
     if not isinstance(max_queries, int) or max_queries < 1:
         raise ValueError(f"max_queries must be a positive integer or None; got {max_queries!r}")
     if max_queries >= len(query):
@@ -155,21 +260,26 @@ def _subsample_queries(query: Tensor, q_labels: Tensor, ref: Tensor | None, max_
 
 def _class_average(values: Tensor, evaluated: Tensor, q_class: Tensor) -> float:
     classes = q_class[evaluated]
-    sums = torch.zeros(int(q_class.max()) + 1, dtype=torch.float64).index_add_(0, classes, values[evaluated])
+    sums = torch.zeros(int(q_class.max()) + 1, dtype=torch.float64).index_add_(
+        0, classes, values[evaluated]
+    )
     counts = torch.bincount(classes, minlength=len(sums))
     present = counts > 0
     return float((sums[present] / counts[present]).mean())
 
 
-def _per_class_frame(per_query: dict[str, Tensor], evaluated: Tensor, q_class: Tensor,
-                     classes: Tensor) -> pd.DataFrame:
+def _per_class_frame(
+    per_query: dict[str, Tensor], evaluated: Tensor, q_class: Tensor, classes: Tensor
+) -> pd.DataFrame:
     rows = []
     for c in torch.unique(q_class).tolist():
         members = q_class == c
         kept = members & evaluated
-        row = {"label": int(classes[c])}
-        row |= {name: float(values[kept].mean()) if kept.any() else float("nan")
-                for name, values in per_query.items()}
+        row: dict[str, float] = {"label": int(classes[c])}
+        row |= {
+            name: float(values[kept].mean()) if kept.any() else float("nan")
+            for name, values in per_query.items()
+        }
         row["queries"] = int(kept.sum())
         row["excluded_queries"] = int((members & ~evaluated).sum())
         rows.append(row)
@@ -179,7 +289,7 @@ def _per_class_frame(per_query: dict[str, Tensor], evaluated: Tensor, q_class: T
 def _class_ids(q_labels: Tensor, r_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Labels mapped to 0..C-1 over the union of query and reference labels."""
     classes, inverse = torch.unique(torch.cat([q_labels, r_labels]), return_inverse=True)
-    return inverse[:len(q_labels)], inverse[len(q_labels):], classes
+    return inverse[: len(q_labels)], inverse[len(q_labels) :], classes
 
 
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""The generated example image folder: every layout loads through its real loader, with the right labels."""
+"""The generated example image folder: each layout loads through its real loader, with the right
+labels."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ def test_every_layout_loads_with_balanced_labels(tmp_path, layout):
     assert len(data) == 12 and data.num_classes == 4
     assert torch.bincount(data.y).tolist() == [3, 3, 3, 3]
     images = data.x[torch.arange(len(data))]
-    assert images.shape == (12, 3, SIZE, SIZE) and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    assert (
+        images.shape == (12, 3, SIZE, SIZE)
+        and float(images.min()) >= 0.0
+        and float(images.max()) <= 1.0
+    )
 
 
 @pytest.mark.parametrize("layout", ["cub200", "cars196", "sop"])
@@ -53,11 +58,13 @@ def test_classes_are_recognisable_from_raw_pixels(tmp_path):
     root = write_example_folder(tmp_path, classes=6, per_class=10, size=SIZE)
     data = load("folder", root=root, image_size=SIZE)
     pixels = data.x[torch.arange(len(data))].flatten(1)
-    assert retrieval(pixels, data.y, ks=(1,))["recall@1"] > 0.5        # chance is about 1/6
+    assert retrieval(pixels, data.y, ks=(1,))["recall@1"] > 0.5  # chance is about 1/6
 
 
 def test_bad_arguments_and_reused_folders_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="layout='imagenet' is not known; choose one of: folder, cub200"):
+    with pytest.raises(
+        ValueError, match="layout='imagenet' is not known; choose one of: folder, cub200"
+    ):
         write_example_folder(tmp_path, layout="imagenet")
     with pytest.raises(ValueError, match="classes must be an int >= 2; got 1"):
         write_example_folder(tmp_path, classes=1)

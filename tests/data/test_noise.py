@@ -1,4 +1,4 @@
-"""Label noise: flip rates and transition matrices on 100k labels, arbitrary label values, errors."""
+"""Label noise: flip rates and transition matrices on 100k labels, any label values, errors."""
 
 from __future__ import annotations
 
@@ -44,10 +44,15 @@ def test_arbitrary_label_values_follow_the_sorted_class_list():
     flipped = noise.pairflip(y, 0.4, seed=0)
     assert set(flipped.unique().tolist()) == {-4, 7, 30}
     transitions = _transitions(y, flipped, classes.tolist())
-    assert torch.allclose(transitions, 0.6 * torch.eye(3) + 0.4 * torch.eye(3).roll(1, dims=1), atol=0.02)
+    assert torch.allclose(
+        transitions, 0.6 * torch.eye(3) + 0.4 * torch.eye(3).roll(1, dims=1), atol=0.02
+    )
     sym = noise.symmetric(y, 0.4, seed=0)
-    assert torch.allclose(_transitions(y, sym, classes.tolist()),
-                          torch.full((3, 3), 0.2).fill_diagonal_(0.6), atol=0.02)
+    assert torch.allclose(
+        _transitions(y, sym, classes.tolist()),
+        torch.full((3, 3), 0.2).fill_diagonal_(0.6),
+        atol=0.02,
+    )
 
 
 def test_a_class_absent_from_y_can_still_be_a_target():
@@ -86,7 +91,11 @@ def test_inject_keeps_clean_labels_and_marks_flips():
     assert torch.equal(noisy.clean_y, y) and torch.equal(noisy.sub, data.sub) and noisy.x is data.x
     assert torch.equal(noisy.flipped, noisy.y != y)
     assert abs(float(noisy.flipped.float().mean()) - 0.25) < 0.03
-    assert data.clean_y is None and noisy.meta["noise"] == {"rate": 0.25, "kind": "pairflip", "seed": 3}
+    assert data.clean_y is None and noisy.meta["noise"] == {
+        "rate": 0.25,
+        "kind": "pairflip",
+        "seed": 3,
+    }
     twice = noise.inject(noisy, rate=0.25, seed=4)
     assert torch.equal(twice.clean_y, y)
     with pytest.raises(ValueError, match="symmetric, pairflip"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 
 import pytest
+import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-import torch
 
 from dmllab.data import ClassBalancedSampler
 
@@ -23,8 +23,8 @@ def _labels(sizes):
 def _check_composition(batch, labels, p=P, k=K):
     assert batch.dtype == torch.long and batch.shape == (p * k,)
     blocks = labels[batch].reshape(p, k)
-    assert (blocks == blocks[:, :1]).all()                            # the K samples of a class contiguous
-    assert len(set(blocks[:, 0].tolist())) == p                       # P distinct classes
+    assert (blocks == blocks[:, :1]).all()  # the K samples of a class contiguous
+    assert len(set(blocks[:, 0].tolist())) == p  # P distinct classes
 
 
 def test_batches_hold_p_classes_of_k_samples_without_duplicates():
@@ -55,7 +55,7 @@ def test_set_epoch_reseeds_deterministically():
     second = ClassBalancedSampler(labels, P, K, seed=3)
     epoch0 = torch.cat(list(first))
     assert torch.equal(epoch0, torch.cat(list(second)))
-    assert torch.equal(epoch0, torch.cat(list(first)))                # iterating again repeats the epoch
+    assert torch.equal(epoch0, torch.cat(list(first)))  # iterating again repeats the epoch
     first.set_epoch(1)
     second.set_epoch(1)
     epoch1 = torch.cat(list(first))
@@ -77,9 +77,11 @@ def test_small_classes_enter_a_batch_once_each_and_are_warned_about_once():
         warnings.simplefilter("error")
         batches = list(sampler)
     for batch in batches:
-        assert len(set(batch.tolist())) == len(batch)                  # no sample twice
+        assert len(set(batch.tolist())) == len(batch)  # no sample twice
         small = batch[labels[batch] == 0]
-        assert sorted(small.tolist()) == (labels == 0).nonzero().squeeze(1).tolist()   # both, once each
+        assert (
+            sorted(small.tolist()) == (labels == 0).nonzero().squeeze(1).tolist()
+        )  # both, once each
         assert len(batch) == 8
 
 
@@ -98,8 +100,12 @@ def test_nearest_positive_is_never_a_copy_of_the_anchor():
 
 
 @settings(max_examples=25, deadline=None)
-@given(sizes=st.lists(st.integers(1, 9), min_size=2, max_size=6), k=st.integers(2, 6),
-       world_size=st.sampled_from([1, 2, 4]), seed=st.integers(0, 2**16))
+@given(
+    sizes=st.lists(st.integers(1, 9), min_size=2, max_size=6),
+    k=st.integers(2, 6),
+    world_size=st.sampled_from([1, 2, 4]),
+    seed=st.integers(0, 2**16),
+)
 def test_batches_never_repeat_a_sample_and_shard_evenly(sizes, k, world_size, seed):
     labels = _labels(sizes)
     p = 2
@@ -107,8 +113,14 @@ def test_batches_never_repeat_a_sample_and_shard_evenly(sizes, k, world_size, se
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         whole = list(ClassBalancedSampler(labels, p, k, batches_per_epoch=4, seed=seed))
-        shards = [list(ClassBalancedSampler(labels, p, k, batches_per_epoch=4, seed=seed, rank=r,
-                                            world_size=world_size)) for r in range(world_size)]
+        shards = [
+            list(
+                ClassBalancedSampler(
+                    labels, p, k, batches_per_epoch=4, seed=seed, rank=r, world_size=world_size
+                )
+            )
+            for r in range(world_size)
+        ]
     for step, batch in enumerate(whole):
         assert len(set(batch.tolist())) == len(batch) and len(batch) <= p * k
         assert len(torch.unique(labels[batch])) == p
@@ -133,14 +145,20 @@ def test_ddp_shards_concatenate_to_the_global_batch(world_size):
         assert torch.equal(torch.cat([shards[rank][step] for rank in range(world_size)]), batch)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(classes_per_batch=1, samples_per_class=4), "classes_per_batch must be an int >= 2"),
-    (dict(classes_per_batch=4, samples_per_class=1), "samples_per_class must be an int >= 2"),
-    (dict(classes_per_batch=6, samples_per_class=2), "only 5 classes; lower classes_per_batch to at most 5"),
-    (dict(classes_per_batch=3, samples_per_class=3, world_size=2), "multiple"),
-    (dict(classes_per_batch=2, samples_per_class=2, rank=2, world_size=2), "rank"),
-    (dict(classes_per_batch=2, samples_per_class=2, batches_per_epoch=0), "batches_per_epoch"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(classes_per_batch=1, samples_per_class=4), "classes_per_batch must be an int >= 2"),
+        (dict(classes_per_batch=4, samples_per_class=1), "samples_per_class must be an int >= 2"),
+        (
+            dict(classes_per_batch=6, samples_per_class=2),
+            "only 5 classes; lower classes_per_batch to at most 5",
+        ),
+        (dict(classes_per_batch=3, samples_per_class=3, world_size=2), "multiple"),
+        (dict(classes_per_batch=2, samples_per_class=2, rank=2, world_size=2), "rank"),
+        (dict(classes_per_batch=2, samples_per_class=2, batches_per_epoch=0), "batches_per_epoch"),
+    ],
+)
 def test_bad_arguments_are_refused_with_a_fix(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ClassBalancedSampler(_labels([4] * 5), **kwargs)
@@ -149,6 +167,8 @@ def test_bad_arguments_are_refused_with_a_fix(kwargs, message):
 def test_works_as_a_dataloader_batch_sampler():
     labels = _labels([6] * 4)
     data = torch.utils.data.TensorDataset(torch.arange(len(labels)), labels)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=ClassBalancedSampler(labels, 2, 3, seed=0))
+    loader = torch.utils.data.DataLoader(
+        data, batch_sampler=ClassBalancedSampler(labels, 2, 3, seed=0)
+    )
     for rows, batch_labels in loader:
         assert torch.equal(labels[rows], batch_labels) and len(rows) == 6

@@ -1,4 +1,5 @@
-"""evaluate(run): a hand-built Run with an identity model, so every value can be recomputed directly."""
+"""evaluate(run): a hand-built Run with an identity model, so every value can be recomputed
+directly."""
 
 import math
 
@@ -8,12 +9,21 @@ from torch import nn
 
 import dmllab as dl
 from dmllab.config import Config
-from dmllab.data.dataset import Dataset
 from dmllab.data import Splits
+from dmllab.data.dataset import Dataset
 from dmllab.geometry.base import Geometry
 from dmllab.geometry.euclidean import Euclidean
-from dmllab.metrics import (ami, intra_inter_ratio, kmeans, memorisation, nmi, prototype_accuracy, retrieval,
-                            spectral_decay, subcluster_ari)
+from dmllab.metrics import (
+    ami,
+    intra_inter_ratio,
+    kmeans,
+    memorisation,
+    nmi,
+    prototype_accuracy,
+    retrieval,
+    spectral_decay,
+    subcluster_ari,
+)
 from dmllab.runs import Run
 
 
@@ -32,7 +42,9 @@ def mixture(n, classes, seed, modes=2):
     g = torch.Generator().manual_seed(seed)
     sub = torch.arange(n) % (classes * modes)
     centres = 5.0 * torch.randn(classes * modes, 3, generator=torch.Generator().manual_seed(0))
-    return Dataset(x=centres[sub] + torch.randn(n, 3, generator=g), y=sub // modes, sub=sub, name="toy")
+    return Dataset(
+        x=centres[sub] + torch.randn(n, 3, generator=g), y=sub // modes, sub=sub, name="toy"
+    )
 
 
 def make_run(geometry=None, noisy=True, stratified=True, seed=0):
@@ -45,8 +57,12 @@ def make_run(geometry=None, noisy=True, stratified=True, seed=0):
         flipped_y = train.y.clone()
         flipped_y[::5] = (flipped_y[::5] + 1) % 4
         train = train.with_labels(flipped_y, clean_y=train.y)
-    return Run(model=nn.Identity(), geometry=geometry or Euclidean(), config=Config(seed=seed),
-               data=Splits(train=train, test=test))
+    return Run(
+        model=nn.Identity(),
+        geometry=geometry or Euclidean(),
+        config=Config(seed=seed),
+        data=Splits(train=train, test=test),
+    )
 
 
 def test_keys_and_values_match_direct_calls():

@@ -1,4 +1,5 @@
-"""Exact kNN: loop references with ties, faiss vs torch, the pairwise fallback, directions, errors."""
+"""Exact kNN: loop references with ties, faiss vs torch, the pairwise fallback, directions,
+errors."""
 
 import importlib.util
 
@@ -10,8 +11,10 @@ from dmllab.geometry.euclidean import Euclidean
 from dmllab.metrics.knn import knn
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
-BACKENDS = ["torch", "faiss"] if HAS_FAISS else ["torch"]       # faiss: the `fast` extra
-needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason="faiss-cpu is not installed (the `fast` extra)")
+BACKENDS = ["torch", "faiss"] if HAS_FAISS else ["torch"]  # faiss: the `fast` extra
+needs_faiss = pytest.mark.skipif(
+    not HAS_FAISS, reason="faiss-cpu is not installed (the `fast` extra)"
+)
 
 
 class InnerGap(Geometry):
@@ -38,7 +41,7 @@ def loop_knn(query, ref, k, geometry, exclude_self):
     """Sort each query's references by (D ascending, index ascending), one query at a time."""
     rows = []
     for i in range(len(query)):
-        d = geometry.pairwise(query[i:i + 1], ref)[0].tolist()
+        d = geometry.pairwise(query[i : i + 1], ref)[0].tolist()
         order = sorted((value, j) for j, value in enumerate(d) if not (exclude_self and j == i))
         rows.append([j for _, j in order[:k]])
     return rows
@@ -105,7 +108,8 @@ def test_asymmetric_geometry_both_directions(geometry):
 
 
 def test_direction_changes_the_neighbour_on_a_known_example():
-    # D(a || b) = a^2 - a b.  Query 1: D(1 || 2) = -1, D(1 || 3) = -2, so the nearest is 3 (index 2).
+    # D(a || b) = a^2 - a b.  Query 1: D(1 || 2) = -1, D(1 || 3) = -2, so the nearest is 3
+    # (index 2).
     # Reversed, D(b || 1) = b^2 - b: b = 2 gives 2, b = 3 gives 6, so the nearest is 2 (index 1).
     x = torch.tensor([[1.0], [2.0], [3.0]])
     assert knn(x, k=1, geometry=InnerGap())[0][0].item() == 2
@@ -141,15 +145,21 @@ def test_float64_uses_torch_and_matches():
     assert indices.tolist() == loop_knn(x, x, 3, Euclidean(), exclude_self=True)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(query=torch.tensor([[0.0], [float("nan")]])), "NaN"),
-    (dict(query=torch.zeros(3, 2), k=3), "k must be"),
-    (dict(query=torch.zeros(1, 2)), "k must be"),
-    (dict(query=torch.zeros(3, 2), backend="gpu"), "backend"),
-    (dict(query=torch.zeros(3, 2), ref=torch.zeros(3, 4)), "d=2"),
-    (dict(query=torch.zeros(3)), "2-D"),
-    (dict(query=torch.zeros(3, 2), ref=torch.zeros(4, 2), self_index=torch.tensor([0, 1])), "self_index"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(query=torch.tensor([[0.0], [float("nan")]])), "NaN"),
+        (dict(query=torch.zeros(3, 2), k=3), "k must be"),
+        (dict(query=torch.zeros(1, 2)), "k must be"),
+        (dict(query=torch.zeros(3, 2), backend="gpu"), "backend"),
+        (dict(query=torch.zeros(3, 2), ref=torch.zeros(3, 4)), "d=2"),
+        (dict(query=torch.zeros(3)), "2-D"),
+        (
+            dict(query=torch.zeros(3, 2), ref=torch.zeros(4, 2), self_index=torch.tensor([0, 1])),
+            "self_index",
+        ),
+    ],
+)
 def test_invalid_inputs_raise_value_error(bad, message):
     args = dict(k=1) | bad
     with pytest.raises(ValueError, match=message):
@@ -162,8 +172,11 @@ def test_learned_bregman_ranking_form_agrees_with_its_divergence(direction):
 
     torch.manual_seed(0)
     bregman = Bregman(3)
-    geometry = {"query_first": bregman, "gallery_first": bregman.reversed(),
-                "symmetrised": bregman.symmetrised()}[direction]
+    geometry = {
+        "query_first": bregman,
+        "gallery_first": bregman.reversed(),
+        "symmetrised": bregman.symmetrised(),
+    }[direction]
     x = torch.randn(40, 3, generator=torch.Generator().manual_seed(9))
     indices, _ = knn(x, k=5, geometry=geometry, backend="torch")
     d = geometry.pairwise(x, x).fill_diagonal_(float("inf"))

@@ -1,4 +1,5 @@
-"""Retrieval metrics: a loop reference (ties included), pytorch-metric-learning, degenerate inputs."""
+"""Retrieval metrics: a loop reference (ties included), pytorch-metric-learning, degenerate
+inputs."""
 
 import importlib.util
 import math
@@ -11,7 +12,7 @@ from dmllab.geometry.euclidean import Euclidean
 from dmllab.metrics.retrieval import retrieval
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
-BACKENDS = ["torch", "faiss"] if HAS_FAISS else ["torch"]       # faiss: the `fast` extra
+BACKENDS = ["torch", "faiss"] if HAS_FAISS else ["torch"]  # faiss: the `fast` extra
 accuracy_calculator = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
 
 
@@ -26,10 +27,10 @@ class InnerGap(Geometry):
 
 
 def loop_metrics(query, q_labels, ref, r_labels, geometry, ks, exclude_self):
-    """Every metric for one query at a time from a full sort by (D, index); R = 0 queries skipped."""
+    """Every metric for one query at a time from a full sort by (D, index); skips R = 0 queries."""
     per_query = []
     for i in range(len(query)):
-        d = geometry.pairwise(query[i:i + 1], ref)[0].tolist()
+        d = geometry.pairwise(query[i : i + 1], ref)[0].tolist()
         order = sorted((v, j) for j, v in enumerate(d) if not (exclude_self and j == i))
         rel = [int(r_labels[j] == q_labels[i]) for _, j in order]
         r = sum(rel)
@@ -68,7 +69,9 @@ def class_mean_of(rows, key):
 
 def tied_data(n=60, classes=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 4, (n, 2), generator=g).float(), torch.randint(0, classes, (n,), generator=g)
+    return torch.randint(0, 4, (n, 2), generator=g).float(), torch.randint(
+        0, classes, (n,), generator=g
+    )
 
 
 def clustered_data(n=300, classes=6, d=8, seed=0):
@@ -88,7 +91,9 @@ def test_self_retrieval_matches_loop_reference_with_ties(backend):
     rows = loop_metrics(x, y, x, y, Euclidean(), (1, 3), exclude_self=True)
     for key in KEYS:
         assert got[key] == pytest.approx(mean_of(rows, key), abs=1e-12), key
-        assert got[f"class_averaged_{key}"] == pytest.approx(class_mean_of(rows, key), abs=1e-12), key
+        assert got[f"class_averaged_{key}"] == pytest.approx(class_mean_of(rows, key), abs=1e-12), (
+            key
+        )
     assert got["excluded_queries"] == 0.0
 
 
@@ -117,25 +122,39 @@ def test_directions_differ_on_a_known_example():
     # D(a || b) = a^2 - a b.  From 1 the nearest is 3 (query first) but 2 (gallery first).
     x, y = torch.tensor([[1.0], [2.0], [3.0], [2.1]]), torch.tensor([0, 1, 0, 1])
     assert retrieval(x[:1], y[:1], x[1:3], y[1:3], geometry=InnerGap(), ks=(1,))["recall@1"] == 1.0
-    assert retrieval(x[:1], y[:1], x[1:3], y[1:3], geometry=InnerGap().reversed(), ks=(1,))["recall@1"] == 0.0
+    assert (
+        retrieval(x[:1], y[:1], x[1:3], y[1:3], geometry=InnerGap().reversed(), ks=(1,))["recall@1"]
+        == 0.0
+    )
 
 
 def torch_knn():
     """PML's exact torch kNN on plain Euclidean distances (its default needs faiss)."""
     from pytorch_metric_learning.distances import LpDistance
     from pytorch_metric_learning.utils.inference import CustomKNN
+
     return CustomKNN(LpDistance(normalize_embeddings=False))
 
 
 def pml(query, q_labels, ref=None, r_labels=None):
     calculator = accuracy_calculator.AccuracyCalculator(
-        include=("precision_at_1", "r_precision", "mean_average_precision_at_r", "mean_reciprocal_rank"),
-        k="max_bin_count", knn_func=torch_knn())
+        include=(
+            "precision_at_1",
+            "r_precision",
+            "mean_average_precision_at_r",
+            "mean_reciprocal_rank",
+        ),
+        k="max_bin_count",
+        knn_func=torch_knn(),
+    )
     return calculator.get_accuracy(query, q_labels, ref, r_labels, ref_includes_query=False)
 
 
-@pytest.mark.parametrize("make", [clustered_data, lambda seed: (torch.randn(250, 16), torch.randint(0, 10, (250,)))],
-                         ids=["clustered", "random"])
+@pytest.mark.parametrize(
+    "make",
+    [clustered_data, lambda seed: (torch.randn(250, 16), torch.randint(0, 10, (250,)))],
+    ids=["clustered", "random"],
+)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_self_retrieval_matches_pytorch_metric_learning(make, seed):
     torch.manual_seed(seed)
@@ -165,11 +184,16 @@ def test_class_averaged_matches_pytorch_metric_learning_avg_of_avgs():
     x, y = clustered_data(200, classes=5, seed=4)
     ours = retrieval(x, y, ks=(1,), class_averaged=True)
     calculator = accuracy_calculator.AccuracyCalculator(
-        include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count", avg_of_avgs=True,
-        knn_func=torch_knn())
+        include=("precision_at_1", "mean_average_precision_at_r"),
+        k="max_bin_count",
+        avg_of_avgs=True,
+        knn_func=torch_knn(),
+    )
     theirs = calculator.get_accuracy(x, y)
     assert ours["class_averaged_precision@1"] == pytest.approx(theirs["precision_at_1"], abs=1e-6)
-    assert ours["class_averaged_map@r"] == pytest.approx(theirs["mean_average_precision_at_r"], abs=1e-6)
+    assert ours["class_averaged_map@r"] == pytest.approx(
+        theirs["mean_average_precision_at_r"], abs=1e-6
+    )
 
 
 def test_singleton_classes_are_excluded_and_counted():
@@ -205,15 +229,21 @@ def test_duplicates_are_neighbours_not_selves():
     assert not math.isnan(got["map@r"])
 
 
-@pytest.mark.parametrize("args, message", [
-    (dict(query=torch.tensor([[0.0], [float("nan")]]), q_labels=torch.tensor([0, 0])), "NaN"),
-    (dict(query=torch.zeros(1, 2), q_labels=torch.tensor([0])), "at least 2"),
-    (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0, 1, 2])), "no query"),
-    (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0, 1])), "one label per embedding"),
-    (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0.0, 1.0, 1.0])), "integer"),
-    (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0, 1, 1]), ref=torch.zeros(2, 2)), "together"),
-    (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0, 1, 1]), ks=(0,)), "ks"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (dict(query=torch.tensor([[0.0], [float("nan")]]), q_labels=torch.tensor([0, 0])), "NaN"),
+        (dict(query=torch.zeros(1, 2), q_labels=torch.tensor([0])), "at least 2"),
+        (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0, 1, 2])), "no query"),
+        (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0, 1])), "one label per embedding"),
+        (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0.0, 1.0, 1.0])), "integer"),
+        (
+            dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0, 1, 1]), ref=torch.zeros(2, 2)),
+            "together",
+        ),
+        (dict(query=torch.zeros(3, 2), q_labels=torch.tensor([0, 1, 1]), ks=(0,)), "ks"),
+    ],
+)
 def test_degenerate_inputs_raise_value_error(args, message):
     with pytest.raises(ValueError, match=message):
         retrieval(**args)
