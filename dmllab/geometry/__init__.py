@@ -1,6 +1,7 @@
 """Geometries: what "distance" means. See `base.Geometry` for the contract.
 
-`build(name, dim, **options)` makes any geometry named in `dmllab.config.GEOMETRIES`;
+`GEOMETRIES` is the one registry of geometry names (name -> Geometry class; `Config`, the CLI and
+the README read their names from it). `build(name, dim, **options)` makes any of them;
 `resolve(name_or_geometry)` is how every function that takes a geometry reads its argument:
 
 >>> build("euclidean", dim=8)
@@ -15,35 +16,31 @@ Cosine(name='cosine', symmetric=True, eps=1e-12)
 Traceback (most recent call last):
 ...
 TypeError: geometry must be a registered name (bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean) or a dmllab Geometry object; got int
+
+To add a geometry: subclass `Geometry` (set `name`, `symmetric`, implement `_pairwise`; set
+`learned = True` and override `create` if it has parameters of its own) and register its class
+here under its name.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
+from typing import Any
 
 from dmllab.geometry.base import Geometry
+from dmllab.geometry.bregman import Bregman
 from dmllab.geometry.cosine import Cosine
 from dmllab.geometry.euclidean import Euclidean, SquaredEuclidean
 
-__all__ = ["Geometry", "SquaredEuclidean", "Euclidean", "Cosine", "build", "resolve"]
+__all__ = ["Geometry", "SquaredEuclidean", "Euclidean", "Cosine", "Bregman", "GEOMETRIES", "build", "resolve"]
 
-
-def _bregman(generator: str) -> Callable[..., Geometry]:
-    def make(dim: int, **options: Any) -> Geometry:
-        from dmllab.geometry.bregman import Bregman  # lazy: the learned geometry is heavier
-        return Bregman(dim, generator=generator, **options)
-    return make
-
-
-_FIXED: dict[str, type[Geometry]] = {
+#: name -> Geometry class; `cls.create(name, dim, **options)` makes one, `cls.learned` marks the
+#: geometries trained with the model (both Bregman names: ICNN and max-affine generators).
+GEOMETRIES: dict[str, type[Geometry]] = {
     "sqeuclidean": SquaredEuclidean,
     "euclidean": Euclidean,
     "cosine": Cosine,
-}
-_LEARNED: dict[str, Callable[..., Geometry]] = {
-    "bregman": _bregman("icnn"),
-    "bregman-maxaffine": _bregman("maxaffine"),
+    "bregman": Bregman,
+    "bregman-maxaffine": Bregman,
 }
 
 
@@ -53,20 +50,9 @@ def build(name: str, dim: int, **options: Any) -> Geometry:
     Fixed geometries ignore `dim`; the learned Bregman geometries need it for their generator.
     Unknown names or options raise a ValueError that lists the allowed ones.
     """
-    if name in _FIXED:
-        cls = _FIXED[name]
-        allowed = [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                   if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"geometry {name!r} has no option(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(allowed) if allowed else 'none'}")
-        return cls(**options)
-    if name in _LEARNED:
-        return _LEARNED[name](dim, **options)
-    known = sorted([*_FIXED, *_LEARNED])
-    raise ValueError(f"unknown geometry {name!r}; choose one of: {', '.join(known)}")
+    if name not in GEOMETRIES:
+        raise ValueError(f"unknown geometry {name!r}; choose one of: {', '.join(sorted(GEOMETRIES))}")
+    return GEOMETRIES[name].create(name, dim, **options)
 
 
 def resolve(geometry: Geometry | str | None, *, default: str = "euclidean") -> Geometry:
@@ -82,10 +68,11 @@ def resolve(geometry: Geometry | str | None, *, default: str = "euclidean") -> G
     if geometry is None:
         geometry = default
     if not isinstance(geometry, str):
-        raise TypeError(f"geometry must be a registered name ({', '.join(sorted([*_FIXED, *_LEARNED]))}) "
+        raise TypeError(f"geometry must be a registered name ({', '.join(sorted(GEOMETRIES))}) "
                         f"or a dmllab Geometry object; got {type(geometry).__name__}")
-    if geometry in _LEARNED:
+    if geometry in GEOMETRIES and GEOMETRIES[geometry].learned:
+        fixed = sorted(name for name, cls in GEOMETRIES.items() if not cls.learned)
         raise TypeError(f"geometry {geometry!r} is learned, so its name alone is an untrained divergence: pass "
                         f"the trained Geometry object (e.g. run.geometry), or build(\"{geometry}\", dim) for a "
-                        f"fresh one; by name: {', '.join(sorted(_FIXED))}")
+                        f"fresh one; by name: {', '.join(fixed)}")
     return build(geometry, 0)

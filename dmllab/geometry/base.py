@@ -16,16 +16,27 @@ gradient reaches the half-precision inputs through the cast.
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from dmllab.arrays import as_floats
 
+__all__ = ["Geometry", "Reversed", "Symmetrised", "all_finite"]
+
 
 class Geometry(nn.Module):
-    """Base class of every geometry. Subclasses set `name`, `symmetric` and implement `_pairwise`.
+    """Base class of every geometry. Subclasses set `name`, `symmetric` and implement `_pairwise`;
+    `_entries` (one entry per index pair) and `_unit_sphere` (the view distance-weighted sampling
+    reads) when they have a cheaper or exact form.
+
+    A geometry registered in `dmllab.geometry.GEOMETRIES` is made by `create(name, dim, **options)`;
+    `learned` geometries (parameters trained with the model) are refused by name where a trained
+    one is meant (`dmllab.geometry.resolve`).
 
     `ranking_vectors(query, gallery)` returns (Q, G) such that, for each query row, ranking the
     gallery by *descending* Q @ G.T gives the same order as ranking by *ascending*
@@ -35,6 +46,9 @@ class Geometry(nn.Module):
 
     name: str = "geometry"
     symmetric: bool = True
+    #: True for geometries with parameters of their own, trained with the model: by name alone
+    #: such a geometry is an untrained, random divergence.
+    learned: bool = False
     #: True when `entries` costs only O(M d): losses then select on a gradient-free D and
     #: differentiate just the picked entries. False keeps one differentiable `pairwise` (the
     #: default, and Bregman, whose per-point phi and grad phi would be computed twice).
@@ -46,6 +60,22 @@ class Geometry(nn.Module):
         Raises ValueError for other shapes, mismatched d, non-numeric values, or NaN / inf."""
         return self._pairwise(*_checked_pair(a, b, self.name))
 
+    @classmethod
+    def create(cls, name: str, dim: int, **options: Any) -> "Geometry":
+        """The geometry registered as `name` for `dim`-dimensional embeddings (`geometry.build`).
+
+        By default `name` and `dim` are not needed and `options` are the constructor's keyword
+        parameters; unknown ones raise a ValueError that lists the allowed ones. Geometries that
+        need the dimension (learned ones) override it."""
+        allowed = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                   if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"geometry {name!r} has no option(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(allowed) if allowed else 'none'}")
+        return cls(**options)
+
     def entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         """D(a_rows[i] || b_cols[i]) for index vectors rows, cols [M]: [M], equal to
         `pairwise(a, b)[rows, cols]` and differentiable like it.
@@ -53,7 +83,29 @@ class Geometry(nn.Module):
         Losses that read only a few entries of the batch matrix use it so that their backward
         pass costs O(M d), not O(n m d). The fixed geometries compute the entries themselves;
         the default gathers them from `pairwise`."""
-        return self._entries(*_checked_pair(a, b, self.name), rows, cols)
+        return self.picker(a, b)(rows, cols)
+
+    def picker(self, a: Tensor, b: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """`pick(rows, cols) = entries(a, b, rows, cols)` with a and b checked once: for a loss
+        that reads several index sets of the same matrix (positives, then negatives)."""
+        a, b = _checked_pair(a, b, self.name)
+
+        def pick(rows: Tensor, cols: Tensor) -> Tensor:
+            return self._entries(a, b, rows, cols)
+        return pick
+
+    def unit_sphere_distance(self, D: Tensor) -> Tensor:
+        """D (any [n, m] matrix of this geometry) read as the Euclidean distance ||a - b|| between
+        unit vectors: detached, clamped at 0. Distance-weighted negative sampling weights by the
+        density of that distance (Wu et al. 2017), so it reads this view; the loss still reads D.
+
+        Raises NotImplementedError for a geometry without such a view."""
+        return self._unit_sphere(D.detach().clamp_min(0.0))
+
+    def _unit_sphere(self, D: Tensor) -> Tensor:
+        raise NotImplementedError(
+            f"geometry {self.name!r} has no unit-sphere view of its distances, which distance-weighted "
+            "negatives need; choose another negatives strategy or implement Geometry._unit_sphere")
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.pairwise(a, b)
@@ -102,6 +154,10 @@ class _Derived(Geometry):
     @property
     def cheap_entries(self) -> bool:
         return self.inner.cheap_entries
+
+    def _unit_sphere(self, D: Tensor) -> Tensor:
+        # the inner geometry's reading, entry by entry (for a Bregman divergence: sqrt(2 D))
+        return self.inner._unit_sphere(D)
 
 
 class Reversed(_Derived):

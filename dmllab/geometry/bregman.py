@@ -50,7 +50,10 @@ from torch import Tensor
 from dmllab.geometry.base import Geometry, Reversed, Symmetrised, _check_pair
 from dmllab.geometry.generators import ICNN, MaxAffine
 
-GENERATORS = ("icnn", "maxaffine")
+__all__ = ["Bregman", "BregmanReversed", "BregmanSymmetrised", "GENERATORS"]
+
+#: generator -> the registered name of the geometry it makes
+GENERATORS = {"icnn": "bregman", "maxaffine": "bregman-maxaffine"}
 _OPTIONS = {"icnn": ("hidden", "mu"), "maxaffine": ("pieces",)}
 _DEFAULTS = {"hidden": (32, 32, 32), "mu": 0.05, "pieces": 8}
 
@@ -72,6 +75,7 @@ class Bregman(Geometry):
     """
 
     symmetric = False
+    learned = True
 
     def __init__(self, dim: int, generator: str = "icnn", **options) -> None:
         super().__init__()
@@ -88,12 +92,20 @@ class Bregman(Geometry):
         settings = {key: options.get(key, _DEFAULTS[key]) for key in allowed}
         self.dim = dim
         self.generator_name = generator
+        self.name = GENERATORS[generator]
         if generator == "icnn":
-            self.name = "bregman"
             self.generator = ICNN(dim, _check_hidden(settings["hidden"]), _check_mu(settings["mu"]))
         else:
-            self.name = "bregman-maxaffine"
             self.generator = MaxAffine(dim, _check_pieces(settings["pieces"]))
+
+    @classmethod
+    def create(cls, name: str, dim: int, **options) -> "Bregman":
+        """The Bregman geometry registered as `name` (`bregman`: ICNN, `bregman-maxaffine`: max-affine
+        generator) for `dim`-dimensional embeddings; `options` as for the constructor."""
+        generators = [generator for generator, registered in GENERATORS.items() if registered == name]
+        if not generators:
+            raise ValueError(f"Bregman: no generator is registered as {name!r}; names: {', '.join(GENERATORS.values())}")
+        return cls(dim, generator=generators[0], **options)
 
     # -- phi and its gradient ---------------------------------------------------------------
 
@@ -154,6 +166,12 @@ class Bregman(Geometry):
         scores = self._checked(self.generator.scores(a), "phi")
         active = self.generator.active_piece(b)
         return (scores.max(dim=1).values[:, None] - scores[:, active]).clamp_min(0.0)
+
+    def _unit_sphere(self, D: Tensor) -> Tensor:
+        """sqrt(2 D): locally D is half a squared Mahalanobis distance (exactly ||a - b||^2 / 2 for
+        phi = ||x||^2 / 2), so sqrt(2 D) reads it as a distance between unit vectors; a sampling
+        weight only."""
+        return (2.0 * D).sqrt()
 
     def ranking_vectors(self, query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
         """Rank the gallery by D(query || gallery): Q = [q, 1], G = [u_g, c_g] (detached).

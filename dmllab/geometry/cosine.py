@@ -15,6 +15,8 @@ from torch.nn import functional as F
 
 from dmllab.geometry.base import Geometry
 
+__all__ = ["Cosine"]
+
 
 class Cosine(Geometry):
     """D(a || b) = 1 - cos(a, b) (symmetric)."""
@@ -46,6 +48,10 @@ class Cosine(Geometry):
     def has_cosine(self, normalized: bool) -> bool:
         """D = 1 - cos whether or not the embeddings are normalised."""
         return True
+
+    def _unit_sphere(self, D: Tensor) -> Tensor:
+        """On the unit sphere 1 - cos(a, b) = ||a - b||^2 / 2, so ||a - b|| = sqrt(2 D)."""
+        return (2.0 * D).sqrt()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, eps={self.eps:g}"

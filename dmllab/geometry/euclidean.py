@@ -40,6 +40,8 @@ from torch.autograd.function import once_differentiable
 from dmllab.arrays import as_floats
 from dmllab.geometry.base import Geometry
 
+__all__ = ["SquaredEuclidean", "Euclidean", "squared_distances", "euclidean_distances"]
+
 
 def squared_distances(a: Tensor, b: Tensor) -> Tensor:
     """||a_i - b_j||^2 for all pairs via one GEMM, clamped at 0; exact 0 diagonal when a is b."""
@@ -132,6 +134,10 @@ class SquaredEuclidean(Geometry):
         """On unit vectors ||a - b||^2 = 2 - 2 cos(a, b)."""
         return normalized
 
+    def _unit_sphere(self, D: Tensor) -> Tensor:
+        """||a - b|| = sqrt(D)."""
+        return D.sqrt()
+
 
 class Euclidean(Geometry):
     """D(a || b) = sqrt(max(||a - b||^2 - eps, 0)): 0, with a zero gradient, where coincident."""
@@ -163,6 +169,10 @@ class Euclidean(Geometry):
     def has_cosine(self, normalized: bool) -> bool:
         """On unit vectors ||a - b|| = sqrt(2 - 2 cos(a, b))."""
         return normalized
+
+    def _unit_sphere(self, D: Tensor) -> Tensor:
+        """D is ||a - b|| itself."""
+        return D
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, eps={self.eps:g}"

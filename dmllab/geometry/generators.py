@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = ["ICNN", "MaxAffine", "NONNEGATIVE_INIT"]
+
 # softplus(NONNEGATIVE_INIT_RAW) == 0.3: the initial value of every non-negative ICNN weight.
 NONNEGATIVE_INIT = 0.3
 NONNEGATIVE_INIT_RAW = math.log(math.expm1(NONNEGATIVE_INIT))

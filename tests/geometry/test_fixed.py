@@ -124,3 +124,54 @@ def test_euclidean_entries_are_zero_with_a_finite_gradient_at_coincident_points(
     assert d[:2].tolist() == [0.0, 0.0]
     (grad,) = torch.autograd.grad(d.sum(), z)
     assert torch.isfinite(grad).all()
+
+
+def test_the_registry_holds_every_name_and_marks_the_learned_ones():
+    import dmllab.geometry as geometry
+
+    assert set(geometry.GEOMETRIES) == set(GEOMETRIES)
+    assert {name for name, cls in geometry.GEOMETRIES.items() if cls.learned} == {"bregman", "bregman-maxaffine"}
+    assert geometry.Bregman is geometry.GEOMETRIES["bregman"]
+    for name in ("bregman", "bregman-maxaffine"):
+        assert geometry.build(name, dim=3).name == name
+        with pytest.raises(TypeError, match="is learned"):
+            geometry.resolve(name)
+
+
+def test_unit_sphere_views_are_the_euclidean_distance_between_unit_vectors():
+    """For unit vectors every fixed geometry's view is ||a - b||; learned ones read sqrt(2 D)."""
+    from dmllab.geometry import Bregman
+
+    z = F.normalize(_points(7, d=4), dim=1)
+    chord = torch.cdist(z, z)
+    for geometry in (SquaredEuclidean(), Euclidean(), Cosine()):
+        D = geometry.pairwise(z, z).requires_grad_(True)
+        view = geometry.unit_sphere_distance(D)
+        assert not view.requires_grad
+        torch.testing.assert_close(view, chord, rtol=1e-6, atol=1e-6)
+    torch.manual_seed(0)
+    bregman = Bregman(4).double()
+    for divergence in (bregman, bregman.reversed(), bregman.symmetrised()):
+        D = divergence.pairwise(z, z)
+        torch.testing.assert_close(divergence.unit_sphere_distance(D), (2.0 * D.detach().clamp_min(0.0)).sqrt())
+    assert Euclidean().unit_sphere_distance(torch.tensor([[-1e-9, 1.0]])).tolist() == [[0.0, 1.0]]   # clamped
+
+
+def test_a_geometry_without_a_unit_sphere_view_says_so():
+    class Taxicab(Geometry):
+        name = "taxicab"
+
+        def _pairwise(self, a, b):
+            return torch.cdist(a, b, p=1)
+
+    with pytest.raises(NotImplementedError, match="unit-sphere view.*distance-weighted"):
+        Taxicab().unit_sphere_distance(torch.ones(2, 2))
+
+
+def test_picker_reads_entries_like_pairwise():
+    a = _points(5, d=3)
+    for geometry in (SquaredEuclidean(), Euclidean(), Cosine()):
+        pick = geometry.picker(a, a)
+        rows, cols = torch.tensor([0, 4, 2]), torch.tensor([3, 1, 2])
+        torch.testing.assert_close(pick(rows, cols), geometry.pairwise(a, a)[rows, cols])
+        torch.testing.assert_close(pick(cols, rows), geometry.entries(a, a, cols, rows))
