@@ -7,9 +7,13 @@ assumes D symmetric or the embeddings normalised.
 
 Losses read the selected entries through `pick(rows, cols)` (= D[rows, cols]). When a strategy
 picks single negatives and D is not passed in, the selection runs on D computed without a
-gradient and `pick` is `geometry.entries`: the same values, but the backward pass touches the
-M selected pairs (O(M d)) instead of the whole B x B matrix. `negatives="all"` (and a D passed
-in) keeps the differentiable matrix.
+gradient and `pick` is `geometry.picker(z, z)`: the same values, but the backward pass touches the
+M selected pairs (O(M d)) instead of the whole B x B matrix. A negatives strategy that returns a
+mask of all negatives (`negatives="all"`), and a D passed in, keep the differentiable matrix.
+
+The strategies are the registered objects `POSITIVES[positives](k=k_positives)` and
+`NEGATIVES[negatives](margin=margin)` (`dmllab.losses.strategies`), so a strategy registered
+there is usable by every loss under its name.
 
 After every call `last_stats` holds floats for the training curves:
 `active` (tuples or pairs with non-zero loss), `anchors` (anchors used), `dropped` (anchors
@@ -26,11 +30,13 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from dmllab.geometry import resolve as resolve_geometry
 from dmllab.arrays import as_floats
+from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry, all_finite
-from dmllab.losses.strategies import (NEGATIVE_STRATEGIES, POSITIVE_STRATEGIES, Triplets,
-                                      same_label_mask, select_negatives, select_positives)
+from dmllab.losses.strategies import (Triplets, negative_mask, negative_strategy, positive_strategy,
+                                      same_label_mask)
+
+__all__ = ["MetricLoss", "tuple_stats"]
 
 
 class MetricLoss(nn.Module):
@@ -48,12 +54,10 @@ class MetricLoss(nn.Module):
                  margin: float = 0.2, k_positives: int = 1) -> None:
         super().__init__()
         geometry = resolve_geometry(geometry)
-        _check_strategy("positives", positives, POSITIVE_STRATEGIES)
-        _check_strategy("negatives", negatives, NEGATIVE_STRATEGIES)
-        if isinstance(k_positives, bool) or not isinstance(k_positives, int) or k_positives < 1:
-            raise ValueError(f"k_positives must be an int >= 1; got {k_positives!r}")
+        self.positive_strategy = positive_strategy(positives, k_positives)
         if not isinstance(margin, (int, float)) or not margin >= 0:
             raise ValueError(f"margin must be a number >= 0; got {margin!r}")
+        self.negative_strategy = negative_strategy(negatives, float(margin))
         self.geometry = geometry
         self.positives = positives
         self.negatives = negatives
@@ -64,16 +68,17 @@ class MetricLoss(nn.Module):
     def forward(self, embeddings: Tensor, labels: Tensor, distances: Tensor | None = None) -> Tensor:
         _check_batch(embeddings, labels, type(self).__name__)
         embeddings = as_floats(embeddings, "embeddings")    # half precision is computed in float32
+        pick: Callable[[Tensor, Tensor], Tensor] | None
         if distances is not None:
             if distances.shape != (len(labels), len(labels)):
                 raise ValueError(
                     f"distances must be the [B, B] batch matrix geometry.pairwise(z, z) with B={len(labels)}; "
                     f"got shape {tuple(distances.shape)}")
             D, pick = distances, partial(_gather, distances)
-        elif self.uses_batch_matrix and self.negatives != "all" and self.geometry.cheap_entries:
+        elif self.uses_batch_matrix and not self.negative_strategy.returns_mask and self.geometry.cheap_entries:
             with torch.no_grad():           # for the selection only; the loss differentiates `pick`
                 D = self.geometry.pairwise(embeddings, embeddings)
-            pick = partial(self.geometry._entries, embeddings, embeddings)     # inputs checked above
+            pick = self.geometry.picker(embeddings, embeddings)
         elif self.uses_batch_matrix:
             D = self.geometry.pairwise(embeddings, embeddings)
             pick = partial(_gather, D)
@@ -90,26 +95,13 @@ class MetricLoss(nn.Module):
         raise NotImplementedError
 
     def select(self, D: Tensor, same: Tensor, dim: int) -> Triplets:
-        """The tuples of this loss's strategies: positives first, then negatives relative to them."""
-        pairs = select_positives(D, same, self.positives, self.k_positives)
-        rows = self.sphere_distances(D) if self.negatives == "distance_weighted" else D
-        triplets = select_negatives(rows, same, pairs, self.negatives, self.margin, dim=dim)
-        return triplets
-
-    def sphere_distances(self, D: Tensor) -> Tensor:
-        """D as a Euclidean distance between unit vectors, for distance-weighted sampling.
-
-        euclidean: D; sqeuclidean: sqrt(D); cosine (1 - cos = ||a - b||^2 / 2 on the sphere):
-        sqrt(2 D); any other geometry (e.g. Bregman, locally half a squared Mahalanobis distance,
-        exactly ||a - b||^2 / 2 for phi = ||x||^2 / 2): sqrt(2 D). Only a sampling weight: the
-        loss still reads D itself.
-        """
-        D = D.detach().clamp_min(0.0)
-        if self.geometry.name == "euclidean":
-            return D
-        if self.geometry.name == "sqeuclidean":
-            return D.sqrt()
-        return (2.0 * D).sqrt()
+        """The tuples of this loss's strategies on its batch matrix D [B, B] (anchor a is column a):
+        positives first, then negatives relative to them. A strategy that reads distances between
+        unit vectors gets `geometry.unit_sphere_distance(D)`; `dim` is the embedding dimension."""
+        pairs = self.positive_strategy(D, same)
+        strategy = self.negative_strategy
+        rows = self.geometry.unit_sphere_distance(D) if strategy.unit_sphere else D
+        return strategy(rows, negative_mask(same), pairs, dim)
 
     def extra_repr(self) -> str:
         return (f"positives={self.positives!r}, negatives={self.negatives!r}, margin={self.margin:g}, "
@@ -135,11 +127,6 @@ def _gather(D: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
 
 def _mean(values: Tensor) -> float:
     return float(values.mean()) if values.numel() else math.nan
-
-
-def _check_strategy(kind: str, how: str, allowed: tuple[str, ...]) -> None:
-    if how not in allowed:
-        raise ValueError(f"unknown {kind} strategy {how!r}; choose one of: {', '.join(allowed)}")
 
 
 def _check_reduction(reduction: str) -> None:

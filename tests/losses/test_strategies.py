@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dmllab.losses import same_label_mask, select_negatives, select_positives
-from dmllab.losses.strategies import Pairs
+from dmllab.losses.strategies import (NEGATIVES, POSITIVES, NegativeStrategy, Pairs, PositiveStrategy,
+                                      SingleNegatives, Triplets, different_label_mask)
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 2, 3])     # class 3 is a singleton
 
@@ -157,3 +158,133 @@ def test_unknown_strategies_and_bad_k_raise():
         select_positives(D, same, "nearest", k=0)
     with pytest.raises(ValueError, match="square batch matrix"):
         select_positives(D[:3], same, "nearest")
+
+
+# ------------------------------------------------------------ the registries on a rectangular D
+# B = 6 anchors (the batch) against R = 10 references: the batch itself (anchor a is column a),
+# then 4 memory columns. Anchor 4 (label 2) has no positive; memory column 9 (label 4) no anchor.
+BATCH = torch.tensor([0, 0, 1, 1, 2, 3])
+REFERENCES = torch.cat([BATCH, torch.tensor([0, 1, 3, 4])])
+OWN = torch.arange(len(BATCH))
+
+
+def _rectangular(seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    D = 0.5 + torch.rand(len(BATCH), len(REFERENCES), generator=g, dtype=dtype) * 1.4   # within [0.5, 1.9]
+    D[OWN, OWN] = 0.0            # each anchor's own column: distance 0, never a positive or negative
+    return D
+
+
+def _masks():
+    return same_label_mask(BATCH, REFERENCES, own=OWN), different_label_mask(BATCH, REFERENCES)
+
+
+def _ref_positives(a):
+    return [r for r in range(len(REFERENCES)) if r != a and REFERENCES[r] == BATCH[a]]
+
+
+def _ref_negatives(a):
+    return [r for r in range(len(REFERENCES)) if REFERENCES[r] != BATCH[a]]
+
+
+def _positives_reference(name, D, pairs, k):
+    """The loop reference of each registered positives strategy, checked on `pairs`."""
+    for a in range(len(BATCH)):
+        got = pairs.positives[pairs.anchors == a].tolist()
+        cands = _ref_positives(a)
+        by_distance = sorted(cands, key=lambda r: D[a, r].item())
+        expected = {"all": cands, "nearest": by_distance[:k], "hardest": by_distance[::-1][:k]}.get(name)
+        if expected is not None:
+            assert sorted(got) == sorted(expected), (name, a)
+        else:                                                   # random: k distinct candidates
+            assert set(got) <= set(cands) and len(set(got)) == len(got) == min(k, len(cands)), (name, a)
+
+
+def _negatives_reference(name, D, tri, margin):
+    for i, (a, p) in enumerate(zip(tri.anchors.tolist(), tri.positives.tolist())):
+        cands = _ref_negatives(a)
+        if name == "all":
+            assert [r for r in range(len(REFERENCES)) if tri.negatives[a, r]] == cands
+            continue
+        n = tri.negatives[i].item()
+        hardest = min(cands, key=lambda r: D[a, r].item())
+        window = [r for r in cands if D[a, p] < D[a, r] < D[a, p] + margin]
+        if name == "hardest" or (name == "semihard" and not window):
+            assert n == hardest, (name, a, p)
+        elif name == "semihard":
+            assert n in window
+        else:                                                   # distance_weighted: any candidate
+            assert n in cands
+
+
+def test_every_registered_strategy_has_a_loop_reference():
+    assert set(POSITIVES) == {"all", "hardest", "nearest", "random"}
+    assert set(NEGATIVES) == {"all", "semihard", "hardest", "distance_weighted"}
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("name", sorted(POSITIVES))
+def test_registered_positives_follow_the_contract_on_a_rectangular_matrix(name, k):
+    D, (same, _) = _rectangular(), _masks()
+    strategy = POSITIVES[name](k=k)
+    assert isinstance(strategy, PositiveStrategy)
+    torch.manual_seed(0)
+    pairs = strategy(D, same)
+    assert isinstance(pairs, Pairs) and pairs.anchors.dtype == pairs.positives.dtype == torch.long
+    assert bool(same[pairs.anchors, pairs.positives].all())            # never the anchor's own column
+    assert pairs.anchors.tolist() == sorted(pairs.anchors.tolist())    # grouped by anchor
+    assert pairs.dropped == 1 and 4 not in pairs.anchors.tolist()      # anchor 4 has no positive
+    _positives_reference(name, D, pairs, k if name != "all" else None)
+
+
+@pytest.mark.parametrize("name", sorted(NEGATIVES))
+def test_registered_negatives_follow_the_contract_on_a_rectangular_matrix(name):
+    D, (same, different) = _rectangular(seed=1), _masks()
+    pairs = POSITIVES["all"]()(D, same)
+    strategy = NEGATIVES[name](margin=0.3)
+    assert isinstance(strategy, NegativeStrategy)
+    torch.manual_seed(0)
+    tri = strategy(D, different, pairs, dim=8)
+    assert isinstance(tri, Triplets) and tri.all_negatives == strategy.returns_mask
+    if tri.all_negatives:
+        assert tri.negatives.shape == D.shape
+    else:
+        assert len(tri.negatives) == len(tri) and bool(different[tri.anchors, tri.negatives].all())
+    assert tri.dropped == 1
+    _negatives_reference(name, D, tri, margin=0.3)
+
+
+def test_the_anchor_is_excluded_by_index_and_own_none_keeps_every_column():
+    D = _rectangular()
+    D[0, 6] = 0.0                    # memory column 6 (label 0): a duplicate of anchor 0, at distance 0
+    same, _ = _masks()
+    nearest = POSITIVES["nearest"]()(D, same)
+    assert (nearest.anchors != nearest.positives).all()                # own columns (distance 0) never
+    assert nearest.positives[nearest.anchors == 0].item() == 6         # the duplicate counts
+    memory_only = same_label_mask(BATCH, REFERENCES[len(BATCH):])   # anchors not among the references
+    assert memory_only.tolist() == [[bool(BATCH[a] == r) for r in REFERENCES[len(BATCH):]] for a in range(len(BATCH))]
+
+
+def test_the_square_lookups_are_the_registered_strategies_on_the_batch_matrix():
+    D, same = _asymmetric_D(10, seed=4), same_label_mask(LABELS)
+    for name in POSITIVES:
+        torch.manual_seed(1)
+        by_name = select_positives(D, same, name, k=2)
+        torch.manual_seed(1)
+        registered = POSITIVES[name](k=2)(D, same)
+        assert torch.equal(by_name.positives, registered.positives) and by_name.dropped == registered.dropped
+    pairs = select_positives(D, same, "random")
+    for name in NEGATIVES:
+        torch.manual_seed(2)
+        by_name = select_negatives(D / 2, same, pairs, name, 0.3, dim=6)
+        torch.manual_seed(2)
+        registered = NEGATIVES[name](margin=0.3)(D / 2, different_label_mask(LABELS), pairs, dim=6)
+        assert torch.equal(by_name.negatives, registered.negatives) and by_name.dropped == registered.dropped
+
+
+def test_rectangular_shapes_are_checked():
+    D, (same, different) = _rectangular(), _masks()
+    with pytest.raises(ValueError, match=r"matrix D \[B, R\] and a label mask of the same shape"):
+        POSITIVES["nearest"]()(D, same[:, :-1])
+    with pytest.raises(ValueError, match=r"matrix D \[B, R\]"):
+        NEGATIVES["hardest"]()(D[:, :-1], different, POSITIVES["all"]()(D, same))
