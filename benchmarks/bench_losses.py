@@ -25,7 +25,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_times, pin_threads
 from dmllab.geometry import Euclidean
-from dmllab.losses import LOSS_CLASSES
+from dmllab.losses import LOSSES
 
 STRATEGIES = [
     ("all", "all"),
@@ -117,7 +117,7 @@ def main() -> None:
     )
     for B in args.sizes:
         E, labels = batch(B, args.per_class)
-        for loss_name, cls in LOSS_CLASSES.items():
+        for loss_name, cls in LOSSES.items():
             combos = [("all", "all")] if loss_name == "prototype_ce" else STRATEGIES
             for positives, negatives in combos:
                 torch.manual_seed(0)

@@ -3,6 +3,8 @@
     prepare(config)  : load (or the given Dataset) -> split (class-disjoint or stratified) -> noise on
                        the training labels -> validation split carved from the (noisy) training part
     build_components : (model, geometry, loss_fn) for the training split's inputs
+    build_loss       : the base loss `config.loss` names (with its strategies and options)
+    build_regularisers : the terms the trainer adds to the base loss (LSD when lsd_alpha > 0)
 
 The validation split is carved *after* the noise is injected: in practice a validation set drawn
 from the training data carries the same label noise, and early stopping must live with it. The
@@ -12,7 +14,8 @@ optimised with the loss's own learning rate), so `loss_fn.geometry is geometry`.
 
 from __future__ import annotations
 
-from typing import Sequence
+import inspect
+from typing import Any, Sequence
 
 from torch import Tensor, nn
 
@@ -20,8 +23,13 @@ from dmllab import geometry as geometries
 from dmllab import losses, models
 from dmllab.config import Config
 from dmllab.data import Dataset, Splits, load, noise, resolve, split, validation_split
+from dmllab.geometry.base import Geometry
+from dmllab.losses.lsd import lists_for
 
-__all__ = ["build_components", "prepare"]
+__all__ = ["build_components", "build_loss", "build_regularisers", "prepare"]
+
+# Config fields every loss takes; `loss_options` carries the rest.
+_FROM_CONFIG = ("positives", "negatives", "margin", "k_positives")
 
 
 def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:
@@ -41,12 +49,57 @@ def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:
 
 def build_components(config: Config, input_shape: Sequence[int], num_classes: int | None = None,
                      image_shape: Sequence[int] | None = None, *,
-                     classes: Sequence[int] | Tensor | None = None) -> tuple[nn.Module, nn.Module, nn.Module]:
+                     classes: Sequence[int] | Tensor | None = None) -> tuple[nn.Module, Geometry, losses.MetricLoss]:
     """(model, geometry, loss_fn) for `config` and inputs of one-sample shape `input_shape`.
 
     `classes` (the training label ids) or `num_classes` (ids 0..C-1) size per-class loss parameters."""
     model = models.build(config.model, input_shape, config.embedding_dim, config.normalize, image_shape,
                          **config.model_options)
     geometry = geometries.build(config.geometry, model.embedding_dim, **config.geometry_options)
-    loss_fn = losses.build(config, geometry, num_classes, classes=classes)
+    loss_fn = build_loss(config, geometry, num_classes, classes=classes)
     return model, geometry, loss_fn
+
+
+def build_loss(config: Config, geometry: Geometry | str, num_classes: int | None = None, *,
+               classes: Sequence[int] | Tensor | None = None) -> losses.MetricLoss:
+    """The base loss named by `config.loss`, using `geometry` (a Geometry or a fixed geometry's name).
+
+    `config.loss_options` go to the loss class (e.g. `{"reduction": "mean"}` for triplet,
+    `{"per_class_beta": True}` for margin, which then needs the training classes: `classes`, their
+    label ids, or `num_classes` C for ids 0..C-1); unknown options raise a ValueError listing the
+    allowed ones.
+
+    >>> from dmllab.geometry import Euclidean
+    >>> build_loss(Config(loss="triplet", positives="nearest", negatives="semihard"), Euclidean())
+    TripletLoss(
+      positives='nearest', negatives='semihard', margin=0.2, k_positives=1
+      (geometry): Euclidean(name='euclidean', symmetric=True, eps=1e-12)
+    )
+    """
+    cls = losses.loss_class(config.loss)
+    parameters = inspect.signature(cls.__init__).parameters
+    allowed = [name for name in parameters
+               if name not in ("self", "geometry", "num_classes", "classes", *_FROM_CONFIG)]
+    unknown = sorted(set(config.loss_options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"loss {config.loss!r} has no loss_options {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) if allowed else 'none'}")
+    options: dict[str, Any] = {name: getattr(config, name) for name in _FROM_CONFIG}
+    options.update(config.loss_options)
+    if "num_classes" in parameters:
+        options["num_classes"] = num_classes
+        options["classes"] = classes
+    return cls(geometry, **options)
+
+
+def build_regularisers(config: Config, geometry: Geometry) -> list[losses.Regulariser]:
+    """The regularisers `config` names, for a model trained under `geometry`: LSD
+    (`lsd_alpha`, `lsd_tau`, `lsd_include_self`, `lsd_beta_neg`) when lsd_alpha > 0, listing
+    cosines where the geometry has them for these embeddings and -D otherwise (`lists_for`)."""
+    regularisers: list[losses.Regulariser] = []
+    if config.lsd_alpha > 0:
+        regularisers.append(losses.REGULARISERS["lsd"](
+            config.lsd_alpha, config.lsd_tau, config.lsd_include_self, config.lsd_beta_neg,
+            lists=lists_for(geometry, config.normalize)))
+    return regularisers

@@ -4,10 +4,12 @@ Per batch (P classes x K samples from `ClassBalancedSampler`):
 
     z = model(x)                              # embeddings, all-gathered across DDP ranks
     D = geometry.pairwise(z, z)               # one dissimilarity matrix, anchor first
-    loss = base_loss(z, y, D) + (e/E) * alpha * LSD(D, D_teacher, y)
+    loss = base_loss(z, y, D) + sum(r.term(z, y, D, x) for the active regularisers r)
 
-The LSD teacher is a frozen copy of the model (and of a learned geometry) taken at the end of the
-previous epoch, in eval mode, fed the very same batch under no_grad. Validation metrics come
+The regularisers (`dmllab.losses.regularisers`: LSD when `lsd_alpha > 0`, plus any passed to
+`fit`) get their epoch hooks from the loop: LSD's weight (e/E) * alpha at each epoch's start, its
+teacher (a frozen copy of the model and geometry, fed the very same batch) at each epoch's end.
+D is computed once and shared when a regulariser reads it. Validation metrics come
 from a split of the *training* classes; the test split is never used to select anything
 (`monitor_test` only records test curves for the lessons' plots).
 """
@@ -18,21 +20,20 @@ import copy
 import os
 import random
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from dmllab import distributed
-from dmllab.build import build_components
+from dmllab.build import build_components, build_regularisers, prepare
 from dmllab.config import Config
 from dmllab.data import ClassBalancedSampler
 from dmllab.data.dataset import Dataset
-from dmllab.build import prepare
 from dmllab.geometry.base import all_finite
 from dmllab.guards import DivergenceGuard
-from dmllab.losses.lsd import ListwiseSelfDistillation, Teacher, lists_for
+from dmllab.losses.regularisers import Regulariser
 from dmllab.runs import Run
 
 Callback = Callable[[Run, int], None]
@@ -68,11 +69,11 @@ def seed_everything(seed: int) -> None:
 
 
 def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
-              lsd: ListwiseSelfDistillation | None = None, teacher: Teacher | None = None,
-              lsd_weight: float = 0.0) -> tuple[Tensor, dict[str, float]]:
-    """The training objective on one (local) batch, and its statistics.
+              regularisers: Sequence[Regulariser] = ()) -> tuple[Tensor, dict[str, float]]:
+    """The training objective on one (local) batch, and its statistics: the base loss's
+    `last_stats`, `base_loss`, each active regulariser's statistics, then `loss`.
 
-    Under DDP the embeddings, labels and teacher distances cover the global batch.
+    Under DDP the embeddings, labels and the regularisers' terms cover the global batch.
     """
     z = distributed.gather(model(x))
     if not all_finite(z):
@@ -80,26 +81,30 @@ def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
             "the embeddings became NaN or inf (training diverged); lower Config.lr or loss_lr, "
             "or check the inputs for NaN/inf")
     labels = distributed.gather(y)
-    use_lsd = lsd is not None and teacher is not None and lsd_weight > 0
-    # Shared with LSD's -D lists; otherwise the loss builds what it needs (see losses.base).
-    distances = loss_fn.geometry.pairwise(z, z) if use_lsd and lsd.lists == "distance" else None
+    active = [regulariser for regulariser in regularisers if regulariser.active]
+    # Shared with a regulariser that reads D; otherwise the loss builds what it needs (see losses.base).
+    reads = any(regulariser.reads_distances for regulariser in active)
+    distances = loss_fn.geometry.pairwise(z, z) if reads else None
     base = loss_fn(z, labels, distances=distances)
     stats = {key: float(value) for key, value in getattr(loss_fn, "last_stats", {}).items()}
     stats["base_loss"] = float(base.detach())
     loss = base
-    if use_lsd:
-        student = lsd.similarities(z, loss_fn.geometry, distances)
-        term = lsd(student, teacher.similarities(x, lsd), labels)
-        loss = base + lsd_weight * term
-        stats["lsd_term"] = float(term.detach())
+    for regulariser in active:
+        term, term_stats = regulariser.term(z, labels, distances, x)
+        loss = loss + term
+        stats.update(term_stats)
     stats["loss"] = float(loss.detach())
     return loss, stats
 
 
 def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[Callback] = (),
-        progress: bool = True) -> Run:
+        progress: bool = True, regularisers: Iterable[Regulariser] = ()) -> Run:
     """Train the model, geometry and loss that `config` names; a given `dataset` wins over
-    `config.dataset`. Returns a `Run` (model in eval mode) whose history has one row per epoch."""
+    `config.dataset`. Returns a `Run` (model in eval mode) whose history has one row per epoch.
+
+    `regularisers` are added to the base loss after the ones `config` names (LSD when
+    lsd_alpha > 0); see `dmllab.losses.regularisers` for their contract. Callbacks run after
+    every epoch with (run, epoch) and may raise `StopTraining`."""
     callbacks = list(callbacks)
     device = resolve_device(config.device)
     is_ddp = distributed.init_from_env(device)
@@ -123,10 +128,9 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
         return run
     guard = DivergenceGuard(config, model, loss_fn)
 
-    lsd = None
-    if config.lsd_alpha > 0:
-        lsd = ListwiseSelfDistillation(config.lsd_alpha, config.lsd_tau, config.lsd_include_self,
-                                       config.lsd_beta_neg, lists=lists_for(geometry, config.normalize))
+    terms = [*build_regularisers(config, geometry), *regularisers]
+    for regulariser in terms:
+        regulariser.to(device)
     sampler = ClassBalancedSampler(train.y, config.classes_per_batch, config.samples_per_class,
                                    batches_per_epoch=config.batches_per_epoch, seed=config.seed,
                                    rank=distributed.rank(), world_size=distributed.world_size())
@@ -135,13 +139,14 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
         from torch.nn.parallel import DistributedDataParallel
 
         trained_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    teacher: Teacher | None = None
     best: tuple[float, int, dict] | None = None
     epochs = progress_bar(range(config.epochs), progress and distributed.is_main(), desc="epochs")
     for epoch in epochs:
         started = time.perf_counter()
         sampler.set_epoch(epoch)
-        lsd_weight = lsd.weight(epoch, config.epochs) if lsd is not None else 0.0
+        epoch_entries: dict[str, float] = {}
+        for regulariser in terms:
+            epoch_entries.update(regulariser.start_epoch(epoch, config.epochs))
         model.train()
         loss_fn.train()
         totals: dict[str, float] = {}
@@ -149,7 +154,7 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
         for index in sampler:
             x = train.x[index].to(device)
             y = train.y[index].to(device)
-            loss, stats = step_loss(trained_model, loss_fn, x, y, lsd=lsd, teacher=teacher, lsd_weight=lsd_weight)
+            loss, stats = step_loss(trained_model, loss_fn, x, y, regularisers=terms)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"the loss became {float(loss)} in epoch {epoch} (batch {batches}); lower Config.lr "
@@ -163,11 +168,9 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value
             batches += 1
-        row = {"epoch": epoch, **{key: value / max(batches, 1) for key, value in totals.items()}}
-        if lsd is not None:
-            row.update(lsd_weight=lsd_weight, lsd_strength=lsd.strength)
-        if lsd is not None:
-            teacher = Teacher.snapshot(model, geometry, epoch)
+        row = {"epoch": epoch, **{key: value / max(batches, 1) for key, value in totals.items()}, **epoch_entries}
+        for regulariser in terms:
+            regulariser.end_epoch(model, geometry, epoch)
         model.eval()
         loss_fn.eval()
         if epoch % config.eval_every == 0 or epoch == config.epochs - 1:
@@ -293,5 +296,5 @@ def progress_bar(items: Iterable, show: bool, *, desc: str, total: int | None = 
     return tqdm(items, desc=desc, total=total, leave=leave)
 
 
-__all__ = ["fit", "progress_bar", "step_loss", "StopTraining", "NonFiniteLossError", "Teacher", "resolve_device",
+__all__ = ["fit", "progress_bar", "step_loss", "StopTraining", "NonFiniteLossError", "resolve_device",
            "seed_everything", "Callback"]

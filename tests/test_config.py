@@ -101,13 +101,13 @@ def test_replace_validates():
 
 
 def test_registries_match_the_config_names():
-    from dmllab import data, geometry, losses
+    from dmllab import data, geometry
 
     assert set(data.available()) == set(config_module.DATASETS)
     for name in config_module.GEOMETRIES:
         assert geometry.build(name, 2).name.startswith(name.split("-")[0])
     for name in config_module.LOSSES:
-        built = losses.build(Config(loss=name), geometry.build("euclidean", 4), num_classes=3)
+        built = dl.build.build_loss(Config(loss=name), geometry.build("euclidean", 4), num_classes=3)
         assert hasattr(built, "last_stats")
 
 

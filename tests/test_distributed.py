@@ -4,11 +4,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from dmllab.build import build_components
+from dmllab.build import build_components, build_regularisers
 from dmllab.config import Config
 from dmllab.distributed import launch
-from dmllab.losses.lsd import ListwiseSelfDistillation, lists_for
-from dmllab.train import Teacher, _undo_world_scaling, step_loss
+from dmllab.train import _undo_world_scaling, step_loss
 
 CASES = {
     "nearest-triplet": dict(loss="triplet", positives="nearest", negatives="semihard"),
@@ -31,9 +30,10 @@ def one_step(changes, rank=0, world=1):
     model, geometry, loss_fn = build_components(config, (6,), num_classes=4)
     torch.manual_seed(2)
     teacher_model, teacher_geometry, _ = build_components(config, (6,), num_classes=4)
-    teacher = Teacher.snapshot(teacher_model, teacher_geometry, epoch=0)
-    lsd = (ListwiseSelfDistillation(config.lsd_alpha, lists=lists_for(geometry, config.normalize))
-           if config.lsd_alpha else None)
+    regularisers = build_regularisers(config, geometry)       # LSD when lsd_alpha > 0
+    for regulariser in regularisers:
+        regulariser.start_epoch(7, 50)                           # weight 7 / 50 * alpha = 0.7
+        regulariser.end_epoch(teacher_model, teacher_geometry, epoch=0)
     trained = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -41,7 +41,7 @@ def one_step(changes, rank=0, world=1):
         trained = DistributedDataParallel(model)
     shard = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
     torch.manual_seed(3)  # the same random choices on every rank
-    loss, _ = step_loss(trained, loss_fn, x[shard], y[shard], lsd=lsd, teacher=teacher, lsd_weight=0.7)
+    loss, _ = step_loss(trained, loss_fn, x[shard], y[shard], regularisers=regularisers)
     (loss * world).backward()
     _undo_world_scaling(loss_fn, world)
     grads = {f"model.{n}": p.grad.clone() for n, p in model.named_parameters()}

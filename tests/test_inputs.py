@@ -63,7 +63,7 @@ def test_per_class_beta_is_indexed_by_position_among_the_training_classes():
     assert (loss.beta.grad != 0).sum() >= 2
     with pytest.raises(ValueError, match=r"built for 3 classes \[3, 17, 1000\].*label\(s\) \[4\]"):
         loss(z, torch.tensor([3, 3, 4, 4, 17, 17]))
-    built = dl.losses.build(
+    built = dl.build.build_loss(
         Config(loss="margin", loss_options={"per_class_beta": True}),
         "euclidean",
         classes=[1, 2, 3, 4, 5, 6],
@@ -251,7 +251,7 @@ def test_every_function_taking_a_geometry_takes_its_name(name, cls):
         level_set_grid(obj, (0.5, 0.5), resolution=4)[2],
     )
     assert isinstance(TripletLoss(name).geometry, cls)
-    assert isinstance(dl.losses.build(Config(loss="contrastive"), name).geometry, cls)
+    assert isinstance(dl.build.build_loss(Config(loss="contrastive"), name).geometry, cls)
     assert isinstance(dl.viz.level_sets(name, (0.5, 0.5), resolution=8), object)
 
 

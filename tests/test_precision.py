@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from dmllab.config import Config
 from dmllab.geometry import Cosine, Euclidean, SquaredEuclidean
 from dmllab.geometry.bregman import Bregman
-from dmllab.losses import LOSS_CLASSES
+from dmllab.losses import LOSSES
 from dmllab.metrics import knn, retrieval
 from dmllab.train import NonFiniteLossError
 
@@ -72,7 +72,7 @@ def test_every_geometry_in_half_and_double(geometry, dtype):
         assert D.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
 
 
-@pytest.mark.parametrize("name", sorted(LOSS_CLASSES))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("dtype", [*HALVES, torch.float64], ids=str)
 def test_every_loss_in_half_and_double(name, dtype):
     """Equal to float32 on the same (rounded) inputs, within the dtype's tolerance."""
@@ -81,7 +81,7 @@ def test_every_loss_in_half_and_double(name, dtype):
     rounded = _unit(12, seed=1).to(dtype)
     values = []
     for z in (rounded, rounded.float()):
-        loss_fn = LOSS_CLASSES[name](Euclidean(), positives=config.positives, negatives=config.negatives)
+        loss_fn = LOSSES[name](Euclidean(), positives=config.positives, negatives=config.negatives)
         z = z.detach().requires_grad_(True)
         loss = loss_fn(z, labels)
         (grad,) = torch.autograd.grad(loss, z)

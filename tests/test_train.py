@@ -1,10 +1,9 @@
-import math
-
 import pytest
 import torch
 
 import dmllab as dl
 from dmllab.config import Config
+from dmllab.losses import Regulariser
 from dmllab.train import NonFiniteLossError, StopTraining
 
 
@@ -69,9 +68,10 @@ def test_early_stopping_restores_the_best_validation_epoch():
 
 def test_lsd_teacher_changes_only_at_epoch_ends_and_sees_the_same_batch(monkeypatch):
     from dmllab import train
+    from dmllab.losses.lsd import Teacher
 
     calls = []
-    original = train.Teacher.similarities
+    original = Teacher.similarities
 
     def spy(self, x, lsd):
         calls.append((self.epoch, x.clone(), id(self.model)))
@@ -84,7 +84,7 @@ def test_lsd_teacher_changes_only_at_epoch_ends_and_sees_the_same_batch(monkeypa
         student_inputs.append(x.clone())
         return original_step(model, loss_fn, x, y, **kwargs)
 
-    monkeypatch.setattr(train.Teacher, "similarities", spy)
+    monkeypatch.setattr(Teacher, "similarities", spy)
     monkeypatch.setattr(train, "step_loss", spy_step)
     run = dl.fit(digits_config(epochs=3, batches_per_epoch=2, lsd_alpha=10.0), progress=False)
     # epoch 0 has weight 0 and no teacher; epochs 1 and 2 use the snapshots of epochs 0 and 1
@@ -97,8 +97,7 @@ def test_lsd_teacher_changes_only_at_epoch_ends_and_sees_the_same_batch(monkeypa
 
 
 def test_teacher_is_frozen_and_in_eval_mode():
-    from dmllab.losses.lsd import ListwiseSelfDistillation
-    from dmllab.train import Teacher
+    from dmllab.losses.lsd import ListwiseSelfDistillation, Teacher
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5))
     teacher = Teacher.snapshot(model, dl.geometry.build("euclidean", 3), epoch=0)
@@ -129,3 +128,57 @@ def test_run_save_and_load_round_trip(tmp_path):
 def test_unknown_device_is_refused():
     with pytest.raises(ValueError, match="device"):
         Config(device="tpu")
+
+
+# ---------------------------------------------------- the regulariser contract: add one to fit
+class EmbeddingNorm(Regulariser):
+    """Toy regulariser (the recipe): weight * mean_i ||z_i||^2, with every hook recorded."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight
+        self.calls = []
+
+    def start_epoch(self, epoch, epochs):
+        self.calls.append(("start", epoch, epochs))
+        return {"norm_weight": self.weight}
+
+    def term(self, z, labels, D, x):
+        assert len(z) == len(labels) == len(x)     # D: the batch matrix when a regulariser reads it, else None
+        norm = (z * z).sum(dim=1).mean()
+        return self.weight * norm, {"norm_term": float(norm.detach())}
+
+    def end_epoch(self, model, geometry, epoch):
+        self.calls.append(("end", epoch, type(geometry).__name__))
+
+
+class SeesTheBatchMatrix(Regulariser):
+    """Toy: reads D (so the trainer computes it once and shares it with the base loss)."""
+
+    reads_distances = True
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def term(self, z, labels, D, x):
+        self.shapes.append((tuple(D.shape), D.requires_grad))
+        return 0.0 * D.mean(), {}
+
+
+def test_a_regulariser_passed_to_fit_stacks_on_the_loss_and_on_lsd():
+    norm, sees = EmbeddingNorm(0.5), SeesTheBatchMatrix()
+    config = digits_config(epochs=3, batches_per_epoch=2, normalize=False, lsd_alpha=4.0)
+    run = dl.fit(config, regularisers=[norm, sees], progress=False)
+    assert norm.calls == [("start", 0, 3), ("end", 0, "Euclidean"), ("start", 1, 3), ("end", 1, "Euclidean"),
+                          ("start", 2, 3), ("end", 2, "Euclidean")]
+    assert sees.shapes == [((40, 40), True)] * 6
+    for row in run.history:
+        lsd = row.get("lsd_term", 0.0) * row["lsd_weight"]
+        assert row["loss"] == pytest.approx(row["base_loss"] + lsd + 0.5 * row["norm_term"], rel=1e-5)
+        assert row["norm_weight"] == 0.5
+    assert "lsd_term" not in run.history[0] and "lsd_term" in run.history[2]   # LSD from its first teacher on
+    shorter = config.replace(lsd_alpha=0.0, epochs=2)
+    plain = dl.fit(shorter, regularisers=[EmbeddingNorm(5.0)], progress=False)
+    unregularised = dl.fit(shorter, progress=False)
+    assert plain.history[-1]["norm_term"] < unregularised.embed(unregularised.train).pow(2).sum(1).mean()

@@ -1,9 +1,13 @@
-"""Losses: selection strategies, base losses and their registry.
+"""Losses: selection strategies, base losses, regularisers, and their registries.
 
-`build(config, geometry, num_classes=None, classes=None)` maps `Config.loss`, `positives`, `negatives`,
-`margin`, `k_positives` and `loss_options` onto one of the classes below. Every base loss is a
-`MetricLoss`: `loss_fn(embeddings, labels, distances=None) -> scalar`, with `last_stats` after
-each call.
+Every base loss is a `MetricLoss`: `loss_fn(embeddings, labels, distances=None) -> scalar`, with
+`last_stats` after each call. The registries are the one source of the names (`Config`, the CLI
+and the README read them):
+
+    LOSSES        name -> MetricLoss class         (this module)
+    POSITIVES     name -> PositiveStrategy class   (`strategies`)
+    NEGATIVES     name -> NegativeStrategy class   (`strategies`)
+    REGULARISERS  name -> Regulariser class        (`regularisers` states the contract)
 
 | name               | class                  | paper                                         |
 |--------------------|------------------------|-----------------------------------------------|
@@ -12,10 +16,13 @@ each call.
 | `margin`           | MarginLoss             | Wu et al., ICCV 2017                          |
 | `multi_similarity` | MultiSimilarityLoss    | Wang et al., CVPR 2019                        |
 | `prototype_ce`     | PrototypeCrossEntropy  | CE over -D(x, class mean) / T                 |
+| `lsd` (regulariser)| ListwiseSelfDistillation | Zeng et al., arXiv 2206.08880               |
 
->>> from dmllab.config import Config
+`build(name, geometry, **options)` makes a loss by name (a Config is mapped onto it by
+`dmllab.build.build_loss`):
+
 >>> from dmllab.geometry import Euclidean
->>> build(Config(loss="triplet", positives="nearest", negatives="semihard"), Euclidean())
+>>> build("triplet", Euclidean(), positives="nearest", negatives="semihard")
 TripletLoss(
   positives='nearest', negatives='semihard', margin=0.2, k_positives=1
   (geometry): Euclidean(name='euclidean', symmetric=True, eps=1e-12)
@@ -24,40 +31,45 @@ TripletLoss(
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor
-
-from dmllab.config import Config
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import MetricLoss
 from dmllab.losses.contrastive import ContrastiveLoss
+from dmllab.losses.lsd import ListwiseSelfDistillation
 from dmllab.losses.margin import MarginLoss
 from dmllab.losses.multi_similarity import MultiSimilarityLoss
 from dmllab.losses.prototype_ce import PrototypeCrossEntropy
-from dmllab.losses.strategies import (Pairs, Triplets, same_label_mask, select_negatives,
-                                      select_positives)
+from dmllab.losses.regularisers import Regulariser
+from dmllab.losses.strategies import (NEGATIVES, POSITIVES, NegativeStrategy, Pairs, PositiveStrategy,
+                                      Triplets, same_label_mask, select_negatives, select_positives)
 from dmllab.losses.triplet import TripletLoss
 
 __all__ = [
     "build",
+    "loss_class",
     "MetricLoss",
     "ContrastiveLoss",
     "TripletLoss",
     "MarginLoss",
     "MultiSimilarityLoss",
     "PrototypeCrossEntropy",
+    "Regulariser",
+    "ListwiseSelfDistillation",
+    "PositiveStrategy",
+    "NegativeStrategy",
     "Pairs",
     "Triplets",
     "same_label_mask",
     "select_positives",
     "select_negatives",
-    "LOSS_CLASSES",
+    "LOSSES",
+    "POSITIVES",
+    "NEGATIVES",
+    "REGULARISERS",
 ]
 
-LOSS_CLASSES: dict[str, type[MetricLoss]] = {
+LOSSES: dict[str, type[MetricLoss]] = {
     "contrastive": ContrastiveLoss,
     "margin": MarginLoss,
     "multi_similarity": MultiSimilarityLoss,
@@ -65,31 +77,22 @@ LOSS_CLASSES: dict[str, type[MetricLoss]] = {
     "triplet": TripletLoss,
 }
 
-_FROM_CONFIG = ("positives", "negatives", "margin", "k_positives")
+REGULARISERS: dict[str, type[Regulariser]] = {
+    "lsd": ListwiseSelfDistillation,
+}
 
 
-def build(config: Config, geometry: Geometry | str, num_classes: int | None = None, *,
-          classes: Sequence[int] | Tensor | None = None) -> MetricLoss:
-    """The base loss named by `config.loss`, using `geometry` (a Geometry or a fixed geometry's name).
+def loss_class(name: str) -> type[MetricLoss]:
+    """LOSSES[name]; ValueError listing the registered names for an unknown one."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}")
+    return LOSSES[name]
 
-    `config.loss_options` go to the loss class (e.g. `{"reduction": "mean"}` for triplet,
-    `{"per_class_beta": True}` for margin, which then needs the training classes: `classes`, their
-    label ids, or `num_classes` C for ids 0..C-1); unknown options raise a ValueError listing the
-    allowed ones.
-    """
-    if config.loss not in LOSS_CLASSES:
-        raise ValueError(f"unknown loss {config.loss!r}; choose one of: {', '.join(sorted(LOSS_CLASSES))}")
-    cls = LOSS_CLASSES[config.loss]
-    allowed = [name for name in inspect.signature(cls.__init__).parameters
-               if name not in ("self", "geometry", "num_classes", "classes", *_FROM_CONFIG)]
-    unknown = sorted(set(config.loss_options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"loss {config.loss!r} has no loss_options {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed) if allowed else 'none'}")
-    kwargs: dict[str, Any] = {name: getattr(config, name) for name in _FROM_CONFIG}
-    kwargs.update(config.loss_options)
-    if "num_classes" in inspect.signature(cls.__init__).parameters:
-        kwargs["num_classes"] = num_classes
-        kwargs["classes"] = classes
-    return cls(geometry, **kwargs)
+
+def build(name: str, geometry: Geometry | str, **options: Any) -> MetricLoss:
+    """The loss registered as `name` on `geometry` (a Geometry or a fixed geometry's name), with
+    the keyword `options` of its class (positives, negatives, margin, k_positives, ...).
+
+    Raises ValueError for an unknown name (listing the registered ones) and TypeError for an
+    option the class does not take."""
+    return loss_class(name)(geometry, **options)

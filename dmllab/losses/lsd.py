@@ -25,6 +25,12 @@ Which similarities (`lists`):
 - `"distance"`, dmllab's extension for learned or unnormalised geometries (Bregman, or
   `normalize=False`), where no cosine exists: s_ij = -D[i, j] of the training geometry.
 
+As a `Regulariser` (`dmllab.losses.regularisers`) LSD owns its schedule and its teacher: the
+trainer calls `start_epoch` (the weight (e / E) * alpha of the epoch), `term` on every batch once
+a teacher exists, and `end_epoch`, which snapshots the model and geometry as the next epoch's
+teacher (`Teacher`). Its history entries: `lsd_weight` and `lsd_strength` per epoch, `lsd_term`
+(the unweighted KD term) per batch.
+
 The base loss's reduction sets LSD's relative weight: the official triplet criterion averages
 over *all* sampled triplets (`reduction="mean"`, dmllab's default), so the base term shrinks as
 triplets are satisfied and alpha = 200 matters; averaging over the active triplets only
@@ -54,6 +60,9 @@ from torch.nn import functional as F
 
 from dmllab import distributed
 from dmllab.geometry.base import Geometry
+from dmllab.losses.regularisers import Regulariser
+
+__all__ = ["ListwiseSelfDistillation", "Teacher", "lists_for", "LISTS"]
 
 LISTS = ("cosine", "distance")
 
@@ -64,7 +73,7 @@ def lists_for(geometry: Geometry, normalized: bool) -> str:
     return "cosine" if geometry.has_cosine(normalized) else "distance"
 
 
-class ListwiseSelfDistillation(nn.Module):
+class ListwiseSelfDistillation(Regulariser):
     """tau^2 * mean_i KL(softmax(T[i]/tau) || softmax(S[i]/tau)) on [B, B] similarity matrices.
 
     alpha:        weight reached at the last epoch (>= 0; 0 switches LSD off). Paper default 200.
@@ -92,6 +101,9 @@ class ListwiseSelfDistillation(nn.Module):
         self.include_self = include_self
         self.beta_neg = beta_neg
         self.lists = lists
+        self.reads_distances = lists == "distance"      # the -D lists read the base loss's batch matrix
+        self.teacher: Teacher | None = None      # set at the end of every epoch
+        self.epoch_weight = 0.0                  # the weight of the current epoch
 
     @property
     def strength(self) -> float:
@@ -109,10 +121,41 @@ class ListwiseSelfDistillation(nn.Module):
 
         `"cosine"`: normalise(z) @ normalise(z).T. `"distance"`: -D, with D = `distances` when
         given (the batch matrix the base loss already computed) else geometry.pairwise(z, z)."""
+        if self.lists == "distance" and distances is None:
+            distances = geometry.pairwise(embeddings, embeddings)
+        return self._lists(embeddings, distances)
+
+    def _lists(self, embeddings: Tensor, distances: Tensor | None) -> Tensor:
         if self.lists == "cosine":
             unit = F.normalize(embeddings, dim=1)
             return unit @ unit.T
-        return -(geometry.pairwise(embeddings, embeddings) if distances is None else distances)
+        if distances is None:
+            raise ValueError("LSD's -D lists read the batch matrix: pass D = geometry.pairwise(z, z)")
+        return -distances
+
+    # -- the regulariser contract --------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """From the epoch after the first teacher snapshot on, while the weight is > 0."""
+        return self.teacher is not None and self.epoch_weight > 0
+
+    def start_epoch(self, epoch: int, epochs: int) -> dict[str, float]:
+        """Sets the epoch's weight (e / E) * alpha; history: `lsd_weight`, `lsd_strength`."""
+        self.epoch_weight = self.weight(epoch, epochs)
+        return {"lsd_weight": self.epoch_weight, "lsd_strength": self.strength}
+
+    def term(self, z: Tensor, labels: Tensor, D: Tensor | None, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """epoch weight * KD term of the student's lists of z against the teacher's lists of the
+        same batch x; statistics: `lsd_term`, the unweighted KD term."""
+        if self.teacher is None:
+            raise ValueError("LSD has no teacher yet: the trainer sets one at the end of every epoch (end_epoch)")
+        kd = self(self._lists(z, D), self.teacher.similarities(x, self), labels)
+        return self.epoch_weight * kd, {"lsd_term": float(kd.detach())}
+
+    def end_epoch(self, model: nn.Module, geometry: Geometry, epoch: int) -> None:
+        """The model and geometry at the end of `epoch` become the next epoch's teacher."""
+        self.teacher = Teacher.snapshot(model, geometry, epoch)
 
     def forward(self, student: Tensor, teacher: Tensor, labels: Tensor) -> Tensor:
         """The unweighted KD term (tau^2 included) for one batch of similarity matrices [B, B]

@@ -6,10 +6,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dmllab.config import LOSSES, Config
+from dmllab.build import build_loss
+from dmllab.config import LOSSES as CONFIG_LOSSES
+from dmllab.config import Config
 from dmllab.geometry import Cosine, Euclidean, SquaredEuclidean
-from dmllab.losses import (LOSS_CLASSES, ContrastiveLoss, MarginLoss, MetricLoss, MultiSimilarityLoss,
-                           PrototypeCrossEntropy, TripletLoss, build, same_label_mask)
+from dmllab.losses import (LOSSES, ContrastiveLoss, MarginLoss, MetricLoss, MultiSimilarityLoss,
+                           PrototypeCrossEntropy, TripletLoss, same_label_mask)
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
 STRATEGIES = [("all", "all"), ("nearest", "semihard"), ("hardest", "hardest"), ("random", "distance_weighted"),
@@ -157,7 +159,7 @@ def test_prototype_is_the_second_argument():
     assert calls == [(12, 4)]
 
 
-@pytest.mark.parametrize("cls", list(LOSS_CLASSES.values()), ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", list(LOSSES.values()), ids=lambda c: c.__name__)
 def test_gradcheck(cls):
     z = _embeddings(torch.float64, seed=4, n=8, d=3).detach().requires_grad_(True)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
@@ -234,18 +236,18 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_build_registry_matches_config_and_maps_fields():
-    assert sorted(LOSS_CLASSES) == sorted(LOSSES)
-    for name in LOSSES:
+    assert sorted(LOSSES) == sorted(CONFIG_LOSSES)
+    for name in CONFIG_LOSSES:
         config = Config(loss=name, positives="nearest", negatives="hardest", margin=0.4, k_positives=2)
-        loss = build(config, Cosine(), num_classes=10)
-        assert isinstance(loss, MetricLoss) and isinstance(loss, LOSS_CLASSES[name])
+        loss = build_loss(config, Cosine(), num_classes=10)
+        assert isinstance(loss, MetricLoss) and isinstance(loss, LOSSES[name])
         assert (loss.positives, loss.negatives, loss.margin, loss.k_positives) == ("nearest", "hardest", 0.4, 2)
         assert loss.uses_batch_matrix == (name != "prototype_ce")
-    margin = build(Config(loss="margin", loss_options={"per_class_beta": True}), Euclidean(), num_classes=10)
+    margin = build_loss(Config(loss="margin", loss_options={"per_class_beta": True}), Euclidean(), num_classes=10)
     assert margin.beta.shape == (10,)
-    assert build(Config(loss="triplet", loss_options={"reduction": "mean"}), Euclidean()).reduction == "mean"
+    assert build_loss(Config(loss="triplet", loss_options={"reduction": "mean"}), Euclidean()).reduction == "mean"
     with pytest.raises(ValueError, match="no loss_options temperature; allowed: pos_margin, reduction"):
-        build(Config(loss="contrastive", loss_options={"temperature": 1.0}), Euclidean())
+        build_loss(Config(loss="contrastive", loss_options={"temperature": 1.0}), Euclidean())
 
 
 def _entry_geometries():

@@ -144,7 +144,7 @@ def test_config_default_trains_lsd_on_the_official_path():
     config = dl.Config(lsd_alpha=200.0)
     geometry = dl.geometry.build(config.geometry, config.embedding_dim)
     assert config.normalize and lists_for(geometry, config.normalize) == "cosine"
-    loss = dl.losses.build(config, geometry)
+    loss = dl.build.build_loss(config, geometry)
     assert loss.reduction == "mean"          # the official triplet criterion averages all triplets
 
 

@@ -288,3 +288,40 @@ def test_rectangular_shapes_are_checked():
         POSITIVES["nearest"]()(D, same[:, :-1])
     with pytest.raises(ValueError, match=r"matrix D \[B, R\]"):
         NEGATIVES["hardest"]()(D[:, :-1], different, POSITIVES["all"]()(D, same))
+
+
+# ------------------------------------------- a strategy registered by a user, used by a loss by name
+class FirstPositive(PositiveStrategy):
+    """Toy: the candidate of lowest index."""
+
+    def choose(self, D, same):
+        has = same.any(dim=1)
+        anchors = has.nonzero().squeeze(1)
+        return Pairs(anchors, same.int().argmax(dim=1)[anchors], len(D) - len(anchors))
+
+
+class FarthestNegative(SingleNegatives):
+    """Toy: the farthest negative of the anchor."""
+
+    def one(self, rows, nearest, hardest, pos_d, dim):
+        return rows.masked_fill(rows == math.inf, -math.inf).argmax(dim=1)
+
+
+def test_a_registered_toy_strategy_is_usable_by_every_loss_by_name(monkeypatch):
+    from dmllab.geometry import Euclidean
+    from dmllab.losses import LOSSES, build
+
+    monkeypatch.setitem(POSITIVES, "first", FirstPositive)
+    monkeypatch.setitem(NEGATIVES, "farthest", FarthestNegative)
+    z = torch.randn(10, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    loss_fn = build("triplet", Euclidean(), positives="first", negatives="farthest", margin=5.0)
+    assert isinstance(loss_fn.positive_strategy, FirstPositive) and loss_fn.negative_strategy.margin == 5.0
+    D = torch.cdist(z, z)
+    terms = []
+    for a in range(10):
+        if _positives(a):
+            p, n = _positives(a)[0], max(_negatives(a), key=lambda j: D[a, j].item())
+            terms.append(max(D[a, p] - D[a, n] + 5.0, 0.0))
+    assert float(loss_fn(z, LABELS)) == pytest.approx(float(sum(terms) / len(terms)), rel=1e-9)
+    for name in LOSSES:                               # every loss takes them by name
+        assert torch.isfinite(build(name, Euclidean(), positives="first", negatives="farthest")(z, LABELS))
