@@ -79,11 +79,11 @@ class LabPanel:
         style = {"description_width": "90px"}
         self.controls = {
             "dataset": w.Dropdown(options=datasets, value=self.base.dataset, description="dataset", style=style),
-            "loss": w.Dropdown(options=LOSSES, value=self.base.loss, description="loss", style=style),
-            "positives": w.Dropdown(options=POSITIVES, value=self.base.positives, description="positives",
+            "loss": w.Dropdown(options=tuple(LOSSES), value=self.base.loss, description="loss", style=style),
+            "positives": w.Dropdown(options=tuple(POSITIVES), value=self.base.positives, description="positives",
                                     style=style),
             "lsd_alpha": WeightSlider(LSD_WEIGHTS, self.base.lsd_alpha, description="LSD weight", style=style),
-            "geometry": w.Dropdown(options=GEOMETRIES, value=self.base.geometry, description="geometry",
+            "geometry": w.Dropdown(options=tuple(GEOMETRIES), value=self.base.geometry, description="geometry",
                                    style=style),
             "noise_rate": w.FloatSlider(value=self.base.noise_rate, min=0.0, max=0.9, step=0.05,
                                         description="noise rate", style=style),
