@@ -15,7 +15,8 @@ optimised with the loss's own learning rate), so `loss_fn.geometry is geometry`.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 

@@ -20,7 +20,7 @@ import copy
 import os
 import random
 import time
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from dmllab.data import ClassBalancedSampler
 from dmllab.data.dataset import Dataset
 from dmllab.geometry.base import all_finite
 from dmllab.guards import DivergenceGuard
+from dmllab.losses.base import MetricLoss
 from dmllab.losses.regularisers import Regulariser
 from dmllab.runs import Run
 
@@ -68,7 +69,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
+def step_loss(model: nn.Module, loss_fn: MetricLoss, x: Tensor, y: Tensor, *,
               regularisers: Sequence[Regulariser] = ()) -> tuple[Tensor, dict[str, float]]:
     """The training objective on one (local) batch, and its statistics: the base loss's
     `last_stats`, `base_loss`, each active regulariser's statistics, then `loss`.
@@ -86,7 +87,7 @@ def step_loss(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, *,
     reads = any(regulariser.reads_distances for regulariser in active)
     distances = loss_fn.geometry.pairwise(z, z) if reads else None
     base = loss_fn(z, labels, distances=distances)
-    stats = {key: float(value) for key, value in getattr(loss_fn, "last_stats", {}).items()}
+    stats = {key: float(value) for key, value in loss_fn.last_stats.items()}
     stats["base_loss"] = float(base.detach())
     loss = base
     for regulariser in active:

@@ -61,7 +61,7 @@ class Geometry(nn.Module):
         return self._pairwise(*_checked_pair(a, b, self.name))
 
     @classmethod
-    def create(cls, name: str, dim: int, **options: Any) -> "Geometry":
+    def create(cls, name: str, dim: int, **options: Any) -> Geometry:
         """The geometry registered as `name` for `dim`-dimensional embeddings (`geometry.build`).
 
         By default `name` and `dim` are not needed and `options` are the constructor's keyword
@@ -157,7 +157,7 @@ class _Derived(Geometry):
 
     def _unit_sphere(self, D: Tensor) -> Tensor:
         # the inner geometry's reading, entry by entry (for a Bregman divergence: sqrt(2 D))
-        return self.inner._unit_sphere(D)
+        return self.inner.unit_sphere_distance(D)
 
 
 class Reversed(_Derived):

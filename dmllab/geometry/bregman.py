@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -99,7 +100,7 @@ class Bregman(Geometry):
             self.generator = MaxAffine(dim, _check_pieces(settings["pieces"]))
 
     @classmethod
-    def create(cls, name: str, dim: int, **options) -> "Bregman":
+    def create(cls, name: str, dim: int, **options: Any) -> Bregman:
         """The Bregman geometry registered as `name` (`bregman`: ICNN, `bregman-maxaffine`: max-affine
         generator) for `dim`-dimensional embeddings; `options` as for the constructor."""
         generators = [generator for generator, registered in GENERATORS.items() if registered == name]

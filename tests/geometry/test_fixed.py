@@ -164,7 +164,7 @@ def test_a_geometry_without_a_unit_sphere_view_says_so():
         def _pairwise(self, a, b):
             return torch.cdist(a, b, p=1)
 
-    with pytest.raises(NotImplementedError, match="unit-sphere view.*distance-weighted"):
+    with pytest.raises(NotImplementedError, match=r"unit-sphere view.*distance-weighted"):
         Taxicab().unit_sphere_distance(torch.ones(2, 2))
 
 

@@ -201,7 +201,7 @@ def _positives_reference(name, D, pairs, k):
 
 
 def _negatives_reference(name, D, tri, margin):
-    for i, (a, p) in enumerate(zip(tri.anchors.tolist(), tri.positives.tolist())):
+    for i, (a, p) in enumerate(zip(tri.anchors.tolist(), tri.positives.tolist(), strict=True)):
         cands = _ref_negatives(a)
         if name == "all":
             assert [r for r in range(len(REFERENCES)) if tri.negatives[a, r]] == cands
