@@ -147,10 +147,10 @@ class Config:
             raise BadValue(
                 "Config.early_stopping_patience needs a validation split: set val_fraction > 0 "
                 "(early stopping never looks at the test split)")
-        if self.normalize and self.geometry in ("bregman", "bregman-maxaffine") and self.model == "identity":
+        if self.normalize and GEOMETRIES[self.geometry].learned and self.model == "identity":
             raise BadValue(
                 "Config.normalize=True with model='identity' would project the raw inputs onto the sphere "
-                "before the learned Bregman geometry; set normalize=False for a geometry lesson")
+                "before a learned geometry; set normalize=False for a geometry lesson")
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
