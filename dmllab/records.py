@@ -9,12 +9,13 @@ SHA-256, so a reader can tell an intact record from a damaged one.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import secrets
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from dmllab.values import BadValue, load_json
 
@@ -37,6 +38,21 @@ def replacing(path: Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def json_numbers(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a flat dict of measurements that JSON holds faithfully: numpy and torch scalars
+    become Python numbers, NaN and +-inf become None (JSON has no such numbers), the rest is kept.
+
+    >>> json_numbers({"recall@1": 0.5, "asymmetry": float("nan"), "best_epoch": 3})
+    {'recall@1': 0.5, 'asymmetry': None, 'best_epoch': 3}
+    """
+    out = {}
+    for key, value in values.items():
+        if hasattr(value, "item") and callable(value.item):  # numpy or torch scalar
+            value = value.item()
+        out[key] = None if isinstance(value, float) and not math.isfinite(value) else value
+    return out
 
 
 def staging_dir(target: Path) -> Path:

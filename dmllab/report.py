@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from dmllab.records import read_json, replacing
+from dmllab.records import json_numbers, read_json, replacing
 
 
 PLOTLY_JS = "plotly.min.js"
@@ -39,10 +39,7 @@ def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any
         return None
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    clean = {}
-    for key, value in metrics.items():
-        value = float(value)
-        clean[str(key)] = value if math.isfinite(value) else None
+    clean = json_numbers({str(key): float(value) for key, value in metrics.items()})
     if figures:
         folder = directory / "figures"
         folder.mkdir(exist_ok=True)

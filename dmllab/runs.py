@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
@@ -130,7 +129,8 @@ class Run:
         """The record's files, written into the existing folder `directory` (no renaming: callers
         that need the folder complete-or-absent write into a staging folder, as `save` does)."""
         (directory / "config.json").write_text(self.config.to_json())
-        (directory / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2, sort_keys=True))
+        (directory / "metrics.json").write_text(json.dumps(records.json_numbers(self.metrics), indent=2,
+                                                           sort_keys=True))
         self.history_frame().to_csv(directory / "history.csv", index=False)
         state: dict[str, Any] = {"model": self.model.state_dict(), "geometry": self.geometry.state_dict(),
                                  "data": self._data_record()}
@@ -312,15 +312,3 @@ def _needs_key(column: pd.Series) -> bool:
     kinds = {type(None) if isinstance(v, float) and math.isnan(v) else type(v) for v in column}
     return not (kinds <= {int, float} or kinds == {str} or kinds == {bool})
 
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, (np.floating, np.integer)):
-            value = value.item()
-        if isinstance(value, Tensor):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[key] = value
-    return out
