@@ -1,4 +1,4 @@
-"""Lesson outputs and the HTML report that collects them.
+"""The reports: lesson outputs and the demo's HTML page that collects them, and a sweep's table.
 
 A notebook run with `output_dir` set calls `save_lesson_outputs(output_dir, metrics, figures)`:
 
@@ -10,6 +10,9 @@ A notebook run with `output_dir` set calls `save_lesson_outputs(output_dir, metr
 lesson's headline table, its figures, and a link to the executed notebook. plotly.js is written
 once beside it (`plotly.min.js`, copied from the plotly package) and loaded by a relative
 `<script src>`, so the page stays small; keep the two files together.
+
+`write_sweep_results(directory, results)` summarises a sweep folder's `Results` (the table the
+lessons use, read from its finished cells) into `results.csv`, `results.html` and a text table.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
-from dmllab.records import json_numbers, read_json, replacing
+from dmllab.experiments.cells import finished_cells
+from dmllab.experiments.results import Results
+from dmllab.lessons import LessonResult
+from dmllab.records import json_numbers, replacing
 
 
 PLOTLY_JS = "plotly.min.js"
@@ -55,22 +59,6 @@ def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any
     with replacing(directory / "metrics.json") as path:  # last: a lesson's outputs are there when it is
         path.write_text(json.dumps(clean, indent=2, sort_keys=True))
     return directory
-
-
-@dataclass
-class LessonResult:
-    """One executed lesson: its name, the executed notebook, its output directory, an error if any."""
-
-    name: str
-    notebook: Path
-    output_dir: Path
-    seconds: float = math.nan
-    error: str | None = None
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        path = self.output_dir / "metrics.json"
-        return read_json(path, "lesson's metrics") if path.exists() else {}
 
 
 def metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
@@ -146,22 +134,37 @@ img { max-width: 100%; }
 HEADLINE_METRICS = ("recall@1", "map@r", "nmi", "fine_recall@1", "memorisation", "prototype_accuracy")
 
 
-def write_sweep_results(directory: Path, rows: list[dict[str, Any]], params: list[str],
-                        metrics: list[str] | None = None) -> str:
-    """Aggregate a sweep's finished cells (one dict of parameters and metrics each) over seeds,
-    write `results.csv` and `results.html` into `directory`, and return the table as text.
+def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
+    """`dmllab report DIR`: the finished cells of the sweep folder `directory` summarised by
+    `write_sweep_results` (returns its text table). Prints one line per cell folder left out.
+
+    Raises SystemExit when `directory` is no folder or holds no finished cell, GridError when its
+    cells come from different sweeps."""
+    if not directory.is_dir():
+        raise SystemExit(f"{directory}: no such folder")
+    cells, skipped = finished_cells(directory)
+    for line in skipped:
+        print(f"skipped {line}")
+    if not cells:
+        raise SystemExit(f"{directory}: no finished cells (folders with an intact cell.json) found")
+    return write_sweep_results(directory, Results.from_cells(cells), metrics)
+
+
+def write_sweep_results(directory: Path, results: Results, metrics: list[str] | None = None) -> str:
+    """Summarise a sweep's results (`Results.from_cells`) over seeds per configuration of its
+    parameters, write `results.csv` and `results.html` into `directory`, and return the table as
+    text: "mean ± 95% CI (n=seeds)" per metric (a sweep without parameters: one row per seed).
 
     Parameter values may be any JSON value (shown as JSON); every value is escaped in the HTML.
-    Raises ValueError when none of the `metrics` (default: the headline ones present) is there."""
-    from dmllab.runs import aggregate
-
-    metrics = metrics or [m for m in HEADLINE_METRICS if any(m in r for r in rows)]
+    Raises ValueError when none of the `metrics` (default: the headline ones present, else every
+    numeric one) is there."""
+    params = results.factors
+    metrics = metrics or [m for m in HEADLINE_METRICS if m in results.table.columns]
     if not metrics:
-        metrics = sorted({k for r in rows for k, v in r.items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)} - set(params) - {"seed"})
+        metrics = sorted(m for m in results.metric_names() if results.table[m].notna().any())
     if not metrics:
         raise ValueError(f"{directory}: the finished cells hold no numeric metrics to tabulate")
-    table = aggregate(rows, by=params or ["seed"], metrics=metrics)
+    table = results.summary(metrics, by=params or ["seed"])
     shown = _shown(table, params or ["seed"], metrics)
     shown_text = shown.to_string(index=False)
     table.assign(**{p: table[p].map(_as_text) for p in params}).to_csv(directory / "results.csv", index=False)
