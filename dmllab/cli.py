@@ -32,7 +32,7 @@ from dmllab.values import parse_text as parse_value
 
 
 # --------------------------------------------------------------------------- demo / run
-def cmd_demo(args: argparse.Namespace) -> int:
+def _demo_command(args: argparse.Namespace) -> int:
     from dmllab.report import write_report
 
     lessons = find_lessons(args.notebooks, args.only)
@@ -64,7 +64,7 @@ def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str
     return parameters
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _run_command(args: argparse.Namespace) -> int:
     notebook = Path(args.notebook)
     if not notebook.exists():
         raise SystemExit(f"no such notebook: {notebook}")
@@ -76,11 +76,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- sweep / report
-def cmd_sweep(args: argparse.Namespace) -> int:
+def _sweep_command(args: argparse.Namespace) -> int:
     return run_sweep(load_grid(args.grid), args.workers)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def _report_command(args: argparse.Namespace) -> int:
     from dmllab.report import report_sweep
 
     print(report_sweep(Path(args.directory), args.metric))
@@ -89,7 +89,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- fit (torchrun)
-def cmd_fit(args: argparse.Namespace) -> int:
+def _fit_command(args: argparse.Namespace) -> int:
     from dmllab import distributed
     from dmllab.experiments import run_job
     from dmllab.train import resolve_device
@@ -105,7 +105,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if resolve_device(config.device).type != "cpu":
             raise SystemExit(f"--nproc starts CPU processes, but Config.device={config.device!r}; set "
                              "device='cpu', or on several GPUs use torchrun (see the README)")
-        distributed.launch(cmd_fit, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1}))
+        distributed.launch(_fit_command, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1}))
         return 0
     run = run_job(config, progress=not args.quiet)
     if distributed.is_main():
@@ -116,7 +116,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- verify
-def cmd_verify(args: argparse.Namespace) -> int:
+def _verify_command(args: argparse.Namespace) -> int:
     """Decode every image under ROOT as training would; print each bad file, exit 1 if any."""
     from dmllab.data import load
     from dmllab.data.folders import BadImagesError
@@ -144,33 +144,33 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="CI-sized runs (seconds per lesson)")
     demo.add_argument("--notebooks", help="folder of the lessons (default: ./notebooks)")
     demo.add_argument("--only", nargs="*", help="run only lessons whose file names start with these prefixes")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=_demo_command)
     run = sub.add_parser("run", help="run one lesson with parameters")
     run.add_argument("notebook")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     run.add_argument("--out", default="outputs")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=_run_command)
     sweep = sub.add_parser("sweep", help="run a grid of parameters x seeds")
     sweep.add_argument("grid")
     sweep.add_argument("--workers", type=int, default=1)
-    sweep.set_defaults(func=cmd_sweep)
+    sweep.set_defaults(func=_sweep_command)
     report = sub.add_parser("report", help="tabulate a sweep or demo directory")
     report.add_argument("directory")
     report.add_argument("--metric", action="append", help="metric(s) to tabulate (default: the headline ones)")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=_report_command)
     fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")
     fit.add_argument("config")
     fit.add_argument("--out", default="runs/fit")
     fit.add_argument("--quiet", action="store_true")
     fit.add_argument("--nproc", type=int, default=1,
                      help="train in N local CPU processes (DDP over gloo, listening on 127.0.0.1 only)")
-    fit.set_defaults(func=cmd_fit)
+    fit.set_defaults(func=_fit_command)
     from dmllab.data.example_folder import LAYOUTS
 
     verify = sub.add_parser("verify", help="decode every image of an image data set; list the bad files")
     verify.add_argument("root", help="the folder you would pass as dataset_options={'root': ...}")
     verify.add_argument("--layout", default="folder", choices=LAYOUTS)
-    verify.set_defaults(func=cmd_verify)
+    verify.set_defaults(func=_verify_command)
     return main
 
 

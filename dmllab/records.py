@@ -67,7 +67,7 @@ def is_staging(path: Path) -> bool:
     return path.name.startswith(".") and (".partial-" in path.name or ".replaced-" in path.name)
 
 
-def sync_tree(folder: Path) -> None:
+def _sync_tree(folder: Path) -> None:
     """fsync every file in `folder` and the folder itself, so a rename publishes written bytes."""
     for path in folder.rglob("*"):
         if path.is_file() and not path.is_symlink():
@@ -90,7 +90,7 @@ def publish(staging: Path, target: Path) -> None:
     An existing `target` is renamed aside first (`.NAME.replaced-PID`) and removed afterwards; a
     crash between the two renames leaves the old version there, which `missing_record` points to.
     Raises OSError (with the file name) when the folder cannot be renamed."""
-    sync_tree(staging)
+    _sync_tree(staging)
     old = None
     if target.exists() or target.is_symlink():
         old = target.with_name(f".{target.name}.replaced-{os.getpid()}-{secrets.token_hex(4)}")
@@ -104,7 +104,7 @@ def publish(staging: Path, target: Path) -> None:
             shutil.rmtree(old)
 
 
-def file_digest(path: Path) -> str:
+def _file_digest(path: Path) -> str:
     """The SHA-256 of a file's bytes, in hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -115,7 +115,7 @@ def file_digest(path: Path) -> str:
 
 def manifest(folder: Path, names: list[str]) -> dict[str, str]:
     """{file name: SHA-256} for `names` inside `folder` (sorted by name)."""
-    return {name: file_digest(folder / name) for name in sorted(names)}
+    return {name: _file_digest(folder / name) for name in sorted(names)}
 
 
 def damaged_files(folder: Path, expected: dict[str, str]) -> list[str]:
@@ -123,7 +123,7 @@ def damaged_files(folder: Path, expected: dict[str, str]) -> list[str]:
     damaged = []
     for name, digest in expected.items():
         path = folder / name
-        if not path.is_file() or file_digest(path) != digest:
+        if not path.is_file() or _file_digest(path) != digest:
             damaged.append(name)
     return damaged
 

@@ -11,8 +11,9 @@ lesson's headline table, its figures, and a link to the executed notebook. plotl
 once beside it (`plotly.min.js`, copied from the plotly package) and loaded by a relative
 `<script src>`, so the page stays small; keep the two files together.
 
-`write_sweep_results(directory, results)` summarises a sweep folder's `Results` (the table the
-lessons use, read from its finished cells) into `results.csv`, `results.html` and a text table.
+`report_sweep(directory)` summarises a sweep folder: its finished cells read as `Results` (the
+table the lessons use, `Results.from_cells`), written as `results.csv`, `results.html` and a text
+table of mean ± 95% CI per configuration.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from dmllab.experiments.cells import finished_cells
 from dmllab.experiments.results import Results
 from dmllab.lessons import LessonResult
 from dmllab.records import json_numbers, replacing
-
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -61,7 +61,7 @@ def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any
     return directory
 
 
-def metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
+def _metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
     """`variant/metric` keys become a variants x metrics table; plain keys one row named '-'."""
     rows: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
@@ -77,7 +77,7 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
     from plotly.offline import get_plotlyjs
 
     directory = Path(directory)
-    parts = [f"<h1>{html.escape(title)}</h1>", _summary_table(lessons, directory)]
+    parts = [f"<h1>{html.escape(title)}</h1>", _summary_table(lessons)]
     plotly_js_needed = False
     for lesson in lessons:
         parts.append(f'<h2 id="{html.escape(lesson.name)}">{html.escape(lesson.name)}</h2>')
@@ -88,7 +88,7 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
             parts.append(f'<pre class="error">{html.escape(lesson.error)}</pre>')
         metrics = lesson.metrics
         if metrics:
-            parts.append(metrics_table(metrics).to_html(float_format=lambda v: f"{v:.3f}", na_rep="",
+            parts.append(_metrics_table(metrics).to_html(float_format=lambda v: f"{v:.3f}", na_rep="",
                                                         classes="metrics"))
         figures = lesson.output_dir / "figures"
         for path in sorted(figures.glob("*.json")) if figures.exists() else []:
@@ -112,11 +112,12 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
     return path
 
 
-def _summary_table(lessons: list[LessonResult], directory: Path) -> str:
+def _summary_table(lessons: list[LessonResult]) -> str:
     rows = "".join(
-        f"<tr><td><a href='#{html.escape(l.name)}'>{html.escape(l.name)}</a></td>"
-        f"<td>{'error' if l.error else 'ok'}</td><td>{l.seconds:.0f}</td><td>{len(l.metrics)}</td></tr>"
-        for l in lessons)
+        f"<tr><td><a href='#{html.escape(lesson.name)}'>{html.escape(lesson.name)}</a></td>"
+        f"<td>{'error' if lesson.error else 'ok'}</td><td>{lesson.seconds:.0f}</td>"
+        f"<td>{len(lesson.metrics)}</td></tr>"
+        for lesson in lessons)
     return ("<table class='metrics'><tr><th>lesson</th><th>status</th><th>seconds</th><th>numbers</th></tr>"
             f"{rows}</table>")
 
@@ -135,8 +136,9 @@ HEADLINE_METRICS = ("recall@1", "map@r", "nmi", "fine_recall@1", "memorisation",
 
 
 def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
-    """`dmllab report DIR`: the finished cells of the sweep folder `directory` summarised by
-    `write_sweep_results` (returns its text table). Prints one line per cell folder left out.
+    """`dmllab report DIR`: the finished cells of the sweep folder `directory` summarised over seeds
+    per configuration into `results.csv` and `results.html`; returns the table as text. Prints one
+    line per cell folder left out.
 
     Raises SystemExit when `directory` is no folder or holds no finished cell, GridError when its
     cells come from different sweeps."""
@@ -147,10 +149,10 @@ def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
         print(f"skipped {line}")
     if not cells:
         raise SystemExit(f"{directory}: no finished cells (folders with an intact cell.json) found")
-    return write_sweep_results(directory, Results.from_cells(cells), metrics)
+    return _write_sweep_results(directory, Results.from_cells(cells), metrics)
 
 
-def write_sweep_results(directory: Path, results: Results, metrics: list[str] | None = None) -> str:
+def _write_sweep_results(directory: Path, results: Results, metrics: list[str] | None = None) -> str:
     """Summarise a sweep's results (`Results.from_cells`) over seeds per configuration of its
     parameters, write `results.csv` and `results.html` into `directory`, and return the table as
     text: "mean ± 95% CI (n=seeds)" per metric (a sweep without parameters: one row per seed).

@@ -17,19 +17,18 @@ import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, cast
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from dmllab import records
+from dmllab.build import build_components, prepare
 from dmllab.claims import t_quantile
-from dmllab.build import build_components
 from dmllab.config import Config
-from dmllab.data.dataset import Dataset
-from dmllab.build import prepare
 from dmllab.data import Splits
+from dmllab.data.dataset import Dataset
 from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
 
@@ -192,8 +191,8 @@ def load(directory: str | Path, *, data: Dataset | None = None, rebuild_data: bo
     state = _read_state(directory / "model.pt")
     identity = state.get("data")
     splits = _attach(directory, config, identity, data, rebuild_data)
-    if identity is None:
-        identity = data_identity(splits)
+    if identity is None:  # then `data` was given (_attach refuses a record without one), so splits are there
+        identity = data_identity(cast(Splits, splits))
     model, geometry, loss_fn = build_components(config, identity["input_shape"], identity["num_classes"],
                                                 identity["image_shape"])
     try:
@@ -252,7 +251,8 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     if not text.strip():
         return []
     try:
-        return pd.read_csv(io.StringIO(text)).to_dict("records")
+        return [{str(key): value for key, value in row.items()}
+                for row in pd.read_csv(io.StringIO(text)).to_dict("records")]
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise RecordError(f"{path}: cannot read the run's history ({error})") from None
 
@@ -262,7 +262,7 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- aggregation
-def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[str] | None = None,
+def aggregate(records: Iterable[Mapping[Any, Any]], by: list[str], metrics: list[str] | None = None,
               confidence: float = 0.95) -> pd.DataFrame:
     """Mean, std, count and a Student-t confidence half-width per group of `by` keys.
 

@@ -79,6 +79,8 @@ def load_grid(path: str | Path) -> Grid:
     if not isinstance(data, dict):
         raise GridError(f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'")
     root = yaml.compose(text, Loader=StrictLoader)
+    if not isinstance(root, yaml.MappingNode):  # `data` is a dict, so its node is a mapping
+        raise GridError(f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'")
     lines = {key.value: key.start_mark.line + 1 for key, _ in root.value}
     param_lines: dict[str, int] = {}
     for key, value in root.value:

@@ -65,10 +65,11 @@ class Plan:
         if not self.seeds:
             raise ValueError("a plan needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds {self.seeds} repeat a seed; a repeated run is not a new paired sample, so give "
-                             "distinct seeds")
+            raise ValueError(f"seeds {self.seeds} repeat a seed; a repeated run is not a new paired sample, "
+                             "so give distinct seeds")
         if "seed" in self.factors:
-            raise ValueError("'seed' is not a factor: give the seeds as `seeds`, so that every variant runs on each")
+            raise ValueError("'seed' is not a factor: give the seeds as `seeds`, so that every variant runs on "
+                             "each")
         if VARIANT in self.factors and len(self.factors) > 1:
             raise ValueError(f"'{VARIANT}' names each row of the results; call the factor of named variants "
                              "something else when there are other factors")
@@ -92,8 +93,8 @@ class Plan:
                                  "`seeds` (so that variants are paired by seed): remove it from the level")
             for set_field in {key for _, _, fields in options for key in fields}:
                 if setters.setdefault(set_field, name) != name:
-                    raise ValueError(f"factors {setters[set_field]!r} and {name!r} both set {set_field!r}; let one "
-                                     "factor set each field")
+                    raise ValueError(f"factors {setters[set_field]!r} and {name!r} both set {set_field!r}; "
+                                     "let one factor set each field")
 
     @classmethod
     def named(cls, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int] = (0,)) -> Plan:
@@ -107,10 +108,10 @@ class Plan:
 
     def jobs(self) -> list[Job]:
         """Every combination of one level per factor (first factor slowest), then every seed."""
-        jobs = []
+        jobs: list[Job] = []
         for combination in itertools.product(*(self._options(name) for name in self.factors)):
             variant = variant_name([label for label, _, _ in combination])
-            levels = {name: level for name, (_, level, _) in zip(self.factors, combination)}
+            levels = {name: level for name, (_, level, _) in zip(self.factors, combination, strict=True)}
             changes = {key: value for _, _, fields in combination for key, value in fields.items()}
             jobs.extend(Job(variant, levels, {**changes, "seed": seed}) for seed in self.seeds)
         return jobs

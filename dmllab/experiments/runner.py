@@ -57,7 +57,7 @@ def run_plan(base: Config, plan: Plan, *, dataset: Dataset | None = None, keep_r
             raise ValueError(f"levels {combinations[job.variant]} and {job.levels} both make the variant name "
                              f"{job.variant!r}; rename a level so that each variant has its own name")
     rows, runs = [], {}
-    bar = progress_bar(list(zip(jobs, configs)), progress, desc="runs", leave=True)
+    bar = progress_bar(list(zip(jobs, configs, strict=True)), progress, desc="runs", leave=True)
     for job, config in bar:
         if hasattr(bar, "set_description"):
             bar.set_description(f"{job.variant}, seed {job.seed}")

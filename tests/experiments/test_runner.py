@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from dmllab.config import Config
-from dmllab.experiments import Plan, Results, run_plan, run_variants
-from dmllab.experiments import runner
+from dmllab.experiments import Plan, Results, run_plan, run_variants, runner
 from dmllab.experiments.cells import cell_name, finished_cells
 from dmllab.experiments.grid import load_grid
 from dmllab.experiments.sweep import run_cell

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from dmllab import cli, records
 from dmllab.experiments import cells as sweep_cells
-from dmllab.values import canonical
 from dmllab.locks import FolderBusy, FolderLock
+from dmllab.values import canonical
 
 NOTEBOOK_BODY = """\
 import os, pathlib, signal, time
