@@ -83,8 +83,9 @@ def _sweep_command(args: argparse.Namespace) -> int:
 def _report_command(args: argparse.Namespace) -> int:
     from dmllab.report import report_sweep
 
-    print(report_sweep(Path(args.directory), args.metric))
-    print(f"\nwrote {Path(args.directory) / 'results.csv'} and {Path(args.directory) / 'results.html'}")
+    directory = Path(args.directory)
+    print(report_sweep(directory, args.metric))
+    print(f"\nwrote {directory / 'results.csv'} and {directory / 'results.html'}")
     return 0
 
 

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
 from dmllab.claims import PairedDifference, paired_difference
-from dmllab.experiments.cells import Finished
 from dmllab.experiments.plan import VARIANT, level_name, variant_name
 from dmllab.runs import Run, aggregate
 from dmllab.values import canonical
+
+if TYPE_CHECKING:
+    from dmllab.experiments.cells import Finished
 
 
 @dataclass
