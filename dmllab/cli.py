@@ -1,4 +1,4 @@
-"""The `dmllab` command: demo, run, sweep, report, fit. Papermill and torchrun do the heavy lifting.
+"""The `dmllab` command: demo, run, sweep, report, fit, verify; a thin layer over the library.
 
     dmllab demo [--out DIR] [--quick]                 run every lesson, write report.html
     dmllab run NOTEBOOK -p NAME VALUE ... [--out DIR] one parameterised lesson
@@ -6,69 +6,40 @@
     dmllab report DIR                                 mean +/- CI per configuration of a sweep
     dmllab fit CONFIG.json [--out DIR] [--nproc N]    one training run (N local ranks, or torchrun)
     dmllab verify ROOT [--layout folder]              decode every image of a data set; list bad files
+
+Lessons run through `dmllab.lessons` (papermill), sweeps through `dmllab.experiments.sweep`, and a
+sweep's table through `Results.from_cells` and `dmllab.report`. What needs torch or plotly is
+imported by the command that uses it, so `dmllab --help` and a bad grid file answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-from dmllab import sweep
 from dmllab.config import Config
 from dmllab.errors import describe
-from dmllab.lessons import check_values, execute
-from dmllab.locks import FolderLock
+from dmllab.experiments.grid import load_grid
+from dmllab.experiments.sweep import run_sweep
+from dmllab.lessons import check_values, find_lessons, run_lesson, run_lessons
 from dmllab.records import read_json
-from dmllab.grid import Grid, GridError, load_grid
-from dmllab.sweep import CellState
 from dmllab.values import BadValue
 from dmllab.values import parse_text as parse_value
 
-LESSON_GLOB = "[0-9][0-9]_*.ipynb"
-
-
-# --------------------------------------------------------------------------- notebooks
-def notebooks_dir(explicit: str | None = None) -> Path:
-    """The lessons folder: --notebooks, else ./notebooks, else the one beside the package."""
-    candidates = [Path(explicit)] if explicit else [Path.cwd() / "notebooks", Path(__file__).resolve().parents[1] / "notebooks"]
-    for candidate in candidates:
-        if candidate.is_dir() and any(candidate.glob(LESSON_GLOB)):
-            return candidate
-    raise SystemExit(f"no lesson notebooks ({LESSON_GLOB}) found in {', '.join(map(str, candidates))}; "
-                     "pass --notebooks DIR")
-
 
 # --------------------------------------------------------------------------- demo / run
-def cmd_demo(args: argparse.Namespace) -> int:
-    from dmllab.report import LessonResult, write_report
+def _demo_command(args: argparse.Namespace) -> int:
+    from dmllab.report import write_report
 
-    lessons = sorted(notebooks_dir(args.notebooks).glob(LESSON_GLOB))
-    if args.only:
-        lessons = [p for p in lessons if any(p.name.startswith(prefix) for prefix in args.only)]
+    lessons = find_lessons(args.notebooks, args.only)
     out = Path(args.out) / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=False)
     print(f"dmllab demo: {len(lessons)} lessons -> {out}", flush=True)
-    results = []
-    for i, notebook in enumerate(lessons, 1):
-        name = notebook.stem
-        result = LessonResult(name=name, notebook=out / notebook.name, output_dir=out / name)
-        print(f"[{i}/{len(lessons)}] {name} ...", end=" ", flush=True)
-        started = time.perf_counter()
-        try:
-            execute(notebook, result.notebook, {"quick": args.quick, "output_dir": str(result.output_dir.resolve())})
-            status = "ok"
-        except Exception as error:  # a failed lesson is reported, the others still run
-            result.error = f"{type(error).__name__}: {error}"
-            status = "FAILED"
-        result.seconds = time.perf_counter() - started
-        print(f"{status} ({result.seconds:.0f} s)", flush=True)
-        results.append(result)
+    results = run_lessons(lessons, out, args.quick)
     report = write_report(out, results, title="dmllab demo" + (" (quick)" if args.quick else ""))
     print(f"report: {report.resolve()}")
     return 1 if any(r.error for r in results) else 0
@@ -93,92 +64,36 @@ def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str
     return parameters
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _run_command(args: argparse.Namespace) -> int:
     notebook = Path(args.notebook)
     if not notebook.exists():
         raise SystemExit(f"no such notebook: {notebook}")
-    parameters = run_parameters(notebook, args.parameter)
-    out = Path(args.out) / (notebook.stem + "-" + datetime.now().strftime("%Y%m%d-%H%M%S-%f"))
-    out.mkdir(parents=True, exist_ok=False)
-    parameters.setdefault("output_dir", str(out.resolve()))
-    execute(notebook, out / notebook.name, parameters, progress=True)
-    print(f"executed: {(out / notebook.name).resolve()}")
-    if (out / "metrics.json").exists():
-        print(json.dumps(read_json(out / "metrics.json", "lesson's metrics"), indent=2))
+    executed = run_lesson(notebook, run_parameters(notebook, args.parameter), Path(args.out))
+    print(f"executed: {executed.resolve()}")
+    if (executed.parent / "metrics.json").exists():
+        print(json.dumps(read_json(executed.parent / "metrics.json", "lesson's metrics"), indent=2))
     return 0
 
 
-# --------------------------------------------------------------------------- sweep
-def cmd_sweep(args: argparse.Namespace) -> int:
-    grid = load_grid(args.grid)
-    lock = FolderLock(grid.out, f"a sweep of {Path(args.grid).name}")
-    try:
-        grid.out.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-    except OSError as error:
-        raise GridError(f"sweep: cannot use the output folder {grid.out}: {describe(error)}")
-    try:
-        sweep.check_writable(grid.out)
-        states, foreign = sweep.survey(grid)
-        sweep.check_output(grid, states, foreign)
-        sweep.remove_staging(grid.out)
-        try:
-            return _run_sweep(grid, [s for s in states if not s.finished], len(states), args.workers)
-        finally:  # what dead workers were building
-            sweep.remove_staging(grid.out)
-    finally:
-        lock.release()
+# --------------------------------------------------------------------------- sweep / report
+def _sweep_command(args: argparse.Namespace) -> int:
+    return run_sweep(load_grid(args.grid), args.workers)
 
 
-def _run_sweep(grid: Grid, todo: list[CellState], total: int, workers: int) -> int:
-    from dmllab.workers import run_tasks
-
-    for state in todo:
-        if state.damaged:
-            print(f"  {state.path.name}: {state.damaged}; running it again", flush=True)
-    print(f"sweep: {total} cells, {total - len(todo)} already done, {len(todo)} to run "
-          f"with {workers} workers -> {grid.out}", flush=True)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    failures = []
-    tasks = [(grid, state.cell, threads) for state in todo]
-    for outcome in run_tasks(sweep.run_cell, tasks, workers, retries=1):
-        name = sweep.cell_name(outcome.task[1])
-        if outcome.retrying:
-            print(f"  worker died ({outcome.died}) while running {name}; running that cell once more", flush=True)
-            continue
-        error = f"its worker died twice, last {outcome.died}" if outcome.died else outcome.result[1]
-        print(f"  {'FAILED' if error else 'done'}: {name}" + (f" ({error})" if error else ""), flush=True)
-        if error:
-            failures.append(name)
-    if failures:
-        print(f"{len(failures)} cell(s) failed; see error.txt in each; rerun the sweep to retry them")
-    return 1 if failures else 0
-
-
-# --------------------------------------------------------------------------- report
-def cmd_report(args: argparse.Namespace) -> int:
-    from dmllab.report import write_sweep_results
+def _report_command(args: argparse.Namespace) -> int:
+    from dmllab.report import report_sweep
 
     directory = Path(args.directory)
-    if not directory.is_dir():
-        raise SystemExit(f"{directory}: no such folder")
-    cells, skipped = sweep.finished_cells(directory)
-    for line in skipped:
-        print(f"skipped {line}")
-    if not cells:
-        raise SystemExit(f"{directory}: no finished cells (folders with an intact cell.json) found")
-    params = sorted({name for cell in cells for name in cell.params} - {"seed"})
-    rows = [{**cell.params, **cell.metrics} for cell in cells]
-    print(write_sweep_results(directory, rows, params, args.metric))
+    print(report_sweep(directory, args.metric))
     print(f"\nwrote {directory / 'results.csv'} and {directory / 'results.html'}")
     return 0
 
 
 # --------------------------------------------------------------------------- fit (torchrun)
-def cmd_fit(args: argparse.Namespace) -> int:
+def _fit_command(args: argparse.Namespace) -> int:
     from dmllab import distributed
-    from dmllab.metrics import evaluate
-    from dmllab.train import fit, resolve_device
+    from dmllab.experiments import run_job
+    from dmllab.train import resolve_device
 
     config = Config.from_json(Path(args.config).read_text(), args.config)
     if args.nproc != 1:  # local CPU ranks that listen on loopback only; each runs this command
@@ -191,11 +106,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if resolve_device(config.device).type != "cpu":
             raise SystemExit(f"--nproc starts CPU processes, but Config.device={config.device!r}; set "
                              "device='cpu', or on several GPUs use torchrun (see the README)")
-        distributed.launch(cmd_fit, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1}))
+        distributed.launch(_fit_command, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1}))
         return 0
-    run = fit(config, progress=not args.quiet)
+    run = run_job(config, progress=not args.quiet)
     if distributed.is_main():
-        run.metrics.update(evaluate(run))
         out = run.save(args.out)
         print(json.dumps({k: round(v, 4) for k, v in run.metrics.items() if isinstance(v, float)}, indent=2))
         print(f"run record: {out.resolve()}")
@@ -203,7 +117,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- verify
-def cmd_verify(args: argparse.Namespace) -> int:
+def _verify_command(args: argparse.Namespace) -> int:
     """Decode every image under ROOT as training would; print each bad file, exit 1 if any."""
     from dmllab.data import load
     from dmllab.data.folders import BadImagesError
@@ -231,33 +145,33 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="CI-sized runs (seconds per lesson)")
     demo.add_argument("--notebooks", help="folder of the lessons (default: ./notebooks)")
     demo.add_argument("--only", nargs="*", help="run only lessons whose file names start with these prefixes")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=_demo_command)
     run = sub.add_parser("run", help="run one lesson with parameters")
     run.add_argument("notebook")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     run.add_argument("--out", default="outputs")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=_run_command)
     sweep = sub.add_parser("sweep", help="run a grid of parameters x seeds")
     sweep.add_argument("grid")
     sweep.add_argument("--workers", type=int, default=1)
-    sweep.set_defaults(func=cmd_sweep)
+    sweep.set_defaults(func=_sweep_command)
     report = sub.add_parser("report", help="tabulate a sweep or demo directory")
     report.add_argument("directory")
     report.add_argument("--metric", action="append", help="metric(s) to tabulate (default: the headline ones)")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=_report_command)
     fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")
     fit.add_argument("config")
     fit.add_argument("--out", default="runs/fit")
     fit.add_argument("--quiet", action="store_true")
     fit.add_argument("--nproc", type=int, default=1,
                      help="train in N local CPU processes (DDP over gloo, listening on 127.0.0.1 only)")
-    fit.set_defaults(func=cmd_fit)
+    fit.set_defaults(func=_fit_command)
     from dmllab.data.example_folder import LAYOUTS
 
     verify = sub.add_parser("verify", help="decode every image of an image data set; list the bad files")
     verify.add_argument("root", help="the folder you would pass as dataset_options={'root': ...}")
     verify.add_argument("--layout", default="folder", choices=LAYOUTS)
-    verify.set_defaults(func=cmd_verify)
+    verify.set_defaults(func=_verify_command)
     return main
 
 

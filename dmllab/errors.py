@@ -15,8 +15,8 @@ from dmllab.values import BadValue
 def describe(error: BaseException) -> str:
     """`error` as one line: the innermost operating-system error with its file when there is one,
     a failed notebook cell's own error, else the exception's type and first line."""
-    chain = []
-    seen = error
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
     while seen is not None and seen not in chain:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__

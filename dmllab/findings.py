@@ -27,7 +27,7 @@ import math
 import re
 from typing import Mapping
 
-PLACEHOLDER = re.compile(r"\{([^{}:]+):([^{}]*)\}")
+_PLACEHOLDER = re.compile(r"\{([^{}:]+):([^{}]*)\}")
 
 
 class Findings:
@@ -63,4 +63,4 @@ def findings(template: str, values: Mapping[str, float]) -> Findings:
             return above if float(value) > 0 else otherwise
         return format(float(value), spec)
 
-    return Findings(PLACEHOLDER.sub(fill, template))
+    return Findings(_PLACEHOLDER.sub(fill, template))

@@ -1,5 +1,5 @@
-"""Lesson notebooks run by papermill: their parameters, the checks a value passes before a run,
-and the execution itself.
+"""Lesson notebooks run by papermill: where they are, their parameters, the checks a value passes
+before a run, and the execution itself (one lesson, or every lesson for `dmllab demo`).
 
 A value given for a parameter (`-p NAME VALUE`, a grid's `parameters:` or `seeds:`) must be of
 the kind its default is (`values.like`), and a parameter named like a `Config` field whose default
@@ -10,13 +10,35 @@ is a valid value of that field is checked like the field (so `-p lr .inf`, `-p s
 from __future__ import annotations
 
 import ast
+import math
 import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from dmllab import values
 from dmllab.config import check_field
+from dmllab.records import read_json
 from dmllab.values import BadValue
+
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+def find_lessons(folder: str | None = None, only: Sequence[str] | None = None) -> list[Path]:
+    """The lesson notebooks (`LESSON_GLOB`) in `folder`, else in ./notebooks, else in the folder beside
+    the package, in order; with `only`, those whose file names start with one of its prefixes.
+
+    Raises SystemExit naming the folders searched when none holds a lesson."""
+    beside_package = Path(__file__).resolve().parents[1] / "notebooks"
+    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", beside_package]
+    found = next((c for c in candidates if c.is_dir() and any(c.glob(LESSON_GLOB))), None)
+    if found is None:
+        raise SystemExit(f"no lesson notebooks ({LESSON_GLOB}) found in {', '.join(map(str, candidates))}; "
+                         "pass --notebooks DIR")
+    lessons = sorted(found.glob(LESSON_GLOB))
+    return [p for p in lessons if any(p.name.startswith(prefix) for prefix in only)] if only else lessons
 
 
 def notebook_parameters(path: Path) -> dict[str, str]:
@@ -96,3 +118,51 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], progress: 
             os.environ[PROGRESS_ENV] = previous
         if output.exists():  # papermill saves a failed run too, up to the failing cell
             make_static(output)
+
+
+@dataclass
+class LessonResult:
+    """One executed lesson: its name, the executed notebook, its output directory, an error if any."""
+
+    name: str
+    notebook: Path
+    output_dir: Path
+    seconds: float = math.nan
+    error: str | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        path = self.output_dir / "metrics.json"
+        return read_json(path, "lesson's metrics") if path.exists() else {}
+
+
+def run_lesson(notebook: Path, parameters: dict[str, Any], out: Path) -> Path:
+    """Execute one lesson with `parameters` (checked beforehand: `check_values`) into a new folder
+    `out/<lesson>-<time>/`, which is also its `output_dir` unless the parameters name one, showing
+    papermill's progress; returns the executed notebook's path."""
+    folder = out / (notebook.stem + "-" + datetime.now().strftime("%Y%m%d-%H%M%S-%f"))
+    folder.mkdir(parents=True, exist_ok=False)
+    parameters = {**parameters}
+    parameters.setdefault("output_dir", str(folder.resolve()))
+    execute(notebook, folder / notebook.name, parameters, progress=True)
+    return folder / notebook.name
+
+
+def run_lessons(lessons: Sequence[Path], out: Path, quick: bool) -> list[LessonResult]:
+    """Execute each lesson into `out` (the executed notebook, and its outputs in `out/<lesson>/`),
+    printing one line per lesson; a failed lesson is recorded with its error, the others still run."""
+    results = []
+    for i, notebook in enumerate(lessons, 1):
+        result = LessonResult(name=notebook.stem, notebook=out / notebook.name, output_dir=out / notebook.stem)
+        print(f"[{i}/{len(lessons)}] {result.name} ...", end=" ", flush=True)
+        started = time.perf_counter()
+        try:
+            execute(notebook, result.notebook, {"quick": quick, "output_dir": str(result.output_dir.resolve())})
+            status = "ok"
+        except Exception as error:  # a failed lesson is reported, the others still run
+            result.error = f"{type(error).__name__}: {error}"
+            status = "FAILED"
+        result.seconds = time.perf_counter() - started
+        print(f"{status} ({result.seconds:.0f} s)", flush=True)
+        results.append(result)
+    return results

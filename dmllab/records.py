@@ -9,12 +9,13 @@ SHA-256, so a reader can tell an intact record from a damaged one.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import secrets
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from dmllab.values import BadValue, load_json
 
@@ -39,6 +40,21 @@ def replacing(path: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def json_numbers(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a flat dict of measurements that JSON holds faithfully: numpy and torch scalars
+    become Python numbers, NaN and +-inf become None (JSON has no such numbers), the rest is kept.
+
+    >>> json_numbers({"recall@1": 0.5, "asymmetry": float("nan"), "best_epoch": 3})
+    {'recall@1': 0.5, 'asymmetry': None, 'best_epoch': 3}
+    """
+    out = {}
+    for key, value in values.items():
+        if hasattr(value, "item") and callable(value.item):  # numpy or torch scalar
+            value = value.item()
+        out[key] = None if isinstance(value, float) and not math.isfinite(value) else value
+    return out
+
+
 def staging_dir(target: Path) -> Path:
     """A new, empty, hidden folder beside `target` to build its next version in."""
     staging = target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
@@ -51,7 +67,7 @@ def is_staging(path: Path) -> bool:
     return path.name.startswith(".") and (".partial-" in path.name or ".replaced-" in path.name)
 
 
-def sync_tree(folder: Path) -> None:
+def _sync_tree(folder: Path) -> None:
     """fsync every file in `folder` and the folder itself, so a rename publishes written bytes."""
     for path in folder.rglob("*"):
         if path.is_file() and not path.is_symlink():
@@ -74,7 +90,7 @@ def publish(staging: Path, target: Path) -> None:
     An existing `target` is renamed aside first (`.NAME.replaced-PID`) and removed afterwards; a
     crash between the two renames leaves the old version there, which `missing_record` points to.
     Raises OSError (with the file name) when the folder cannot be renamed."""
-    sync_tree(staging)
+    _sync_tree(staging)
     old = None
     if target.exists() or target.is_symlink():
         old = target.with_name(f".{target.name}.replaced-{os.getpid()}-{secrets.token_hex(4)}")
@@ -88,7 +104,7 @@ def publish(staging: Path, target: Path) -> None:
             shutil.rmtree(old)
 
 
-def file_digest(path: Path) -> str:
+def _file_digest(path: Path) -> str:
     """The SHA-256 of a file's bytes, in hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -99,7 +115,7 @@ def file_digest(path: Path) -> str:
 
 def manifest(folder: Path, names: list[str]) -> dict[str, str]:
     """{file name: SHA-256} for `names` inside `folder` (sorted by name)."""
-    return {name: file_digest(folder / name) for name in sorted(names)}
+    return {name: _file_digest(folder / name) for name in sorted(names)}
 
 
 def damaged_files(folder: Path, expected: dict[str, str]) -> list[str]:
@@ -107,7 +123,7 @@ def damaged_files(folder: Path, expected: dict[str, str]) -> list[str]:
     damaged = []
     for name, digest in expected.items():
         path = folder / name
-        if not path.is_file() or file_digest(path) != digest:
+        if not path.is_file() or _file_digest(path) != digest:
             damaged.append(name)
     return damaged
 

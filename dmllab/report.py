@@ -1,4 +1,4 @@
-"""Lesson outputs and the HTML report that collects them.
+"""The reports: lesson outputs and the demo's HTML page that collects them, and a sweep's table.
 
 A notebook run with `output_dir` set calls `save_lesson_outputs(output_dir, metrics, figures)`:
 
@@ -10,6 +10,10 @@ A notebook run with `output_dir` set calls `save_lesson_outputs(output_dir, metr
 lesson's headline table, its figures, and a link to the executed notebook. plotly.js is written
 once beside it (`plotly.min.js`, copied from the plotly package) and loaded by a relative
 `<script src>`, so the page stays small; keep the two files together.
+
+`report_sweep(directory)` summarises a sweep folder: its finished cells read as `Results` (the
+table the lessons use, `Results.from_cells`), written as `results.csv`, `results.html` and a text
+table of mean ± 95% CI per configuration.
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
-from dmllab.records import read_json, replacing
-
+from dmllab.experiments.cells import finished_cells
+from dmllab.experiments.results import Results
+from dmllab.lessons import LessonResult
+from dmllab.records import json_numbers, replacing
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -39,10 +43,7 @@ def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any
         return None
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    clean = {}
-    for key, value in metrics.items():
-        value = float(value)
-        clean[str(key)] = value if math.isfinite(value) else None
+    clean = json_numbers({str(key): float(value) for key, value in metrics.items()})
     if figures:
         folder = directory / "figures"
         folder.mkdir(exist_ok=True)
@@ -60,23 +61,7 @@ def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any
     return directory
 
 
-@dataclass
-class LessonResult:
-    """One executed lesson: its name, the executed notebook, its output directory, an error if any."""
-
-    name: str
-    notebook: Path
-    output_dir: Path
-    seconds: float = math.nan
-    error: str | None = None
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        path = self.output_dir / "metrics.json"
-        return read_json(path, "lesson's metrics") if path.exists() else {}
-
-
-def metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
+def _metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
     """`variant/metric` keys become a variants x metrics table; plain keys one row named '-'."""
     rows: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
@@ -92,7 +77,7 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
     from plotly.offline import get_plotlyjs
 
     directory = Path(directory)
-    parts = [f"<h1>{html.escape(title)}</h1>", _summary_table(lessons, directory)]
+    parts = [f"<h1>{html.escape(title)}</h1>", _summary_table(lessons)]
     plotly_js_needed = False
     for lesson in lessons:
         parts.append(f'<h2 id="{html.escape(lesson.name)}">{html.escape(lesson.name)}</h2>')
@@ -103,7 +88,7 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
             parts.append(f'<pre class="error">{html.escape(lesson.error)}</pre>')
         metrics = lesson.metrics
         if metrics:
-            parts.append(metrics_table(metrics).to_html(float_format=lambda v: f"{v:.3f}", na_rep="",
+            parts.append(_metrics_table(metrics).to_html(float_format=lambda v: f"{v:.3f}", na_rep="",
                                                         classes="metrics"))
         figures = lesson.output_dir / "figures"
         for path in sorted(figures.glob("*.json")) if figures.exists() else []:
@@ -127,11 +112,12 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
     return path
 
 
-def _summary_table(lessons: list[LessonResult], directory: Path) -> str:
+def _summary_table(lessons: list[LessonResult]) -> str:
     rows = "".join(
-        f"<tr><td><a href='#{html.escape(l.name)}'>{html.escape(l.name)}</a></td>"
-        f"<td>{'error' if l.error else 'ok'}</td><td>{l.seconds:.0f}</td><td>{len(l.metrics)}</td></tr>"
-        for l in lessons)
+        f"<tr><td><a href='#{html.escape(lesson.name)}'>{html.escape(lesson.name)}</a></td>"
+        f"<td>{'error' if lesson.error else 'ok'}</td><td>{lesson.seconds:.0f}</td>"
+        f"<td>{len(lesson.metrics)}</td></tr>"
+        for lesson in lessons)
     return ("<table class='metrics'><tr><th>lesson</th><th>status</th><th>seconds</th><th>numbers</th></tr>"
             f"{rows}</table>")
 
@@ -149,22 +135,38 @@ img { max-width: 100%; }
 HEADLINE_METRICS = ("recall@1", "map@r", "nmi", "fine_recall@1", "memorisation", "prototype_accuracy")
 
 
-def write_sweep_results(directory: Path, rows: list[dict[str, Any]], params: list[str],
-                        metrics: list[str] | None = None) -> str:
-    """Aggregate a sweep's finished cells (one dict of parameters and metrics each) over seeds,
-    write `results.csv` and `results.html` into `directory`, and return the table as text.
+def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
+    """`dmllab report DIR`: the finished cells of the sweep folder `directory` summarised over seeds
+    per configuration into `results.csv` and `results.html`; returns the table as text. Prints one
+    line per cell folder left out.
+
+    Raises SystemExit when `directory` is no folder or holds no finished cell, GridError when its
+    cells come from different sweeps."""
+    if not directory.is_dir():
+        raise SystemExit(f"{directory}: no such folder")
+    cells, skipped = finished_cells(directory)
+    for line in skipped:
+        print(f"skipped {line}")
+    if not cells:
+        raise SystemExit(f"{directory}: no finished cells (folders with an intact cell.json) found")
+    return _write_sweep_results(directory, Results.from_cells(cells), metrics)
+
+
+def _write_sweep_results(directory: Path, results: Results, metrics: list[str] | None = None) -> str:
+    """Summarise a sweep's results (`Results.from_cells`) over seeds per configuration of its
+    parameters, write `results.csv` and `results.html` into `directory`, and return the table as
+    text: "mean ± 95% CI (n=seeds)" per metric (a sweep without parameters: one row per seed).
 
     Parameter values may be any JSON value (shown as JSON); every value is escaped in the HTML.
-    Raises ValueError when none of the `metrics` (default: the headline ones present) is there."""
-    from dmllab.runs import aggregate
-
-    metrics = metrics or [m for m in HEADLINE_METRICS if any(m in r for r in rows)]
+    Raises ValueError when none of the `metrics` (default: the headline ones present, else every
+    numeric one) is there."""
+    params = results.factors
+    metrics = metrics or [m for m in HEADLINE_METRICS if m in results.table.columns]
     if not metrics:
-        metrics = sorted({k for r in rows for k, v in r.items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)} - set(params) - {"seed"})
+        metrics = sorted(m for m in results.metric_names() if results.table[m].notna().any())
     if not metrics:
         raise ValueError(f"{directory}: the finished cells hold no numeric metrics to tabulate")
-    table = aggregate(rows, by=params or ["seed"], metrics=metrics)
+    table = results.summary(metrics, by=params or ["seed"])
     shown = _shown(table, params or ["seed"], metrics)
     shown_text = shown.to_string(index=False)
     table.assign(**{p: table[p].map(_as_text) for p in params}).to_csv(directory / "results.csv", index=False)

@@ -17,20 +17,18 @@ import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, cast
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from dmllab import records
+from dmllab.build import build_components, prepare
 from dmllab.claims import t_quantile
-from dmllab.build import build_components
 from dmllab.config import Config
-from dmllab.data.dataset import Dataset
-from dmllab.build import prepare
 from dmllab.data import Splits
+from dmllab.data.dataset import Dataset
 from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
 
@@ -130,7 +128,8 @@ class Run:
         """The record's files, written into the existing folder `directory` (no renaming: callers
         that need the folder complete-or-absent write into a staging folder, as `save` does)."""
         (directory / "config.json").write_text(self.config.to_json())
-        (directory / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2, sort_keys=True))
+        (directory / "metrics.json").write_text(json.dumps(records.json_numbers(self.metrics), indent=2,
+                                                           sort_keys=True))
         self.history_frame().to_csv(directory / "history.csv", index=False)
         state: dict[str, Any] = {"model": self.model.state_dict(), "geometry": self.geometry.state_dict(),
                                  "data": self._data_record()}
@@ -192,8 +191,8 @@ def load(directory: str | Path, *, data: Dataset | None = None, rebuild_data: bo
     state = _read_state(directory / "model.pt")
     identity = state.get("data")
     splits = _attach(directory, config, identity, data, rebuild_data)
-    if identity is None:
-        identity = data_identity(splits)
+    if identity is None:  # then `data` was given (_attach refuses a record without one), so splits are there
+        identity = data_identity(cast(Splits, splits))
     model, geometry, loss_fn = build_components(config, identity["input_shape"], identity["num_classes"],
                                                 identity["image_shape"])
     try:
@@ -252,7 +251,8 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     if not text.strip():
         return []
     try:
-        return pd.read_csv(io.StringIO(text)).to_dict("records")
+        return [{str(key): value for key, value in row.items()}
+                for row in pd.read_csv(io.StringIO(text)).to_dict("records")]
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise RecordError(f"{path}: cannot read the run's history ({error})") from None
 
@@ -262,7 +262,7 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- aggregation
-def aggregate(records: Iterable[dict[str, Any]], by: list[str], metrics: list[str] | None = None,
+def aggregate(records: Iterable[Mapping[Any, Any]], by: list[str], metrics: list[str] | None = None,
               confidence: float = 0.95) -> pd.DataFrame:
     """Mean, std, count and a Student-t confidence half-width per group of `by` keys.
 
@@ -312,15 +312,3 @@ def _needs_key(column: pd.Series) -> bool:
     kinds = {type(None) if isinstance(v, float) and math.isnan(v) else type(v) for v in column}
     return not (kinds <= {int, float} or kinds == {str} or kinds == {bool})
 
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, (np.floating, np.integer)):
-            value = value.item()
-        if isinstance(value, Tensor):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[key] = value
-    return out

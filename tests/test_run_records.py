@@ -7,9 +7,9 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-import torch
 
 import dmllab as dl
 from dmllab.config import Config

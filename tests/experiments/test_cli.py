@@ -1,6 +1,7 @@
 """The command line: sweeps (validation, parallel workers, resumability), report, run, fit."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -8,7 +9,7 @@ import textwrap
 import nbformat
 import pytest
 
-from dmllab import cli
+from dmllab import cli, lessons
 
 FIT_GRID = """\
 fit:
@@ -125,10 +126,10 @@ def test_executed_notebooks_run_without_progress_bars_and_the_setting_is_restore
 
     seen = []
     monkeypatch.setattr(papermill, "execute_notebook",
-                        lambda *args, **kwargs: seen.append(cli.os.environ.get("DMLLAB_PROGRESS")))
+                        lambda *args, **kwargs: seen.append(os.environ.get("DMLLAB_PROGRESS")))
     monkeypatch.setenv("DMLLAB_PROGRESS", "1")
-    cli.execute(tmp_path / "in.ipynb", tmp_path / "out" / "in.ipynb", {})
-    assert seen == ["0"] and cli.os.environ["DMLLAB_PROGRESS"] == "1"
+    lessons.execute(tmp_path / "in.ipynb", tmp_path / "out" / "in.ipynb", {})
+    assert seen == ["0"] and os.environ["DMLLAB_PROGRESS"] == "1"
 
 
 def test_a_cell_that_sets_quick_runs_and_records_its_own_value(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmllab import cli
+from dmllab import cli, lessons
 
 BASE = {"dataset": "mixture", "epochs": 2, "classes_per_batch": 3, "samples_per_class": 4, "embedding_dim": 4}
 
@@ -130,7 +130,7 @@ def test_every_malformed_command_line_value_fails_before_any_work_in_one_line(le
     def no_work(*args, **kwargs):
         raise AssertionError("the notebook started with a malformed value")
 
-    monkeypatch.setattr(cli, "execute", no_work)
+    monkeypatch.setattr(lessons, "execute", no_work)
 
     @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.sampled_from(sorted(BAD_PARAMETERS)).flatmap(lambda n: st.tuples(st.just(n), st.sampled_from(

@@ -40,9 +40,10 @@ def _fake_fit(config, dataset=None, progress=True):
 def test_run_variants_shows_one_bar_over_variants_and_seeds(monkeypatch, capsys):
     from dmllab import experiments
     from dmllab.config import Config
+    from dmllab.experiments import runner
 
-    monkeypatch.setattr(experiments, "fit", _fake_fit)
-    monkeypatch.setattr(experiments, "evaluate", lambda run, **options: {"recall@1": 0.5})
+    monkeypatch.setattr(runner, "fit", _fake_fit)
+    monkeypatch.setattr(runner, "evaluate", lambda run, **options: {"recall@1": 0.5})
     monkeypatch.delenv("DMLLAB_PROGRESS", raising=False)
     results = experiments.run_variants(Config(), {"a": {}, "b": {"lsd_alpha": 1.0}}, seeds=(0, 1, 2))
     assert len(results.table) == 6

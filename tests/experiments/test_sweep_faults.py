@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dmllab import cli, records, sweep
-from dmllab.values import canonical
+from dmllab import cli, records
+from dmllab.experiments import cells as sweep_cells
 from dmllab.locks import FolderBusy, FolderLock
+from dmllab.values import canonical
 
 NOTEBOOK_BODY = """\
 import os, pathlib, signal, time
@@ -70,7 +71,7 @@ def dmllab(*args, cwd, timeout=300):
 
 
 def finished(folder):
-    return sorted(cell.params["mode"] for cell in sweep.finished_cells(folder)[0])
+    return sorted(cell.params["mode"] for cell in sweep_cells.finished_cells(folder)[0])
 
 
 @pytest.mark.slow
@@ -81,11 +82,11 @@ def test_a_worker_killed_while_writing_the_model_is_retried_and_failed_cells_are
     assert result.returncode == 1, out + result.stderr
     assert "worker died (killed by SIGKILL)" in out and "running that cell once more" in out
     assert "FAILED" in out and "failed after writing its metrics" in out and "Traceback" not in out + result.stderr
-    cells, skipped = sweep.finished_cells(tmp_path / "out")
+    cells, skipped = sweep_cells.finished_cells(tmp_path / "out")
     assert [cell.params["mode"] for cell in cells] == ["once"]   # the retried cell, with its whole model
     assert (tmp_path / "out" / cells[0].name / "model.pt").read_bytes() == b"a whole model"
     assert len(skipped) == 1 and "not finished" in skipped[0]    # the failed cell keeps error.txt, uncounted
-    states, _ = sweep.survey(cli.load_grid(grid))
+    states, _ = sweep_cells.survey(cli.load_grid(grid))
     failed = next(s for s in states if s.cell["mode"] == "fail")
     assert not failed.finished and (failed.path / "error.txt").exists()   # so the next sweep runs it again
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]   # no lock, no staging left
@@ -94,7 +95,7 @@ def test_a_worker_killed_while_writing_the_model_is_retried_and_failed_cells_are
 def test_a_task_whose_worker_dies_twice_fails_alone_and_the_others_go_on():
     from pool_tasks import die
 
-    from dmllab.workers import run_tasks
+    from dmllab.experiments.workers import run_tasks
 
     outcomes = list(run_tasks(die, ["a", "die", "b"], workers=2))
     assert sorted(o.result for o in outcomes if o.result) == ["A", "B"]
@@ -168,7 +169,7 @@ def test_two_sweeps_never_share_a_folder(tmp_path):
 
 def fake_cell(out, params, recorded, metrics):
     """A finished cell as run_cell leaves it (for report tests that need no training)."""
-    folder = out / sweep.cell_name(params)
+    folder = out / sweep_cells.cell_name(params)
     folder.mkdir(parents=True)
     (folder / "params.json").write_text(json.dumps(params))
     (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -192,7 +193,7 @@ def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path):
     (tmp_path / "grid.yaml").write_text("fit: {epochs: 1}\nparameters:\n  loss: [margin]\nseeds: [0]\nout: out\n")
     with pytest.raises(SystemExit, match="not in this grid.*loss=triplet"):
         cli.main(["sweep", str(tmp_path / "grid.yaml")])
-    assert sorted(p.name for p in grid.out.iterdir()) == [sweep.cell_name({"loss": "triplet", "seed": 0})]
+    assert sorted(p.name for p in grid.out.iterdir()) == [sweep_cells.cell_name({"loss": "triplet", "seed": 0})]
 
 
 def test_the_report_never_mixes_two_sweeps_or_counts_damaged_cells(tmp_path):
@@ -200,11 +201,11 @@ def test_the_report_never_mixes_two_sweeps_or_counts_damaged_cells(tmp_path):
     fake_cell(out, {"loss": "triplet", "seed": 0}, fit_recorded(epochs=1), {"recall@1": 0.5})
     damaged = fake_cell(out, {"loss": "triplet", "seed": 1}, fit_recorded(epochs=1), {"recall@1": 0.7})
     (damaged / "metrics.json").write_text('{"recall@1": 0.99}')
-    cells, skipped = sweep.finished_cells(out)
+    cells, skipped = sweep_cells.finished_cells(out)
     assert len(cells) == 1 and "metrics.json changed" in skipped[0]
     fake_cell(out, {"loss": "triplet", "seed": 2}, fit_recorded(epochs=5), {"recall@1": 0.6})
     with pytest.raises(SystemExit, match="mixes cells of different sweeps.*fit.epochs: 1 -> 5"):
-        sweep.finished_cells(out)
+        sweep_cells.finished_cells(out)
 
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>", "<a href='javascript:alert(3)'>x</a>"]
@@ -248,16 +249,16 @@ def test_report_takes_any_json_parameter_and_escapes_every_value(tmp_path):
                                 st.one_of(st.text(max_size=6), st.integers(), st.floats(allow_nan=False),
                                           st.lists(st.integers(), max_size=2)), min_size=1), min_size=2, max_size=6))
 def test_cell_folder_names_are_distinct_safe_and_stable(cells):
-    distinct = {canonical(cell): sweep.cell_name(cell) for cell in cells}
+    distinct = {canonical(cell): sweep_cells.cell_name(cell) for cell in cells}
     assert len(set(distinct.values())) == len(distinct)
     for cell in cells:
-        name = sweep.cell_name(cell)
-        assert name == sweep.cell_name(dict(reversed(list(cell.items()))))
+        name = sweep_cells.cell_name(cell)
+        assert name == sweep_cells.cell_name(dict(reversed(list(cell.items()))))
         assert "/" not in name and not name.startswith(".") and len(name) <= 93
 
 
 def test_values_that_print_alike_get_their_own_cells():
-    names = {sweep.cell_name({"tag": tag, "seed": 0}) for tag in ("a b", "a/b", "a?b", "a_b")}
+    names = {sweep_cells.cell_name({"tag": tag, "seed": 0}) for tag in ("a b", "a/b", "a?b", "a_b")}
     assert len(names) == 4
 
 

@@ -8,7 +8,6 @@ duplicate keys refused) and checked like the Config field or notebook parameter 
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ from typing import Any
 import yaml
 
 from dmllab.config import Config, check_field
+from dmllab.experiments.plan import VARIANT, Plan, first_repeat
 from dmllab.lessons import check_value, notebook_parameters
-from dmllab.values import BadValue, StrictLoader, canonical, load_yaml
+from dmllab.values import BadValue, StrictLoader, load_yaml
 
 GRID_KEYS = {"notebook", "fit", "parameters", "seeds", "out", "quick"}
 
@@ -28,7 +28,9 @@ class GridError(SystemExit):
 
 @dataclass
 class Grid:
-    """A sweep: a notebook (or a base Config for `fit`), parameter lists, seeds, an output folder."""
+    """A sweep: a notebook (or a base Config for `fit`), parameter lists, seeds, an output folder.
+
+    Its cells are the jobs of `plan()`: each a dict of parameter values and `seed`."""
 
     parameters: dict[str, list[Any]]
     seeds: list[int]
@@ -37,16 +39,23 @@ class Grid:
     fit: dict[str, Any] | None = None
     quick: bool = False
     defaults: dict[str, str] = field(default_factory=dict)  # the notebook's parameters (source text)
+    path: Path | None = None  # the grid file
+
+    def plan(self) -> Plan:
+        """The parameters (in sorted order, each a factor of the values listed) crossed with the seeds."""
+        return Plan({name: self.parameters[name] for name in sorted(self.parameters)}, self.seeds)
 
     def cells(self) -> list[dict[str, Any]]:
-        names = sorted(self.parameters)
-        combos = itertools.product(*(self.parameters[n] for n in names), self.seeds)
-        return [{**dict(zip(names, values[:-1])), "seed": values[-1]} for values in combos]
+        return [job.changes for job in self.plan().jobs()]
+
+    def config(self, cell: dict[str, Any]) -> Config:
+        """The Config a cell of a `fit:` grid trains: the grid's base fields with the cell's values."""
+        return Config.from_dict({**(self.fit or {}), **cell})
 
     def recorded(self, cell: dict[str, Any]) -> dict[str, Any]:
         """The configuration a finished `cell` records: compared on every rerun and by the report."""
         if self.notebook is None:
-            return {"fit": Config.from_dict({**(self.fit or {}), **cell}).to_dict()}
+            return {"fit": self.config(cell).to_dict()}
         return {"notebook": self.notebook.name, "defaults": self.defaults,
                 "parameters": {"quick": self.quick, **cell}}
 
@@ -70,6 +79,8 @@ def load_grid(path: str | Path) -> Grid:
     if not isinstance(data, dict):
         raise GridError(f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'")
     root = yaml.compose(text, Loader=StrictLoader)
+    if not isinstance(root, yaml.MappingNode):  # `data` is a dict, so its node is a mapping
+        raise GridError(f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'")
     lines = {key.value: key.start_mark.line + 1 for key, _ in root.value}
     param_lines: dict[str, int] = {}
     for key, value in root.value:
@@ -90,7 +101,7 @@ def load_grid(path: str | Path) -> Grid:
     for name, listed in parameters.items():
         if not isinstance(listed, list) or not listed:
             raise fail(name, f"parameter {name!r} needs a non-empty list of values", param_lines)
-        repeated = _first_repeat(listed)
+        repeated = first_repeat(listed)
         if repeated is not None:
             raise fail(name, f"parameter {name!r} lists {repeated!r} twice; each value runs once", param_lines)
     seeds = data.get("seeds", [0])
@@ -102,10 +113,13 @@ def load_grid(path: str | Path) -> Grid:
             check_field("seed", seed)
     except BadValue as error:
         raise fail("seeds", f"'seeds': {error}")
-    if _first_repeat(seeds) is not None:
-        raise fail("seeds", f"'seeds' lists {_first_repeat(seeds)} twice; each seed runs once")
+    if first_repeat(seeds) is not None:
+        raise fail("seeds", f"'seeds' lists {first_repeat(seeds)} twice; each seed runs once")
     if "seed" in parameters:
         raise fail("seed", "put seeds under 'seeds', not under 'parameters'", param_lines)
+    if VARIANT in parameters:
+        raise fail(VARIANT, f"'{VARIANT}' names each row of a sweep's results; a sweep cannot vary a parameter "
+                            "of that name", param_lines)
     if not isinstance(data.get("quick", False), bool):
         raise fail("quick", f"'quick' must be true or false; got {data['quick']!r}")
     if not isinstance(data.get("out", ""), (str, type(None))):
@@ -143,21 +157,13 @@ def load_grid(path: str | Path) -> Grid:
                 where = param_lines if name in parameters else lines
                 raise fail(name if name in where else "fit", f"Config has no field {name!r}", where)
         try:  # every cell's Config must be valid before anything runs
-            for cell in Grid(parameters, seeds, Path(".")).cells():
-                Config.from_dict({**fit, **cell})
+            grid = Grid(parameters, seeds, Path("."), fit=fit)
+            for cell in grid.cells():
+                grid.config(cell)
         except BadValue as error:
             raise fail("parameters" if "parameters" in lines else "fit", str(error))
     out = Path(data.get("out") or path.with_suffix(""))
     out = out if out.is_absolute() else path.parent / out
     return Grid(parameters=parameters, seeds=seeds, out=out, notebook=notebook, fit=fit,
-                quick=data.get("quick", False), defaults=defaults)
+                quick=data.get("quick", False), defaults=defaults, path=path)
 
-
-def _first_repeat(items: list[Any]) -> Any:
-    seen = set()
-    for item in items:
-        key = canonical(item)
-        if key in seen:
-            return item
-        seen.add(key)
-    return None

@@ -1,4 +1,4 @@
-"""Sweep cells: one folder per cell of a grid, complete or absent, and the results they hold.
+"""Sweep cells on disk: one folder per cell of a grid, complete or absent, and the results they hold.
 
 Each cell gets the folder `OUT/<readable>-<hash>`: the readable part shows the parameters, the
 hash (of their JSON) keeps different values apart, and `params.json` inside holds them exactly. A
@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dmllab import records
-from dmllab.config import Config
-from dmllab.errors import describe
-from dmllab.grid import Grid, GridError
-from dmllab.lessons import execute
+from dmllab.experiments.grid import Grid, GridError
 from dmllab.records import RecordError
 from dmllab.values import canonical
 
 CELL_RECORD = "cell.json"
-PROBE_BYTES = 1 << 20  # written and removed before any worker starts: a full disk fails here
 
 
 # --------------------------------------------------------------------------- cell folders
@@ -57,7 +50,7 @@ class CellState:
     damaged: str | None = None  # finished, but a file changed or went missing since
 
 
-def read_cell(folder: Path) -> dict[str, Any] | None:
+def _read_cell(folder: Path) -> dict[str, Any] | None:
     """A finished cell's record (`params`, `recorded`, `files`), or None when the folder holds no
     finished cell. Raises RecordError naming the file when the record is damaged."""
     path = folder / CELL_RECORD
@@ -76,7 +69,7 @@ def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
     for cell in grid.cells():
         state = CellState(cell, grid.out / cell_name(cell))
         try:
-            record = read_cell(state.path)
+            record = _read_cell(state.path)
         except RecordError as error:
             state.damaged = str(error)
             record = None
@@ -85,7 +78,7 @@ def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
             if changed:
                 state.damaged = f"{', '.join(changed)} changed or missing since it finished"
             elif record["recorded"] != grid.recorded(cell):
-                state.stale = difference(record["recorded"], grid.recorded(cell))
+                state.stale = _difference(record["recorded"], grid.recorded(cell))
             else:
                 state.finished = True
         states.append(state)
@@ -95,103 +88,13 @@ def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
     return states, foreign
 
 
-def difference(old: Any, new: Any, where: str = "") -> str:
+def _difference(old: Any, new: Any, where: str = "") -> str:
     """The first place two recorded configurations differ, as 'where: old -> new'."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
             if canonical(old.get(key)) != canonical(new.get(key)):
-                return difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+                return _difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
     return f"{where}: {canonical(old)} -> {canonical(new)}"
-
-
-def check_output(grid: Grid, states: list[CellState], foreign: list[str]) -> None:
-    """Refuse a folder that holds another grid's results: finished cells of a different
-    configuration (an edited grid) or cells this grid does not have (another sweep)."""
-    stale = [s for s in states if s.stale]
-    if stale:
-        raise GridError(f"{grid.out}: {len(stale)} finished cell(s) ran with another configuration than this grid's "
-                        f"(e.g. {stale[0].path.name}: {stale[0].stale}); give the grid a new 'out:' folder, "
-                        "or delete those cells to run them again")
-    if foreign:
-        raise GridError(f"{grid.out}: holds {len(foreign)} finished cell(s) that are not in this grid (e.g. "
-                        f"{foreign[0]}): one folder holds one sweep; give the grid a new 'out:' folder")
-
-
-def check_writable(folder: Path) -> None:
-    """Write, sync and remove a 1 MiB probe file in `folder`: a full, read-only or unwritable
-    folder fails here, before any worker starts. Raises GridError naming the cause and file."""
-    probe = folder / f".write-probe-{os.getpid()}"
-    try:
-        with open(probe, "wb") as handle:
-            handle.write(bytes(PROBE_BYTES))
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as error:
-        raise GridError(f"sweep: cannot write {probe}: {describe(error)}; free some space or "
-                        "give the grid another 'out:' folder")
-    finally:
-        probe.unlink(missing_ok=True)
-
-
-def remove_staging(folder: Path) -> None:
-    """Remove staging folders that a killed sweep left behind (call with the folder's lock held)."""
-    for path in folder.iterdir():
-        if records.is_staging(path):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- running a cell
-def run_cell(task: tuple[Grid, dict[str, Any], int]) -> tuple[str, str | None]:
-    """Run one cell of a grid in this (worker) process; returns (cell folder name, None or a
-    one-line error). The cell is built in a staging folder and renamed into place: finished with
-    `cell.json`, or failed with `error.txt` (never counted, run again by the next sweep)."""
-    grid, cell, threads = task
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    final = grid.out / cell_name(cell)
-    staging = None
-    try:
-        staging = records.staging_dir(final)
-        (staging / "params.json").write_text(json.dumps(cell, sort_keys=True))
-        if grid.notebook is not None:
-            execute(grid.notebook, staging / grid.notebook.name,
-                    {"quick": grid.quick, **cell, "output_dir": str(staging.resolve())})
-            if not (staging / "metrics.json").is_file():
-                raise RecordError(f"{grid.notebook.name} wrote no metrics.json into its output_dir")
-        else:
-            from dmllab.metrics import evaluate
-            from dmllab.train import fit
-
-            run = fit(Config.from_dict({**grid.fit, **cell}), progress=False)
-            run.metrics.update(evaluate(run))
-            run.write_files(staging)
-        files = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
-        record = {"params": cell, "recorded": grid.recorded(cell), "files": records.manifest(staging, files)}
-        (staging / CELL_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
-        records.publish(staging, final)
-        return final.name, None
-    except Exception as error:  # reported by the parent; the cell stays unfinished
-        _keep_failure(staging, final)
-        message = describe(error)
-        free = shutil.disk_usage(grid.out).free
-        if free < PROBE_BYTES and "ENOSPC" not in message:  # torch and papermill hide a full disk
-            message += f" (the disk holding {grid.out} is full: {free} bytes free)"
-        return final.name, message
-
-
-def _keep_failure(staging: Path | None, final: Path) -> None:
-    """Publish a failed cell with its traceback in error.txt (and no completion record); on a
-    full disk, where that cannot be written, remove the staging folder instead."""
-    if staging is None:
-        return
-    try:
-        (staging / CELL_RECORD).unlink(missing_ok=True)
-        (staging / "error.txt").write_text(traceback.format_exc())
-        records.publish(staging, final)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- reading results
@@ -216,7 +119,7 @@ def finished_cells(directory: Path) -> tuple[list[Finished], list[str]]:
         if not (folder / CELL_RECORD).exists() and not (folder / "params.json").exists():
             continue
         try:
-            record = read_cell(folder)
+            record = _read_cell(folder)
             if record is None:
                 skipped.append(f"{folder.name}: not finished (failed, running or killed; no {CELL_RECORD})")
                 continue
@@ -253,4 +156,4 @@ def _check_one_sweep(directory: Path, cells: list[Finished]) -> None:
                             "report each sweep's folder on its own")
         if canonical(_base(cell)) != canonical(_base(first)):
             raise GridError(f"{directory} mixes cells of different sweeps ({first.name} and {cell.name} differ in "
-                            f"{difference(_base(first), _base(cell))}); report each sweep's folder on its own")
+                            f"{_difference(_base(first), _base(cell))}); report each sweep's folder on its own")

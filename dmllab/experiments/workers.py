@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator
 
-PR_SET_PDEATHSIG = 1
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -122,7 +122,7 @@ def _death(exitcode: int | None) -> str:
 
 
 def _serve(function: Callable[[Any], Any], connection: Connection, parent_pid: int) -> None:
-    die_with_parent(parent_pid)
+    _die_with_parent(parent_pid)
     while True:
         try:
             task = connection.recv()
@@ -131,10 +131,10 @@ def _serve(function: Callable[[Any], Any], connection: Connection, parent_pid: i
         connection.send((function(task),))
 
 
-def die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Make this process exit when `parent_pid` (its parent) does, however the parent dies."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     else:
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     if os.getppid() != parent_pid:  # the parent died before the guard was in place

@@ -1,0 +1,43 @@
+"""Experiments: a plan of variants x seeds, run one way, into one results table.
+
+    plan.py     Plan: factors (a list of values, or named levels that set fields) x seeds -> jobs
+    runner.py   run_job (one Config -> a measured Run), run_plan / run_variants (in this process)
+    results.py  Results: one row per job, factors as columns; summary, readable, claims, contrasts
+    grid.py     a sweep's grid file (`notebook:` or `fit:`, parameters, seeds), checked before work
+    cells.py    a sweep's cells on disk: folder names, states, the finished cells of a folder
+    sweep.py    run_sweep: unfinished cells in worker processes (`fit:` cells through run_job)
+    workers.py  worker processes that die with their parent; a dead worker's task runs again
+
+    from dmllab.experiments import Plan, run_plan, run_variants
+    results = run_variants(config, {"baseline": {}, "lsd": {"lsd_alpha": 200.0}}, seeds=(0, 1, 2))
+
+The names below are imported on first use, so that the command line and the sweep's worker
+processes import torch only when they train.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dmllab.experiments.plan import Job, Plan
+    from dmllab.experiments.results import Results
+    from dmllab.experiments.runner import run_job, run_plan, run_variants
+
+_HOMES = {"Job": "plan", "Plan": "plan", "Results": "results", "run_job": "runner", "run_plan": "runner",
+          "run_variants": "runner"}
+
+__all__ = ["Job", "Plan", "Results", "run_job", "run_plan", "run_variants"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"dmllab.experiments.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dmllab.experiments' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
