@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("metrics", ("metrics",)),
     ("guards", ("guards",)),
     ("train", ("train",)),
-    ("experiments", ("experiments", "lessons", "findings", "grid", "sweep", "workers", "saved_notebooks")),
+    ("experiments", ("experiments", "lessons", "findings", "saved_notebooks")),
     ("viz", ("viz",)),
     ("report", ("report",)),
     ("cli", ("cli", "__main__")),
