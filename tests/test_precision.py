@@ -1,9 +1,11 @@
 """Precision as a fault kind: half / double through every geometry and loss, and points far from
 the origin through every distance the lab computes (issue 15, cases 1 and 2)."""
 
+import math
+
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
@@ -93,6 +95,7 @@ def test_every_loss_in_half_and_double(name, dtype):
 
 
 @settings(max_examples=15, deadline=None)
+@example(dtype=torch.float16, n=7, d=5, scale=1e-2, seed=42, geometry=GEOMETRIES[1])
 @given(dtype=st.sampled_from([*HALVES, torch.float32, torch.float64]), n=st.integers(1, 9),
        d=st.integers(1, 6), scale=st.sampled_from([1e-2, 1.0, 30.0]), seed=st.integers(0, 2**16),
        geometry=st.sampled_from(GEOMETRIES[:3]))
@@ -102,9 +105,13 @@ def test_property_fixed_geometries_are_finite_in_any_dtype(dtype, n, d, scale, s
     D, grad = _pairwise_and_grad(geometry, z)
     D_ref = geometry.pairwise(z.double(), z.double())            # the same (rounded) inputs, in double
     assert torch.isfinite(grad).all() and bool((D.diagonal().abs() <= 1e-6 * max(scale, 1) ** 2).all())
-    # the square root turns the GEMM's rounding near 0 (~1e-7 scale^2) into ~3e-4 scale
-    atol = 1e-3 * scale if isinstance(geometry, Euclidean) else 1e-4 * scale ** 2 + 1e-6
-    torch.testing.assert_close(D.double(), D_ref, rtol=1e-4, atol=atol)
+    # The square root turns the GEMM's float32 rounding of a zero distance (a few eps32 * d * scale^2,
+    # d terms summed) into sqrt(eps32 * d) * scale: 1.5e-3 * scale measured at d=5 (float16, n=7,
+    # scale=0.01, seed=42, the duplicate row); the bound allows 2e-3 * sqrt(d) * scale.
+    atol = 2e-3 * math.sqrt(d) * scale if isinstance(geometry, Euclidean) else 1e-4 * scale ** 2 + 1e-6
+    # D is returned in the input's dtype, so a half-precision result carries its own rounding
+    rtol = max(1e-4, torch.finfo(dtype).eps)
+    torch.testing.assert_close(D.double(), D_ref, rtol=rtol, atol=atol)
 
 
 def test_fit_stops_at_a_non_finite_gradient_and_names_it(monkeypatch):
