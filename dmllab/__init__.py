@@ -17,8 +17,22 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "config", "data", "geometry", "losses", "metrics", "models", "train", "runs", "viz",
-    "distributed", "report", "experiments", "build", "claims", "findings", "guards",
+    "config",
+    "data",
+    "geometry",
+    "losses",
+    "metrics",
+    "models",
+    "train",
+    "runs",
+    "viz",
+    "distributed",
+    "report",
+    "experiments",
+    "build",
+    "claims",
+    "findings",
+    "guards",
 }
 _FUNCTIONS = {
     "Config": "dmllab.config",
@@ -28,8 +42,21 @@ _FUNCTIONS = {
 }
 
 # The public face; the other submodules are the house's own floors (reachable, not advertised).
-__all__ = ["Config", "fit", "evaluate", "Run", "data", "experiments", "geometry", "losses", "metrics", "models",
-           "report", "runs", "viz"]
+__all__ = [
+    "Config",
+    "fit",
+    "evaluate",
+    "Run",
+    "data",
+    "experiments",
+    "geometry",
+    "losses",
+    "metrics",
+    "models",
+    "report",
+    "runs",
+    "viz",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -40,29 +40,52 @@ def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:
         options = {"seed": config.seed, **config.dataset_options}
         dataset = load(config.dataset, **options)
     dataset = resolve(dataset, seed=config.seed)
-    train, test = split(dataset, how=config.split, test_fraction=config.test_fraction, seed=config.seed)
+    train, test = split(
+        dataset, how=config.split, test_fraction=config.test_fraction, seed=config.seed
+    )
     if config.noise_rate > 0:
-        train = noise.inject(train, rate=config.noise_rate, kind=config.noise_kind, seed=config.seed)
+        train = noise.inject(
+            train, rate=config.noise_rate, kind=config.noise_kind, seed=config.seed
+        )
     val = None
     if config.val_fraction > 0:
-        train, val = validation_split(train, fraction=config.val_fraction, how=config.split, seed=config.seed)
+        train, val = validation_split(
+            train, fraction=config.val_fraction, how=config.split, seed=config.seed
+        )
     return Splits(train=train, test=test, val=val)
 
-def build_components(config: Config, input_shape: Sequence[int], num_classes: int | None = None,
-                     image_shape: Sequence[int] | None = None, *,
-                     classes: Sequence[int] | Tensor | None = None) -> tuple[nn.Module, Geometry, losses.MetricLoss]:
+
+def build_components(
+    config: Config,
+    input_shape: Sequence[int],
+    num_classes: int | None = None,
+    image_shape: Sequence[int] | None = None,
+    *,
+    classes: Sequence[int] | Tensor | None = None,
+) -> tuple[nn.Module, Geometry, losses.MetricLoss]:
     """(model, geometry, loss_fn) for `config` and inputs of one-sample shape `input_shape`.
 
     `classes` (the training label ids) or `num_classes` (ids 0..C-1) size per-class loss parameters."""
-    model = models.build(config.model, input_shape, config.embedding_dim, config.normalize, image_shape,
-                         **config.model_options)
+    model = models.build(
+        config.model,
+        input_shape,
+        config.embedding_dim,
+        config.normalize,
+        image_shape,
+        **config.model_options,
+    )
     geometry = geometries.build(config.geometry, model.embedding_dim, **config.geometry_options)
     loss_fn = build_loss(config, geometry, num_classes, classes=classes)
     return model, geometry, loss_fn
 
 
-def build_loss(config: Config, geometry: Geometry | str, num_classes: int | None = None, *,
-               classes: Sequence[int] | Tensor | None = None) -> losses.MetricLoss:
+def build_loss(
+    config: Config,
+    geometry: Geometry | str,
+    num_classes: int | None = None,
+    *,
+    classes: Sequence[int] | Tensor | None = None,
+) -> losses.MetricLoss:
     """The base loss named by `config.loss`, using `geometry` (a Geometry or a fixed geometry's name).
 
     `config.loss_options` go to the loss class (e.g. `{"reduction": "mean"}` for triplet,
@@ -79,13 +102,17 @@ def build_loss(config: Config, geometry: Geometry | str, num_classes: int | None
     """
     cls = losses.loss_class(config.loss)
     parameters = inspect.signature(cls.__init__).parameters
-    allowed = [name for name in parameters
-               if name not in ("self", "geometry", "num_classes", "classes", *_FROM_CONFIG)]
+    allowed = [
+        name
+        for name in parameters
+        if name not in ("self", "geometry", "num_classes", "classes", *_FROM_CONFIG)
+    ]
     unknown = sorted(set(config.loss_options) - set(allowed))
     if unknown:
         raise ValueError(
             f"loss {config.loss!r} has no loss_options {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed) if allowed else 'none'}")
+            f"allowed: {', '.join(allowed) if allowed else 'none'}"
+        )
     options: dict[str, Any] = {name: getattr(config, name) for name in _FROM_CONFIG}
     options.update(config.loss_options)
     if "num_classes" in parameters:
@@ -100,7 +127,13 @@ def build_regularisers(config: Config, geometry: Geometry) -> list[losses.Regula
     cosines where the geometry has them for these embeddings and -D otherwise (`lists_for`)."""
     regularisers: list[losses.Regulariser] = []
     if config.lsd_alpha > 0:
-        regularisers.append(losses.REGULARISERS["lsd"](
-            config.lsd_alpha, config.lsd_tau, config.lsd_include_self, config.lsd_beta_neg,
-            lists=lists_for(geometry, config.normalize)))
+        regularisers.append(
+            losses.REGULARISERS["lsd"](
+                config.lsd_alpha,
+                config.lsd_tau,
+                config.lsd_include_self,
+                config.lsd_beta_neg,
+                lists=lists_for(geometry, config.normalize),
+            )
+        )
     return regularisers

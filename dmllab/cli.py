@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from dmllab.config import Config
 from dmllab.errors import describe
@@ -100,18 +101,28 @@ def _fit_command(args: argparse.Namespace) -> int:
         if args.nproc < 1:
             raise SystemExit(f"--nproc must be >= 1; got {args.nproc}")
         if config.batch_size % args.nproc:
-            raise SystemExit(f"--nproc {args.nproc}: the global batch of {config.classes_per_batch} x "
-                             f"{config.samples_per_class} = {config.batch_size} samples cannot be split evenly "
-                             f"over {args.nproc} processes; choose a divisor of {config.batch_size}")
+            raise SystemExit(
+                f"--nproc {args.nproc}: the global batch of {config.classes_per_batch} x "
+                f"{config.samples_per_class} = {config.batch_size} samples cannot be split evenly "
+                f"over {args.nproc} processes; choose a divisor of {config.batch_size}"
+            )
         if resolve_device(config.device).type != "cpu":
-            raise SystemExit(f"--nproc starts CPU processes, but Config.device={config.device!r}; set "
-                             "device='cpu', or on several GPUs use torchrun (see the README)")
-        distributed.launch(_fit_command, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1}))
+            raise SystemExit(
+                f"--nproc starts CPU processes, but Config.device={config.device!r}; set "
+                "device='cpu', or on several GPUs use torchrun (see the README)"
+            )
+        distributed.launch(
+            _fit_command, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1})
+        )
         return 0
     run = run_job(config, progress=not args.quiet)
     if distributed.is_main():
         out = run.save(args.out)
-        print(json.dumps({k: round(v, 4) for k, v in run.metrics.items() if isinstance(v, float)}, indent=2))
+        print(
+            json.dumps(
+                {k: round(v, 4) for k, v in run.metrics.items() if isinstance(v, float)}, indent=2
+            )
+        )
         print(f"run record: {out.resolve()}")
     return 0
 
@@ -136,19 +147,26 @@ def _verify_command(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="dmllab", description=__doc__.split("\n\n")[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    main = argparse.ArgumentParser(
+        prog="dmllab",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     main.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = main.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run every lesson and write report.html")
     demo.add_argument("--out", default="outputs")
     demo.add_argument("--quick", action="store_true", help="CI-sized runs (seconds per lesson)")
     demo.add_argument("--notebooks", help="folder of the lessons (default: ./notebooks)")
-    demo.add_argument("--only", nargs="*", help="run only lessons whose file names start with these prefixes")
+    demo.add_argument(
+        "--only", nargs="*", help="run only lessons whose file names start with these prefixes"
+    )
     demo.set_defaults(func=_demo_command)
     run = sub.add_parser("run", help="run one lesson with parameters")
     run.add_argument("notebook")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
+    )
     run.add_argument("--out", default="outputs")
     run.set_defaults(func=_run_command)
     sweep = sub.add_parser("sweep", help="run a grid of parameters x seeds")
@@ -157,18 +175,26 @@ def parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=_sweep_command)
     report = sub.add_parser("report", help="tabulate a sweep or demo directory")
     report.add_argument("directory")
-    report.add_argument("--metric", action="append", help="metric(s) to tabulate (default: the headline ones)")
+    report.add_argument(
+        "--metric", action="append", help="metric(s) to tabulate (default: the headline ones)"
+    )
     report.set_defaults(func=_report_command)
     fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")
     fit.add_argument("config")
     fit.add_argument("--out", default="runs/fit")
     fit.add_argument("--quiet", action="store_true")
-    fit.add_argument("--nproc", type=int, default=1,
-                     help="train in N local CPU processes (DDP over gloo, listening on 127.0.0.1 only)")
+    fit.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train in N local CPU processes (DDP over gloo, listening on 127.0.0.1 only)",
+    )
     fit.set_defaults(func=_fit_command)
     from dmllab.data.example_folder import LAYOUTS
 
-    verify = sub.add_parser("verify", help="decode every image of an image data set; list the bad files")
+    verify = sub.add_parser(
+        "verify", help="decode every image of an image data set; list the bad files"
+    )
     verify.add_argument("root", help="the folder you would pass as dataset_options={'root': ...}")
     verify.add_argument("--layout", default="folder", choices=LAYOUTS)
     verify.set_defaults(func=_verify_command)
@@ -186,7 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        print(f"dmllab {args.command}: {describe(error)} (--debug shows the traceback)", file=sys.stderr)
+        print(
+            f"dmllab {args.command}: {describe(error)} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from collections.abc import Collection
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,11 +38,11 @@ DIVERGENCE = ("stop", "warn", "off")
 
 # Bounds on sizes, so that a typo (embedding_dim: 1000000000) fails here instead of in an allocation.
 MAX_EMBEDDING_DIM = 65_536
-MAX_BATCH = 16_384            # a batch's [B, B] distance matrix: 1 GiB in float32 at this bound
+MAX_BATCH = 16_384  # a batch's [B, B] distance matrix: 1 GiB in float32 at this bound
 MAX_EPOCHS = 1_000_000
 MAX_BATCHES_PER_EPOCH = 10_000_000
 MAX_PROBE = 1_000_000
-MAX_SEED = 2**32 - 1          # numpy's seeds are 32-bit and non-negative
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit and non-negative
 
 
 @dataclass(frozen=True)
@@ -118,39 +118,46 @@ class Config:
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, np.generic):   # np.float32(1e-3) from np.logspace: its Python value
+            if isinstance(value, np.generic):  # np.float32(1e-3) from np.logspace: its Python value
                 value = value.item()
                 object.__setattr__(self, item.name, value)
             check_field(item.name, value)
         if self.batch_size > MAX_BATCH:
             raise BadValue(
                 f"Config.classes_per_batch x samples_per_class = {self.batch_size} is above {MAX_BATCH}: "
-                f"the batch's distance matrix would not fit in memory; use a smaller batch")
+                f"the batch's distance matrix would not fit in memory; use a smaller batch"
+            )
         if self.classes_per_batch < 2:
             raise BadValue(
                 f"Config.classes_per_batch={self.classes_per_batch} leaves no negatives in a batch; "
-                "use at least 2 classes per batch")
+                "use at least 2 classes per batch"
+            )
         if self.samples_per_class < 2:
             raise BadValue(
                 f"Config.samples_per_class={self.samples_per_class} leaves no positives in a batch; "
-                "use at least 2 samples per class")
+                "use at least 2 samples per class"
+            )
         if self.positives == "nearest" and self.samples_per_class < 3:
             raise BadValue(
                 f"Config.positives='nearest' needs samples_per_class >= 3 (got {self.samples_per_class}): "
                 "with 2 samples of a class in a batch the nearest positive is the only positive, so it "
-                "changes nothing. Raise samples_per_class (4-8 is typical).")
+                "changes nothing. Raise samples_per_class (4-8 is typical)."
+            )
         if self.k_positives >= self.samples_per_class:
             raise BadValue(
                 f"Config.k_positives={self.k_positives} must be smaller than samples_per_class="
-                f"{self.samples_per_class} (an anchor has samples_per_class - 1 positives in a batch)")
+                f"{self.samples_per_class} (an anchor has samples_per_class - 1 positives in a batch)"
+            )
         if self.early_stopping_patience is not None and self.val_fraction == 0.0:
             raise BadValue(
                 "Config.early_stopping_patience needs a validation split: set val_fraction > 0 "
-                "(early stopping never looks at the test split)")
+                "(early stopping never looks at the test split)"
+            )
         if self.normalize and GEOMETRIES[self.geometry].learned and self.model == "identity":
             raise BadValue(
                 "Config.normalize=True with model='identity' would project the raw inputs onto the sphere "
-                "before a learned geometry; set normalize=False for a geometry lesson")
+                "before a learned geometry; set normalize=False for a geometry lesson"
+            )
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -158,29 +165,32 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Config":
+    def from_dict(cls, values: dict[str, Any]) -> Config:
         """Build a Config from a dict; unknown keys raise a ValueError listing the known ones."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise BadValue(
-                f"Config has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+                f"Config has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "config JSON") -> "Config":
+    def from_json(cls, text: str, source: str = "config JSON") -> Config:
         """Read a Config written by `to_json`; duplicate keys and NaN/Infinity are refused.
 
         Raises BadValue (a ValueError) naming `source` for text that is not such JSON."""
         data = values.load_json(text, source)
         if not isinstance(data, dict):
-            raise BadValue(f"{source}: a Config is a JSON object of fields; got {type(data).__name__}")
+            raise BadValue(
+                f"{source}: a Config is a JSON object of fields; got {type(data).__name__}"
+            )
         return cls.from_dict(data)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (validated like a new Config)."""
         return self.from_dict({**self.to_dict(), **changes})
 
@@ -207,25 +217,45 @@ def _one_of(allowed: Collection[str]) -> Callable[[str, Any], str]:
 
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "dataset": _one_of(DATASETS), "split": _one_of(SPLITS), "noise_kind": _one_of(NOISE_KINDS),
-    "model": _one_of(MODELS), "geometry": _one_of(GEOMETRIES), "loss": _one_of(LOSSES),
-    "positives": _one_of(POSITIVES), "negatives": _one_of(NEGATIVES), "optimizer": _one_of(OPTIMIZERS),
-    "device": _one_of(DEVICES), "divergence": _one_of(DIVERGENCE),
-    "dataset_options": values.options, "model_options": values.options, "geometry_options": values.options,
+    "dataset": _one_of(DATASETS),
+    "split": _one_of(SPLITS),
+    "noise_kind": _one_of(NOISE_KINDS),
+    "model": _one_of(MODELS),
+    "geometry": _one_of(GEOMETRIES),
+    "loss": _one_of(LOSSES),
+    "positives": _one_of(POSITIVES),
+    "negatives": _one_of(NEGATIVES),
+    "optimizer": _one_of(OPTIMIZERS),
+    "device": _one_of(DEVICES),
+    "divergence": _one_of(DIVERGENCE),
+    "dataset_options": values.options,
+    "model_options": values.options,
+    "geometry_options": values.options,
     "loss_options": values.options,
-    "normalize": values.boolean, "monitor_test": values.boolean, "lsd_include_self": values.boolean,
+    "normalize": values.boolean,
+    "monitor_test": values.boolean,
+    "lsd_include_self": values.boolean,
     "test_fraction": _real(0.0, 1.0, low_open=True, high_open=True),
     "val_fraction": _real(0.0, 1.0, high_open=True),
     "noise_rate": _real(0.0, 1.0, high_open=True),
-    "margin": _real(0.0), "lsd_alpha": _real(0.0), "weight_decay": _real(0.0),
-    "lsd_tau": _real(0.0, low_open=True), "lr": _real(0.0, low_open=True),
-    "loss_lr": _optional(_real(0.0, low_open=True)), "lsd_beta_neg": _optional(_real(0.0, low_open=True)),
-    "embedding_dim": _count(1, MAX_EMBEDDING_DIM), "epochs": _count(1, MAX_EPOCHS),
-    "classes_per_batch": _count(1, MAX_BATCH), "samples_per_class": _count(1, MAX_BATCH),
-    "k_positives": _count(1, MAX_BATCH), "probe_size": _count(1, MAX_PROBE), "eval_every": _count(1, MAX_EPOCHS),
+    "margin": _real(0.0),
+    "lsd_alpha": _real(0.0),
+    "weight_decay": _real(0.0),
+    "lsd_tau": _real(0.0, low_open=True),
+    "lr": _real(0.0, low_open=True),
+    "loss_lr": _optional(_real(0.0, low_open=True)),
+    "lsd_beta_neg": _optional(_real(0.0, low_open=True)),
+    "embedding_dim": _count(1, MAX_EMBEDDING_DIM),
+    "epochs": _count(1, MAX_EPOCHS),
+    "classes_per_batch": _count(1, MAX_BATCH),
+    "samples_per_class": _count(1, MAX_BATCH),
+    "k_positives": _count(1, MAX_BATCH),
+    "probe_size": _count(1, MAX_PROBE),
+    "eval_every": _count(1, MAX_EPOCHS),
     "batches_per_epoch": _optional(_count(1, MAX_BATCHES_PER_EPOCH)),
     "early_stopping_patience": _optional(_count(1, MAX_EPOCHS)),
-    "snapshot_every": _count(0, MAX_EPOCHS), "seed": _count(0, MAX_SEED),
+    "snapshot_every": _count(0, MAX_EPOCHS),
+    "seed": _count(0, MAX_SEED),
 }
 
 

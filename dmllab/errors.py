@@ -27,7 +27,9 @@ def describe(error: BaseException) -> str:
             return f"{cause.strerror or name} ({name}){where}"
     if hasattr(error, "ename") and hasattr(error, "evalue"):  # papermill: the notebook raised
         cell = getattr(error, "exec_count", None)
-        return f"{error.ename}: {_first_line(str(error.evalue))}" + (f" (notebook cell [{cell}])" if cell else "")
+        return f"{error.ename}: {_first_line(str(error.evalue))}" + (
+            f" (notebook cell [{cell}])" if cell else ""
+        )
     if isinstance(error, (BadValue, RecordError)):  # the lab's own messages say all there is
         return _first_line(str(error))
     return f"{type(error).__name__}: {_first_line(str(error))}"

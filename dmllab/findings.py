@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 _PLACEHOLDER = re.compile(r"\{([^{}:]+):([^{}]*)\}")
 
@@ -49,17 +49,22 @@ def findings(template: str, values: Mapping[str, float]) -> Findings:
     Raises KeyError naming the missing key (and the keys there are), ValueError for a value that
     is not a finite number.
     """
+
     def fill(match: re.Match[str]) -> str:
         key, spec = match.group(1).strip(), match.group(2)
         if key not in values:
-            raise KeyError(f"findings: no metric {key!r}; the metrics have: {', '.join(sorted(values))}")
+            raise KeyError(
+                f"findings: no metric {key!r}; the metrics have: {', '.join(sorted(values))}"
+            )
         value = values[key]
         if value is None or not math.isfinite(float(value)):
             raise ValueError(f"findings: metric {key!r} is {value!r}, not a finite number")
         if spec.startswith("?"):
             above, bar, otherwise = spec[1:].partition("|")
             if not bar:
-                raise ValueError(f"findings: the verdict on {key!r} needs two texts, '?above zero|otherwise'")
+                raise ValueError(
+                    f"findings: the verdict on {key!r} needs two texts, '?above zero|otherwise'"
+                )
             return above if float(value) > 0 else otherwise
         return format(float(value), spec)
 

@@ -13,10 +13,11 @@ import ast
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from dmllab import values
 from dmllab.config import check_field
@@ -35,10 +36,16 @@ def find_lessons(folder: str | None = None, only: Sequence[str] | None = None) -
     candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", beside_package]
     found = next((c for c in candidates if c.is_dir() and any(c.glob(LESSON_GLOB))), None)
     if found is None:
-        raise SystemExit(f"no lesson notebooks ({LESSON_GLOB}) found in {', '.join(map(str, candidates))}; "
-                         "pass --notebooks DIR")
+        raise SystemExit(
+            f"no lesson notebooks ({LESSON_GLOB}) found in {', '.join(map(str, candidates))}; "
+            "pass --notebooks DIR"
+        )
     lessons = sorted(found.glob(LESSON_GLOB))
-    return [p for p in lessons if any(p.name.startswith(prefix) for prefix in only)] if only else lessons
+    return (
+        [p for p in lessons if any(p.name.startswith(prefix) for prefix in only)]
+        if only
+        else lessons
+    )
 
 
 def notebook_parameters(path: Path) -> dict[str, str]:
@@ -50,13 +57,17 @@ def notebook_parameters(path: Path) -> dict[str, str]:
     try:
         params = papermill.inspect_notebook(str(path))
     except (ValueError, OSError) as error:  # no kernel name, not a notebook, unreadable
-        raise SystemExit(f"{path}: cannot read its parameters ({str(error).splitlines()[0]})") from None
+        raise SystemExit(
+            f"{path}: cannot read its parameters ({str(error).splitlines()[0]})"
+        ) from None
     if not params:
         raise SystemExit(f"{path} has no cell tagged 'parameters'")
     return {name: info.get("default") for name, info in params.items()}
 
 
-def check_values(notebook: Path, given: dict[str, Any], known: dict[str, str] | None = None) -> None:
+def check_values(
+    notebook: Path, given: dict[str, Any], known: dict[str, str] | None = None
+) -> None:
     """Check every given parameter value against `notebook`'s parameters, before anything runs.
 
     Raises SystemExit for a name the notebook does not have (listing those it has) and BadValue
@@ -64,8 +75,10 @@ def check_values(notebook: Path, given: dict[str, Any], known: dict[str, str] | 
     known = notebook_parameters(notebook) if known is None else known
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise SystemExit(f"{notebook.name} has no parameter(s) {', '.join(unknown)}; "
-                         f"its parameters are: {', '.join(sorted(known))}")
+        raise SystemExit(
+            f"{notebook.name} has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters are: {', '.join(sorted(known))}"
+        )
     for name, value in given.items():
         check_value(name, value, known[name])
 
@@ -93,7 +106,9 @@ def _is_config_field(name: str, default: Any) -> bool:
     return True
 
 
-def execute(notebook: Path, output: Path, parameters: dict[str, Any], progress: bool = False) -> None:
+def execute(
+    notebook: Path, output: Path, parameters: dict[str, Any], progress: bool = False
+) -> None:
     """Run `notebook` with `parameters` into `output` (papermill; the kernel runs in the notebook's
     folder), saved without widget state (`saved_notebooks.make_static`). The kernel gets
     DMLLAB_PROGRESS=0: a saved notebook cannot update a progress bar, so it would show one frozen
@@ -107,10 +122,16 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], progress: 
     previous = os.environ.get(PROGRESS_ENV)
     os.environ[PROGRESS_ENV] = "0"  # inherited by the kernel papermill starts
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=progress,
-                                   kernel_name="python3", cwd=str(notebook.parent),
-                                   # the kernel's start-up warning about its loopback TCP transport is noise here
-                                   extra_arguments=["--log-level=ERROR"])
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            progress_bar=progress,
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            # the kernel's start-up warning about its loopback TCP transport is noise here
+            extra_arguments=["--log-level=ERROR"],
+        )
     finally:
         if previous is None:
             os.environ.pop(PROGRESS_ENV)
@@ -153,11 +174,17 @@ def run_lessons(lessons: Sequence[Path], out: Path, quick: bool) -> list[LessonR
     printing one line per lesson; a failed lesson is recorded with its error, the others still run."""
     results = []
     for i, notebook in enumerate(lessons, 1):
-        result = LessonResult(name=notebook.stem, notebook=out / notebook.name, output_dir=out / notebook.stem)
+        result = LessonResult(
+            name=notebook.stem, notebook=out / notebook.name, output_dir=out / notebook.stem
+        )
         print(f"[{i}/{len(lessons)}] {result.name} ...", end=" ", flush=True)
         started = time.perf_counter()
         try:
-            execute(notebook, result.notebook, {"quick": quick, "output_dir": str(result.output_dir.resolve())})
+            execute(
+                notebook,
+                result.notebook,
+                {"quick": quick, "output_dir": str(result.output_dir.resolve())},
+            )
             status = "ok"
         except Exception as error:  # a failed lesson is reported, the others still run
             result.error = f"{type(error).__name__}: {error}"

@@ -28,13 +28,13 @@ class FolderLock:
         self.what = what
         self.descriptor: int | None = None
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         """Take the folder, or raise FolderBusy naming its owner."""
         while True:
             descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -43,18 +43,25 @@ class FolderLock:
             except BlockingIOError:
                 owner = os.read(descriptor, 500).decode(errors="replace").strip() or "a process"
                 os.close(descriptor)
-                raise FolderBusy(f"{self.path.parent} is in use by {owner}; wait for it to finish, "
-                                 "or give this one another output folder") from None
+                raise FolderBusy(
+                    f"{self.path.parent} is in use by {owner}; wait for it to finish, "
+                    "or give this one another output folder"
+                ) from None
             try:
                 current = os.stat(self.path).st_ino
             except FileNotFoundError:
                 current = None
-            if current == os.fstat(descriptor).st_ino:  # not a lock file its last owner just removed
+            if (
+                current == os.fstat(descriptor).st_ino
+            ):  # not a lock file its last owner just removed
                 break
             os.close(descriptor)
         os.ftruncate(descriptor, 0)
-        os.write(descriptor, f"PID {os.getpid()} on {socket.gethostname()} ({self.what}, since "
-                             f"{time.strftime('%H:%M:%S')})".encode())
+        os.write(
+            descriptor,
+            f"PID {os.getpid()} on {socket.gethostname()} ({self.what}, since "
+            f"{time.strftime('%H:%M:%S')})".encode(),
+        )
         self.descriptor = descriptor
         return self
 

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -37,7 +36,9 @@ class Embedder(nn.Module):
     Inputs of another floating dtype than the parameters (float64 data, see `dmllab.arrays`) are
     cast to the parameters' dtype first."""
 
-    def __init__(self, trunk: nn.Module, head: nn.Module, embedding_dim: int, normalize: bool) -> None:
+    def __init__(
+        self, trunk: nn.Module, head: nn.Module, embedding_dim: int, normalize: bool
+    ) -> None:
         super().__init__()
         self.trunk = trunk
         self.head = head
@@ -73,13 +74,18 @@ Trunk = Callable[..., tuple[nn.Module, "int | None"]]
 embedding itself (no head)."""
 
 
-def identity_trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None) -> tuple[nn.Module, None]:
+def identity_trunk(
+    input_shape: Sequence[int], image_shape: Sequence[int] | None
+) -> tuple[nn.Module, None]:
     """The raw input, flattened, is the embedding (no head): for 2-D geometry lessons."""
     return Flatten(), None
 
 
-def mlp_trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None,
-              hidden: Sequence[int] = (128, 128)) -> tuple[nn.Module, int]:
+def mlp_trunk(
+    input_shape: Sequence[int],
+    image_shape: Sequence[int] | None,
+    hidden: Sequence[int] = (128, 128),
+) -> tuple[nn.Module, int]:
     """Flatten, then Linear + ReLU per entry of `hidden`."""
     layers: list[nn.Module] = [Flatten()]
     width = math.prod(input_shape)
@@ -89,37 +95,51 @@ def mlp_trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None,
     return nn.Sequential(*layers), width
 
 
-def cnn_trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None,
-              channels: Sequence[int] = (32, 64)) -> tuple[nn.Module, int]:
+def cnn_trunk(
+    input_shape: Sequence[int],
+    image_shape: Sequence[int] | None,
+    channels: Sequence[int] = (32, 64),
+) -> tuple[nn.Module, int]:
     """Conv 3x3 + BatchNorm + ReLU + 2x2 max-pool per entry of `channels`, then global average pool."""
     if image_shape is None:
         raise ValueError(
             f"model='cnn' needs image inputs; this dataset's rows have shape {tuple(input_shape)} and no "
-            "image_shape. Use model='mlp' or a dataset with images")
+            "image_shape. Use model='mlp' or a dataset with images"
+        )
     layers: list[nn.Module] = [ImageView(image_shape)]
     width = image_shape[0]
     for size in channels:
-        layers += [nn.Conv2d(width, size, 3, padding=1), nn.BatchNorm2d(size), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
+        layers += [
+            nn.Conv2d(width, size, 3, padding=1),
+            nn.BatchNorm2d(size),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+        ]
         width = size
     layers += [nn.AdaptiveAvgPool2d(1), Flatten()]
     return nn.Sequential(*layers), width
 
 
 def _resnet(name: str) -> Trunk:
-    def trunk(input_shape: Sequence[int], image_shape: Sequence[int] | None,
-              weights: str | None = None) -> tuple[nn.Module, int]:
+    def trunk(
+        input_shape: Sequence[int], image_shape: Sequence[int] | None, weights: str | None = None
+    ) -> tuple[nn.Module, int]:
         if image_shape is None or image_shape[0] != 3:
-            raise ValueError(f"model={name!r} needs RGB images [3, H, W]; got input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"model={name!r} needs RGB images [3, H, W]; got input shape {tuple(input_shape)}"
+            )
         try:
             import torchvision
         except ImportError as error:  # optional dependency
             raise ValueError(
                 f"model={name!r} needs torchvision, which is not installed; install a torchvision build that "
-                "matches your torch, or use model='cnn'") from error
+                "matches your torch, or use model='cnn'"
+            ) from error
         net = getattr(torchvision.models, name)(weights=weights)
         width = net.fc.in_features
         net.fc = nn.Identity()
         return nn.Sequential(ImageView(image_shape), net), width
+
     trunk.__doc__ = f"torchvision's {name} without its classifier (random init unless `weights` names local weights)."
     return trunk
 
@@ -138,11 +158,21 @@ def options(name: str) -> dict[str, object]:
     """The options of model `name` (its `Config.model_options`) with their defaults."""
     _check_name(name)
     skip = ("input_shape", "image_shape")
-    return {key: p.default for key, p in inspect.signature(MODELS[name]).parameters.items() if key not in skip}
+    return {
+        key: p.default
+        for key, p in inspect.signature(MODELS[name]).parameters.items()
+        if key not in skip
+    }
 
 
-def build(name: str, input_shape: Sequence[int], embedding_dim: int, normalize: bool = True,
-          image_shape: Sequence[int] | None = None, **options_: object) -> Embedder:
+def build(
+    name: str,
+    input_shape: Sequence[int],
+    embedding_dim: int,
+    normalize: bool = True,
+    image_shape: Sequence[int] | None = None,
+    **options_: object,
+) -> Embedder:
     """The embedder `name` (see `MODELS`) for inputs of shape `input_shape` (one sample).
 
     `image_shape` (C, H, W) lets image models read flattened image rows; it defaults to
@@ -152,8 +182,10 @@ def build(name: str, input_shape: Sequence[int], embedding_dim: int, normalize: 
     known = options(name)
     unknown = sorted(set(options_) - set(known))
     if unknown:
-        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; its options are: "
-                         f"{', '.join(known) or 'none'}")
+        raise ValueError(
+            f"model {name!r} has no option(s) {', '.join(unknown)}; its options are: "
+            f"{', '.join(known) or 'none'}"
+        )
     input_shape = tuple(int(s) for s in input_shape)
     if image_shape is None and len(input_shape) == 3:
         image_shape = input_shape

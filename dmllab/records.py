@@ -13,9 +13,10 @@ import math
 import os
 import secrets
 import shutil
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from dmllab.values import BadValue, load_json
 
@@ -131,10 +132,16 @@ def damaged_files(folder: Path, expected: dict[str, str]) -> list[str]:
 # --------------------------------------------------------------------------- reading
 def missing_record(directory: Path, what: str) -> RecordError:
     """The error for a record folder that is not there, pointing at a set-aside old version if any."""
-    aside = sorted(directory.parent.glob(f".{directory.name}.replaced-*")) if directory.parent.is_dir() else []
+    aside = (
+        sorted(directory.parent.glob(f".{directory.name}.replaced-*"))
+        if directory.parent.is_dir()
+        else []
+    )
     if aside:
-        return RecordError(f"{directory}: no {what} here, but an interrupted save left the previous one in "
-                           f"{aside[-1]}; rename it back to {directory.name}")
+        return RecordError(
+            f"{directory}: no {what} here, but an interrupted save left the previous one in "
+            f"{aside[-1]}; rename it back to {directory.name}"
+        )
     return RecordError(f"{directory}: no {what} here (no such folder)")
 
 
@@ -145,9 +152,13 @@ def read_text(path: Path, what: str) -> str:
     except FileNotFoundError:
         raise RecordError(f"{path}: the {what} is missing") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise RecordError(f"{path}: cannot read the {what} ({getattr(error, 'strerror', None) or error})") from None
+        raise RecordError(
+            f"{path}: cannot read the {what} ({getattr(error, 'strerror', None) or error})"
+        ) from None
     if not text.strip():
-        raise RecordError(f"{path}: the {what} is empty (an interrupted write?); rerun to rewrite it")
+        raise RecordError(
+            f"{path}: the {what} is empty (an interrupted write?); rerun to rewrite it"
+        )
     return text
 
 
@@ -158,5 +169,7 @@ def read_json(path: Path, what: str, kind: type = dict) -> Any:
     except BadValue as error:
         raise RecordError(f"{error} (the {what}; damaged or cut short?)") from None
     if not isinstance(data, kind):
-        raise RecordError(f"{path}: the {what} should be a JSON {kind.__name__}; got {type(data).__name__}")
+        raise RecordError(
+            f"{path}: the {what} should be a JSON {kind.__name__}; got {type(data).__name__}"
+        )
     return data

@@ -21,8 +21,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -34,8 +35,11 @@ from dmllab.records import json_numbers, replacing
 PLOTLY_JS = "plotly.min.js"
 
 
-def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any],
-                        figures: Mapping[str, Any] | None = None) -> Path | None:
+def save_lesson_outputs(
+    output_dir: str | Path | None,
+    metrics: Mapping[str, Any],
+    figures: Mapping[str, Any] | None = None,
+) -> Path | None:
     """Write the figures, then `metrics.json`, under `output_dir`; does nothing when it is None.
 
     Each file is written to a temporary name and renamed into place (complete or absent)."""
@@ -55,8 +59,12 @@ def save_lesson_outputs(output_dir: str | Path | None, metrics: Mapping[str, Any
                 with replacing(folder / f"{name}.png") as path:
                     figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
             else:
-                raise TypeError(f"figure {name!r} is neither a plotly nor a matplotlib figure: {type(figure)}")
-    with replacing(directory / "metrics.json") as path:  # last: a lesson's outputs are there when it is
+                raise TypeError(
+                    f"figure {name!r} is neither a plotly nor a matplotlib figure: {type(figure)}"
+                )
+    with replacing(
+        directory / "metrics.json"
+    ) as path:  # last: a lesson's outputs are there when it is
         path.write_text(json.dumps(clean, indent=2, sort_keys=True))
     return directory
 
@@ -70,7 +78,9 @@ def _metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def write_report(directory: str | Path, lessons: list[LessonResult], title: str = "dmllab demo") -> Path:
+def write_report(
+    directory: str | Path, lessons: list[LessonResult], title: str = "dmllab demo"
+) -> Path:
     """Write `directory/report.html` (headline tables, figures and links) and the plotly.js it
     loads, `directory/plotly.min.js`; both work offline."""
     import plotly.io as pio
@@ -81,15 +91,24 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
     plotly_js_needed = False
     for lesson in lessons:
         parts.append(f'<h2 id="{html.escape(lesson.name)}">{html.escape(lesson.name)}</h2>')
-        link = lesson.notebook.relative_to(directory) if lesson.notebook.is_relative_to(directory) else lesson.notebook
-        parts.append(f'<p>Executed notebook: <a href="{html.escape(str(link))}">{html.escape(str(link))}</a>'
-                     f" ({lesson.seconds:.0f} s)</p>")
+        link = (
+            lesson.notebook.relative_to(directory)
+            if lesson.notebook.is_relative_to(directory)
+            else lesson.notebook
+        )
+        parts.append(
+            f'<p>Executed notebook: <a href="{html.escape(str(link))}">{html.escape(str(link))}</a>'
+            f" ({lesson.seconds:.0f} s)</p>"
+        )
         if lesson.error:
             parts.append(f'<pre class="error">{html.escape(lesson.error)}</pre>')
         metrics = lesson.metrics
         if metrics:
-            parts.append(_metrics_table(metrics).to_html(float_format=lambda v: f"{v:.3f}", na_rep="",
-                                                        classes="metrics"))
+            parts.append(
+                _metrics_table(metrics).to_html(
+                    float_format=lambda v: f"{v:.3f}", na_rep="", classes="metrics"
+                )
+            )
         figures = lesson.output_dir / "figures"
         for path in sorted(figures.glob("*.json")) if figures.exists() else []:
             figure = pio.from_json(path.read_text())
@@ -103,9 +122,12 @@ def write_report(directory: str | Path, lessons: list[LessonResult], title: str 
         with replacing(directory / PLOTLY_JS) as temporary:
             temporary.write_text(get_plotlyjs(), encoding="utf-8")
         script = f'<script src="{PLOTLY_JS}" charset="utf-8"></script>'
-    page = ("<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style>{script}</head><body>"
-            + "\n".join(parts) + "</body></html>")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>{script}</head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
     path = directory / "report.html"
     with replacing(path) as temporary:
         temporary.write_text(page)
@@ -117,9 +139,12 @@ def _summary_table(lessons: list[LessonResult]) -> str:
         f"<tr><td><a href='#{html.escape(lesson.name)}'>{html.escape(lesson.name)}</a></td>"
         f"<td>{'error' if lesson.error else 'ok'}</td><td>{lesson.seconds:.0f}</td>"
         f"<td>{len(lesson.metrics)}</td></tr>"
-        for lesson in lessons)
-    return ("<table class='metrics'><tr><th>lesson</th><th>status</th><th>seconds</th><th>numbers</th></tr>"
-            f"{rows}</table>")
+        for lesson in lessons
+    )
+    return (
+        "<table class='metrics'><tr><th>lesson</th><th>status</th><th>seconds</th><th>numbers</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 _STYLE = """
@@ -132,7 +157,14 @@ img { max-width: 100%; }
 
 
 # --------------------------------------------------------------------------- sweep results
-HEADLINE_METRICS = ("recall@1", "map@r", "nmi", "fine_recall@1", "memorisation", "prototype_accuracy")
+HEADLINE_METRICS = (
+    "recall@1",
+    "map@r",
+    "nmi",
+    "fine_recall@1",
+    "memorisation",
+    "prototype_accuracy",
+)
 
 
 def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
@@ -152,7 +184,9 @@ def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
     return _write_sweep_results(directory, Results.from_cells(cells), metrics)
 
 
-def _write_sweep_results(directory: Path, results: Results, metrics: list[str] | None = None) -> str:
+def _write_sweep_results(
+    directory: Path, results: Results, metrics: list[str] | None = None
+) -> str:
     """Summarise a sweep's results (`Results.from_cells`) over seeds per configuration of its
     parameters, write `results.csv` and `results.html` into `directory`, and return the table as
     text: "mean ± 95% CI (n=seeds)" per metric (a sweep without parameters: one row per seed).
@@ -169,7 +203,9 @@ def _write_sweep_results(directory: Path, results: Results, metrics: list[str] |
     table = results.summary(metrics, by=params or ["seed"])
     shown = _shown(table, params or ["seed"], metrics)
     shown_text = shown.to_string(index=False)
-    table.assign(**{p: table[p].map(_as_text) for p in params}).to_csv(directory / "results.csv", index=False)
+    table.assign(**{p: table[p].map(_as_text) for p in params}).to_csv(
+        directory / "results.csv", index=False
+    )
     _write_results_html(directory / "results.html", table, shown, params, metrics)
     return shown_text
 
@@ -182,22 +218,39 @@ def _as_text(value: Any) -> str:
 def _shown(table: pd.DataFrame, params: list[str], metrics: list[str]) -> pd.DataFrame:
     shown = pd.DataFrame({p: table[p].map(_as_text) for p in params})
     for metric in metrics:
-        shown[metric] = [f"{m:.3f} ± {c:.3f} (n={n})" for m, c, n in
-                         zip(table[f"{metric}_mean"], table[f"{metric}_ci"], table[f"{metric}_n"])]
+        shown[metric] = [
+            f"{m:.3f} ± {c:.3f} (n={n})"
+            for m, c, n in zip(table[f"{metric}_mean"], table[f"{metric}_ci"], table[f"{metric}_n"])
+        ]
     return shown
 
 
-def _write_results_html(path: Path, table: pd.DataFrame, shown: pd.DataFrame, params: list[str],
-                        metrics: list[str]) -> None:
+def _write_results_html(
+    path: Path, table: pd.DataFrame, shown: pd.DataFrame, params: list[str], metrics: list[str]
+) -> None:
     import plotly.graph_objects as go
 
     # plotly renders a subset of HTML in labels (<a href>, <b>, ...): escaped, they show as text
-    labels = [html.escape(", ".join(row)) for row in shown[params].itertuples(index=False)] if params \
+    labels = (
+        [html.escape(", ".join(row)) for row in shown[params].itertuples(index=False)]
+        if params
         else [str(i) for i in table.index]
-    figure = go.Figure([go.Bar(name=html.escape(m), x=labels, y=table[f"{m}_mean"].to_numpy(),
-                               error_y={"type": "data", "array": table[f"{m}_ci"].to_numpy()}) for m in metrics])
+    )
+    figure = go.Figure(
+        [
+            go.Bar(
+                name=html.escape(m),
+                x=labels,
+                y=table[f"{m}_mean"].to_numpy(),
+                error_y={"type": "data", "array": table[f"{m}_ci"].to_numpy()},
+            )
+            for m in metrics
+        ]
+    )
     figure.update_layout(barmode="group", title="mean ± 95% CI over seeds", yaxis_title="value")
     with replacing(path) as temporary:
-        temporary.write_text("<!doctype html><html><head><meta charset='utf-8'><title>dmllab results</title>"
-                             f"</head><body>{shown.to_html(index=False, escape=True)}"
-                             f"{figure.to_html(full_html=False, include_plotlyjs=True)}</body></html>")
+        temporary.write_text(
+            "<!doctype html><html><head><meta charset='utf-8'><title>dmllab results</title>"
+            f"</head><body>{shown.to_html(index=False, escape=True)}"
+            f"{figure.to_html(full_html=False, include_plotlyjs=True)}</body></html>"
+        )

@@ -15,9 +15,10 @@ import json
 import math
 import pickle
 import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, cast
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -76,8 +77,14 @@ class Run:
 
     def _splits(self) -> Splits:
         if self.data is None:
-            trained_on = (f" (it was trained on {self.data_identity['name']!r}; load it with "
-                          "dmllab.runs.load(path, data=that_dataset))") if self.data_identity else ""
+            trained_on = (
+                (
+                    f" (it was trained on {self.data_identity['name']!r}; load it with "
+                    "dmllab.runs.load(path, data=that_dataset))"
+                )
+                if self.data_identity
+                else ""
+            )
             raise ValueError(f"this run carries no data{trained_on}; pass a dataset explicitly")
         return self.data
 
@@ -112,8 +119,10 @@ class Run:
         if directory.is_dir() and not directory.is_symlink():
             foreign = sorted(p.name for p in directory.iterdir() if p.name not in RECORD_FILES)
             if foreign:
-                raise RecordError(f"{directory} holds files that are not part of a run record "
-                                  f"({', '.join(foreign[:5])}); save the run into a new or empty folder")
+                raise RecordError(
+                    f"{directory} holds files that are not part of a run record "
+                    f"({', '.join(foreign[:5])}); save the run into a new or empty folder"
+                )
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = records.staging_dir(directory)
         try:
@@ -128,11 +137,15 @@ class Run:
         """The record's files, written into the existing folder `directory` (no renaming: callers
         that need the folder complete-or-absent write into a staging folder, as `save` does)."""
         (directory / "config.json").write_text(self.config.to_json())
-        (directory / "metrics.json").write_text(json.dumps(records.json_numbers(self.metrics), indent=2,
-                                                           sort_keys=True))
+        (directory / "metrics.json").write_text(
+            json.dumps(records.json_numbers(self.metrics), indent=2, sort_keys=True)
+        )
         self.history_frame().to_csv(directory / "history.csv", index=False)
-        state: dict[str, Any] = {"model": self.model.state_dict(), "geometry": self.geometry.state_dict(),
-                                 "data": self._data_record()}
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "geometry": self.geometry.state_dict(),
+            "data": self._data_record(),
+        }
         if self.loss_fn is not None:
             state["loss"] = self.loss_fn.state_dict()
         torch.save(state, directory / "model.pt")
@@ -142,8 +155,10 @@ class Run:
             return data_identity(self.data)
         if self.data_identity is not None:
             return self.data_identity
-        raise ValueError("this run has no data and no record of its data, so its record could not be loaded "
-                         "again; fit it with a dataset, or load it with dmllab.runs.load(path, data=...)")
+        raise ValueError(
+            "this run has no data and no record of its data, so its record could not be loaded "
+            "again; fit it with a dataset, or load it with dmllab.runs.load(path, data=...)"
+        )
 
 
 def data_identity(splits: Splits) -> dict[str, Any]:
@@ -162,12 +177,19 @@ def data_identity(splits: Splits) -> dict[str, Any]:
             x = data.x.detach().cpu().contiguous()
             digest.update(f"{x.dtype}{tuple(x.shape)}".encode() + x.numpy().tobytes())
         else:  # lazy inputs (image folders): their files and decoding size, not the pixels
-            digest.update(repr((getattr(data.x, "paths", None), getattr(data.x, "size", None), len(data.x))).encode())
+            digest.update(
+                repr(
+                    (getattr(data.x, "paths", None), getattr(data.x, "size", None), len(data.x))
+                ).encode()
+            )
     train = splits.train
-    return {"name": train.name, "fingerprint": digest.hexdigest(),
-            "input_shape": [int(s) for s in train.x[torch.tensor([0])].shape[1:]],
-            "image_shape": list(train.image_shape) if train.image_shape is not None else None,
-            "num_classes": int(train.num_classes)}
+    return {
+        "name": train.name,
+        "fingerprint": digest.hexdigest(),
+        "input_shape": [int(s) for s in train.x[torch.tensor([0])].shape[1:]],
+        "image_shape": list(train.image_shape) if train.image_shape is not None else None,
+        "num_classes": int(train.num_classes),
+    }
 
 
 def load(directory: str | Path, *, data: Dataset | None = None, rebuild_data: bool = True) -> Run:
@@ -191,37 +213,57 @@ def load(directory: str | Path, *, data: Dataset | None = None, rebuild_data: bo
     state = _read_state(directory / "model.pt")
     identity = state.get("data")
     splits = _attach(directory, config, identity, data, rebuild_data)
-    if identity is None:  # then `data` was given (_attach refuses a record without one), so splits are there
+    if (
+        identity is None
+    ):  # then `data` was given (_attach refuses a record without one), so splits are there
         identity = data_identity(cast(Splits, splits))
-    model, geometry, loss_fn = build_components(config, identity["input_shape"], identity["num_classes"],
-                                                identity["image_shape"])
+    model, geometry, loss_fn = build_components(
+        config, identity["input_shape"], identity["num_classes"], identity["image_shape"]
+    )
     try:
         model.load_state_dict(state["model"])
         geometry.load_state_dict(state["geometry"])
         if "loss" in state:
             loss_fn.load_state_dict(state["loss"])
     except RuntimeError as error:
-        raise RecordError(f"{directory / 'model.pt'}: the weights do not fit the model its config.json builds "
-                          f"({str(error).splitlines()[0]})") from None
+        raise RecordError(
+            f"{directory / 'model.pt'}: the weights do not fit the model its config.json builds "
+            f"({str(error).splitlines()[0]})"
+        ) from None
     model.eval()
-    return Run(model=model, geometry=geometry, config=config, history=_read_history(directory / "history.csv"),
-               data=splits, loss_fn=loss_fn, metrics=_read_metrics(directory / "metrics.json"),
-               data_identity=identity)
+    return Run(
+        model=model,
+        geometry=geometry,
+        config=config,
+        history=_read_history(directory / "history.csv"),
+        data=splits,
+        loss_fn=loss_fn,
+        metrics=_read_metrics(directory / "metrics.json"),
+        data_identity=identity,
+    )
 
 
-def _attach(directory: Path, config: Config, identity: dict[str, Any] | None, data: Dataset | None,
-            rebuild_data: bool) -> Splits | None:
+def _attach(
+    directory: Path,
+    config: Config,
+    identity: dict[str, Any] | None,
+    data: Dataset | None,
+    rebuild_data: bool,
+) -> Splits | None:
     if data is not None:
         splits = prepare(config, data)
         if identity is not None and data_identity(splits)["fingerprint"] != identity["fingerprint"]:
             raise RecordError(
                 f"{directory} was trained on {identity['name']!r} (fingerprint {identity['fingerprint'][:12]}), "
                 f"not on the given {data.name!r} (fingerprint {data_identity(splits)['fingerprint'][:12]}): pass "
-                "the same rows, labels and order, or load the run without data")
+                "the same rows, labels and order, or load the run without data"
+            )
         return splits
     if identity is None:
-        raise RecordError(f"{directory / 'model.pt'} does not say which data the run was trained on (saved by "
-                          "an older dmllab); load it with dmllab.runs.load(path, data=the_training_dataset)")
+        raise RecordError(
+            f"{directory / 'model.pt'} does not say which data the run was trained on (saved by "
+            "an older dmllab); load it with dmllab.runs.load(path, data=the_training_dataset)"
+        )
     if rebuild_data and config.dataset_options.get("root") is None:
         splits = prepare(config)
         if data_identity(splits)["fingerprint"] == identity["fingerprint"]:
@@ -236,9 +278,13 @@ def _read_state(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (EOFError, RuntimeError, pickle.UnpicklingError, OSError, ValueError) as error:
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise RecordError(f"{path}: cannot read the run's weights ({cause}); the file is damaged or cut "
-                          "short: train the run again") from None
-    missing = [key for key in ("model", "geometry") if not isinstance(state, dict) or key not in state]
+        raise RecordError(
+            f"{path}: cannot read the run's weights ({cause}); the file is damaged or cut "
+            "short: train the run again"
+        ) from None
+    missing = [
+        key for key in ("model", "geometry") if not isinstance(state, dict) or key not in state
+    ]
     if missing:
         raise RecordError(f"{path}: not a dmllab run's weights (no {', '.join(missing)} state)")
     return state
@@ -251,8 +297,10 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     if not text.strip():
         return []
     try:
-        return [{str(key): value for key, value in row.items()}
-                for row in pd.read_csv(io.StringIO(text)).to_dict("records")]
+        return [
+            {str(key): value for key, value in row.items()}
+            for row in pd.read_csv(io.StringIO(text)).to_dict("records")
+        ]
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise RecordError(f"{path}: cannot read the run's history ({error})") from None
 
@@ -262,8 +310,12 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- aggregation
-def aggregate(records: Iterable[Mapping[Any, Any]], by: list[str], metrics: list[str] | None = None,
-              confidence: float = 0.95) -> pd.DataFrame:
+def aggregate(
+    records: Iterable[Mapping[Any, Any]],
+    by: list[str],
+    metrics: list[str] | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Mean, std, count and a Student-t confidence half-width per group of `by` keys.
 
     A `by` value may be any JSON value (dicts and lists are grouped by their JSON text).
@@ -280,11 +332,17 @@ def aggregate(records: Iterable[Mapping[Any, Any]], by: list[str], metrics: list
         raise ValueError("aggregate: no records")
     missing = [key for key in by if key not in frame.columns]
     if missing:
-        raise ValueError(f"aggregate: records have no column(s) {missing}; columns: {list(frame.columns)}")
+        raise ValueError(
+            f"aggregate: records have no column(s) {missing}; columns: {list(frame.columns)}"
+        )
     for name in by:  # the values as given: no 1 -> 1.0 or None -> NaN
-        frame[name] = pd.Series([record.get(name) for record in records], dtype=object, index=frame.index)
+        frame[name] = pd.Series(
+            [record.get(name) for record in records], dtype=object, index=frame.index
+        )
     if metrics is None:
-        metrics = [c for c in frame.columns if c not in by and pd.api.types.is_numeric_dtype(frame[c])]
+        metrics = [
+            c for c in frame.columns if c not in by and pd.api.types.is_numeric_dtype(frame[c])
+        ]
     keyed = [name for name in by if _needs_key(frame[name])]
     keys = [frame[name].map(canonical) if name in keyed else frame[name] for name in by]
     rows = []
@@ -297,7 +355,9 @@ def aggregate(records: Iterable[Mapping[Any, Any]], by: list[str], metrics: list
             std = float(values.std(ddof=1)) if n > 1 else 0.0
             row[f"{metric}_mean"] = mean
             row[f"{metric}_std"] = std
-            row[f"{metric}_ci"] = t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
+            row[f"{metric}_ci"] = (
+                t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
+            )
             row[f"{metric}_n"] = n
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -311,4 +371,3 @@ def _needs_key(column: pd.Series) -> bool:
     would merge or refuse to sort (False and 0, None and 0, strings and numbers)."""
     kinds = {type(None) if isinstance(v, float) and math.isnan(v) else type(v) for v in column}
     return not (kinds <= {int, float} or kinds == {str} or kinds == {bool})
-

@@ -31,6 +31,6 @@ def make_static(path: str | Path) -> tuple[int, int]:
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             output.get("data", {}).pop(WIDGET_VIEW, None)
-    with replacing(path) as temporary:     # readers never see a half-written notebook
+    with replacing(path) as temporary:  # readers never see a half-written notebook
         nbformat.write(notebook, temporary)
     return before, path.stat().st_size

@@ -57,9 +57,15 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("Config.device='cuda' but torch sees no CUDA device; use device='cpu' or 'auto'")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("Config.device='mps' but this torch has no MPS device; use device='cpu' or 'auto'")
+        raise ValueError(
+            "Config.device='cuda' but torch sees no CUDA device; use device='cpu' or 'auto'"
+        )
+    if name == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(
+            "Config.device='mps' but this torch has no MPS device; use device='cpu' or 'auto'"
+        )
     return torch.device(name)
 
 
@@ -69,8 +75,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def step_loss(model: nn.Module, loss_fn: MetricLoss, x: Tensor, y: Tensor, *,
-              regularisers: Sequence[Regulariser] = ()) -> tuple[Tensor, dict[str, float]]:
+def step_loss(
+    model: nn.Module,
+    loss_fn: MetricLoss,
+    x: Tensor,
+    y: Tensor,
+    *,
+    regularisers: Sequence[Regulariser] = (),
+) -> tuple[Tensor, dict[str, float]]:
     """The training objective on one (local) batch, and its statistics: the base loss's
     `last_stats`, `base_loss`, each active regulariser's statistics, then `loss`.
 
@@ -80,7 +92,8 @@ def step_loss(model: nn.Module, loss_fn: MetricLoss, x: Tensor, y: Tensor, *,
     if not all_finite(z):
         raise NonFiniteLossError(
             "the embeddings became NaN or inf (training diverged); lower Config.lr or loss_lr, "
-            "or check the inputs for NaN/inf")
+            "or check the inputs for NaN/inf"
+        )
     labels = distributed.gather(y)
     active = [regulariser for regulariser in regularisers if regulariser.active]
     # Shared with a regulariser that reads D; otherwise the loss builds what it needs (see losses.base).
@@ -98,8 +111,14 @@ def step_loss(model: nn.Module, loss_fn: MetricLoss, x: Tensor, y: Tensor, *,
     return loss, stats
 
 
-def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[Callback] = (),
-        progress: bool = True, regularisers: Iterable[Regulariser] = ()) -> Run:
+def fit(
+    config: Config,
+    dataset: Dataset | None = None,
+    *,
+    callbacks: Iterable[Callback] = (),
+    progress: bool = True,
+    regularisers: Iterable[Regulariser] = (),
+) -> Run:
     """Train the model, geometry and loss that `config` names; a given `dataset` wins over
     `config.dataset`. Returns a `Run` (model in eval mode) whose history has one row per epoch.
 
@@ -113,13 +132,20 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
     splits = prepare(config, dataset)
     train = splits.train
     input_shape = tuple(train.x[torch.tensor([0])].shape[1:])
-    model, geometry, loss_fn = build_components(config, input_shape, train.num_classes, train.image_shape,
-                                                classes=train.classes)
+    model, geometry, loss_fn = build_components(
+        config, input_shape, train.num_classes, train.image_shape, classes=train.classes
+    )
     model.to(device)
     loss_fn.to(device)
     probe_index = _probe_index(len(train), config.probe_size, config.seed)
-    run = Run(model=model, geometry=geometry, config=config, data=splits, loss_fn=loss_fn,
-              probe_index=probe_index)
+    run = Run(
+        model=model,
+        geometry=geometry,
+        config=config,
+        data=splits,
+        loss_fn=loss_fn,
+        probe_index=probe_index,
+    )
 
     optimizer = _optimizer(config, model, loss_fn)
     if optimizer is None:  # nothing to learn (identity embedding, fixed geometry): evaluable as is
@@ -132,14 +158,22 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
     terms = [*build_regularisers(config, geometry), *regularisers]
     for regulariser in terms:
         regulariser.to(device)
-    sampler = ClassBalancedSampler(train.y, config.classes_per_batch, config.samples_per_class,
-                                   batches_per_epoch=config.batches_per_epoch, seed=config.seed,
-                                   rank=distributed.rank(), world_size=distributed.world_size())
+    sampler = ClassBalancedSampler(
+        train.y,
+        config.classes_per_batch,
+        config.samples_per_class,
+        batches_per_epoch=config.batches_per_epoch,
+        seed=config.seed,
+        rank=distributed.rank(),
+        world_size=distributed.world_size(),
+    )
     trained_model = model
     if is_ddp:
         from torch.nn.parallel import DistributedDataParallel
 
-        trained_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        trained_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     best: tuple[float, int, dict] | None = None
     epochs = progress_bar(range(config.epochs), progress and distributed.is_main(), desc="epochs")
     for epoch in epochs:
@@ -159,7 +193,8 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"the loss became {float(loss)} in epoch {epoch} (batch {batches}); lower Config.lr "
-                    f"(now {config.lr}) or loss_lr, or check the inputs for NaN/inf")
+                    f"(now {config.lr}) or loss_lr, or check the inputs for NaN/inf"
+                )
             optimizer.zero_grad(set_to_none=True)
             (loss * distributed.world_size()).backward()
             _undo_world_scaling(loss_fn, distributed.world_size())
@@ -169,7 +204,11 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value
             batches += 1
-        row = {"epoch": epoch, **{key: value / max(batches, 1) for key, value in totals.items()}, **epoch_entries}
+        row = {
+            "epoch": epoch,
+            **{key: value / max(batches, 1) for key, value in totals.items()},
+            **epoch_entries,
+        }
         for regulariser in terms:
             regulariser.end_epoch(model, geometry, epoch)
         model.eval()
@@ -178,7 +217,9 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
             row.update(_monitor(run, config))
         row["seconds"] = time.perf_counter() - started
         run.history.append(row)
-        if config.snapshot_every and (epoch % config.snapshot_every == 0 or epoch == config.epochs - 1):
+        if config.snapshot_every and (
+            epoch % config.snapshot_every == 0 or epoch == config.epochs - 1
+        ):
             _record_snapshot(run, epoch)
         guard.end_epoch(run, epoch)
         if progress and hasattr(epochs, "set_postfix"):
@@ -203,7 +244,9 @@ def fit(config: Config, dataset: Dataset | None = None, *, callbacks: Iterable[C
     return run
 
 
-def _optimizer(config: Config, model: nn.Module, loss_fn: nn.Module) -> torch.optim.Optimizer | None:
+def _optimizer(
+    config: Config, model: nn.Module, loss_fn: nn.Module
+) -> torch.optim.Optimizer | None:
     groups = []
     model_params = [p for p in model.parameters() if p.requires_grad]
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
@@ -233,14 +276,21 @@ def _undo_world_scaling(loss_fn: nn.Module, world: int) -> None:
 
 def _check_gradients(optimizer: torch.optim.Optimizer, loss: float, epoch: int, batch: int) -> None:
     """NonFiniteLossError before a NaN / inf gradient reaches the weights (the loss was finite)."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    grads = [
+        p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+    ]
     # one reduction over all parameters; per parameter only when a sum is not finite (overflow)
-    if not grads or all_finite(torch.stack([g.sum() for g in grads])) or all(all_finite(g) for g in grads):
+    if (
+        not grads
+        or all_finite(torch.stack([g.sum() for g in grads]))
+        or all(all_finite(g) for g in grads)
+    ):
         return
     raise NonFiniteLossError(
         f"the gradient became NaN or inf in epoch {epoch} (batch {batch}) while the loss was finite ({loss:.4g}): "
         "the geometry or loss has no finite derivative at this batch (e.g. a square root at 0). Check the "
-        "geometry and loss options, lower Config.lr or loss_lr, or check the inputs for extreme values")
+        "geometry and loss options, lower Config.lr or loss_lr, or check the inputs for extreme values"
+    )
 
 
 def _monitor(run: Run, config: Config) -> dict[str, float]:
@@ -261,14 +311,25 @@ def _monitor(run: Run, config: Config) -> dict[str, float]:
         from dmllab.metrics import memorisation
 
         train = run.data.train
-        row["train_memorisation"] = memorisation(run.embed(train), train.y, train.flipped, geometry=run.geometry)
+        row["train_memorisation"] = memorisation(
+            run.embed(train), train.y, train.flipped, geometry=run.geometry
+        )
     return row
 
 
-def _early_stopping(best: tuple[float, int, dict] | None, score: float, epoch: int, model: nn.Module,
-                    loss_fn: nn.Module, config: Config) -> tuple[tuple[float, int, dict], bool]:
+def _early_stopping(
+    best: tuple[float, int, dict] | None,
+    score: float,
+    epoch: int,
+    model: nn.Module,
+    loss_fn: nn.Module,
+    config: Config,
+) -> tuple[tuple[float, int, dict], bool]:
     if best is None or score > best[0]:
-        state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss_fn.state_dict())}
+        state = {
+            "model": copy.deepcopy(model.state_dict()),
+            "loss": copy.deepcopy(loss_fn.state_dict()),
+        }
         return (score, epoch, state), False
     return best, epoch - best[1] >= config.early_stopping_patience
 
@@ -286,7 +347,9 @@ def _record_snapshot(run: Run, epoch: int) -> None:
 PROGRESS_ENV = "DMLLAB_PROGRESS"
 
 
-def progress_bar(items: Iterable, show: bool, *, desc: str, total: int | None = None, leave: bool = False):
+def progress_bar(
+    items: Iterable, show: bool, *, desc: str, total: int | None = None, leave: bool = False
+):
     """`items` wrapped in a tqdm.auto bar (a widget in Jupyter, text on a terminal), or `items`
     itself when `show` is False or the environment sets DMLLAB_PROGRESS=0 (as `dmllab demo / run /
     sweep` do for the notebooks they execute, whose saved copies cannot update a bar)."""
@@ -297,5 +360,13 @@ def progress_bar(items: Iterable, show: bool, *, desc: str, total: int | None = 
     return tqdm(items, desc=desc, total=total, leave=leave)
 
 
-__all__ = ["fit", "progress_bar", "step_loss", "StopTraining", "NonFiniteLossError", "resolve_device",
-           "seed_everything", "Callback"]
+__all__ = [
+    "fit",
+    "progress_bar",
+    "step_loss",
+    "StopTraining",
+    "NonFiniteLossError",
+    "resolve_device",
+    "seed_everything",
+    "Callback",
+]

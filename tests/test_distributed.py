@@ -24,15 +24,17 @@ def make_batch():
 
 
 def one_step(changes, rank=0, world=1):
-    config = Config(dataset="mixture", embedding_dim=5, samples_per_class=4, classes_per_batch=4, **changes)
+    config = Config(
+        dataset="mixture", embedding_dim=5, samples_per_class=4, classes_per_batch=4, **changes
+    )
     x, y = make_batch()
     torch.manual_seed(1)
     model, geometry, loss_fn = build_components(config, (6,), num_classes=4)
     torch.manual_seed(2)
     teacher_model, teacher_geometry, _ = build_components(config, (6,), num_classes=4)
-    regularisers = build_regularisers(config, geometry)       # LSD when lsd_alpha > 0
+    regularisers = build_regularisers(config, geometry)  # LSD when lsd_alpha > 0
     for regulariser in regularisers:
-        regulariser.start_epoch(7, 50)                           # weight 7 / 50 * alpha = 0.7
+        regulariser.start_epoch(7, 50)  # weight 7 / 50 * alpha = 0.7
         regulariser.end_epoch(teacher_model, teacher_geometry, epoch=0)
     trained = model
     if world > 1:
@@ -45,7 +47,9 @@ def one_step(changes, rank=0, world=1):
     (loss * world).backward()
     _undo_world_scaling(loss_fn, world)
     grads = {f"model.{n}": p.grad.clone() for n, p in model.named_parameters()}
-    grads.update({f"loss.{n}": p.grad.clone() for n, p in loss_fn.named_parameters() if p.grad is not None})
+    grads.update(
+        {f"loss.{n}": p.grad.clone() for n, p in loss_fn.named_parameters() if p.grad is not None}
+    )
     return float(loss.detach()), grads
 
 

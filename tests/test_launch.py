@@ -33,7 +33,9 @@ def listening_addresses(pids):
             if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
                 hex_address, port = fields[1].split(":")
                 raw = bytes.fromhex(hex_address)
-                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # per-word little-endian
+                raw = b"".join(
+                    raw[i : i + 4][::-1] for i in range(0, len(raw), 4)
+                )  # per-word little-endian
                 found.add((ipaddress.ip_address(raw), int(port, 16)))
     return found
 
@@ -54,10 +56,22 @@ def is_loopback(address):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from Linux /proc")
+@pytest.mark.skipif(
+    not Path("/proc/net/tcp").exists(), reason="reads listening sockets from Linux /proc"
+)
 def test_two_local_ranks_train_like_one_process_and_listen_only_on_loopback(tmp_path):
-    config = Config(dataset="mixture", split="stratified", epochs=2, batches_per_epoch=3, classes_per_batch=4,
-                    samples_per_class=4, embedding_dim=4, loss="margin", positives="nearest", lsd_alpha=5.0)
+    config = Config(
+        dataset="mixture",
+        split="stratified",
+        epochs=2,
+        batches_per_epoch=3,
+        classes_per_batch=4,
+        samples_per_class=4,
+        embedding_dim=4,
+        loss="margin",
+        positives="nearest",
+        lsd_alpha=5.0,
+    )
     (tmp_path / "config.json").write_text(config.to_json())
     seen, done = set(), threading.Event()
 
@@ -69,12 +83,26 @@ def test_two_local_ranks_train_like_one_process_and_listen_only_on_loopback(tmp_
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        assert cli.main(["fit", str(tmp_path / "config.json"), "--out", str(tmp_path / "ranks"), "--quiet",
-                         "--nproc", "2"]) == 0
+        assert (
+            cli.main(
+                [
+                    "fit",
+                    str(tmp_path / "config.json"),
+                    "--out",
+                    str(tmp_path / "ranks"),
+                    "--quiet",
+                    "--nproc",
+                    "2",
+                ]
+            )
+            == 0
+        )
     finally:
         done.set()
         watcher.join()
-    assert seen, "saw no listening socket of the ranks (gloo listens for its peers), so checked nothing"
+    assert seen, (
+        "saw no listening socket of the ranks (gloo listens for its peers), so checked nothing"
+    )
     assert all(is_loopback(address) for address, _ in seen), sorted(map(str, seen))
 
     single = dl.fit(config, progress=False)
@@ -83,7 +111,9 @@ def test_two_local_ranks_train_like_one_process_and_listen_only_on_loopback(tmp_
     for name, value in single.metrics.items():
         assert metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
     history = pd.read_csv(tmp_path / "ranks" / "history.csv")
-    assert history["loss"].tolist() == pytest.approx([row["loss"] for row in single.history], rel=1e-5)
+    assert history["loss"].tolist() == pytest.approx(
+        [row["loss"] for row in single.history], rel=1e-5
+    )
 
 
 def test_nproc_must_be_positive_and_on_the_cpu(tmp_path, monkeypatch):

@@ -16,7 +16,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dmllab"
 
 # Low to high. A name covers the module and everything under it (a package's submodules).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("values", "records", "errors", "arrays", "locks", "claims", "distributed", "cache")),
+    (
+        "foundations",
+        ("values", "records", "errors", "arrays", "locks", "claims", "distributed", "cache"),
+    ),
     ("geometry", ("geometry",)),
     ("losses", ("losses",)),
     ("components", ("data", "models")),
@@ -54,7 +57,10 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -92,9 +98,13 @@ def _placed(name: str) -> bool:
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if n != "dmllab"))
 def test_no_module_imports_from_a_layer_above_it(name):
-    upward = sorted(t for t in GRAPH[name] if _placed(t) and _placed(name) and layer_of(t) > layer_of(name))
-    assert not upward, (f"{name} ({LAYERS[layer_of(name)][0]}) imports from higher layers: "
-                        + ", ".join(f"{t} ({LAYERS[layer_of(t)][0]})" for t in upward))
+    upward = sorted(
+        t for t in GRAPH[name] if _placed(t) and _placed(name) and layer_of(t) > layer_of(name)
+    )
+    assert not upward, (
+        f"{name} ({LAYERS[layer_of(name)][0]}) imports from higher layers: "
+        + ", ".join(f"{t} ({LAYERS[layer_of(t)][0]})" for t in upward)
+    )
 
 
 def test_no_import_cycle():
@@ -103,7 +113,9 @@ def test_no_import_cycle():
 
 
 def test_the_cycle_finder_finds_a_function_level_cycle():
-    assert _strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
+        ["a", "b", "c"]
+    ]
 
 
 def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -30,7 +30,7 @@ def readme_names() -> dict[str, list[str]]:
     """kind -> the names in the README table's rows of that kind: the `backticked` words of the
     name cell outside parentheses (those hold options, e.g. `nearest` (+ `k_positives`))."""
     text = README.read_text()
-    table = text[text.index("## What is inside"):]
+    table = text[text.index("## What is inside") :]
     table = table[: table.index("\n## ")]
     names: dict[str, list[str]] = {}
     for line in table.splitlines():
@@ -52,11 +52,16 @@ def test_the_readme_table_lists_exactly_the_registered_names(kind):
 @pytest.mark.parametrize("kind", sorted(k for k, (_, field) in REGISTRIES.items() if field))
 def test_config_accepts_every_registered_name_and_refuses_others_listing_them(kind):
     registry, field = REGISTRIES[kind]
-    extra = {"samples_per_class": 4, "normalize": False} if field in ("positives", "geometry") else {}
+    extra = (
+        {"samples_per_class": 4, "normalize": False} if field in ("positives", "geometry") else {}
+    )
     for name in registry:
         assert getattr(Config(**{field: name}, **extra), field) == name
-    with pytest.raises(BadValue, match=f"Config.{field}='nope' is not known; choose one of: "
-                                       + re.escape(", ".join(sorted(registry)))):
+    with pytest.raises(
+        BadValue,
+        match=f"Config.{field}='nope' is not known; choose one of: "
+        + re.escape(", ".join(sorted(registry))),
+    ):
         Config(**{field: "nope"})
 
 

@@ -17,15 +17,25 @@ from dmllab.records import RecordError
 
 
 def tiny(**changes):
-    base = dict(dataset="mixture", dataset_options={"num_classes": 4, "modes_per_class": 1, "dim": 4, "per_mode": 12},
-                split="stratified", epochs=1, batches_per_epoch=2, classes_per_batch=2, samples_per_class=3,
-                embedding_dim=4, seed=0)
+    base = dict(
+        dataset="mixture",
+        dataset_options={"num_classes": 4, "modes_per_class": 1, "dim": 4, "per_mode": 12},
+        split="stratified",
+        epochs=1,
+        batches_per_epoch=2,
+        classes_per_batch=2,
+        samples_per_class=3,
+        embedding_dim=4,
+        seed=0,
+    )
     return Config(**{**base, **changes})
 
 
 def own_data(dim, seed=0, n=40):
     generator = torch.Generator().manual_seed(seed)
-    return dl.data.Dataset(x=torch.randn(n, dim, generator=generator), y=torch.arange(n) % 4, name=f"mine-{dim}")
+    return dl.data.Dataset(
+        x=torch.randn(n, dim, generator=generator), y=torch.arange(n) % 4, name=f"mine-{dim}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +47,10 @@ def saved(tmp_path_factory):
 def test_a_record_names_its_data_and_round_trips(saved):
     run, path = saved
     loaded = dl.runs.load(path)
-    assert loaded.data_identity["name"] == run.train.name and len(loaded.data_identity["fingerprint"]) == 64
+    assert (
+        loaded.data_identity["name"] == run.train.name
+        and len(loaded.data_identity["fingerprint"]) == 64
+    )
     torch.testing.assert_close(loaded.embed(loaded.test), run.embed(run.test))
 
 
@@ -56,16 +69,31 @@ def test_a_run_on_own_data_never_gets_other_data_attached(tmp_path):
             dl.runs.load(path, data=wrong)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: (p / "model.pt").write_bytes(b""), "model.pt: cannot read the run's weights"),
-    (lambda p: (p / "model.pt").write_bytes((p / "model.pt").read_bytes()[:300]), "model.pt: cannot read"),
-    (lambda p: torch.save({"model": {}}, p / "model.pt"), "model.pt: not a dmllab run's weights \\(no geometry"),
-    (lambda p: (p / "config.json").write_text(""), "config.json: the run's config is empty"),
-    (lambda p: (p / "config.json").write_text('{"lr": 0.1'), "config.json: not valid JSON"),
-    (lambda p: (p / "config.json").write_text('{"lr": "fast"}'), "config.json: Config.lr must be a number"),
-    (lambda p: (p / "metrics.json").write_text("[1]"), "metrics.json: the run's metrics should be a JSON dict"),
-    (lambda p: (p / "model.pt").unlink(), "model.pt: the run's weights are missing"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "model.pt").write_bytes(b""), "model.pt: cannot read the run's weights"),
+        (
+            lambda p: (p / "model.pt").write_bytes((p / "model.pt").read_bytes()[:300]),
+            "model.pt: cannot read",
+        ),
+        (
+            lambda p: torch.save({"model": {}}, p / "model.pt"),
+            "model.pt: not a dmllab run's weights \\(no geometry",
+        ),
+        (lambda p: (p / "config.json").write_text(""), "config.json: the run's config is empty"),
+        (lambda p: (p / "config.json").write_text('{"lr": 0.1'), "config.json: not valid JSON"),
+        (
+            lambda p: (p / "config.json").write_text('{"lr": "fast"}'),
+            "config.json: Config.lr must be a number",
+        ),
+        (
+            lambda p: (p / "metrics.json").write_text("[1]"),
+            "metrics.json: the run's metrics should be a JSON dict",
+        ),
+        (lambda p: (p / "model.pt").unlink(), "model.pt: the run's weights are missing"),
+    ],
+)
 def test_damaged_records_name_the_file(saved, tmp_path, damage, message):
     import shutil
 
@@ -112,7 +140,9 @@ def test_a_kill_while_the_model_is_written_keeps_the_old_record(saved, tmp_path)
     run, _ = saved
     path = run.save(tmp_path / "run")
     before = (path / "metrics.json").read_text()
-    died = subprocess.run([sys.executable, "-c", SAVE_AND_DIE, str(path)], capture_output=True, text=True, timeout=120)
+    died = subprocess.run(
+        [sys.executable, "-c", SAVE_AND_DIE, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert died.returncode == -signal.SIGKILL, died.stderr
     assert (path / "metrics.json").read_text() == before
     assert dl.runs.load(path).metrics == json.loads(before)
@@ -120,10 +150,13 @@ def test_a_kill_while_the_model_is_written_keeps_the_old_record(saved, tmp_path)
     assert all(name.startswith(".run.partial-") for name in leftovers)
 
 
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=3)),
-                           lambda inner: st.one_of(st.lists(inner, max_size=2),
-                                                   st.dictionaries(st.text(max_size=2), inner, max_size=2)),
-                           max_leaves=4)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=2), st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -132,7 +165,9 @@ json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 5
 def test_aggregate_groups_any_json_parameter_value(rows):
     from dmllab.values import canonical
 
-    table = dl.runs.aggregate([{"options": value, "r1": r1} for value, r1 in rows], by=["options"], metrics=["r1"])
+    table = dl.runs.aggregate(
+        [{"options": value, "r1": r1} for value, r1 in rows], by=["options"], metrics=["r1"]
+    )
     assert len(table) == len({canonical(value) for value, _ in rows})
     assert table["r1_n"].sum() == len(rows)
     assert {canonical(v) for v in table["options"]} == {canonical(value) for value, _ in rows}

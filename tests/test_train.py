@@ -9,8 +9,17 @@ from dmllab.train import NonFiniteLossError, StopTraining
 
 def digits_config(**changes):
     # train classes 0-4, test classes 5-9 (the zero-shot protocol on sklearn's digits)
-    base = dict(dataset="digits", split="classes", test_fraction=0.5, epochs=6, batches_per_epoch=15,
-                classes_per_batch=5, samples_per_class=8, embedding_dim=16, seed=0)
+    base = dict(
+        dataset="digits",
+        split="classes",
+        test_fraction=0.5,
+        epochs=6,
+        batches_per_epoch=15,
+        classes_per_batch=5,
+        samples_per_class=8,
+        embedding_dim=16,
+        seed=0,
+    )
     return Config(**{**base, **changes})
 
 
@@ -29,8 +38,15 @@ def test_same_config_same_numbers():
 
 
 def test_model_without_parameters_skips_the_optimiser_and_is_evaluable():
-    config = Config(dataset="loggrid", split="stratified", model="identity", normalize=False,
-                    geometry="euclidean", loss="prototype_ce", epochs=3)
+    config = Config(
+        dataset="loggrid",
+        split="stratified",
+        model="identity",
+        normalize=False,
+        geometry="euclidean",
+        loss="prototype_ce",
+        epochs=3,
+    )
     run = dl.fit(config, progress=False)
     assert run.history == []
     metrics = dl.evaluate(run)
@@ -39,9 +55,19 @@ def test_model_without_parameters_skips_the_optimiser_and_is_evaluable():
 
 def test_history_snapshots_and_callbacks():
     seen = []
-    config = digits_config(epochs=3, batches_per_epoch=2, val_fraction=0.4, classes_per_batch=3, snapshot_every=1,
-                           probe_size=50)
-    run = dl.fit(config, callbacks=[lambda run, epoch: seen.append((epoch, len(run.history)))], progress=False)
+    config = digits_config(
+        epochs=3,
+        batches_per_epoch=2,
+        val_fraction=0.4,
+        classes_per_batch=3,
+        snapshot_every=1,
+        probe_size=50,
+    )
+    run = dl.fit(
+        config,
+        callbacks=[lambda run, epoch: seen.append((epoch, len(run.history)))],
+        progress=False,
+    )
     assert seen == [(0, 1), (1, 2), (2, 3)]
     assert sorted(run.snapshots) == [0, 1, 2]
     assert run.snapshots[0].shape == (50, 16)
@@ -59,8 +85,14 @@ def test_callback_can_stop_training():
 
 
 def test_early_stopping_restores_the_best_validation_epoch():
-    config = digits_config(epochs=6, batches_per_epoch=2, val_fraction=0.4, classes_per_batch=3,
-                           early_stopping_patience=1, lr=0.05)
+    config = digits_config(
+        epochs=6,
+        batches_per_epoch=2,
+        val_fraction=0.4,
+        classes_per_batch=3,
+        early_stopping_patience=1,
+        lr=0.05,
+    )
     run = dl.fit(config, progress=False)
     best = max(run.history, key=lambda row: row["val_recall@1"])
     assert run.metrics["best_epoch"] == best["epoch"]
@@ -110,15 +142,22 @@ def test_teacher_is_frozen_and_in_eval_mode():
 
 def test_non_finite_loss_stops_with_a_clear_message():
     with pytest.raises(NonFiniteLossError, match="lower Config.lr"):
-        dl.fit(digits_config(epochs=2, batches_per_epoch=3, lr=1e30, normalize=False, optimizer="sgd"),
-               progress=False)
+        dl.fit(
+            digits_config(epochs=2, batches_per_epoch=3, lr=1e30, normalize=False, optimizer="sgd"),
+            progress=False,
+        )
 
 
 def test_run_save_and_load_round_trip(tmp_path):
     run = dl.fit(digits_config(epochs=1, batches_per_epoch=2, loss="margin"), progress=False)
     run.metrics.update(dl.evaluate(run))
     path = run.save(tmp_path / "run")
-    assert {p.name for p in path.iterdir()} == {"config.json", "metrics.json", "history.csv", "model.pt"}
+    assert {p.name for p in path.iterdir()} == {
+        "config.json",
+        "metrics.json",
+        "history.csv",
+        "model.pt",
+    }
     loaded = dl.runs.load(path)
     torch.testing.assert_close(loaded.embed(loaded.test), run.embed(run.test))
     assert loaded.config == run.config
@@ -144,7 +183,9 @@ class EmbeddingNorm(Regulariser):
         return {"norm_weight": self.weight}
 
     def term(self, z, labels, D, x):
-        assert len(z) == len(labels) == len(x)     # D: the batch matrix when a regulariser reads it, else None
+        assert (
+            len(z) == len(labels) == len(x)
+        )  # D: the batch matrix when a regulariser reads it, else None
         norm = (z * z).sum(dim=1).mean()
         return self.weight * norm, {"norm_term": float(norm.detach())}
 
@@ -170,15 +211,28 @@ def test_a_regulariser_passed_to_fit_stacks_on_the_loss_and_on_lsd():
     norm, sees = EmbeddingNorm(0.5), SeesTheBatchMatrix()
     config = digits_config(epochs=3, batches_per_epoch=2, normalize=False, lsd_alpha=4.0)
     run = dl.fit(config, regularisers=[norm, sees], progress=False)
-    assert norm.calls == [("start", 0, 3), ("end", 0, "Euclidean"), ("start", 1, 3), ("end", 1, "Euclidean"),
-                          ("start", 2, 3), ("end", 2, "Euclidean")]
+    assert norm.calls == [
+        ("start", 0, 3),
+        ("end", 0, "Euclidean"),
+        ("start", 1, 3),
+        ("end", 1, "Euclidean"),
+        ("start", 2, 3),
+        ("end", 2, "Euclidean"),
+    ]
     assert sees.shapes == [((40, 40), True)] * 6
     for row in run.history:
         lsd = row.get("lsd_term", 0.0) * row["lsd_weight"]
-        assert row["loss"] == pytest.approx(row["base_loss"] + lsd + 0.5 * row["norm_term"], rel=1e-5)
+        assert row["loss"] == pytest.approx(
+            row["base_loss"] + lsd + 0.5 * row["norm_term"], rel=1e-5
+        )
         assert row["norm_weight"] == 0.5
-    assert "lsd_term" not in run.history[0] and "lsd_term" in run.history[2]   # LSD from its first teacher on
+    assert (
+        "lsd_term" not in run.history[0] and "lsd_term" in run.history[2]
+    )  # LSD from its first teacher on
     shorter = config.replace(lsd_alpha=0.0, epochs=2)
     plain = dl.fit(shorter, regularisers=[EmbeddingNorm(5.0)], progress=False)
     unregularised = dl.fit(shorter, progress=False)
-    assert plain.history[-1]["norm_term"] < unregularised.embed(unregularised.train).pow(2).sum(1).mean()
+    assert (
+        plain.history[-1]["norm_term"]
+        < unregularised.embed(unregularised.train).pow(2).sum(1).mean()
+    )

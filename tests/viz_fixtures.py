@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from dmllab.config import Config
-from dmllab.data.dataset import Dataset
 from dmllab.data import Splits
+from dmllab.data.dataset import Dataset
 from dmllab.geometry.base import Geometry
 from dmllab.runs import Run
 
@@ -35,7 +35,9 @@ class SquaredDistance(Geometry):
         return torch.cdist(a, b).pow(2)
 
 
-def image_dataset(n_per_class: int = 8, classes: int = 3, seed: int = 0, noisy: bool = True) -> Dataset:
+def image_dataset(
+    n_per_class: int = 8, classes: int = 3, seed: int = 0, noisy: bool = True
+) -> Dataset:
     """Classes of 4x4 'images' around distinct means, two sub-clusters per class, some labels flipped."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(classes).repeat_interleave(n_per_class)
@@ -47,8 +49,14 @@ def image_dataset(n_per_class: int = 8, classes: int = 3, seed: int = 0, noisy: 
     if noisy:
         noisy_y[0] = (y[0] + 1) % classes
         noisy_y[n_per_class] = (y[n_per_class] + 1) % classes
-    return Dataset(x=x, y=noisy_y, sub=sub, clean_y=clean if noisy else None, image_shape=(1, 4, 4),
-                   name="tiny-images")
+    return Dataset(
+        x=x,
+        y=noisy_y,
+        sub=sub,
+        clean_y=clean if noisy else None,
+        image_shape=(1, 4, 4),
+        name="tiny-images",
+    )
 
 
 def hand_run(epochs: int = 3, embedding_dim: int = 5, probe: int = 12) -> Run:
@@ -62,8 +70,23 @@ def hand_run(epochs: int = 3, embedding_dim: int = 5, probe: int = 12) -> Run:
     with torch.no_grad():
         for epoch in range(1, epochs + 1):
             snapshots[epoch] = model(train.x[probe_index]) * epoch
-            history.append({"epoch": epoch, "loss": 1.0 / epoch, "base_loss": 0.9 / epoch,
-                            "lsd_term": 0.1 * epoch, "active": 100 - epoch, "val_recall@1": 0.5 + 0.1 * epoch,
-                            "seconds": 0.01})
-    return Run(model=model, geometry=SquaredDistance(), config=Config(epochs=epochs), history=history,
-               snapshots=snapshots, probe_index=probe_index, data=Splits(train=train, test=test))
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": 1.0 / epoch,
+                    "base_loss": 0.9 / epoch,
+                    "lsd_term": 0.1 * epoch,
+                    "active": 100 - epoch,
+                    "val_recall@1": 0.5 + 0.1 * epoch,
+                    "seconds": 0.01,
+                }
+            )
+    return Run(
+        model=model,
+        geometry=SquaredDistance(),
+        config=Config(epochs=epochs),
+        history=history,
+        snapshots=snapshots,
+        probe_index=probe_index,
+        data=Splits(train=train, test=test),
+    )

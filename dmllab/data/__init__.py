@@ -20,6 +20,21 @@ from dmllab.data.splits import Splits, split, validation_split
 from dmllab.data.superclass import superclass
 
 __all__ = [
-    "DATASETS", "NOISE_KINDS", "SPLITS", "BadImageError", "BadImagesError", "ClassBalancedSampler", "Dataset", "LazyImages", "Splits", "available",
-    "load", "noise", "options", "resolve", "split", "superclass", "validation_split",
+    "DATASETS",
+    "NOISE_KINDS",
+    "SPLITS",
+    "BadImageError",
+    "BadImagesError",
+    "ClassBalancedSampler",
+    "Dataset",
+    "LazyImages",
+    "Splits",
+    "available",
+    "load",
+    "noise",
+    "options",
+    "resolve",
+    "split",
+    "superclass",
+    "validation_split",
 ]

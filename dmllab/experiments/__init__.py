@@ -25,8 +25,14 @@ if TYPE_CHECKING:
     from dmllab.experiments.results import Results
     from dmllab.experiments.runner import run_job, run_plan, run_variants
 
-_HOMES = {"Job": "plan", "Plan": "plan", "Results": "results", "run_job": "runner", "run_plan": "runner",
-          "run_variants": "runner"}
+_HOMES = {
+    "Job": "plan",
+    "Plan": "plan",
+    "Results": "results",
+    "run_job": "runner",
+    "run_plan": "runner",
+    "run_variants": "runner",
+}
 
 __all__ = ["Job", "Plan", "Results", "run_job", "run_plan", "run_variants"]
 

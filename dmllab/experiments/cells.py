@@ -46,7 +46,7 @@ class CellState:
     cell: dict[str, Any]
     path: Path
     finished: bool = False
-    stale: str | None = None    # finished with another configuration: the first difference
+    stale: str | None = None  # finished with another configuration: the first difference
     damaged: str | None = None  # finished, but a file changed or went missing since
 
 
@@ -59,7 +59,9 @@ def _read_cell(folder: Path) -> dict[str, Any] | None:
     record = records.read_json(path, "cell's completion record")
     missing = {"params", "recorded", "files"} - set(record)
     if missing:
-        raise RecordError(f"{path}: the cell's completion record has no {', '.join(sorted(missing))}")
+        raise RecordError(
+            f"{path}: the cell's completion record has no {', '.join(sorted(missing))}"
+        )
     return record
 
 
@@ -83,8 +85,14 @@ def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
                 state.finished = True
         states.append(state)
     names = {state.path.name for state in states}
-    foreign = sorted(p.name for p in grid.out.iterdir()
-                     if p.is_dir() and p.name not in names and not records.is_staging(p) and (p / CELL_RECORD).exists())
+    foreign = sorted(
+        p.name
+        for p in grid.out.iterdir()
+        if p.is_dir()
+        and p.name not in names
+        and not records.is_staging(p)
+        and (p / CELL_RECORD).exists()
+    )
     return states, foreign
 
 
@@ -115,17 +123,23 @@ def finished_cells(directory: Path) -> tuple[list[Finished], list[str]]:
     Raises GridError when the finished cells come from different sweeps (other parameters, or
     another base configuration): one table never mixes them."""
     cells, skipped = [], []
-    for folder in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(
+        p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
+    ):
         if not (folder / CELL_RECORD).exists() and not (folder / "params.json").exists():
             continue
         try:
             record = _read_cell(folder)
             if record is None:
-                skipped.append(f"{folder.name}: not finished (failed, running or killed; no {CELL_RECORD})")
+                skipped.append(
+                    f"{folder.name}: not finished (failed, running or killed; no {CELL_RECORD})"
+                )
                 continue
             changed = records.damaged_files(folder, record["files"])
             if changed:
-                skipped.append(f"{folder.name}: {', '.join(changed)} changed or missing since it finished")
+                skipped.append(
+                    f"{folder.name}: {', '.join(changed)} changed or missing since it finished"
+                )
                 continue
             metrics = records.read_json(folder / "metrics.json", "cell's metrics")
         except RecordError as error:
@@ -151,9 +165,13 @@ def _check_one_sweep(directory: Path, cells: list[Finished]) -> None:
     first = cells[0]
     for cell in cells[1:]:
         if sorted(cell.params) != sorted(first.params):
-            raise GridError(f"{directory} mixes cells of different sweeps ({first.name} varies "
-                            f"{', '.join(sorted(first.params))}; {cell.name} varies {', '.join(sorted(cell.params))}); "
-                            "report each sweep's folder on its own")
+            raise GridError(
+                f"{directory} mixes cells of different sweeps ({first.name} varies "
+                f"{', '.join(sorted(first.params))}; {cell.name} varies {', '.join(sorted(cell.params))}); "
+                "report each sweep's folder on its own"
+            )
         if canonical(_base(cell)) != canonical(_base(first)):
-            raise GridError(f"{directory} mixes cells of different sweeps ({first.name} and {cell.name} differ in "
-                            f"{_difference(_base(first), _base(cell))}); report each sweep's folder on its own")
+            raise GridError(
+                f"{directory} mixes cells of different sweeps ({first.name} and {cell.name} differ in "
+                f"{_difference(_base(first), _base(cell))}); report each sweep's folder on its own"
+            )

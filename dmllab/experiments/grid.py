@@ -38,7 +38,9 @@ class Grid:
     notebook: Path | None = None
     fit: dict[str, Any] | None = None
     quick: bool = False
-    defaults: dict[str, str] = field(default_factory=dict)  # the notebook's parameters (source text)
+    defaults: dict[str, str] = field(
+        default_factory=dict
+    )  # the notebook's parameters (source text)
     path: Path | None = None  # the grid file
 
     def plan(self) -> Plan:
@@ -56,8 +58,11 @@ class Grid:
         """The configuration a finished `cell` records: compared on every rerun and by the report."""
         if self.notebook is None:
             return {"fit": self.config(cell).to_dict()}
-        return {"notebook": self.notebook.name, "defaults": self.defaults,
-                "parameters": {"quick": self.quick, **cell}}
+        return {
+            "notebook": self.notebook.name,
+            "defaults": self.defaults,
+            "parameters": {"quick": self.quick, **cell},
+        }
 
 
 # --------------------------------------------------------------------------- reading a grid
@@ -71,16 +76,22 @@ def load_grid(path: str | Path) -> Grid:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
-        raise GridError(f"{path}: cannot read the grid file ({getattr(error, 'strerror', None) or error})")
+        raise GridError(
+            f"{path}: cannot read the grid file ({getattr(error, 'strerror', None) or error})"
+        )
     try:
         data = load_yaml(text, str(path))
     except BadValue as error:
         raise GridError(str(error))
     if not isinstance(data, dict):
-        raise GridError(f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'")
+        raise GridError(
+            f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'"
+        )
     root = yaml.compose(text, Loader=StrictLoader)
     if not isinstance(root, yaml.MappingNode):  # `data` is a dict, so its node is a mapping
-        raise GridError(f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'")
+        raise GridError(
+            f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'"
+        )
     lines = {key.value: key.start_mark.line + 1 for key, _ in root.value}
     param_lines: dict[str, int] = {}
     for key, value in root.value:
@@ -92,9 +103,13 @@ def load_grid(path: str | Path) -> Grid:
 
     for key in data:
         if key not in GRID_KEYS:
-            raise fail(key, f"unknown key {key!r}; a grid file takes: {', '.join(sorted(GRID_KEYS))}")
+            raise fail(
+                key, f"unknown key {key!r}; a grid file takes: {', '.join(sorted(GRID_KEYS))}"
+            )
     if ("notebook" in data) == ("fit" in data):
-        raise GridError(f"{path}:1: give exactly one of 'notebook' (a lesson) or 'fit' (base Config fields)")
+        raise GridError(
+            f"{path}:1: give exactly one of 'notebook' (a lesson) or 'fit' (base Config fields)"
+        )
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise fail("parameters", "'parameters' maps each parameter to a list of values")
@@ -103,10 +118,17 @@ def load_grid(path: str | Path) -> Grid:
             raise fail(name, f"parameter {name!r} needs a non-empty list of values", param_lines)
         repeated = first_repeat(listed)
         if repeated is not None:
-            raise fail(name, f"parameter {name!r} lists {repeated!r} twice; each value runs once", param_lines)
+            raise fail(
+                name,
+                f"parameter {name!r} lists {repeated!r} twice; each value runs once",
+                param_lines,
+            )
     seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                          for s in seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
         raise fail("seeds", "'seeds' is a non-empty list of integers")
     try:
         for seed in seeds:
@@ -118,8 +140,12 @@ def load_grid(path: str | Path) -> Grid:
     if "seed" in parameters:
         raise fail("seed", "put seeds under 'seeds', not under 'parameters'", param_lines)
     if VARIANT in parameters:
-        raise fail(VARIANT, f"'{VARIANT}' names each row of a sweep's results; a sweep cannot vary a parameter "
-                            "of that name", param_lines)
+        raise fail(
+            VARIANT,
+            f"'{VARIANT}' names each row of a sweep's results; a sweep cannot vary a parameter "
+            "of that name",
+            param_lines,
+        )
     if not isinstance(data.get("quick", False), bool):
         raise fail("quick", f"'quick' must be true or false; got {data['quick']!r}")
     if not isinstance(data.get("out", ""), (str, type(None))):
@@ -135,8 +161,12 @@ def load_grid(path: str | Path) -> Grid:
         defaults = notebook_parameters(notebook)
         for name, listed in parameters.items():
             if name not in defaults:
-                raise fail(name, f"{notebook.name} has no parameter {name!r}; its parameters are: "
-                                 f"{', '.join(sorted(defaults))}", param_lines)
+                raise fail(
+                    name,
+                    f"{notebook.name} has no parameter {name!r}; its parameters are: "
+                    f"{', '.join(sorted(defaults))}",
+                    param_lines,
+                )
             try:
                 for value in listed:
                     check_value(name, value, defaults[name])
@@ -164,6 +194,13 @@ def load_grid(path: str | Path) -> Grid:
             raise fail("parameters" if "parameters" in lines else "fit", str(error))
     out = Path(data.get("out") or path.with_suffix(""))
     out = out if out.is_absolute() else path.parent / out
-    return Grid(parameters=parameters, seeds=seeds, out=out, notebook=notebook, fit=fit,
-                quick=data.get("quick", False), defaults=defaults, path=path)
-
+    return Grid(
+        parameters=parameters,
+        seeds=seeds,
+        out=out,
+        notebook=notebook,
+        fit=fit,
+        quick=data.get("quick", False),
+        defaults=defaults,
+        path=path,
+    )

@@ -20,8 +20,9 @@ on the same seeds, so that variants can be compared paired by seed (`dmllab.clai
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Union
 
 from dmllab.values import canonical
 
@@ -65,36 +66,52 @@ class Plan:
         if not self.seeds:
             raise ValueError("a plan needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds {self.seeds} repeat a seed; a repeated run is not a new paired sample, "
-                             "so give distinct seeds")
+            raise ValueError(
+                f"seeds {self.seeds} repeat a seed; a repeated run is not a new paired sample, "
+                "so give distinct seeds"
+            )
         if "seed" in self.factors:
-            raise ValueError("'seed' is not a factor: give the seeds as `seeds`, so that every variant runs on "
-                             "each")
+            raise ValueError(
+                "'seed' is not a factor: give the seeds as `seeds`, so that every variant runs on "
+                "each"
+            )
         if VARIANT in self.factors and len(self.factors) > 1:
-            raise ValueError(f"'{VARIANT}' names each row of the results; call the factor of named variants "
-                             "something else when there are other factors")
+            raise ValueError(
+                f"'{VARIANT}' names each row of the results; call the factor of named variants "
+                "something else when there are other factors"
+            )
         setters: dict[str, str] = {}
         for name, levels in self.factors.items():
             if isinstance(levels, Mapping):
                 if not all(isinstance(fields, Mapping) for fields in levels.values()):
-                    raise ValueError(f"factor {name!r}: each named level maps fields to values; got {levels!r}")
+                    raise ValueError(
+                        f"factor {name!r}: each named level maps fields to values; got {levels!r}"
+                    )
             elif isinstance(levels, str) or not isinstance(levels, Sequence):
-                raise ValueError(f"factor {name!r}: give a list of values or named levels ({{name: changes}}); "
-                                 f"got {levels!r}")
+                raise ValueError(
+                    f"factor {name!r}: give a list of values or named levels ({{name: changes}}); "
+                    f"got {levels!r}"
+                )
             if not levels:
-                raise ValueError(f"factor {name!r} has no levels; e.g. {{'baseline': {{}}}} for one variant")
+                raise ValueError(
+                    f"factor {name!r} has no levels; e.g. {{'baseline': {{}}}} for one variant"
+                )
             repeated = first_repeat(list(levels))
             if repeated is not None:
                 raise ValueError(f"factor {name!r} lists {repeated!r} twice; each level runs once")
             options = self._options(name)
             seeded = sorted(label for label, _, fields in options if "seed" in fields)
             if seeded:
-                raise ValueError(f"level(s) {', '.join(seeded)} of {name!r} set 'seed'; every variant runs on "
-                                 "`seeds` (so that variants are paired by seed): remove it from the level")
+                raise ValueError(
+                    f"level(s) {', '.join(seeded)} of {name!r} set 'seed'; every variant runs on "
+                    "`seeds` (so that variants are paired by seed): remove it from the level"
+                )
             for set_field in {key for _, _, fields in options for key in fields}:
                 if setters.setdefault(set_field, name) != name:
-                    raise ValueError(f"factors {setters[set_field]!r} and {name!r} both set {set_field!r}; "
-                                     "let one factor set each field")
+                    raise ValueError(
+                        f"factors {setters[set_field]!r} and {name!r} both set {set_field!r}; "
+                        "let one factor set each field"
+                    )
 
     @classmethod
     def named(cls, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int] = (0,)) -> Plan:
@@ -111,7 +128,9 @@ class Plan:
         jobs: list[Job] = []
         for combination in itertools.product(*(self._options(name) for name in self.factors)):
             variant = variant_name([label for label, _, _ in combination])
-            levels = {name: level for name, (_, level, _) in zip(self.factors, combination, strict=True)}
+            levels = {
+                name: level for name, (_, level, _) in zip(self.factors, combination, strict=True)
+            }
             changes = {key: value for _, _, fields in combination for key, value in fields.items()}
             jobs.extend(Job(variant, levels, {**changes, "seed": seed}) for seed in self.seeds)
         return jobs

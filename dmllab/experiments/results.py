@@ -19,8 +19,9 @@ differences (`dmllab.claims`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -44,13 +45,24 @@ class Results:
     factors: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Mapping[str, Any]], factors: Sequence[str] = (),
-                  runs: dict[tuple[str, int], Run] | None = None) -> Results:
+    def from_rows(
+        cls,
+        rows: Sequence[Mapping[str, Any]],
+        factors: Sequence[str] = (),
+        runs: dict[tuple[str, int], Run] | None = None,
+    ) -> Results:
         """A table of `rows` (`variant`, each factor, `seed`, metrics); factor values are kept as
         given (no 1 -> 1.0 or None -> NaN), metrics that JSON stored as None read as NaN."""
         factors = list(factors)
-        table = pd.DataFrame([{key: math.nan if value is None and key not in factors else value
-                               for key, value in row.items()} for row in rows])
+        table = pd.DataFrame(
+            [
+                {
+                    key: math.nan if value is None and key not in factors else value
+                    for key, value in row.items()
+                }
+                for row in rows
+            ]
+        )
         for name in factors:
             table[name] = pd.Series([row[name] for row in rows], dtype=object, index=table.index)
         return cls(table=table, runs=dict(runs or {}), factors=factors)
@@ -60,22 +72,34 @@ class Results:
         """The results of a sweep's finished cells (`cells.finished_cells`): one row per cell, its
         parameters as the factors (in sorted order, as the grid crosses them), in the cells' order."""
         factors = sorted({name for cell in cells for name in cell.params} - {"seed"})
-        rows = [{VARIANT: variant_name([level_name(cell.params[name]) for name in factors]),
-                 **{name: cell.params[name] for name in factors}, "seed": cell.params["seed"], **cell.metrics}
-                for cell in cells]
+        rows = [
+            {
+                VARIANT: variant_name([level_name(cell.params[name]) for name in factors]),
+                **{name: cell.params[name] for name in factors},
+                "seed": cell.params["seed"],
+                **cell.metrics,
+            }
+            for cell in cells
+        ]
         return cls.from_rows(rows, factors)
 
     @property
     def variants(self) -> list[str]:
         return list(dict.fromkeys(self.table[VARIANT]))
 
-    def summary(self, metrics: Sequence[str] | None = None, confidence: float = 0.95,
-                by: Sequence[str] | None = None) -> pd.DataFrame:
+    def summary(
+        self,
+        metrics: Sequence[str] | None = None,
+        confidence: float = 0.95,
+        by: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
         """Mean, std, CI half-width and count of each metric per variant (variants in run order),
         with each factor's value beside it; or per group of the columns `by` (sorted by them)."""
         metrics = list(metrics) if metrics is not None else self.metric_names()
         by = list(by) if by is not None else [VARIANT, *self.factors]
-        table = aggregate(self.table.to_dict("records"), by=by, metrics=metrics, confidence=confidence)
+        table = aggregate(
+            self.table.to_dict("records"), by=by, metrics=metrics, confidence=confidence
+        )
         if VARIANT not in by:
             return table
         order = {name: i for i, name in enumerate(self.variants)}
@@ -95,17 +119,31 @@ class Results:
         summary = self.summary(metrics)
         table = pd.DataFrame(index=pd.Index(summary[VARIANT], name=VARIANT))
         for metric in metrics:
-            table[metric] = [_mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"], decimals)
-                             for _, row in summary.iterrows()]
-        table["seeds"] = self.table.groupby(VARIANT, sort=False)["seed"].nunique().reindex(table.index).to_numpy()
+            table[metric] = [
+                _mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"], decimals)
+                for _, row in summary.iterrows()
+            ]
+        table["seeds"] = (
+            self.table.groupby(VARIANT, sort=False)["seed"]
+            .nunique()
+            .reindex(table.index)
+            .to_numpy()
+        )
         return table
 
     def metric_names(self) -> list[str]:
         """The numeric columns that are neither the variant, a factor nor the seed."""
-        return [c for c in self.table.columns if c not in (VARIANT, "seed", *self.factors)
-                and pd.api.types.is_numeric_dtype(self.table[c]) and not pd.api.types.is_bool_dtype(self.table[c])]
+        return [
+            c
+            for c in self.table.columns
+            if c not in (VARIANT, "seed", *self.factors)
+            and pd.api.types.is_numeric_dtype(self.table[c])
+            and not pd.api.types.is_bool_dtype(self.table[c])
+        ]
 
-    def difference(self, metric: str, better: str, worse: str, confidence: float = 0.95) -> PairedDifference:
+    def difference(
+        self, metric: str, better: str, worse: str, confidence: float = 0.95
+    ) -> PairedDifference:
         """better - worse on `metric`, paired by seed, with its one-sided lower confidence bound.
 
         Raises ValueError for an unknown variant or metric, or when the two variants were not run
@@ -118,18 +156,31 @@ class Results:
             if metric not in rows:
                 raise ValueError(f"no metric {metric!r}; metrics: {self.metric_names()}")
             values.append(rows.set_index("seed")[metric])
-        repeated = [name for name, column in zip((better, worse), values) if column.index.duplicated().any()]
+        repeated = [
+            name for name, column in zip((better, worse), values) if column.index.duplicated().any()
+        ]
         if repeated:
-            raise ValueError(f"variant(s) {repeated} hold a seed twice: a paired difference needs one value "
-                             "per variant and seed")
+            raise ValueError(
+                f"variant(s) {repeated} hold a seed twice: a paired difference needs one value "
+                "per variant and seed"
+            )
         if set(values[0].index) != set(values[1].index):
-            raise ValueError(f"variants {better!r} and {worse!r} were run with different seeds: "
-                             f"{sorted(values[0].index)} vs {sorted(values[1].index)}")
+            raise ValueError(
+                f"variants {better!r} and {worse!r} were run with different seeds: "
+                f"{sorted(values[0].index)} vs {sorted(values[1].index)}"
+            )
         seeds = sorted(values[0].index)
-        return paired_difference(values[0][seeds].tolist(), values[1][seeds].tolist(), metric=metric,
-                                 names=(better, worse), confidence=confidence)
+        return paired_difference(
+            values[0][seeds].tolist(),
+            values[1][seeds].tolist(),
+            metric=metric,
+            names=(better, worse),
+            confidence=confidence,
+        )
 
-    def contrasts(self, metric: str, factor: str, better: Any, worse: Any) -> list[tuple[str, str, str]]:
+    def contrasts(
+        self, metric: str, factor: str, better: Any, worse: Any
+    ) -> list[tuple[str, str, str]]:
         """(metric, variant, variant) comparisons of two levels of one factor, one for each
         combination of the other factors' levels (in run order), everything else held fixed: the
         comparisons `claims`, `headline` and `difference` read, paired by seed.
@@ -153,22 +204,31 @@ class Results:
         for context, variants in contexts.items():
             missing = [level for level in (better, worse) if canonical(level) not in variants]
             if missing:
-                raise ValueError(f"no variant with {factor}={missing[0]!r} where {', '.join(others)} = {context}; "
-                                 f"levels there: {sorted(variants)}")
+                raise ValueError(
+                    f"no variant with {factor}={missing[0]!r} where {', '.join(others)} = {context}; "
+                    f"levels there: {sorted(variants)}"
+                )
             comparisons.append((metric, variants[canonical(better)], variants[canonical(worse)]))
         return comparisons
 
-    def claims(self, comparisons: Sequence[tuple[str, str, str]], confidence: float = 0.95) -> pd.DataFrame:
+    def claims(
+        self, comparisons: Sequence[tuple[str, str, str]], confidence: float = 0.95
+    ) -> pd.DataFrame:
         """One row per (metric, better, worse): the paired mean difference, its sd, the one-sided
         lower confidence bound and whether it clears zero, rounded for reading."""
         if not comparisons:
             raise ValueError("claims needs at least one (metric, better, worse) comparison")
-        rows = [self.difference(metric, better, worse, confidence).as_row()
-                for metric, better, worse in comparisons]
-        return pd.DataFrame(rows)[["metric", "better", "worse", "mean", "sd", "lower", "n", "holds"]]
+        rows = [
+            self.difference(metric, better, worse, confidence).as_row()
+            for metric, better, worse in comparisons
+        ]
+        return pd.DataFrame(rows)[
+            ["metric", "better", "worse", "mean", "sd", "lower", "n", "holds"]
+        ]
 
-    def headline(self, metrics: Sequence[str], prefix: str = "",
-                 claims: Sequence[tuple[str, str, str]] = ()) -> dict[str, float]:
+    def headline(
+        self, metrics: Sequence[str], prefix: str = "", claims: Sequence[tuple[str, str, str]] = ()
+    ) -> dict[str, float]:
         """Flat `{prefix}{variant}/{metric}` means and `..._std` seed spreads, for a metrics.json;
         for each claim (metric, better, worse) also `{prefix}{better} - {worse}/{metric}` (the
         paired mean difference) and `..._lower` (its 95% one-sided lower bound)."""
@@ -188,9 +248,8 @@ class Results:
 
 
 def _mean_std(mean: float, std: float, n: int, decimals: int) -> str:
-    """"0.907 ± 0.012"; "0.907" for a single value; "" when nothing was measured."""
+    """ "0.907 ± 0.012"; "0.907" for a single value; "" when nothing was measured."""
     if n == 0 or not math.isfinite(mean):
         return ""
     text = f"{mean:.{decimals}f}"
     return text if n < 2 else f"{text} ± {std:.{decimals}f}"
-

@@ -13,7 +13,8 @@ so does `dmllab fit`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dmllab.config import Config
 from dmllab.data.dataset import Dataset
@@ -25,8 +26,13 @@ from dmllab.runs import Run
 from dmllab.train import fit, progress_bar
 
 
-def run_job(config: Config, dataset: Dataset | None = None, *, progress: bool = False,
-            **evaluate_options: Any) -> Run:
+def run_job(
+    config: Config,
+    dataset: Dataset | None = None,
+    *,
+    progress: bool = False,
+    **evaluate_options: Any,
+) -> Run:
     """Train `config` (its seed fixes the split, the label noise and the initialisation; a given
     `dataset` wins over `config.dataset`) and measure the run on its test split.
 
@@ -39,8 +45,15 @@ def run_job(config: Config, dataset: Dataset | None = None, *, progress: bool = 
     return run
 
 
-def run_plan(base: Config, plan: Plan, *, dataset: Dataset | None = None, keep_runs: bool = False,
-             progress: bool = True, **evaluate_options: Any) -> Results:
+def run_plan(
+    base: Config,
+    plan: Plan,
+    *,
+    dataset: Dataset | None = None,
+    keep_runs: bool = False,
+    progress: bool = True,
+    **evaluate_options: Any,
+) -> Results:
     """Run every job of `plan` on `base` (`run_job`), in the plan's order, into one Results table.
 
     progress: one bar over the jobs (tqdm.auto: a widget in Jupyter, text on a terminal), its label
@@ -50,12 +63,16 @@ def run_plan(base: Config, plan: Plan, *, dataset: Dataset | None = None, keep_r
     Raises ValueError for an invalid job's Config, and for two level combinations that read as one
     variant's name, before anything trains."""
     jobs = plan.jobs()
-    configs = [base.replace(**job.changes) for job in jobs]  # every job's Config is valid, or nothing runs
+    configs = [
+        base.replace(**job.changes) for job in jobs
+    ]  # every job's Config is valid, or nothing runs
     combinations: dict[str, dict[str, Any]] = {}
     for job in jobs:
         if combinations.setdefault(job.variant, job.levels) != job.levels:
-            raise ValueError(f"levels {combinations[job.variant]} and {job.levels} both make the variant name "
-                             f"{job.variant!r}; rename a level so that each variant has its own name")
+            raise ValueError(
+                f"levels {combinations[job.variant]} and {job.levels} both make the variant name "
+                f"{job.variant!r}; rename a level so that each variant has its own name"
+            )
     rows, runs = [], {}
     bar = progress_bar(list(zip(jobs, configs, strict=True)), progress, desc="runs", leave=True)
     for job, config in bar:
@@ -69,9 +86,16 @@ def run_plan(base: Config, plan: Plan, *, dataset: Dataset | None = None, keep_r
     return Results.from_rows(rows, plan.names, runs)
 
 
-def run_variants(base: Config, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int] = (0, 1, 2), *,
-                 dataset: Dataset | None = None, keep_runs: bool = False, progress: bool = True,
-                 **evaluate_options: Any) -> Results:
+def run_variants(
+    base: Config,
+    variants: Mapping[str, Mapping[str, Any]],
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    dataset: Dataset | None = None,
+    keep_runs: bool = False,
+    progress: bool = True,
+    **evaluate_options: Any,
+) -> Results:
     """Train `base` with each named variant's field changes for each seed and evaluate on the test
     split: `run_plan` of `Plan.named(variants, seeds)`.
 
@@ -81,5 +105,11 @@ def run_variants(base: Config, variants: Mapping[str, Mapping[str, Any]], seeds:
     trains."""
     if not variants:
         raise ValueError("run_variants needs at least one variant, e.g. {'baseline': {}}")
-    return run_plan(base, Plan.named(variants, seeds), dataset=dataset, keep_runs=keep_runs, progress=progress,
-                    **evaluate_options)
+    return run_plan(
+        base,
+        Plan.named(variants, seeds),
+        dataset=dataset,
+        keep_runs=keep_runs,
+        progress=progress,
+        **evaluate_options,
+    )

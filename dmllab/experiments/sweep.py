@@ -59,22 +59,33 @@ def _run_cells(grid: Grid, todo: list[CellState], total: int, workers: int) -> i
     for state in todo:
         if state.damaged:
             print(f"  {state.path.name}: {state.damaged}; running it again", flush=True)
-    print(f"sweep: {total} cells, {total - len(todo)} already done, {len(todo)} to run "
-          f"with {workers} workers -> {grid.out}", flush=True)
+    print(
+        f"sweep: {total} cells, {total - len(todo)} already done, {len(todo)} to run "
+        f"with {workers} workers -> {grid.out}",
+        flush=True,
+    )
     threads = max(1, (os.cpu_count() or 1) // workers)
     failures = []
     tasks = [(grid, state.cell, threads) for state in todo]
     for outcome in run_tasks(run_cell, tasks, workers, retries=1):
         name = cell_name(outcome.task[1])
         if outcome.retrying:
-            print(f"  worker died ({outcome.died}) while running {name}; running that cell once more", flush=True)
+            print(
+                f"  worker died ({outcome.died}) while running {name}; running that cell once more",
+                flush=True,
+            )
             continue
         error = f"its worker died twice, last {outcome.died}" if outcome.died else outcome.result[1]
-        print(f"  {'FAILED' if error else 'done'}: {name}" + (f" ({error})" if error else ""), flush=True)
+        print(
+            f"  {'FAILED' if error else 'done'}: {name}" + (f" ({error})" if error else ""),
+            flush=True,
+        )
         if error:
             failures.append(name)
     if failures:
-        print(f"{len(failures)} cell(s) failed; see error.txt in each; rerun the sweep to retry them")
+        print(
+            f"{len(failures)} cell(s) failed; see error.txt in each; rerun the sweep to retry them"
+        )
     return 1 if failures else 0
 
 
@@ -83,12 +94,16 @@ def _check_output(grid: Grid, states: list[CellState], foreign: list[str]) -> No
     configuration (an edited grid) or cells this grid does not have (another sweep)."""
     stale = [s for s in states if s.stale]
     if stale:
-        raise GridError(f"{grid.out}: {len(stale)} finished cell(s) ran with another configuration than this grid's "
-                        f"(e.g. {stale[0].path.name}: {stale[0].stale}); give the grid a new 'out:' folder, "
-                        "or delete those cells to run them again")
+        raise GridError(
+            f"{grid.out}: {len(stale)} finished cell(s) ran with another configuration than this grid's "
+            f"(e.g. {stale[0].path.name}: {stale[0].stale}); give the grid a new 'out:' folder, "
+            "or delete those cells to run them again"
+        )
     if foreign:
-        raise GridError(f"{grid.out}: holds {len(foreign)} finished cell(s) that are not in this grid (e.g. "
-                        f"{foreign[0]}): one folder holds one sweep; give the grid a new 'out:' folder")
+        raise GridError(
+            f"{grid.out}: holds {len(foreign)} finished cell(s) that are not in this grid (e.g. "
+            f"{foreign[0]}): one folder holds one sweep; give the grid a new 'out:' folder"
+        )
 
 
 def _check_writable(folder: Path) -> None:
@@ -101,8 +116,10 @@ def _check_writable(folder: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as error:
-        raise GridError(f"sweep: cannot write {probe}: {describe(error)}; free some space or "
-                        "give the grid another 'out:' folder")
+        raise GridError(
+            f"sweep: cannot write {probe}: {describe(error)}; free some space or "
+            "give the grid another 'out:' folder"
+        )
     finally:
         probe.unlink(missing_ok=True)
 
@@ -132,14 +149,21 @@ def run_cell(task: tuple[Grid, dict[str, Any], int]) -> tuple[str, str | None]:
         staging = records.staging_dir(final)
         (staging / "params.json").write_text(json.dumps(cell, sort_keys=True))
         if grid.notebook is not None:
-            execute(grid.notebook, staging / grid.notebook.name,
-                    {"quick": grid.quick, **cell, "output_dir": str(staging.resolve())})
+            execute(
+                grid.notebook,
+                staging / grid.notebook.name,
+                {"quick": grid.quick, **cell, "output_dir": str(staging.resolve())},
+            )
             if not (staging / "metrics.json").is_file():
                 raise RecordError(f"{grid.notebook.name} wrote no metrics.json into its output_dir")
         else:
             run_job(grid.config(cell)).write_files(staging)
         files = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
-        record = {"params": cell, "recorded": grid.recorded(cell), "files": records.manifest(staging, files)}
+        record = {
+            "params": cell,
+            "recorded": grid.recorded(cell),
+            "files": records.manifest(staging, files),
+        }
         (staging / CELL_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
         records.publish(staging, final)
         return final.name, None

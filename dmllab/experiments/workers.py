@@ -22,9 +22,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterator
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -49,7 +50,9 @@ class _Worker:
     tries: int = 0
 
 
-def run_tasks(function: Callable[[Any], Any], tasks: list[Any], workers: int, *, retries: int = 1) -> Iterator[Outcome]:
+def run_tasks(
+    function: Callable[[Any], Any], tasks: list[Any], workers: int, *, retries: int = 1
+) -> Iterator[Outcome]:
     """Run `function(task)` for every task in `workers` processes; yield an Outcome as each ends.
 
     `function` must be importable (spawn pickles it by name) and should catch its own errors: an

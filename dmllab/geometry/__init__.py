@@ -31,7 +31,16 @@ from dmllab.geometry.bregman import Bregman
 from dmllab.geometry.cosine import Cosine
 from dmllab.geometry.euclidean import Euclidean, SquaredEuclidean
 
-__all__ = ["Geometry", "SquaredEuclidean", "Euclidean", "Cosine", "Bregman", "GEOMETRIES", "build", "resolve"]
+__all__ = [
+    "Geometry",
+    "SquaredEuclidean",
+    "Euclidean",
+    "Cosine",
+    "Bregman",
+    "GEOMETRIES",
+    "build",
+    "resolve",
+]
 
 #: name -> Geometry class; `cls.create(name, dim, **options)` makes one, `cls.learned` marks the
 #: geometries trained with the model (both Bregman names: ICNN and max-affine generators).
@@ -51,7 +60,9 @@ def build(name: str, dim: int, **options: Any) -> Geometry:
     Unknown names or options raise a ValueError that lists the allowed ones.
     """
     if name not in GEOMETRIES:
-        raise ValueError(f"unknown geometry {name!r}; choose one of: {', '.join(sorted(GEOMETRIES))}")
+        raise ValueError(
+            f"unknown geometry {name!r}; choose one of: {', '.join(sorted(GEOMETRIES))}"
+        )
     return GEOMETRIES[name].create(name, dim, **options)
 
 
@@ -68,11 +79,15 @@ def resolve(geometry: Geometry | str | None, *, default: str = "euclidean") -> G
     if geometry is None:
         geometry = default
     if not isinstance(geometry, str):
-        raise TypeError(f"geometry must be a registered name ({', '.join(sorted(GEOMETRIES))}) "
-                        f"or a dmllab Geometry object; got {type(geometry).__name__}")
+        raise TypeError(
+            f"geometry must be a registered name ({', '.join(sorted(GEOMETRIES))}) "
+            f"or a dmllab Geometry object; got {type(geometry).__name__}"
+        )
     if geometry in GEOMETRIES and GEOMETRIES[geometry].learned:
         fixed = sorted(name for name, cls in GEOMETRIES.items() if not cls.learned)
-        raise TypeError(f"geometry {geometry!r} is learned, so its name alone is an untrained divergence: pass "
-                        f"the trained Geometry object (e.g. run.geometry), or build(\"{geometry}\", dim) for a "
-                        f"fresh one; by name: {', '.join(fixed)}")
+        raise TypeError(
+            f"geometry {geometry!r} is learned, so its name alone is an untrained divergence: pass "
+            f'the trained Geometry object (e.g. run.geometry), or build("{geometry}", dim) for a '
+            f"fresh one; by name: {', '.join(fixed)}"
+        )
     return build(geometry, 0)

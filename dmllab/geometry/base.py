@@ -67,13 +67,17 @@ class Geometry(nn.Module):
         By default `name` and `dim` are not needed and `options` are the constructor's keyword
         parameters; unknown ones raise a ValueError that lists the allowed ones. Geometries that
         need the dimension (learned ones) override it."""
-        allowed = [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                   if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+        allowed = [
+            p.name
+            for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
+        ]
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ValueError(
                 f"geometry {name!r} has no option(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(allowed) if allowed else 'none'}")
+                f"allowed: {', '.join(allowed) if allowed else 'none'}"
+            )
         return cls(**options)
 
     def entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -92,6 +96,7 @@ class Geometry(nn.Module):
 
         def pick(rows: Tensor, cols: Tensor) -> Tensor:
             return self._entries(a, b, rows, cols)
+
         return pick
 
     def unit_sphere_distance(self, D: Tensor) -> Tensor:
@@ -105,7 +110,8 @@ class Geometry(nn.Module):
     def _unit_sphere(self, D: Tensor) -> Tensor:
         raise NotImplementedError(
             f"geometry {self.name!r} has no unit-sphere view of its distances, which distance-weighted "
-            "negatives need; choose another negatives strategy or implement Geometry._unit_sphere")
+            "negatives need; choose another negatives strategy or implement Geometry._unit_sphere"
+        )
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.pairwise(a, b)
@@ -129,11 +135,11 @@ class Geometry(nn.Module):
         chunks of `pairwise`."""
         raise NotImplementedError(f"geometry {self.name!r} has no inner-product ranking form")
 
-    def reversed(self) -> "Geometry":
+    def reversed(self) -> Geometry:
         """The geometry with its arguments swapped: D'(a || b) = D(b || a) (self when symmetric)."""
         return self if self.symmetric else Reversed(self)
 
-    def symmetrised(self) -> "Geometry":
+    def symmetrised(self) -> Geometry:
         """D_s(a, b) = D(a || b) + D(b || a) (self when already symmetric)."""
         return self if self.symmetric else Symmetrised(self)
 
@@ -190,10 +196,12 @@ def _check_pair(a: Tensor, b: Tensor, name: str) -> None:
     if a.dim() != 2 or b.dim() != 2:
         raise ValueError(
             f"{name}.pairwise expects two 2-D tensors [n, d] and [m, d]; got shapes "
-            f"{tuple(a.shape)} and {tuple(b.shape)}")
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.shape[1] != b.shape[1]:
         raise ValueError(
-            f"{name}.pairwise: dimension mismatch, a has d={a.shape[1]} but b has d={b.shape[1]}")
+            f"{name}.pairwise: dimension mismatch, a has d={a.shape[1]} but b has d={b.shape[1]}"
+        )
     if not (all_finite(a) and (b is a or all_finite(b))):
         raise ValueError(f"{name}.pairwise: embeddings contain NaN or inf")
 

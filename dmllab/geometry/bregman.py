@@ -81,15 +81,20 @@ class Bregman(Geometry):
     def __init__(self, dim: int, generator: str = "icnn", **options) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"Bregman: dim must be an integer >= 1 (the embedding dimension); got {dim!r}")
+            raise ValueError(
+                f"Bregman: dim must be an integer >= 1 (the embedding dimension); got {dim!r}"
+            )
         if generator not in GENERATORS:
-            raise ValueError(f"Bregman: unknown generator {generator!r}; allowed: {', '.join(GENERATORS)}")
+            raise ValueError(
+                f"Bregman: unknown generator {generator!r}; allowed: {', '.join(GENERATORS)}"
+            )
         allowed = _OPTIONS[generator]
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ValueError(
                 f"Bregman(generator={generator!r}): unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(allowed)}")
+                f"allowed: {', '.join(allowed)}"
+            )
         settings = {key: options.get(key, _DEFAULTS[key]) for key in allowed}
         self.dim = dim
         self.generator_name = generator
@@ -103,9 +108,13 @@ class Bregman(Geometry):
     def create(cls, name: str, dim: int, **options: Any) -> Bregman:
         """The Bregman geometry registered as `name` (`bregman`: ICNN, `bregman-maxaffine`: max-affine
         generator) for `dim`-dimensional embeddings; `options` as for the constructor."""
-        generators = [generator for generator, registered in GENERATORS.items() if registered == name]
+        generators = [
+            generator for generator, registered in GENERATORS.items() if registered == name
+        ]
         if not generators:
-            raise ValueError(f"Bregman: no generator is registered as {name!r}; names: {', '.join(GENERATORS.values())}")
+            raise ValueError(
+                f"Bregman: no generator is registered as {name!r}; names: {', '.join(GENERATORS.values())}"
+            )
         return cls(dim, generator=generators[0], **options)
 
     # -- phi and its gradient ---------------------------------------------------------------
@@ -148,7 +157,8 @@ class Bregman(Geometry):
         Then grad phi must be taken with create_graph=True, else the parameter gradient of a loss
         silently loses the grad phi(y) dependence (a different objective)."""
         return torch.is_grad_enabled() and (
-            any(t.requires_grad for t in tensors) or any(p.requires_grad for p in self.parameters()))
+            any(t.requires_grad for t in tensors) or any(p.requires_grad for p in self.parameters())
+        )
 
     # -- the divergence ---------------------------------------------------------------------
 
@@ -185,11 +195,11 @@ class Bregman(Geometry):
         c_g = phi_g - (u_g * gallery).sum(dim=1)
         return _append(query.detach(), 1.0), torch.cat([u_g, c_g[:, None]], dim=1)
 
-    def reversed(self) -> "BregmanReversed":
+    def reversed(self) -> BregmanReversed:
         """D'(a || b) = D(b || a): rank the gallery by D(gallery || query)."""
         return BregmanReversed(self)
 
-    def symmetrised(self) -> "BregmanSymmetrised":
+    def symmetrised(self) -> BregmanSymmetrised:
         """D_s(a, b) = D(a || b) + D(b || a) = <a - b, grad phi(a) - grad phi(b)>."""
         return BregmanSymmetrised(self)
 
@@ -200,7 +210,8 @@ class Bregman(Geometry):
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"{self.name}.{where}: expected points of shape [n, {self.dim}] (the geometry's dim); "
-                f"got {tuple(x.shape)}")
+                f"got {tuple(x.shape)}"
+            )
         dtype = next(self.generator.parameters()).dtype
         return x if x.dtype == dtype else x.to(dtype)
 
@@ -214,7 +225,8 @@ class Bregman(Geometry):
             raise ValueError(
                 f"{self.name}: the generator produced non-finite {what} (NaN or inf); the embeddings are "
                 "too large for phi or training diverged: lower the learning rate, or normalise / "
-                "rescale the inputs")
+                "rescale the inputs"
+            )
         return values
 
     def extra_repr(self) -> str:
@@ -270,8 +282,10 @@ class BregmanSymmetrised(Symmetrised):
         u_q = inner._value_and_grad(query, False)[1]
         u_g = inner._value_and_grad(gallery, False)[1]
         g = gallery.detach()
-        return (_append(torch.cat([query.detach(), u_q], dim=1), 1.0),
-                torch.cat([u_g, g, -(g * u_g).sum(dim=1, keepdim=True)], dim=1))
+        return (
+            _append(torch.cat([query.detach(), u_q], dim=1), 1.0),
+            torch.cat([u_g, g, -(g * u_g).sum(dim=1, keepdim=True)], dim=1),
+        )
 
 
 def _append(x: Tensor, value: float) -> Tensor:
@@ -279,12 +293,16 @@ def _append(x: Tensor, value: float) -> Tensor:
 
 
 def _check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
-    ok = isinstance(hidden, Sequence) and len(hidden) > 0 and all(
-        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in hidden)
+    ok = (
+        isinstance(hidden, Sequence)
+        and len(hidden) > 0
+        and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in hidden)
+    )
     if not ok:
         raise ValueError(
             f"Bregman(generator='icnn'): hidden must be a non-empty sequence of positive integers "
-            f"(the ICNN layer widths, e.g. (32, 32, 32)); got {hidden!r}")
+            f"(the ICNN layer widths, e.g. (32, 32, 32)); got {hidden!r}"
+        )
     return tuple(hidden)
 
 
@@ -292,7 +310,8 @@ def _check_mu(mu: float) -> float:
     if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu) or mu < 0:
         raise ValueError(
             f"Bregman(generator='icnn'): mu must be a finite number >= 0 (the strong-convexity weight; "
-            f"mu > 0 keeps D(x, y) = 0 only for x = y); got {mu!r}")
+            f"mu > 0 keeps D(x, y) = 0 only for x = y); got {mu!r}"
+        )
     return float(mu)
 
 
@@ -300,5 +319,6 @@ def _check_pieces(pieces: int) -> int:
     if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 2:
         raise ValueError(
             f"Bregman(generator='maxaffine'): pieces must be an integer >= 2 (the number K of affine "
-            f"pieces; K = 1 makes D identically 0); got {pieces!r}")
+            f"pieces; K = 1 makes D identically 0); got {pieces!r}"
+        )
     return pieces

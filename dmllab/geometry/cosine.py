@@ -28,7 +28,9 @@ class Cosine(Geometry):
     def __init__(self, eps: float = 1e-12) -> None:
         super().__init__()
         if not eps > 0:
-            raise ValueError(f"Cosine eps must be > 0 (it guards the norm of zero vectors); got {eps!r}")
+            raise ValueError(
+                f"Cosine eps must be > 0 (it guards the norm of zero vectors); got {eps!r}"
+            )
         self.eps = float(eps)
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:

@@ -59,7 +59,9 @@ class _PairwiseDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, same: bool, eps: float | None) -> Tensor:
-        a, b = _centred(a, b, same)     # saved for backward too: the same gradient, without the cancellation
+        a, b = _centred(
+            a, b, same
+        )  # saved for backward too: the same gradient, without the cancellation
         # ||a||^2 + ||b||^2 first, so that pairwise(z, z) comes out exactly symmetric
         d2 = torch.addmm((a * a).sum(dim=1, keepdim=True) + (b * b).sum(dim=1), a, b.T, alpha=-2.0)
         d2.clamp_min_(0.0)
@@ -82,12 +84,20 @@ class _PairwiseDistance(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor):
         a, b, *rest = ctx.saved_tensors
-        coef = grad if ctx.squared else grad * rest[0]        # dL / d||a_i - b_j||^2
+        coef = grad if ctx.squared else grad * rest[0]  # dL / d||a_i - b_j||^2
         if ctx.same:
             both = coef + coef.T
             return 2.0 * (both.sum(dim=1, keepdim=True) * a - both @ a), None, None, None
-        grad_a = 2.0 * (coef.sum(dim=1, keepdim=True) * a - coef @ b) if ctx.needs_input_grad[0] else None
-        grad_b = 2.0 * (coef.sum(dim=0).unsqueeze(1) * b - coef.T @ a) if ctx.needs_input_grad[1] else None
+        grad_a = (
+            2.0 * (coef.sum(dim=1, keepdim=True) * a - coef @ b)
+            if ctx.needs_input_grad[0]
+            else None
+        )
+        grad_b = (
+            2.0 * (coef.sum(dim=0).unsqueeze(1) * b - coef.T @ a)
+            if ctx.needs_input_grad[1]
+            else None
+        )
         return grad_a, grad_b, None, None
 
 
@@ -96,7 +106,7 @@ def _centred(a: Tensor, b: Tensor, same: bool) -> tuple[Tensor, Tensor]:
     ||a_i - b_j|| unchanged, removes any common offset beyond half a unit, and keeps integer data
     integer (so exactly representable products, and exact ties, stay exact)."""
     centre = b.mean(dim=0).round()
-    if not bool(centre.any()):      # near the origin (e.g. normalised embeddings): nothing to remove
+    if not bool(centre.any()):  # near the origin (e.g. normalised embeddings): nothing to remove
         return a, b
     a = a - centre
     return a, a if same else b - centre
@@ -149,7 +159,9 @@ class Euclidean(Geometry):
     def __init__(self, eps: float = 1e-12) -> None:
         super().__init__()
         if not eps > 0:
-            raise ValueError(f"Euclidean eps must be > 0 (it guards the square root at 0); got {eps!r}")
+            raise ValueError(
+                f"Euclidean eps must be > 0 (it guards the square root at 0); got {eps!r}"
+            )
         self.eps = float(eps)
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:

@@ -46,7 +46,8 @@ class ICNN(nn.Module):
         self.input_layers = nn.ModuleList(nn.Linear(dim, width) for width in self.hidden)
         self.z_weights_raw = nn.ParameterList(
             nn.Parameter(torch.full((width_out, width_in), NONNEGATIVE_INIT_RAW))
-            for width_in, width_out in zip(self.hidden[:-1], self.hidden[1:]))
+            for width_in, width_out in zip(self.hidden[:-1], self.hidden[1:])
+        )
         self.output_raw = nn.Parameter(torch.full((self.hidden[-1],), NONNEGATIVE_INIT_RAW))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -41,8 +41,17 @@ from dmllab.losses.margin import MarginLoss
 from dmllab.losses.multi_similarity import MultiSimilarityLoss
 from dmllab.losses.prototype_ce import PrototypeCrossEntropy
 from dmllab.losses.regularisers import Regulariser
-from dmllab.losses.strategies import (NEGATIVES, POSITIVES, NegativeStrategy, Pairs, PositiveStrategy,
-                                      Triplets, same_label_mask, select_negatives, select_positives)
+from dmllab.losses.strategies import (
+    NEGATIVES,
+    POSITIVES,
+    NegativeStrategy,
+    Pairs,
+    PositiveStrategy,
+    Triplets,
+    same_label_mask,
+    select_negatives,
+    select_positives,
+)
 from dmllab.losses.triplet import TripletLoss
 
 __all__ = [

@@ -33,8 +33,13 @@ from torch import Tensor, nn
 from dmllab.arrays import as_floats
 from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry, all_finite
-from dmllab.losses.strategies import (Triplets, negative_mask, negative_strategy, positive_strategy,
-                                      same_label_mask)
+from dmllab.losses.strategies import (
+    Triplets,
+    negative_mask,
+    negative_strategy,
+    positive_strategy,
+    same_label_mask,
+)
 
 __all__ = ["MetricLoss", "tuple_stats"]
 
@@ -50,8 +55,15 @@ class MetricLoss(nn.Module):
 
     uses_batch_matrix: bool = True
 
-    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
-                 margin: float = 0.2, k_positives: int = 1) -> None:
+    def __init__(
+        self,
+        geometry: Geometry | str,
+        *,
+        positives: str = "all",
+        negatives: str = "all",
+        margin: float = 0.2,
+        k_positives: int = 1,
+    ) -> None:
         super().__init__()
         geometry = resolve_geometry(geometry)
         self.positive_strategy = positive_strategy(positives, k_positives)
@@ -65,18 +77,25 @@ class MetricLoss(nn.Module):
         self.k_positives = k_positives
         self.last_stats: dict[str, float] = {}
 
-    def forward(self, embeddings: Tensor, labels: Tensor, distances: Tensor | None = None) -> Tensor:
+    def forward(
+        self, embeddings: Tensor, labels: Tensor, distances: Tensor | None = None
+    ) -> Tensor:
         _check_batch(embeddings, labels, type(self).__name__)
-        embeddings = as_floats(embeddings, "embeddings")    # half precision is computed in float32
+        embeddings = as_floats(embeddings, "embeddings")  # half precision is computed in float32
         pick: Callable[[Tensor, Tensor], Tensor] | None
         if distances is not None:
             if distances.shape != (len(labels), len(labels)):
                 raise ValueError(
                     f"distances must be the [B, B] batch matrix geometry.pairwise(z, z) with B={len(labels)}; "
-                    f"got shape {tuple(distances.shape)}")
+                    f"got shape {tuple(distances.shape)}"
+                )
             D, pick = distances, partial(_gather, distances)
-        elif self.uses_batch_matrix and not self.negative_strategy.returns_mask and self.geometry.cheap_entries:
-            with torch.no_grad():           # for the selection only; the loss differentiates `pick`
+        elif (
+            self.uses_batch_matrix
+            and not self.negative_strategy.returns_mask
+            and self.geometry.cheap_entries
+        ):
+            with torch.no_grad():  # for the selection only; the loss differentiates `pick`
                 D = self.geometry.pairwise(embeddings, embeddings)
             pick = self.geometry.picker(embeddings, embeddings)
         elif self.uses_batch_matrix:
@@ -89,8 +108,14 @@ class MetricLoss(nn.Module):
         self.last_stats = {key: float(value) for key, value in stats.items()}
         return loss
 
-    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
-              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(
+        self,
+        D: Tensor,
+        pick: Callable[[Tensor, Tensor], Tensor],
+        same: Tensor,
+        embeddings: Tensor,
+        labels: Tensor,
+    ) -> tuple[Tensor, dict[str, float]]:
         """(loss, stats) from D (for the selection and the `negatives="all"` terms) and `pick`."""
         raise NotImplementedError
 
@@ -104,12 +129,20 @@ class MetricLoss(nn.Module):
         return strategy(rows, negative_mask(same), pairs, dim)
 
     def extra_repr(self) -> str:
-        return (f"positives={self.positives!r}, negatives={self.negatives!r}, margin={self.margin:g}, "
-                f"k_positives={self.k_positives}")
+        return (
+            f"positives={self.positives!r}, negatives={self.negatives!r}, margin={self.margin:g}, "
+            f"k_positives={self.k_positives}"
+        )
 
 
-def tuple_stats(triplets: Triplets, pos_d: Tensor, neg_d: Tensor, valid: Tensor,
-                active: Tensor | int, batch: int) -> dict[str, float]:
+def tuple_stats(
+    triplets: Triplets,
+    pos_d: Tensor,
+    neg_d: Tensor,
+    valid: Tensor,
+    active: Tensor | int,
+    batch: int,
+) -> dict[str, float]:
     """The shared `last_stats` of the tuple losses."""
     used = batch - triplets.dropped
     return {
@@ -140,12 +173,16 @@ def _check_batch(embeddings: Tensor, labels: Tensor, name: str) -> None:
     if labels.dim() != 1 or len(labels) != len(embeddings):
         raise ValueError(
             f"{name}: labels must be a 1-D tensor with one label per embedding; got labels "
-            f"{tuple(labels.shape)} for embeddings {tuple(embeddings.shape)}")
+            f"{tuple(labels.shape)} for embeddings {tuple(embeddings.shape)}"
+        )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"{name}: labels must be integer class ids; got dtype {labels.dtype}")
     if not all_finite(embeddings):
-        raise ValueError(f"{name}: embeddings contain NaN or inf (check the model's output / learning rate)")
+        raise ValueError(
+            f"{name}: embeddings contain NaN or inf (check the model's output / learning rate)"
+        )
     if not bool((labels != labels[0]).any()):
         raise ValueError(
             f"{name}: the batch has fewer than 2 classes, so there are no negatives; "
-            "sample at least 2 classes per batch (classes_per_batch >= 2)")
+            "sample at least 2 classes per batch (classes_per_batch >= 2)"
+        )

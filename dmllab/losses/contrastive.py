@@ -31,17 +31,36 @@ from dmllab.losses.base import MetricLoss, _check_reduction, _mean
 class ContrastiveLoss(MetricLoss):
     """mean [D(a, p) - pos_margin]_+ + mean [margin - D(a, n)]_+ over the selected pairs."""
 
-    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
-                 margin: float = 1.0, k_positives: int = 1, pos_margin: float = 0.0,
-                 reduction: str = "nonzero") -> None:
-        super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
-                         k_positives=k_positives)
+    def __init__(
+        self,
+        geometry: Geometry | str,
+        *,
+        positives: str = "all",
+        negatives: str = "all",
+        margin: float = 1.0,
+        k_positives: int = 1,
+        pos_margin: float = 0.0,
+        reduction: str = "nonzero",
+    ) -> None:
+        super().__init__(
+            geometry,
+            positives=positives,
+            negatives=negatives,
+            margin=margin,
+            k_positives=k_positives,
+        )
         _check_reduction(reduction)
         self.pos_margin = float(pos_margin)
         self.reduction = reduction
 
-    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
-              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(
+        self,
+        D: Tensor,
+        pick: Callable[[Tensor, Tensor], Tensor],
+        same: Tensor,
+        embeddings: Tensor,
+        labels: Tensor,
+    ) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
         pos_d = pick(triplets.anchors, triplets.positives)
         pos_losses = (pos_d - self.pos_margin).clamp_min(0.0)

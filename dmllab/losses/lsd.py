@@ -85,8 +85,14 @@ class ListwiseSelfDistillation(Regulariser):
     Raises ValueError for out-of-range values.
     """
 
-    def __init__(self, alpha: float, tau: float = 1.0, include_self: bool = True,
-                 beta_neg: float | None = None, lists: str = "cosine") -> None:
+    def __init__(
+        self,
+        alpha: float,
+        tau: float = 1.0,
+        include_self: bool = True,
+        beta_neg: float | None = None,
+        lists: str = "cosine",
+    ) -> None:
         super().__init__()
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
             raise ValueError(f"LSD alpha must be a number >= 0 (0 switches LSD off); got {alpha!r}")
@@ -101,14 +107,14 @@ class ListwiseSelfDistillation(Regulariser):
         self.include_self = include_self
         self.beta_neg = beta_neg
         self.lists = lists
-        self.reads_distances = lists == "distance"      # the -D lists read the base loss's batch matrix
-        self.teacher: Teacher | None = None      # set at the end of every epoch
-        self.epoch_weight = 0.0                  # the weight of the current epoch
+        self.reads_distances = lists == "distance"  # the -D lists read the base loss's batch matrix
+        self.teacher: Teacher | None = None  # set at the end of every epoch
+        self.epoch_weight = 0.0  # the weight of the current epoch
 
     @property
     def strength(self) -> float:
         """alpha * tau^2, the knob that actually sets how hard the lists are distilled."""
-        return self.alpha * self.tau ** 2
+        return self.alpha * self.tau**2
 
     def weight(self, epoch: int, epochs: int) -> float:
         """(e / E) * alpha: zero in epoch 0, rising linearly, constant within an epoch."""
@@ -116,7 +122,9 @@ class ListwiseSelfDistillation(Regulariser):
             raise ValueError(f"epoch must be in [0, {epochs}); got {epoch}")
         return self.alpha * epoch / epochs
 
-    def similarities(self, embeddings: Tensor, geometry: Geometry, distances: Tensor | None = None) -> Tensor:
+    def similarities(
+        self, embeddings: Tensor, geometry: Geometry, distances: Tensor | None = None
+    ) -> Tensor:
         """The [B, B] similarity matrix whose rows are the lists, from embeddings [B, d].
 
         `"cosine"`: normalise(z) @ normalise(z).T. `"distance"`: -D, with D = `distances` when
@@ -130,7 +138,9 @@ class ListwiseSelfDistillation(Regulariser):
             unit = F.normalize(embeddings, dim=1)
             return unit @ unit.T
         if distances is None:
-            raise ValueError("LSD's -D lists read the batch matrix: pass D = geometry.pairwise(z, z)")
+            raise ValueError(
+                "LSD's -D lists read the batch matrix: pass D = geometry.pairwise(z, z)"
+            )
         return -distances
 
     # -- the regulariser contract --------------------------------------------------------------
@@ -145,11 +155,15 @@ class ListwiseSelfDistillation(Regulariser):
         self.epoch_weight = self.weight(epoch, epochs)
         return {"lsd_weight": self.epoch_weight, "lsd_strength": self.strength}
 
-    def term(self, z: Tensor, labels: Tensor, D: Tensor | None, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def term(
+        self, z: Tensor, labels: Tensor, D: Tensor | None, x: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
         """epoch weight * KD term of the student's lists of z against the teacher's lists of the
         same batch x; statistics: `lsd_term`, the unweighted KD term."""
         if self.teacher is None:
-            raise ValueError("LSD has no teacher yet: the trainer sets one at the end of every epoch (end_epoch)")
+            raise ValueError(
+                "LSD has no teacher yet: the trainer sets one at the end of every epoch (end_epoch)"
+            )
         kd = self(self._lists(z, D), self.teacher.similarities(x, self), labels)
         return self.epoch_weight * kd, {"lsd_term": float(kd.detach())}
 
@@ -163,11 +177,13 @@ class ListwiseSelfDistillation(Regulariser):
         if student.dim() != 2 or student.shape != teacher.shape:
             raise ValueError(
                 "LSD needs the student's and the teacher's [B, B] batch similarity matrices of the same "
-                f"shape; got {tuple(student.shape)} and {tuple(teacher.shape)}")
+                f"shape; got {tuple(student.shape)} and {tuple(teacher.shape)}"
+            )
         if student.shape[0] != student.shape[1] or len(labels) != student.shape[0]:
             raise ValueError(
                 f"LSD needs a square [B, B] batch matrix and B labels; got {tuple(student.shape)} "
-                f"and {len(labels)} labels")
+                f"and {len(labels)} labels"
+            )
         teacher = teacher.detach()
         if self.beta_neg is not None:
             negative = labels[:, None] != labels[None, :]
@@ -181,11 +197,13 @@ class ListwiseSelfDistillation(Regulariser):
         log_q = F.log_softmax(student / self.tau, dim=1)
         log_p = F.log_softmax(teacher / self.tau, dim=1)
         kl_per_anchor = (log_p.exp() * (log_p - log_q)).sum(dim=1)
-        return self.tau ** 2 * kl_per_anchor.mean()
+        return self.tau**2 * kl_per_anchor.mean()
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, tau={self.tau}, include_self={self.include_self}, "
-                f"beta_neg={self.beta_neg}, lists={self.lists!r}")
+        return (
+            f"alpha={self.alpha}, tau={self.tau}, include_self={self.include_self}, "
+            f"beta_neg={self.beta_neg}, lists={self.lists!r}"
+        )
 
 
 @dataclass
@@ -198,7 +216,7 @@ class Teacher:
     epoch: int
 
     @classmethod
-    def snapshot(cls, model: nn.Module, geometry: Geometry, epoch: int) -> "Teacher":
+    def snapshot(cls, model: nn.Module, geometry: Geometry, epoch: int) -> Teacher:
         frozen = []
         for module in (model, geometry):
             clone = copy.deepcopy(module).eval()

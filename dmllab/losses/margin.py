@@ -37,12 +37,27 @@ from dmllab.losses.base import MetricLoss, _mean
 class MarginLoss(MetricLoss):
     """[margin + D(a, p) - beta]_+ + [margin - D(a, n) + beta]_+, normalised by active terms."""
 
-    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
-                 margin: float = 0.2, k_positives: int = 1, beta: float = 1.2,
-                 learn_beta: bool = True, per_class_beta: bool = False,
-                 num_classes: int | None = None, classes: Sequence[int] | Tensor | None = None) -> None:
-        super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
-                         k_positives=k_positives)
+    def __init__(
+        self,
+        geometry: Geometry | str,
+        *,
+        positives: str = "all",
+        negatives: str = "all",
+        margin: float = 0.2,
+        k_positives: int = 1,
+        beta: float = 1.2,
+        learn_beta: bool = True,
+        per_class_beta: bool = False,
+        num_classes: int | None = None,
+        classes: Sequence[int] | Tensor | None = None,
+    ) -> None:
+        super().__init__(
+            geometry,
+            positives=positives,
+            negatives=negatives,
+            margin=margin,
+            k_positives=k_positives,
+        )
         if per_class_beta:
             # the label id of each beta: a buffer, so a saved run restores it with beta
             self.register_buffer("beta_classes", _class_ids(num_classes, classes))
@@ -54,8 +69,14 @@ class MarginLoss(MetricLoss):
             self.register_buffer("beta", initial)
         self.per_class_beta = per_class_beta
 
-    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
-              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(
+        self,
+        D: Tensor,
+        pick: Callable[[Tensor, Tensor], Tensor],
+        same: Tensor,
+        embeddings: Tensor,
+        labels: Tensor,
+    ) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
         beta = self._beta(labels)
         pos_d = pick(triplets.anchors, triplets.positives)
@@ -74,7 +95,9 @@ class MarginLoss(MetricLoss):
             neg_losses = (self.margin - neg_d + beta[triplets.anchors]).clamp_min(0.0)
             pos_weight = neg_weight = 1.0
         total = (pos_weight * pos_losses).sum() + (neg_weight * neg_losses).sum()
-        active_weight = (pos_weight * (pos_losses > 0)).sum() + (neg_weight * (neg_losses > 0)).sum()
+        active_weight = (pos_weight * (pos_losses > 0)).sum() + (
+            neg_weight * (neg_losses > 0)
+        ).sum()
         loss = total / torch.as_tensor(active_weight, dtype=D.dtype).clamp_min(1.0)
         stats = {
             "active": float((pos_losses > 0).sum() + (neg_losses > 0).sum()),
@@ -96,7 +119,8 @@ class MarginLoss(MetricLoss):
             raise ValueError(
                 f"per-class beta was built for {len(ids)} classes {ids.tolist()[:20]} but the batch has label(s) "
                 f"{torch.unique(labels[unknown]).tolist()[:20]}; build the loss with classes= (or num_classes=) "
-                "covering every training label")
+                "covering every training label"
+            )
         return self.beta[position]
 
 
@@ -113,5 +137,6 @@ def _class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None) 
     if len(ids) < 2:
         raise ValueError(
             "per_class_beta=True needs num_classes=<C> (label ids 0..C-1) or classes=<the training label ids>, "
-            f"at least 2 classes (fit passes them); got num_classes={num_classes!r}, classes={classes!r}")
+            f"at least 2 classes (fit passes them); got num_classes={num_classes!r}, classes={classes!r}"
+        )
     return ids.long()

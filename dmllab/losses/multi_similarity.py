@@ -42,26 +42,51 @@ from dmllab.losses.strategies import Triplets
 class MultiSimilarityLoss(MetricLoss):
     """Multi-similarity loss on s = 1 - D with the paper's mining; see the module docstring."""
 
-    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
-                 margin: float = 0.2, k_positives: int = 1, alpha: float = 2.0, beta: float = 40.0,
-                 base: float = 0.5, mining_margin: float = 0.1) -> None:
-        super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
-                         k_positives=k_positives)
+    def __init__(
+        self,
+        geometry: Geometry | str,
+        *,
+        positives: str = "all",
+        negatives: str = "all",
+        margin: float = 0.2,
+        k_positives: int = 1,
+        alpha: float = 2.0,
+        beta: float = 40.0,
+        base: float = 0.5,
+        mining_margin: float = 0.1,
+    ) -> None:
+        super().__init__(
+            geometry,
+            positives=positives,
+            negatives=negatives,
+            margin=margin,
+            k_positives=k_positives,
+        )
         if not alpha > 0 or not beta > 0:
-            raise ValueError(f"multi-similarity alpha and beta must be > 0; got alpha={alpha!r}, beta={beta!r}")
+            raise ValueError(
+                f"multi-similarity alpha and beta must be > 0; got alpha={alpha!r}, beta={beta!r}"
+            )
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.base = float(base)
         self.mining_margin = float(mining_margin)
 
-    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
-              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(
+        self,
+        D: Tensor,
+        pick: Callable[[Tensor, Tensor], Tensor],
+        same: Tensor,
+        embeddings: Tensor,
+        labels: Tensor,
+    ) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
         if triplets.all_negatives:
             return self._mined(D, same, triplets)
         return self._listed(pick, len(same), triplets)
 
-    def _mined(self, D: Tensor, same: Tensor, triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
+    def _mined(
+        self, D: Tensor, same: Tensor, triplets: Triplets
+    ) -> tuple[Tensor, dict[str, float]]:
         """All negatives of each anchor, with the paper's mining: masked [B, B] terms."""
         positives = torch.zeros_like(same)
         positives[triplets.anchors, triplets.positives] = True
@@ -73,10 +98,17 @@ class MultiSimilarityLoss(MetricLoss):
         neg_kept = negatives & (s + self.mining_margin > min_pos)
         pos_kept = positives & (s - self.mining_margin < max_neg)
         # the kept pairs as lists: exp over them only, not over every masked-out entry
-        (pos_rows, pos_cols), (neg_rows, neg_cols) = pos_kept.nonzero(as_tuple=True), neg_kept.nonzero(as_tuple=True)
+        (pos_rows, pos_cols), (neg_rows, neg_cols) = (
+            pos_kept.nonzero(as_tuple=True),
+            neg_kept.nonzero(as_tuple=True),
+        )
         pos_s, neg_s = 1.0 - D[pos_rows, pos_cols], 1.0 - D[neg_rows, neg_cols]
-        pos_term = _log1p_sum_exp_by_row(-self.alpha * (pos_s - self.base), pos_rows, len(D)) / self.alpha
-        neg_term = _log1p_sum_exp_by_row(self.beta * (neg_s - self.base), neg_rows, len(D)) / self.beta
+        pos_term = (
+            _log1p_sum_exp_by_row(-self.alpha * (pos_s - self.base), pos_rows, len(D)) / self.alpha
+        )
+        neg_term = (
+            _log1p_sum_exp_by_row(self.beta * (neg_s - self.base), neg_rows, len(D)) / self.beta
+        )
         loss = (pos_term + neg_term)[used].sum() / max(int(used.sum()), 1)
         stats = {
             "active": float(pos_kept.sum() + neg_kept.sum()),
@@ -87,16 +119,23 @@ class MultiSimilarityLoss(MetricLoss):
         }
         return loss, stats
 
-    def _listed(self, pick: Callable[[Tensor, Tensor], Tensor], batch: int,
-                triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
+    def _listed(
+        self, pick: Callable[[Tensor, Tensor], Tensor], batch: int, triplets: Triplets
+    ) -> tuple[Tensor, dict[str, float]]:
         """The selected pairs as lists (no mining): per-anchor sums over the picked entries."""
         anchors, positives = triplets.anchors, triplets.positives
         # an anchor's negatives form a set: two of its pairs may have picked the same negative
         key = torch.unique(anchors * batch + triplets.negatives)
         neg_rows, neg_cols = key // batch, key % batch
         pos_d, neg_d = pick(anchors, positives), pick(neg_rows, neg_cols)
-        pos_term = _log1p_sum_exp_by_row(-self.alpha * (1.0 - pos_d - self.base), anchors, batch) / self.alpha
-        neg_term = _log1p_sum_exp_by_row(self.beta * (1.0 - neg_d - self.base), neg_rows, batch) / self.beta
+        pos_term = (
+            _log1p_sum_exp_by_row(-self.alpha * (1.0 - pos_d - self.base), anchors, batch)
+            / self.alpha
+        )
+        neg_term = (
+            _log1p_sum_exp_by_row(self.beta * (1.0 - neg_d - self.base), neg_rows, batch)
+            / self.beta
+        )
         used = torch.unique(anchors)
         loss = (pos_term + neg_term)[used].sum() / max(len(used), 1)
         stats = {

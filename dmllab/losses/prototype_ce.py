@@ -37,19 +37,35 @@ class PrototypeCrossEntropy(MetricLoss):
 
     uses_batch_matrix = False
 
-    def __init__(self, geometry: Geometry | str, *, positives: str = "all", negatives: str = "all",
-                 margin: float = 0.2, k_positives: int = 1, temperature: float = 0.05) -> None:
-        super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
-                         k_positives=k_positives)
+    def __init__(
+        self,
+        geometry: Geometry | str,
+        *,
+        positives: str = "all",
+        negatives: str = "all",
+        margin: float = 0.2,
+        k_positives: int = 1,
+        temperature: float = 0.05,
+    ) -> None:
+        super().__init__(
+            geometry,
+            positives=positives,
+            negatives=negatives,
+            margin=margin,
+            k_positives=k_positives,
+        )
         if not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(f"prototype_ce temperature must be > 0; got {temperature!r}")
         self.temperature = float(temperature)
 
-    def _loss(self, D: None, pick: None, same: Tensor, embeddings: Tensor,
-              labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(
+        self, D: None, pick: None, same: Tensor, embeddings: Tensor, labels: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
         _, target = torch.unique(labels, return_inverse=True)
         counts = torch.bincount(target).to(embeddings.dtype)
-        sums = embeddings.new_zeros(len(counts), embeddings.shape[1]).index_add(0, target, embeddings)
+        sums = embeddings.new_zeros(len(counts), embeddings.shape[1]).index_add(
+            0, target, embeddings
+        )
         prototypes = sums / counts.unsqueeze(1)
         to_prototypes = self.geometry.pairwise(embeddings, prototypes)
         loss = F.cross_entropy(-to_prototypes / self.temperature, target)

@@ -56,7 +56,9 @@ class Regulariser(nn.Module):
         """Called before epoch `epoch` (0-based) of `epochs`; returns entries for its history row."""
         return {}
 
-    def term(self, z: Tensor, labels: Tensor, D: Tensor | None, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def term(
+        self, z: Tensor, labels: Tensor, D: Tensor | None, x: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
         """(weighted term, statistics) for one batch; the term is added to the loss as it is."""
         raise NotImplementedError
 

@@ -85,11 +85,29 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "Pairs", "Triplets", "PositiveStrategy", "RankedPositives", "NegativeStrategy", "SingleNegatives",
-    "AllPositives", "HardestPositives", "NearestPositives", "RandomPositives",
-    "AllNegatives", "SemihardNegatives", "HardestNegatives", "DistanceWeightedNegatives",
-    "POSITIVES", "NEGATIVES", "positive_strategy", "negative_strategy",
-    "same_label_mask", "different_label_mask", "negative_mask", "select_positives", "select_negatives",
+    "Pairs",
+    "Triplets",
+    "PositiveStrategy",
+    "RankedPositives",
+    "NegativeStrategy",
+    "SingleNegatives",
+    "AllPositives",
+    "HardestPositives",
+    "NearestPositives",
+    "RandomPositives",
+    "AllNegatives",
+    "SemihardNegatives",
+    "HardestNegatives",
+    "DistanceWeightedNegatives",
+    "POSITIVES",
+    "NEGATIVES",
+    "positive_strategy",
+    "negative_strategy",
+    "same_label_mask",
+    "different_label_mask",
+    "negative_mask",
+    "select_positives",
+    "select_negatives",
     "random_ranks",
 ]
 
@@ -128,7 +146,9 @@ class Triplets:
     def all_negatives(self) -> bool:
         return self.negatives.dtype == torch.bool
 
-    def distances(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def distances(
+        self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(pos_d [M], neg_d [M, K], valid [M, K]): K = R for all negatives, else K = 1.
 
         `pick(rows, cols)` reads the single entries D[rows, cols] (see `MetricLoss.forward`)."""
@@ -139,7 +159,9 @@ class Triplets:
         return pos_d, neg_d, torch.ones_like(neg_d, dtype=torch.bool)
 
 
-def same_label_mask(labels: Tensor, reference_labels: Tensor | None = None, own: Tensor | None = None) -> Tensor:
+def same_label_mask(
+    labels: Tensor, reference_labels: Tensor | None = None, own: Tensor | None = None
+) -> Tensor:
     """[B, R] bool, True where y_r == y_a and r is not anchor a's own column.
 
     Without `reference_labels` the references are the batch itself: [B, B], the diagonal excluded.
@@ -155,7 +177,9 @@ def same_label_mask(labels: Tensor, reference_labels: Tensor | None = None, own:
 
 def different_label_mask(labels: Tensor, reference_labels: Tensor | None = None) -> Tensor:
     """[B, R] bool, True where y_r != y_a (R = B, the batch itself, without `reference_labels`)."""
-    return labels.unsqueeze(1) != (labels if reference_labels is None else reference_labels).unsqueeze(0)
+    return labels.unsqueeze(1) != (
+        labels if reference_labels is None else reference_labels
+    ).unsqueeze(0)
 
 
 def negative_mask(same: Tensor) -> Tensor:
@@ -164,6 +188,7 @@ def negative_mask(same: Tensor) -> Tensor:
 
 
 # -- positives -------------------------------------------------------------------------------
+
 
 class PositiveStrategy:
     """Chooses (anchor, positive) pairs: `strategy(D [B, R], same [B, R]) -> Pairs`.
@@ -239,6 +264,7 @@ class RandomPositives(RankedPositives):
 
 # -- negatives -------------------------------------------------------------------------------
 
+
 class NegativeStrategy:
     """Chooses negatives for the selected pairs:
     `strategy(D [B, R], different [B, R], pairs, dim=None) -> Triplets`.
@@ -256,7 +282,9 @@ class NegativeStrategy:
     def __init__(self, margin: float = 0.2) -> None:
         self.margin = margin
 
-    def __call__(self, D: Tensor, different: Tensor, pairs: Pairs, dim: int | None = None) -> Triplets:
+    def __call__(
+        self, D: Tensor, different: Tensor, pairs: Pairs, dim: int | None = None
+    ) -> Triplets:
         _check_matrix(D, different)
         return self.choose(D.detach(), different, pairs, dim)
 
@@ -286,7 +314,9 @@ class AllNegatives(NegativeStrategy):
 class SingleNegatives(NegativeStrategy):
     """One negative per (anchor, positive) pair, chosen by `one(...)` from the anchor's row."""
 
-    def one(self, rows: Tensor, nearest: Tensor, hardest: Tensor, pos_d: Tensor, dim: int | None) -> Tensor:
+    def one(
+        self, rows: Tensor, nearest: Tensor, hardest: Tensor, pos_d: Tensor, dim: int | None
+    ) -> Tensor:
         """The chosen column per pair: [M]. rows [M, R]: D of each pair's anchor with every
         non-negative at +inf; nearest, hardest [M]: the rows' minima and their columns;
         pos_d [M, 1]: D of each pair's positive."""
@@ -296,35 +326,45 @@ class SingleNegatives(NegativeStrategy):
         anchors, positives = pairs.anchors, pairs.positives
         if len(anchors) == 0:
             return Triplets(anchors, positives, anchors.clone(), len(D))
-        every_row = len(anchors) == len(D) and bool((anchors == torch.arange(len(D), device=D.device)).all())
+        every_row = len(anchors) == len(D) and bool(
+            (anchors == torch.arange(len(D), device=D.device)).all()
+        )
         rows = D if every_row else D[anchors]
         # Non-negatives at +inf: the row minimum is the hardest negative, and +inf never enters a window.
         rows = rows.masked_fill(~different if every_row else ~different[anchors], math.inf)
         nearest, hardest = rows.min(dim=1)
         chosen = self.one(rows, nearest, hardest, D[anchors, positives].unsqueeze(1), dim)
-        if not bool((nearest < math.inf).all()):           # anchors with no negative at all
+        if not bool((nearest < math.inf).all()):  # anchors with no negative at all
             keep = nearest < math.inf
             anchors, positives, chosen = anchors[keep], positives[keep], chosen[keep]
-        dropped = 0 if (every_row and len(anchors) == len(D)) else len(D) - int(anchors.unique().numel())
+        dropped = (
+            0 if (every_row and len(anchors) == len(D)) else len(D) - int(anchors.unique().numel())
+        )
         return Triplets(anchors, positives, chosen, dropped)
 
 
 class HardestNegatives(SingleNegatives):
     """argmin_{n in N(a)} D[a, n]."""
 
-    def one(self, rows: Tensor, nearest: Tensor, hardest: Tensor, pos_d: Tensor, dim: int | None) -> Tensor:
+    def one(
+        self, rows: Tensor, nearest: Tensor, hardest: Tensor, pos_d: Tensor, dim: int | None
+    ) -> Tensor:
         return hardest
 
 
 class SemihardNegatives(SingleNegatives):
     """Uniform over the window D[a,p] < D[a,n] < D[a,p] + margin, else the hardest negative."""
 
-    def one(self, rows: Tensor, nearest: Tensor, hardest: Tensor, pos_d: Tensor, dim: int | None) -> Tensor:
+    def one(
+        self, rows: Tensor, nearest: Tensor, hardest: Tensor, pos_d: Tensor, dim: int | None
+    ) -> Tensor:
         # One argmax: window entries score above every other candidate (uniformly at random among
         # them); without a window entry the largest -D, i.e. the hardest negative, wins.
         window = (rows > pos_d) & (rows < pos_d + self.margin)
-        lift = 1.0 - nearest.clamp_max(0.0).min()                  # > every finite -D
-        score = torch.where(window, random_ranks(rows.shape, rows.device, rows.dtype).add_(lift), rows.neg())
+        lift = 1.0 - nearest.clamp_max(0.0).min()  # > every finite -D
+        score = torch.where(
+            window, random_ranks(rows.shape, rows.device, rows.dtype).add_(lift), rows.neg()
+        )
         return score.argmax(dim=1)
 
 
@@ -334,10 +374,13 @@ class DistanceWeightedNegatives(SingleNegatives):
 
     unit_sphere = True
 
-    def one(self, rows: Tensor, nearest: Tensor, hardest: Tensor, pos_d: Tensor, dim: int | None) -> Tensor:
+    def one(
+        self, rows: Tensor, nearest: Tensor, hardest: Tensor, pos_d: Tensor, dim: int | None
+    ) -> Tensor:
         if dim is None or isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             raise ValueError(
-                f"negatives='distance_weighted' needs dim, the embedding dimension (an int >= 2); got {dim!r}")
+                f"negatives='distance_weighted' needs dim, the embedding dimension (an int >= 2); got {dim!r}"
+            )
         d = rows.clamp(0.5, 2.0 - 1e-4)
         log_weight = (2.0 - dim) * d.log() - ((dim - 3.0) / 2.0) * (1.0 - d * d / 4.0).log()
         log_weight = log_weight.masked_fill(rows == math.inf, -math.inf)
@@ -348,7 +391,7 @@ class DistanceWeightedNegatives(SingleNegatives):
         u = torch.rand(len(rows), 1, device=rows.device, dtype=cdf.dtype) * cdf[:, -1:]
         chosen = torch.searchsorted(cdf, u, right=True).clamp_max_(rows.shape[1] - 1)
         rounded = (prob.gather(1, chosen) == 0).squeeze(1)
-        if bool(rounded.any()):      # u rounded up to the row total: take the row's last candidate
+        if bool(rounded.any()):  # u rounded up to the row total: take the row's last candidate
             last = (prob[rounded] > 0).cumsum(dim=1).argmax(dim=1)
             chosen[rounded] = last.unsqueeze(1)
         return chosen.squeeze(1)
@@ -394,8 +437,9 @@ def select_positives(D: Tensor, same: Tensor, how: str, k: int = 1) -> Pairs:
     return strategy(D, same)
 
 
-def select_negatives(D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: float = 0.2, *,
-                     dim: int | None = None) -> Triplets:
+def select_negatives(
+    D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: float = 0.2, *, dim: int | None = None
+) -> Triplets:
     """`negative_strategy(how, margin)(D, negative_mask(same), pairs, dim)` on the square batch
     matrix D [B, B]: one negative per pair (or all of them), relative to the pair's positive.
 
@@ -435,4 +479,5 @@ def _check_matrix(D: Tensor, mask: Tensor, square: bool = False) -> None:
         shape = "a square batch matrix D [B, B]" if square else "a matrix D [B, R]"
         raise ValueError(
             f"selection needs {shape} and a label mask of the same shape; "
-            f"got D {tuple(D.shape)} and mask {tuple(mask.shape)}")
+            f"got D {tuple(D.shape)} and mask {tuple(mask.shape)}"
+        )

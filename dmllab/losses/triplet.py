@@ -33,15 +33,34 @@ from dmllab.losses.base import MetricLoss, _check_reduction, tuple_stats
 class TripletLoss(MetricLoss):
     """[D(a, p) - D(a, n) + margin]_+ over the selected tuples."""
 
-    def __init__(self, geometry: Geometry, *, positives: str = "all", negatives: str = "all",
-                 margin: float = 0.2, k_positives: int = 1, reduction: str = "mean") -> None:
-        super().__init__(geometry, positives=positives, negatives=negatives, margin=margin,
-                         k_positives=k_positives)
+    def __init__(
+        self,
+        geometry: Geometry,
+        *,
+        positives: str = "all",
+        negatives: str = "all",
+        margin: float = 0.2,
+        k_positives: int = 1,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            geometry,
+            positives=positives,
+            negatives=negatives,
+            margin=margin,
+            k_positives=k_positives,
+        )
         _check_reduction(reduction)
         self.reduction = reduction
 
-    def _loss(self, D: Tensor, pick: Callable[[Tensor, Tensor], Tensor], same: Tensor,
-              embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(
+        self,
+        D: Tensor,
+        pick: Callable[[Tensor, Tensor], Tensor],
+        same: Tensor,
+        embeddings: Tensor,
+        labels: Tensor,
+    ) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
         pos_d, neg_d, valid = triplets.distances(D, pick)
         losses = (pos_d.unsqueeze(1) - neg_d + self.margin).clamp_min(0.0)

@@ -21,10 +21,22 @@ SEEDS = (0, 1, 2)
 
 
 def train(geometry, seed, steps, **geometry_options):
-    config = dl.Config(dataset="loggrid", model="identity", embedding_dim=2, normalize=False,
-                       split="stratified", loss="prototype_ce", geometry=geometry,
-                       geometry_options=geometry_options, classes_per_batch=16, samples_per_class=16,
-                       epochs=1, batches_per_epoch=steps, lr=1e-2, seed=seed)
+    config = dl.Config(
+        dataset="loggrid",
+        model="identity",
+        embedding_dim=2,
+        normalize=False,
+        split="stratified",
+        loss="prototype_ce",
+        geometry=geometry,
+        geometry_options=geometry_options,
+        classes_per_batch=16,
+        samples_per_class=16,
+        epochs=1,
+        batches_per_epoch=steps,
+        lr=1e-2,
+        seed=seed,
+    )
     return dl.fit(config, progress=False)
 
 

@@ -32,15 +32,22 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    result = subprocess.run([sys.executable, "-m", "dmllab", "demo", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=2400)
+    result = subprocess.run(
+        [sys.executable, "-m", "dmllab", "demo", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     runs = list(out.iterdir())
     assert len(runs) == 1, result.stdout + result.stderr
     return runs[0], result
 
 
 def metrics(demo, lesson_prefix):
-    directory = next(p for p in demo[0].iterdir() if p.is_dir() and p.name.startswith(lesson_prefix))
+    directory = next(
+        p for p in demo[0].iterdir() if p.is_dir() and p.name.startswith(lesson_prefix)
+    )
     return json.loads((directory / "metrics.json").read_text())
 
 
@@ -58,8 +65,13 @@ def test_demo_succeeds_and_reports_every_lesson(demo):
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_executed_notebooks_have_no_error_cells(demo, lesson):
     notebook = nbformat.read(demo[0] / f"{lesson}.ipynb", as_version=4)
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
 
 
@@ -70,10 +82,10 @@ def what_we_saw(cells):
     for cell in cells:
         text = cell.source
         if cell.cell_type == "markdown" and "## What we saw" in text:
-            inside, text = True, text[text.index("## What we saw"):]
+            inside, text = True, text[text.index("## What we saw") :]
         if cell.cell_type == "markdown" and "## Exercises" in text:
             if inside:
-                found.append((cell.cell_type, text[:text.index("## Exercises")]))
+                found.append((cell.cell_type, text[: text.index("## Exercises")]))
             inside = False
         elif inside:
             found.append((cell.cell_type, text))
@@ -86,7 +98,7 @@ def test_what_we_saw_states_no_hand_written_measurement(lesson):
     sections = what_we_saw(notebook.cells)
     assert sections, f"{lesson} has no '## What we saw' section"
     for kind, text in sections:
-        if kind == "code":       # a findings template: numbers only inside placeholders
+        if kind == "code":  # a findings template: numbers only inside placeholders
             text = re.sub(r"\{[^{}]*\}", "", text)
         assert not NUMBER.findall(text), (lesson, NUMBER.findall(text), text[:300])
 
@@ -103,8 +115,11 @@ def rendered_findings(notebook):
 def matches_a_metric(number, values):
     decimals = len(number.split(".")[1])
     target = float(number)
-    return any(abs(round(value, decimals) - target) < 0.5 * 10 ** -decimals + 1e-12
-               for value in values if value is not None)
+    return any(
+        abs(round(value, decimals) - target) < 0.5 * 10**-decimals + 1e-12
+        for value in values
+        if value is not None
+    )
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -113,7 +128,9 @@ def test_every_rendered_number_is_a_value_of_the_lessons_metrics(demo, lesson):
     values = list(metrics(demo, lesson[:3]).values())
     texts = list(rendered_findings(notebook))
     has_template = any("findings(" in c.source for c in notebook.cells if c.cell_type == "code")
-    assert len(texts) == sum("findings(" in c.source for c in notebook.cells if c.cell_type == "code")
+    assert len(texts) == sum(
+        "findings(" in c.source for c in notebook.cells if c.cell_type == "code"
+    )
     for text in texts:
         for number in NUMBER.findall(text):
             assert matches_a_metric(number, values), (lesson, number)
@@ -134,8 +151,11 @@ def test_lesson_00_training_helps_seen_classes_far_more_than_unseen_ones(demo):
     values = metrics(demo, "00_")
     seeds = int(values["seeds"])
     seen_gain = one_sample_lower(values, "seen-trained/map@r", seeds) - values["seen-pixels/map@r"]
-    unseen_gain_upper = values["trained/map@r"] - values["pixels/map@r"] + \
-        (values["trained/map@r"] - one_sample_lower(values, "trained/map@r", seeds))
+    unseen_gain_upper = (
+        values["trained/map@r"]
+        - values["pixels/map@r"]
+        + (values["trained/map@r"] - one_sample_lower(values, "trained/map@r", seeds))
+    )
     assert seen_gain > 0 and seen_gain > unseen_gain_upper, values
 
 

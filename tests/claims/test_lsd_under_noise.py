@@ -14,9 +14,20 @@ from dmllab.experiments import run_variants
 
 @pytest.mark.slow
 def test_lsd_beats_the_baseline_under_label_noise():
-    base = dl.Config(dataset="digits", split="stratified", test_fraction=0.6, noise_rate=0.3,
-                     embedding_dim=32, loss="triplet", positives="random", negatives="semihard",
-                     classes_per_batch=10, samples_per_class=8, epochs=40, batches_per_epoch=10)
+    base = dl.Config(
+        dataset="digits",
+        split="stratified",
+        test_fraction=0.6,
+        noise_rate=0.3,
+        embedding_dim=32,
+        loss="triplet",
+        positives="random",
+        negatives="semihard",
+        classes_per_batch=10,
+        samples_per_class=8,
+        epochs=40,
+        batches_per_epoch=10,
+    )
     assert base.replace(lsd_alpha=200.0).lsd_tau == 1.0
     results = run_variants(base, {"baseline": {}, "lsd": {"lsd_alpha": 200.0}}, seeds=range(5))
     recall = results.difference("recall@1", "lsd", "baseline")

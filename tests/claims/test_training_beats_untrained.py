@@ -10,16 +10,32 @@ from dmllab.experiments import run_variants
 
 def digits_config(**changes):
     # train classes 0-4, test classes 5-9 (the zero-shot protocol on sklearn's digits)
-    base = dict(dataset="digits", split="classes", test_fraction=0.5, epochs=6, batches_per_epoch=15,
-                classes_per_batch=5, samples_per_class=8, embedding_dim=16, seed=0)
+    base = dict(
+        dataset="digits",
+        split="classes",
+        test_fraction=0.5,
+        epochs=6,
+        batches_per_epoch=15,
+        classes_per_batch=5,
+        samples_per_class=8,
+        embedding_dim=16,
+        seed=0,
+    )
     return Config(**{**base, **changes})
 
 
 def trained_minus_untrained(config, seeds=(0, 1, 2)):
     """Paired over seeds (same split and initialisation): trained minus untrained, per metric."""
-    results = run_variants(config, {"untrained": {"epochs": 1, "lr": 1e-12}, "trained": {}}, seeds=seeds,
-                           keep_runs=True)
-    return results, {metric: results.difference(metric, "trained", "untrained") for metric in ("recall@1", "map@r")}
+    results = run_variants(
+        config,
+        {"untrained": {"epochs": 1, "lr": 1e-12}, "trained": {}},
+        seeds=seeds,
+        keep_runs=True,
+    )
+    return results, {
+        metric: results.difference(metric, "trained", "untrained")
+        for metric in ("recall@1", "map@r")
+    }
 
 
 @pytest.mark.slow
@@ -27,7 +43,9 @@ def test_training_on_digits_beats_the_untrained_model():
     # Held-out digits of the training classes. (On the zero-shot split 0-4 -> 5-9 an untrained random
     # MLP already keeps the pixel neighbourhoods and 5 training classes do not beat it: lesson 00
     # shows that compression effect instead of asserting it away.)
-    config = digits_config(split="stratified", classes_per_batch=10, samples_per_class=6, positives="nearest")
+    config = digits_config(
+        split="stratified", classes_per_batch=10, samples_per_class=6, positives="nearest"
+    )
     results, gains = trained_minus_untrained(config)
     print(*gains.values(), sep="\n")
     assert gains["recall@1"].lower > 0 and gains["map@r"].lower > 0, gains

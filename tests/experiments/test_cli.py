@@ -30,8 +30,13 @@ out: sweep-out
 
 
 def dmllab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "dmllab", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "dmllab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -43,7 +48,9 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
     cells = sorted((tmp_path / "sweep-out").iterdir())
     assert len(cells) == 8
     for cell in cells:
-        assert {"config.json", "metrics.json", "history.csv", "model.pt", "params.json"} <= {p.name for p in cell.iterdir()}
+        assert {"config.json", "metrics.json", "history.csv", "model.pt", "params.json"} <= {
+            p.name for p in cell.iterdir()
+        }
     second = dmllab("sweep", "grid.yaml", "--workers", "2", cwd=tmp_path)
     assert "8 already done, 0 to run" in second.stdout
     report = dmllab("report", "sweep-out", cwd=tmp_path)
@@ -55,15 +62,27 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
     assert "plotly" in html.lower()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("fit: {epochs: 2}\nparameters:\n  positives: []\n", ":3: parameter 'positives' needs a non-empty list"),
-    ("fit: {epochs: 2}\nparameter:\n  positives: [random]\n", ":2: unknown key 'parameter'"),
-    ("fit: {epochs: 2}\nparameters:\n  lsd_alpa: [1.0]\n", ":3: Config has no field 'lsd_alpa'"),
-    ("fit: {epochs: 2}\nparameters:\n  loss: [triplet, nope]\n", "Config.loss='nope' is not known"),
-    ("fit: [unclosed\n", "not valid YAML"),
-    ("parameters:\n  loss: [triplet]\n", "give exactly one of 'notebook'"),
-    ("fit: {epochs: 2}\nseeds: [a]\n", ":2: 'seeds' is a non-empty list of integers"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "fit: {epochs: 2}\nparameters:\n  positives: []\n",
+            ":3: parameter 'positives' needs a non-empty list",
+        ),
+        ("fit: {epochs: 2}\nparameter:\n  positives: [random]\n", ":2: unknown key 'parameter'"),
+        (
+            "fit: {epochs: 2}\nparameters:\n  lsd_alpa: [1.0]\n",
+            ":3: Config has no field 'lsd_alpa'",
+        ),
+        (
+            "fit: {epochs: 2}\nparameters:\n  loss: [triplet, nope]\n",
+            "Config.loss='nope' is not known",
+        ),
+        ("fit: [unclosed\n", "not valid YAML"),
+        ("parameters:\n  loss: [triplet]\n", "give exactly one of 'notebook'"),
+        ("fit: {epochs: 2}\nseeds: [a]\n", ":2: 'seeds' is a non-empty list of integers"),
+    ],
+)
 def test_bad_grid_files_fail_before_any_run_with_the_line_at_fault(tmp_path, text, message):
     path = tmp_path / "grid.yaml"
     path.write_text(text)
@@ -82,11 +101,17 @@ def tiny_notebook(path):
     notebook = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("seed = 0\nquick = False\noutput_dir = None\nscale = 2")
     params.metadata["tags"] = ["parameters"]
-    body = nbformat.v4.new_code_cell(textwrap.dedent("""\
+    body = nbformat.v4.new_code_cell(
+        textwrap.dedent("""\
         import dmllab as dl
-        dl.report.save_lesson_outputs(output_dir, {"answer": scale * 21, "seed": seed})"""))
+        dl.report.save_lesson_outputs(output_dir, {"answer": scale * 21, "seed": seed})""")
+    )
     notebook.cells = [params, body]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(notebook, path)
 
 
@@ -113,20 +138,32 @@ def test_parse_value_reads_yaml_scalars():
 def test_fit_command_writes_a_run_record(tmp_path):
     from dmllab.config import Config
 
-    config = Config(dataset="mixture", split="stratified", epochs=1, batches_per_epoch=2, classes_per_batch=3,
-                    samples_per_class=4, embedding_dim=4)
+    config = Config(
+        dataset="mixture",
+        split="stratified",
+        epochs=1,
+        batches_per_epoch=2,
+        classes_per_batch=3,
+        samples_per_class=4,
+        embedding_dim=4,
+    )
     (tmp_path / "config.json").write_text(config.to_json())
     result = dmllab("fit", "config.json", "--out", "run", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["recall@1"] > 0
 
 
-def test_executed_notebooks_run_without_progress_bars_and_the_setting_is_restored(tmp_path, monkeypatch):
+def test_executed_notebooks_run_without_progress_bars_and_the_setting_is_restored(
+    tmp_path, monkeypatch
+):
     import papermill
 
     seen = []
-    monkeypatch.setattr(papermill, "execute_notebook",
-                        lambda *args, **kwargs: seen.append(os.environ.get("DMLLAB_PROGRESS")))
+    monkeypatch.setattr(
+        papermill,
+        "execute_notebook",
+        lambda *args, **kwargs: seen.append(os.environ.get("DMLLAB_PROGRESS")),
+    )
     monkeypatch.setenv("DMLLAB_PROGRESS", "1")
     lessons.execute(tmp_path / "in.ipynb", tmp_path / "out" / "in.ipynb", {})
     assert seen == ["0"] and os.environ["DMLLAB_PROGRESS"] == "1"
@@ -135,9 +172,19 @@ def test_executed_notebooks_run_without_progress_bars_and_the_setting_is_restore
 def test_a_cell_that_sets_quick_runs_and_records_its_own_value(tmp_path):
     # the newcomer's case: `parameters: {quick: [true, false]}` recorded (and ran) the grid's quick
     notebook = tmp_path / "lesson.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "seed = 0\nquick = False\noutput_dir = None", metadata={"tags": ["parameters"]})],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), notebook)
+    nbformat.write(
+        nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_code_cell(
+                    "seed = 0\nquick = False\noutput_dir = None", metadata={"tags": ["parameters"]}
+                )
+            ],
+            metadata={
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+            },
+        ),
+        notebook,
+    )
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text(f"notebook: {notebook}\nparameters:\n  quick: [true, false]\nseeds: [0]\n")
     grid = cli.load_grid(grid_file)

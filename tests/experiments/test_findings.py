@@ -6,8 +6,10 @@ from dmllab.findings import findings
 
 
 def test_fills_every_placeholder_with_its_format():
-    text = findings("a {x/r@1:.3f}, b {x - y/r@1:+.2f}, c {n:.0f} of {m:.0f}",
-                    {"x/r@1": 0.12345, "x - y/r@1": -0.019, "n": 3.0, "m": 960})
+    text = findings(
+        "a {x/r@1:.3f}, b {x - y/r@1:+.2f}, c {n:.0f} of {m:.0f}",
+        {"x/r@1": 0.12345, "x - y/r@1": -0.019, "n": 3.0, "m": 960},
+    )
     assert text.data == "a 0.123, b -0.02, c 3 of 960"
     assert text._repr_markdown_() == text.data
 

@@ -12,19 +12,71 @@ from hypothesis import strategies as st
 
 from dmllab import cli, lessons
 
-BASE = {"dataset": "mixture", "epochs": 2, "classes_per_batch": 3, "samples_per_class": 4, "embedding_dim": 4}
+BASE = {
+    "dataset": "mixture",
+    "epochs": 2,
+    "classes_per_batch": 3,
+    "samples_per_class": 4,
+    "embedding_dim": 4,
+}
 
 BAD_BOOLEANS = ["'false'", "'true'", "no", "yes", "on", "off", "0", "1", "nope", "null", "[true]"]
-BAD_FLOATS = [".inf", "-.inf", ".nan", "'0.1'", "-1", "1e400", "0x10", "true", "[0.1]", "{a: 1}", "fast"]
-BAD_INTS = ["0", "-3", "2.5", "1e9", "0x1F", "1_000", "'8'", "true", "100000000000", ".inf", "null", "[4]"]
-BAD_SEEDS = ["[-5]", "[0, 0]", "[1.5]", "[a]", "[]", "5", "[true]", "[4294967296]", "[0x1]", "[.inf]"]
+BAD_FLOATS = [
+    ".inf",
+    "-.inf",
+    ".nan",
+    "'0.1'",
+    "-1",
+    "1e400",
+    "0x10",
+    "true",
+    "[0.1]",
+    "{a: 1}",
+    "fast",
+]
+BAD_INTS = [
+    "0",
+    "-3",
+    "2.5",
+    "1e9",
+    "0x1F",
+    "1_000",
+    "'8'",
+    "true",
+    "100000000000",
+    ".inf",
+    "null",
+    "[4]",
+]
+BAD_SEEDS = [
+    "[-5]",
+    "[0, 0]",
+    "[1.5]",
+    "[a]",
+    "[]",
+    "5",
+    "[true]",
+    "[4294967296]",
+    "[0x1]",
+    "[.inf]",
+]
 FIELDS = {
-    "normalize": BAD_BOOLEANS, "monitor_test": BAD_BOOLEANS, "lsd_include_self": BAD_BOOLEANS,
-    "lr": BAD_FLOATS, "margin": BAD_FLOATS, "noise_rate": BAD_FLOATS, "weight_decay": BAD_FLOATS,
-    "test_fraction": BAD_FLOATS, "lsd_tau": BAD_FLOATS,
-    "epochs": BAD_INTS, "embedding_dim": BAD_INTS, "samples_per_class": BAD_INTS, "probe_size": BAD_INTS,
+    "normalize": BAD_BOOLEANS,
+    "monitor_test": BAD_BOOLEANS,
+    "lsd_include_self": BAD_BOOLEANS,
+    "lr": BAD_FLOATS,
+    "margin": BAD_FLOATS,
+    "noise_rate": BAD_FLOATS,
+    "weight_decay": BAD_FLOATS,
+    "test_fraction": BAD_FLOATS,
+    "lsd_tau": BAD_FLOATS,
+    "epochs": BAD_INTS,
+    "embedding_dim": BAD_INTS,
+    "samples_per_class": BAD_INTS,
+    "probe_size": BAD_INTS,
     "batches_per_epoch": [v for v in BAD_INTS if v != "null"],
-    "loss": ["tripplet", "1", "true", "[triplet]", "null"], "geometry": ["manhattan", "0x1", "{a: 1}"],
+    "loss": ["tripplet", "1", "true", "[triplet]", "null"],
+    "geometry": ["manhattan", "0x1", "{a: 1}"],
 }
 STRUCTURE = [  # (where, text): whole-grid faults
     "fit: {epochs: 2}\nfit: {epochs: 3}\n",
@@ -41,12 +93,20 @@ STRUCTURE = [  # (where, text): whole-grid faults
     "fit: {epochs: 2\n",
 ]
 
-PARAMETERS = 'seed = 0\nquick = False\noutput_dir = None\nlr = 1e-3\nepochs = 20\nembedding_dim = 32\n' \
-             'projection = "umap"\nnoises = (0.0, 0.1)'
+PARAMETERS = (
+    "seed = 0\nquick = False\noutput_dir = None\nlr = 1e-3\nepochs = 20\nembedding_dim = 32\n"
+    'projection = "umap"\nnoises = (0.0, 0.1)'
+)
 BAD_PARAMETERS = {
-    "quick": BAD_BOOLEANS, "lr": BAD_FLOATS, "epochs": BAD_INTS[:-2] + ["1e3"], "embedding_dim": BAD_INTS,
-    "seed": ["-5", "4294967296", "1.5", "abc", "True", "0x1F"], "projection": ["1", "true", "[1]", "1.5", "null"],
-    "noises": ["0.1", "abc", "{a: 1}"], "output_dir": [".inf", "[.nan]", "[1, 2"], "lrr": ["0.1"],
+    "quick": BAD_BOOLEANS,
+    "lr": BAD_FLOATS,
+    "epochs": BAD_INTS[:-2] + ["1e3"],
+    "embedding_dim": BAD_INTS,
+    "seed": ["-5", "4294967296", "1.5", "abc", "True", "0x1F"],
+    "projection": ["1", "true", "[1]", "1.5", "null"],
+    "noises": ["0.1", "abc", "{a: 1}"],
+    "output_dir": [".inf", "[.nan]", "[1, 2"],
+    "lrr": ["0.1"],
 }
 
 
@@ -57,7 +117,11 @@ def lesson(tmp_path_factory):
     cell = nbformat.v4.new_code_cell(PARAMETERS)
     cell.metadata["tags"] = ["parameters"]
     notebook.cells = [cell]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(notebook, path)
     return path
 
@@ -87,8 +151,10 @@ def bad_grids(draw, lesson):
     kind = draw(st.sampled_from(["fit", "parameters", "seeds", "structure", "notebook"]))
     if kind == "notebook":
         name = draw(st.sampled_from(sorted(set(BAD_PARAMETERS) - {"seed"})))
-        return (f"notebook: {lesson}\nparameters:\n  {name}: [{draw(st.sampled_from(BAD_PARAMETERS[name]))}]\n"
-                f"seeds: {draw(st.sampled_from(['[0]'] + BAD_SEEDS))}\nout: out\n")
+        return (
+            f"notebook: {lesson}\nparameters:\n  {name}: [{draw(st.sampled_from(BAD_PARAMETERS[name]))}]\n"
+            f"seeds: {draw(st.sampled_from(['[0]'] + BAD_SEEDS))}\nout: out\n"
+        )
     base = {k: str(v) for k, v in BASE.items()}
     if kind == "structure":
         return draw(st.sampled_from(STRUCTURE))
@@ -104,7 +170,9 @@ def bad_grids(draw, lesson):
 
 
 def test_every_malformed_grid_file_fails_before_any_work_in_one_line(tmp_path, lesson):
-    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(bad_grids(lesson))
     def check(text):
         (tmp_path / "grid.yaml").write_text(text)
@@ -112,16 +180,23 @@ def test_every_malformed_grid_file_fails_before_any_work_in_one_line(tmp_path, l
         assert not (tmp_path / "out").exists()
 
     check()
-    print(f"\ngrid files: {counts['grid files'][0]} malformed tried, {counts['grid files'][1]} rejected before work")
+    print(
+        f"\ngrid files: {counts['grid files'][0]} malformed tried, {counts['grid files'][1]} rejected before work"
+    )
     assert counts["grid files"][0] == counts["grid files"][1] > 0
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.floats(1e-6, 10), st.integers(1, 50), st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=3,
-                                                           unique=True))
+@given(
+    st.floats(1e-6, 10),
+    st.integers(1, 50),
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=3, unique=True),
+)
 def test_well_formed_grids_are_accepted(tmp_path_factory, lr, epochs, seeds):
     path = tmp_path_factory.mktemp("grid") / "grid.yaml"
-    path.write_text(fit_text({**BASE, "lr": repr(lr), "epochs": f"0{epochs}"}, seeds=json.dumps(seeds)))
+    path.write_text(
+        fit_text({**BASE, "lr": repr(lr), "epochs": f"0{epochs}"}, seeds=json.dumps(seeds))
+    )
     grid = cli.load_grid(path)
     assert grid.fit["lr"] == lr and grid.fit["epochs"] == epochs and grid.seeds == seeds
 
@@ -132,10 +207,20 @@ def test_every_malformed_command_line_value_fails_before_any_work_in_one_line(le
 
     monkeypatch.setattr(lessons, "execute", no_work)
 
-    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(st.sampled_from(sorted(BAD_PARAMETERS)).flatmap(lambda n: st.tuples(st.just(n), st.sampled_from(
-        BAD_PARAMETERS[n]))), st.lists(st.sampled_from([("lr", "1e-3"), ("seed", "010"), ("quick", "true")]),
-                                       max_size=2, unique=True), st.booleans())
+    @settings(
+        max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        st.sampled_from(sorted(BAD_PARAMETERS)).flatmap(
+            lambda n: st.tuples(st.just(n), st.sampled_from(BAD_PARAMETERS[n]))
+        ),
+        st.lists(
+            st.sampled_from([("lr", "1e-3"), ("seed", "010"), ("quick", "true")]),
+            max_size=2,
+            unique=True,
+        ),
+        st.booleans(),
+    )
     def check(bad, good, twice):
         pairs = [*good, bad] + ([bad] if twice else [])
         argv = ["run", str(lesson), "--out", str(lesson.parent / "out")]
@@ -145,12 +230,15 @@ def test_every_malformed_command_line_value_fails_before_any_work_in_one_line(le
         assert not (lesson.parent / "out").exists()
 
     check()
-    print(f"\n-p values: {counts['-p values'][0]} malformed tried, {counts['-p values'][1]} rejected before work")
+    print(
+        f"\n-p values: {counts['-p values'][0]} malformed tried, {counts['-p values'][1]} rejected before work"
+    )
     assert counts["-p values"][0] == counts["-p values"][1] > 0
 
 
 def test_command_line_values_read_as_papermill_reads_them(lesson):
-    parameters = cli.run_parameters(lesson, [("lr", "1e-3"), ("seed", "010"), ("quick", "True"),
-                                             ("noises", "[0.2, 0.3]")])
+    parameters = cli.run_parameters(
+        lesson, [("lr", "1e-3"), ("seed", "010"), ("quick", "True"), ("noises", "[0.2, 0.3]")]
+    )
     assert parameters == {"lr": 0.001, "seed": 10, "quick": True, "noises": [0.2, 0.3]}
     assert type(parameters["seed"]) is int

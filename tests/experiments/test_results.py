@@ -11,18 +11,24 @@ from dmllab.experiments import Results
 
 
 def _results() -> Results:
-    rows = [{"variant": "nearest", "seed": s, "recall@1": v, "asymmetry": math.nan}
-            for s, v in enumerate([0.9072361, 0.8, 0.85])]
+    rows = [
+        {"variant": "nearest", "seed": s, "recall@1": v, "asymmetry": math.nan}
+        for s, v in enumerate([0.9072361, 0.8, 0.85])
+    ]
     rows += [{"variant": "random", "seed": 0, "recall@1": 0.6004999, "asymmetry": 0.12345}]
     return Results(pd.DataFrame(rows))
 
 
 def test_readable_shows_mean_and_std_rounded_without_helper_columns():
     table = _results().readable(["recall@1", "asymmetry"])
-    assert list(table.index) == ["nearest", "random"] and list(table.columns) == ["recall@1", "asymmetry", "seeds"]
+    assert list(table.index) == ["nearest", "random"] and list(table.columns) == [
+        "recall@1",
+        "asymmetry",
+        "seeds",
+    ]
     assert table.loc["nearest", "recall@1"] == "0.852 ± 0.054"
-    assert table.loc["random", "recall@1"] == "0.600"        # one seed: no spread, not "± nan"
-    assert table.loc["nearest", "asymmetry"] == ""           # never measured: blank, not NaN
+    assert table.loc["random", "recall@1"] == "0.600"  # one seed: no spread, not "± nan"
+    assert table.loc["nearest", "asymmetry"] == ""  # never measured: blank, not NaN
     assert table.loc["random", "asymmetry"] == "0.123"
     assert table["seeds"].tolist() == [3, 1]
     assert _results().readable(["recall@1"], decimals=2).loc["nearest", "recall@1"] == "0.85 ± 0.05"
@@ -45,7 +51,9 @@ def test_run_variants_shows_one_bar_over_variants_and_seeds(monkeypatch, capsys)
     monkeypatch.setattr(runner, "fit", _fake_fit)
     monkeypatch.setattr(runner, "evaluate", lambda run, **options: {"recall@1": 0.5})
     monkeypatch.delenv("DMLLAB_PROGRESS", raising=False)
-    results = experiments.run_variants(Config(), {"a": {}, "b": {"lsd_alpha": 1.0}}, seeds=(0, 1, 2))
+    results = experiments.run_variants(
+        Config(), {"a": {}, "b": {"lsd_alpha": 1.0}}, seeds=(0, 1, 2)
+    )
     assert len(results.table) == 6
     bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert bar.startswith("b, seed 2: 100%") and "6/6" in bar

@@ -47,11 +47,16 @@ if mode == "fail":
 
 def write_notebook(path):
     notebook = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('seed = 0\nquick = False\noutput_dir = None\nmode = "ok"\nflag_dir = "."\n'
-                                       'tag = "x"')
+    params = nbformat.v4.new_code_cell(
+        'seed = 0\nquick = False\noutput_dir = None\nmode = "ok"\nflag_dir = "."\ntag = "x"'
+    )
     params.metadata["tags"] = ["parameters"]
     notebook.cells = [params, nbformat.v4.new_code_cell(NOTEBOOK_BODY)]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(notebook, path)
 
 
@@ -59,15 +64,22 @@ def grid_file(folder, modes, seeds=(0,), out="out", tags=None):
     write_notebook(folder / "lesson.ipynb")
     (folder / "flags").mkdir(exist_ok=True)
     tags = f"\n  tag: {json.dumps(tags)}" if tags else ""
-    (folder / "grid.yaml").write_text(f"notebook: lesson.ipynb\nparameters:\n  mode: {json.dumps(modes)}\n"
-                                      f"  flag_dir: [{json.dumps(str(folder / 'flags'))}]{tags}\n"
-                                      f"seeds: {list(seeds)}\nout: {out}\n")
+    (folder / "grid.yaml").write_text(
+        f"notebook: lesson.ipynb\nparameters:\n  mode: {json.dumps(modes)}\n"
+        f"  flag_dir: [{json.dumps(str(folder / 'flags'))}]{tags}\n"
+        f"seeds: {list(seeds)}\nout: {out}\n"
+    )
     return folder / "grid.yaml"
 
 
 def dmllab(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "dmllab", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dmllab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def finished(folder):
@@ -75,27 +87,40 @@ def finished(folder):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_while_writing_the_model_is_retried_and_failed_cells_are_never_counted(tmp_path):
+def test_a_worker_killed_while_writing_the_model_is_retried_and_failed_cells_are_never_counted(
+    tmp_path,
+):
     grid = grid_file(tmp_path, ["once", "fail"])
     result = dmllab("sweep", "grid.yaml", "--workers", "2", cwd=tmp_path)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert "worker died (killed by SIGKILL)" in out and "running that cell once more" in out
-    assert "FAILED" in out and "failed after writing its metrics" in out and "Traceback" not in out + result.stderr
+    assert (
+        "FAILED" in out
+        and "failed after writing its metrics" in out
+        and "Traceback" not in out + result.stderr
+    )
     cells, skipped = sweep_cells.finished_cells(tmp_path / "out")
-    assert [cell.params["mode"] for cell in cells] == ["once"]   # the retried cell, with its whole model
+    assert [cell.params["mode"] for cell in cells] == [
+        "once"
+    ]  # the retried cell, with its whole model
     assert (tmp_path / "out" / cells[0].name / "model.pt").read_bytes() == b"a whole model"
-    assert len(skipped) == 1 and "not finished" in skipped[0]    # the failed cell keeps error.txt, uncounted
+    assert (
+        len(skipped) == 1 and "not finished" in skipped[0]
+    )  # the failed cell keeps error.txt, uncounted
     states, _ = sweep_cells.survey(cli.load_grid(grid))
     failed = next(s for s in states if s.cell["mode"] == "fail")
-    assert not failed.finished and (failed.path / "error.txt").exists()   # so the next sweep runs it again
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]   # no lock, no staging left
+    assert (
+        not failed.finished and (failed.path / "error.txt").exists()
+    )  # so the next sweep runs it again
+    assert not [
+        p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")
+    ]  # no lock, no staging left
 
 
 def test_a_task_whose_worker_dies_twice_fails_alone_and_the_others_go_on():
-    from pool_tasks import die
-
     from dmllab.experiments.workers import run_tasks
+    from pool_tasks import die
 
     outcomes = list(run_tasks(die, ["a", "die", "b"], workers=2))
     assert sorted(o.result for o in outcomes if o.result) == ["A", "B"]
@@ -130,19 +155,26 @@ def alive(pid):
 @pytest.mark.slow
 def test_killing_the_sweep_takes_its_workers_and_kernels_with_it(tmp_path):
     grid_file(tmp_path, ["sleep"], seeds=[0])
-    main = subprocess.Popen([sys.executable, "-m", "dmllab", "sweep", "grid.yaml"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    main = subprocess.Popen(
+        [sys.executable, "-m", "dmllab", "sweep", "grid.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while not list((tmp_path / "flags").glob("started-*")) and time.time() < deadline:
         time.sleep(0.2)
     family = descendants(main.pid)
     kernels = [int(p.read_text()) for p in (tmp_path / "flags").glob("started-*")]
-    assert len(kernels) == 1 and set(kernels) < set(family)   # the worker and its kernel
+    assert len(kernels) == 1 and set(kernels) < set(family)  # the worker and its kernel
     main.kill()
     main.wait()
     time.sleep(5)
     assert [pid for pid in family if alive(pid)] == []
-    FolderLock(tmp_path / "out", "the next sweep").acquire().release()   # the lock died with its owner
+    FolderLock(
+        tmp_path / "out", "the next sweep"
+    ).acquire().release()  # the lock died with its owner
 
 
 def test_two_sweeps_never_share_a_folder(tmp_path):
@@ -151,18 +183,28 @@ def test_two_sweeps_never_share_a_folder(tmp_path):
     with FolderLock(tmp_path / "out", "a test"):
         with pytest.raises(FolderBusy, match=f"in use by PID {os.getpid()} .*a test"):
             cli.main(["sweep", str(grid)])
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from dmllab.locks import FolderLock
-        FolderLock(__import__("pathlib").Path({str(tmp_path / 'out')!r}), "a killed sweep").acquire()
+        FolderLock(__import__("pathlib").Path({str(tmp_path / "out")!r}), "a killed sweep").acquire()
         print("held", flush=True)
-        time.sleep(60)""")], stdout=subprocess.PIPE, text=True)
+        time.sleep(60)"""),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(FolderBusy, match=f"PID {holder.pid}"):
         FolderLock(tmp_path / "out", "a test").acquire()
     holder.kill()
     holder.wait()
-    with FolderLock(tmp_path / "out", "a test"):   # the operating system released the dead owner's lock
+    with FolderLock(
+        tmp_path / "out", "a test"
+    ):  # the operating system released the dead owner's lock
         pass
     assert not (tmp_path / "out" / ".lock").exists()
 
@@ -174,7 +216,9 @@ def fake_cell(out, params, recorded, metrics):
     (folder / "params.json").write_text(json.dumps(params))
     (folder / "metrics.json").write_text(json.dumps(metrics))
     files = records.manifest(folder, ["params.json", "metrics.json"])
-    (folder / "cell.json").write_text(json.dumps({"params": params, "recorded": recorded, "files": files}))
+    (folder / "cell.json").write_text(
+        json.dumps({"params": params, "recorded": recorded, "files": files})
+    )
     return folder
 
 
@@ -185,21 +229,36 @@ def fit_recorded(**fields):
 
 
 def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path):
-    (tmp_path / "grid.yaml").write_text("fit: {epochs: 2}\nparameters:\n  loss: [triplet]\nseeds: [0]\nout: out\n")
+    (tmp_path / "grid.yaml").write_text(
+        "fit: {epochs: 2}\nparameters:\n  loss: [triplet]\nseeds: [0]\nout: out\n"
+    )
     grid = cli.load_grid(tmp_path / "grid.yaml")
-    fake_cell(grid.out, {"loss": "triplet", "seed": 0}, fit_recorded(epochs=1, loss="triplet"), {"recall@1": 0.5})
-    with pytest.raises(SystemExit, match="1 finished cell.*another configuration.*fit.epochs: 1 -> 2"):
+    fake_cell(
+        grid.out,
+        {"loss": "triplet", "seed": 0},
+        fit_recorded(epochs=1, loss="triplet"),
+        {"recall@1": 0.5},
+    )
+    with pytest.raises(
+        SystemExit, match="1 finished cell.*another configuration.*fit.epochs: 1 -> 2"
+    ):
         cli.main(["sweep", str(tmp_path / "grid.yaml")])
-    (tmp_path / "grid.yaml").write_text("fit: {epochs: 1}\nparameters:\n  loss: [margin]\nseeds: [0]\nout: out\n")
+    (tmp_path / "grid.yaml").write_text(
+        "fit: {epochs: 1}\nparameters:\n  loss: [margin]\nseeds: [0]\nout: out\n"
+    )
     with pytest.raises(SystemExit, match="not in this grid.*loss=triplet"):
         cli.main(["sweep", str(tmp_path / "grid.yaml")])
-    assert sorted(p.name for p in grid.out.iterdir()) == [sweep_cells.cell_name({"loss": "triplet", "seed": 0})]
+    assert sorted(p.name for p in grid.out.iterdir()) == [
+        sweep_cells.cell_name({"loss": "triplet", "seed": 0})
+    ]
 
 
 def test_the_report_never_mixes_two_sweeps_or_counts_damaged_cells(tmp_path):
     out = tmp_path / "out"
     fake_cell(out, {"loss": "triplet", "seed": 0}, fit_recorded(epochs=1), {"recall@1": 0.5})
-    damaged = fake_cell(out, {"loss": "triplet", "seed": 1}, fit_recorded(epochs=1), {"recall@1": 0.7})
+    damaged = fake_cell(
+        out, {"loss": "triplet", "seed": 1}, fit_recorded(epochs=1), {"recall@1": 0.7}
+    )
     (damaged / "metrics.json").write_text('{"recall@1": 0.99}')
     cells, skipped = sweep_cells.finished_cells(out)
     assert len(cells) == 1 and "metrics.json changed" in skipped[0]
@@ -208,7 +267,11 @@ def test_the_report_never_mixes_two_sweeps_or_counts_damaged_cells(tmp_path):
         sweep_cells.finished_cells(out)
 
 
-HOSTILE = ["<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>", "<a href='javascript:alert(3)'>x</a>"]
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    "</script><script>alert(2)</script>",
+    "<a href='javascript:alert(3)'>x</a>",
+]
 
 
 class Elements(HTMLParser):
@@ -229,9 +292,16 @@ def test_report_takes_any_json_parameter_and_escapes_every_value(tmp_path):
     values = [{"mu": 0.05}, {"mu": 1e6}, [1, 2], *HOSTILE]
     for i, value in enumerate(values):
         for seed in (0, 1):
-            fake_cell(out, {"geometry_options": value, "seed": seed}, {"notebook": "n.ipynb", "defaults": {},
-                      "parameters": {"geometry_options": value, "seed": seed, "quick": False}},
-                      {"recall@1": 0.1 * i + 0.01 * seed})
+            fake_cell(
+                out,
+                {"geometry_options": value, "seed": seed},
+                {
+                    "notebook": "n.ipynb",
+                    "defaults": {},
+                    "parameters": {"geometry_options": value, "seed": seed, "quick": False},
+                },
+                {"recall@1": 0.1 * i + 0.01 * seed},
+            )
     assert cli.main(["report", str(out)]) == 0
     page = (out / "results.html").read_text()
     elements = Elements()
@@ -245,9 +315,22 @@ def test_report_takes_any_json_parameter_and_escapes_every_value(tmp_path):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from(["tag", "lr", "opts"]),
-                                st.one_of(st.text(max_size=6), st.integers(), st.floats(allow_nan=False),
-                                          st.lists(st.integers(), max_size=2)), min_size=1), min_size=2, max_size=6))
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["tag", "lr", "opts"]),
+            st.one_of(
+                st.text(max_size=6),
+                st.integers(),
+                st.floats(allow_nan=False),
+                st.lists(st.integers(), max_size=2),
+            ),
+            min_size=1,
+        ),
+        min_size=2,
+        max_size=6,
+    )
+)
 def test_cell_folder_names_are_distinct_safe_and_stable(cells):
     distinct = {canonical(cell): sweep_cells.cell_name(cell) for cell in cells}
     assert len(set(distinct.values())) == len(distinct)
@@ -264,7 +347,9 @@ def test_values_that_print_alike_get_their_own_cells():
 
 def tmpfs(path, options):
     path.mkdir(exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
 
@@ -276,7 +361,9 @@ def test_full_and_read_only_disks_fail_before_any_work_then_cells_fail_in_one_li
         tmpfs(tmp_path / "disk", "size=512k")
         result = dmllab("sweep", str(grid), cwd=tmp_path)
         assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-        assert "No space left on device (ENOSPC)" in result.stderr and ".write-probe-" in result.stderr
+        assert (
+            "No space left on device (ENOSPC)" in result.stderr and ".write-probe-" in result.stderr
+        )
         assert list((tmp_path / "disk" / "out").iterdir()) == []
         subprocess.run(["umount", str(tmp_path / "disk")], check=True)
         tmpfs(tmp_path / "disk", "size=2m")
@@ -287,7 +374,9 @@ def test_full_and_read_only_disks_fail_before_any_work_then_cells_fail_in_one_li
         assert finished(tmp_path / "disk" / "out") == []
         subprocess.run(["mount", "-o", "remount,ro", str(tmp_path / "disk")], check=True)
         result = dmllab("sweep", str(grid), cwd=tmp_path)
-        assert result.returncode == 1 and "Read-only file system (EROFS)" in result.stderr, result.stderr
+        assert result.returncode == 1 and "Read-only file system (EROFS)" in result.stderr, (
+            result.stderr
+        )
     finally:
         subprocess.run(["umount", str(tmp_path / "disk")], capture_output=True)
 
@@ -297,11 +386,20 @@ def test_the_demo_report_escapes_every_value(tmp_path):
 
     name = HOSTILE[0]
     save_lesson_outputs(tmp_path / "lesson", {f"{HOSTILE[1]}/recall@1": 0.5})
-    lesson = LessonResult(name=name, notebook=tmp_path / "lesson.ipynb", output_dir=tmp_path / "lesson",
-                          seconds=1.0, error=HOSTILE[2])
+    lesson = LessonResult(
+        name=name,
+        notebook=tmp_path / "lesson.ipynb",
+        output_dir=tmp_path / "lesson",
+        seconds=1.0,
+        error=HOSTILE[2],
+    )
     page = write_report(tmp_path, [lesson], title=HOSTILE[0]).read_text()
     elements = Elements()
     elements.feed(page)
     assert [tag for tag, _ in elements.tags if tag == "img"] == []
-    assert [attrs for tag, attrs in elements.tags if tag == "a" and "javascript" in attrs.get("href", "")] == []
+    assert [
+        attrs
+        for tag, attrs in elements.tags
+        if tag == "a" and "javascript" in attrs.get("href", "")
+    ] == []
     assert not [script for script in elements.scripts if script.lstrip().startswith("alert(")]

@@ -55,9 +55,13 @@ def small_icnn(dim=3, seed=0, **options):
 
 # -- definition and properties -------------------------------------------------------------
 
+
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), generator=st.sampled_from(["icnn", "maxaffine"]),
-       scale=st.sampled_from([0.1, 1.0, 3.0]))
+@given(
+    seed=st.integers(0, 10_000),
+    generator=st.sampled_from(["icnn", "maxaffine"]),
+    scale=st.sampled_from([0.1, 1.0, 3.0]),
+)
 def test_divergence_is_non_negative_and_zero_on_the_diagonal(seed, generator, scale):
     torch.manual_seed(seed)
     geometry = Bregman(4, generator)
@@ -91,7 +95,9 @@ def test_icnn_with_zero_output_weights_is_squared_euclidean_scaled_by_mu():
     with torch.no_grad():
         geometry.generator.output_raw.fill_(-800.0)  # softplus(-800) == 0 in float64
     a, b = torch.randn(6, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
-    torch.testing.assert_close(geometry.pairwise(a, b), torch.cdist(a, b) ** 2, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        geometry.pairwise(a, b), torch.cdist(a, b) ** 2, rtol=1e-10, atol=1e-10
+    )
 
 
 def test_quadratic_generator_gives_mahalanobis_and_ignores_affine_terms():
@@ -113,11 +119,16 @@ def test_pairwise_gemm_form_matches_the_definition(generator):
     a, b = torch.randn(5, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
     expected = naive_matrix(geometry, a, b).clamp_min(0)
     torch.testing.assert_close(geometry.pairwise(a, b), expected, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(geometry.reversed().pairwise(a, b), naive_matrix(geometry, b, a).T.clamp_min(0),
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        geometry.reversed().pairwise(a, b),
+        naive_matrix(geometry, b, a).T.clamp_min(0),
+        rtol=1e-9,
+        atol=1e-9,
+    )
     symmetric = naive_matrix(geometry, a, b) + naive_matrix(geometry, b, a).T
-    torch.testing.assert_close(geometry.symmetrised().pairwise(a, b), symmetric.clamp_min(0),
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        geometry.symmetrised().pairwise(a, b), symmetric.clamp_min(0), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_maxaffine_closed_form():
@@ -127,8 +138,10 @@ def test_maxaffine_closed_form():
     a, b = torch.randn(9, 2, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
     scores = a @ weight.T + bias
     active = (b @ weight.T + bias).argmax(dim=1)
-    expected = torch.tensor([[scores[i].max() - scores[i, active[j]] for j in range(7)] for i in range(9)],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [[scores[i].max() - scores[i, active[j]] for j in range(7)] for i in range(9)],
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(geometry.pairwise(a, b), expected)
     assert geometry.pairwise(a, b)[0].unique().numel() <= 5  # D(x, .) takes at most K values
 
@@ -142,6 +155,7 @@ def test_maxaffine_sends_no_gradient_to_the_second_argument():
 
 
 # -- gradients -----------------------------------------------------------------------------
+
 
 def loss_of(geometry, a, b, weights):
     return (geometry.pairwise(a, b) * weights).sum()
@@ -200,13 +214,21 @@ def test_evaluation_under_no_grad_is_detached_and_equal():
 
 # -- ranking forms -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("generator", ["icnn", "maxaffine"])
 @pytest.mark.parametrize("direction", ["query-first", "gallery-first", "symmetrised"])
 def test_ranking_vectors_reproduce_the_pairwise_order(generator, direction):
     torch.manual_seed(7)
     base = Bregman(3, generator).double()
-    geometry = {"query-first": base, "gallery-first": base.reversed(), "symmetrised": base.symmetrised()}[direction]
-    query, gallery = torch.randn(6, 3, dtype=torch.float64), 2 * torch.randn(20, 3, dtype=torch.float64)
+    geometry = {
+        "query-first": base,
+        "gallery-first": base.reversed(),
+        "symmetrised": base.symmetrised(),
+    }[direction]
+    query, gallery = (
+        torch.randn(6, 3, dtype=torch.float64),
+        2 * torch.randn(20, 3, dtype=torch.float64),
+    )
     with torch.no_grad():
         D = geometry.pairwise(query, gallery)
         Q, G = geometry.ranking_vectors(query, gallery)
@@ -231,7 +253,10 @@ def test_names_and_generators():
     maxaffine = Bregman(2, "maxaffine", pieces=3)
     assert maxaffine.name == "bregman-maxaffine" and isinstance(maxaffine.generator, MaxAffine)
     assert maxaffine.generator.weight.shape == (3, 2)
-    assert [layer.out_features for layer in Bregman(2, hidden=(4, 5)).generator.input_layers] == [4, 5]
+    assert [layer.out_features for layer in Bregman(2, hidden=(4, 5)).generator.input_layers] == [
+        4,
+        5,
+    ]
 
 
 def test_nonnegative_weights_start_at_the_documented_value():
@@ -242,18 +267,22 @@ def test_nonnegative_weights_start_at_the_documented_value():
 
 # -- bad input -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, options, match", [
-    ((0,), {}, "dim"),
-    ((2.5,), {}, "dim"),
-    ((2, "mlp"), {}, "unknown generator"),
-    ((2,), {"mu": -0.1}, "mu"),
-    ((2,), {"hidden": ()}, "hidden"),
-    ((2,), {"hidden": (8, 0)}, "hidden"),
-    ((2,), {"pieces": 4}, "unknown option"),
-    ((2, "maxaffine"), {"mu": 0.1}, "unknown option"),
-    ((2, "maxaffine"), {"pieces": 1}, "pieces"),
-    ((2,), {"widths": (8,)}, "widths"),
-])
+
+@pytest.mark.parametrize(
+    "args, options, match",
+    [
+        ((0,), {}, "dim"),
+        ((2.5,), {}, "dim"),
+        ((2, "mlp"), {}, "unknown generator"),
+        ((2,), {"mu": -0.1}, "mu"),
+        ((2,), {"hidden": ()}, "hidden"),
+        ((2,), {"hidden": (8, 0)}, "hidden"),
+        ((2,), {"pieces": 4}, "unknown option"),
+        ((2, "maxaffine"), {"mu": 0.1}, "unknown option"),
+        ((2, "maxaffine"), {"pieces": 1}, "pieces"),
+        ((2,), {"widths": (8,)}, "widths"),
+    ],
+)
 def test_bad_construction_raises(args, options, match):
     with pytest.raises(ValueError, match=match):
         Bregman(*args, **options)

@@ -18,14 +18,22 @@ def _loop(fn, a, b):
 def test_fixed_geometries_match_a_loop_reference(dtype):
     a, b = _points(6, dtype=dtype), _points(4, dtype=dtype, seed=1) * 3.0
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(SquaredEuclidean().pairwise(a, b), _loop(lambda x, y: ((x - y) ** 2).sum(), a, b), **tol)
-    torch.testing.assert_close(Euclidean().pairwise(a, b), _loop(lambda x, y: (x - y).norm(), a, b), **tol)
-    torch.testing.assert_close(Cosine().pairwise(a, b), _loop(lambda x, y: 1 - F.cosine_similarity(x, y, dim=0), a, b), **tol)
+    torch.testing.assert_close(
+        SquaredEuclidean().pairwise(a, b), _loop(lambda x, y: ((x - y) ** 2).sum(), a, b), **tol
+    )
+    torch.testing.assert_close(
+        Euclidean().pairwise(a, b), _loop(lambda x, y: (x - y).norm(), a, b), **tol
+    )
+    torch.testing.assert_close(
+        Cosine().pairwise(a, b),
+        _loop(lambda x, y: 1 - F.cosine_similarity(x, y, dim=0), a, b),
+        **tol,
+    )
 
 
 def test_self_distances_are_zero_and_gradients_finite_with_duplicates():
     z = _points(5, dtype=torch.float32)
-    z = torch.cat([z, z[:2]]).requires_grad_(True)          # rows 5, 6 duplicate rows 0, 1
+    z = torch.cat([z, z[:2]]).requires_grad_(True)  # rows 5, 6 duplicate rows 0, 1
     for geometry in (SquaredEuclidean(), Euclidean(), Cosine()):
         D = geometry.pairwise(z, z)
         assert torch.all(D.diagonal().abs() < 1e-6)
@@ -33,12 +41,14 @@ def test_self_distances_are_zero_and_gradients_finite_with_duplicates():
         (grad,) = torch.autograd.grad(D.sum(), z)
         assert torch.isfinite(grad).all(), geometry.name
     w = _points(3, dtype=torch.float32).requires_grad_(True)
-    D = Euclidean().pairwise(w, w.detach().clone())         # equal rows, different tensors
+    D = Euclidean().pairwise(w, w.detach().clone())  # equal rows, different tensors
     (grad,) = torch.autograd.grad(D.sum(), w)
     assert torch.isfinite(grad).all()
 
 
-@pytest.mark.parametrize("geometry", [SquaredEuclidean(), Euclidean(), Cosine()], ids=lambda g: g.name)
+@pytest.mark.parametrize(
+    "geometry", [SquaredEuclidean(), Euclidean(), Cosine()], ids=lambda g: g.name
+)
 def test_gradcheck(geometry):
     a = _points(4, d=3).requires_grad_(True)
     b = _points(3, d=3, seed=2).requires_grad_(True)
@@ -47,12 +57,15 @@ def test_gradcheck(geometry):
     z = _points(5, d=3, seed=4).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: geometry.pairwise(x, x), (z,))
     only_b = torch.autograd.grad(geometry.pairwise(a.detach(), b).sum(), b)[0]
-    reference = torch.autograd.grad(_loop(lambda x, y: geometry.pairwise(x[None], y[None])[0, 0],
-                                          a.detach(), b).sum(), b)[0]
+    reference = torch.autograd.grad(
+        _loop(lambda x, y: geometry.pairwise(x[None], y[None])[0, 0], a.detach(), b).sum(), b
+    )[0]
     torch.testing.assert_close(only_b, reference)
 
 
-@pytest.mark.parametrize("geometry", [SquaredEuclidean(), Euclidean(), Cosine()], ids=lambda g: g.name)
+@pytest.mark.parametrize(
+    "geometry", [SquaredEuclidean(), Euclidean(), Cosine()], ids=lambda g: g.name
+)
 def test_ranking_vectors_rank_like_the_distance(geometry):
     query, gallery = _points(7) * 2.0, _points(30, seed=3) + 0.5
     Q, G = geometry.ranking_vectors(query, gallery)
@@ -63,7 +76,11 @@ def test_ranking_vectors_rank_like_the_distance(geometry):
 
 def test_symmetry_flags_and_reversed_is_self():
     for geometry in (SquaredEuclidean(), Euclidean(), Cosine()):
-        assert geometry.symmetric and geometry.reversed() is geometry and isinstance(geometry, Geometry)
+        assert (
+            geometry.symmetric
+            and geometry.reversed() is geometry
+            and isinstance(geometry, Geometry)
+        )
 
 
 @pytest.mark.parametrize("name", ["sqeuclidean", "euclidean", "cosine"])
@@ -94,10 +111,18 @@ def test_build_rejects_unknown_names_and_options():
 
 def _entry_geometries():
     from dmllab.geometry.bregman import Bregman
+
     torch.manual_seed(0)
     icnn = Bregman(3).double()
-    return [SquaredEuclidean(), Euclidean(), Cosine(), icnn, Bregman(3, "maxaffine").double(),
-            icnn.reversed(), icnn.symmetrised()]
+    return [
+        SquaredEuclidean(),
+        Euclidean(),
+        Cosine(),
+        icnn,
+        Bregman(3, "maxaffine").double(),
+        icnn.reversed(),
+        icnn.symmetrised(),
+    ]
 
 
 @pytest.mark.parametrize("geometry", _entry_geometries(), ids=lambda g: g.name)
@@ -105,16 +130,18 @@ def test_entries_equal_the_gathered_matrix_in_value_and_gradient(geometry):
     a = _points(6, d=3).requires_grad_(True)
     b = _points(5, d=3, seed=5).requires_grad_(True)
     rows, cols = torch.tensor([0, 0, 3, 5, 2, 3]), torch.tensor([1, 4, 4, 0, 2, 1])
-    for second in (a, b):          # the self matrix pairwise(z, z) and a cross matrix
+    for second in (a, b):  # the self matrix pairwise(z, z) and a cross matrix
         direct = geometry.entries(a, second, rows, cols)
         gathered = geometry.pairwise(a, second)[rows, cols]
         torch.testing.assert_close(direct, gathered)
         weights = torch.linspace(0.5, 2.0, len(rows), dtype=a.dtype)
         inputs = (a, b) if second is b else (a,)
         inputs = inputs + tuple(p for p in geometry.parameters())
-        unused = dict(allow_unused=True, materialize_grads=True)      # max-affine: b only picks a piece
-        torch.testing.assert_close(torch.autograd.grad((direct * weights).sum(), inputs, **unused),
-                                   torch.autograd.grad((gathered * weights).sum(), inputs, **unused))
+        unused = dict(allow_unused=True, materialize_grads=True)  # max-affine: b only picks a piece
+        torch.testing.assert_close(
+            torch.autograd.grad((direct * weights).sum(), inputs, **unused),
+            torch.autograd.grad((gathered * weights).sum(), inputs, **unused),
+        )
     assert geometry.cheap_entries == (geometry.name in ("sqeuclidean", "euclidean", "cosine"))
 
 
@@ -130,7 +157,10 @@ def test_the_registry_holds_every_name_and_marks_the_learned_ones():
     import dmllab.geometry as geometry
 
     assert set(geometry.GEOMETRIES) == set(GEOMETRIES)
-    assert {name for name, cls in geometry.GEOMETRIES.items() if cls.learned} == {"bregman", "bregman-maxaffine"}
+    assert {name for name, cls in geometry.GEOMETRIES.items() if cls.learned} == {
+        "bregman",
+        "bregman-maxaffine",
+    }
     assert geometry.Bregman is geometry.GEOMETRIES["bregman"]
     for name in ("bregman", "bregman-maxaffine"):
         assert geometry.build(name, dim=3).name == name
@@ -153,8 +183,12 @@ def test_unit_sphere_views_are_the_euclidean_distance_between_unit_vectors():
     bregman = Bregman(4).double()
     for divergence in (bregman, bregman.reversed(), bregman.symmetrised()):
         D = divergence.pairwise(z, z)
-        torch.testing.assert_close(divergence.unit_sphere_distance(D), (2.0 * D.detach().clamp_min(0.0)).sqrt())
-    assert Euclidean().unit_sphere_distance(torch.tensor([[-1e-9, 1.0]])).tolist() == [[0.0, 1.0]]   # clamped
+        torch.testing.assert_close(
+            divergence.unit_sphere_distance(D), (2.0 * D.detach().clamp_min(0.0)).sqrt()
+        )
+    assert Euclidean().unit_sphere_distance(torch.tensor([[-1e-9, 1.0]])).tolist() == [
+        [0.0, 1.0]
+    ]  # clamped
 
 
 def test_a_geometry_without_a_unit_sphere_view_says_so():

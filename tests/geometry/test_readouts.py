@@ -7,8 +7,13 @@ from torch import nn
 
 from dmllab.geometry.base import Geometry
 from dmllab.geometry.bregman import Bregman
-from dmllab.geometry.readouts import (asymmetry_map, hessian_eigenvalues, level_set_grid, phi_minus_affine,
-                                      relative_asymmetry)
+from dmllab.geometry.readouts import (
+    asymmetry_map,
+    hessian_eigenvalues,
+    level_set_grid,
+    phi_minus_affine,
+    relative_asymmetry,
+)
 
 
 class Generator(nn.Module):
@@ -74,8 +79,12 @@ def test_level_set_directions_put_the_grid_point_in_the_named_slot():
         return sum(np.exp(p) - np.exp(c) - np.exp(c) * (p - c) for p, c in ((x1, c1), (x2, c2)))
 
     np.testing.assert_allclose(first, divergence(gx, gy, *centre), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(second, divergence(centre[0], centre[1], gx, gy), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(asymmetry_map(geometry, centre, BOX, 6)[2], first - second, atol=1e-6)
+    np.testing.assert_allclose(
+        second, divergence(centre[0], centre[1], gx, gy), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        asymmetry_map(geometry, centre, BOX, 6)[2], first - second, atol=1e-6
+    )
 
 
 def test_relative_asymmetry_by_hand():
@@ -110,27 +119,37 @@ def test_hessian_eigenvalues_of_known_generators():
 
 def test_phi_minus_affine_removes_exactly_the_affine_part():
     xs, ys, curved = phi_minus_affine(bregman_from(quadratic), BOX, resolution=9)
-    shifted = phi_minus_affine(bregman_from(lambda x: quadratic(x) + 3 * x[:, 0] - 2 * x[:, 1] + 10), BOX, 9)[2]
+    shifted = phi_minus_affine(
+        bregman_from(lambda x: quadratic(x) + 3 * x[:, 0] - 2 * x[:, 1] + 10), BOX, 9
+    )[2]
     assert curved.shape == (9, 9)
     np.testing.assert_allclose(shifted, curved, atol=1e-4)
     gx, gy = grid_points(xs, ys)
-    for basis in (np.ones_like(gx), gx, gy):  # least squares: the residual is orthogonal to affine functions
+    for basis in (
+        np.ones_like(gx),
+        gx,
+        gy,
+    ):  # least squares: the residual is orthogonal to affine functions
         assert abs((curved * basis).sum()) < 1e-3
-    np.testing.assert_allclose(phi_minus_affine(bregman_from(lambda x: 2 * x[:, 0] + 1), BOX, 5)[2], 0.0,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        phi_minus_affine(bregman_from(lambda x: 2 * x[:, 0] + 1), BOX, 5)[2], 0.0, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda g: level_set_grid(g, (0, 0), direction="both"), "direction"),
-    (lambda g: level_set_grid(g, (0, 0, 0)), "centre"),
-    (lambda g: level_set_grid(g, (0, 0), box=(1, 0, 0, 1)), "xmin < xmax"),
-    (lambda g: level_set_grid(g, (0, 0), box=(0, 1, 0)), "box"),
-    (lambda g: level_set_grid(g, (0, 0), resolution=1), "resolution"),
-    (lambda g: asymmetry_map(Bregman(3), (0, 0)), "2-D"),
-    (lambda g: phi_minus_affine(Bregman(3)), "2-D"),
-    (lambda g: hessian_eigenvalues(g, torch.zeros(2, 3)), "dim=2"),
-    (lambda g: hessian_eigenvalues(g, torch.zeros(3)), r"\[n, d\]"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda g: level_set_grid(g, (0, 0), direction="both"), "direction"),
+        (lambda g: level_set_grid(g, (0, 0, 0)), "centre"),
+        (lambda g: level_set_grid(g, (0, 0), box=(1, 0, 0, 1)), "xmin < xmax"),
+        (lambda g: level_set_grid(g, (0, 0), box=(0, 1, 0)), "box"),
+        (lambda g: level_set_grid(g, (0, 0), resolution=1), "resolution"),
+        (lambda g: asymmetry_map(Bregman(3), (0, 0)), "2-D"),
+        (lambda g: phi_minus_affine(Bregman(3)), "2-D"),
+        (lambda g: hessian_eigenvalues(g, torch.zeros(2, 3)), "dim=2"),
+        (lambda g: hessian_eigenvalues(g, torch.zeros(3)), r"\[n, d\]"),
+    ],
+)
 def test_bad_readout_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call(Bregman(2))

@@ -10,7 +10,7 @@ from pytorch_metric_learning import distances, miners  # noqa: E402
 from dmllab.geometry import Cosine, Euclidean  # noqa: E402
 from dmllab.losses import ContrastiveLoss, MarginLoss, MultiSimilarityLoss, TripletLoss  # noqa: E402
 
-LABELS = torch.arange(8).repeat_interleave(4)                  # 8 classes x 4 samples
+LABELS = torch.arange(8).repeat_interleave(4)  # 8 classes x 4 samples
 # Our Euclidean does not normalise, so PML must not either (else its gradients are projected).
 L2 = dict(distance=distances.LpDistance(normalize_embeddings=False))
 
@@ -56,18 +56,24 @@ def test_triplet_nearest_positive_is_batch_easy_hard(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("reduction, reducer", [("mean", "MeanReducer"), ("nonzero", "AvgNonZeroReducer")])
+@pytest.mark.parametrize(
+    "reduction, reducer", [("mean", "MeanReducer"), ("nonzero", "AvgNonZeroReducer")]
+)
 def test_triplet_all(dtype, reduction, reducer):
     from pytorch_metric_learning import reducers
 
-    ours = TripletLoss(Euclidean(), positives="all", negatives="all", margin=0.4, reduction=reduction)
+    ours = TripletLoss(
+        Euclidean(), positives="all", negatives="all", margin=0.4, reduction=reduction
+    )
     theirs = pml_losses.TripletMarginLoss(margin=0.4, reducer=getattr(reducers, reducer)(), **L2)
     _close(_both(ours, theirs, None, dtype), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_contrastive_all_pairs(dtype):
-    ours = ContrastiveLoss(Euclidean(), positives="all", negatives="all", margin=1.0, pos_margin=0.1)
+    ours = ContrastiveLoss(
+        Euclidean(), positives="all", negatives="all", margin=1.0, pos_margin=0.1
+    )
     theirs = pml_losses.ContrastiveLoss(pos_margin=0.1, neg_margin=1.0, **L2)
     _close(_both(ours, theirs, None, dtype), dtype)
 
@@ -81,14 +87,18 @@ def test_multi_similarity_with_miner(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_margin_all_triplets_fixed_beta(dtype):
-    ours = MarginLoss(Euclidean(), positives="all", negatives="all", margin=0.2, beta=1.0, learn_beta=False)
+    ours = MarginLoss(
+        Euclidean(), positives="all", negatives="all", margin=0.2, beta=1.0, learn_beta=False
+    )
     theirs = pml_losses.MarginLoss(margin=0.2, beta=1.0, learn_beta=False, **L2)
     _close(_both(ours, theirs, None, dtype), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_margin_batch_hard_learnable_beta_gradient(dtype):
-    ours = MarginLoss(Euclidean(), positives="hardest", negatives="hardest", margin=0.2, beta=1.2).to(dtype)
+    ours = MarginLoss(
+        Euclidean(), positives="hardest", negatives="hardest", margin=0.2, beta=1.2
+    ).to(dtype)
     theirs = pml_losses.MarginLoss(margin=0.2, beta=1.2, learn_beta=True, **L2).to(dtype)
     _close(_both(ours, theirs, miners.BatchHardMiner(**L2), dtype), dtype)
     torch.testing.assert_close(ours.beta.grad, theirs.beta.grad.reshape(1).to(dtype))

@@ -10,12 +10,25 @@ from dmllab.build import build_loss
 from dmllab.config import LOSSES as CONFIG_LOSSES
 from dmllab.config import Config
 from dmllab.geometry import Cosine, Euclidean, SquaredEuclidean
-from dmllab.losses import (LOSSES, ContrastiveLoss, MarginLoss, MetricLoss, MultiSimilarityLoss,
-                           PrototypeCrossEntropy, TripletLoss, same_label_mask)
+from dmllab.losses import (
+    LOSSES,
+    ContrastiveLoss,
+    MarginLoss,
+    MetricLoss,
+    MultiSimilarityLoss,
+    PrototypeCrossEntropy,
+    TripletLoss,
+    same_label_mask,
+)
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
-STRATEGIES = [("all", "all"), ("nearest", "semihard"), ("hardest", "hardest"), ("random", "distance_weighted"),
-              ("nearest", "all")]
+STRATEGIES = [
+    ("all", "all"),
+    ("nearest", "semihard"),
+    ("hardest", "hardest"),
+    ("random", "distance_weighted"),
+    ("nearest", "all"),
+]
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}
 
 
@@ -36,7 +49,11 @@ def _tuples(loss, D, seed):
     tri = loss.select(D.detach(), same_label_mask(LABELS), 4)
     out = []
     for i, (a, p) in enumerate(zip(tri.anchors.tolist(), tri.positives.tolist())):
-        negs = [j for j in range(len(D)) if tri.negatives[a, j]] if tri.all_negatives else [tri.negatives[i].item()]
+        negs = (
+            [j for j in range(len(D)) if tri.negatives[a, j]]
+            if tri.all_negatives
+            else [tri.negatives[i].item()]
+        )
         out.append((a, p, negs))
     return out
 
@@ -67,7 +84,10 @@ def ref_margin(loss, D, tuples):
     terms = []
     for a, p, negs in tuples:
         for n in negs:
-            terms += [torch.relu(loss.margin + D[a, p] - beta), torch.relu(loss.margin - D[a, n] + beta)]
+            terms += [
+                torch.relu(loss.margin + D[a, p] - beta),
+                torch.relu(loss.margin - D[a, n] + beta),
+            ]
     active = sum(1 for t in terms if t > 0)
     return sum(terms) / max(active, 1)
 
@@ -82,14 +102,20 @@ def ref_multi_similarity(loss, D, tuples):
             min_pos, max_neg = min(S[a, p].item() for p in pos), max(S[a, n].item() for n in neg)
             neg = [n for n in neg if S[a, n] + loss.mining_margin > min_pos]
             pos = [p for p in pos if S[a, p] - loss.mining_margin < max_neg]
-        pos_sum = sum((torch.exp(-loss.alpha * (S[a, p] - loss.base)) for p in pos), D.new_zeros(()))
+        pos_sum = sum(
+            (torch.exp(-loss.alpha * (S[a, p] - loss.base)) for p in pos), D.new_zeros(())
+        )
         neg_sum = sum((torch.exp(loss.beta * (S[a, n] - loss.base)) for n in neg), D.new_zeros(()))
         per_anchor.append(torch.log(1 + pos_sum) / loss.alpha + torch.log(1 + neg_sum) / loss.beta)
     return sum(per_anchor) / len(per_anchor)
 
 
-REFERENCES = {TripletLoss: ref_triplet, ContrastiveLoss: ref_contrastive, MarginLoss: ref_margin,
-              MultiSimilarityLoss: ref_multi_similarity}
+REFERENCES = {
+    TripletLoss: ref_triplet,
+    ContrastiveLoss: ref_contrastive,
+    MarginLoss: ref_margin,
+    MultiSimilarityLoss: ref_multi_similarity,
+}
 
 
 def _make(cls, positives, negatives, **options):
@@ -119,7 +145,9 @@ def test_mean_reduction_matches_loop(cls):
     z = _embeddings(torch.float64, seed=1)
     D = _asymmetric(z)
     loss = _make(cls, "all", "all", reduction="mean")
-    torch.testing.assert_close(loss(z, LABELS, distances=D), REFERENCES[cls](loss, D, _tuples(loss, D, 0)))
+    torch.testing.assert_close(
+        loss(z, LABELS, distances=D), REFERENCES[cls](loss, D, _tuples(loss, D, 0))
+    )
 
 
 def test_k_nearest_positives_feed_every_pair_loss():
@@ -139,7 +167,7 @@ def test_prototype_cross_entropy_matches_loop():
     value = loss(z, LABELS)
     total = 0.0
     classes = sorted(set(LABELS.tolist()))
-    centres = [z[LABELS == c].mean(dim=0) for c in classes]
+    centres = [z[c == LABELS].mean(dim=0) for c in classes]
     for i in range(len(z)):
         logits = torch.stack([-((z[i] - c) ** 2).sum() / 0.5 for c in centres])
         total = total - torch.log_softmax(logits, dim=0)[classes.index(LABELS[i].item())]
@@ -163,7 +191,11 @@ def test_prototype_is_the_second_argument():
 def test_gradcheck(cls):
     z = _embeddings(torch.float64, seed=4, n=8, d=3).detach().requires_grad_(True)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
-    kwargs = {} if cls is PrototypeCrossEntropy else dict(positives="nearest", negatives="hardest", margin=0.5)
+    kwargs = (
+        {}
+        if cls is PrototypeCrossEntropy
+        else dict(positives="nearest", negatives="hardest", margin=0.5)
+    )
     loss = cls(Euclidean(), **kwargs)
     assert torch.autograd.gradcheck(lambda x: loss(x, labels), (z,))
 
@@ -197,7 +229,11 @@ def test_a_batch_without_positives_gives_zero_loss_and_drops_every_anchor(negati
     for cls in REFERENCES:
         loss = _make(cls, "nearest", negatives)
         value = loss(z, torch.tensor([0, 1, 2, 3]))
-        assert value.item() == 0.0 and loss.last_stats["dropped"] == 4 and loss.last_stats["active"] == 0
+        assert (
+            value.item() == 0.0
+            and loss.last_stats["dropped"] == 4
+            and loss.last_stats["active"] == 0
+        )
 
 
 def test_margin_beta_learns_and_per_class_beta():
@@ -238,22 +274,45 @@ def test_bad_inputs_raise_clear_errors():
 def test_build_registry_matches_config_and_maps_fields():
     assert sorted(LOSSES) == sorted(CONFIG_LOSSES)
     for name in CONFIG_LOSSES:
-        config = Config(loss=name, positives="nearest", negatives="hardest", margin=0.4, k_positives=2)
+        config = Config(
+            loss=name, positives="nearest", negatives="hardest", margin=0.4, k_positives=2
+        )
         loss = build_loss(config, Cosine(), num_classes=10)
         assert isinstance(loss, MetricLoss) and isinstance(loss, LOSSES[name])
-        assert (loss.positives, loss.negatives, loss.margin, loss.k_positives) == ("nearest", "hardest", 0.4, 2)
+        assert (loss.positives, loss.negatives, loss.margin, loss.k_positives) == (
+            "nearest",
+            "hardest",
+            0.4,
+            2,
+        )
         assert loss.uses_batch_matrix == (name != "prototype_ce")
-    margin = build_loss(Config(loss="margin", loss_options={"per_class_beta": True}), Euclidean(), num_classes=10)
+    margin = build_loss(
+        Config(loss="margin", loss_options={"per_class_beta": True}), Euclidean(), num_classes=10
+    )
     assert margin.beta.shape == (10,)
-    assert build_loss(Config(loss="triplet", loss_options={"reduction": "mean"}), Euclidean()).reduction == "mean"
-    with pytest.raises(ValueError, match="no loss_options temperature; allowed: pos_margin, reduction"):
+    assert (
+        build_loss(
+            Config(loss="triplet", loss_options={"reduction": "mean"}), Euclidean()
+        ).reduction
+        == "mean"
+    )
+    with pytest.raises(
+        ValueError, match="no loss_options temperature; allowed: pos_margin, reduction"
+    ):
         build_loss(Config(loss="contrastive", loss_options={"temperature": 1.0}), Euclidean())
 
 
 def _entry_geometries():
     from dmllab.geometry.bregman import Bregman
+
     torch.manual_seed(0)
-    return [Euclidean(), SquaredEuclidean(), Cosine(), Bregman(4).double(), Bregman(4).double().reversed()]
+    return [
+        Euclidean(),
+        SquaredEuclidean(),
+        Cosine(),
+        Bregman(4).double(),
+        Bregman(4).double().reversed(),
+    ]
 
 
 @pytest.mark.parametrize("geometry", _entry_geometries(), ids=lambda g: g.name)
@@ -262,12 +321,16 @@ def test_picked_entries_path_equals_the_full_matrix_path(cls, geometry):
     """Without `distances=`, single-negative strategies differentiate geometry.entries only:
     the same loss and gradients as reading the differentiable batch matrix."""
     z = _embeddings(torch.float64, seed=4)
-    for positives, negatives in [(p, n) for p, n in STRATEGIES if n != "all"] + [("all", "hardest")]:
+    for positives, negatives in [(p, n) for p, n in STRATEGIES if n != "all"] + [
+        ("all", "hardest")
+    ]:
         loss = cls(geometry, positives=positives, negatives=negatives, margin=0.3, k_positives=2)
         inputs = (z, *geometry.parameters())
         torch.manual_seed(3)
         direct = loss(z, LABELS)
-        direct_grads = torch.autograd.grad(direct, inputs, allow_unused=True, materialize_grads=True)
+        direct_grads = torch.autograd.grad(
+            direct, inputs, allow_unused=True, materialize_grads=True
+        )
         direct_stats = dict(loss.last_stats)
         torch.manual_seed(3)
         full = loss(z, LABELS, distances=geometry.pairwise(z, z))

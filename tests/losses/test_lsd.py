@@ -18,7 +18,7 @@ def loop_reference(D, DT, tau, include_self=True):
         q = [v / sum(s) for v in s]
         p = [v / sum(t) for v in t]
         total += sum(pj * math.log(pj / qj) for pj, qj in zip(p, q))
-    return tau ** 2 * total / B
+    return tau**2 * total / B
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -38,8 +38,8 @@ def test_direction_is_teacher_first():
     DT = torch.tensor([[0.0, 0.2, 2.0], [0.2, 0.0, 0.5], [2.0, 0.5, 0.0]])
     labels = torch.tensor([0, 0, 1])
     lsd = ListwiseSelfDistillation(alpha=1.0)
-    forward = float(lsd(D, DT, labels))      # KL(teacher || student)
-    swapped = float(lsd(DT, D, labels))      # KL(student || teacher)
+    forward = float(lsd(D, DT, labels))  # KL(teacher || student)
+    swapped = float(lsd(DT, D, labels))  # KL(student || teacher)
     assert forward == pytest.approx(loop_reference(D, DT, 1.0))
     assert forward != pytest.approx(swapped, rel=1e-3)
 
@@ -56,7 +56,10 @@ def test_zero_when_teacher_equals_student_and_gradient_only_to_student():
 
 def test_invariant_to_sample_order():
     g = torch.Generator().manual_seed(1)
-    D, DT = torch.rand(7, 7, generator=g, dtype=torch.float64), torch.rand(7, 7, generator=g, dtype=torch.float64)
+    D, DT = (
+        torch.rand(7, 7, generator=g, dtype=torch.float64),
+        torch.rand(7, 7, generator=g, dtype=torch.float64),
+    )
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
     perm = torch.randperm(7, generator=g)
     lsd = ListwiseSelfDistillation(alpha=1.0, beta_neg=0.5)
@@ -71,7 +74,9 @@ def test_beta_neg_scales_negatives_of_both_lists():
     labels = torch.tensor([0, 0, 1])
     negative = labels[:, None] != labels[None, :]
     scaled = ListwiseSelfDistillation(alpha=1.0, beta_neg=3.0)(D, DT, labels)
-    by_hand = ListwiseSelfDistillation(alpha=1.0)(torch.where(negative, 3 * D, D), torch.where(negative, 3 * DT, DT), labels)
+    by_hand = ListwiseSelfDistillation(alpha=1.0)(
+        torch.where(negative, 3 * D, D), torch.where(negative, 3 * DT, DT), labels
+    )
     assert float(scaled) == pytest.approx(float(by_hand))
 
 
@@ -85,8 +90,15 @@ def test_schedule_is_zero_in_epoch_zero_and_linear():
         lsd.weight(10, 10)
 
 
-@pytest.mark.parametrize("kwargs", [{"alpha": -1.0}, {"alpha": 1.0, "tau": 0.0}, {"alpha": 1.0, "tau": -2.0},
-                                    {"alpha": 1.0, "beta_neg": 0.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"alpha": -1.0},
+        {"alpha": 1.0, "tau": 0.0},
+        {"alpha": 1.0, "tau": -2.0},
+        {"alpha": 1.0, "beta_neg": 0.0},
+    ],
+)
 def test_bad_hyperparameters(kwargs):
     with pytest.raises(ValueError):
         ListwiseSelfDistillation(**kwargs)
@@ -102,13 +114,23 @@ def test_needs_a_square_batch_matrix():
 
 def cosine_list_reference(z, zt, tau):
     """The official path written out: cosine of every pair by hand, then the KL loop."""
+
     def cosines(x):
         rows = x.tolist()
         norm = [math.sqrt(sum(v * v for v in r)) for r in rows]
-        return [[sum(a * b for a, b in zip(rows[i], rows[j])) / (norm[i] * norm[j]) for j in range(len(rows))]
-                for i in range(len(rows))]
-    return loop_reference(torch.tensor(cosines(z), dtype=torch.float64),
-                          torch.tensor(cosines(zt), dtype=torch.float64), tau)
+        return [
+            [
+                sum(a * b for a, b in zip(rows[i], rows[j])) / (norm[i] * norm[j])
+                for j in range(len(rows))
+            ]
+            for i in range(len(rows))
+        ]
+
+    return loop_reference(
+        torch.tensor(cosines(z), dtype=torch.float64),
+        torch.tensor(cosines(zt), dtype=torch.float64),
+        tau,
+    )
 
 
 @pytest.mark.parametrize("geometry", ["euclidean", "sqeuclidean", "cosine"])
@@ -145,7 +167,7 @@ def test_config_default_trains_lsd_on_the_official_path():
     geometry = dl.geometry.build(config.geometry, config.embedding_dim)
     assert config.normalize and lists_for(geometry, config.normalize) == "cosine"
     loss = dl.build.build_loss(config, geometry)
-    assert loss.reduction == "mean"          # the official triplet criterion averages all triplets
+    assert loss.reduction == "mean"  # the official triplet criterion averages all triplets
 
 
 def test_unknown_lists_are_refused():

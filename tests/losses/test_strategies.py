@@ -4,15 +4,23 @@ import pytest
 import torch
 
 from dmllab.losses import same_label_mask, select_negatives, select_positives
-from dmllab.losses.strategies import (NEGATIVES, POSITIVES, NegativeStrategy, Pairs, PositiveStrategy,
-                                      SingleNegatives, Triplets, different_label_mask)
+from dmllab.losses.strategies import (
+    NEGATIVES,
+    POSITIVES,
+    NegativeStrategy,
+    Pairs,
+    PositiveStrategy,
+    SingleNegatives,
+    Triplets,
+    different_label_mask,
+)
 
-LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 2, 3])     # class 3 is a singleton
+LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 2, 3])  # class 3 is a singleton
 
 
 def _asymmetric_D(n, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
-    D = torch.rand(n, n, generator=g, dtype=dtype) * 2.0   # D[i, j] != D[j, i]
+    D = torch.rand(n, n, generator=g, dtype=dtype) * 2.0  # D[i, j] != D[j, i]
     return D.fill_diagonal_(0.0)
 
 
@@ -41,7 +49,7 @@ def test_deterministic_positives_match_loop(how):
             pick = min if how == "nearest" else max
             expected.append((a, pick(cands, key=lambda j: D[a, j].item())))
     assert list(zip(pairs.anchors.tolist(), pairs.positives.tolist())) == expected
-    assert pairs.dropped == 1                                   # the singleton anchor 9
+    assert pairs.dropped == 1  # the singleton anchor 9
 
 
 def test_k_nearest_positives_match_loop_and_keep_short_rows():
@@ -50,7 +58,7 @@ def test_k_nearest_positives_match_loop_and_keep_short_rows():
     for a in range(10):
         got = set(pairs.positives[pairs.anchors == a].tolist())
         cands = sorted(_positives(a), key=lambda j: D[a, j].item())
-        assert got == set(cands[:2])                            # class 2 has only one positive
+        assert got == set(cands[:2])  # class 2 has only one positive
 
 
 def test_all_positives_are_every_same_label_pair():
@@ -62,10 +70,12 @@ def test_all_positives_are_every_same_label_pair():
 def test_nearest_positive_excludes_the_anchor_by_index_with_duplicates():
     z = torch.tensor([[0.0, 0.0], [0.0, 0.0], [5.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
     labels = torch.tensor([0, 0, 0, 1, 1])
-    D = torch.cdist(z, z)                                       # D[0, 1] = 0 = D[0, 0]
+    D = torch.cdist(z, z)  # D[0, 1] = 0 = D[0, 0]
     pairs = select_positives(D, same_label_mask(labels), "nearest")
     chosen = pairs.positives.tolist()
-    assert chosen[:2] == [1, 0] and chosen[3:] == [4, 3] and chosen[2] in (0, 1)   # 0 and 1 tie for anchor 2
+    assert (
+        chosen[:2] == [1, 0] and chosen[3:] == [4, 3] and chosen[2] in (0, 1)
+    )  # 0 and 1 tie for anchor 2
     assert (pairs.anchors != pairs.positives).all()
 
 
@@ -96,7 +106,9 @@ def test_negatives_hardest_and_all_match_loop():
         assert n == min(_negatives(a), key=lambda j: D[a, j].item())
     every = select_negatives(D, same, pairs, "all")
     for a in range(10):
-        assert [j for j in range(10) if every.negatives[a, j]] == (_negatives(a) if _positives(a) else [])
+        assert [j for j in range(10) if every.negatives[a, j]] == (
+            _negatives(a) if _positives(a) else []
+        )
     assert every.dropped == 1
 
 
@@ -122,7 +134,10 @@ def test_semihard_is_relative_to_the_chosen_positive_with_hardest_fallback():
 
 def test_distance_weighted_follows_the_inverse_sphere_density():
     dim = 8
-    D = torch.tensor([[0.0, 0.3, 0.6, 1.0, 1.4], [0.3, 0.0, 1.0, 1.0, 1.0]] + [[1.0] * 5] * 3, dtype=torch.float64)
+    D = torch.tensor(
+        [[0.0, 0.3, 0.6, 1.0, 1.4], [0.3, 0.0, 1.0, 1.0, 1.0]] + [[1.0] * 5] * 3,
+        dtype=torch.float64,
+    )
     labels = torch.tensor([0, 0, 1, 2, 3])
     same = same_label_mask(labels)
     pairs = Pairs(torch.zeros(4000, dtype=torch.long), torch.ones(4000, dtype=torch.long), 0)
@@ -150,7 +165,9 @@ def test_anchors_without_negatives_are_dropped():
 
 def test_unknown_strategies_and_bad_k_raise():
     D, same = _asymmetric_D(10), same_label_mask(LABELS)
-    with pytest.raises(ValueError, match="unknown positives strategy 'easy'; choose one of: all, hardest"):
+    with pytest.raises(
+        ValueError, match="unknown positives strategy 'easy'; choose one of: all, hardest"
+    ):
         select_positives(D, same, "easy")
     with pytest.raises(ValueError, match="unknown negatives strategy"):
         select_negatives(D, same, select_positives(D, same, "all"), "soft")
@@ -170,8 +187,10 @@ OWN = torch.arange(len(BATCH))
 
 def _rectangular(seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
-    D = 0.5 + torch.rand(len(BATCH), len(REFERENCES), generator=g, dtype=dtype) * 1.4   # within [0.5, 1.9]
-    D[OWN, OWN] = 0.0            # each anchor's own column: distance 0, never a positive or negative
+    D = (
+        0.5 + torch.rand(len(BATCH), len(REFERENCES), generator=g, dtype=dtype) * 1.4
+    )  # within [0.5, 1.9]
+    D[OWN, OWN] = 0.0  # each anchor's own column: distance 0, never a positive or negative
     return D
 
 
@@ -193,11 +212,16 @@ def _positives_reference(name, D, pairs, k):
         got = pairs.positives[pairs.anchors == a].tolist()
         cands = _ref_positives(a)
         by_distance = sorted(cands, key=lambda r: D[a, r].item())
-        expected = {"all": cands, "nearest": by_distance[:k], "hardest": by_distance[::-1][:k]}.get(name)
+        expected = {"all": cands, "nearest": by_distance[:k], "hardest": by_distance[::-1][:k]}.get(
+            name
+        )
         if expected is not None:
             assert sorted(got) == sorted(expected), (name, a)
-        else:                                                   # random: k distinct candidates
-            assert set(got) <= set(cands) and len(set(got)) == len(got) == min(k, len(cands)), (name, a)
+        else:  # random: k distinct candidates
+            assert set(got) <= set(cands) and len(set(got)) == len(got) == min(k, len(cands)), (
+                name,
+                a,
+            )
 
 
 def _negatives_reference(name, D, tri, margin):
@@ -213,7 +237,7 @@ def _negatives_reference(name, D, tri, margin):
             assert n == hardest, (name, a, p)
         elif name == "semihard":
             assert n in window
-        else:                                                   # distance_weighted: any candidate
+        else:  # distance_weighted: any candidate
             assert n in cands
 
 
@@ -231,9 +255,9 @@ def test_registered_positives_follow_the_contract_on_a_rectangular_matrix(name, 
     torch.manual_seed(0)
     pairs = strategy(D, same)
     assert isinstance(pairs, Pairs) and pairs.anchors.dtype == pairs.positives.dtype == torch.long
-    assert bool(same[pairs.anchors, pairs.positives].all())            # never the anchor's own column
-    assert pairs.anchors.tolist() == sorted(pairs.anchors.tolist())    # grouped by anchor
-    assert pairs.dropped == 1 and 4 not in pairs.anchors.tolist()      # anchor 4 has no positive
+    assert bool(same[pairs.anchors, pairs.positives].all())  # never the anchor's own column
+    assert pairs.anchors.tolist() == sorted(pairs.anchors.tolist())  # grouped by anchor
+    assert pairs.dropped == 1 and 4 not in pairs.anchors.tolist()  # anchor 4 has no positive
     _positives_reference(name, D, pairs, k if name != "all" else None)
 
 
@@ -256,13 +280,17 @@ def test_registered_negatives_follow_the_contract_on_a_rectangular_matrix(name):
 
 def test_the_anchor_is_excluded_by_index_and_own_none_keeps_every_column():
     D = _rectangular()
-    D[0, 6] = 0.0                    # memory column 6 (label 0): a duplicate of anchor 0, at distance 0
+    D[0, 6] = 0.0  # memory column 6 (label 0): a duplicate of anchor 0, at distance 0
     same, _ = _masks()
     nearest = POSITIVES["nearest"]()(D, same)
-    assert (nearest.anchors != nearest.positives).all()                # own columns (distance 0) never
-    assert nearest.positives[nearest.anchors == 0].item() == 6         # the duplicate counts
-    memory_only = same_label_mask(BATCH, REFERENCES[len(BATCH):])   # anchors not among the references
-    assert memory_only.tolist() == [[bool(BATCH[a] == r) for r in REFERENCES[len(BATCH):]] for a in range(len(BATCH))]
+    assert (nearest.anchors != nearest.positives).all()  # own columns (distance 0) never
+    assert nearest.positives[nearest.anchors == 0].item() == 6  # the duplicate counts
+    memory_only = same_label_mask(
+        BATCH, REFERENCES[len(BATCH) :]
+    )  # anchors not among the references
+    assert memory_only.tolist() == [
+        [bool(BATCH[a] == r) for r in REFERENCES[len(BATCH) :]] for a in range(len(BATCH))
+    ]
 
 
 def test_the_square_lookups_are_the_registered_strategies_on_the_batch_matrix():
@@ -272,14 +300,20 @@ def test_the_square_lookups_are_the_registered_strategies_on_the_batch_matrix():
         by_name = select_positives(D, same, name, k=2)
         torch.manual_seed(1)
         registered = POSITIVES[name](k=2)(D, same)
-        assert torch.equal(by_name.positives, registered.positives) and by_name.dropped == registered.dropped
+        assert (
+            torch.equal(by_name.positives, registered.positives)
+            and by_name.dropped == registered.dropped
+        )
     pairs = select_positives(D, same, "random")
     for name in NEGATIVES:
         torch.manual_seed(2)
         by_name = select_negatives(D / 2, same, pairs, name, 0.3, dim=6)
         torch.manual_seed(2)
         registered = NEGATIVES[name](margin=0.3)(D / 2, different_label_mask(LABELS), pairs, dim=6)
-        assert torch.equal(by_name.negatives, registered.negatives) and by_name.dropped == registered.dropped
+        assert (
+            torch.equal(by_name.negatives, registered.negatives)
+            and by_name.dropped == registered.dropped
+        )
 
 
 def test_rectangular_shapes_are_checked():
@@ -315,7 +349,10 @@ def test_a_registered_toy_strategy_is_usable_by_every_loss_by_name(monkeypatch):
     monkeypatch.setitem(NEGATIVES, "farthest", FarthestNegative)
     z = torch.randn(10, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     loss_fn = build("triplet", Euclidean(), positives="first", negatives="farthest", margin=5.0)
-    assert isinstance(loss_fn.positive_strategy, FirstPositive) and loss_fn.negative_strategy.margin == 5.0
+    assert (
+        isinstance(loss_fn.positive_strategy, FirstPositive)
+        and loss_fn.negative_strategy.margin == 5.0
+    )
     D = torch.cdist(z, z)
     terms = []
     for a in range(10):
@@ -323,5 +360,7 @@ def test_a_registered_toy_strategy_is_usable_by_every_loss_by_name(monkeypatch):
             p, n = _positives(a)[0], max(_negatives(a), key=lambda j: D[a, j].item())
             terms.append(max(D[a, p] - D[a, n] + 5.0, 0.0))
     assert float(loss_fn(z, LABELS)) == pytest.approx(float(sum(terms) / len(terms)), rel=1e-9)
-    for name in LOSSES:                               # every loss takes them by name
-        assert torch.isfinite(build(name, Euclidean(), positives="first", negatives="farthest")(z, LABELS))
+    for name in LOSSES:  # every loss takes them by name
+        assert torch.isfinite(
+            build(name, Euclidean(), positives="first", negatives="farthest")(z, LABELS)
+        )
