@@ -6,16 +6,18 @@ the README read their names from it). `build(name, dim, **options)` makes any of
 
 >>> build("euclidean", dim=8)
 Euclidean(name='euclidean', symmetric=True, eps=1e-12)
->>> build("manhattan", dim=8)
+>>> build("manhattan", dim=8)  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-ValueError: unknown geometry 'manhattan'; choose one of: bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean
+ValueError: unknown geometry 'manhattan'; choose one of:
+bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean
 >>> resolve("cosine")
 Cosine(name='cosine', symmetric=True, eps=1e-12)
->>> resolve(3)
+>>> resolve(3)  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-TypeError: geometry must be a registered name (bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean) or a dmllab Geometry object; got int
+TypeError: geometry must be a registered name
+(bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean) or a dmllab Geometry object; got int
 
 To add a geometry: subclass `Geometry` (set `name`, `symmetric`, implement `_pairwise`; set
 `learned = True` and override `create` if it has parameters of its own) and register its class

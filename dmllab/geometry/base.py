@@ -55,7 +55,8 @@ class Geometry(nn.Module):
     cheap_entries: bool = False
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
-        """D[i, j] = D(a_i || b_j) for a [n, d] and b [m, d]; returns [n, m] (float32 for half inputs).
+        """D[i, j] = D(a_i || b_j) for a [n, d] and b [m, d]; returns [n, m] (float32 for half
+        inputs).
 
         Raises ValueError for other shapes, mismatched d, non-numeric values, or NaN / inf."""
         return self._pairwise(*_checked_pair(a, b, self.name))
@@ -109,8 +110,9 @@ class Geometry(nn.Module):
 
     def _unit_sphere(self, D: Tensor) -> Tensor:
         raise NotImplementedError(
-            f"geometry {self.name!r} has no unit-sphere view of its distances, which distance-weighted "
-            "negatives need; choose another negatives strategy or implement Geometry._unit_sphere"
+            f"geometry {self.name!r} has no unit-sphere view of its distances, "
+            "which distance-weighted negatives need; "
+            "choose another negatives strategy or implement Geometry._unit_sphere"
         )
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
@@ -156,10 +158,7 @@ class _Derived(Geometry):
         super().__init__()
         self.inner = inner
         self.name = f"{inner.name}[{self.suffix}]"
-
-    @property
-    def cheap_entries(self) -> bool:
-        return self.inner.cheap_entries
+        self.cheap_entries = inner.cheap_entries
 
     def _unit_sphere(self, D: Tensor) -> Tensor:
         # the inner geometry's reading, entry by entry (for a Bregman divergence: sqrt(2 D))

@@ -77,8 +77,9 @@ class Bregman(Geometry):
 
     symmetric = False
     learned = True
+    generator: ICNN | MaxAffine
 
-    def __init__(self, dim: int, generator: str = "icnn", **options) -> None:
+    def __init__(self, dim: int, generator: str = "icnn", **options: Any) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(
@@ -92,7 +93,8 @@ class Bregman(Geometry):
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ValueError(
-                f"Bregman(generator={generator!r}): unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"Bregman(generator={generator!r}): "
+                f"unknown option(s) {', '.join(map(repr, unknown))}; "
                 f"allowed: {', '.join(allowed)}"
             )
         settings = {key: options.get(key, _DEFAULTS[key]) for key in allowed}
@@ -106,14 +108,15 @@ class Bregman(Geometry):
 
     @classmethod
     def create(cls, name: str, dim: int, **options: Any) -> Bregman:
-        """The Bregman geometry registered as `name` (`bregman`: ICNN, `bregman-maxaffine`: max-affine
-        generator) for `dim`-dimensional embeddings; `options` as for the constructor."""
+        """The Bregman geometry registered as `name` (`bregman`: ICNN, `bregman-maxaffine`:
+        max-affine generator) for `dim`-dimensional embeddings; `options` as for the constructor."""
         generators = [
             generator for generator, registered in GENERATORS.items() if registered == name
         ]
         if not generators:
             raise ValueError(
-                f"Bregman: no generator is registered as {name!r}; names: {', '.join(GENERATORS.values())}"
+                f"Bregman: no generator is registered as {name!r}; "
+                f"names: {', '.join(GENERATORS.values())}"
             )
         return cls(dim, generator=generators[0], **options)
 
@@ -130,10 +133,12 @@ class Bregman(Geometry):
         create_graph=False returns a detached tensor (works under `torch.no_grad()`);
         create_graph=True keeps the graph so that a loss on it can be differentiated with respect
         to the generator's parameters (and x, when x requires grad)."""
-        return self._value_and_grad(self._points(x, "grad_phi"), create_graph)[1]
+        return self.value_and_grad(self._points(x, "grad_phi"), create_graph)[1]
 
-    def _value_and_grad(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
-        """(phi(x), grad phi(x)); both detached unless create_graph."""
+    def value_and_grad(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
+        """(phi(x), grad phi(x)) for points x [n, d] from `points`: [n] and [n, d], both detached
+        unless create_graph (see `needs_graph`). `phi` and `grad_phi` check their inputs; this
+        is the step the derived geometries (`reversed`, `symmetrised`) share."""
         if isinstance(self.generator, MaxAffine):
             with torch.set_grad_enabled(create_graph):
                 value, grad = self.generator(x), self.generator.gradient(x)
@@ -151,7 +156,7 @@ class Bregman(Geometry):
         with torch.set_grad_enabled(graph):
             return self._checked(self.generator(x), "phi")
 
-    def _needs_graph(self, *tensors: Tensor) -> bool:
+    def needs_graph(self, *tensors: Tensor) -> bool:
         """True when autograd records and D depends on something that requires grad.
 
         Then grad phi must be taken with create_graph=True, else the parameter gradient of a loss
@@ -163,19 +168,19 @@ class Bregman(Geometry):
     # -- the divergence ---------------------------------------------------------------------
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
-        a, b = self._pair(a, b, "pairwise")
+        a, b = self.points(a, b, "pairwise")
         if isinstance(self.generator, MaxAffine):
-            return self._maxaffine_pairwise(a, b)
-        graph = self._needs_graph(a, b)
-        phi_b, u_b = self._value_and_grad(b, graph)
+            return self._maxaffine_pairwise(self.generator, a, b)
+        graph = self.needs_graph(a, b)
+        phi_b, u_b = self.value_and_grad(b, graph)
         phi_a = phi_b if a is b else self._value(a, graph)
         c_b = phi_b - (u_b * b).sum(dim=1)
         return (phi_a[:, None] - c_b[None, :] - a @ u_b.T).clamp_min(0.0)
 
-    def _maxaffine_pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+    def _maxaffine_pairwise(self, generator: MaxAffine, a: Tensor, b: Tensor) -> Tensor:
         """D(a_i, b_j) = max_k f_k(a_i) - f_{k*(b_j)}(a_i), a gather from the [n, K] scores."""
-        scores = self._checked(self.generator.scores(a), "phi")
-        active = self.generator.active_piece(b)
+        scores = self._checked(generator.scores(a), "phi")
+        active = generator.active_piece(b)
         return (scores.max(dim=1).values[:, None] - scores[:, active]).clamp_min(0.0)
 
     def _unit_sphere(self, D: Tensor) -> Tensor:
@@ -190,8 +195,8 @@ class Bregman(Geometry):
         D(q, g) = phi(q) - c_g - <u_g, q> with u_g = grad phi(g), c_g = phi(g) - <u_g, g>;
         phi(q) is constant per query, so ascending D == descending <[q, 1], [u_g, c_g]>."""
         _check_pair(query, gallery, self.name)
-        query, gallery = self._pair(query, gallery, "ranking_vectors")
-        phi_g, u_g = self._value_and_grad(gallery, False)
+        query, gallery = self.points(query, gallery, "ranking_vectors")
+        phi_g, u_g = self.value_and_grad(gallery, False)
         c_g = phi_g - (u_g * gallery).sum(dim=1)
         return _append(query.detach(), 1.0), torch.cat([u_g, c_g[:, None]], dim=1)
 
@@ -209,22 +214,26 @@ class Bregman(Geometry):
         """x [n, dim] in the generator's dtype; ValueError for another shape."""
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(
-                f"{self.name}.{where}: expected points of shape [n, {self.dim}] (the geometry's dim); "
+                f"{self.name}.{where}: expected points of shape [n, {self.dim}] "
+                "(the geometry's dim); "
                 f"got {tuple(x.shape)}"
             )
         dtype = next(self.generator.parameters()).dtype
         return x if x.dtype == dtype else x.to(dtype)
 
-    def _pair(self, a: Tensor, b: Tensor, where: str) -> tuple[Tensor, Tensor]:
-        """Both inputs through `_points`; `b is a` stays true (the symmetric fast paths rely on it)."""
+    def points(self, a: Tensor, b: Tensor, where: str) -> tuple[Tensor, Tensor]:
+        """a [n, dim] and b [m, dim] in the generator's dtype, for `value_and_grad`; ValueError
+        naming `{name}.{where}` for another shape. `b is a` stays true (the symmetric fast paths
+        rely on it)."""
         a_own = self._points(a, where)
         return a_own, a_own if b is a else self._points(b, where)
 
     def _checked(self, values: Tensor, what: str) -> Tensor:
         if not torch.isfinite(values).all():
             raise ValueError(
-                f"{self.name}: the generator produced non-finite {what} (NaN or inf); the embeddings are "
-                "too large for phi or training diverged: lower the learning rate, or normalise / "
+                f"{self.name}: the generator produced non-finite {what} (NaN or inf); "
+                "the embeddings are too large for phi or training diverged: "
+                "lower the learning rate, or normalise / "
                 "rescale the inputs"
             )
         return values
@@ -239,6 +248,8 @@ class BregmanReversed(Reversed):
     Ranking the gallery by D(g || q) = phi(g) - phi(q) - <grad phi(q), g - q>: ascending D ==
     descending <[g, phi(g)], [grad phi(q), -1]>."""
 
+    inner: Bregman
+
     def __init__(self, inner: Bregman) -> None:
         super().__init__(inner)
 
@@ -246,9 +257,9 @@ class BregmanReversed(Reversed):
         """Q = [grad phi(q), -1], G = [g, phi(g)] (detached)."""
         inner = self.inner
         _check_pair(query, gallery, self.name)
-        query, gallery = inner._pair(query, gallery, "ranking_vectors")
-        u_q = inner._value_and_grad(query, False)[1]
-        phi_g = inner._value_and_grad(gallery, False)[0]
+        query, gallery = inner.points(query, gallery, "ranking_vectors")
+        u_q = inner.value_and_grad(query, False)[1]
+        phi_g = inner.value_and_grad(gallery, False)[0]
         return _append(u_q, -1.0), torch.cat([gallery.detach(), phi_g[:, None]], dim=1)
 
     def reversed(self) -> Bregman:
@@ -260,27 +271,30 @@ class BregmanSymmetrised(Symmetrised):
 
     Computed as s_a + s_b - <a, u_b> - <u_a, b> with u = grad phi, s = <x, u>: two GEMMs."""
 
+    inner: Bregman
+
     def __init__(self, inner: Bregman) -> None:
         super().__init__(inner)
 
     def _pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         inner = self.inner
-        a, b = inner._pair(a, b, "pairwise")
-        graph = inner._needs_graph(a, b)
-        u_b = inner._value_and_grad(b, graph)[1]
-        u_a = u_b if a is b else inner._value_and_grad(a, graph)[1]
+        a, b = inner.points(a, b, "pairwise")
+        graph = inner.needs_graph(a, b)
+        u_b = inner.value_and_grad(b, graph)[1]
+        u_a = u_b if a is b else inner.value_and_grad(a, graph)[1]
         s_a, s_b = (a * u_a).sum(dim=1), (b * u_b).sum(dim=1)
         return (s_a[:, None] + s_b[None, :] - a @ u_b.T - u_a @ b.T).clamp_min(0.0)
 
     def ranking_vectors(self, query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
         """Q = [q, grad phi(q), 1], G = [grad phi(g), g, -<g, grad phi(g)>] (detached).
 
-        D_s(q, g) = <q, u_q> - (<q, u_g> + <u_q, g> - <g, u_g>), and <q, u_q> is constant per query."""
+        D_s(q, g) = <q, u_q> - (<q, u_g> + <u_q, g> - <g, u_g>), and <q, u_q> is constant per
+        query."""
         inner = self.inner
         _check_pair(query, gallery, self.name)
-        query, gallery = inner._pair(query, gallery, "ranking_vectors")
-        u_q = inner._value_and_grad(query, False)[1]
-        u_g = inner._value_and_grad(gallery, False)[1]
+        query, gallery = inner.points(query, gallery, "ranking_vectors")
+        u_q = inner.value_and_grad(query, False)[1]
+        u_g = inner.value_and_grad(gallery, False)[1]
         g = gallery.detach()
         return (
             _append(torch.cat([query.detach(), u_q], dim=1), 1.0),
@@ -309,7 +323,8 @@ def _check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
 def _check_mu(mu: float) -> float:
     if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu) or mu < 0:
         raise ValueError(
-            f"Bregman(generator='icnn'): mu must be a finite number >= 0 (the strong-convexity weight; "
+            "Bregman(generator='icnn'): mu must be a finite number >= 0 "
+            "(the strong-convexity weight; "
             f"mu > 0 keeps D(x, y) = 0 only for x = y); got {mu!r}"
         )
     return float(mu)
@@ -318,7 +333,8 @@ def _check_mu(mu: float) -> float:
 def _check_pieces(pieces: int) -> int:
     if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 2:
         raise ValueError(
-            f"Bregman(generator='maxaffine'): pieces must be an integer >= 2 (the number K of affine "
+            "Bregman(generator='maxaffine'): pieces must be an integer >= 2 "
+            "(the number K of affine "
             f"pieces; K = 1 makes D identically 0); got {pieces!r}"
         )
     return pieces

@@ -4,7 +4,9 @@ Works for unnormalised inputs (each row is normalised first, with norms clamped 
 values lie in [0, 2]; for unit vectors D = ||a - b||^2 / 2.
 
 >>> import torch
->>> Cosine().pairwise(torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 3.0], [-1.0, 0.0]]))
+>>> query = torch.tensor([[2.0, 0.0]])
+>>> gallery = torch.tensor([[1.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])
+>>> Cosine().pairwise(query, gallery)
 tensor([[0., 1., 2.]])
 """
 

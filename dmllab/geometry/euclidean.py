@@ -8,9 +8,10 @@ rounded to integers. The distance does not change under a common shift, but the 
 does: ||a||^2 + ||b||^2 and 2 a.b cancel catastrophically far from the origin (points near 1000
 with class gaps of 0.5 lose every digit of the gaps in float32; centred, they keep them).
 Rounding can still make the GEMM form slightly negative, so it is clamped at 0; when the same
-tensor is passed twice (`pairwise(z, z)`) the diagonal is set to exactly 0. The Euclidean `eps` keeps the square root away from 0: coincident
-points (duplicates, self-pairs) get distance 0 with a zero gradient, never a NaN, and any distance
-above ~1e-5 moves by less than float32 rounding.
+tensor is passed twice (`pairwise(z, z)`) the diagonal is set to exactly 0. The Euclidean `eps`
+keeps the square root away from 0: coincident points (duplicates, self-pairs) get distance 0
+with a zero gradient, never a NaN, and any distance above ~1e-5 moves by less than float32
+rounding.
 
 The gradient is written by hand (`_PairwiseDistance`): with C = dL/d(||a_i - b_j||^2),
 
@@ -32,6 +33,8 @@ tensor([[0., 5.],
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,10 +61,9 @@ class _PairwiseDistance(torch.autograd.Function):
     Backward: the closed-form gradient in the module docstring."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, same: bool, eps: float | None) -> Tensor:
-        a, b = _centred(
-            a, b, same
-        )  # saved for backward too: the same gradient, without the cancellation
+    def forward(ctx: Any, a: Tensor, b: Tensor, same: bool, eps: float | None) -> Tensor:
+        # saved for backward too: the same gradient, without the cancellation
+        a, b = _centred(a, b, same)
         # ||a||^2 + ||b||^2 first, so that pairwise(z, z) comes out exactly symmetric
         d2 = torch.addmm((a * a).sum(dim=1, keepdim=True) + (b * b).sum(dim=1), a, b.T, alpha=-2.0)
         d2.clamp_min_(0.0)
@@ -74,15 +76,16 @@ class _PairwiseDistance(torch.autograd.Function):
         shifted = d2.sub_(eps).clamp_min_(0.0)
         out = shifted.sqrt()
         if any(ctx.needs_input_grad):
-            # d sqrt(x) / dx = 1 / (2 sqrt(x)); sqrt(x) / (x + tiny) is 1 / sqrt(x), except exactly 0
-            # at coincident points (x >= ~1e-19 wherever it is non-zero, so tiny changes nothing).
+            # d sqrt(x) / dx = 1 / (2 sqrt(x)); sqrt(x) / (x + tiny) is 1 / sqrt(x), except
+            # exactly 0 at coincident points (x >= ~1e-19 wherever it is non-zero, so tiny
+            # changes nothing).
             half_inverse = torch.div(out, shifted.add_(1e-30), out=shifted).mul_(0.5)
             ctx.save_for_backward(a, b, half_inverse)
         return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         a, b, *rest = ctx.saved_tensors
         coef = grad if ctx.squared else grad * rest[0]  # dL / d||a_i - b_j||^2
         if ctx.same:

@@ -46,13 +46,13 @@ class ICNN(nn.Module):
         self.input_layers = nn.ModuleList(nn.Linear(dim, width) for width in self.hidden)
         self.z_weights_raw = nn.ParameterList(
             nn.Parameter(torch.full((width_out, width_in), NONNEGATIVE_INIT_RAW))
-            for width_in, width_out in zip(self.hidden[:-1], self.hidden[1:])
+            for width_in, width_out in zip(self.hidden[:-1], self.hidden[1:], strict=True)
         )
         self.output_raw = nn.Parameter(torch.full((self.hidden[-1],), NONNEGATIVE_INIT_RAW))
 
     def forward(self, x: Tensor) -> Tensor:
         z = F.softplus(self.input_layers[0](x))
-        for raw, layer in zip(self.z_weights_raw, self.input_layers[1:]):
+        for raw, layer in zip(self.z_weights_raw, self.input_layers[1:], strict=True):
             z = F.softplus(z @ F.softplus(raw).T + layer(x))
         return z @ F.softplus(self.output_raw) + 0.5 * self.mu * (x * x).sum(dim=1)
 
