@@ -50,7 +50,9 @@ class MetricLoss(nn.Module):
     geometry: a Geometry object or the name of a fixed one (`"euclidean"`, `"sqeuclidean"`,
     `"cosine"`); a learned one is passed as an object, e.g. `geometry.build("bregman", dim)`.
     float16 / bfloat16 embeddings are computed in float32 (see `geometry.base`).
-    Subclasses implement `_loss(D, same, embeddings, labels) -> (loss, stats)`.
+    Subclasses implement `_loss(D, pick, same, embeddings, labels) -> (loss, stats)`; a loss
+    that reads no batch matrix (`uses_batch_matrix = False`) implements
+    `_embedding_loss(embeddings, labels)` instead.
     """
 
     uses_batch_matrix: bool = True
@@ -82,31 +84,32 @@ class MetricLoss(nn.Module):
     ) -> Tensor:
         _check_batch(embeddings, labels, type(self).__name__)
         embeddings = as_floats(embeddings, "embeddings")  # half precision is computed in float32
-        pick: Callable[[Tensor, Tensor], Tensor] | None
-        if distances is not None:
-            if distances.shape != (len(labels), len(labels)):
-                raise ValueError(
-                    f"distances must be the [B, B] batch matrix geometry.pairwise(z, z) with B={len(labels)}; "
-                    f"got shape {tuple(distances.shape)}"
-                )
-            D, pick = distances, partial(_gather, distances)
-        elif (
-            self.uses_batch_matrix
-            and not self.negative_strategy.returns_mask
-            and self.geometry.cheap_entries
-        ):
-            with torch.no_grad():  # for the selection only; the loss differentiates `pick`
-                D = self.geometry.pairwise(embeddings, embeddings)
-            pick = self.geometry.picker(embeddings, embeddings)
-        elif self.uses_batch_matrix:
-            D = self.geometry.pairwise(embeddings, embeddings)
-            pick = partial(_gather, D)
+        if distances is not None and distances.shape != (len(labels), len(labels)):
+            raise ValueError(
+                "distances must be the [B, B] batch matrix geometry.pairwise(z, z) "
+                f"with B={len(labels)}; got shape {tuple(distances.shape)}"
+            )
+        if self.uses_batch_matrix:
+            D, pick = self._batch_matrix(embeddings, distances)
+            loss, stats = self._loss(D, pick, same_label_mask(labels), embeddings, labels)
         else:
-            D = pick = None
-        same = same_label_mask(labels)
-        loss, stats = self._loss(D, pick, same, embeddings, labels)
+            loss, stats = self._embedding_loss(embeddings, labels)
         self.last_stats = {key: float(value) for key, value in stats.items()}
         return loss
+
+    def _batch_matrix(
+        self, embeddings: Tensor, distances: Tensor | None
+    ) -> tuple[Tensor, Callable[[Tensor, Tensor], Tensor]]:
+        """(D, pick): the batch matrix for the selection and `pick(rows, cols)` = D[rows, cols]
+        for the loss (module docstring: when D carries no gradient and `pick` is the geometry's)."""
+        if distances is not None:
+            return distances, partial(_gather, distances)
+        if not self.negative_strategy.returns_mask and self.geometry.cheap_entries:
+            with torch.no_grad():  # for the selection only; the loss differentiates `pick`
+                D = self.geometry.pairwise(embeddings, embeddings)
+            return D, self.geometry.picker(embeddings, embeddings)
+        D = self.geometry.pairwise(embeddings, embeddings)
+        return D, partial(_gather, D)
 
     def _loss(
         self,
@@ -117,6 +120,12 @@ class MetricLoss(nn.Module):
         labels: Tensor,
     ) -> tuple[Tensor, dict[str, float]]:
         """(loss, stats) from D (for the selection and the `negatives="all"` terms) and `pick`."""
+        raise NotImplementedError
+
+    def _embedding_loss(
+        self, embeddings: Tensor, labels: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        """(loss, stats) from the embeddings alone, for a loss with `uses_batch_matrix = False`."""
         raise NotImplementedError
 
     def select(self, D: Tensor, same: Tensor, dim: int) -> Triplets:

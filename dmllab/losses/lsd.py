@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -176,8 +177,8 @@ class ListwiseSelfDistillation(Regulariser):
         (larger = closer); the teacher's is detached."""
         if student.dim() != 2 or student.shape != teacher.shape:
             raise ValueError(
-                "LSD needs the student's and the teacher's [B, B] batch similarity matrices of the same "
-                f"shape; got {tuple(student.shape)} and {tuple(teacher.shape)}"
+                "LSD needs the student's and the teacher's [B, B] batch similarity matrices "
+                f"of the same shape; got {tuple(student.shape)} and {tuple(teacher.shape)}"
             )
         if student.shape[0] != student.shape[1] or len(labels) != student.shape[0]:
             raise ValueError(
@@ -217,15 +218,21 @@ class Teacher:
 
     @classmethod
     def snapshot(cls, model: nn.Module, geometry: Geometry, epoch: int) -> Teacher:
-        frozen = []
-        for module in (model, geometry):
-            clone = copy.deepcopy(module).eval()
-            for parameter in clone.parameters():
-                parameter.requires_grad_(False)
-            frozen.append(clone)
-        return cls(frozen[0], frozen[1], epoch)
+        return cls(_frozen(model), _frozen(geometry), epoch)
 
     @torch.no_grad()
     def similarities(self, x: Tensor, lsd: ListwiseSelfDistillation) -> Tensor:
-        """The teacher's [B, B] similarity matrix of the (all-gathered) batch x, as `lsd` lists it."""
+        """The teacher's [B, B] similarity matrix of the (all-gathered) batch x, as `lsd` lists
+        it."""
         return lsd.similarities(distributed.gather(self.model(x)), self.geometry)
+
+
+_Module = TypeVar("_Module", bound=nn.Module)
+
+
+def _frozen(module: _Module) -> _Module:
+    """A deep copy of `module` in eval mode whose parameters need no gradient."""
+    clone = copy.deepcopy(module).eval()
+    for parameter in clone.parameters():
+        parameter.requires_grad_(False)
+    return clone

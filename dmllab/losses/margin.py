@@ -37,6 +37,11 @@ from dmllab.losses.base import MetricLoss, _mean
 class MarginLoss(MetricLoss):
     """[margin + D(a, p) - beta]_+ + [margin - D(a, n) + beta]_+, normalised by active terms."""
 
+    #: beta: one value, or one per class (a Parameter, or a buffer when not learned)
+    beta: Tensor
+    #: the label id of each per-class beta (a buffer; only with per_class_beta=True)
+    beta_classes: Tensor
+
     def __init__(
         self,
         geometry: Geometry | str,
@@ -79,6 +84,8 @@ class MarginLoss(MetricLoss):
     ) -> tuple[Tensor, dict[str, float]]:
         triplets = self.select(D, same, embeddings.shape[1])
         beta = self._beta(labels)
+        pos_weight: Tensor | float
+        neg_weight: Tensor | float
         pos_d = pick(triplets.anchors, triplets.positives)
         pos_losses = (self.margin + pos_d - beta[triplets.anchors]).clamp_min(0.0)
         if triplets.all_negatives:
@@ -117,9 +124,9 @@ class MarginLoss(MetricLoss):
         unknown = ids[position] != labels
         if bool(unknown.any()):
             raise ValueError(
-                f"per-class beta was built for {len(ids)} classes {ids.tolist()[:20]} but the batch has label(s) "
-                f"{torch.unique(labels[unknown]).tolist()[:20]}; build the loss with classes= (or num_classes=) "
-                "covering every training label"
+                f"per-class beta was built for {len(ids)} classes {ids.tolist()[:20]} "
+                f"but the batch has label(s) {torch.unique(labels[unknown]).tolist()[:20]}; "
+                "build the loss with classes= (or num_classes=) covering every training label"
             )
         return self.beta[position]
 
@@ -136,7 +143,8 @@ def _class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None) 
         ids = torch.empty(0)
     if len(ids) < 2:
         raise ValueError(
-            "per_class_beta=True needs num_classes=<C> (label ids 0..C-1) or classes=<the training label ids>, "
-            f"at least 2 classes (fit passes them); got num_classes={num_classes!r}, classes={classes!r}"
+            "per_class_beta=True needs num_classes=<C> (label ids 0..C-1) "
+            "or classes=<the training label ids>, at least 2 classes (fit passes them); "
+            f"got num_classes={num_classes!r}, classes={classes!r}"
         )
     return ids.long()

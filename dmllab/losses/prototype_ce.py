@@ -58,8 +58,8 @@ class PrototypeCrossEntropy(MetricLoss):
             raise ValueError(f"prototype_ce temperature must be > 0; got {temperature!r}")
         self.temperature = float(temperature)
 
-    def _loss(
-        self, D: None, pick: None, same: Tensor, embeddings: Tensor, labels: Tensor
+    def _embedding_loss(
+        self, embeddings: Tensor, labels: Tensor
     ) -> tuple[Tensor, dict[str, float]]:
         _, target = torch.unique(labels, return_inverse=True)
         counts = torch.bincount(target).to(embeddings.dtype)

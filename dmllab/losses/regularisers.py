@@ -53,7 +53,8 @@ class Regulariser(nn.Module):
         return True
 
     def start_epoch(self, epoch: int, epochs: int) -> dict[str, float]:
-        """Called before epoch `epoch` (0-based) of `epochs`; returns entries for its history row."""
+        """Called before epoch `epoch` (0-based) of `epochs`; returns entries for its history
+        row."""
         return {}
 
     def term(

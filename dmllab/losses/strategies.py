@@ -15,8 +15,9 @@ the trainer's seed makes them reproducible.
 
 The contract, one base class and one registry per kind:
 
-    POSITIVES[name](k=1)          a PositiveStrategy:  strategy(D, same)                     -> Pairs
-    NEGATIVES[name](margin=0.2)   a NegativeStrategy:  strategy(D, different, pairs, dim=None) -> Triplets
+    POSITIVES[name](k=1)          a PositiveStrategy:  strategy(D, same) -> Pairs
+    NEGATIVES[name](margin=0.2)   a NegativeStrategy:  strategy(D, different, pairs, dim=None)
+                                                                                 -> Triplets
 
 What describes the method goes to the constructor (`k` positives per anchor, the semi-hard
 `margin`); what describes the batch goes to the call (`dim`, the embedding dimension). A
@@ -183,7 +184,8 @@ def different_label_mask(labels: Tensor, reference_labels: Tensor | None = None)
 
 
 def negative_mask(same: Tensor) -> Tensor:
-    """`different` from the batch's `same` [B, B]: y_i != y_j (the complement without the diagonal)."""
+    """`different` from the batch's `same` [B, B]: y_i != y_j (the complement without the
+    diagonal)."""
     return (~same).fill_diagonal_(False)
 
 
@@ -249,7 +251,8 @@ class HardestPositives(RankedPositives):
 
 
 class NearestPositives(RankedPositives):
-    """argmin_{r in P(a)} D[a, r]: the nearest positive(s) (easy positives; Levi et al., ICCV 2021)."""
+    """argmin_{r in P(a)} D[a, r]: the nearest positive(s) (easy positives; Levi et al.,
+    ICCV 2021)."""
 
     def score(self, D: Tensor, same: Tensor) -> Tensor:
         return D.masked_fill(~same, math.inf).neg_()
@@ -330,7 +333,8 @@ class SingleNegatives(NegativeStrategy):
             (anchors == torch.arange(len(D), device=D.device)).all()
         )
         rows = D if every_row else D[anchors]
-        # Non-negatives at +inf: the row minimum is the hardest negative, and +inf never enters a window.
+        # Non-negatives at +inf: the row minimum is the hardest negative, and +inf never enters
+        # a window.
         rows = rows.masked_fill(~different if every_row else ~different[anchors], math.inf)
         nearest, hardest = rows.min(dim=1)
         chosen = self.one(rows, nearest, hardest, D[anchors, positives].unsqueeze(1), dim)
@@ -379,7 +383,8 @@ class DistanceWeightedNegatives(SingleNegatives):
     ) -> Tensor:
         if dim is None or isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             raise ValueError(
-                f"negatives='distance_weighted' needs dim, the embedding dimension (an int >= 2); got {dim!r}"
+                "negatives='distance_weighted' needs dim, the embedding dimension "
+                f"(an int >= 2); got {dim!r}"
             )
         d = rows.clamp(0.5, 2.0 - 1e-4)
         log_weight = (2.0 - dim) * d.log() - ((dim - 3.0) / 2.0) * (1.0 - d * d / 4.0).log()
@@ -451,7 +456,7 @@ def select_negatives(
     return strategy(D, negative_mask(same), pairs, dim)
 
 
-def random_ranks(shape: tuple[int, int], device: torch.device, dtype: torch.dtype) -> Tensor:
+def random_ranks(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> Tensor:
     """[n, m] scores whose every row ranks the m columns in a uniformly random order.
 
     One random permutation of the columns, cyclically shifted by a random amount per row: the

@@ -8,9 +8,10 @@ averaged over all selected tuples (`reduction="mean"`, the default: FaceNet's an
 LSD code's criterion) or over the tuples with l > 0 (`reduction="nonzero"`, batch-all style, as
 pytorch-metric-learning's AvgNonZeroReducer). The reduction sets the base term's scale against a
 regulariser: under "mean" it shrinks as triplets are satisfied, so LSD's alpha = 200 acts as in
-the paper; under "nonzero" it stays large and the same alpha is far weaker. Squared vs plain distances is the geometry's choice (`sqeuclidean` vs
-`euclidean`). With `negatives="all"` every negative of the anchor forms a tuple with each selected
-positive (an [M, B] masked matrix, never a B x B x B tensor).
+the paper; under "nonzero" it stays large and the same alpha is far weaker. Squared vs plain
+distances is the geometry's choice (`sqeuclidean` vs `euclidean`). With `negatives="all"` every
+negative of the anchor forms a tuple with each selected positive (an [M, B] masked matrix, never
+a B x B x B tensor).
 
 >>> import torch
 >>> from dmllab.geometry import Euclidean
