@@ -30,6 +30,7 @@ from dmllab.claims import t_quantile
 from dmllab.config import Config
 from dmllab.data import Splits
 from dmllab.data.dataset import Dataset
+from dmllab.geometry.base import Geometry
 from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
 
@@ -52,7 +53,7 @@ class Run:
     """
 
     model: nn.Module
-    geometry: nn.Module
+    geometry: Geometry
     config: Config
     history: list[dict[str, float]] = field(default_factory=list)
     snapshots: dict[int, Tensor] = field(default_factory=dict)
@@ -254,9 +255,10 @@ def _attach(
         splits = prepare(config, data)
         if identity is not None and data_identity(splits)["fingerprint"] != identity["fingerprint"]:
             raise RecordError(
-                f"{directory} was trained on {identity['name']!r} (fingerprint {identity['fingerprint'][:12]}), "
-                f"not on the given {data.name!r} (fingerprint {data_identity(splits)['fingerprint'][:12]}): pass "
-                "the same rows, labels and order, or load the run without data"
+                f"{directory} was trained on {identity['name']!r} "
+                f"(fingerprint {identity['fingerprint'][:12]}), not on the given {data.name!r} "
+                f"(fingerprint {data_identity(splits)['fingerprint'][:12]}): "
+                "pass the same rows, labels and order, or load the run without data"
             )
         return splits
     if identity is None:

@@ -21,6 +21,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -70,8 +71,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's global and torch's random number generators with `seed`."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    # the legacy global RNG on purpose: user code and libraries draw from it
+    np.random.seed(seed % 2**32)  # noqa: NPY002
     torch.manual_seed(seed)
 
 
@@ -96,7 +99,8 @@ def step_loss(
         )
     labels = distributed.gather(y)
     active = [regulariser for regulariser in regularisers if regulariser.active]
-    # Shared with a regulariser that reads D; otherwise the loss builds what it needs (see losses.base).
+    # Shared with a regulariser that reads D; otherwise the loss builds what it needs
+    # (see losses.base).
     reads = any(regulariser.reads_distances for regulariser in active)
     distances = loss_fn.geometry.pairwise(z, z) if reads else None
     base = loss_fn(z, labels, distances=distances)
@@ -151,7 +155,7 @@ def fit(
     if optimizer is None:  # nothing to learn (identity embedding, fixed geometry): evaluable as is
         model.eval()
         if config.snapshot_every:
-            _record_snapshot(run, epoch=0)
+            _record_snapshot(run, probe_index, epoch=0)
         return run
     guard = DivergenceGuard(config, model, loss_fn)
 
@@ -192,8 +196,8 @@ def fit(
             loss, stats = step_loss(trained_model, loss_fn, x, y, regularisers=terms)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"the loss became {float(loss)} in epoch {epoch} (batch {batches}); lower Config.lr "
-                    f"(now {config.lr}) or loss_lr, or check the inputs for NaN/inf"
+                    f"the loss became {float(loss)} in epoch {epoch} (batch {batches}); "
+                    f"lower Config.lr (now {config.lr}) or loss_lr, or check the inputs for NaN/inf"
                 )
             optimizer.zero_grad(set_to_none=True)
             (loss * distributed.world_size()).backward()
@@ -220,13 +224,15 @@ def fit(
         if config.snapshot_every and (
             epoch % config.snapshot_every == 0 or epoch == config.epochs - 1
         ):
-            _record_snapshot(run, epoch)
+            _record_snapshot(run, probe_index, epoch)
         guard.end_epoch(run, epoch)
         if progress and hasattr(epochs, "set_postfix"):
             epochs.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "val_recall@1") if k in row})
         stop = False
         if config.early_stopping_patience is not None and "val_recall@1" in row:
-            best, stop = _early_stopping(best, row["val_recall@1"], epoch, model, loss_fn, config)
+            best, stop = _early_stopping(
+                best, row["val_recall@1"], epoch, model, loss_fn, config.early_stopping_patience
+            )
         try:
             for callback in callbacks:
                 callback(run, epoch)
@@ -287,9 +293,11 @@ def _check_gradients(optimizer: torch.optim.Optimizer, loss: float, epoch: int, 
     ):
         return
     raise NonFiniteLossError(
-        f"the gradient became NaN or inf in epoch {epoch} (batch {batch}) while the loss was finite ({loss:.4g}): "
-        "the geometry or loss has no finite derivative at this batch (e.g. a square root at 0). Check the "
-        "geometry and loss options, lower Config.lr or loss_lr, or check the inputs for extreme values"
+        f"the gradient became NaN or inf in epoch {epoch} (batch {batch}) "
+        f"while the loss was finite ({loss:.4g}): "
+        "the geometry or loss has no finite derivative at this batch (e.g. a square root at 0). "
+        "Check the geometry and loss options, lower Config.lr or loss_lr, "
+        "or check the inputs for extreme values"
     )
 
 
@@ -298,19 +306,19 @@ def _monitor(run: Run, config: Config) -> dict[str, float]:
     from dmllab.metrics import retrieval
 
     row: dict[str, float] = {}
-    targets = [("val", run.data.val)]
+    targets = [("val", run.val)]
     if config.monitor_test:
-        targets.append(("test", run.data.test))
+        targets.append(("test", run.test))
     for prefix, data in targets:
         if data is None:
             continue
         values = retrieval(run.embed(data), data.y, geometry=run.geometry, ks=(1,))
         row[f"{prefix}_recall@1"] = values["recall@1"]
         row[f"{prefix}_map@r"] = values["map@r"]
-    if config.monitor_test and run.data.train.flipped is not None:
+    train = run.train
+    if config.monitor_test and train.flipped is not None:
         from dmllab.metrics import memorisation
 
-        train = run.data.train
         row["train_memorisation"] = memorisation(
             run.embed(train), train.y, train.flipped, geometry=run.geometry
         )
@@ -323,7 +331,7 @@ def _early_stopping(
     epoch: int,
     model: nn.Module,
     loss_fn: nn.Module,
-    config: Config,
+    patience: int,
 ) -> tuple[tuple[float, int, dict], bool]:
     if best is None or score > best[0]:
         state = {
@@ -331,7 +339,7 @@ def _early_stopping(
             "loss": copy.deepcopy(loss_fn.state_dict()),
         }
         return (score, epoch, state), False
-    return best, epoch - best[1] >= config.early_stopping_patience
+    return best, epoch - best[1] >= patience
 
 
 def _probe_index(size: int, probe_size: int, seed: int) -> Tensor:
@@ -339,17 +347,18 @@ def _probe_index(size: int, probe_size: int, seed: int) -> Tensor:
     return torch.randperm(size, generator=generator)[: min(size, probe_size)].sort().values
 
 
-def _record_snapshot(run: Run, epoch: int) -> None:
-    probe = run.data.train.subset(run.probe_index)
+def _record_snapshot(run: Run, probe_index: Tensor, epoch: int) -> None:
+    probe = run.train.subset(probe_index)
     run.snapshots[epoch] = run.embed(probe)
 
 
 PROGRESS_ENV = "DMLLAB_PROGRESS"
+_Item = TypeVar("_Item")
 
 
 def progress_bar(
-    items: Iterable, show: bool, *, desc: str, total: int | None = None, leave: bool = False
-):
+    items: Iterable[_Item], show: bool, *, desc: str, total: int | None = None, leave: bool = False
+) -> Iterable[_Item]:
     """`items` wrapped in a tqdm.auto bar (a widget in Jupyter, text on a terminal), or `items`
     itself when `show` is False or the environment sets DMLLAB_PROGRESS=0 (as `dmllab demo / run /
     sweep` do for the notebooks they execute, whose saved copies cannot update a bar)."""
