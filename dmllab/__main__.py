@@ -1,3 +1,5 @@
+"""`python -m dmllab`: the `dmllab` command (`dmllab.cli`)."""
+
 import sys
 
 from dmllab.cli import main

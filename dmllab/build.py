@@ -1,7 +1,8 @@
 """From a Config to the parts of a run: its data splits, embedder, geometry, loss and regulariser.
 
-    prepare(config)  : load (or the given Dataset) -> split (class-disjoint or stratified) -> noise on
-                       the training labels -> validation split carved from the (noisy) training part
+    prepare(config)  : load (or the given Dataset) -> split (class-disjoint or stratified)
+                       -> noise on the training labels -> validation split carved from the
+                       (noisy) training part
     build_components : (model, geometry, loss_fn) for the training split's inputs
     build_loss       : the base loss `config.loss` names (with its strategies and options)
     build_regularisers : the terms the trainer adds to the base loss (LSD when lsd_alpha > 0)
@@ -65,7 +66,8 @@ def build_components(
 ) -> tuple[nn.Module, Geometry, losses.MetricLoss]:
     """(model, geometry, loss_fn) for `config` and inputs of one-sample shape `input_shape`.
 
-    `classes` (the training label ids) or `num_classes` (ids 0..C-1) size per-class loss parameters."""
+    `classes` (the training label ids) or `num_classes` (ids 0..C-1) size per-class loss
+    parameters."""
     model = models.build(
         config.model,
         input_shape,
@@ -86,7 +88,8 @@ def build_loss(
     *,
     classes: Sequence[int] | Tensor | None = None,
 ) -> losses.MetricLoss:
-    """The base loss named by `config.loss`, using `geometry` (a Geometry or a fixed geometry's name).
+    """The base loss named by `config.loss`, using `geometry` (a Geometry or a fixed geometry's
+    name).
 
     `config.loss_options` go to the loss class (e.g. `{"reduction": "mean"}` for triplet,
     `{"per_class_beta": True}` for margin, which then needs the training classes: `classes`, their

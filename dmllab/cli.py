@@ -5,7 +5,7 @@
     dmllab sweep GRID.yaml [--workers N]              a grid of runs over parameters and seeds
     dmllab report DIR                                 mean +/- CI per configuration of a sweep
     dmllab fit CONFIG.json [--out DIR] [--nproc N]    one training run (N local ranks, or torchrun)
-    dmllab verify ROOT [--layout folder]              decode every image of a data set; list bad files
+    dmllab verify ROOT [--layout folder]              decode every image; list the bad files
 
 Lessons run through `dmllab.lessons` (papermill), sweeps through `dmllab.experiments.sweep`, and a
 sweep's table through `Results.from_cells` and `dmllab.report`. What needs torch or plotly is
@@ -57,11 +57,11 @@ def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str
         try:
             parameters[name] = parse_value(text)
         except BadValue as error:
-            raise SystemExit(f"-p {name}: {error}")
+            raise SystemExit(f"-p {name}: {error}") from error
     try:
         check_values(notebook, parameters)
     except BadValue as error:
-        raise SystemExit(f"{notebook.name}: {error}")
+        raise SystemExit(f"{notebook.name}: {error}") from error
     return parameters
 
 
@@ -147,6 +147,7 @@ def _verify_command(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 def parser() -> argparse.ArgumentParser:
+    """The `dmllab` argument parser: one sub-command per entry of the module docstring."""
     main = argparse.ArgumentParser(
         prog="dmllab",
         description=__doc__.split("\n\n")[0],

@@ -6,10 +6,11 @@ object, and `dmllab.fit(Config(...))` is the one training entry point.
 >>> config = Config(dataset="digits", loss="triplet", positives="nearest", epochs=3)
 >>> Config.from_dict(config.to_dict()) == config
 True
->>> Config(loss="tripplet")
+>>> Config(loss="tripplet")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-dmllab.values.BadValue: Config.loss='tripplet' is not known; choose one of: contrastive, margin, multi_similarity, prototype_ce, triplet
+dmllab.values.BadValue: Config.loss='tripplet' is not known;
+choose one of: contrastive, margin, multi_similarity, prototype_ce, triplet
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 DIVERGENCE = ("stop", "warn", "off")
 
-# Bounds on sizes, so that a typo (embedding_dim: 1000000000) fails here instead of in an allocation.
+# Bounds on sizes, so that a typo (embedding_dim: 1000000000) fails here instead of in an
+# allocation.
 MAX_EMBEDDING_DIM = 65_536
 MAX_BATCH = 16_384  # a batch's [B, B] distance matrix: 1 GiB in float32 at this bound
 MAX_EPOCHS = 1_000_000
@@ -124,29 +126,32 @@ class Config:
             check_field(item.name, value)
         if self.batch_size > MAX_BATCH:
             raise BadValue(
-                f"Config.classes_per_batch x samples_per_class = {self.batch_size} is above {MAX_BATCH}: "
+                f"Config.classes_per_batch x samples_per_class = {self.batch_size} "
+                f"is above {MAX_BATCH}: "
                 f"the batch's distance matrix would not fit in memory; use a smaller batch"
             )
         if self.classes_per_batch < 2:
             raise BadValue(
-                f"Config.classes_per_batch={self.classes_per_batch} leaves no negatives in a batch; "
-                "use at least 2 classes per batch"
+                f"Config.classes_per_batch={self.classes_per_batch} "
+                "leaves no negatives in a batch; use at least 2 classes per batch"
             )
         if self.samples_per_class < 2:
             raise BadValue(
-                f"Config.samples_per_class={self.samples_per_class} leaves no positives in a batch; "
-                "use at least 2 samples per class"
+                f"Config.samples_per_class={self.samples_per_class} "
+                "leaves no positives in a batch; use at least 2 samples per class"
             )
         if self.positives == "nearest" and self.samples_per_class < 3:
             raise BadValue(
-                f"Config.positives='nearest' needs samples_per_class >= 3 (got {self.samples_per_class}): "
-                "with 2 samples of a class in a batch the nearest positive is the only positive, so it "
-                "changes nothing. Raise samples_per_class (4-8 is typical)."
+                "Config.positives='nearest' needs samples_per_class >= 3 "
+                f"(got {self.samples_per_class}): "
+                "with 2 samples of a class in a batch the nearest positive is the only positive, "
+                "so it changes nothing. Raise samples_per_class (4-8 is typical)."
             )
         if self.k_positives >= self.samples_per_class:
             raise BadValue(
                 f"Config.k_positives={self.k_positives} must be smaller than samples_per_class="
-                f"{self.samples_per_class} (an anchor has samples_per_class - 1 positives in a batch)"
+                f"{self.samples_per_class} "
+                "(an anchor has samples_per_class - 1 positives in a batch)"
             )
         if self.early_stopping_patience is not None and self.val_fraction == 0.0:
             raise BadValue(
@@ -155,8 +160,9 @@ class Config:
             )
         if self.normalize and GEOMETRIES[self.geometry].learned and self.model == "identity":
             raise BadValue(
-                "Config.normalize=True with model='identity' would project the raw inputs onto the sphere "
-                "before a learned geometry; set normalize=False for a geometry lesson"
+                "Config.normalize=True with model='identity' would project the raw inputs "
+                "onto the sphere before a learned geometry; "
+                "set normalize=False for a geometry lesson"
             )
 
     # ----------------------------------------------------------------- serialisation
@@ -171,7 +177,8 @@ class Config:
         unknown = sorted(set(values) - known)
         if unknown:
             raise BadValue(
-                f"Config has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}"
+                f"Config has no field(s) {', '.join(unknown)}; "
+                f"known fields: {', '.join(sorted(known))}"
             )
         return cls(**values)
 

@@ -4,8 +4,8 @@ Prose that quotes a measurement goes stale the moment the code changes. So a les
 findings as a template whose every number is a placeholder `{key:format}` naming an entry of the
 lesson's metrics (the dict it saves as `metrics.json`), and `findings` fills them in:
 
->>> text = findings("LSD ended at {lsd/recall@1:.3f}, {lsd - baseline/recall@1:+.3f} over the baseline.",
-...                 {"lsd/recall@1": 0.9381, "lsd - baseline/recall@1": 0.0452})
+>>> template = "LSD ended at {lsd/recall@1:.3f}, {lsd - baseline/recall@1:+.3f} over the baseline."
+>>> text = findings(template, {"lsd/recall@1": 0.9381, "lsd - baseline/recall@1": 0.0452})
 >>> print(text.data)
 LSD ended at 0.938, +0.045 over the baseline.
 
@@ -17,7 +17,8 @@ A conclusion is a verdict on a number, not fixed text: `{key:?words if above zer
 picks its words by the sign of the metric (typically a claim's lower confidence bound), so a run
 with other parameters cannot print "LSD ends higher" over a bound below zero:
 
->>> print(findings("{gain_lower:?LSD ends higher|LSD does not end clearly higher}.", {"gain_lower": -0.01}).data)
+>>> verdict = "{gain_lower:?LSD ends higher|LSD does not end clearly higher}."
+>>> print(findings(verdict, {"gain_lower": -0.01}).data)
 LSD does not end clearly higher.
 """
 

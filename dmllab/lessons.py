@@ -28,8 +28,9 @@ LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 
 
 def find_lessons(folder: str | None = None, only: Sequence[str] | None = None) -> list[Path]:
-    """The lesson notebooks (`LESSON_GLOB`) in `folder`, else in ./notebooks, else in the folder beside
-    the package, in order; with `only`, those whose file names start with one of its prefixes.
+    """The lesson notebooks (`LESSON_GLOB`) in `folder`, else in ./notebooks, else in the folder
+    beside the package, in order; with `only`, those whose file names start with one of its
+    prefixes.
 
     Raises SystemExit naming the folders searched when none holds a lesson."""
     beside_package = Path(__file__).resolve().parents[1] / "notebooks"
@@ -84,7 +85,8 @@ def check_values(
 
 
 def check_value(name: str, value: Any, default_source: str | None) -> None:
-    """Check one value for the parameter `name` whose default is the Python text `default_source`."""
+    """Check one value for the parameter `name` whose default is the Python text
+    `default_source`."""
     try:
         default = ast.literal_eval(default_source) if default_source is not None else None
     except (ValueError, SyntaxError):  # a default computed by code: only JSON-ness can be checked
@@ -143,7 +145,8 @@ def execute(
 
 @dataclass
 class LessonResult:
-    """One executed lesson: its name, the executed notebook, its output directory, an error if any."""
+    """One executed lesson: its name, the executed notebook, its output directory, an error if
+    any."""
 
     name: str
     notebook: Path
@@ -171,7 +174,8 @@ def run_lesson(notebook: Path, parameters: dict[str, Any], out: Path) -> Path:
 
 def run_lessons(lessons: Sequence[Path], out: Path, quick: bool) -> list[LessonResult]:
     """Execute each lesson into `out` (the executed notebook, and its outputs in `out/<lesson>/`),
-    printing one line per lesson; a failed lesson is recorded with its error, the others still run."""
+    printing one line per lesson; a failed lesson is recorded with its error, the others still
+    run."""
     results = []
     for i, notebook in enumerate(lessons, 1):
         result = LessonResult(

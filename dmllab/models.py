@@ -54,6 +54,8 @@ class Embedder(nn.Module):
 
 
 class Flatten(nn.Module):
+    """Flatten each row: [N, ...] -> [N, prod(...)]."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.reshape(len(x), -1)
 
@@ -100,11 +102,13 @@ def cnn_trunk(
     image_shape: Sequence[int] | None,
     channels: Sequence[int] = (32, 64),
 ) -> tuple[nn.Module, int]:
-    """Conv 3x3 + BatchNorm + ReLU + 2x2 max-pool per entry of `channels`, then global average pool."""
+    """Conv 3x3 + BatchNorm + ReLU + 2x2 max-pool per entry of `channels`, then global average
+    pool."""
     if image_shape is None:
         raise ValueError(
-            f"model='cnn' needs image inputs; this dataset's rows have shape {tuple(input_shape)} and no "
-            "image_shape. Use model='mlp' or a dataset with images"
+            "model='cnn' needs image inputs; "
+            f"this dataset's rows have shape {tuple(input_shape)} and no image_shape. "
+            "Use model='mlp' or a dataset with images"
         )
     layers: list[nn.Module] = [ImageView(image_shape)]
     width = image_shape[0]
@@ -132,15 +136,18 @@ def _resnet(name: str) -> Trunk:
             import torchvision
         except ImportError as error:  # optional dependency
             raise ValueError(
-                f"model={name!r} needs torchvision, which is not installed; install a torchvision build that "
-                "matches your torch, or use model='cnn'"
+                f"model={name!r} needs torchvision, which is not installed; "
+                "install a torchvision build that matches your torch, or use model='cnn'"
             ) from error
         net = getattr(torchvision.models, name)(weights=weights)
         width = net.fc.in_features
         net.fc = nn.Identity()
         return nn.Sequential(ImageView(image_shape), net), width
 
-    trunk.__doc__ = f"torchvision's {name} without its classifier (random init unless `weights` names local weights)."
+    trunk.__doc__ = (
+        f"torchvision's {name} without its classifier "
+        "(random init unless `weights` names local weights)."
+    )
     return trunk
 
 

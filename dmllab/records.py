@@ -131,7 +131,8 @@ def damaged_files(folder: Path, expected: dict[str, str]) -> list[str]:
 
 # --------------------------------------------------------------------------- reading
 def missing_record(directory: Path, what: str) -> RecordError:
-    """The error for a record folder that is not there, pointing at a set-aside old version if any."""
+    """The error for a record folder that is not there, pointing at a set-aside old version if
+    any."""
     aside = (
         sorted(directory.parent.glob(f".{directory.name}.replaced-*"))
         if directory.parent.is_dir()

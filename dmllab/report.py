@@ -142,7 +142,8 @@ def _summary_table(lessons: list[LessonResult]) -> str:
         for lesson in lessons
     )
     return (
-        "<table class='metrics'><tr><th>lesson</th><th>status</th><th>seconds</th><th>numbers</th></tr>"
+        "<table class='metrics'><tr><th>lesson</th><th>status</th>"
+        "<th>seconds</th><th>numbers</th></tr>"
         f"{rows}</table>"
     )
 
@@ -220,7 +221,9 @@ def _shown(table: pd.DataFrame, params: list[str], metrics: list[str]) -> pd.Dat
     for metric in metrics:
         shown[metric] = [
             f"{m:.3f} ± {c:.3f} (n={n})"
-            for m, c, n in zip(table[f"{metric}_mean"], table[f"{metric}_ci"], table[f"{metric}_n"])
+            for m, c, n in zip(
+                table[f"{metric}_mean"], table[f"{metric}_ci"], table[f"{metric}_n"], strict=True
+            )
         ]
     return shown
 

@@ -7,10 +7,11 @@ are the dataset's options (`Config.dataset_options`), checked against its signat
 >>> data = load("loggrid", seed=1, per_class=10)
 >>> tuple(data.x.shape), data.num_classes
 ((160, 2), 16)
->>> load("loggrid", per_klass=10)
+>>> load("loggrid", per_klass=10)  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-ValueError: dataset 'loggrid' has no option(s) per_klass; its options are: per_class, sigma (and seed)
+ValueError: dataset 'loggrid' has no option(s) per_klass;
+its options are: per_class, sigma (and seed)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Sweep cells on disk: one folder per cell of a grid, complete or absent, and the results they hold.
+"""Sweep cells on disk: one folder per cell of a grid, complete or absent, and the results they
+hold.
 
 Each cell gets the folder `OUT/<readable>-<hash>`: the readable part shows the parameters, the
 hash (of their JSON) keeps different values apart, and `params.json` inside holds them exactly. A
@@ -167,11 +168,13 @@ def _check_one_sweep(directory: Path, cells: list[Finished]) -> None:
         if sorted(cell.params) != sorted(first.params):
             raise GridError(
                 f"{directory} mixes cells of different sweeps ({first.name} varies "
-                f"{', '.join(sorted(first.params))}; {cell.name} varies {', '.join(sorted(cell.params))}); "
+                f"{', '.join(sorted(first.params))}; "
+                f"{cell.name} varies {', '.join(sorted(cell.params))}); "
                 "report each sweep's folder on its own"
             )
         if canonical(_base(cell)) != canonical(_base(first)):
             raise GridError(
-                f"{directory} mixes cells of different sweeps ({first.name} and {cell.name} differ in "
+                f"{directory} mixes cells of different sweeps "
+                f"({first.name} and {cell.name} differ in "
                 f"{_difference(_base(first), _base(cell))}); report each sweep's folder on its own"
             )

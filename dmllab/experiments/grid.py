@@ -23,7 +23,8 @@ GRID_KEYS = {"notebook", "fit", "parameters", "seeds", "out", "quick"}
 
 
 class GridError(SystemExit):
-    """A grid file, or a sweep folder, that cannot be run as it is; the message says where and why."""
+    """A grid file, or a sweep folder, that cannot be run as it is; the message says where and
+    why."""
 
 
 @dataclass
@@ -38,24 +39,26 @@ class Grid:
     notebook: Path | None = None
     fit: dict[str, Any] | None = None
     quick: bool = False
-    defaults: dict[str, str] = field(
-        default_factory=dict
-    )  # the notebook's parameters (source text)
+    # the notebook's parameters (source text)
+    defaults: dict[str, str] = field(default_factory=dict)
     path: Path | None = None  # the grid file
 
     def plan(self) -> Plan:
-        """The parameters (in sorted order, each a factor of the values listed) crossed with the seeds."""
+        """The parameters (in sorted order, each a factor of the values listed) crossed with the
+        seeds."""
         return Plan({name: self.parameters[name] for name in sorted(self.parameters)}, self.seeds)
 
     def cells(self) -> list[dict[str, Any]]:
         return [job.changes for job in self.plan().jobs()]
 
     def config(self, cell: dict[str, Any]) -> Config:
-        """The Config a cell of a `fit:` grid trains: the grid's base fields with the cell's values."""
+        """The Config a cell of a `fit:` grid trains: the grid's base fields with the cell's
+        values."""
         return Config.from_dict({**(self.fit or {}), **cell})
 
     def recorded(self, cell: dict[str, Any]) -> dict[str, Any]:
-        """The configuration a finished `cell` records: compared on every rerun and by the report."""
+        """The configuration a finished `cell` records: compared on every rerun and by the
+        report."""
         if self.notebook is None:
             return {"fit": self.config(cell).to_dict()}
         return {
@@ -78,11 +81,11 @@ def load_grid(path: str | Path) -> Grid:
     except (OSError, UnicodeDecodeError) as error:
         raise GridError(
             f"{path}: cannot read the grid file ({getattr(error, 'strerror', None) or error})"
-        )
+        ) from error
     try:
         data = load_yaml(text, str(path))
     except BadValue as error:
-        raise GridError(str(error))
+        raise GridError(str(error)) from error
     if not isinstance(data, dict):
         raise GridError(
             f"{path}: a grid file is a mapping with 'notebook' or 'fit', 'parameters' and 'seeds'"
@@ -134,7 +137,7 @@ def load_grid(path: str | Path) -> Grid:
         for seed in seeds:
             check_field("seed", seed)
     except BadValue as error:
-        raise fail("seeds", f"'seeds': {error}")
+        raise fail("seeds", f"'seeds': {error}") from error
     if first_repeat(seeds) is not None:
         raise fail("seeds", f"'seeds' lists {first_repeat(seeds)} twice; each seed runs once")
     if "seed" in parameters:
@@ -171,12 +174,12 @@ def load_grid(path: str | Path) -> Grid:
                 for value in listed:
                     check_value(name, value, defaults[name])
             except BadValue as error:
-                raise fail(name, str(error), param_lines)
+                raise fail(name, str(error), param_lines) from error
         try:
             for seed in seeds if "seed" in defaults else []:
                 check_value("seed", seed, defaults["seed"])
         except BadValue as error:
-            raise fail("seeds", str(error))
+            raise fail("seeds", str(error)) from error
     else:
         fit = data["fit"] or {}
         if not isinstance(fit, dict):
@@ -191,7 +194,7 @@ def load_grid(path: str | Path) -> Grid:
             for cell in grid.cells():
                 grid.config(cell)
         except BadValue as error:
-            raise fail("parameters" if "parameters" in lines else "fit", str(error))
+            raise fail("parameters" if "parameters" in lines else "fit", str(error)) from error
     out = Path(data.get("out") or path.with_suffix(""))
     out = out if out.is_absolute() else path.parent / out
     return Grid(

@@ -22,13 +22,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from dmllab.values import canonical
 
 VARIANT = "variant"  # the factor of named variants, and the table column that names each variant
 
-Levels = Union[Sequence[Any], Mapping[str, Mapping[str, Any]]]
+Levels = Sequence[Any] | Mapping[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,8 @@ class Plan:
 
     @property
     def names(self) -> list[str]:
-        """The factors that the results keep as columns (named variants need none: 'variant' is one)."""
+        """The factors that the results keep as columns (named variants need none: 'variant' is
+        one)."""
         return [name for name in self.factors if name != VARIANT]
 
     def jobs(self) -> list[Job]:
@@ -136,7 +137,8 @@ class Plan:
         return jobs
 
     def _options(self, name: str) -> list[tuple[str, Any, dict[str, Any]]]:
-        """A factor's levels as (name in the variant's name, value in the results, fields it sets)."""
+        """A factor's levels as (name in the variant's name, value in the results, fields it
+        sets)."""
         levels = self.factors[name]
         if isinstance(levels, Mapping):
             return [(str(label), str(label), dict(fields)) for label, fields in levels.items()]

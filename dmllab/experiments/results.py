@@ -69,8 +69,9 @@ class Results:
 
     @classmethod
     def from_cells(cls, cells: Sequence[Finished]) -> Results:
-        """The results of a sweep's finished cells (`cells.finished_cells`): one row per cell, its
-        parameters as the factors (in sorted order, as the grid crosses them), in the cells' order."""
+        """The results of a sweep's finished cells (`cells.finished_cells`): one row per cell,
+        its parameters as the factors (in sorted order, as the grid crosses them), in the cells'
+        order."""
         factors = sorted({name for cell in cells for name in cell.params} - {"seed"})
         rows = [
             {
@@ -157,7 +158,9 @@ class Results:
                 raise ValueError(f"no metric {metric!r}; metrics: {self.metric_names()}")
             values.append(rows.set_index("seed")[metric])
         repeated = [
-            name for name, column in zip((better, worse), values) if column.index.duplicated().any()
+            name
+            for name, column in zip((better, worse), values, strict=True)
+            if column.index.duplicated().any()
         ]
         if repeated:
             raise ValueError(
@@ -187,10 +190,12 @@ class Results:
 
         >>> rows = [{"variant": f"{p}-{g}", "positives": p, "geometry": g, "seed": 0, "m": 0.0}
         ...         for p in ("random", "nearest") for g in ("euclidean", "bregman")]
-        >>> Results.from_rows(rows, ["positives", "geometry"]).contrasts("m", "positives", "nearest", "random")
+        >>> results = Results.from_rows(rows, ["positives", "geometry"])
+        >>> results.contrasts("m", "positives", "nearest", "random")
         [('m', 'nearest-euclidean', 'random-euclidean'), ('m', 'nearest-bregman', 'random-bregman')]
 
-        Raises ValueError for an unknown metric or factor, and for a level missing from a context."""
+        Raises ValueError for an unknown metric or factor, and for a level missing from a
+        context."""
         if metric not in self.metric_names():
             raise ValueError(f"no metric {metric!r}; metrics: {self.metric_names()}")
         if factor not in self.factors:
@@ -205,7 +210,8 @@ class Results:
             missing = [level for level in (better, worse) if canonical(level) not in variants]
             if missing:
                 raise ValueError(
-                    f"no variant with {factor}={missing[0]!r} where {', '.join(others)} = {context}; "
+                    f"no variant with {factor}={missing[0]!r} "
+                    f"where {', '.join(others)} = {context}; "
                     f"levels there: {sorted(variants)}"
                 )
             comparisons.append((metric, variants[canonical(better)], variants[canonical(worse)]))

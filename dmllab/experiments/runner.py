@@ -1,7 +1,7 @@
 """The experiment runner: a plan's jobs trained and measured one way, whoever asks.
 
-    results = run_plan(config, Plan({"positives": ["random", "nearest"],
-                                     "lsd": {"plain": {"lsd_alpha": 0.0}, "lsd": {"lsd_alpha": 200.0}}},
+    lsd = {"plain": {"lsd_alpha": 0.0}, "lsd": {"lsd_alpha": 200.0}}
+    results = run_plan(config, Plan({"positives": ["random", "nearest"], "lsd": lsd},
                                     seeds=[0, 1, 2]))
     results.claims(results.contrasts("fine_recall@1", "positives", "nearest", "random"))
 

@@ -41,7 +41,9 @@ def run_sweep(grid: Grid, workers: int = 1) -> int:
         grid.out.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except OSError as error:
-        raise GridError(f"sweep: cannot use the output folder {grid.out}: {describe(error)}")
+        raise GridError(
+            f"sweep: cannot use the output folder {grid.out}: {describe(error)}"
+        ) from error
     try:
         _check_writable(grid.out)
         states, foreign = survey(grid)
@@ -95,7 +97,8 @@ def _check_output(grid: Grid, states: list[CellState], foreign: list[str]) -> No
     stale = [s for s in states if s.stale]
     if stale:
         raise GridError(
-            f"{grid.out}: {len(stale)} finished cell(s) ran with another configuration than this grid's "
+            f"{grid.out}: {len(stale)} finished cell(s) "
+            "ran with another configuration than this grid's "
             f"(e.g. {stale[0].path.name}: {stale[0].stale}); give the grid a new 'out:' folder, "
             "or delete those cells to run them again"
         )
@@ -119,7 +122,7 @@ def _check_writable(folder: Path) -> None:
         raise GridError(
             f"sweep: cannot write {probe}: {describe(error)}; free some space or "
             "give the grid another 'out:' folder"
-        )
+        ) from error
     finally:
         probe.unlink(missing_ok=True)
 
