@@ -61,7 +61,8 @@ def worker(out):
 
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory):
-    """One 2-process gloo group (`distributed.launch`: loopback, file store) runs every case once."""
+    """One 2-process gloo group (`distributed.launch`: loopback, file store) runs every case
+    once."""
     out = str(tmp_path_factory.mktemp("ddp") / "result")
     launch(worker, 2, out)
     return out

@@ -1,4 +1,5 @@
-"""`dmllab fit --nproc N`: local DDP ranks that train like one process and listen on loopback only."""
+"""`dmllab fit --nproc N`: local DDP ranks that train like one process and listen on loopback
+only."""
 
 import ipaddress
 import json
@@ -124,5 +125,5 @@ def test_nproc_must_be_positive_and_on_the_cpu(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="40 samples cannot be split evenly over 3 processes"):
         cli.main(["fit", str(tmp_path / "config.json"), "--nproc", "3"])
     monkeypatch.setattr("dmllab.train.resolve_device", lambda name: torch.device("cuda", 0))
-    with pytest.raises(SystemExit, match="--nproc starts CPU processes.*torchrun"):
+    with pytest.raises(SystemExit, match=r"--nproc starts CPU processes.*torchrun"):
         cli.main(["fit", str(tmp_path / "config.json"), "--nproc", "2"])

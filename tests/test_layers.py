@@ -46,7 +46,8 @@ def modules() -> dict[str, Path]:
 
 
 def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """Every dmllab module `name` imports anywhere in its file (module level or inside functions)."""
+    """Every dmllab module `name` imports anywhere in its file (module level or inside
+    functions)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):

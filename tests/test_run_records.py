@@ -1,4 +1,5 @@
-"""Run records are complete or absent, name their data, and damaged files are named when loading fails."""
+"""Run records are complete or absent, name their data, and damaged files are named when loading
+fails."""
 
 import json
 import signal
@@ -60,7 +61,7 @@ def test_a_run_on_own_data_never_gets_other_data_attached(tmp_path):
     path = run.save(tmp_path / "run")
     loaded = dl.runs.load(path)  # config.dataset is digits, but the run was not trained on it
     assert loaded.data is None
-    with pytest.raises(ValueError, match="trained on 'mine-64'.*data="):
+    with pytest.raises(ValueError, match=r"trained on 'mine-64'.*data="):
         loaded.test  # noqa: B018 - the property raises
     again = dl.runs.load(path, data=data)
     torch.testing.assert_close(again.embed(again.test), run.embed(run.test))
@@ -116,7 +117,7 @@ def test_saving_over_a_record_replaces_it_whole_and_never_follows_symlinks(saved
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "victim.txt"]
     (path.parent / "other").mkdir()
     (path.parent / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(RecordError, match="notes.txt"):
+    with pytest.raises(RecordError, match=r"notes.txt"):
         run.save(path.parent / "other")
 
 

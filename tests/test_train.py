@@ -122,7 +122,7 @@ def test_lsd_teacher_changes_only_at_epoch_ends_and_sees_the_same_batch(monkeypa
     # epoch 0 has weight 0 and no teacher; epochs 1 and 2 use the snapshots of epochs 0 and 1
     assert [c[0] for c in calls] == [0, 0, 1, 1]
     assert len({c[2] for c in calls[:2]}) == 1 and calls[0][2] != calls[2][2]
-    for (_, x_teacher, _), x_student in zip(calls, student_inputs[2:]):
+    for (_, x_teacher, _), x_student in zip(calls, student_inputs[2:], strict=True):
         assert torch.equal(x_teacher, x_student)
     assert run.history[0]["lsd_weight"] == 0.0 and run.history[2]["lsd_weight"] > 0
     assert "lsd_term" in run.history[2] and run.history[2]["lsd_strength"] == 10.0
@@ -141,7 +141,7 @@ def test_teacher_is_frozen_and_in_eval_mode():
 
 
 def test_non_finite_loss_stops_with_a_clear_message():
-    with pytest.raises(NonFiniteLossError, match="lower Config.lr"):
+    with pytest.raises(NonFiniteLossError, match=r"lower Config.lr"):
         dl.fit(
             digits_config(epochs=2, batches_per_epoch=3, lr=1e30, normalize=False, optimizer="sgd"),
             progress=False,

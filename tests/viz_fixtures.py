@@ -38,7 +38,8 @@ class SquaredDistance(Geometry):
 def image_dataset(
     n_per_class: int = 8, classes: int = 3, seed: int = 0, noisy: bool = True
 ) -> Dataset:
-    """Classes of 4x4 'images' around distinct means, two sub-clusters per class, some labels flipped."""
+    """Classes of 4x4 'images' around distinct means, two sub-clusters per class, some labels
+    flipped."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(classes).repeat_interleave(n_per_class)
     sub = 2 * y + torch.arange(len(y)) % 2

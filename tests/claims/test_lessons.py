@@ -1,4 +1,5 @@
-"""`dmllab demo` runs every lesson once, at its default parameters, and every test here reads that run.
+"""`dmllab demo` runs every lesson once, at its default parameters, and every test here reads
+that run.
 
 - the report lists every lesson with numbers, and no executed notebook has an error cell;
 - each lesson's claims hold on paired per-seed differences: the one-sided 95 % lower confidence

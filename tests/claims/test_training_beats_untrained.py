@@ -40,9 +40,9 @@ def trained_minus_untrained(config, seeds=(0, 1, 2)):
 
 @pytest.mark.slow
 def test_training_on_digits_beats_the_untrained_model():
-    # Held-out digits of the training classes. (On the zero-shot split 0-4 -> 5-9 an untrained random
-    # MLP already keeps the pixel neighbourhoods and 5 training classes do not beat it: lesson 00
-    # shows that compression effect instead of asserting it away.)
+    # Held-out digits of the training classes. (On the zero-shot split 0-4 -> 5-9 an untrained
+    # random MLP already keeps the pixel neighbourhoods and 5 training classes do not beat it:
+    # lesson 00 shows that compression effect instead of asserting it away.)
     config = digits_config(
         split="stratified", classes_per_batch=10, samples_per_class=6, positives="nearest"
     )

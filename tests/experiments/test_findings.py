@@ -15,7 +15,7 @@ def test_fills_every_placeholder_with_its_format():
 
 
 def test_a_missing_metric_is_an_error_that_lists_the_metrics():
-    with pytest.raises(KeyError, match="no metric 'gone'.*the metrics have: here"):
+    with pytest.raises(KeyError, match=r"no metric 'gone'.*the metrics have: here"):
         findings("{gone:.3f}", {"here": 1.0})
 
 

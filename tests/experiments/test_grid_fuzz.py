@@ -100,7 +100,7 @@ PARAMETERS = (
 BAD_PARAMETERS = {
     "quick": BAD_BOOLEANS,
     "lr": BAD_FLOATS,
-    "epochs": BAD_INTS[:-2] + ["1e3"],
+    "epochs": [*BAD_INTS[:-2], "1e3"],
     "embedding_dim": BAD_INTS,
     "seed": ["-5", "4294967296", "1.5", "abc", "True", "0x1F"],
     "projection": ["1", "true", "[1]", "1.5", "null"],
@@ -134,7 +134,7 @@ def fit_text(fit, parameters=None, seeds="[0, 1]"):
     if parameters:
         lines.append("parameters:")
         lines += [f"  {k}: [{', '.join(v)}]" for k, v in parameters.items()]
-    return "\n".join(lines + [f"seeds: {seeds}", "out: out", ""])
+    return "\n".join([*lines, f"seeds: {seeds}", "out: out", ""])
 
 
 def one_line_rejection(call, kind):
@@ -151,10 +151,9 @@ def bad_grids(draw, lesson):
     kind = draw(st.sampled_from(["fit", "parameters", "seeds", "structure", "notebook"]))
     if kind == "notebook":
         name = draw(st.sampled_from(sorted(set(BAD_PARAMETERS) - {"seed"})))
-        return (
-            f"notebook: {lesson}\nparameters:\n  {name}: [{draw(st.sampled_from(BAD_PARAMETERS[name]))}]\n"
-            f"seeds: {draw(st.sampled_from(['[0]'] + BAD_SEEDS))}\nout: out\n"
-        )
+        value = draw(st.sampled_from(BAD_PARAMETERS[name]))
+        seeds = draw(st.sampled_from(["[0]", *BAD_SEEDS]))
+        return f"notebook: {lesson}\nparameters:\n  {name}: [{value}]\nseeds: {seeds}\nout: out\n"
     base = {k: str(v) for k, v in BASE.items()}
     if kind == "structure":
         return draw(st.sampled_from(STRUCTURE))
@@ -181,7 +180,8 @@ def test_every_malformed_grid_file_fails_before_any_work_in_one_line(tmp_path, l
 
     check()
     print(
-        f"\ngrid files: {counts['grid files'][0]} malformed tried, {counts['grid files'][1]} rejected before work"
+        f"\ngrid files: {counts['grid files'][0]} malformed tried, "
+        f"{counts['grid files'][1]} rejected before work"
     )
     assert counts["grid files"][0] == counts["grid files"][1] > 0
 
@@ -231,7 +231,8 @@ def test_every_malformed_command_line_value_fails_before_any_work_in_one_line(le
 
     check()
     print(
-        f"\n-p values: {counts['-p values'][0]} malformed tried, {counts['-p values'][1]} rejected before work"
+        f"\n-p values: {counts['-p values'][0]} malformed tried, "
+        f"{counts['-p values'][1]} rejected before work"
     )
     assert counts["-p values"][0] == counts["-p values"][1] > 0
 

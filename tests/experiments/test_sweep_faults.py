@@ -27,8 +27,9 @@ flags = pathlib.Path(flag_dir)
 if mode == "sleep":
     (flags / f"started-{seed}").write_text(str(os.getpid()))
     time.sleep(120)
-if mode in ("once", "always") and (mode == "always" or not (flags / f"died-{mode}-{seed}").exists()):
-    (flags / f"died-{mode}-{seed}").write_text("x")
+died = flags / f"died-{mode}-{seed}"
+if mode in ("once", "always") and (mode == "always" or not died.exists()):
+    died.write_text("x")
     (out / "metrics.json").write_text('{"answer": 1}')
     with open(out / "model.pt", "wb") as handle:  # the worker dies in the middle of the model
         handle.write(b"PK partial")
@@ -172,25 +173,27 @@ def test_killing_the_sweep_takes_its_workers_and_kernels_with_it(tmp_path):
     main.wait()
     time.sleep(5)
     assert [pid for pid in family if alive(pid)] == []
-    FolderLock(
-        tmp_path / "out", "the next sweep"
-    ).acquire().release()  # the lock died with its owner
+    # the lock died with its owner
+    FolderLock(tmp_path / "out", "the next sweep").acquire().release()
 
 
 def test_two_sweeps_never_share_a_folder(tmp_path):
     grid = grid_file(tmp_path, ["ok"])
     (tmp_path / "out").mkdir()
-    with FolderLock(tmp_path / "out", "a test"):
-        with pytest.raises(FolderBusy, match=f"in use by PID {os.getpid()} .*a test"):
-            cli.main(["sweep", str(grid)])
+    with (
+        FolderLock(tmp_path / "out", "a test"),
+        pytest.raises(FolderBusy, match=f"in use by PID {os.getpid()} .*a test"),
+    ):
+        cli.main(["sweep", str(grid)])
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             textwrap.dedent(f"""
         import time
+        from pathlib import Path
         from dmllab.locks import FolderLock
-        FolderLock(__import__("pathlib").Path({str(tmp_path / "out")!r}), "a killed sweep").acquire()
+        FolderLock(Path({str(tmp_path / "out")!r}), "a killed sweep").acquire()
         print("held", flush=True)
         time.sleep(60)"""),
         ],
@@ -240,13 +243,13 @@ def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path):
         {"recall@1": 0.5},
     )
     with pytest.raises(
-        SystemExit, match="1 finished cell.*another configuration.*fit.epochs: 1 -> 2"
+        SystemExit, match=r"1 finished cell.*another configuration.*fit.epochs: 1 -> 2"
     ):
         cli.main(["sweep", str(tmp_path / "grid.yaml")])
     (tmp_path / "grid.yaml").write_text(
         "fit: {epochs: 1}\nparameters:\n  loss: [margin]\nseeds: [0]\nout: out\n"
     )
-    with pytest.raises(SystemExit, match="not in this grid.*loss=triplet"):
+    with pytest.raises(SystemExit, match=r"not in this grid.*loss=triplet"):
         cli.main(["sweep", str(tmp_path / "grid.yaml")])
     assert sorted(p.name for p in grid.out.iterdir()) == [
         sweep_cells.cell_name({"loss": "triplet", "seed": 0})
@@ -263,7 +266,7 @@ def test_the_report_never_mixes_two_sweeps_or_counts_damaged_cells(tmp_path):
     cells, skipped = sweep_cells.finished_cells(out)
     assert len(cells) == 1 and "metrics.json changed" in skipped[0]
     fake_cell(out, {"loss": "triplet", "seed": 2}, fit_recorded(epochs=5), {"recall@1": 0.6})
-    with pytest.raises(SystemExit, match="mixes cells of different sweeps.*fit.epochs: 1 -> 5"):
+    with pytest.raises(SystemExit, match=r"mixes cells of different sweeps.*fit.epochs: 1 -> 5"):
         sweep_cells.finished_cells(out)
 
 

@@ -1,4 +1,5 @@
-"""The learned Bregman geometry: definition, special cases, second-order gradients, ranking forms."""
+"""The learned Bregman geometry: definition, special cases, second-order gradients, ranking
+forms."""
 
 import pytest
 import torch

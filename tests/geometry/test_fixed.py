@@ -101,7 +101,7 @@ def test_build_covers_every_configured_name():
 def test_build_rejects_unknown_names_and_options():
     with pytest.raises(ValueError, match="choose one of: bregman, bregman-maxaffine, cosine"):
         build("hyperbolic", dim=3)
-    with pytest.raises(ValueError, match="no option.*temperature.*allowed: eps"):
+    with pytest.raises(ValueError, match=r"no option.*temperature.*allowed: eps"):
         build("euclidean", dim=3, temperature=2.0)
     with pytest.raises(ValueError, match="allowed: none"):
         build("sqeuclidean", dim=3, eps=1e-6)

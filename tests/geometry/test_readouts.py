@@ -1,4 +1,5 @@
-"""Readouts of a divergence's geometry (level sets, asymmetry, curvature) on hand-checkable cases."""
+"""Readouts of a divergence's geometry (level sets, asymmetry, curvature) on hand-checkable
+cases."""
 
 import numpy as np
 import pytest

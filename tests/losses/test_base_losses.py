@@ -1,4 +1,5 @@
-"""Every base loss against a slow loop over its tuples, in float32 and float64, on an asymmetric D."""
+"""Every base loss against a slow loop over its tuples, in float32 and float64, on an
+asymmetric D."""
 
 import math
 
@@ -48,7 +49,7 @@ def _tuples(loss, D, seed):
     torch.manual_seed(seed)
     tri = loss.select(D.detach(), same_label_mask(LABELS), 4)
     out = []
-    for i, (a, p) in enumerate(zip(tri.anchors.tolist(), tri.positives.tolist())):
+    for i, (a, p) in enumerate(zip(tri.anchors.tolist(), tri.positives.tolist(), strict=True)):
         negs = (
             [j for j in range(len(D)) if tri.negatives[a, j]]
             if tri.all_negatives

@@ -17,7 +17,7 @@ def loop_reference(D, DT, tau, include_self=True):
         t = [math.exp(float(DT[i, j]) / tau) for j in cols]
         q = [v / sum(s) for v in s]
         p = [v / sum(t) for v in t]
-        total += sum(pj * math.log(pj / qj) for pj, qj in zip(p, q))
+        total += sum(pj * math.log(pj / qj) for pj, qj in zip(p, q, strict=True))
     return tau**2 * total / B
 
 
@@ -120,7 +120,7 @@ def cosine_list_reference(z, zt, tau):
         norm = [math.sqrt(sum(v * v for v in r)) for r in rows]
         return [
             [
-                sum(a * b for a, b in zip(rows[i], rows[j])) / (norm[i] * norm[j])
+                sum(a * b for a, b in zip(rows[i], rows[j], strict=True)) / (norm[i] * norm[j])
                 for j in range(len(rows))
             ]
             for i in range(len(rows))

@@ -48,7 +48,7 @@ def test_deterministic_positives_match_loop(how):
         if cands:
             pick = min if how == "nearest" else max
             expected.append((a, pick(cands, key=lambda j: D[a, j].item())))
-    assert list(zip(pairs.anchors.tolist(), pairs.positives.tolist())) == expected
+    assert list(zip(pairs.anchors.tolist(), pairs.positives.tolist(), strict=True)) == expected
     assert pairs.dropped == 1  # the singleton anchor 9
 
 
@@ -64,7 +64,7 @@ def test_k_nearest_positives_match_loop_and_keep_short_rows():
 def test_all_positives_are_every_same_label_pair():
     pairs = select_positives(_asymmetric_D(10), same_label_mask(LABELS), "all")
     expected = [(a, p) for a in range(10) for p in _positives(a)]
-    assert sorted(zip(pairs.anchors.tolist(), pairs.positives.tolist())) == expected
+    assert sorted(zip(pairs.anchors.tolist(), pairs.positives.tolist(), strict=True)) == expected
 
 
 def test_nearest_positive_excludes_the_anchor_by_index_with_duplicates():
@@ -102,7 +102,7 @@ def test_negatives_hardest_and_all_match_loop():
     same = same_label_mask(LABELS)
     pairs = select_positives(D, same, "all")
     hardest = select_negatives(D, same, pairs, "hardest")
-    for a, n in zip(hardest.anchors.tolist(), hardest.negatives.tolist()):
+    for a, n in zip(hardest.anchors.tolist(), hardest.negatives.tolist(), strict=True):
         assert n == min(_negatives(a), key=lambda j: D[a, j].item())
     every = select_negatives(D, same, pairs, "all")
     for a in range(10):
@@ -121,7 +121,9 @@ def test_semihard_is_relative_to_the_chosen_positive_with_hardest_fallback():
     seen_window = seen_fallback = 0
     for _ in range(50):
         tri = select_negatives(D, same, pairs, "semihard", margin)
-        for a, p, n in zip(tri.anchors.tolist(), tri.positives.tolist(), tri.negatives.tolist()):
+        for a, p, n in zip(
+            tri.anchors.tolist(), tri.positives.tolist(), tri.negatives.tolist(), strict=True
+        ):
             window = [j for j in _negatives(a) if D[a, p] < D[a, j] < D[a, p] + margin]
             if window:
                 assert n in window
@@ -171,7 +173,7 @@ def test_unknown_strategies_and_bad_k_raise():
         select_positives(D, same, "easy")
     with pytest.raises(ValueError, match="unknown negatives strategy"):
         select_negatives(D, same, select_positives(D, same, "all"), "soft")
-    with pytest.raises(ValueError, match="k .* must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"k .* must be an int >= 1"):
         select_positives(D, same, "nearest", k=0)
     with pytest.raises(ValueError, match="square batch matrix"):
         select_positives(D[:3], same, "nearest")
@@ -324,7 +326,7 @@ def test_rectangular_shapes_are_checked():
         NEGATIVES["hardest"]()(D[:, :-1], different, POSITIVES["all"]()(D, same))
 
 
-# ------------------------------------------- a strategy registered by a user, used by a loss by name
+# ------------------------------------------ a strategy registered by a user, used by a loss by name
 class FirstPositive(PositiveStrategy):
     """Toy: the candidate of lowest index."""
 
