@@ -4,7 +4,7 @@ Every base loss is a `MetricLoss`: `loss_fn(embeddings, labels, distances=None) 
 `last_stats` after each call. The registries are the one source of the names (`Config`, the CLI
 and the README read them):
 
-    LOSSES        name -> MetricLoss class         (this module)
+    LOSSES        name -> MetricLoss class         (each loss file calls `register_loss`)
     POSITIVES     name -> PositiveStrategy class   (`strategies`)
     NEGATIVES     name -> NegativeStrategy class   (`strategies`)
     REGULARISERS  name -> Regulariser class        (`regularisers` states the contract)
@@ -31,10 +31,12 @@ TripletLoss(
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss
+from dmllab.losses.base import LOSSES, MetricLoss, register_loss
 from dmllab.losses.contrastive import ContrastiveLoss
 from dmllab.losses.lsd import ListwiseSelfDistillation
 from dmllab.losses.margin import MarginLoss
@@ -57,6 +59,7 @@ from dmllab.losses.triplet import TripletLoss
 __all__ = [
     "build",
     "loss_class",
+    "register_loss",
     "MetricLoss",
     "ContrastiveLoss",
     "TripletLoss",
@@ -78,13 +81,9 @@ __all__ = [
     "REGULARISERS",
 ]
 
-LOSSES: dict[str, type[MetricLoss]] = {
-    "contrastive": ContrastiveLoss,
-    "margin": MarginLoss,
-    "multi_similarity": MultiSimilarityLoss,
-    "prototype_ce": PrototypeCrossEntropy,
-    "triplet": TripletLoss,
-}
+# Every module of this package, so that each loss file registers itself (`register_loss`).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 REGULARISERS: dict[str, type[Regulariser]] = {
     "lsd": ListwiseSelfDistillation,

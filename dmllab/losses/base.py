@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +42,7 @@ from dmllab.losses.strategies import (
     same_label_mask,
 )
 
-__all__ = ["MetricLoss", "tuple_stats"]
+__all__ = ["LOSSES", "MetricLoss", "register_loss", "tuple_stats"]
 
 
 class MetricLoss(nn.Module):
@@ -142,6 +143,31 @@ class MetricLoss(nn.Module):
             f"positives={self.positives!r}, negatives={self.negatives!r}, margin={self.margin:g}, "
             f"k_positives={self.k_positives}"
         )
+
+
+LOSSES: dict[str, type[MetricLoss]] = {}
+"""Every loss name (Config.loss) -> its class. Filled by `register_loss` as `dmllab.losses` imports
+each module of its package, so a new loss is one new file."""
+
+_Loss = TypeVar("_Loss", bound=type[MetricLoss])
+
+
+def register_loss(name: str) -> Callable[[_Loss], _Loss]:
+    """Class decorator: register a `MetricLoss` subclass in `LOSSES` as `name`.
+
+    Raises ValueError when `name` is taken by another class (re-running the same definition, as a
+    notebook cell does, replaces it)."""
+
+    def register(cls: _Loss) -> _Loss:
+        taken = LOSSES.get(name)
+        if taken is not None and taken.__qualname__ != cls.__qualname__:
+            raise ValueError(
+                f"loss name {name!r} is taken by {taken.__module__}.{taken.__qualname__}"
+            )
+        LOSSES[name] = cls
+        return cls
+
+    return register
 
 
 def tuple_stats(

@@ -25,9 +25,10 @@ from collections.abc import Callable
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _check_reduction, _mean
+from dmllab.losses.base import MetricLoss, _check_reduction, _mean, register_loss
 
 
+@register_loss("contrastive")
 class ContrastiveLoss(MetricLoss):
     """mean [D(a, p) - pos_margin]_+ + mean [margin - D(a, n)]_+ over the selected pairs."""
 

@@ -31,9 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _mean
+from dmllab.losses.base import MetricLoss, _mean, register_loss
 
 
+@register_loss("margin")
 class MarginLoss(MetricLoss):
     """[margin + D(a, p) - beta]_+ + [margin - D(a, n) + beta]_+, normalised by active terms."""
 

@@ -35,10 +35,11 @@ import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _mean
+from dmllab.losses.base import MetricLoss, _mean, register_loss
 from dmllab.losses.strategies import Triplets
 
 
+@register_loss("multi_similarity")
 class MultiSimilarityLoss(MetricLoss):
     """Multi-similarity loss on s = 1 - D with the paper's mining; see the module docstring."""
 

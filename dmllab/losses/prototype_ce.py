@@ -29,9 +29,10 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _mean
+from dmllab.losses.base import MetricLoss, _mean, register_loss
 
 
+@register_loss("prototype_ce")
 class PrototypeCrossEntropy(MetricLoss):
     """CE over logits -D(x, class mean) / temperature; see the module docstring."""
 

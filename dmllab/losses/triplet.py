@@ -28,9 +28,10 @@ from collections.abc import Callable
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _check_reduction, tuple_stats
+from dmllab.losses.base import MetricLoss, _check_reduction, register_loss, tuple_stats
 
 
+@register_loss("triplet")
 class TripletLoss(MetricLoss):
     """[D(a, p) - D(a, n) + margin]_+ over the selected tuples."""
 
