@@ -22,23 +22,17 @@ import hashlib
 import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from dmllab.cache import cache_dir
 from dmllab.viz._degenerate import COLLAPSED, normalised, plan
 from dmllab.viz._inputs import as_points
 
 METHODS = ("pca", "umap", "tsne")
+CACHE_FOLDER = "projections"  # inside dmllab.cache.cache_dir()
 ALIGNED_METHODS = ("pca", "umap")
-
-
-def cache_dir() -> Path:
-    """Where projections are cached: $DMLLAB_CACHE/projections or ~/.cache/dmllab/projections."""
-    root = os.environ.get("DMLLAB_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "dmllab"
-    return base / "projections"
 
 
 def project(embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool = True,
@@ -49,7 +43,7 @@ def project(embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool
              for its first-call JIT cost) or "tsne" (sklearn TSNE).
     options: passed to the projector (e.g. n_neighbors=30, min_dist=0.1 for UMAP; perplexity
              for t-SNE). Defaults adapt to tiny inputs (n_neighbors, perplexity < n).
-    cache:   read/write the on-disk cache (see `cache_dir`).
+    cache:   read/write the on-disk cache (`dmllab.cache.cache_dir("projections")`).
 
     Inputs that are already 2-D are returned unchanged (as float64), so a 2-D toy's embeddings
     are drawn in their own coordinates. Degenerate inputs never reach the native code (see
@@ -172,7 +166,7 @@ def _key(points: np.ndarray, method: str, seed: int, options: Mapping[str, Any])
 
 
 def _cached(key: str, use_cache: bool, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    path = cache_dir() / f"{key}.npy"
+    path = cache_dir(CACHE_FOLDER) / f"{key}.npy"
     if use_cache and path.exists():
         try:
             return np.load(path)

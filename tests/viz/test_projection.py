@@ -8,7 +8,8 @@ import torch
 from sklearn.decomposition import PCA
 
 from dmllab.viz import projection
-from dmllab.viz.projection import aligned_projections, cache_dir, project
+from dmllab.cache import cache_dir
+from dmllab.viz.projection import CACHE_FOLDER, aligned_projections, project
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +25,8 @@ def embeddings():
 def test_pca_matches_sklearn_and_is_cached_on_disk(embeddings):
     points = project(embeddings, "pca")
     np.testing.assert_allclose(points, PCA(2, random_state=0).fit_transform(embeddings), atol=1e-10)
-    assert len(list(cache_dir().glob("*.npy"))) == 1
-    assert cache_dir().parent.name == "cache"
+    assert len(list(cache_dir(CACHE_FOLDER).glob("*.npy"))) == 1
+    assert cache_dir(CACHE_FOLDER).parent.name == "cache"
 
 
 def test_second_call_hits_the_cache_and_other_inputs_miss(embeddings, monkeypatch):
@@ -53,7 +54,7 @@ def test_second_call_hits_the_cache_and_other_inputs_miss(embeddings, monkeypatc
 def test_two_dimensional_input_passes_through_unprojected():
     points = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
     np.testing.assert_array_equal(project(points, "umap"), points)
-    assert not cache_dir().exists()
+    assert not cache_dir(CACHE_FOLDER).exists()
 
 
 def test_tsne_on_tiny_input_adapts_perplexity():
