@@ -195,8 +195,8 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
                 seen.append(_map_state(panel))
                 assert seen[-1][0].startswith(f"run {run}:"), seen[-1][0]
                 assert seen[-1][1] != seen[-2][1], f"run {run}'s map shows the previous run's points"
-            assert panel.locator(".js-plotly-plot").nth(0).locator("text", has_text="lsd_term").count() >= 1, \
-                "the LSD weight did not reach the training (no lsd_term curve)"
+            assert panel.locator(".js-plotly-plot").nth(0).locator("text", has_text="LSD term").count() >= 1, \
+                "the LSD weight did not reach the training (no LSD term panel)"
             assert console_errors == errors_before, console_errors[len(errors_before):]
             page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
         except Exception:

@@ -23,7 +23,8 @@ def test_training_curves_draw_each_history_column_against_the_epoch():
     fig = training_curves(run)
     names = [t.name for t in fig.data]
     assert names == ["loss", "base_loss", "lsd_term", "active", "val_recall@1"]
-    assert [a.text for a in fig.layout.annotations] == names
+    assert [a.text for a in fig.layout.annotations] == ["loss", "base loss (without LSD)", "LSD term (unweighted)",
+                                                        "active tuples", "validation recall@1"]  # in words
     assert "seconds" not in names and "epoch" not in names
     loss = fig.data[0]
     np.testing.assert_array_equal(loss.x, [1, 2, 3])
