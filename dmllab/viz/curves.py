@@ -17,7 +17,8 @@ from dmllab.viz._inputs import is_run
 DEFAULT_CURVES = ("loss", "base_loss", "lsd_term", "active", "pos_dist", "neg_dist")
 # What each history column measures, in words: the y-axis title of its panel.
 CURVE_WORDS = {
-    "loss": "loss (total)", "base_loss": "loss without the LSD term", "lsd_term": "tau^2 mean KL(teacher || student)",
+    "loss": "loss (total)", "base_loss": "loss without the LSD term",
+    "lsd_term": "tau^2 mean KL(teacher || student)",
     "active": "active tuples per batch", "anchors": "anchors used per batch", "dropped": "anchors dropped",
     "pos_dist": "mean D to the chosen positive", "neg_dist": "mean D to the chosen negatives",
     "lsd_weight": "LSD weight", "seconds": "seconds per epoch",
