@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	@# `fast` (faiss-cpu) too, so the tests cover both kNN backends
 	$(PY) -m pip install --quiet -e ".[lab,test,fast]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@# Compile UMAP once into numba's on-disk cache, so a lesson's first UMAP map takes seconds, not ~20 s
+	$(PY) -c "from dmllab.viz.projection import warm_up; warm_up()"
 	@touch $@
 
 demo: setup
@@ -55,6 +57,7 @@ benchmarks: setup
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_bregman.py
+	$(PY) benchmarks/bench_projection.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(OUT)

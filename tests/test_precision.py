@@ -180,13 +180,16 @@ def test_pairwise_distances_and_gradients_far_from_the_origin(geometry):
 
 
 def test_retrieval_grid_neighbours_far_from_the_origin():
-    """The viz search (formerly torch.cdist's expanded form) is the exact kNN search too."""
-    from dmllab.viz.retrieval import nearest
-
+    """The viz search (formerly torch.cdist's expanded form) is the exact kNN search too: the grid
+    calls `knn` with the queries' own rows excluded, as here."""
     x, _ = _tight_classes(d=512, per_class=3)
-    queries = [0, 7, 15]
-    far = nearest(x + 1000.0, queries, 4, None)
-    assert far.tolist() == nearest(x.double(), queries, 4, None).tolist()
+    queries = torch.tensor([0, 7, 15])
+
+    def nearest(points):
+        return knn(points[queries], points, 4, None, self_index=queries)[0]
+
+    far = nearest(x + 1000.0)
+    assert far.tolist() == nearest(x.double()).tolist()
 
 
 @settings(max_examples=12, deadline=None)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dmllab.cache import cache_dir
 from dmllab.data.dataset import Dataset
 
 MNIST_5K_FILE = Path("data") / "data" / "mnist_5k.csv.gz"
@@ -48,11 +49,6 @@ def digits_parity(*, seed: int = 0) -> Dataset:
 def digits_low_high(*, seed: int = 0) -> Dataset:
     """Digits merged into low (< 5 -> 0) / high (>= 5 -> 1); `sub` = the digit."""
     return digits(seed=seed).merged(low_high, name="digits-low-high")
-
-
-def cache_dir() -> Path:
-    """Where parsed datasets are cached: `$DMLLAB_CACHE`, else `~/.cache/dmllab`."""
-    return Path(os.environ.get("DMLLAB_CACHE") or Path.home() / ".cache" / "dmllab")
 
 
 def mnist_5k(*, seed: int = 0) -> Dataset:

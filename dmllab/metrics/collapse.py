@@ -21,6 +21,7 @@ from torch import Tensor
 
 from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry
+from dmllab.geometry.readouts import relative_asymmetry
 from dmllab.metrics.clustering import ami, kmeans, nmi
 from dmllab.metrics.knn import check_embeddings, check_labels, knn
 from dmllab.metrics.retrieval import retrieval
@@ -237,7 +238,8 @@ def prototype_accuracy(
 
 
 def asymmetry(embeddings: Tensor, geometry: Geometry | str, *, max_samples: int = 1000, seed: int = 0) -> float:
-    """Relative asymmetry sum|D - D^T| / sum(D + D^T) of D = geometry.pairwise(x, x).
+    """Relative asymmetry sum|D - D^T| / sum(D + D^T) of D = geometry.pairwise(x, x)
+    (`dmllab.geometry.readouts.relative_asymmetry`).
 
     On at most `max_samples` rows (a seeded random subset). Exactly 0 for a geometry flagged
     `symmetric` (a GEMM's rounding is not asymmetry); 0 when every entry of D is 0.
@@ -258,10 +260,9 @@ def asymmetry(embeddings: Tensor, geometry: Geometry | str, *, max_samples: int 
     if len(embeddings) > max_samples:
         pick = torch.randperm(len(embeddings), generator=torch.Generator().manual_seed(seed))[:max_samples]
         embeddings = embeddings[pick]
-    with torch.no_grad():
-        d = geometry.pairwise(embeddings, embeddings).double()
-        total = (d + d.T).sum()
-        return 0.0 if total == 0 else float((d - d.T).abs().sum() / total)
+    if len(embeddings) < 2:  # one point: no pair to compare
+        return 0.0
+    return relative_asymmetry(geometry, embeddings, if_all_zero=0.0)
 
 
 def _off_diagonal_sum(x: Tensor, geometry: Geometry) -> Tensor:

@@ -17,10 +17,18 @@ from dmllab.viz._inputs import is_run
 DEFAULT_CURVES = ("loss", "base_loss", "lsd_term", "active", "pos_dist", "neg_dist")
 # What each history column measures, in words: the y-axis title of its panel.
 CURVE_WORDS = {
-    "loss": "loss (total)", "base_loss": "loss without the LSD term", "lsd_term": "LSD term (unweighted)",
+    "loss": "loss (total)", "base_loss": "loss without the LSD term",
+    "lsd_term": "tau^2 mean KL(teacher || student)",
     "active": "active tuples per batch", "anchors": "anchors used per batch", "dropped": "anchors dropped",
     "pos_dist": "mean D to the chosen positive", "neg_dist": "mean D to the chosen negatives",
     "lsd_weight": "LSD weight", "seconds": "seconds per epoch",
+}
+# The same in a few words: the title of its panel (trace names stay the history keys).
+CURVE_TITLES = {
+    "loss": "loss", "base_loss": "base loss (without LSD)", "lsd_term": "LSD term (unweighted)",
+    "active": "active tuples", "anchors": "anchors used", "dropped": "anchors dropped",
+    "pos_dist": "mean positive distance", "neg_dist": "mean negative distance",
+    "lsd_weight": "LSD weight", "seconds": "time per epoch",
 }
 _SPLIT_WORDS = {"val_": "validation ", "test_": "test ", "train_": "training-set "}
 GAP_PX = 80  # between rows of panels: room for one row's "epoch" title and the next row's panel title
@@ -28,8 +36,9 @@ GAP_PX = 80  # between rows of panels: room for one row's "epoch" title and the 
 
 def training_curves(run_or_history: Any, keys: Sequence[str] | None = None, *,
                     title: str = "training") -> "go.Figure":
-    """One panel per history key against the epoch; each panel's y axis says in words what the
-    key measures (`curve_words`).
+    """One panel per history key against the epoch, titled in words (`curve_title`: "mean positive
+    distance" for `pos_dist`); its y axis says precisely what the key measures (`curve_words`). The
+    traces are named by their history keys.
 
     run_or_history: a Run, a list of per-epoch dicts (`run.history`) or a DataFrame of them.
     keys: which columns to draw (default: those of DEFAULT_CURVES present, then "val_*" keys;
@@ -64,7 +73,8 @@ def curve_keys(history: list[dict], keys: Sequence[str] | None = None) -> list[s
 
 
 def curves_figure(keys: Sequence[str], *, title: str = "training") -> "go.Figure":
-    """An empty curves figure: one panel and one (named) line trace per key."""
+    """An empty curves figure: one panel per key, titled `curve_title(key)`, holding one line trace
+    named `key`."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -73,7 +83,7 @@ def curves_figure(keys: Sequence[str], *, title: str = "training") -> "go.Figure
     rows = math.ceil(len(keys) / cols)
     panel_px, margin = 200, {"t": 70, "b": 50}
     plot_px = rows * panel_px + (rows - 1) * GAP_PX
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys, horizontal_spacing=0.1,
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[curve_title(key) for key in keys], horizontal_spacing=0.1,
                         vertical_spacing=GAP_PX / plot_px if rows > 1 else 0.0)
     for i, key in enumerate(keys):
         words = curve_words(key)
@@ -87,13 +97,23 @@ def curves_figure(keys: Sequence[str], *, title: str = "training") -> "go.Figure
     return fig
 
 
+def curve_title(key: str) -> str:
+    """A history column's panel title: "pos_dist" -> "mean positive distance", "val_recall@1" ->
+    "validation recall@1"; unknown keys are returned as they are."""
+    return _in_words(key, CURVE_TITLES)
+
+
 def curve_words(key: str) -> str:
     """A history column in words: "pos_dist" -> "mean D to the chosen positive",
     "val_recall@1" -> "validation recall@1"; unknown keys are returned as they are."""
-    for prefix, words in _SPLIT_WORDS.items():
+    return _in_words(key, CURVE_WORDS)
+
+
+def _in_words(key: str, words: dict[str, str]) -> str:
+    for prefix, split in _SPLIT_WORDS.items():
         if key.startswith(prefix):
-            return words + CURVE_WORDS.get(key[len(prefix):], key[len(prefix):])
-    return CURVE_WORDS.get(key, key)
+            return split + words.get(key[len(prefix):], key[len(prefix):])
+    return words.get(key, key)
 
 
 def update_curves(fig: "go.Figure", history: Sequence[dict]) -> None:

@@ -8,12 +8,16 @@ the options, so a second call with the same embeddings (in this kernel or anothe
 `.npy` file instead of refitting. The cache lives in `$DMLLAB_CACHE/projections`, or
 `~/.cache/dmllab/projections` when DMLLAB_CACHE is unset; delete the folder to clear it.
 
-Cost (this project's 2-core CPU machines): PCA takes milliseconds. UMAP is imported on first
-use: `import umap` took 2.4-3.5 s (warm numba cache; about 20 s with a cold one), and the first
-UMAP fit in a fresh process took 13-18 s for 500 points (d=32, one thread), almost all of it numba
-JIT compilation; a second fit of the same data took 0.7-0.8 s. Above 4096 points UMAP switches to
-NN-descent, whose first call compiles for about a minute. t-SNE has no JIT but grows faster
-than UMAP with n (scikit-learn's Barnes-Hut t-SNE).
+Cost (this project's 2-core CPU machines, one thread; `benchmarks/bench_projection.py`): PCA takes
+milliseconds. UMAP is imported on first use, with numba's on-disk cache switched on for
+umap-learn's compiled code (`dmllab.viz._umap`; `make setup` fills it with `warm_up`). The first
+UMAP map of lesson 00's 896 test digits in a fresh process took 2.8 s with that cache warm (about
+2 s of it `import umap`), against 11.8 s when only umap-learn's own caching was used and 24 s with
+an empty numba cache; once loaded a fit took 1.3 s (at 1,797 points about 3.5 s, most of it
+scikit-learn's pairwise distances with umap-learn's metric called from Python). Above 4096 points
+UMAP switches to NN-descent, whose first call still compiles for about a minute (pynndescent's
+NN-descent cannot be cached). t-SNE has no JIT but grows faster than UMAP with n (scikit-learn's
+Barnes-Hut t-SNE).
 """
 
 from __future__ import annotations
@@ -21,24 +25,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from dmllab.cache import cache_dir
 from dmllab.viz._degenerate import COLLAPSED, normalised, plan
 from dmllab.viz._inputs import as_points
+from dmllab.viz._umap import umap_module
 
 METHODS = ("pca", "umap", "tsne")
+CACHE_FOLDER = "projections"  # inside dmllab.cache.cache_dir()
 ALIGNED_METHODS = ("pca", "umap")
-
-
-def cache_dir() -> Path:
-    """Where projections are cached: $DMLLAB_CACHE/projections or ~/.cache/dmllab/projections."""
-    root = os.environ.get("DMLLAB_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "dmllab"
-    return base / "projections"
 
 
 def project(embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool = True,
@@ -46,10 +46,10 @@ def project(embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool
     """A [n, 2] projection of [n, d] embeddings, reproducible for a fixed `seed`.
 
     method:  "pca" (sklearn PCA), "umap" (umap-learn, imported lazily; see the module docstring
-             for its first-call JIT cost) or "tsne" (sklearn TSNE).
+             for its first-call cost) or "tsne" (sklearn TSNE).
     options: passed to the projector (e.g. n_neighbors=30, min_dist=0.1 for UMAP; perplexity
              for t-SNE). Defaults adapt to tiny inputs (n_neighbors, perplexity < n).
-    cache:   read/write the on-disk cache (see `cache_dir`).
+    cache:   read/write the on-disk cache (`dmllab.cache.cache_dir("projections")`).
 
     Inputs that are already 2-D are returned unchanged (as float64), so a 2-D toy's embeddings
     are drawn in their own coordinates. Degenerate inputs never reach the native code (see
@@ -115,6 +115,16 @@ def aligned_projections(snapshots: Mapping[int, Any], method: str = "pca", seed:
     return {epoch: maps[i] for i, epoch in enumerate(epochs)}
 
 
+def warm_up() -> float:
+    """Fit a small UMAP once so that numba writes umap-learn's compiled code to its on-disk cache
+    (`dmllab.viz._umap`); `make setup` runs this, so a later process's first UMAP map loads that
+    code instead of compiling it. Returns the seconds it took (about 10-20 s with a cold cache,
+    about 3 s once warm)."""
+    start = time.perf_counter()
+    project(np.random.default_rng(0).normal(size=(64, 8)), "umap", cache=False)
+    return time.perf_counter() - start
+
+
 # ---------------------------------------------------------------------------- projectors
 def _pca(points: np.ndarray, seed: int, **options: Any) -> np.ndarray:
     from sklearn.decomposition import PCA
@@ -123,8 +133,7 @@ def _pca(points: np.ndarray, seed: int, **options: Any) -> np.ndarray:
 
 
 def _umap(points: np.ndarray, seed: int, **options: Any) -> np.ndarray:
-    import umap
-
+    umap = umap_module()
     options.setdefault("n_neighbors", max(2, min(15, len(points) - 1)))
     options.setdefault("n_jobs", 1)  # a seeded UMAP runs single-threaded anyway; say so, do not warn
     return umap.UMAP(n_components=2, random_state=seed, **options).fit_transform(points)
@@ -147,8 +156,7 @@ def _aligned_pca(stacked: np.ndarray, seed: int, **options: Any) -> np.ndarray:
 
 
 def _aligned_umap(stacked: np.ndarray, seed: int, **options: Any) -> np.ndarray:
-    import umap
-
+    umap = umap_module()
     epochs, n, _ = stacked.shape
     options.setdefault("n_neighbors", max(2, min(15, n - 1)))
     identity = {i: i for i in range(n)}
@@ -172,7 +180,7 @@ def _key(points: np.ndarray, method: str, seed: int, options: Mapping[str, Any])
 
 
 def _cached(key: str, use_cache: bool, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    path = cache_dir() / f"{key}.npy"
+    path = cache_dir(CACHE_FOLDER) / f"{key}.npy"
     if use_cache and path.exists():
         try:
             return np.load(path)

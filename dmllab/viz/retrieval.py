@@ -48,7 +48,8 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
         raise ValueError(f"retrieval_grid: query indices {bad} are out of range for {n} rows")
     if not 1 <= k < n:
         raise ValueError(f"retrieval_grid: k={k} must be between 1 and {n - 1} (the other rows)")
-    neighbours = nearest(embeddings, queries, k, geometry)
+    index = torch.as_tensor(queries, dtype=torch.long)
+    neighbours = knn(embeddings[index], embeddings, k, geometry, self_index=index)[0].numpy()  # [queries, k]
     labels = dataset.y.numpy()
     names = dataset.label_names()
     images = _images(dataset, np.concatenate([queries, neighbours.ravel()]))
@@ -61,13 +62,6 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
             mark = "\u2713" if correct else "\u2717"
             _show(axes[row, col], images[int(j)], f"{mark} {names[j]}", CORRECT if correct else WRONG)
     return fig
-
-
-def nearest(embeddings: torch.Tensor, queries: Sequence[int], k: int, geometry: Any) -> np.ndarray:
-    """[len(queries), k] row indices ranked by ascending D(query || row), the query itself excluded
-    (the exact search of `dmllab.metrics.knn`; geometry: a Geometry, a name, or None for Euclidean)."""
-    index = torch.as_tensor(list(queries), dtype=torch.long)
-    return knn(embeddings[index], embeddings, k, geometry, self_index=index)[0].numpy()
 
 
 def _resolve(source: Any, geometry: Any, split: str) -> tuple[torch.Tensor, Dataset, Any]:

@@ -7,8 +7,9 @@
     MapExplorer(embedding_map(run, split="test"), run.test)   # click or hover a point: its image
 
 Training runs in a background thread and reports through `fit`'s epoch callback, so the kernel
-stays responsive while the plotly FigureWidgets update. Small defaults (a few batches per epoch,
-a 300-point probe set) keep one training to seconds on a laptop CPU.
+stays responsive while the plotly FigureWidgets update. The defaults (100 short epochs of 10
+batches, a 300-point probe set) make one training on digits last a few seconds on a laptop CPU:
+long enough to watch the curves grow and the map move, a few times a second.
 """
 
 from __future__ import annotations
@@ -31,20 +32,23 @@ from dmllab.runs import Run
 # The registry's datasets that need no files on disk (the image folders take a `root` option).
 PANEL_DATASETS = tuple(name for name in available() if "root" not in options(name))
 PANEL_DEFAULTS: dict[str, Any] = {
-    "dataset": "digits", "embedding_dim": 16, "epochs": 6, "batches_per_epoch": 10,
+    "dataset": "digits", "embedding_dim": 16, "epochs": 100, "batches_per_epoch": 10,
     "classes_per_batch": 4, "samples_per_class": 8, "snapshot_every": 1, "probe_size": 300,
 }
 CONTROLLED = ("dataset", "loss", "positives", "lsd_alpha", "geometry", "noise_rate", "epochs", "seed")
 # LSD weights the slider offers: 0 (off), then a 1-2-5 log scale up to past the lessons' alpha = 200.
 LSD_WEIGHTS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 ERROR_STYLE = "color:#d62728"
+REDRAW_SECONDS = 0.25  # while training, curves, map and status are redrawn at most 4 times a second
 STALE = " (previous run)"
 
 
 class LabPanel:
     """Controls for dataset, loss, positives, LSD weight, geometry, noise, epochs and seed; a Train
     button; a progress bar; live training curves and a live map of the probe set (PCA of the latest
-    snapshot), all updated after every epoch from a background thread.
+    snapshot), updated from a background thread: the progress bar after every epoch (of
+    `batches_per_epoch` batches), the curves, the map and the status line at most every
+    REDRAW_SECONDS, and all of them once more when the training ends.
 
     The panel alone changes its figures, under one lock: a training whose set of curves differs
     from the figure's (e.g. LSD switched on) gets a new figure, and so does a map whose set of
@@ -75,6 +79,8 @@ class LabPanel:
         self.runs_started = 0                # numbers the map's title, so every training shows its own map
         self._new_map = False
         self._latest: Run | None = None
+        self._drawn_at = -math.inf          # when the figures were last redrawn (time.monotonic)
+        self._doing = ""                    # the status line's "training ..." text of the run
         datasets = PANEL_DATASETS if self.base.dataset in PANEL_DATASETS else (self.base.dataset, *PANEL_DATASETS)
         style = {"description_width": "90px"}
         self.controls = {
@@ -87,7 +93,7 @@ class LabPanel:
                                    style=style),
             "noise_rate": w.FloatSlider(value=self.base.noise_rate, min=0.0, max=0.9, step=0.05,
                                         description="noise rate", style=style),
-            "epochs": w.IntSlider(value=self.base.epochs, min=1, max=max(100, self.base.epochs),
+            "epochs": w.IntSlider(value=self.base.epochs, min=1, max=max(200, self.base.epochs),
                                   description="epochs", style=style),
             "seed": w.IntText(value=self.base.seed, description="seed", style=style),
         }
@@ -172,6 +178,7 @@ class LabPanel:
         self.runs_started += 1
         self._new_map = True                 # the run's first map gets a widget of its own
         self.run, self.error, self._latest = None, None, None
+        self._drawn_at = -math.inf           # a run's first epoch is always drawn
         self._stop.clear()
         self.progress.max, self.progress.value, self.progress.description = config.epochs, 0, "epoch 0"
         self.train_button.disabled, self.stop_button.disabled = True, False
@@ -191,9 +198,11 @@ class LabPanel:
         started = time.perf_counter()
         try:
             config = fitted_to_data(config)
-            self._set_status(f"training {html.escape(config.dataset)} ({config.split} split) / {config.loss} / "
-                             f"{config.positives} ...")
+            self._doing = (f"training {html.escape(config.dataset)} ({config.split} split) / {config.loss} / "
+                           f"{config.positives}")
+            self._set_status(self._doing + " ...")
             run = fit(config, callbacks=[self._on_epoch], progress=False)
+            self._draw(run)                  # the last epochs, whatever the throttle skipped
             self.run = run
             last = run.history[-1] if run.history else {}
             seconds = time.perf_counter() - started
@@ -221,12 +230,22 @@ class LabPanel:
 
         self.progress.value = min(len(run.history), self.progress.max)
         self.progress.description = f"epoch {len(run.history)}"
+        self._latest = run
+        if time.monotonic() - self._drawn_at >= REDRAW_SECONDS:
+            self._draw(run)
+            loss = run.history[-1].get("loss") if run.history else None
+            self._set_status(f"{self._doing}: epoch {len(run.history)} of {self.progress.max}"
+                             + (f", loss {loss:.4f}" if loss is not None else ""))
+        if self._stop.is_set():
+            raise StopTraining("stopped from the panel")
+
+    def _draw(self, run: Run) -> None:
+        """Curves and map of `run` as it stands now."""
+        self._drawn_at = time.monotonic()
         with self._lock:
             self._show_curves(self.curves, run.history)
         self._latest = run
         self._redraw_map()
-        if self._stop.is_set():
-            raise StopTraining("stopped from the panel")
 
     def _set_status(self, text: str) -> None:
         self.status.value = text

@@ -178,12 +178,13 @@ def test_property_any_bytes_decode_or_fail_naming_the_file(tmp_path_factory, cut
 
 
 def test_a_damaged_cache_file_is_named_and_rebuilt(tmp_path, monkeypatch):
-    from dmllab.viz.projection import cache_dir, project
+    from dmllab.cache import cache_dir
+    from dmllab.viz.projection import CACHE_FOLDER, project
 
     monkeypatch.setenv("DMLLAB_CACHE", str(tmp_path))
     x = np.random.default_rng(0).normal(size=(10, 4))
     fresh = project(x, "pca")
-    (cached,) = cache_dir().glob("*.npy")
+    (cached,) = cache_dir(CACHE_FOLDER).glob("*.npy")
     cached.write_bytes(APPLE_DOUBLE)
     with pytest.warns(UserWarning, match=f"projection cache {cached} is unreadable"):
         np.testing.assert_array_equal(project(x, "pca"), fresh)

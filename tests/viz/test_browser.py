@@ -1,6 +1,7 @@
 """End to end in a real browser: JupyterLab renders the plotly map and the LabPanel as widgets,
 pressing Train updates the panel's curves and map, and after a change of LSD weight (which changes
-the set of curves) two more trainings each bring a map of their own, without a console error.
+the set of curves) two more trainings each bring a map of their own; a longer training moves its
+curves and status several times before it ends; all without a console error.
 
 Needs Debian's Chromium at /usr/bin/chromium and the playwright package (never `playwright
 install`); skipped otherwise. The server runs on 127.0.0.1 with a random port, a token and
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -41,7 +43,20 @@ CELLS = [
     "import numpy as np\nfrom dmllab.viz import embedding_map\nfrom dmllab.viz.widgets import LabPanel",
     "embedding_map(np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 3)",
     "panel = LabPanel(dataset='mixture', epochs=2, batches_per_epoch=3, probe_size=60, embedding_dim=4)\npanel",
+    "watched = LabPanel(dataset='mixture', epochs=80, probe_size=60, embedding_dim=4)\nwatched",
 ]
+
+
+# Records, in the page, every text of a status element and every path of a curves plot's first line.
+WATCH = """([status, curves]) => {
+  window.seen = {status: new Set(), lines: new Set()};
+  new MutationObserver(() => window.seen.status.add(status.textContent))
+    .observe(status, {subtree: true, childList: true, characterData: true});
+  new MutationObserver(() => {
+    const line = curves.querySelector('.scatterlayer .trace path.js-line');
+    if (line) window.seen.lines.add(line.getAttribute('d'));
+  }).observe(curves, {subtree: true, childList: true, attributes: true});
+}"""
 
 
 def _notebook(path: Path) -> None:
@@ -195,8 +210,21 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
                 seen.append(_map_state(panel))
                 assert seen[-1][0].startswith(f"run {run}:"), seen[-1][0]
                 assert seen[-1][1] != seen[-2][1], f"run {run}'s map shows the previous run's points"
-            assert panel.locator(".js-plotly-plot").nth(0).locator("text", has_text="lsd_term").count() >= 1, \
-                "the LSD weight did not reach the training (no lsd_term curve)"
+            assert panel.locator(".js-plotly-plot").nth(0).locator("text", has_text="LSD term").count() >= 1, \
+                "the LSD weight did not reach the training (no LSD term panel)"
+
+            # A longer run (80 epochs of the default 10 batches) visibly moves: the page shows several
+            # states of its curves and of its "epoch N of 80" status before it is done (recorded in the
+            # page, as they are drawn).
+            watched = cells.nth(3).locator(".jp-Cell-outputArea")
+            watched.scroll_into_view_if_needed()
+            page.evaluate(WATCH, [watched.locator(".widget-html-content").first.element_handle(),
+                                  watched.locator(".js-plotly-plot").nth(0).element_handle()])
+            watched.locator(".jupyter-widgets button.widget-button", has_text="Train").click()
+            watched.locator(".widget-html-content", has_text="done: 80 epochs").wait_for(timeout=90_000)
+            shown = page.evaluate("({status: [...window.seen.status], lines: [...window.seen.lines]})")
+            moving = [text for text in shown["status"] if re.search(r": epoch \d+ of 80, loss", text)]
+            assert len(moving) >= 3 and len(shown["lines"]) >= 3, shown["status"]
             assert console_errors == errors_before, console_errors[len(errors_before):]
             page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
         except Exception:

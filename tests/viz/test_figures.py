@@ -23,7 +23,8 @@ def test_training_curves_draw_each_history_column_against_the_epoch():
     fig = training_curves(run)
     names = [t.name for t in fig.data]
     assert names == ["loss", "base_loss", "lsd_term", "active", "val_recall@1"]
-    assert [a.text for a in fig.layout.annotations] == names
+    assert [a.text for a in fig.layout.annotations] == ["loss", "base loss (without LSD)", "LSD term (unweighted)",
+                                                        "active tuples", "validation recall@1"]  # in words
     assert "seconds" not in names and "epoch" not in names
     loss = fig.data[0]
     np.testing.assert_array_equal(loss.x, [1, 2, 3])
@@ -98,6 +99,25 @@ def test_retrieval_grid_shows_true_neighbours_with_correct_marks():
         assert axes[row, 1].images[0].get_array().shape == (4, 4)
     # row 0's query had its label flipped, so its 3 sub-cluster mates are marked wrong
     assert all(ax.get_title() == "\u2717 0" for ax in axes[0, 1:4])
+
+
+@pytest.mark.parametrize("geometry", [None, "sqeuclidean", "cosine"])
+def test_retrieval_grid_neighbours_are_the_metrics_knn_search_ties_included(geometry):
+    """The grid ranks with `dmllab.metrics.knn` itself: same rows, same order within exact ties
+    (ascending row index), the query left out."""
+    from dmllab.data.dataset import Dataset
+    from dmllab.metrics import knn
+
+    base = torch.randn(4, 16, generator=torch.Generator().manual_seed(3))
+    x = base[torch.tensor([0, 1, 0, 2, 1, 0, 3, 2, 0, 1, 3, 0])]    # repeated rows: exact ties
+    data = Dataset(x=x, y=torch.arange(12), image_shape=(1, 4, 4))  # one class per row: titles name rows
+    queries = [0, 4, 6, 11]
+    fig = retrieval_grid((x, data), queries, k=5, geometry=geometry)
+    shown = [[int(ax.get_title().split()[-1]) for ax in row[1:]] for row in np.array(fig.axes).reshape(4, 6)]
+    index = torch.tensor(queries)
+    expected = knn(x[index], x, 5, geometry, self_index=index)[0]
+    assert shown == expected.tolist()
+    assert shown[0][:4] == [2, 5, 8, 11]  # the four copies of row 0, in row order
 
 
 def test_retrieval_grid_uses_the_run_geometry_and_validates():

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from sklearn.decomposition import PCA
 
+from dmllab.cache import cache_dir
 from dmllab.viz import projection
-from dmllab.viz.projection import aligned_projections, cache_dir, project
+from dmllab.viz.projection import CACHE_FOLDER, aligned_projections, project
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +30,8 @@ def embeddings():
 def test_pca_matches_sklearn_and_is_cached_on_disk(embeddings):
     points = project(embeddings, "pca")
     np.testing.assert_allclose(points, PCA(2, random_state=0).fit_transform(embeddings), atol=1e-10)
-    assert len(list(cache_dir().glob("*.npy"))) == 1
-    assert cache_dir().parent.name == "cache"
+    assert len(list(cache_dir(CACHE_FOLDER).glob("*.npy"))) == 1
+    assert cache_dir(CACHE_FOLDER).parent.name == "cache"
 
 
 def test_second_call_hits_the_cache_and_other_inputs_miss(embeddings, monkeypatch):
@@ -53,7 +59,7 @@ def test_second_call_hits_the_cache_and_other_inputs_miss(embeddings, monkeypatc
 def test_two_dimensional_input_passes_through_unprojected():
     points = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
     np.testing.assert_array_equal(project(points, "umap"), points)
-    assert not cache_dir().exists()
+    assert not cache_dir(CACHE_FOLDER).exists()
 
 
 def test_tsne_on_tiny_input_adapts_perplexity():
@@ -109,3 +115,71 @@ def test_umap_is_seeded_and_cached(monkeypatch):
     assert points.shape == (30, 2) and np.isfinite(points).all()
     monkeypatch.setitem(projection._PROJECTORS, "umap", lambda *a, **k: pytest.fail("cache missed"))
     np.testing.assert_array_equal(project(x, "umap", seed=0), points)
+
+
+# ---------------------------------------------------------------------------- numba's cache for UMAP
+JIT_PACKAGE = '''
+import numba
+
+@numba.njit
+def plain(x):
+    return x + 1
+
+def _epoch(x):
+    return x * 2
+
+serial = numba.njit(_epoch)
+parallel = numba.njit(_epoch, parallel=True)   # the same Python function: one cache entry for both
+
+@numba.njit(cache=True)
+def cached(x):
+    return x
+
+def _make():
+    y = 3
+    def add(x):
+        return x + y
+    return add
+
+closure = numba.njit(_make())
+'''
+
+
+def test_cache_compiled_caches_each_python_function_once_and_only_serially(tmp_path, monkeypatch):
+    from numba.core.caching import FunctionCache, NullCache
+
+    from dmllab.viz._umap import cache_compiled
+
+    (tmp_path / "jitpkg").mkdir()
+    (tmp_path / "jitpkg" / "__init__.py").write_text(JIT_PACKAGE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import jitpkg
+
+    try:
+        assert cache_compiled("jitpkg") == 2
+        assert all(isinstance(f._cache, FunctionCache) for f in (jitpkg.plain, jitpkg.serial))
+        assert all(isinstance(f._cache, NullCache) for f in (jitpkg.parallel, jitpkg.closure))
+        assert jitpkg.plain(1) == 2 and jitpkg.serial(2) == 4       # compiled and written to numba's cache
+        folder = Path(jitpkg.plain._cache.cache_path)   # beside the source, or under $NUMBA_CACHE_DIR
+        index = {path.name.split("-")[0] for path in folder.glob("__init__.*.nbi")}
+        assert index == {"__init__.plain", "__init__._epoch"}
+    finally:
+        sys.modules.pop("jitpkg", None)
+
+
+FIRST_FIT = ("import dmllab.viz.projection as p, umap.umap_ as u, umap.utils as t\n"
+             "p.warm_up()\n"
+             "stats = [f.stats for f in (u.smooth_knn_dist, t.fast_knn_indices)]\n"
+             "print(sum(len(s.cache_misses) for s in stats), sum(len(s.cache_hits) for s in stats))")
+
+
+@pytest.mark.slow
+def test_umap_compiled_code_persists_across_processes():
+    # The second process loads what the first compiled (or found): no compilation of umap-learn's
+    # neighbour graph functions, wherever numba keeps its cache on this machine.
+    for _ in range(2):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        out = subprocess.run([sys.executable, "-c", FIRST_FIT], capture_output=True, text=True, timeout=300,
+                             check=True, env=env)
+    misses, hits = map(int, out.stdout.split())
+    assert (misses, hits) == (0, 2), out.stdout + out.stderr

@@ -224,6 +224,31 @@ def test_stop_says_at_which_epoch_training_stopped():
     assert len(run.history) == 1 and panel.status.value.startswith("stopped at epoch 1 of 30")
 
 
+@pytest.mark.parametrize("every, draws", [(0.0, 5), (3600.0, 2)])
+def test_figures_move_while_training_at_most_every_redraw_seconds_and_once_at_the_end(monkeypatch, every, draws):
+    from dmllab.viz import widgets
+
+    monkeypatch.setattr(widgets, "REDRAW_SECONDS", every)
+    panel = LabPanel(**{**TINY, "epochs": 4})
+    drawn, statuses = [], []
+    draw = panel._draw
+    monkeypatch.setattr(panel, "_draw", lambda run: (drawn.append(len(run.history)), draw(run)))
+    panel.status.observe(lambda change: statuses.append(change["new"]), names="value")
+    run = panel.train(wait=True)
+    assert drawn == ([1, 2, 3, 4, 4] if every == 0 else [1, 4]) and len(drawn) == draws
+    assert any(": epoch 1 of 4, loss" in text for text in statuses)   # the status moves with the curves
+    np.testing.assert_allclose(panel.curves.data[0].y, [row["loss"] for row in run.history])
+    assert panel.map.layout.title.text.startswith("run 1: probe set after epoch 3")
+    assert panel.status.value.startswith("done: 4 epochs")
+
+
+def test_a_default_panel_run_is_long_enough_to_watch():
+    from dmllab.viz.widgets import PANEL_DEFAULTS, REDRAW_SECONDS
+
+    assert PANEL_DEFAULTS["epochs"] * PANEL_DEFAULTS["batches_per_epoch"] >= 1000  # ~2 ms a batch on digits
+    assert 0.1 <= REDRAW_SECONDS <= 0.5                                            # a few redraws a second
+
+
 def test_degenerate_training_is_flagged():
     flat = [{"epoch": e, "loss": 0.2, "pos_dist": 0.0, "neg_dist": 0.0} for e in (1, 2)]
     assert "all distances are 0" in degenerate(flat)
