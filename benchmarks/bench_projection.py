@@ -35,10 +35,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import pin_threads  # noqa: E402
+from _timing import pin_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
 
 # One fresh process: load the digits and plotly untimed, then time the first UMAP map.
 FIRST_MAP = """
@@ -57,12 +62,22 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
 def first_map(scenario: str, numba_dir: Path, maps_dir: Path, threads: int) -> float:
-    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES},
-           "NUMBA_CACHE_DIR": str(numba_dir), "DMLLAB_CACHE": str(maps_dir),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, "-c", FIRST_MAP, scenario], env=env, cwd=ROOT,
-                          capture_output=True, text=True, check=False)
+    env = {
+        **os.environ,
+        **{name: str(threads) for name in THREAD_VARIABLES},
+        "NUMBA_CACHE_DIR": str(numba_dir),
+        "DMLLAB_CACHE": str(maps_dir),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONWARNINGS": "ignore",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_MAP, scenario],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"bench_projection: the {scenario} process failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
@@ -90,35 +105,58 @@ def summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="samples of each warm scenario")
-    parser.add_argument("--cold-repeats", type=int, default=2,
-                        help="samples of the cold scenario (~30 s each)")
+    parser.add_argument(
+        "--cold-repeats", type=int, default=2, help="samples of the cold scenario (~30 s each)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     pin_threads(args.threads)
     results: dict[str, list[float]] = {"cold": [], "before": [], "warm": [], "cached map": []}
     with tempfile.TemporaryDirectory(prefix="bench-projection-") as scratch:
         scratch_dir = Path(scratch)
-        numba_dir = scratch_dir / "numba"          # warmed by the first cold sample, then kept
-        kept_maps = scratch_dir / "maps-kept"      # dmllab's projection cache for "cached map"
+        numba_dir = scratch_dir / "numba"  # warmed by the first cold sample, then kept
+        kept_maps = scratch_dir / "maps-kept"  # dmllab's projection cache for "cached map"
         for i in range(args.cold_repeats):
-            results["cold"].append(first_map("cold", scratch_dir / f"numba-cold-{i}",
-                                             scratch_dir / f"maps-c{i}", args.threads))
-        first_map("before", numba_dir, scratch_dir / "maps-init", args.threads)   # warms pynndescent only
-        for i in range(args.repeats):   # round-robin, so load on the machine spreads over the scenarios
-            results["before"].append(first_map("before", numba_dir, scratch_dir / f"maps-b{i}", args.threads))
+            results["cold"].append(
+                first_map(
+                    "cold",
+                    scratch_dir / f"numba-cold-{i}",
+                    scratch_dir / f"maps-c{i}",
+                    args.threads,
+                )
+            )
+        first_map(
+            "before", numba_dir, scratch_dir / "maps-init", args.threads
+        )  # warms pynndescent only
+        for i in range(
+            args.repeats
+        ):  # round-robin, so load on the machine spreads over the scenarios
+            results["before"].append(
+                first_map("before", numba_dir, scratch_dir / f"maps-b{i}", args.threads)
+            )
             if i == 0:
-                first_map("warm", numba_dir, kept_maps, args.threads)             # make setup's warm-up
-            results["warm"].append(first_map("warm", numba_dir, scratch_dir / f"maps-w{i}", args.threads))
+                first_map("warm", numba_dir, kept_maps, args.threads)  # make setup's warm-up
+            results["warm"].append(
+                first_map("warm", numba_dir, scratch_dir / f"maps-w{i}", args.threads)
+            )
             results["cached map"].append(first_map("warm", numba_dir, kept_maps, args.threads))
     steady = steady_state(args.repeats)
-    print(f"first UMAP map in a fresh process: embedding_map(lesson 00's 896 test digits x 64 pixels, "
-          f"method='umap'), {args.threads} thread(s); median [min, max] seconds of the call")
-    labels = {"cold": "cold numba cache (no warm-up)", "before": "umap-learn's own caching (before)",
-              "warm": "warm (after make setup)", "cached map": "same embeddings again (map cache)"}
+    print(
+        f"first UMAP map in a fresh process: embedding_map(lesson 00's 896 test digits x 64 pixels, "
+        f"method='umap'), {args.threads} thread(s); median [min, max] seconds of the call"
+    )
+    labels = {
+        "cold": "cold numba cache (no warm-up)",
+        "before": "umap-learn's own caching (before)",
+        "warm": "warm (after make setup)",
+        "cached map": "same embeddings again (map cache)",
+    }
     for name, values in results.items():
         print(f"  {labels[name]:36s} {summary(values)}")
-    print(f"steady state, one process (median of {args.repeats}): UMAP fit {steady['umap']:.2f} s, "
-          f"PCA {steady['pca'] * 1e3:.1f} ms")
+    print(
+        f"steady state, one process (median of {args.repeats}): UMAP fit {steady['umap']:.2f} s, "
+        f"PCA {steady['pca'] * 1e3:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,15 @@ HALF_TOL = {torch.float16: dict(rtol=2e-3, atol=2e-3), torch.bfloat16: dict(rtol
 def _geometries():
     torch.manual_seed(0)
     icnn = Bregman(4)
-    return [SquaredEuclidean(), Euclidean(), Cosine(), icnn, Bregman(4, "maxaffine"), icnn.reversed(),
-            icnn.symmetrised()]
+    return [
+        SquaredEuclidean(),
+        Euclidean(),
+        Cosine(),
+        icnn,
+        Bregman(4, "maxaffine"),
+        icnn.reversed(),
+        icnn.symmetrised(),
+    ]
 
 
 GEOMETRIES = _geometries()
@@ -66,7 +73,7 @@ def test_every_geometry_in_half_and_double(geometry, dtype):
     assert torch.isfinite(grad).all() and grad.dtype == dtype
     if isinstance(geometry, (SquaredEuclidean, Euclidean)):
         assert bool((D.diagonal() == 0).all())
-    else:                                         # the GEMM forms' documented round-off
+    else:  # the GEMM forms' documented round-off
         assert float(D.diagonal().abs().max()) <= 1e-6 * max(1.0, float(D.abs().max()))
     torch.testing.assert_close(D.float(), D32, **tol)
     torch.testing.assert_close(grad.float(), grad32, **tol)
@@ -96,19 +103,28 @@ def test_every_loss_in_half_and_double(name, dtype):
 
 @settings(max_examples=15, deadline=None)
 @example(dtype=torch.float16, n=7, d=5, scale=1e-2, seed=42, geometry=GEOMETRIES[1])
-@given(dtype=st.sampled_from([*HALVES, torch.float32, torch.float64]), n=st.integers(1, 9),
-       d=st.integers(1, 6), scale=st.sampled_from([1e-2, 1.0, 30.0]), seed=st.integers(0, 2**16),
-       geometry=st.sampled_from(GEOMETRIES[:3]))
+@given(
+    dtype=st.sampled_from([*HALVES, torch.float32, torch.float64]),
+    n=st.integers(1, 9),
+    d=st.integers(1, 6),
+    scale=st.sampled_from([1e-2, 1.0, 30.0]),
+    seed=st.integers(0, 2**16),
+    geometry=st.sampled_from(GEOMETRIES[:3]),
+)
 def test_property_fixed_geometries_are_finite_in_any_dtype(dtype, n, d, scale, seed, geometry):
     z = (torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) * scale).to(dtype)
-    z = torch.cat([z, z[:1]])                                    # a duplicate: a zero distance off the diagonal
+    z = torch.cat([z, z[:1]])  # a duplicate: a zero distance off the diagonal
     D, grad = _pairwise_and_grad(geometry, z)
-    D_ref = geometry.pairwise(z.double(), z.double())            # the same (rounded) inputs, in double
-    assert torch.isfinite(grad).all() and bool((D.diagonal().abs() <= 1e-6 * max(scale, 1) ** 2).all())
+    D_ref = geometry.pairwise(z.double(), z.double())  # the same (rounded) inputs, in double
+    assert torch.isfinite(grad).all() and bool(
+        (D.diagonal().abs() <= 1e-6 * max(scale, 1) ** 2).all()
+    )
     # The square root turns the GEMM's float32 rounding of a zero distance (a few eps32 * d * scale^2,
     # d terms summed) into sqrt(eps32 * d) * scale: 1.5e-3 * scale measured at d=5 (float16, n=7,
     # scale=0.01, seed=42, the duplicate row); the bound allows 2e-3 * sqrt(d) * scale.
-    atol = 2e-3 * math.sqrt(d) * scale if isinstance(geometry, Euclidean) else 1e-4 * scale ** 2 + 1e-6
+    atol = (
+        2e-3 * math.sqrt(d) * scale if isinstance(geometry, Euclidean) else 1e-4 * scale**2 + 1e-6
+    )
     # D is returned in the input's dtype, so a half-precision result carries its own rounding
     rtol = max(1e-4, torch.finfo(dtype).eps)
     torch.testing.assert_close(D.double(), D_ref, rtol=rtol, atol=atol)
@@ -120,13 +136,25 @@ def test_fit_stops_at_a_non_finite_gradient_and_names_it(monkeypatch):
 
     def nan_gradient(self, a, b, rows, cols):
         d = plain(self, a, b, rows, cols)
-        return d + torch.sqrt(d * 0.0)            # the same value; d sqrt(u) / du at u = 0 is inf, times 0
+        return d + torch.sqrt(d * 0.0)  # the same value; d sqrt(u) / du at u = 0 is inf, times 0
 
     monkeypatch.setattr(Euclidean, "_entries", nan_gradient)
-    config = Config(dataset="mixture", geometry="euclidean", negatives="hardest", epochs=1, batches_per_epoch=2,
-                    classes_per_batch=2, samples_per_class=4, embedding_dim=4, split="stratified")
-    with pytest.raises(NonFiniteLossError, match="gradient became NaN or inf in epoch 0 .*loss was finite"):
+    config = Config(
+        dataset="mixture",
+        geometry="euclidean",
+        negatives="hardest",
+        epochs=1,
+        batches_per_epoch=2,
+        classes_per_batch=2,
+        samples_per_class=4,
+        embedding_dim=4,
+        split="stratified",
+    )
+    with pytest.raises(
+        NonFiniteLossError, match="gradient became NaN or inf in epoch 0 .*loss was finite"
+    ):
         from dmllab.train import fit
+
         fit(config, progress=False)
 
 
@@ -135,8 +163,10 @@ def _tight_classes(d=512, per_class=10, seed=1):
     """Ten tight classes (spread 0.05, class means 0.5 apart), overlapping in d = 512: Recall@1 0.85."""
     generator = torch.Generator().manual_seed(seed)
     means = torch.zeros(10, d)
-    means[torch.arange(10), torch.arange(10)] = 0.5 / 2 ** 0.5
-    x = means.repeat_interleave(per_class, 0) + 0.05 * torch.randn(10 * per_class, d, generator=generator)
+    means[torch.arange(10), torch.arange(10)] = 0.5 / 2**0.5
+    x = means.repeat_interleave(per_class, 0) + 0.05 * torch.randn(
+        10 * per_class, d, generator=generator
+    )
     return x, torch.arange(10).repeat_interleave(per_class)
 
 
@@ -157,8 +187,11 @@ def test_retrieval_far_from_the_origin_matches_pytorch_metric_learning():
     calculator = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
     x, y = _tight_classes()
     pml = calculator.AccuracyCalculator(include=("precision_at_1",), k=1).get_accuracy(
-        x + 1000.0, y, ref_includes_query=True)["precision_at_1"]
-    assert retrieval(x + 1000.0, y, ks=(1,))["recall@1"] == pytest.approx(pml) == pytest.approx(0.85)
+        x + 1000.0, y, ref_includes_query=True
+    )["precision_at_1"]
+    assert (
+        retrieval(x + 1000.0, y, ks=(1,))["recall@1"] == pytest.approx(pml) == pytest.approx(0.85)
+    )
 
 
 @pytest.mark.parametrize("geometry", [SquaredEuclidean(), Euclidean()], ids=lambda g: g.name)
@@ -193,8 +226,13 @@ def test_retrieval_grid_neighbours_far_from_the_origin():
 
 
 @settings(max_examples=12, deadline=None)
-@given(offset=st.sampled_from([0.0, 1.0, -37.5, 1e3, -1e4]), d=st.integers(6, 64),
-       spread=st.sampled_from([0.01, 0.2]), seed=st.integers(0, 2**16), backend=st.sampled_from(["torch", "faiss"]))
+@given(
+    offset=st.sampled_from([0.0, 1.0, -37.5, 1e3, -1e4]),
+    d=st.integers(6, 64),
+    spread=st.sampled_from([0.01, 0.2]),
+    seed=st.integers(0, 2**16),
+    backend=st.sampled_from(["torch", "faiss"]),
+)
 def test_property_float32_retrieval_is_shift_invariant(offset, d, spread, seed, backend):
     """At any common offset, float32 retrieval equals double retrieval of the same (rounded) points."""
     if backend == "faiss":

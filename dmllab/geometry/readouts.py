@@ -29,7 +29,9 @@ from dmllab.geometry.base import Geometry
 DIRECTIONS = ("first", "second")
 
 
-def relative_asymmetry(geometry: Geometry | str, x: Tensor, *, if_all_zero: float | None = None) -> float:
+def relative_asymmetry(
+    geometry: Geometry | str, x: Tensor, *, if_all_zero: float | None = None
+) -> float:
     """sum_ij |D_ij - D_ji| / sum_ij (D_ij + D_ji) on D = geometry.pairwise(x, x) [n, n], in float64.
 
     0 for a symmetric geometry (up to the rounding of its pairwise matrix); at most 1. The learned
@@ -48,14 +50,19 @@ def relative_asymmetry(geometry: Geometry | str, x: Tensor, *, if_all_zero: floa
     if total == 0 and if_all_zero is not None:
         return if_all_zero
     if total <= 0:
-        raise ValueError("relative_asymmetry: every divergence is 0 (all points coincide?); "
-                         "pass distinct points")
+        raise ValueError(
+            "relative_asymmetry: every divergence is 0 (all points coincide?); pass distinct points"
+        )
     return float((D - D.T).abs().sum() / total)
 
 
-def level_set_grid(geometry: Geometry | str, centre: Sequence[float] | Tensor,
-                   box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), resolution: int = 100,
-                   direction: str = "first") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def level_set_grid(
+    geometry: Geometry | str,
+    centre: Sequence[float] | Tensor,
+    box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
+    resolution: int = 100,
+    direction: str = "first",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """D between every grid point p and a fixed centre c, for contour plots of its level sets.
 
     direction names the slot of the grid point p:
@@ -66,20 +73,29 @@ def level_set_grid(geometry: Geometry | str, centre: Sequence[float] | Tensor,
     values[i, j] at (xs[j], ys[i]). 2-D geometries only.
     """
     if direction not in DIRECTIONS:
-        raise ValueError(f"level_set_grid: direction must be one of {DIRECTIONS} (the slot of the grid "
-                         f"point: 'first' -> D(x, centre), 'second' -> D(centre, x)); got {direction!r}")
+        raise ValueError(
+            f"level_set_grid: direction must be one of {DIRECTIONS} (the slot of the grid "
+            f"point: 'first' -> D(x, centre), 'second' -> D(centre, x)); got {direction!r}"
+        )
     xs, ys, points = _grid(box, resolution, "level_set_grid")
     c = _centre(centre, "level_set_grid")
     geometry = resolve(geometry)
     _check_2d(geometry, "level_set_grid")
     with torch.no_grad():
-        D = geometry.pairwise(points, c)[:, 0] if direction == "first" else geometry.pairwise(c, points)[0]
+        D = (
+            geometry.pairwise(points, c)[:, 0]
+            if direction == "first"
+            else geometry.pairwise(c, points)[0]
+        )
     return xs, ys, _as_grid(D, resolution)
 
 
-def asymmetry_map(geometry: Geometry | str, centre: Sequence[float] | Tensor,
-                  box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
-                  resolution: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def asymmetry_map(
+    geometry: Geometry | str,
+    centre: Sequence[float] | Tensor,
+    box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
+    resolution: int = 100,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """D(p || c) - D(c || p) on a grid of points p around the centre c (0 where D is symmetric).
 
     Returns (xs, ys, values) like `level_set_grid`."""
@@ -88,8 +104,9 @@ def asymmetry_map(geometry: Geometry | str, centre: Sequence[float] | Tensor,
     return xs, ys, first - second
 
 
-def phi_minus_affine(geometry: Geometry | str, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
-                     resolution: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def phi_minus_affine(
+    geometry: Geometry | str, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), resolution: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """phi on a grid minus its least-squares affine fit alpha + <beta, p> over the same grid.
 
     A Bregman divergence ignores affine terms of phi, and a learned phi is usually dominated by
@@ -98,8 +115,10 @@ def phi_minus_affine(geometry: Geometry | str, box: Sequence[float] = (0.0, 1.0,
     """
     geometry = resolve(geometry)
     if not callable(getattr(geometry, "phi", None)):
-        raise TypeError(f"phi_minus_affine needs a geometry with a generator phi (a Bregman geometry); "
-                        f"got {type(geometry).__name__}")
+        raise TypeError(
+            f"phi_minus_affine needs a geometry with a generator phi (a Bregman geometry); "
+            f"got {type(geometry).__name__}"
+        )
     xs, ys, points = _grid(box, resolution, "phi_minus_affine")
     _check_2d(geometry, "phi_minus_affine")
     with torch.no_grad():
@@ -118,11 +137,15 @@ def hessian_eigenvalues(geometry: Geometry | str, points: Tensor) -> np.ndarray:
     points = _as_points(points, "hessian_eigenvalues")
     geometry = resolve(geometry)
     if not callable(getattr(geometry, "grad_phi", None)):
-        raise TypeError(f"hessian_eigenvalues needs a geometry with a generator phi (a Bregman geometry); "
-                        f"got {type(geometry).__name__}")
+        raise TypeError(
+            f"hessian_eigenvalues needs a geometry with a generator phi (a Bregman geometry); "
+            f"got {type(geometry).__name__}"
+        )
     dim = getattr(geometry, "dim", points.shape[1])
     if points.shape[1] != dim:
-        raise ValueError(f"hessian_eigenvalues: points have d={points.shape[1]} but the geometry has dim={dim}")
+        raise ValueError(
+            f"hessian_eigenvalues: points have d={points.shape[1]} but the geometry has dim={dim}"
+        )
     with torch.enable_grad():
         x = points.detach().requires_grad_(True)
         grad = geometry.grad_phi(x, create_graph=True)
@@ -130,7 +153,9 @@ def hessian_eigenvalues(geometry: Geometry | str, points: Tensor) -> np.ndarray:
         for k in range(grad.shape[1]):
             row = None
             if grad.requires_grad:
-                (row,) = torch.autograd.grad(grad[:, k].sum(), x, retain_graph=True, allow_unused=True)
+                (row,) = torch.autograd.grad(
+                    grad[:, k].sum(), x, retain_graph=True, allow_unused=True
+                )
             rows.append(torch.zeros_like(x) if row is None else row)
     hessians = torch.stack(rows, dim=1).detach().double()
     hessians = 0.5 * (hessians + hessians.transpose(1, 2))
@@ -147,18 +172,24 @@ def _as_points(x: Tensor, where: str) -> Tensor:
 def _centre(centre: Sequence[float] | Tensor, where: str) -> Tensor:
     c = torch.as_tensor(np.asarray(centre, dtype=np.float32)).reshape(-1)
     if c.shape != (2,):
-        raise ValueError(f"{where}: centre must be a 2-D point (x, y); got shape {tuple(np.shape(centre))}")
+        raise ValueError(
+            f"{where}: centre must be a 2-D point (x, y); got shape {tuple(np.shape(centre))}"
+        )
     return c[None, :]
 
 
-def _grid(box: Sequence[float], resolution: int, where: str) -> tuple[np.ndarray, np.ndarray, Tensor]:
+def _grid(
+    box: Sequence[float], resolution: int, where: str
+) -> tuple[np.ndarray, np.ndarray, Tensor]:
     if len(box) != 4:
         raise ValueError(f"{where}: box must be (xmin, xmax, ymin, ymax); got {box!r}")
     xmin, xmax, ymin, ymax = (float(v) for v in box)
     if not (xmin < xmax and ymin < ymax):
         raise ValueError(f"{where}: box must satisfy xmin < xmax and ymin < ymax; got {box!r}")
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
-        raise ValueError(f"{where}: resolution must be an integer >= 2 (grid points per axis); got {resolution!r}")
+        raise ValueError(
+            f"{where}: resolution must be an integer >= 2 (grid points per axis); got {resolution!r}"
+        )
     xs = np.linspace(xmin, xmax, resolution)
     ys = np.linspace(ymin, ymax, resolution)
     gx, gy = np.meshgrid(xs, ys)  # gx[i, j] = xs[j], gy[i, j] = ys[i]
@@ -169,8 +200,10 @@ def _grid(box: Sequence[float], resolution: int, where: str) -> tuple[np.ndarray
 def _check_2d(geometry: Geometry, where: str) -> None:
     dim = getattr(geometry, "dim", getattr(getattr(geometry, "inner", None), "dim", 2))
     if dim != 2:
-        raise ValueError(f"{where}: grids are drawn for 2-D geometries; this one has dim={dim} "
-                         "(use hessian_eigenvalues or relative_asymmetry in higher dimensions)")
+        raise ValueError(
+            f"{where}: grids are drawn for 2-D geometries; this one has dim={dim} "
+            "(use hessian_eigenvalues or relative_asymmetry in higher dimensions)"
+        )
 
 
 def _as_grid(values: Tensor, resolution: int) -> np.ndarray:

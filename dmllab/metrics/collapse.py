@@ -237,7 +237,9 @@ def prototype_accuracy(
     return correct / len(query)
 
 
-def asymmetry(embeddings: Tensor, geometry: Geometry | str, *, max_samples: int = 1000, seed: int = 0) -> float:
+def asymmetry(
+    embeddings: Tensor, geometry: Geometry | str, *, max_samples: int = 1000, seed: int = 0
+) -> float:
     """Relative asymmetry sum|D - D^T| / sum(D + D^T) of D = geometry.pairwise(x, x)
     (`dmllab.geometry.readouts.relative_asymmetry`).
 
@@ -258,7 +260,9 @@ def asymmetry(embeddings: Tensor, geometry: Geometry | str, *, max_samples: int 
     if geometry.symmetric:
         return 0.0
     if len(embeddings) > max_samples:
-        pick = torch.randperm(len(embeddings), generator=torch.Generator().manual_seed(seed))[:max_samples]
+        pick = torch.randperm(len(embeddings), generator=torch.Generator().manual_seed(seed))[
+            :max_samples
+        ]
         embeddings = embeddings[pick]
     if len(embeddings) < 2:  # one point: no pair to compare
         return 0.0

@@ -21,15 +21,33 @@ import importlib
 from typing import Any
 
 _NAMES = {
-    "asymmetry_heatmap": "bregman", "level_sets": "bregman", "phi_surface": "bregman",
-    "compare_runs": "curves", "training_curves": "curves", "update_curves": "curves",
+    "asymmetry_heatmap": "bregman",
+    "level_sets": "bregman",
+    "phi_surface": "bregman",
+    "compare_runs": "curves",
+    "training_curves": "curves",
+    "update_curves": "curves",
     "save_figure": "export",
-    "angle_histogram": "maps", "compare_maps": "maps", "embedding_map": "maps", "evolution": "maps",
-    "aligned_projections": "projection", "project": "projection",
+    "angle_histogram": "maps",
+    "compare_maps": "maps",
+    "embedding_map": "maps",
+    "evolution": "maps",
+    "aligned_projections": "projection",
+    "project": "projection",
     "retrieval_grid": "retrieval",
-    "LabPanel": "widgets", "MapExplorer": "widgets",
+    "LabPanel": "widgets",
+    "MapExplorer": "widgets",
 }
-_MODULES = {"bregman", "curves", "distillation", "export", "maps", "projection", "retrieval", "widgets"}
+_MODULES = {
+    "bregman",
+    "curves",
+    "distillation",
+    "export",
+    "maps",
+    "projection",
+    "retrieval",
+    "widgets",
+}
 
 __all__ = sorted(_NAMES)
 

@@ -21,17 +21,22 @@ Every substitution comes with a UserWarning saying what was drawn instead and wh
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 COLLAPSED = "collapsed"
-UMAP_MIN_POINTS = 4          # umap's spectral init solves for n_components + 1 eigenvectors, needs N > 3
-COLLAPSE_RTOL = 1e-12        # a spread this small next to the values is float rounding, not geometry
-FLOAT32_RTOL = 4 * float(np.finfo(np.float32).eps)   # below this, UMAP's float32 copy cannot tell rows apart
+UMAP_MIN_POINTS = 4  # umap's spectral init solves for n_components + 1 eigenvectors, needs N > 3
+COLLAPSE_RTOL = 1e-12  # a spread this small next to the values is float rounding, not geometry
+FLOAT32_RTOL = 4 * float(
+    np.finfo(np.float32).eps
+)  # below this, UMAP's float32 copy cannot tell rows apart
 
 
-def collapsed(points: np.ndarray, *, rtol: float = COLLAPSE_RTOL, magnitude: float | None = None) -> bool:
+def collapsed(
+    points: np.ndarray, *, rtol: float = COLLAPSE_RTOL, magnitude: float | None = None
+) -> bool:
     """True when every row of float [..., n, d] `points` coincides up to `rtol` * `magnitude`.
 
     The spread (largest range of any coordinate) is compared with `magnitude`, by default the
@@ -52,14 +57,27 @@ def plan(points: np.ndarray, method: str, where: str) -> str:
     n = points.shape[-2]
     frames = points if points.ndim == 3 else points[None]
     if collapsed(points):
-        choice, reason = COLLAPSED, (f"all {n * len(frames)} embeddings coincide (a fully collapsed "
-                                     "embedding); they are drawn as one point at the origin")
+        choice, reason = (
+            COLLAPSED,
+            (
+                f"all {n * len(frames)} embeddings coincide (a fully collapsed "
+                "embedding); they are drawn as one point at the origin"
+            ),
+        )
     elif method == "umap" and n < UMAP_MIN_POINTS:
-        choice, reason = "pca", f"UMAP needs at least {UMAP_MIN_POINTS} points; got {n}, so they are drawn with PCA"
+        choice, reason = (
+            "pca",
+            f"UMAP needs at least {UMAP_MIN_POINTS} points; got {n}, so they are drawn with PCA",
+        )
     elif method == "umap" and (flat := _flat_frames(frames)):
-        choice, reason = "pca", (f"the embeddings of snapshot {flat[0] + 1} of {len(frames)} coincide at "
-                                 "UMAP's float32 precision (a collapsed epoch), which UMAP would draw as a "
-                                 "random cloud; drawn with aligned PCA instead")
+        choice, reason = (
+            "pca",
+            (
+                f"the embeddings of snapshot {flat[0] + 1} of {len(frames)} coincide at "
+                "UMAP's float32 precision (a collapsed epoch), which UMAP would draw as a "
+                "random cloud; drawn with aligned PCA instead"
+            ),
+        )
     else:
         return method
     warnings.warn(f"{where}: {reason}", UserWarning, stacklevel=3)
@@ -71,7 +89,9 @@ def _flat_frames(frames: np.ndarray) -> list[int]:
     sequence once centred (what UMAP gets to see), in order."""
     centred = _centred(frames)
     scale = float(np.abs(centred).max())
-    return [i for i, frame in enumerate(centred) if collapsed(frame, rtol=FLOAT32_RTOL, magnitude=scale)]
+    return [
+        i for i, frame in enumerate(centred) if collapsed(frame, rtol=FLOAT32_RTOL, magnitude=scale)
+    ]
 
 
 def normalised(points: np.ndarray, method: str, options: Mapping[str, Any]) -> np.ndarray:
@@ -85,7 +105,7 @@ def normalised(points: np.ndarray, method: str, options: Mapping[str, Any]) -> n
 
 
 def _centred(points: np.ndarray) -> np.ndarray:
-    scaled = _unit(points)          # first to [0.5, 1), so the mean cannot overflow
+    scaled = _unit(points)  # first to [0.5, 1), so the mean cannot overflow
     return scaled - scaled.reshape(-1, scaled.shape[-1]).mean(axis=0)
 
 

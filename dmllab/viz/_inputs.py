@@ -24,13 +24,15 @@ def as_points(values: Any, where: str, *, min_dim: int = 1) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(
             f"{where}: expected embeddings of shape [n, d]; got shape {array.shape}. "
-            "Reshape a single vector with x.reshape(1, -1), a 1-D coordinate list with x.reshape(-1, 1)")
+            "Reshape a single vector with x.reshape(1, -1), a 1-D coordinate list with x.reshape(-1, 1)"
+        )
     if array.shape[0] == 0:
         raise ValueError(f"{where}: no points to draw (got an empty [0, {array.shape[1]}] array)")
     if array.shape[1] < min_dim:
         raise ValueError(
             f"{where}: needs at least {min_dim}-D points; got shape {array.shape}. "
-            "A 2-D map cannot be drawn from 1-D embeddings")
+            "A 2-D map cannot be drawn from 1-D embeddings"
+        )
     if not np.isfinite(array).all():
         raise ValueError(f"{where}: embeddings contain NaN or inf (did training diverge?)")
     return array
@@ -44,8 +46,10 @@ def as_labels(values: Any, n: int, where: str, name: str = "labels") -> np.ndarr
     if array.ndim != 1:
         raise ValueError(f"{where}: {name} must be 1-D; got shape {array.shape}")
     if len(array) != n:
-        raise ValueError(f"{where}: {name} has {len(array)} entries but there are {n} points; "
-                         "pass one label per embedding row")
+        raise ValueError(
+            f"{where}: {name} has {len(array)} entries but there are {n} points; "
+            "pass one label per embedding row"
+        )
     return array
 
 
@@ -68,30 +72,47 @@ def run_points(run: Any, split: str, where: str) -> tuple[np.ndarray, Dataset]:
     return as_points(run.embed(dataset), where), dataset
 
 
-def coloring(color_by: str, n: int, where: str, labels: Any = None, dataset: Dataset | None = None,
-             sub: Any = None, flipped: Any = None) -> tuple[np.ndarray, str]:
+def coloring(
+    color_by: str,
+    n: int,
+    where: str,
+    labels: Any = None,
+    dataset: Dataset | None = None,
+    sub: Any = None,
+    flipped: Any = None,
+) -> tuple[np.ndarray, str]:
     """The values points are coloured by and the legend title.
 
     color_by="class": `labels` (or dataset.y); "sub": `sub` (or dataset.sub);
     "flipped": `flipped` (or dataset.flipped), drawn as "clean" / "flipped".
     """
     if color_by not in COLOR_BY:
-        raise ValueError(f"{where}: color_by={color_by!r} is not known; choose one of {', '.join(COLOR_BY)}")
+        raise ValueError(
+            f"{where}: color_by={color_by!r} is not known; choose one of {', '.join(COLOR_BY)}"
+        )
     if color_by == "class":
-        values = labels if labels is not None else (dataset.label_names() if dataset is not None else None)
+        values = (
+            labels
+            if labels is not None
+            else (dataset.label_names() if dataset is not None else None)
+        )
         if values is None:
             raise ValueError(f"{where}: color_by='class' needs labels (or a dataset)")
         return as_labels(values, n, where), "class"
     if color_by == "sub":
         values = sub if sub is not None else (dataset.sub if dataset is not None else None)
         if values is None:
-            raise ValueError(f"{where}: color_by='sub' needs sub-cluster labels: pass sub=... or a "
-                             "dataset whose .sub is set (mixture, modes-on-circle, superclass views)")
+            raise ValueError(
+                f"{where}: color_by='sub' needs sub-cluster labels: pass sub=... or a "
+                "dataset whose .sub is set (mixture, modes-on-circle, superclass views)"
+            )
         return as_labels(values, n, where, "sub"), "sub-cluster"
     values = flipped if flipped is not None else (dataset.flipped if dataset is not None else None)
     if values is None:
-        raise ValueError(f"{where}: color_by='flipped' needs a flipped mask: pass flipped=... or a "
-                         "dataset with injected label noise (Config.noise_rate > 0)")
+        raise ValueError(
+            f"{where}: color_by='flipped' needs a flipped mask: pass flipped=... or a "
+            "dataset with injected label noise (Config.noise_rate > 0)"
+        )
     mask = as_labels(values, n, where, "flipped").astype(bool)
     return np.where(mask, "flipped", "clean"), "label"
 

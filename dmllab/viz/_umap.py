@@ -63,7 +63,9 @@ def cache_compiled(package: str) -> int:
                 by_function.setdefault(value.py_func, {})[id(value)] = value
     enabled = 0
     for function, dispatchers in by_function.items():
-        uncached = [d for d in dispatchers.values() if isinstance(d._cache, NullCache)]  # numba's own flag
+        uncached = [
+            d for d in dispatchers.values() if isinstance(d._cache, NullCache)
+        ]  # numba's own flag
         serial = [d for d in uncached if not d.targetoptions.get("parallel")]
         if function.__closure__ is not None or len(uncached) < len(dispatchers):
             continue

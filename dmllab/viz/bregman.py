@@ -12,7 +12,8 @@ D(c || x) ("second").
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +24,15 @@ DIRECTIONS = ("first", "second", "both")
 _TITLES = {"first": "D(x || c)", "second": "D(c || x)"}
 
 
-def level_sets(geometry: Any, centres: Any, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), *,
-               direction: str = "first", resolution: int = 80, levels: int = 8) -> "go.Figure":
+def level_sets(
+    geometry: Any,
+    centres: Any,
+    box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
+    *,
+    direction: str = "first",
+    resolution: int = 80,
+    levels: int = 8,
+) -> go.Figure:
     """Contour lines of x -> D(x || c) (or D(c || x)) around each centre c, one colour per centre,
     each line labelled with its level; both axes on one scale, so a Euclidean ball is a circle.
 
@@ -43,44 +51,91 @@ def level_sets(geometry: Any, centres: Any, box: Sequence[float] = (0.0, 1.0, 0.
 
     geometry = _geometry(geometry)
     if direction not in DIRECTIONS:
-        raise ValueError(f"level_sets: direction={direction!r}; choose one of {', '.join(DIRECTIONS)}")
+        raise ValueError(
+            f"level_sets: direction={direction!r}; choose one of {', '.join(DIRECTIONS)}"
+        )
     centres = as_points(np.atleast_2d(np.asarray(centres, dtype=float)), "level_sets (centres)")
     if centres.shape[1] != 2:
-        raise ValueError(f"level_sets: centres must be 2-D points [k, 2]; got shape {centres.shape}")
+        raise ValueError(
+            f"level_sets: centres must be 2-D points [k, 2]; got shape {centres.shape}"
+        )
     if levels < 1:
         raise ValueError(f"level_sets: levels must be >= 1; got {levels}")
     panels = ["first", "second"] if direction == "both" else [direction]
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[_TITLES[p] for p in panels],
-                        horizontal_spacing=0.08)
+    fig = make_subplots(
+        rows=1,
+        cols=len(panels),
+        subplot_titles=[_TITLES[p] for p in panels],
+        horizontal_spacing=0.08,
+    )
     colors = _centre_colors(len(centres))
-    grids = {(panel, i): level_set_grid(geometry, centre, box, resolution, panel)
-             for panel in panels for i, centre in enumerate(centres)}
+    grids = {
+        (panel, i): level_set_grid(geometry, centre, box, resolution, panel)
+        for panel in panels
+        for i, centre in enumerate(centres)
+    }
     flat = {i for i in range(len(centres)) if all(np.ptp(grids[p, i][2]) <= 1e-12 for p in panels)}
     for col, panel in enumerate(panels, start=1):
         for i, centre in enumerate(centres):
             xs, ys, values = grids[panel, i]
             top = float(np.nanmax(values))
-            name = f"centre {i} ({centre[0]:.3g}, {centre[1]:.3g})" + (": flat, no level set" if i in flat else "")
-            fig.add_trace(go.Contour(
-                x=xs, y=ys, z=values, name=name, legendgroup=f"centre {i}", showlegend=False,
-                contours={"coloring": "lines", "start": top / (levels + 1), "end": top,
-                          "size": max(top / (levels + 1), 1e-12), "showlabels": True,
-                          "labelfont": {"size": 9, "color": colors[i]}},
-                colorscale=[[0, colors[i]], [1, colors[i]]], showscale=False, line={"width": 1.5}),
-                row=1, col=col)
-            fig.add_trace(go.Scatter(
-                x=centre[:1], y=centre[1:], mode="markers", name=name, legendgroup=f"centre {i}",
-                showlegend=col == 1, marker={"color": colors[i], "size": 10, "symbol": "x"}),
-                row=1, col=col)
+            name = f"centre {i} ({centre[0]:.3g}, {centre[1]:.3g})" + (
+                ": flat, no level set" if i in flat else ""
+            )
+            fig.add_trace(
+                go.Contour(
+                    x=xs,
+                    y=ys,
+                    z=values,
+                    name=name,
+                    legendgroup=f"centre {i}",
+                    showlegend=False,
+                    contours={
+                        "coloring": "lines",
+                        "start": top / (levels + 1),
+                        "end": top,
+                        "size": max(top / (levels + 1), 1e-12),
+                        "showlabels": True,
+                        "labelfont": {"size": 9, "color": colors[i]},
+                    },
+                    colorscale=[[0, colors[i]], [1, colors[i]]],
+                    showscale=False,
+                    line={"width": 1.5},
+                ),
+                row=1,
+                col=col,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=centre[:1],
+                    y=centre[1:],
+                    mode="markers",
+                    name=name,
+                    legendgroup=f"centre {i}",
+                    showlegend=col == 1,
+                    marker={"color": colors[i], "size": 10, "symbol": "x"},
+                ),
+                row=1,
+                col=col,
+            )
     _equal_scales(fig, box, len(panels))
-    fig.update_layout(title=f"level sets of {getattr(geometry, 'name', 'the geometry')} (lines labelled by level)",
-                      template="plotly_white", height=460, width=420 * len(panels) + 200)
+    fig.update_layout(
+        title=f"level sets of {getattr(geometry, 'name', 'the geometry')} (lines labelled by level)",
+        template="plotly_white",
+        height=460,
+        width=420 * len(panels) + 200,
+    )
     return fig
 
 
-def asymmetry_heatmap(geometry: Any, centre: Sequence[float] = (0.5, 0.5),
-                      box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), *, resolution: int = 80,
-                      quantile: float = 0.98) -> "go.Figure":
+def asymmetry_heatmap(
+    geometry: Any,
+    centre: Sequence[float] = (0.5, 0.5),
+    box: Sequence[float] = (0.0, 1.0, 0.0, 1.0),
+    *,
+    resolution: int = 80,
+    quantile: float = 0.98,
+) -> go.Figure:
     """Heatmap of D(x || c) - D(c || x) over the box: 0 everywhere for a symmetric geometry.
 
     The diverging colour scale is centred at 0 and clipped to +-the `quantile` of |value| (values
@@ -92,24 +147,52 @@ def asymmetry_heatmap(geometry: Any, centre: Sequence[float] = (0.5, 0.5),
     from dmllab.geometry.readouts import asymmetry_map
 
     if not 0.5 <= quantile <= 1.0:
-        raise ValueError(f"asymmetry_heatmap: quantile={quantile} must be in [0.5, 1] (1 = no clipping)")
+        raise ValueError(
+            f"asymmetry_heatmap: quantile={quantile} must be in [0.5, 1] (1 = no clipping)"
+        )
     geometry = _geometry(geometry)
     xs, ys, values = asymmetry_map(geometry, centre, box, resolution)
     limit = float(np.nanquantile(np.abs(values), quantile)) or 1e-12
-    fig = go.Figure([
-        go.Heatmap(x=xs, y=ys, z=values, colorscale="RdBu", zmin=-limit, zmax=limit, zmid=0.0, name="asymmetry",
-                   colorbar={"title": {"text": "D(x||c) - D(c||x)"}}),
-        go.Scatter(x=[float(centre[0])], y=[float(centre[1])], mode="markers", name="centre c",
-                   marker={"color": "black", "size": 10, "symbol": "x"})])
-    clipped = f"<br><sup>colours clipped at the {100 * quantile:g}th percentile of |value|</sup>" if quantile < 1 else ""
-    fig.update_layout(title=f"asymmetry of {getattr(geometry, 'name', 'the geometry')} around c{clipped}",
-                      template="plotly_white", height=460, width=560)
+    fig = go.Figure(
+        [
+            go.Heatmap(
+                x=xs,
+                y=ys,
+                z=values,
+                colorscale="RdBu",
+                zmin=-limit,
+                zmax=limit,
+                zmid=0.0,
+                name="asymmetry",
+                colorbar={"title": {"text": "D(x||c) - D(c||x)"}},
+            ),
+            go.Scatter(
+                x=[float(centre[0])],
+                y=[float(centre[1])],
+                mode="markers",
+                name="centre c",
+                marker={"color": "black", "size": 10, "symbol": "x"},
+            ),
+        ]
+    )
+    clipped = (
+        f"<br><sup>colours clipped at the {100 * quantile:g}th percentile of |value|</sup>"
+        if quantile < 1
+        else ""
+    )
+    fig.update_layout(
+        title=f"asymmetry of {getattr(geometry, 'name', 'the geometry')} around c{clipped}",
+        template="plotly_white",
+        height=460,
+        width=560,
+    )
     _equal_scales(fig, box, 1)
     return fig
 
 
-def phi_surface(geometry: Any, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), *,
-                resolution: int = 60) -> "go.Figure":
+def phi_surface(
+    geometry: Any, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), *, resolution: int = 60
+) -> go.Figure:
     """3-D surface of phi minus its best affine fit: the curvature that makes the divergence."""
     import plotly.graph_objects as go
 
@@ -117,11 +200,23 @@ def phi_surface(geometry: Any, box: Sequence[float] = (0.0, 1.0, 0.0, 1.0), *,
 
     geometry = _geometry(geometry)
     xs, ys, values = phi_minus_affine(geometry, box, resolution)
-    fig = go.Figure(go.Surface(x=xs, y=ys, z=values, colorscale="Viridis", name="phi - affine",
-                               colorbar={"title": {"text": "phi - affine"}}))
-    fig.update_layout(title=f"generator of {getattr(geometry, 'name', 'the geometry')} minus its affine fit",
-                      scene={"xaxis_title": "x1", "yaxis_title": "x2", "zaxis_title": "phi - affine"},
-                      template="plotly_white", height=500, width=560)
+    fig = go.Figure(
+        go.Surface(
+            x=xs,
+            y=ys,
+            z=values,
+            colorscale="Viridis",
+            name="phi - affine",
+            colorbar={"title": {"text": "phi - affine"}},
+        )
+    )
+    fig.update_layout(
+        title=f"generator of {getattr(geometry, 'name', 'the geometry')} minus its affine fit",
+        scene={"xaxis_title": "x1", "yaxis_title": "x2", "zaxis_title": "phi - affine"},
+        template="plotly_white",
+        height=500,
+        width=560,
+    )
     return fig
 
 
@@ -130,14 +225,26 @@ def _geometry(value: Any) -> Any:
     return value.geometry if is_run(value) else resolve_geometry(value)
 
 
-def _equal_scales(fig: "go.Figure", box: Sequence[float], panels: int) -> None:
+def _equal_scales(fig: go.Figure, box: Sequence[float], panels: int) -> None:
     """Axes x1 / x2 over the box with one unit the same length on both (circles stay round)."""
     for col in range(1, panels + 1):
         suffix = "" if col == 1 else str(col)
-        fig.update_layout({
-            f"xaxis{suffix}": {"range": [box[0], box[1]], "title": {"text": "x1"}, "constrain": "domain"},
-            f"yaxis{suffix}": {"range": [box[2], box[3]], "title": {"text": "x2" if col == 1 else None},
-                               "constrain": "domain", "scaleanchor": f"x{suffix}", "scaleratio": 1}})
+        fig.update_layout(
+            {
+                f"xaxis{suffix}": {
+                    "range": [box[0], box[1]],
+                    "title": {"text": "x1"},
+                    "constrain": "domain",
+                },
+                f"yaxis{suffix}": {
+                    "range": [box[2], box[3]],
+                    "title": {"text": "x2" if col == 1 else None},
+                    "constrain": "domain",
+                    "scaleanchor": f"x{suffix}",
+                    "scaleratio": 1,
+                },
+            }
+        )
 
 
 def _centre_colors(k: int) -> list[str]:

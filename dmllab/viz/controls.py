@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import ipywidgets as w
 
@@ -13,8 +14,12 @@ class WeightSlider(w.SelectionSlider):
 
     def __init__(self, weights: Iterable[float], value: float, **kwargs: Any) -> None:
         choices = sorted({float(v) for v in weights} | {float(value)})
-        super().__init__(options=[(f"{v:g}" if v else "0 (off)", v) for v in choices], value=float(value),
-                         continuous_update=False, **kwargs)
+        super().__init__(
+            options=[(f"{v:g}" if v else "0 (off)", v) for v in choices],
+            value=float(value),
+            continuous_update=False,
+            **kwargs,
+        )
 
     @property
     def max(self) -> float:

@@ -14,8 +14,9 @@ teacher = snapshot e-1, student = snapshot e.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,8 +50,15 @@ class AnchorLists:
     batch_kd: float
 
 
-def anchor_lists(run: Any, epoch: int, anchor: int = 0, *, size: int = 40, tau: float | None = None,
-                 seed: int = 0) -> AnchorLists:
+def anchor_lists(
+    run: Any,
+    epoch: int,
+    anchor: int = 0,
+    *,
+    size: int = 40,
+    tau: float | None = None,
+    seed: int = 0,
+) -> AnchorLists:
     """Teacher (epoch - 1) and student (epoch) lists of probe row `anchor` over a batch of `size`
     probe rows: the anchor, then same-label rows first (up to a quarter of the batch), then others.
 
@@ -65,19 +73,28 @@ def anchor_lists(run: Any, epoch: int, anchor: int = 0, *, size: int = 40, tau: 
     if missing:
         raise ValueError(
             f"anchor_lists: the run has no snapshot for epoch(s) {missing} (it has {sorted(run.snapshots)}); "
-            "train with Config.snapshot_every=1 and pick 1 <= epoch < epochs")
+            "train with Config.snapshot_every=1 and pick 1 <= epoch < epochs"
+        )
     student_all, teacher_all = run.snapshots[epoch], run.snapshots[epoch - 1]
     n = len(student_all)
     if not 0 <= anchor < n:
         raise ValueError(f"anchor_lists: anchor={anchor} is outside the probe set of {n} rows")
     if size < 2:
-        raise ValueError(f"anchor_lists: size must be >= 2 (the anchor and at least one other row); got {size}")
+        raise ValueError(
+            f"anchor_lists: size must be >= 2 (the anchor and at least one other row); got {size}"
+        )
     tau = float(run.config.lsd_tau if tau is None else tau)
     probe = run.data.train.subset(run.probe_index) if run.data is not None else None
     labels = probe.y if probe is not None else torch.zeros(n, dtype=torch.long)
-    flipped = probe.flipped if probe is not None and probe.flipped is not None else torch.zeros(n, dtype=torch.bool)
+    flipped = (
+        probe.flipped
+        if probe is not None and probe.flipped is not None
+        else torch.zeros(n, dtype=torch.bool)
+    )
     members = _batch_members(labels, anchor, min(size, n), seed)
-    lsd = ListwiseSelfDistillation(alpha=1.0, tau=tau, lists=lists_for(run.geometry, run.config.normalize))
+    lsd = ListwiseSelfDistillation(
+        alpha=1.0, tau=tau, lists=lists_for(run.geometry, run.config.normalize)
+    )
     with torch.no_grad():
         student_s = lsd.similarities(student_all[members], run.geometry).float()
         teacher_s = lsd.similarities(teacher_all[members], run.geometry).float()
@@ -85,32 +102,54 @@ def anchor_lists(run: Any, epoch: int, anchor: int = 0, *, size: int = 40, tau: 
         log_q = torch.log_softmax(student_s[0].double() / tau, dim=0)
         log_p = torch.log_softmax(teacher_s[0].double() / tau, dim=0)
         anchor_kl = float((log_p.exp() * (log_p - log_q)).sum())
-    return AnchorLists(epoch=epoch, tau=tau, lists=lsd.lists, members=members.numpy(), labels=labels[members].numpy(),
-                       flipped=flipped[members].numpy(), teacher=log_p.exp().numpy(), student=log_q.exp().numpy(),
-                       anchor_kl=anchor_kl, batch_kd=batch_kd)
+    return AnchorLists(
+        epoch=epoch,
+        tau=tau,
+        lists=lsd.lists,
+        members=members.numpy(),
+        labels=labels[members].numpy(),
+        flipped=flipped[members].numpy(),
+        teacher=log_p.exp().numpy(),
+        student=log_q.exp().numpy(),
+        anchor_kl=anchor_kl,
+        batch_kd=batch_kd,
+    )
 
 
-def list_bars(lists: AnchorLists, *, title: str | None = None) -> "go.Figure":
+def list_bars(lists: AnchorLists, *, title: str | None = None) -> go.Figure:
     """Teacher and student lists of one anchor as grouped bars; batch members sorted by the
     teacher's weight, labelled by their training label (* = the label is noisy)."""
     import plotly.graph_objects as go
 
     order = np.argsort(-lists.teacher, kind="stable")
-    names = [f"{'anchor' if i == 0 else '#' + str(i)}: y={lists.labels[i]}{'*' if lists.flipped[i] else ''}"
-             for i in order]
-    fig = go.Figure([
-        go.Bar(x=names, y=lists.teacher[order], name=f"teacher (epoch {lists.epoch - 1})"),
-        go.Bar(x=names, y=lists.student[order], name=f"student (epoch {lists.epoch})")])
+    names = [
+        f"{'anchor' if i == 0 else '#' + str(i)}: y={lists.labels[i]}{'*' if lists.flipped[i] else ''}"
+        for i in order
+    ]
+    fig = go.Figure(
+        [
+            go.Bar(x=names, y=lists.teacher[order], name=f"teacher (epoch {lists.epoch - 1})"),
+            go.Bar(x=names, y=lists.student[order], name=f"student (epoch {lists.epoch})"),
+        ]
+    )
     fig.update_layout(
-        title=title or (f"one anchor's lists, softmax({'cos' if lists.lists == 'cosine' else '-D'} / {lists.tau:g}); "
-                        f"KL(teacher || student) = "
-                        f"{lists.anchor_kl:.3g}"),
-        barmode="group", xaxis_title="batch member (y = training label, * = noisy)", yaxis_title="weight",
-        template="plotly_white", height=400, width=max(560, 22 * len(names) + 200))
+        title=title
+        or (
+            f"one anchor's lists, softmax({'cos' if lists.lists == 'cosine' else '-D'} / {lists.tau:g}); "
+            f"KL(teacher || student) = "
+            f"{lists.anchor_kl:.3g}"
+        ),
+        barmode="group",
+        xaxis_title="batch member (y = training label, * = noisy)",
+        yaxis_title="weight",
+        template="plotly_white",
+        height=400,
+        width=max(560, 22 * len(names) + 200),
+    )
     return fig
 
 
-def epoch_table(runs: Mapping[Any, Any], key: str) -> "pd.DataFrame":
+def epoch_table(runs: Mapping[Any, Any], key: str) -> pd.DataFrame:
     """Per variant and epoch: the mean, std and count over seeds of history column `key`.
 
     runs: `{(variant, seed): Run}` (`Results.runs` with `keep_runs=True`) or `{variant: [Run, ...]}`.
@@ -124,11 +163,17 @@ def epoch_table(runs: Mapping[Any, Any], key: str) -> "pd.DataFrame":
             if value is not None and np.isfinite(float(value)):
                 rows.append({"variant": variant, "epoch": int(row["epoch"]), key: float(value)})
     if not rows:
-        raise ValueError(f"epoch_table: no run has history column {key!r}; for test curves train with "
-                         "Config.monitor_test=True (train_memorisation also needs noise_rate > 0)")
+        raise ValueError(
+            f"epoch_table: no run has history column {key!r}; for test curves train with "
+            "Config.monitor_test=True (train_memorisation also needs noise_rate > 0)"
+        )
     frame = pd.DataFrame(rows)
     order = list(dict.fromkeys(frame["variant"]))
-    table = frame.groupby(["variant", "epoch"], sort=False)[key].agg(["mean", "std", "count"]).reset_index()
+    table = (
+        frame.groupby(["variant", "epoch"], sort=False)[key]
+        .agg(["mean", "std", "count"])
+        .reset_index()
+    )
     table["std"] = table["std"].fillna(0.0)
     table["variant"] = pd.Categorical(table["variant"], categories=order, ordered=True)
     return table.sort_values(["variant", "epoch"]).reset_index(drop=True)
@@ -146,14 +191,20 @@ def epoch_summary(runs: Mapping[Any, Any], key: str, prefix: str = "") -> dict[s
     for variant in table["variant"].cat.categories:
         part = table[table["variant"] == variant].reset_index(drop=True)
         peak = int(part["mean"].idxmax())
-        stats = {"first": part["mean"].iloc[0], "peak": part["mean"].iloc[peak],
-                 "peak_epoch": part["epoch"].iloc[peak], "low": part["mean"].min(), "last": part["mean"].iloc[-1]}
+        stats = {
+            "first": part["mean"].iloc[0],
+            "peak": part["mean"].iloc[peak],
+            "peak_epoch": part["epoch"].iloc[peak],
+            "low": part["mean"].min(),
+            "last": part["mean"].iloc[-1],
+        }
         out |= {f"{prefix}{variant}/{stat}": float(value) for stat, value in stats.items()}
     return out
 
 
-def epoch_curves(runs: Mapping[Any, Any], key: str = "test_recall@1", *,
-                 title: str | None = None) -> "go.Figure":
+def epoch_curves(
+    runs: Mapping[Any, Any], key: str = "test_recall@1", *, title: str | None = None
+) -> go.Figure:
     """One line per variant (mean over seeds) with a +-std band, against the epoch."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
@@ -166,13 +217,37 @@ def epoch_curves(runs: Mapping[Any, Any], key: str = "test_recall@1", *,
         epochs = part["epoch"].to_numpy()
         low = (part["mean"] - part["std"]).to_numpy()
         high = (part["mean"] + part["std"]).to_numpy()
-        fig.add_trace(go.Scatter(x=np.concatenate([epochs, epochs[::-1]]), y=np.concatenate([high, low[::-1]]),
-                                 fill="toself", fillcolor=color, opacity=0.15, line={"width": 0},
-                                 hoverinfo="skip", showlegend=False, legendgroup=str(variant)))
-        fig.add_trace(go.Scatter(x=epochs, y=part["mean"].to_numpy(), mode="lines", name=str(variant),
-                                 line={"color": color}, legendgroup=str(variant)))
-    fig.update_layout(title=title or f"{key} per epoch (mean ± std over seeds)", xaxis_title="epoch",
-                      yaxis_title=key, template="plotly_white", height=400, width=640)
+        fig.add_trace(
+            go.Scatter(
+                x=np.concatenate([epochs, epochs[::-1]]),
+                y=np.concatenate([high, low[::-1]]),
+                fill="toself",
+                fillcolor=color,
+                opacity=0.15,
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=str(variant),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=part["mean"].to_numpy(),
+                mode="lines",
+                name=str(variant),
+                line={"color": color},
+                legendgroup=str(variant),
+            )
+        )
+    fig.update_layout(
+        title=title or f"{key} per epoch (mean ± std over seeds)",
+        xaxis_title="epoch",
+        yaxis_title=key,
+        template="plotly_white",
+        height=400,
+        width=640,
+    )
     return fig
 
 
@@ -180,12 +255,16 @@ def _flatten(runs: Mapping[Any, Any]) -> list[tuple[str, Any]]:
     pairs = []
     for name, value in runs.items():
         variant = name[0] if isinstance(name, tuple) else name
-        for run in (value if isinstance(value, (list, tuple)) else [value]):
+        for run in value if isinstance(value, (list, tuple)) else [value]:
             if not is_run(run):
-                raise TypeError(f"expected Runs (e.g. Results.runs with keep_runs=True); got {type(run).__name__}")
+                raise TypeError(
+                    f"expected Runs (e.g. Results.runs with keep_runs=True); got {type(run).__name__}"
+                )
             pairs.append((str(variant), run))
     if not pairs:
-        raise ValueError("no runs given; use run_variants(..., keep_runs=True) and pass results.runs")
+        raise ValueError(
+            "no runs given; use run_variants(..., keep_runs=True) and pass results.runs"
+        )
     return pairs
 
 

@@ -26,14 +26,20 @@ def save_figure(fig: Any, path: str | Path, *, scale: float = 2.0) -> Path | Non
     suffix = path.suffix.lower()
     if _is_matplotlib(fig):
         if suffix not in STATIC:
-            raise ValueError(f"save_figure: a matplotlib figure saves as {', '.join(STATIC)}; got {path.name!r}")
+            raise ValueError(
+                f"save_figure: a matplotlib figure saves as {', '.join(STATIC)}; got {path.name!r}"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=75 * scale, bbox_inches="tight")
         return path
     if not _is_plotly(fig):
-        raise TypeError(f"save_figure: expected a matplotlib or plotly figure; got {type(fig).__name__}")
+        raise TypeError(
+            f"save_figure: expected a matplotlib or plotly figure; got {type(fig).__name__}"
+        )
     if suffix not in STATIC + (".html",):
-        raise ValueError(f"save_figure: a plotly figure saves as .html, {', '.join(STATIC)}; got {path.name!r}")
+        raise ValueError(
+            f"save_figure: a plotly figure saves as .html, {', '.join(STATIC)}; got {path.name!r}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".html":
         fig.write_html(path, include_plotlyjs=True, full_html=True)
@@ -43,11 +49,16 @@ def save_figure(fig: Any, path: str | Path, *, scale: float = 2.0) -> Path | Non
         try:
             fig.write_image(path, scale=scale)
             return path
-        except Exception as error:  # kaleido's errors come from a browser process: report, never crash
+        except (
+            Exception
+        ) as error:  # kaleido's errors come from a browser process: report, never crash
             problem = f"kaleido failed: {type(error).__name__}: {error}"
-    warnings.warn(f"save_figure: skipped {path.name}: {problem}. Save as .html instead, or install the "
-                  "export extra (pip install 'dmllab[export]') and a Chromium (apt-get install chromium)",
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        f"save_figure: skipped {path.name}: {problem}. Save as .html instead, or install the "
+        "export extra (pip install 'dmllab[export]') and a Chromium (apt-get install chromium)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     return None
 
 

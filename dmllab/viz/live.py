@@ -24,10 +24,16 @@ class FigureWidget(go.FigureWidget):
     """A plotly FigureWidget whose display also holds the figure as plotly JSON (as it is when
     displayed), so a saved notebook shows the figure instead of a dead widget."""
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, validate: bool = True,
-                          **kwargs: Any) -> dict[str, Any]:
-        bundle = super()._repr_mimebundle_(include=include, exclude=exclude, validate=validate, **kwargs)
-        return {**static_bundle(self, f"plotly figure: {self.layout.title.text or 'untitled'}"), **bundle}
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None, validate: bool = True, **kwargs: Any
+    ) -> dict[str, Any]:
+        bundle = super()._repr_mimebundle_(
+            include=include, exclude=exclude, validate=validate, **kwargs
+        )
+        return {
+            **static_bundle(self, f"plotly figure: {self.layout.title.text or 'untitled'}"),
+            **bundle,
+        }
 
 
 def static_bundle(figure: Any, note: str) -> dict[str, Any]:

@@ -27,7 +27,8 @@ import json
 import os
 import time
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,9 @@ CACHE_FOLDER = "projections"  # inside dmllab.cache.cache_dir()
 ALIGNED_METHODS = ("pca", "umap")
 
 
-def project(embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool = True,
-            **options: Any) -> np.ndarray:
+def project(
+    embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool = True, **options: Any
+) -> np.ndarray:
     """A [n, 2] projection of [n, d] embeddings, reproducible for a fixed `seed`.
 
     method:  "pca" (sklearn PCA), "umap" (umap-learn, imported lazily; see the module docstring
@@ -70,12 +72,21 @@ def project(embeddings: Any, method: str = "umap", seed: int = 0, *, cache: bool
     method = plan(points, method, "project")
     if method == COLLAPSED:
         return np.zeros((len(points), 2))
-    return _cached(_key(points, method, seed, options), cache,
-                   lambda: _PROJECTORS[method](normalised(points, method, options), seed, **options))
+    return _cached(
+        _key(points, method, seed, options),
+        cache,
+        lambda: _PROJECTORS[method](normalised(points, method, options), seed, **options),
+    )
 
 
-def aligned_projections(snapshots: Mapping[int, Any], method: str = "pca", seed: int = 0, *,
-                        cache: bool = True, **options: Any) -> dict[int, np.ndarray]:
+def aligned_projections(
+    snapshots: Mapping[int, Any],
+    method: str = "pca",
+    seed: int = 0,
+    *,
+    cache: bool = True,
+    **options: Any,
+) -> dict[int, np.ndarray]:
     """2-D maps of the same probe points at several epochs, on axes shared across epochs.
 
     snapshots: {epoch: [n, d]} embeddings of the same n rows (e.g. `run.snapshots`).
@@ -99,11 +110,15 @@ def aligned_projections(snapshots: Mapping[int, Any], method: str = "pca", seed:
     if not snapshots:
         raise ValueError("aligned_projections: no snapshots (train with Config.snapshot_every > 0)")
     epochs = sorted(snapshots)
-    arrays = [as_points(snapshots[e], f"aligned_projections (epoch {e})", min_dim=2) for e in epochs]
+    arrays = [
+        as_points(snapshots[e], f"aligned_projections (epoch {e})", min_dim=2) for e in epochs
+    ]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
-        raise ValueError(f"aligned_projections: every snapshot must hold the same [n, d] probe set; "
-                         f"got shapes {sorted(shapes)}")
+        raise ValueError(
+            f"aligned_projections: every snapshot must hold the same [n, d] probe set; "
+            f"got shapes {sorted(shapes)}"
+        )
     if arrays[0].shape[1] == 2:
         return dict(zip(epochs, arrays))
     stacked = np.stack(arrays)
@@ -111,7 +126,9 @@ def aligned_projections(snapshots: Mapping[int, Any], method: str = "pca", seed:
     if method == COLLAPSED:
         return {epoch: np.zeros((stacked.shape[1], 2)) for epoch in epochs}
     key = _key(stacked, f"aligned-{method}", seed, options)
-    maps = _cached(key, cache, lambda: _ALIGNED[method](normalised(stacked, method, options), seed, **options))
+    maps = _cached(
+        key, cache, lambda: _ALIGNED[method](normalised(stacked, method, options), seed, **options)
+    )
     return {epoch: maps[i] for i, epoch in enumerate(epochs)}
 
 
@@ -135,7 +152,9 @@ def _pca(points: np.ndarray, seed: int, **options: Any) -> np.ndarray:
 def _umap(points: np.ndarray, seed: int, **options: Any) -> np.ndarray:
     umap = umap_module()
     options.setdefault("n_neighbors", max(2, min(15, len(points) - 1)))
-    options.setdefault("n_jobs", 1)  # a seeded UMAP runs single-threaded anyway; say so, do not warn
+    options.setdefault(
+        "n_jobs", 1
+    )  # a seeded UMAP runs single-threaded anyway; say so, do not warn
     return umap.UMAP(n_components=2, random_state=seed, **options).fit_transform(points)
 
 
@@ -173,8 +192,13 @@ _ALIGNED: dict[str, Callable[..., np.ndarray]] = {"pca": _aligned_pca, "umap": _
 def _key(points: np.ndarray, method: str, seed: int, options: Mapping[str, Any]) -> str:
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(points).tobytes())
-    header = {"shape": points.shape, "dtype": str(points.dtype), "method": method, "seed": seed,
-              "options": {k: repr(v) for k, v in sorted(options.items())}}
+    header = {
+        "shape": points.shape,
+        "dtype": str(points.dtype),
+        "method": method,
+        "seed": seed,
+        "options": {k: repr(v) for k, v in sorted(options.items())},
+    }
     digest.update(json.dumps(header, sort_keys=True).encode())
     return digest.hexdigest()[:32]
 
@@ -185,8 +209,11 @@ def _cached(key: str, use_cache: bool, compute: Callable[[], np.ndarray]) -> np.
         try:
             return np.load(path)
         except (OSError, ValueError, EOFError) as error:  # damaged on disk: recompute and overwrite
-            warnings.warn(f"projection cache {path} is unreadable ({error}); recomputing it", UserWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"projection cache {path} is unreadable ({error}); recomputing it",
+                UserWarning,
+                stacklevel=3,
+            )
     result = np.asarray(compute(), dtype=np.float64)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,4 +225,6 @@ def _cached(key: str, use_cache: bool, compute: Callable[[], np.ndarray]) -> np.
 
 def _check_method(method: str, allowed: tuple[str, ...], where: str) -> None:
     if method not in allowed:
-        raise ValueError(f"{where}: method={method!r} is not known; choose one of {', '.join(allowed)}")
+        raise ValueError(
+            f"{where}: method={method!r} is not known; choose one of {', '.join(allowed)}"
+        )

@@ -1,12 +1,13 @@
 """A retrieval grid: each query image and its k nearest neighbours, marked correct or wrong.
 
-    fig = retrieval_grid(run, queries=[0, 5, 9], k=5)              # run.test, run.geometry
-    fig = retrieval_grid((embeddings, dataset), queries=[0, 1], k=4)
+fig = retrieval_grid(run, queries=[0, 5, 9], k=5)              # run.test, run.geometry
+fig = retrieval_grid((embeddings, dataset), queries=[0, 1], k=4)
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +19,9 @@ from dmllab.viz._inputs import as_dataset, as_points, is_run
 CORRECT, WRONG = "#2ca02c", "#d62728"
 
 
-def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry: Any = None,
-                   split: str = "test") -> "matplotlib.figure.Figure":
+def retrieval_grid(
+    source: Any, queries: Sequence[int], k: int = 5, *, geometry: Any = None, split: str = "test"
+) -> matplotlib.figure.Figure:
     """A matplotlib figure (shown as a PNG in any notebook, pyplot or not): one row per query,
     the query then its top-k neighbours.
 
@@ -37,8 +39,10 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
 
     embeddings, dataset, geometry = _resolve(source, geometry, split)
     if dataset.image_shape is None:
-        raise ValueError("retrieval_grid: the dataset has no image_shape, so its rows cannot be drawn as "
-                         "images; use a dataset of images (digits, mnist-5k, image folders)")
+        raise ValueError(
+            "retrieval_grid: the dataset has no image_shape, so its rows cannot be drawn as "
+            "images; use a dataset of images (digits, mnist-5k, image folders)"
+        )
     n = len(embeddings)
     queries = [int(q) for q in queries]
     if not queries:
@@ -49,7 +53,9 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
     if not 1 <= k < n:
         raise ValueError(f"retrieval_grid: k={k} must be between 1 and {n - 1} (the other rows)")
     index = torch.as_tensor(queries, dtype=torch.long)
-    neighbours = knn(embeddings[index], embeddings, k, geometry, self_index=index)[0].numpy()  # [queries, k]
+    neighbours = knn(embeddings[index], embeddings, k, geometry, self_index=index)[
+        0
+    ].numpy()  # [queries, k]
     labels = dataset.y.numpy()
     names = dataset.label_names()
     images = _images(dataset, np.concatenate([queries, neighbours.ravel()]))
@@ -60,7 +66,9 @@ def retrieval_grid(source: Any, queries: Sequence[int], k: int = 5, *, geometry:
         for col, j in enumerate(neighbours[row], start=1):
             correct = labels[j] == labels[q]
             mark = "\u2713" if correct else "\u2717"
-            _show(axes[row, col], images[int(j)], f"{mark} {names[j]}", CORRECT if correct else WRONG)
+            _show(
+                axes[row, col], images[int(j)], f"{mark} {names[j]}", CORRECT if correct else WRONG
+            )
     return fig
 
 
@@ -71,12 +79,16 @@ def _resolve(source: Any, geometry: Any, split: str) -> tuple[torch.Tensor, Data
         dataset = source.data.get(split)
         return source.embed(dataset), dataset, geometry if geometry is not None else source.geometry
     if not (isinstance(source, tuple) and len(source) == 2):
-        raise TypeError("retrieval_grid: pass a Run or a pair (embeddings, dataset); "
-                        f"got {type(source).__name__}")
+        raise TypeError(
+            "retrieval_grid: pass a Run or a pair (embeddings, dataset); "
+            f"got {type(source).__name__}"
+        )
     embeddings, dataset = source[0], as_dataset(source[1])
     points = torch.as_tensor(as_points(embeddings, "retrieval_grid"), dtype=torch.float32)
     if len(points) != len(dataset):
-        raise ValueError(f"retrieval_grid: {len(points)} embeddings but the dataset has {len(dataset)} rows")
+        raise ValueError(
+            f"retrieval_grid: {len(points)} embeddings but the dataset has {len(dataset)} rows"
+        )
     return points, dataset, geometry
 
 

@@ -32,10 +32,25 @@ from dmllab.runs import Run
 # The registry's datasets that need no files on disk (the image folders take a `root` option).
 PANEL_DATASETS = tuple(name for name in available() if "root" not in options(name))
 PANEL_DEFAULTS: dict[str, Any] = {
-    "dataset": "digits", "embedding_dim": 16, "epochs": 100, "batches_per_epoch": 10,
-    "classes_per_batch": 4, "samples_per_class": 8, "snapshot_every": 1, "probe_size": 300,
+    "dataset": "digits",
+    "embedding_dim": 16,
+    "epochs": 100,
+    "batches_per_epoch": 10,
+    "classes_per_batch": 4,
+    "samples_per_class": 8,
+    "snapshot_every": 1,
+    "probe_size": 300,
 }
-CONTROLLED = ("dataset", "loss", "positives", "lsd_alpha", "geometry", "noise_rate", "epochs", "seed")
+CONTROLLED = (
+    "dataset",
+    "loss",
+    "positives",
+    "lsd_alpha",
+    "geometry",
+    "noise_rate",
+    "epochs",
+    "seed",
+)
 # LSD weights the slider offers: 0 (off), then a 1-2-5 log scale up to past the lessons' alpha = 200.
 LSD_WEIGHTS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 ERROR_STYLE = "color:#d62728"
@@ -75,30 +90,65 @@ class LabPanel:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._start_lock = threading.Lock()  # one check-and-start at a time: two presses start one training
-        self.runs_started = 0                # numbers the map's title, so every training shows its own map
+        self._start_lock = (
+            threading.Lock()
+        )  # one check-and-start at a time: two presses start one training
+        self.runs_started = 0  # numbers the map's title, so every training shows its own map
         self._new_map = False
         self._latest: Run | None = None
-        self._drawn_at = -math.inf          # when the figures were last redrawn (time.monotonic)
-        self._doing = ""                    # the status line's "training ..." text of the run
-        datasets = PANEL_DATASETS if self.base.dataset in PANEL_DATASETS else (self.base.dataset, *PANEL_DATASETS)
+        self._drawn_at = -math.inf  # when the figures were last redrawn (time.monotonic)
+        self._doing = ""  # the status line's "training ..." text of the run
+        datasets = (
+            PANEL_DATASETS
+            if self.base.dataset in PANEL_DATASETS
+            else (self.base.dataset, *PANEL_DATASETS)
+        )
         style = {"description_width": "90px"}
         self.controls = {
-            "dataset": w.Dropdown(options=datasets, value=self.base.dataset, description="dataset", style=style),
-            "loss": w.Dropdown(options=tuple(LOSSES), value=self.base.loss, description="loss", style=style),
-            "positives": w.Dropdown(options=tuple(POSITIVES), value=self.base.positives, description="positives",
-                                    style=style),
-            "lsd_alpha": WeightSlider(LSD_WEIGHTS, self.base.lsd_alpha, description="LSD weight", style=style),
-            "geometry": w.Dropdown(options=tuple(GEOMETRIES), value=self.base.geometry, description="geometry",
-                                   style=style),
-            "noise_rate": w.FloatSlider(value=self.base.noise_rate, min=0.0, max=0.9, step=0.05,
-                                        description="noise rate", style=style),
-            "epochs": w.IntSlider(value=self.base.epochs, min=1, max=max(200, self.base.epochs),
-                                  description="epochs", style=style),
+            "dataset": w.Dropdown(
+                options=datasets, value=self.base.dataset, description="dataset", style=style
+            ),
+            "loss": w.Dropdown(
+                options=tuple(LOSSES), value=self.base.loss, description="loss", style=style
+            ),
+            "positives": w.Dropdown(
+                options=tuple(POSITIVES),
+                value=self.base.positives,
+                description="positives",
+                style=style,
+            ),
+            "lsd_alpha": WeightSlider(
+                LSD_WEIGHTS, self.base.lsd_alpha, description="LSD weight", style=style
+            ),
+            "geometry": w.Dropdown(
+                options=tuple(GEOMETRIES),
+                value=self.base.geometry,
+                description="geometry",
+                style=style,
+            ),
+            "noise_rate": w.FloatSlider(
+                value=self.base.noise_rate,
+                min=0.0,
+                max=0.9,
+                step=0.05,
+                description="noise rate",
+                style=style,
+            ),
+            "epochs": w.IntSlider(
+                value=self.base.epochs,
+                min=1,
+                max=max(200, self.base.epochs),
+                description="epochs",
+                style=style,
+            ),
             "seed": w.IntText(value=self.base.seed, description="seed", style=style),
         }
-        self.color_by = w.ToggleButtons(options=["class", "sub", "flipped"], value="class",
-                                        description="colour by", style={"description_width": "70px"})
+        self.color_by = w.ToggleButtons(
+            options=["class", "sub", "flipped"],
+            value="class",
+            description="colour by",
+            style={"description_width": "70px"},
+        )
         self.train_button = w.Button(description="Train", button_style="primary", icon="play")
         self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=self.base.epochs, description="epoch 0")
@@ -108,10 +158,19 @@ class LabPanel:
         self.train_button.on_click(lambda _: self._press_train())
         self.stop_button.on_click(lambda _: self._stop.set())
         self.color_by.observe(lambda _: self._redraw_map(), names="value")
-        self.controls["loss"].observe(lambda change: self._offer_positives(change["new"]), names="value")
+        self.controls["loss"].observe(
+            lambda change: self._offer_positives(change["new"]), names="value"
+        )
         self._offer_positives(self.base.loss)
-        left = w.VBox([*self.controls.values(), w.HBox([self.train_button, self.stop_button]),
-                       self.progress, self.status], layout=w.Layout(width="330px"))
+        left = w.VBox(
+            [
+                *self.controls.values(),
+                w.HBox([self.train_button, self.stop_button]),
+                self.progress,
+                self.status,
+            ],
+            layout=w.Layout(width="330px"),
+        )
         # Each figure sits in a slot of its own: replacing one changes only its slot's children, so
         # the browser never rebuilds the view of a live figure (a rebuilt plotly view can miss later
         # updates and leave an old map on screen).
@@ -148,15 +207,20 @@ class LabPanel:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from dmllab.viz.live import widget_bundle
 
-        return widget_bundle(self.widget, "LabPanel: interactive controls and live figures; run this cell "
-                                          "in a live kernel to train from them.")
+        return widget_bundle(
+            self.widget,
+            "LabPanel: interactive controls and live figures; run this cell "
+            "in a live kernel to train from them.",
+        )
 
     def _offer_positives(self, loss: str) -> None:
         """prototype_ce compares each point with class means, not with chosen positives: the
         positives control is greyed out for it rather than silently ignored."""
         control = self.controls["positives"]
         control.disabled = loss == "prototype_ce"
-        control.tooltip = "prototype_ce uses class means, not positives" if control.disabled else None
+        control.tooltip = (
+            "prototype_ce uses class means, not positives" if control.disabled else None
+        )
 
     # ------------------------------------------------------------------ training thread
     def _press_train(self) -> None:
@@ -176,11 +240,15 @@ class LabPanel:
             raise RuntimeError("LabPanel: a training is already running; wait for it or press Stop")
         config = self.config()
         self.runs_started += 1
-        self._new_map = True                 # the run's first map gets a widget of its own
+        self._new_map = True  # the run's first map gets a widget of its own
         self.run, self.error, self._latest = None, None, None
-        self._drawn_at = -math.inf           # a run's first epoch is always drawn
+        self._drawn_at = -math.inf  # a run's first epoch is always drawn
         self._stop.clear()
-        self.progress.max, self.progress.value, self.progress.description = config.epochs, 0, "epoch 0"
+        self.progress.max, self.progress.value, self.progress.description = (
+            config.epochs,
+            0,
+            "epoch 0",
+        )
         self.train_button.disabled, self.stop_button.disabled = True, False
         self._set_status(f"preparing {html.escape(config.dataset)} ...")
         with self._lock:
@@ -188,7 +256,9 @@ class LabPanel:
             old = self.map.layout.title.text or ""
             if self.map.data and not old.endswith(STALE):
                 self.map.update_layout(title=old + STALE)
-        self._thread = threading.Thread(target=self._work, args=(config,), name="dmllab-LabPanel", daemon=True)
+        self._thread = threading.Thread(
+            target=self._work, args=(config,), name="dmllab-LabPanel", daemon=True
+        )
         self._thread.start()
         return self._thread
 
@@ -198,11 +268,13 @@ class LabPanel:
         started = time.perf_counter()
         try:
             config = fitted_to_data(config)
-            self._doing = (f"training {html.escape(config.dataset)} ({config.split} split) / {config.loss} / "
-                           f"{config.positives}")
+            self._doing = (
+                f"training {html.escape(config.dataset)} ({config.split} split) / {config.loss} / "
+                f"{config.positives}"
+            )
             self._set_status(self._doing + " ...")
             run = fit(config, callbacks=[self._on_epoch], progress=False)
-            self._draw(run)                  # the last epochs, whatever the throttle skipped
+            self._draw(run)  # the last epochs, whatever the throttle skipped
             self.run = run
             last = run.history[-1] if run.history else {}
             seconds = time.perf_counter() - started
@@ -234,8 +306,10 @@ class LabPanel:
         if time.monotonic() - self._drawn_at >= REDRAW_SECONDS:
             self._draw(run)
             loss = run.history[-1].get("loss") if run.history else None
-            self._set_status(f"{self._doing}: epoch {len(run.history)} of {self.progress.max}"
-                             + (f", loss {loss:.4f}" if loss is not None else ""))
+            self._set_status(
+                f"{self._doing}: epoch {len(run.history)} of {self.progress.max}"
+                + (f", loss {loss:.4f}" if loss is not None else "")
+            )
         if self._stop.is_set():
             raise StopTraining("stopped from the panel")
 
@@ -268,7 +342,9 @@ class LabPanel:
             with self.map.batch_update():
                 for old, new in zip(self.map.data, fig.data):
                     old.x, old.y, old.customdata = new.x, new.y, new.customdata
-                self.map.update_layout(title=fig.layout.title.text, legend_title_text=fig.layout.legend.title.text)
+                self.map.update_layout(
+                    title=fig.layout.title.text, legend_title_text=fig.layout.legend.title.text
+                )
             return
         self.map = _replace(self._map_slot, self.map, fig)
         self._new_map = False
@@ -285,8 +361,10 @@ class LabPanel:
         epoch = max(run.snapshots)
         points = project(run.snapshots[epoch], "pca", cache=False)
         probe = run.train.subset(run.probe_index)
-        title = (f"run {self.runs_started}: probe set after epoch {epoch} ({len(points)} training points, "
-                 f"{html.escape(run.config.dataset)}, {run.config.split} split)")
+        title = (
+            f"run {self.runs_started}: probe set after epoch {epoch} ({len(points)} training points, "
+            f"{html.escape(run.config.dataset)}, {run.config.split} split)"
+        )
         try:
             fig = embedding_map(points, dataset=probe, color_by=self.color_by.value, title=title)
         except ValueError as error:  # e.g. colour by "sub" on a dataset without sub-clusters
@@ -340,18 +418,31 @@ def degenerate(history: list[dict]) -> str | None:
     if not history:
         return None
     last = history[-1]
-    if "pos_dist" in last and "neg_dist" in last and abs(last["pos_dist"]) + abs(last["neg_dist"]) <= 1e-12:
-        return (f"degenerate training: all distances are 0 (loss {last.get('loss', float('nan')):.4f}); "
-                "the geometry sees every point alike, so this combination learns nothing here")
+    if (
+        "pos_dist" in last
+        and "neg_dist" in last
+        and abs(last["pos_dist"]) + abs(last["neg_dist"]) <= 1e-12
+    ):
+        return (
+            f"degenerate training: all distances are 0 (loss {last.get('loss', float('nan')):.4f}); "
+            "the geometry sees every point alike, so this combination learns nothing here"
+        )
     losses = [row.get("loss") for row in history[-2:]]
-    if len(history) >= 2 and None not in losses and losses[-1] > 0 and math.isclose(*losses, rel_tol=1e-7):
+    if (
+        len(history) >= 2
+        and None not in losses
+        and losses[-1] > 0
+        and math.isclose(*losses, rel_tol=1e-7)
+    ):
         return f"degenerate training: the loss stayed at {losses[-1]:.4f} over the last epochs"
     return None
 
 
 def _error_html(what: str, error: BaseException) -> str:
-    return (f"<span style='{ERROR_STYLE}'>{html.escape(what)}: "
-            f"{html.escape(type(error).__name__)}: {html.escape(str(error))}</span>")
+    return (
+        f"<span style='{ERROR_STYLE}'>{html.escape(what)}: "
+        f"{html.escape(type(error).__name__)}: {html.escape(str(error))}</span>"
+    )
 
 
 def _empty_map(title: str = "probe set (press Train)") -> Any:
@@ -362,8 +453,14 @@ def _empty_map(title: str = "probe set (press Train)") -> Any:
 
 def _map_frame(fig: Any, title: str) -> Any:
     """The panel's map size and axes (the probe set's PCA) on `fig`, titled `title`."""
-    fig.update_layout(title=title, template="plotly_white", height=420, width=520,
-                      xaxis_title="PCA 1", yaxis_title="PCA 2")
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        height=420,
+        width=520,
+        xaxis_title="PCA 1",
+        yaxis_title="PCA 2",
+    )
     return fig
 
 
@@ -393,15 +490,21 @@ class MapExplorer:
         import ipywidgets as w
 
         if dataset.image_shape is None:
-            raise ValueError("MapExplorer needs image data (dataset.image_shape is None); "
-                             "for other data the map's hover already shows the labels")
+            raise ValueError(
+                "MapExplorer needs image data (dataset.image_shape is None); "
+                "for other data the map's hover already shows the labels"
+            )
         rows = [np.asarray(t.customdata)[:, 0] for t in figure.data if t.customdata is not None]
         if not rows:
-            raise ValueError("MapExplorer: the figure's traces carry no customdata; pass an embedding_map figure")
+            raise ValueError(
+                "MapExplorer: the figure's traces carry no customdata; pass an embedding_map figure"
+            )
         largest = max(int(np.max(r)) for r in rows)
         if largest >= len(dataset):
-            raise ValueError(f"MapExplorer: the map refers to row {largest} but the dataset has "
-                             f"{len(dataset)} rows; pass the dataset the map was drawn from")
+            raise ValueError(
+                f"MapExplorer: the map refers to row {largest} but the dataset has "
+                f"{len(dataset)} rows; pass the dataset the map was drawn from"
+            )
         self.dataset = dataset
         self.map = _figure_widget(figure)
         self.image = w.Image(format="png", width=image_px, height=image_px)
@@ -421,7 +524,9 @@ class MapExplorer:
         if data.sub is not None:
             parts.append(f"sub {int(data.sub[row])}")
         if data.clean_y is not None and bool(data.flipped[row]):
-            parts.append(f"<span style='color:#d62728'>flipped from {int(data.clean_y[row])}</span>")
+            parts.append(
+                f"<span style='color:#d62728'>flipped from {int(data.clean_y[row])}</span>"
+            )
         self.caption.value = "<br>".join(parts)
 
     def display(self) -> None:
@@ -432,8 +537,11 @@ class MapExplorer:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from dmllab.viz.live import widget_bundle
 
-        return widget_bundle(self.widget, "MapExplorer: the map (hover or click a point in a live kernel to "
-                                          "see its image)", figure=self.map)
+        return widget_bundle(
+            self.widget,
+            "MapExplorer: the map (hover or click a point in a live kernel to see its image)",
+            figure=self.map,
+        )
 
     def _on_point(self, trace: Any, points: Any, _state: Any = None) -> None:
         if points.point_inds:
@@ -455,5 +563,6 @@ def _png(image: np.ndarray) -> bytes:
     scaled = (pixels - low) / (high - low) if high > low else np.zeros_like(pixels)
     buffer = io.BytesIO()
     Image.fromarray((scaled * 255).round().astype(np.uint8)).resize(
-        (max(64, pixels.shape[1] * 4), max(64, pixels.shape[0] * 4)), Image.NEAREST).save(buffer, "png")
+        (max(64, pixels.shape[1] * 4), max(64, pixels.shape[0] * 4)), Image.NEAREST
+    ).save(buffer, "png")
     return buffer.getvalue()

@@ -25,8 +25,16 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 try:
     from playwright.sync_api import sync_playwright
@@ -35,8 +43,13 @@ except ImportError:  # the marker's reason below says what is missing
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)"),
-    pytest.mark.skipif(sync_playwright is None, reason="needs the playwright package (pip install playwright)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
+    pytest.mark.skipif(
+        sync_playwright is None, reason="needs the playwright package (pip install playwright)"
+    ),
 ]
 
 CELLS = [
@@ -60,10 +73,24 @@ WATCH = """([status, curves]) => {
 
 
 def _notebook(path: Path) -> None:
-    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-              "source": source} for source in CELLS]
-    notebook = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    cells = [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": source,
+        }
+        for source in CELLS
+    ]
+    notebook = {
+        "cells": cells,
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    }
     path.write_text(json.dumps(notebook))
 
 
@@ -80,28 +107,53 @@ def lab(tmp_path):
     root.mkdir()
     _notebook(root / "panel.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "IPYTHONDIR": str(tmp_path / "ipython"),
-           "DMLLAB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "DMLLAB_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
     log = (tmp_path / "lab.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--ServerApp.open_browser=False", "--allow-root",
-         "--LabApp.extension_manager=readonly"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+            "--ServerApp.open_browser=False",
+            "--allow-root",
+            "--LabApp.extension_manager=readonly",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as answer:
+                with urllib.request.urlopen(
+                    f"{base}/api/status?token={token}", timeout=2
+                ) as answer:
                     if answer.status == 200:
                         break
             except OSError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"JupyterLab did not start; log:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"JupyterLab did not start; log:\n{(tmp_path / 'lab.log').read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield base, token, tmp_path
     finally:
@@ -141,7 +193,9 @@ def _map_state(panel) -> tuple[str, list[str]]:
     map_ = panel.locator(".js-plotly-plot").nth(1)
     title = map_.locator(".gtitle").first.text_content() or ""
     points = map_.locator(".scatterlayer .trace .points path")
-    return title, [points.nth(i).get_attribute("transform") or "" for i in range(min(points.count(), 20))]
+    return title, [
+        points.nth(i).get_attribute("transform") or "" for i in range(min(points.count(), 20))
+    ]
 
 
 def _train_and_wait(panel, page, run: int) -> None:
@@ -149,19 +203,28 @@ def _train_and_wait(panel, page, run: int) -> None:
     panel.locator(".widget-html-content", has_text="done:").wait_for(timeout=90_000)
     page.wait_for_function(
         "n => [...document.querySelectorAll('.gtitle')].some(t => t.textContent.startsWith(`run ${n}:`))",
-        arg=run, timeout=30_000)
+        arg=run,
+        timeout=30_000,
+    )
     page.wait_for_timeout(500)
 
 
 def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
     base, token, tmp_path = lab
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
+        )
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1400})
             page.set_default_timeout(60_000)
             console_errors: list[str] = []
-            page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+            page.on(
+                "console",
+                lambda message: (
+                    console_errors.append(message.text) if message.type == "error" else None
+                ),
+            )
             page.goto(f"{base}/lab/tree/panel.ipynb?token={token}", wait_until="domcontentloaded")
             page.locator(".jp-Notebook .jp-Cell").first.wait_for()
             _accept_kernel_dialog(page)
@@ -178,7 +241,10 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
             train = panel.locator(".jupyter-widgets button.widget-button", has_text="Train")
             train.wait_for(timeout=60_000)
             assert panel.locator(".widget-dropdown").count() >= 4  # real controls, not a text repr
-            curves, map_ = panel.locator(".js-plotly-plot").nth(0), panel.locator(".js-plotly-plot").nth(1)
+            curves, map_ = (
+                panel.locator(".js-plotly-plot").nth(0),
+                panel.locator(".js-plotly-plot").nth(1),
+            )
             map_.locator("svg.main-svg").first.wait_for(timeout=60_000)
             assert map_.locator(".scatterlayer .trace").count() == 0
             assert _drawn_lines(curves) == 0
@@ -186,7 +252,9 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
             train.click()
             panel.locator(".widget-html-content", has_text="done:").wait_for(timeout=90_000)
             map_.locator(".scatterlayer .trace").first.wait_for(timeout=15_000)
-            assert map_.locator(".scatterlayer .trace").count() >= 2, "no class traces in the panel's map"
+            assert map_.locator(".scatterlayer .trace").count() >= 2, (
+                "no class traces in the panel's map"
+            )
             page.wait_for_timeout(500)
             assert _drawn_lines(curves) >= 4, "the training curves were not drawn"
             seen = [_map_state(panel)]
@@ -195,7 +263,9 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
 
             # LSD on: a new set of curves (lsd_term); then two more trainings (the second with another
             # seed), each with its own map
-            handle = panel.locator(".widget-slider", has_text="LSD weight").locator(".noUi-handle").first
+            handle = (
+                panel.locator(".widget-slider", has_text="LSD weight").locator(".noUi-handle").first
+            )
             handle.focus()
             for _ in range(6):
                 handle.press("ArrowRight")
@@ -209,23 +279,38 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
                 _train_and_wait(panel, page, run)
                 seen.append(_map_state(panel))
                 assert seen[-1][0].startswith(f"run {run}:"), seen[-1][0]
-                assert seen[-1][1] != seen[-2][1], f"run {run}'s map shows the previous run's points"
-            assert panel.locator(".js-plotly-plot").nth(0).locator("text", has_text="LSD term").count() >= 1, \
-                "the LSD weight did not reach the training (no LSD term panel)"
+                assert seen[-1][1] != seen[-2][1], (
+                    f"run {run}'s map shows the previous run's points"
+                )
+            assert (
+                panel.locator(".js-plotly-plot").nth(0).locator("text", has_text="LSD term").count()
+                >= 1
+            ), "the LSD weight did not reach the training (no LSD term panel)"
 
             # A longer run (80 epochs of the default 10 batches) visibly moves: the page shows several
             # states of its curves and of its "epoch N of 80" status before it is done (recorded in the
             # page, as they are drawn).
             watched = cells.nth(3).locator(".jp-Cell-outputArea")
             watched.scroll_into_view_if_needed()
-            page.evaluate(WATCH, [watched.locator(".widget-html-content").first.element_handle(),
-                                  watched.locator(".js-plotly-plot").nth(0).element_handle()])
+            page.evaluate(
+                WATCH,
+                [
+                    watched.locator(".widget-html-content").first.element_handle(),
+                    watched.locator(".js-plotly-plot").nth(0).element_handle(),
+                ],
+            )
             watched.locator(".jupyter-widgets button.widget-button", has_text="Train").click()
-            watched.locator(".widget-html-content", has_text="done: 80 epochs").wait_for(timeout=90_000)
-            shown = page.evaluate("({status: [...window.seen.status], lines: [...window.seen.lines]})")
-            moving = [text for text in shown["status"] if re.search(r": epoch \d+ of 80, loss", text)]
+            watched.locator(".widget-html-content", has_text="done: 80 epochs").wait_for(
+                timeout=90_000
+            )
+            shown = page.evaluate(
+                "({status: [...window.seen.status], lines: [...window.seen.lines]})"
+            )
+            moving = [
+                text for text in shown["status"] if re.search(r": epoch \d+ of 80, loss", text)
+            ]
             assert len(moving) >= 3 and len(shown["lines"]) >= 3, shown["status"]
-            assert console_errors == errors_before, console_errors[len(errors_before):]
+            assert console_errors == errors_before, console_errors[len(errors_before) :]
             page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)

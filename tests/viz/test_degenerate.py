@@ -40,10 +40,19 @@ def test_umap_on_two_or_three_points_falls_back_to_pca(n, monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
-@pytest.mark.parametrize("x", [np.ones((20, 5)), np.zeros((3, 4)), np.full((1, 6), 7.0),
-                               np.full((6, 3), 1e300) * np.linspace(1, 1 + 1e-14, 6)[:, None]],
-                         ids=["ones", "zeros", "one-point", "rounding-spread"])
-def test_a_collapsed_embedding_is_drawn_at_one_point_without_the_native_code(method, x, monkeypatch):
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.ones((20, 5)),
+        np.zeros((3, 4)),
+        np.full((1, 6), 7.0),
+        np.full((6, 3), 1e300) * np.linspace(1, 1 + 1e-14, 6)[:, None],
+    ],
+    ids=["ones", "zeros", "one-point", "rounding-spread"],
+)
+def test_a_collapsed_embedding_is_drawn_at_one_point_without_the_native_code(
+    method, x, monkeypatch
+):
     monkeypatch.setitem(projection._PROJECTORS, method, _never)
     with pytest.warns(UserWarning, match="coincide"):
         points = project(x, method)
@@ -65,9 +74,17 @@ cases = {"constant": np.ones((20, 5)), "tiny": rng.normal(size=(20, 5)) * 1e-300
 out = {name: project(x, "tsne", cache=False, max_iter=250) for name, x in cases.items()}
 print(json.dumps({name: [list(p.shape), bool(np.isfinite(p).all()), float(np.ptp(p))] for name, p in out.items()}))
 """
-    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                           cwd=ROOT, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": ""})
-    assert child.returncode == 0, f"t-SNE child died (return code {child.returncode}): {child.stderr[-2000:]}"
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": ""},
+    )
+    assert child.returncode == 0, (
+        f"t-SNE child died (return code {child.returncode}): {child.stderr[-2000:]}"
+    )
     result = json.loads(child.stdout.splitlines()[-1])
     assert result["constant"] == [[20, 2], True, 0.0]
     for name in ("tiny", "subnormal", "huge", "offset", "two", "duplicates"):
@@ -81,11 +98,13 @@ def test_aligned_umap_falls_back_to_aligned_pca_for_tiny_or_collapsed_frames(mon
     collapsing = {1: rng.normal(size=(10, 4)), 2: np.ones((10, 4))}
     with pytest.warns(UserWarning, match="snapshot 2 of 2 coincide"):
         maps = aligned_projections(collapsing, "umap")
-    np.testing.assert_allclose(maps[2], maps[2][0] + np.zeros((10, 2)))      # the collapsed epoch: one spot
+    np.testing.assert_allclose(
+        maps[2], maps[2][0] + np.zeros((10, 2))
+    )  # the collapsed epoch: one spot
     np.testing.assert_allclose(maps[1], aligned_projections(collapsing, "pca")[1])
     shrinking = {1: rng.normal(size=(10, 4)) * 1e6, 2: 1.0 + rng.normal(size=(10, 4)) * 1e-3}
     with pytest.warns(UserWarning, match="snapshot 2 of 2 coincide at UMAP's float32 precision"):
-        aligned_projections(shrinking, "umap")          # a random cloud in float32: aligned PCA instead
+        aligned_projections(shrinking, "umap")  # a random cloud in float32: aligned PCA instead
     with pytest.warns(UserWarning, match="at least 4 points; got 3"):
         aligned_projections({1: rng.normal(size=(3, 4)), 2: rng.normal(size=(3, 4))}, "umap")
     with pytest.warns(UserWarning, match="coincide"):
@@ -114,8 +133,12 @@ def test_property_pca_draws_any_finite_input_and_keeps_duplicates_together(x):
     points = project(x, "pca", cache=False)
     assert points.shape == (len(x), 2) and np.isfinite(points).all()
     _, first, inverse = np.unique(x, axis=0, return_index=True, return_inverse=True)
-    np.testing.assert_allclose(points, points[first][inverse.ravel()],      # equal rows, equal points
-                               rtol=1e-9, atol=1e-9 * np.abs(points).max())
+    np.testing.assert_allclose(
+        points,
+        points[first][inverse.ravel()],  # equal rows, equal points
+        rtol=1e-9,
+        atol=1e-9 * np.abs(points).max(),
+    )
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -132,6 +155,5 @@ def test_property_native_projectors_only_see_points_with_unit_spread(x, method):
         assert seen is x
         return
     assert 0.5 <= np.abs(seen).max() < 1.0 and np.isfinite(seen).all()
-    single = seen.astype(np.float32)                   # UMAP computes in float32
+    single = seen.astype(np.float32)  # UMAP computes in float32
     assert float(np.square(np.ptp(single, axis=0)).sum()) > 0.1
-

@@ -9,11 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from dmllab.viz.distillation import anchor_lists, epoch_curves, epoch_summary, epoch_table, list_bars
+from dmllab.viz.distillation import (
+    anchor_lists,
+    epoch_curves,
+    epoch_summary,
+    epoch_table,
+    list_bars,
+)
 from viz_fixtures import hand_run
 
 
-def _loop_log_list(points: torch.Tensor, anchor_row: int, members: np.ndarray, tau: float) -> np.ndarray:
+def _loop_log_list(
+    points: torch.Tensor, anchor_row: int, members: np.ndarray, tau: float
+) -> np.ndarray:
     """log softmax(-||a - m||^2 / tau) over the members, one member at a time."""
     anchor = points[anchor_row].double()
     scores = []
@@ -78,19 +86,28 @@ def test_list_bars_draws_teacher_and_student_sorted_by_teacher_weight():
 
 
 def _with_history(run, values):
-    return dataclasses.replace(run, history=[{"epoch": e, "test_recall@1": v} for e, v in enumerate(values)])
+    return dataclasses.replace(
+        run, history=[{"epoch": e, "test_recall@1": v} for e, v in enumerate(values)]
+    )
 
 
 def test_epoch_table_means_and_stds_over_seeds_per_variant():
     base = hand_run()
-    runs = {("baseline", 0): _with_history(base, [0.5, 0.7]), ("baseline", 1): _with_history(base, [0.7, 0.9]),
-            ("lsd", 0): _with_history(base, [0.6, 0.8])}
+    runs = {
+        ("baseline", 0): _with_history(base, [0.5, 0.7]),
+        ("baseline", 1): _with_history(base, [0.7, 0.9]),
+        ("lsd", 0): _with_history(base, [0.6, 0.8]),
+    }
     table = epoch_table(runs, "test_recall@1")
     assert list(table["variant"].astype(str)) == ["baseline", "baseline", "lsd", "lsd"]
     np.testing.assert_allclose(table["mean"], [0.6, 0.8, 0.6, 0.8])
-    np.testing.assert_allclose(table["std"], [np.std([0.5, 0.7], ddof=1), np.std([0.7, 0.9], ddof=1), 0, 0])
+    np.testing.assert_allclose(
+        table["std"], [np.std([0.5, 0.7], ddof=1), np.std([0.7, 0.9], ddof=1), 0, 0]
+    )
     assert list(table["count"]) == [2, 2, 1, 1]
-    same = epoch_table({"baseline": [runs[("baseline", 0)], runs[("baseline", 1)]]}, "test_recall@1")
+    same = epoch_table(
+        {"baseline": [runs[("baseline", 0)], runs[("baseline", 1)]]}, "test_recall@1"
+    )
     np.testing.assert_allclose(same["mean"], [0.6, 0.8])
     fig = epoch_curves(runs, "test_recall@1")
     lines = [trace for trace in fig.data if trace.mode == "lines"]
@@ -99,13 +116,26 @@ def test_epoch_table_means_and_stds_over_seeds_per_variant():
 
 def test_epoch_summary_reads_first_peak_and_last_of_the_mean_curve():
     base = hand_run()
-    runs = {("baseline", 0): _with_history(base, [0.5, 0.9, 0.6]), ("baseline", 1): _with_history(base, [0.7, 0.9, 0.8]),
-            ("lsd", 0): _with_history(base, [0.6, 0.7, 0.8])}
+    runs = {
+        ("baseline", 0): _with_history(base, [0.5, 0.9, 0.6]),
+        ("baseline", 1): _with_history(base, [0.7, 0.9, 0.8]),
+        ("lsd", 0): _with_history(base, [0.6, 0.7, 0.8]),
+    }
     summary = epoch_summary(runs, "test_recall@1", prefix="curve/")
-    assert summary == pytest.approx({
-        "curve/baseline/first": 0.6, "curve/baseline/peak": 0.9, "curve/baseline/peak_epoch": 1,
-        "curve/baseline/low": 0.6, "curve/baseline/last": 0.7, "curve/lsd/first": 0.6, "curve/lsd/peak": 0.8,
-        "curve/lsd/peak_epoch": 2, "curve/lsd/low": 0.6, "curve/lsd/last": 0.8})
+    assert summary == pytest.approx(
+        {
+            "curve/baseline/first": 0.6,
+            "curve/baseline/peak": 0.9,
+            "curve/baseline/peak_epoch": 1,
+            "curve/baseline/low": 0.6,
+            "curve/baseline/last": 0.7,
+            "curve/lsd/first": 0.6,
+            "curve/lsd/peak": 0.8,
+            "curve/lsd/peak_epoch": 2,
+            "curve/lsd/low": 0.6,
+            "curve/lsd/last": 0.8,
+        }
+    )
 
 
 def test_epoch_table_names_the_missing_column():

@@ -10,9 +10,17 @@ import pytest
 import torch
 
 from dmllab.runs import aggregate
-from dmllab.viz import (asymmetry_heatmap, compare_runs, level_sets, phi_surface, retrieval_grid,
-                        save_figure, training_curves, update_curves)
-from dmllab.viz import export
+from dmllab.viz import (
+    asymmetry_heatmap,
+    compare_runs,
+    export,
+    level_sets,
+    phi_surface,
+    retrieval_grid,
+    save_figure,
+    training_curves,
+    update_curves,
+)
 from dmllab.viz.curves import curves_figure
 from viz_fixtures import ExpBregman, hand_run, image_dataset
 
@@ -23,8 +31,13 @@ def test_training_curves_draw_each_history_column_against_the_epoch():
     fig = training_curves(run)
     names = [t.name for t in fig.data]
     assert names == ["loss", "base_loss", "lsd_term", "active", "val_recall@1"]
-    assert [a.text for a in fig.layout.annotations] == ["loss", "base loss (without LSD)", "LSD term (unweighted)",
-                                                        "active tuples", "validation recall@1"]  # in words
+    assert [a.text for a in fig.layout.annotations] == [
+        "loss",
+        "base loss (without LSD)",
+        "LSD term (unweighted)",
+        "active tuples",
+        "validation recall@1",
+    ]  # in words
     assert "seconds" not in names and "epoch" not in names
     loss = fig.data[0]
     np.testing.assert_array_equal(loss.x, [1, 2, 3])
@@ -33,7 +46,10 @@ def test_training_curves_draw_each_history_column_against_the_epoch():
 
 
 def test_training_curves_accept_a_history_or_frame_and_chosen_keys():
-    history = [{"epoch": 1, "loss": 2.0, "val_recall@1": float("nan")}, {"epoch": 2, "loss": 1.0, "val_recall@1": 0.7}]
+    history = [
+        {"epoch": 1, "loss": 2.0, "val_recall@1": float("nan")},
+        {"epoch": 2, "loss": 1.0, "val_recall@1": 0.7},
+    ]
     fig = training_curves(pd.DataFrame(history), keys=["val_recall@1"])
     assert [t.name for t in fig.data] == ["val_recall@1"]
     np.testing.assert_array_equal(fig.data[0].x, [2])  # the NaN epoch is left out, not drawn as 0
@@ -48,15 +64,19 @@ def test_training_curves_accept_a_history_or_frame_and_chosen_keys():
 def test_update_curves_refills_an_empty_figure_in_place():
     fig = curves_figure(["loss", "active"])
     assert all(len(t.x) == 0 for t in fig.data)
-    update_curves(fig, [{"epoch": 1, "loss": 3.0, "active": 10}, {"epoch": 2, "loss": 2.0, "active": 5}])
+    update_curves(
+        fig, [{"epoch": 1, "loss": 3.0, "active": 10}, {"epoch": 2, "loss": 2.0, "active": 5}]
+    )
     np.testing.assert_array_equal(fig.data[1].y, [10, 5])
 
 
 # ------------------------------------------------------------------ run comparison
 def test_compare_runs_draws_aggregate_means_with_confidence_bars():
-    records = [{"positives": p, "seed": s, "recall@1": r}
-               for p, values in {"nearest": [0.8, 0.9, 0.85], "random": [0.5, 0.7, 0.6]}.items()
-               for s, r in enumerate(values)]
+    records = [
+        {"positives": p, "seed": s, "recall@1": r}
+        for p, values in {"nearest": [0.8, 0.9, 0.85], "random": [0.5, 0.7, 0.6]}.items()
+        for s, r in enumerate(values)
+    ]
     table = aggregate(records, by=["positives"], metrics=["recall@1"])
     fig = compare_runs(table, "recall@1", by="positives")
     (bars,) = fig.data
@@ -69,8 +89,12 @@ def test_compare_runs_draws_aggregate_means_with_confidence_bars():
 
 
 def test_compare_runs_groups_by_colour_and_names_missing_columns():
-    records = [{"loss": l, "lsd": a, "seed": s, "map@r": 0.1 * s + (0.3 if a else 0.0)}
-               for l in ("triplet", "margin") for a in (0.0, 1.0) for s in range(2)]
+    records = [
+        {"loss": l, "lsd": a, "seed": s, "map@r": 0.1 * s + (0.3 if a else 0.0)}
+        for l in ("triplet", "margin")
+        for a in (0.0, 1.0)
+        for s in range(2)
+    ]
     table = aggregate(records, by=["loss", "lsd"], metrics=["map@r"])
     fig = compare_runs(table, "map@r", by="loss", color="lsd")
     assert [t.name for t in fig.data] == ["lsd=0.0", "lsd=1.0"]
@@ -109,11 +133,16 @@ def test_retrieval_grid_neighbours_are_the_metrics_knn_search_ties_included(geom
     from dmllab.metrics import knn
 
     base = torch.randn(4, 16, generator=torch.Generator().manual_seed(3))
-    x = base[torch.tensor([0, 1, 0, 2, 1, 0, 3, 2, 0, 1, 3, 0])]    # repeated rows: exact ties
-    data = Dataset(x=x, y=torch.arange(12), image_shape=(1, 4, 4))  # one class per row: titles name rows
+    x = base[torch.tensor([0, 1, 0, 2, 1, 0, 3, 2, 0, 1, 3, 0])]  # repeated rows: exact ties
+    data = Dataset(
+        x=x, y=torch.arange(12), image_shape=(1, 4, 4)
+    )  # one class per row: titles name rows
     queries = [0, 4, 6, 11]
     fig = retrieval_grid((x, data), queries, k=5, geometry=geometry)
-    shown = [[int(ax.get_title().split()[-1]) for ax in row[1:]] for row in np.array(fig.axes).reshape(4, 6)]
+    shown = [
+        [int(ax.get_title().split()[-1]) for ax in row[1:]]
+        for row in np.array(fig.axes).reshape(4, 6)
+    ]
     index = torch.tensor(queries)
     expected = knn(x[index], x, 5, geometry, self_index=index)[0]
     assert shown == expected.tolist()
@@ -144,7 +173,10 @@ def test_level_sets_draw_the_divergence_to_each_centre():
     contours = [t for t in fig.data if t.type == "contour"]
     markers = [t for t in fig.data if t.type == "scatter"]
     assert len(contours) == 2 and len(markers) == 2
-    assert contours[0].line.color is None and contours[0].colorscale[0][1] != contours[1].colorscale[0][1]
+    assert (
+        contours[0].line.color is None
+        and contours[0].colorscale[0][1] != contours[1].colorscale[0][1]
+    )
     x, y = contours[1].x[5], contours[1].y[12]
     point, centre = torch.tensor([[x, y]]), torch.tensor([centres[1]])
     expected = geometry.pairwise(point, centre).item()
@@ -205,7 +237,9 @@ def test_matplotlib_and_html_always_export(tmp_path):
 
 
 def test_static_plotly_export_is_skipped_with_a_reason_when_it_cannot_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "why_no_plotly_export", lambda: "no Chromium or Chrome browser was found")
+    monkeypatch.setattr(
+        export, "why_no_plotly_export", lambda: "no Chromium or Chrome browser was found"
+    )
     with pytest.warns(RuntimeWarning, match="skipped curves.png: no Chromium"):
         assert save_figure(training_curves(hand_run()), tmp_path / "curves.png") is None
     assert not (tmp_path / "curves.png").exists()

@@ -73,15 +73,27 @@ def test_labels_given_explicitly_win_and_high_dimensional_points_are_projected()
     assert [t.name for t in fig.data] == ["0", "1"] and fig.layout.xaxis.title.text == "PCA 1"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"points": np.zeros((4, 2)), "labels": [0, 1, 0]}, "3 entries but there are 4 points"),
-    ({"points": np.zeros((4, 1)), "labels": [0, 1, 0, 1]}, "1-D embeddings"),
-    ({"points": np.zeros((4, 2))}, "needs labels"),
-    ({"points": np.zeros((4, 2)), "labels": [0, 1, 0, 1], "color_by": "sub"}, "sub-cluster labels"),
-    ({"points": np.zeros((4, 2)), "labels": [0, 1, 0, 1], "color_by": "flipped"}, "flipped mask"),
-    ({"points": np.zeros((4, 2)), "labels": [0, 1, 0, 1], "color_by": "colour"}, "class, sub, flipped"),
-    ({"points": np.zeros((5, 2)), "dataset": image_dataset()}, "dataset has 24 rows"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"points": np.zeros((4, 2)), "labels": [0, 1, 0]}, "3 entries but there are 4 points"),
+        ({"points": np.zeros((4, 1)), "labels": [0, 1, 0, 1]}, "1-D embeddings"),
+        ({"points": np.zeros((4, 2))}, "needs labels"),
+        (
+            {"points": np.zeros((4, 2)), "labels": [0, 1, 0, 1], "color_by": "sub"},
+            "sub-cluster labels",
+        ),
+        (
+            {"points": np.zeros((4, 2)), "labels": [0, 1, 0, 1], "color_by": "flipped"},
+            "flipped mask",
+        ),
+        (
+            {"points": np.zeros((4, 2)), "labels": [0, 1, 0, 1], "color_by": "colour"},
+            "class, sub, flipped",
+        ),
+        ({"points": np.zeros((5, 2)), "dataset": image_dataset()}, "dataset has 24 rows"),
+    ],
+)
 def test_embedding_map_rejects_bad_input(kwargs, message):
     points = kwargs.pop("points")
     with pytest.raises(ValueError, match=message):
@@ -107,8 +119,12 @@ def test_compare_maps_shares_colours_axes_and_one_legend_entry_per_label():
     assert {t.name: t.marker.color for t in fig.data[3:]} == colors
     assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.matches == "y"
     assert {t.xaxis for t in fig.data[3:]} == {"x2"}
-    both = compare_maps({"run": run, "points": rng.normal(size=(len(run.test), 2))},
-                        run.test.y, color_by="sub", dataset=run.test)
+    both = compare_maps(
+        {"run": run, "points": rng.normal(size=(len(run.test), 2))},
+        run.test.y,
+        color_by="sub",
+        dataset=run.test,
+    )
     assert len(both.data) == 2 * len(torch.unique(run.test.sub))
     with pytest.raises(ValueError, match="nothing to compare"):
         compare_maps({}, labels)

@@ -23,12 +23,14 @@ TESTS = Path(__file__).resolve().parents[1]
 PLOTLY = "application/vnd.plotly.v1+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 PICTURES = ("image/png", PLOTLY)
-SETUP = (f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
-         "import numpy as np\nfrom dmllab import viz\nfrom dmllab.runs import aggregate\n"
-         "from dmllab.viz import distillation\nfrom viz_fixtures import ExpBregman, hand_run\n"
-         "run = hand_run()\npoints = np.random.default_rng(0).normal(size=(30, 2))\n"
-         "table = aggregate([{'v': v, 'seed': s, 'm': 0.1 * s + v} for v in (0, 1) for s in range(3)], "
-         "by=['v'], metrics=['m'])")
+SETUP = (
+    f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+    "import numpy as np\nfrom dmllab import viz\nfrom dmllab.runs import aggregate\n"
+    "from dmllab.viz import distillation\nfrom viz_fixtures import ExpBregman, hand_run\n"
+    "run = hand_run()\npoints = np.random.default_rng(0).normal(size=(30, 2))\n"
+    "table = aggregate([{'v': v, 'seed': s, 'm': 0.1 * s + v} for v in (0, 1) for s in range(3)], "
+    "by=['v'], metrics=['m'])"
+)
 # One cell per figure function, as a lesson calls it (the figure is the cell's last expression).
 FIGURE_CELLS = {
     "embedding_map": "viz.embedding_map(run)",
@@ -44,27 +46,47 @@ FIGURE_CELLS = {
     "list_bars": "distillation.list_bars(distillation.anchor_lists(run, epoch=2, anchor=0, size=8))",
     "epoch_curves": "distillation.epoch_curves({('a', 0): run, ('a', 1): run}, 'val_recall@1')",
 }
-NOT_FIGURES = {"aligned_projections", "project", "save_figure", "update_curves", "LabPanel", "MapExplorer"}  # widgets: WIDGET_CELLS
+NOT_FIGURES = {
+    "aligned_projections",
+    "project",
+    "save_figure",
+    "update_curves",
+    "LabPanel",
+    "MapExplorer",
+}  # widgets: WIDGET_CELLS
 WIDGET_CELLS = {
     "figure_widget": "from dmllab.viz.live import FigureWidget\nFigureWidget(viz.embedding_map(run))",
     "map_explorer": "from dmllab.viz.widgets import LabPanel, MapExplorer\nMapExplorer(viz.embedding_map(run), run.test)",
     "panel": "LabPanel(dataset='mixture', epochs=1)",
 }
-SAVE = ("from dmllab.report import save_lesson_outputs\n"
-        "save_lesson_outputs({out!r}, {{'a/recall@1': 0.5}}, figures={{'map': viz.embedding_map(run), "
-        "'curves': viz.training_curves(run), 'grid': grid}})")
+SAVE = (
+    "from dmllab.report import save_lesson_outputs\n"
+    "save_lesson_outputs({out!r}, {{'a/recall@1': 0.5}}, figures={{'map': viz.embedding_map(run), "
+    "'curves': viz.training_curves(run), 'grid': grid}})"
+)
 MB = 2**20
 
 
 def lesson_like(cells: list[str]) -> nbformat.NotebookNode:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in cells]
+    )
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     return notebook
 
 
 def execute(notebook: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
-    NotebookClient(notebook, timeout=180, kernel_name="python3", extra_arguments=["--log-level=ERROR"],
-                   resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=180,
+        kernel_name="python3",
+        extra_arguments=["--log-level=ERROR"],
+        resources={"metadata": {"path": str(cwd)}},
+    ).execute()
     return notebook
 
 
@@ -75,7 +97,12 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def executed(workdir):
-    cells = [SETUP, *FIGURE_CELLS.values(), *WIDGET_CELLS.values(), SAVE.format(out=str(workdir / "lesson"))]
+    cells = [
+        SETUP,
+        *FIGURE_CELLS.values(),
+        *WIDGET_CELLS.values(),
+        SAVE.format(out=str(workdir / "lesson")),
+    ]
     return execute(lesson_like(cells), workdir)
 
 
@@ -102,17 +129,27 @@ def test_a_saved_notebook_is_small_and_shows_figures_instead_of_dead_widgets(exe
     path = workdir / "lesson.ipynb"
     nbformat.write(executed, path)
     before, after = make_static(path)
-    assert before > 10 * MB  # the widgets' state: anywidget's JavaScript bundle once per FigureWidget
+    assert (
+        before > 10 * MB
+    )  # the widgets' state: anywidget's JavaScript bundle once per FigureWidget
     assert after == path.stat().st_size < 2 * MB, after
     saved = nbformat.read(path, as_version=4)
     assert "widgets" not in saved.metadata
-    assert not [kind for cell in saved.cells for output in cell.get("outputs", [])
-                for kind in output.get("data", {}) if kind == WIDGET_VIEW]
+    assert not [
+        kind
+        for cell in saved.cells
+        for output in cell.get("outputs", [])
+        for kind in output.get("data", {})
+        if kind == WIDGET_VIEW
+    ]
     for name in ("figure_widget", "map_explorer"):
         (output,) = _outputs(saved, name)
         assert [t["name"] for t in output.data[PLOTLY]["data"]] == ["0", "1", "2"], name
     (panel,) = _outputs(saved, "panel")
-    assert panel.data["text/plain"].startswith("LabPanel: interactive") and "HBox" not in panel.data["text/html"]
+    assert (
+        panel.data["text/plain"].startswith("LabPanel: interactive")
+        and "HBox" not in panel.data["text/html"]
+    )
 
 
 def test_live_displays_still_carry_the_widget(executed):
@@ -122,7 +159,9 @@ def test_live_displays_still_carry_the_widget(executed):
 
 
 def test_the_report_loads_plotly_js_once_from_a_file_beside_it(executed, workdir):
-    lesson = LessonResult(name="lesson", notebook=workdir / "lesson.ipynb", output_dir=workdir / "lesson")
+    lesson = LessonResult(
+        name="lesson", notebook=workdir / "lesson.ipynb", output_dir=workdir / "lesson"
+    )
     report = write_report(workdir, [lesson])
     page = report.read_text()
     assert report.stat().st_size < 2 * MB

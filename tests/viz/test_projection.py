@@ -69,12 +69,15 @@ def test_tsne_on_tiny_input_adapts_perplexity():
     np.testing.assert_allclose(points, project(x, "tsne", cache=False, max_iter=250))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((0, 3)), "no points"),
-    (np.zeros(5), r"shape \[n, d\]"),
-    (np.zeros((5, 1)), "1-D embeddings"),
-    (np.array([[0.0, np.nan, 1.0]]), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((0, 3)), "no points"),
+        (np.zeros(5), r"shape \[n, d\]"),
+        (np.zeros((5, 1)), "1-D embeddings"),
+        (np.array([[0.0, np.nan, 1.0]]), "NaN"),
+    ],
+)
 def test_bad_embeddings_are_refused_with_a_clear_error(bad, message):
     with pytest.raises(ValueError, match=message):
         project(bad, "pca")
@@ -87,7 +90,11 @@ def test_unknown_method_lists_the_known_ones(embeddings):
 
 def test_aligned_pca_shares_one_projection_over_all_epochs():
     rng = np.random.default_rng(2)
-    snapshots = {3: rng.normal(size=(15, 5)), 1: rng.normal(size=(15, 5)), 2: rng.normal(size=(15, 5))}
+    snapshots = {
+        3: rng.normal(size=(15, 5)),
+        1: rng.normal(size=(15, 5)),
+        2: rng.normal(size=(15, 5)),
+    }
     maps = aligned_projections(snapshots, "pca")
     assert list(maps) == [1, 2, 3]
     pca = PCA(2, random_state=0).fit(np.concatenate([snapshots[e] for e in (1, 2, 3)]))
@@ -118,7 +125,7 @@ def test_umap_is_seeded_and_cached(monkeypatch):
 
 
 # ---------------------------------------------------------------------------- numba's cache for UMAP
-JIT_PACKAGE = '''
+JIT_PACKAGE = """
 import numba
 
 @numba.njit
@@ -142,7 +149,7 @@ def _make():
     return add
 
 closure = numba.njit(_make())
-'''
+"""
 
 
 def test_cache_compiled_caches_each_python_function_once_and_only_serially(tmp_path, monkeypatch):
@@ -159,18 +166,24 @@ def test_cache_compiled_caches_each_python_function_once_and_only_serially(tmp_p
         assert cache_compiled("jitpkg") == 2
         assert all(isinstance(f._cache, FunctionCache) for f in (jitpkg.plain, jitpkg.serial))
         assert all(isinstance(f._cache, NullCache) for f in (jitpkg.parallel, jitpkg.closure))
-        assert jitpkg.plain(1) == 2 and jitpkg.serial(2) == 4       # compiled and written to numba's cache
-        folder = Path(jitpkg.plain._cache.cache_path)   # beside the source, or under $NUMBA_CACHE_DIR
+        assert (
+            jitpkg.plain(1) == 2 and jitpkg.serial(2) == 4
+        )  # compiled and written to numba's cache
+        folder = Path(
+            jitpkg.plain._cache.cache_path
+        )  # beside the source, or under $NUMBA_CACHE_DIR
         index = {path.name.split("-")[0] for path in folder.glob("__init__.*.nbi")}
         assert index == {"__init__.plain", "__init__._epoch"}
     finally:
         sys.modules.pop("jitpkg", None)
 
 
-FIRST_FIT = ("import dmllab.viz.projection as p, umap.umap_ as u, umap.utils as t\n"
-             "p.warm_up()\n"
-             "stats = [f.stats for f in (u.smooth_knn_dist, t.fast_knn_indices)]\n"
-             "print(sum(len(s.cache_misses) for s in stats), sum(len(s.cache_hits) for s in stats))")
+FIRST_FIT = (
+    "import dmllab.viz.projection as p, umap.umap_ as u, umap.utils as t\n"
+    "p.warm_up()\n"
+    "stats = [f.stats for f in (u.smooth_knn_dist, t.fast_knn_indices)]\n"
+    "print(sum(len(s.cache_misses) for s in stats), sum(len(s.cache_hits) for s in stats))"
+)
 
 
 @pytest.mark.slow
@@ -179,7 +192,13 @@ def test_umap_compiled_code_persists_across_processes():
     # neighbour graph functions, wherever numba keeps its cache on this machine.
     for _ in range(2):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-        out = subprocess.run([sys.executable, "-c", FIRST_FIT], capture_output=True, text=True, timeout=300,
-                             check=True, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", FIRST_FIT],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            env=env,
+        )
     misses, hits = map(int, out.stdout.split())
     assert (misses, hits) == (0, 2), out.stdout + out.stderr

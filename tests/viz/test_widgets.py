@@ -13,29 +13,58 @@ from dmllab.viz import embedding_map
 from dmllab.viz.widgets import PANEL_DATASETS, LabPanel, MapExplorer, degenerate
 from viz_fixtures import image_dataset
 
-TINY = {"dataset": "mixture", "epochs": 2, "batches_per_epoch": 3, "probe_size": 60, "embedding_dim": 4}
+TINY = {
+    "dataset": "mixture",
+    "epochs": 2,
+    "batches_per_epoch": 3,
+    "probe_size": 60,
+    "embedding_dim": 4,
+}
 
 
 def test_importing_dmllab_loads_no_plotting_or_widget_package():
-    code = ("import sys, dmllab as dl; dl.Config(); import dmllab.viz.widgets, dmllab.runs; "
-            "print(sorted(m for m in ('plotly', 'umap', 'ipywidgets', 'anywidget') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import sys, dmllab as dl; dl.Config(); import dmllab.viz.widgets, dmllab.runs; "
+        "print(sorted(m for m in ('plotly', 'umap', 'ipywidgets', 'anywidget') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "[]"
 
 
 def test_controls_start_from_the_defaults_and_describe_the_config():
     panel = LabPanel(**TINY, loss="margin", lsd_alpha=0.5)
-    assert set(panel.controls) == {"dataset", "loss", "positives", "lsd_alpha", "geometry", "noise_rate",
-                                   "epochs", "seed"}
+    assert set(panel.controls) == {
+        "dataset",
+        "loss",
+        "positives",
+        "lsd_alpha",
+        "geometry",
+        "noise_rate",
+        "epochs",
+        "seed",
+    }
     assert panel.controls["loss"].value == "margin" and panel.controls["lsd_alpha"].value == 0.5
     assert "cub200" not in panel.controls["dataset"].options and "mixture" in PANEL_DATASETS
     panel.controls["positives"].value = "nearest"
     panel.controls["seed"].value = 3
     config = panel.config()
-    assert (config.positives, config.seed, config.loss, config.batches_per_epoch) == ("nearest", 3, "margin", 3)
+    assert (config.positives, config.seed, config.loss, config.batches_per_epoch) == (
+        "nearest",
+        3,
+        "margin",
+        3,
+    )
     buttons = [c.description for c in panel.widget.children[0].children[-3].children]
     assert buttons == ["Train", "Stop"]
-    assert [t.name for t in panel.curves.data] == ["loss", "lsd_term", "active", "pos_dist", "neg_dist"]
+    assert [t.name for t in panel.curves.data] == [
+        "loss",
+        "lsd_term",
+        "active",
+        "pos_dist",
+        "neg_dist",
+    ]
     assert len(panel.map.data) == 0
     with pytest.raises(ValueError, match="Config.loss='nope'"):
         LabPanel(loss="nope")
@@ -52,7 +81,9 @@ def test_train_fills_progress_curves_and_map_from_the_epoch_callback():
     probe_labels = run.train.y[run.probe_index]
     assert [t.name for t in panel.map.data] == [str(c) for c in sorted(set(probe_labels.tolist()))]
     assert sum(len(t.x) for t in panel.map.data) == len(run.probe_index)
-    assert panel.map.layout.title.text.startswith(f"run 1: probe set after epoch {max(run.snapshots)}")
+    assert panel.map.layout.title.text.startswith(
+        f"run 1: probe set after epoch {max(run.snapshots)}"
+    )
     panel.color_by.value = "flipped"
     assert [t.name for t in panel.map.data] == ["clean", "flipped"]
     flipped = next(t for t in panel.map.data if t.name == "flipped")
@@ -81,10 +112,16 @@ def test_map_explorer_shows_the_clicked_sample_with_its_labels():
     explorer = MapExplorer(embedding_map(points, dataset=data), data)
     trace = explorer.map.data[1]  # class 1: rows 8..15, of which row 8 had its label flipped
     row = int(np.asarray(trace.customdata)[0, 0])
-    trace._dispatch_on_click(Points(point_inds=[0], xs=[trace.x[0]], ys=[trace.y[0]],
-                                    trace_name=trace.name, trace_index=1), None)
+    trace._dispatch_on_click(
+        Points(
+            point_inds=[0], xs=[trace.x[0]], ys=[trace.y[0]], trace_name=trace.name, trace_index=1
+        ),
+        None,
+    )
     assert explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n"
-    assert explorer.caption.value.startswith(f"row {row}<br>class {int(data.y[row])}<br>sub {int(data.sub[row])}")
+    assert explorer.caption.value.startswith(
+        f"row {row}<br>class {int(data.y[row])}<br>sub {int(data.sub[row])}"
+    )
     assert ("flipped from" in explorer.caption.value) == bool(data.flipped[row])
     explorer.show(1)
     assert "flipped" not in explorer.caption.value
@@ -144,8 +181,11 @@ def test_every_choice_the_controls_offer_can_train():
     # weight train for an epoch from the panel.
     panel = LabPanel(**{**TINY, "epochs": 1, "batches_per_epoch": 1, "probe_size": 20})
     defaults = {name: control.value for name, control in panel.controls.items()}
-    choices = [(name, option) for name in ("dataset", "loss", "positives", "geometry")
-               for option in panel.controls[name].options]
+    choices = [
+        (name, option)
+        for name in ("dataset", "loss", "positives", "geometry")
+        for option in panel.controls[name].options
+    ]
     choices += [(name, panel.controls[name].max) for name in ("noise_rate", "lsd_alpha")]
     assert {"digits-parity", "modes-on-circle", "digits-low-high"} <= set(PANEL_DATASETS)
     for name, option in choices:
@@ -168,10 +208,12 @@ def test_lsd_slider_reaches_the_lessons_weights_on_a_log_scale():
     assert weights[0] == 0.0 and slider.options[0][0] == "0 (off)"
     assert {20.0, 200.0} <= set(weights) and slider.max == 1000.0
     ratios = np.array(weights[2:]) / np.array(weights[1:-1])
-    assert ratios.min() >= 2.0 - 1e-9 and ratios.max() <= 2.5 + 1e-9   # 1-2-5 steps: a log scale
+    assert ratios.min() >= 2.0 - 1e-9 and ratios.max() <= 2.5 + 1e-9  # 1-2-5 steps: a log scale
     slider.value = 200.0
     assert panel.config().lsd_alpha == 200.0
-    assert LabPanel(**TINY, lsd_alpha=3.0).controls["lsd_alpha"].value == 3.0   # an off-scale default is kept
+    assert (
+        LabPanel(**TINY, lsd_alpha=3.0).controls["lsd_alpha"].value == 3.0
+    )  # an off-scale default is kept
 
 
 def test_a_changed_set_of_curves_gets_a_new_figure_and_the_map_follows_each_run():
@@ -182,7 +224,9 @@ def test_a_changed_set_of_curves_gets_a_new_figure_and_the_map_follows_each_run(
     panel.controls["lsd_alpha"].value = 200.0
     panel.controls["epochs"].value = 3
     run = panel.train(wait=True)
-    assert panel.curves is not first_curves and panel.figures.children[0].children == (panel.curves,)
+    assert panel.curves is not first_curves and panel.figures.children[0].children == (
+        panel.curves,
+    )
     assert [t.name for t in panel.curves.data][:2] == ["loss", "lsd_term"]
     np.testing.assert_allclose(panel.curves.data[0].y, [row["loss"] for row in run.history])
     assert panel.map.layout.title.text != first_title
@@ -196,7 +240,9 @@ def test_a_failed_training_clears_the_map_and_says_why(monkeypatch):
     panel = LabPanel(**TINY)
     panel.train(wait=True)
     assert panel.map.data
-    monkeypatch.setattr(train, "fit", lambda *args, **kwargs: (_ for _ in ()).throw(ValueError("no batches left")))
+    monkeypatch.setattr(
+        train, "fit", lambda *args, **kwargs: (_ for _ in ()).throw(ValueError("no batches left"))
+    )
     with pytest.raises(ValueError, match="no batches left"):
         panel.train(wait=True)
     assert not panel.map.data and panel.map.layout.title.text == "no map: the last training failed"
@@ -206,7 +252,9 @@ def test_a_failed_training_clears_the_map_and_says_why(monkeypatch):
 
 def test_pressing_train_with_a_refused_setting_shows_the_error_in_the_panel(monkeypatch):
     panel = LabPanel(**TINY)
-    monkeypatch.setattr(panel, "config", lambda: (_ for _ in ()).throw(ValueError("m=1 is too small")))
+    monkeypatch.setattr(
+        panel, "config", lambda: (_ for _ in ()).throw(ValueError("m=1 is too small"))
+    )
     panel.train_button.click()
     assert "cannot train: ValueError: m=1 is too small" in panel.status.value and not panel.training
 
@@ -225,7 +273,9 @@ def test_stop_says_at_which_epoch_training_stopped():
 
 
 @pytest.mark.parametrize("every, draws", [(0.0, 5), (3600.0, 2)])
-def test_figures_move_while_training_at_most_every_redraw_seconds_and_once_at_the_end(monkeypatch, every, draws):
+def test_figures_move_while_training_at_most_every_redraw_seconds_and_once_at_the_end(
+    monkeypatch, every, draws
+):
     from dmllab.viz import widgets
 
     monkeypatch.setattr(widgets, "REDRAW_SECONDS", every)
@@ -236,7 +286,9 @@ def test_figures_move_while_training_at_most_every_redraw_seconds_and_once_at_th
     panel.status.observe(lambda change: statuses.append(change["new"]), names="value")
     run = panel.train(wait=True)
     assert drawn == ([1, 2, 3, 4, 4] if every == 0 else [1, 4]) and len(drawn) == draws
-    assert any(": epoch 1 of 4, loss" in text for text in statuses)   # the status moves with the curves
+    assert any(
+        ": epoch 1 of 4, loss" in text for text in statuses
+    )  # the status moves with the curves
     np.testing.assert_allclose(panel.curves.data[0].y, [row["loss"] for row in run.history])
     assert panel.map.layout.title.text.startswith("run 1: probe set after epoch 3")
     assert panel.status.value.startswith("done: 4 epochs")
@@ -245,8 +297,10 @@ def test_figures_move_while_training_at_most_every_redraw_seconds_and_once_at_th
 def test_a_default_panel_run_is_long_enough_to_watch():
     from dmllab.viz.widgets import PANEL_DEFAULTS, REDRAW_SECONDS
 
-    assert PANEL_DEFAULTS["epochs"] * PANEL_DEFAULTS["batches_per_epoch"] >= 1000  # ~2 ms a batch on digits
-    assert 0.1 <= REDRAW_SECONDS <= 0.5                                            # a few redraws a second
+    assert (
+        PANEL_DEFAULTS["epochs"] * PANEL_DEFAULTS["batches_per_epoch"] >= 1000
+    )  # ~2 ms a batch on digits
+    assert 0.1 <= REDRAW_SECONDS <= 0.5  # a few redraws a second
 
 
 def test_degenerate_training_is_flagged():
@@ -254,7 +308,10 @@ def test_degenerate_training_is_flagged():
     assert "all distances are 0" in degenerate(flat)
     stuck = [{"epoch": e, "loss": 0.7, "pos_dist": 0.3, "neg_dist": 0.5} for e in (1, 2)]
     assert "loss stayed at 0.7000" in degenerate(stuck)
-    moving = [{"epoch": 1, "loss": 0.7, "pos_dist": 0.3, "neg_dist": 0.5}, {"epoch": 2, "loss": 0.6}]
+    moving = [
+        {"epoch": 1, "loss": 0.7, "pos_dist": 0.3, "neg_dist": 0.5},
+        {"epoch": 2, "loss": 0.6},
+    ]
     assert degenerate(moving) is None and degenerate(stuck[:1]) is None and degenerate([]) is None
     done = [{"epoch": e, "loss": 0.0, "pos_dist": 0.1, "neg_dist": 0.9} for e in (1, 2)]
     assert degenerate(done) is None  # every constraint met is not degenerate
