@@ -16,7 +16,7 @@ Grids follow the convention of matplotlib's `contour(xs, ys, values)` and plotly
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ DIRECTIONS = ("first", "second")
 def relative_asymmetry(
     geometry: Geometry | str, x: Tensor, *, if_all_zero: float | None = None
 ) -> float:
-    """sum_ij |D_ij - D_ji| / sum_ij (D_ij + D_ji) on D = geometry.pairwise(x, x) [n, n], in float64.
+    """sum_ij |D_ij - D_ji| / sum_ij (D_ij + D_ji) on D = geometry.pairwise(x, x) [n, n] (float64).
 
     0 for a symmetric geometry (up to the rounding of its pairwise matrix); at most 1. The learned
     2-D Bregman divergence of the loggrid lesson reaches about 0.4. `dmllab.metrics.asymmetry`
@@ -114,7 +114,9 @@ def phi_minus_affine(
     generator (`geometry.phi`), e.g. `Bregman`. Returns (xs, ys, values) like `level_set_grid`.
     """
     geometry = resolve(geometry)
-    if not callable(getattr(geometry, "phi", None)):
+    # duck-typed: any geometry with a generator (Bregman and the user's own) has phi(x) -> [n]
+    generator: Callable[[Tensor], Tensor] | None = getattr(geometry, "phi", None)
+    if not callable(generator):
         raise TypeError(
             f"phi_minus_affine needs a geometry with a generator phi (a Bregman geometry); "
             f"got {type(geometry).__name__}"
@@ -122,7 +124,7 @@ def phi_minus_affine(
     xs, ys, points = _grid(box, resolution, "phi_minus_affine")
     _check_2d(geometry, "phi_minus_affine")
     with torch.no_grad():
-        phi = geometry.phi(points).double().numpy()
+        phi = generator(points).double().numpy()
     design = np.column_stack([np.ones(len(phi)), points.double().numpy()])
     coefficients = np.linalg.lstsq(design, phi, rcond=None)[0]
     return xs, ys, (phi - design @ coefficients).reshape(resolution, resolution)
@@ -136,7 +138,9 @@ def hessian_eigenvalues(geometry: Geometry | str, points: Tensor) -> np.ndarray:
     """
     points = _as_points(points, "hessian_eigenvalues")
     geometry = resolve(geometry)
-    if not callable(getattr(geometry, "grad_phi", None)):
+    # duck-typed like phi_minus_affine: grad_phi(x, create_graph) -> [n, d]
+    grad_phi: Callable[..., Tensor] | None = getattr(geometry, "grad_phi", None)
+    if not callable(grad_phi):
         raise TypeError(
             f"hessian_eigenvalues needs a geometry with a generator phi (a Bregman geometry); "
             f"got {type(geometry).__name__}"
@@ -148,7 +152,7 @@ def hessian_eigenvalues(geometry: Geometry | str, points: Tensor) -> np.ndarray:
         )
     with torch.enable_grad():
         x = points.detach().requires_grad_(True)
-        grad = geometry.grad_phi(x, create_graph=True)
+        grad = grad_phi(x, create_graph=True)
         rows = []
         for k in range(grad.shape[1]):
             row = None
@@ -188,7 +192,8 @@ def _grid(
         raise ValueError(f"{where}: box must satisfy xmin < xmax and ymin < ymax; got {box!r}")
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
         raise ValueError(
-            f"{where}: resolution must be an integer >= 2 (grid points per axis); got {resolution!r}"
+            f"{where}: resolution must be an integer >= 2 (grid points per axis); "
+            f"got {resolution!r}"
         )
     xs = np.linspace(xmin, xmax, resolution)
     ys = np.linspace(ymin, ymax, resolution)

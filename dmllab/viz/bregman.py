@@ -13,12 +13,15 @@ D(c || x) ("second").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dmllab.geometry import resolve as resolve_geometry
 from dmllab.viz._inputs import as_points, is_run
+
+if TYPE_CHECKING:  # plotly is imported where figures are drawn
+    import plotly.graph_objects as go
 
 DIRECTIONS = ("first", "second", "both")
 _TITLES = {"first": "D(x || c)", "second": "D(c || x)"}

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dmllab.viz._inputs import is_run
+
+if TYPE_CHECKING:  # plotly is imported where figures are drawn
+    import plotly.graph_objects as go
 
 # Shown by default when present in the history, in this order, then every "val_*" key.
 DEFAULT_CURVES = ("loss", "base_loss", "lsd_term", "active", "pos_dist", "neg_dist")

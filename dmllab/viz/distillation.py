@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from dmllab.losses.lsd import ListwiseSelfDistillation, lists_for
 from dmllab.viz._inputs import is_run
+
+if TYPE_CHECKING:  # pandas and plotly are imported where tables and figures are made
+    import pandas as pd
+    import plotly.graph_objects as go
 
 
 @dataclass

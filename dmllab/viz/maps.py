@@ -17,7 +17,7 @@ FigureWidget beside an image panel that shows the hovered or clicked sample.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from dmllab.viz._inputs import (
     sorted_unique,
 )
 from dmllab.viz.projection import aligned_projections, project
+
+if TYPE_CHECKING:  # plotly is imported where figures are drawn
+    import plotly.graph_objects as go
 
 
 def embedding_map(

@@ -7,14 +7,18 @@ fig = retrieval_grid((embeddings, dataset), queries=[0, 1], k=4)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from dmllab.data.dataset import Dataset
+from dmllab.data.registry import resolve as resolve_dataset
 from dmllab.metrics.knn import knn
-from dmllab.viz._inputs import as_dataset, as_points, is_run
+from dmllab.viz._inputs import as_points, is_run
+
+if TYPE_CHECKING:  # matplotlib is imported where the grid is drawn
+    import matplotlib.figure
 
 CORRECT, WRONG = "#2ca02c", "#d62728"
 
@@ -38,7 +42,8 @@ def retrieval_grid(
     from dmllab.viz._static import ShownFigure
 
     embeddings, dataset, geometry = _resolve(source, geometry, split)
-    if dataset.image_shape is None:
+    shape = dataset.image_shape
+    if shape is None:
         raise ValueError(
             "retrieval_grid: the dataset has no image_shape, so its rows cannot be drawn as "
             "images; use a dataset of images (digits, mnist-5k, image folders)"
@@ -58,7 +63,7 @@ def retrieval_grid(
     ].numpy()  # [queries, k]
     labels = dataset.y.numpy()
     names = dataset.label_names()
-    images = _images(dataset, np.concatenate([queries, neighbours.ravel()]))
+    images = _images(dataset, shape, np.concatenate([queries, neighbours.ravel()]))
     fig = ShownFigure(figsize=(1.4 * (k + 1), 1.55 * len(queries)), layout="constrained")
     axes = fig.subplots(len(queries), k + 1, squeeze=False)
     for row, q in enumerate(queries):
@@ -83,7 +88,7 @@ def _resolve(source: Any, geometry: Any, split: str) -> tuple[torch.Tensor, Data
             "retrieval_grid: pass a Run or a pair (embeddings, dataset); "
             f"got {type(source).__name__}"
         )
-    embeddings, dataset = source[0], as_dataset(source[1])
+    embeddings, dataset = source[0], resolve_dataset(source[1])
     points = torch.as_tensor(as_points(embeddings, "retrieval_grid"), dtype=torch.float32)
     if len(points) != len(dataset):
         raise ValueError(
@@ -92,13 +97,13 @@ def _resolve(source: Any, geometry: Any, split: str) -> tuple[torch.Tensor, Data
     return points, dataset, geometry
 
 
-def _images(dataset: Dataset, rows: np.ndarray) -> dict[int, np.ndarray]:
-    """Row -> [H, W] or [H, W, 3] image scaled to [0, 1]."""
+def _images(dataset: Dataset, shape: tuple[int, ...], rows: np.ndarray) -> dict[int, np.ndarray]:
+    """Row -> [H, W] or [H, W, 3] image scaled to [0, 1]; `shape` is the dataset's image_shape."""
     unique = np.unique(rows)
     batch = dataset.x[torch.as_tensor(unique, dtype=torch.long)].detach().float()
-    batch = batch.reshape(len(unique), *dataset.image_shape).numpy()
+    pixels = batch.reshape(len(unique), *shape).numpy()
     out = {}
-    for row, image in zip(unique.tolist(), batch):
+    for row, image in zip(unique.tolist(), pixels, strict=True):
         image = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
         low, high = image.min(), image.max()
         out[row] = (image - low) / (high - low) if high > low else np.zeros_like(image)

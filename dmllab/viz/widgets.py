@@ -51,7 +51,8 @@ CONTROLLED = (
     "epochs",
     "seed",
 )
-# LSD weights the slider offers: 0 (off), then a 1-2-5 log scale up to past the lessons' alpha = 200.
+# LSD weights the slider offers: 0 (off), then a 1-2-5 log scale up to past the lessons'
+# alpha = 200.
 LSD_WEIGHTS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 ERROR_STYLE = "color:#d62728"
 REDRAW_SECONDS = 0.25  # while training, curves, map and status are redrawn at most 4 times a second
@@ -324,9 +325,11 @@ class LabPanel:
     def _set_status(self, text: str) -> None:
         self.status.value = text
 
-    # ------------------------------------------------------------------ figures (callers hold self._lock)
+    # ------------------------------------------------------------------ figures
+    # (callers hold self._lock)
     def _show_curves(self, fig: Any, history: list[dict]) -> None:
-        """Fill the curves from `history`; a figure with other curves than the shown one replaces it."""
+        """Fill the curves from `history`; a figure with other curves than the shown one replaces
+        it."""
         from dmllab.viz.curves import update_curves
 
         if [t.name for t in self.curves.data] != [t.name for t in fig.data]:
@@ -340,7 +343,7 @@ class LabPanel:
         same = [t.name for t in self.map.data] == [t.name for t in fig.data] and self.map.data
         if same and not self._new_map:
             with self.map.batch_update():
-                for old, new in zip(self.map.data, fig.data):
+                for old, new in zip(self.map.data, fig.data, strict=True):
                     old.x, old.y, old.customdata = new.x, new.y, new.customdata
                 self.map.update_layout(
                     title=fig.layout.title.text, legend_title_text=fig.layout.legend.title.text
@@ -362,7 +365,8 @@ class LabPanel:
         points = project(run.snapshots[epoch], "pca", cache=False)
         probe = run.train.subset(run.probe_index)
         title = (
-            f"run {self.runs_started}: probe set after epoch {epoch} ({len(points)} training points, "
+            f"run {self.runs_started}: probe set after epoch {epoch} "
+            f"({len(points)} training points, "
             f"{html.escape(run.config.dataset)}, {run.config.split} split)"
         )
         try:
@@ -424,17 +428,20 @@ def degenerate(history: list[dict]) -> str | None:
         and abs(last["pos_dist"]) + abs(last["neg_dist"]) <= 1e-12
     ):
         return (
-            f"degenerate training: all distances are 0 (loss {last.get('loss', float('nan')):.4f}); "
+            "degenerate training: all distances are 0 "
+            f"(loss {last.get('loss', float('nan')):.4f}); "
             "the geometry sees every point alike, so this combination learns nothing here"
         )
-    losses = [row.get("loss") for row in history[-2:]]
+    if len(history) < 2:
+        return None
+    before, after = history[-2].get("loss"), history[-1].get("loss")
     if (
-        len(history) >= 2
-        and None not in losses
-        and losses[-1] > 0
-        and math.isclose(*losses, rel_tol=1e-7)
+        before is not None
+        and after is not None
+        and after > 0
+        and math.isclose(before, after, rel_tol=1e-7)
     ):
-        return f"degenerate training: the loss stayed at {losses[-1]:.4f} over the last epochs"
+        return f"degenerate training: the loss stayed at {after:.4f} over the last epochs"
     return None
 
 
@@ -489,7 +496,8 @@ class MapExplorer:
     def __init__(self, figure: Any, dataset: Dataset, *, image_px: int = 160) -> None:
         import ipywidgets as w
 
-        if dataset.image_shape is None:
+        image_shape = dataset.image_shape
+        if image_shape is None:
             raise ValueError(
                 "MapExplorer needs image data (dataset.image_shape is None); "
                 "for other data the map's hover already shows the labels"
@@ -506,6 +514,7 @@ class MapExplorer:
                 f"{len(dataset)} rows; pass the dataset the map was drawn from"
             )
         self.dataset = dataset
+        self.image_shape = image_shape
         self.map = _figure_widget(figure)
         self.image = w.Image(format="png", width=image_px, height=image_px)
         self.caption = w.HTML("hover or click a point")
@@ -518,15 +527,14 @@ class MapExplorer:
         """Show dataset row `row` in the image panel with its labels."""
         data = self.dataset
         index = _row_index(row)
-        image = data.x[index].detach().float().reshape(*data.image_shape).numpy()
+        image = data.x[index].detach().float().reshape(*self.image_shape).numpy()
         self.image.value = _png(image)
         parts = [f"row {row}", f"class {int(data.y[row])}"]
         if data.sub is not None:
             parts.append(f"sub {int(data.sub[row])}")
-        if data.clean_y is not None and bool(data.flipped[row]):
-            parts.append(
-                f"<span style='color:#d62728'>flipped from {int(data.clean_y[row])}</span>"
-            )
+        flipped, clean_y = data.flipped, data.clean_y
+        if flipped is not None and clean_y is not None and bool(flipped[row]):
+            parts.append(f"<span style='color:#d62728'>flipped from {int(clean_y[row])}</span>")
         self.caption.value = "<br>".join(parts)
 
     def display(self) -> None:
@@ -563,6 +571,6 @@ def _png(image: np.ndarray) -> bytes:
     scaled = (pixels - low) / (high - low) if high > low else np.zeros_like(pixels)
     buffer = io.BytesIO()
     Image.fromarray((scaled * 255).round().astype(np.uint8)).resize(
-        (max(64, pixels.shape[1] * 4), max(64, pixels.shape[0] * 4)), Image.NEAREST
+        (max(64, pixels.shape[1] * 4), max(64, pixels.shape[0] * 4)), Image.Resampling.NEAREST
     ).save(buffer, "png")
     return buffer.getvalue()
