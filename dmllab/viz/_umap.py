@@ -51,7 +51,6 @@ def cache_compiled(package: str) -> int:
     of the compiled functions made from one Python function (umap-learn's layout epoch is compiled
     serial and parallel) only the one serial one is cached, and none when one of them already is.
     """
-    from numba.core.caching import NullCache
     from numba.core.dispatcher import Dispatcher
 
     by_function: dict = {}
@@ -63,9 +62,8 @@ def cache_compiled(package: str) -> int:
                 by_function.setdefault(value.py_func, {})[id(value)] = value
     enabled = 0
     for function, dispatchers in by_function.items():
-        uncached = [
-            d for d in dispatchers.values() if isinstance(d._cache, NullCache)
-        ]  # numba's own flag
+        # a dispatcher without a cache (numba's NullCache) reports no cache path
+        uncached = [d for d in dispatchers.values() if d.stats.cache_path is None]
         serial = [d for d in uncached if not d.targetoptions.get("parallel")]
         if function.__closure__ is not None or len(uncached) < len(dispatchers):
             continue
