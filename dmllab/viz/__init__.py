@@ -49,7 +49,25 @@ _MODULES = {
     "widgets",
 }
 
-__all__ = sorted(_NAMES)
+# Spelled out so that static tools (IDEs, type checkers) see it; the names of _NAMES, sorted.
+__all__ = [
+    "LabPanel",
+    "MapExplorer",
+    "aligned_projections",
+    "angle_histogram",
+    "asymmetry_heatmap",
+    "compare_maps",
+    "compare_runs",
+    "embedding_map",
+    "evolution",
+    "level_sets",
+    "phi_surface",
+    "project",
+    "retrieval_grid",
+    "save_figure",
+    "training_curves",
+    "update_curves",
+]
 
 
 def __getattr__(name: str) -> Any:

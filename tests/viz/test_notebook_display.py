@@ -111,6 +111,10 @@ def _outputs(notebook: nbformat.NotebookNode, name: str) -> list:
     return notebook.cells[index].outputs
 
 
+def test_the_spelled_out_public_names_are_the_lazily_imported_ones():
+    assert dmllab.viz.__all__ == sorted(dmllab.viz._NAMES)
+
+
 def test_every_figure_function_is_called_by_the_notebook():
     public = set(dmllab.viz.__all__) | {"list_bars", "epoch_curves"}
     assert public - NOT_FIGURES == set(FIGURE_CELLS)
