@@ -24,7 +24,8 @@ def as_points(values: Any, where: str, *, min_dim: int = 1) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(
             f"{where}: expected embeddings of shape [n, d]; got shape {array.shape}. "
-            "Reshape a single vector with x.reshape(1, -1), a 1-D coordinate list with x.reshape(-1, 1)"
+            "Reshape a single vector with x.reshape(1, -1), "
+            "a 1-D coordinate list with x.reshape(-1, 1)"
         )
     if array.shape[0] == 0:
         raise ValueError(f"{where}: no points to draw (got an empty [0, {array.shape[1]}] array)")

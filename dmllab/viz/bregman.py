@@ -1,6 +1,7 @@
 """Pictures of a 2-D (learned) divergence: level sets, asymmetry and the generator's curvature.
 
-    fig = level_sets(run.geometry, centres=[(0.3, 0.3), (0.7, 0.6)], box=(0, 1, 0, 1), direction="both")
+    fig = level_sets(run.geometry, centres=[(0.3, 0.3), (0.7, 0.6)], box=(0, 1, 0, 1),
+                     direction="both")
     fig = asymmetry_heatmap(run.geometry, centre=(0.5, 0.5))
     fig = phi_surface(run.geometry)
 
@@ -123,7 +124,9 @@ def level_sets(
             )
     _equal_scales(fig, box, len(panels))
     fig.update_layout(
-        title=f"level sets of {getattr(geometry, 'name', 'the geometry')} (lines labelled by level)",
+        title=(
+            f"level sets of {getattr(geometry, 'name', 'the geometry')} (lines labelled by level)"
+        ),
         template="plotly_white",
         height=460,
         width=420 * len(panels) + 200,

@@ -1,4 +1,5 @@
-"""ipywidgets controls for the lab's panels (imports ipywidgets; `dmllab.viz.widgets` loads it lazily)."""
+"""ipywidgets controls for the lab's panels (imports ipywidgets; `dmllab.viz.widgets` loads it
+lazily)."""
 
 from __future__ import annotations
 

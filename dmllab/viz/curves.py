@@ -162,7 +162,8 @@ def _in_words(key: str, words: dict[str, str]) -> str:
 
 
 def update_curves(fig: go.Figure, history: Sequence[dict]) -> None:
-    """Fill each named trace of `curves_figure` from the history (in place; works on FigureWidgets)."""
+    """Fill each named trace of `curves_figure` from the history (in place; works on
+    FigureWidgets)."""
     epochs = np.array([row.get("epoch", i + 1) for i, row in enumerate(history)], dtype=float)
     for trace in fig.data:
         values = np.array([_float(row.get(trace.name)) for row in history])

@@ -76,7 +76,8 @@ def anchor_lists(
     missing = [e for e in (epoch - 1, epoch) if e not in run.snapshots]
     if missing:
         raise ValueError(
-            f"anchor_lists: the run has no snapshot for epoch(s) {missing} (it has {sorted(run.snapshots)}); "
+            f"anchor_lists: the run has no snapshot for epoch(s) {missing} "
+            f"(it has {sorted(run.snapshots)}); "
             "train with Config.snapshot_every=1 and pick 1 <= epoch < epochs"
         )
     student_all, teacher_all = run.snapshots[epoch], run.snapshots[epoch - 1]
@@ -127,7 +128,8 @@ def list_bars(lists: AnchorLists, *, title: str | None = None) -> go.Figure:
 
     order = np.argsort(-lists.teacher, kind="stable")
     names = [
-        f"{'anchor' if i == 0 else '#' + str(i)}: y={lists.labels[i]}{'*' if lists.flipped[i] else ''}"
+        f"{'anchor' if i == 0 else '#' + str(i)}: "
+        f"y={lists.labels[i]}{'*' if lists.flipped[i] else ''}"
         for i in order
     ]
     fig = go.Figure(
@@ -139,7 +141,8 @@ def list_bars(lists: AnchorLists, *, title: str | None = None) -> go.Figure:
     fig.update_layout(
         title=title
         or (
-            f"one anchor's lists, softmax({'cos' if lists.lists == 'cosine' else '-D'} / {lists.tau:g}); "
+            "one anchor's lists, "
+            f"softmax({'cos' if lists.lists == 'cosine' else '-D'} / {lists.tau:g}); "
             f"KL(teacher || student) = "
             f"{lists.anchor_kl:.3g}"
         ),
@@ -156,7 +159,8 @@ def list_bars(lists: AnchorLists, *, title: str | None = None) -> go.Figure:
 def epoch_table(runs: Mapping[Any, Any], key: str) -> pd.DataFrame:
     """Per variant and epoch: the mean, std and count over seeds of history column `key`.
 
-    runs: `{(variant, seed): Run}` (`Results.runs` with `keep_runs=True`) or `{variant: [Run, ...]}`.
+    runs: `{(variant, seed): Run}` (`Results.runs` with `keep_runs=True`) or
+          `{variant: [Run, ...]}`.
     """
     import pandas as pd
 
@@ -262,7 +266,8 @@ def _flatten(runs: Mapping[Any, Any]) -> list[tuple[str, Any]]:
         for run in value if isinstance(value, (list, tuple)) else [value]:
             if not is_run(run):
                 raise TypeError(
-                    f"expected Runs (e.g. Results.runs with keep_runs=True); got {type(run).__name__}"
+                    "expected Runs (e.g. Results.runs with keep_runs=True); "
+                    f"got {type(run).__name__}"
                 )
             pairs.append((str(variant), run))
     if not pairs:

@@ -36,7 +36,7 @@ def save_figure(fig: Any, path: str | Path, *, scale: float = 2.0) -> Path | Non
         raise TypeError(
             f"save_figure: expected a matplotlib or plotly figure; got {type(fig).__name__}"
         )
-    if suffix not in STATIC + (".html",):
+    if suffix not in (*STATIC, ".html"):
         raise ValueError(
             f"save_figure: a plotly figure saves as .html, {', '.join(STATIC)}; got {path.name!r}"
         )

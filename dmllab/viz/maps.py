@@ -10,7 +10,7 @@ Each colour value is one trace (so the legend toggles a class), and every trace 
 sample's row index in `customdata[:, 0]` followed by its labels, shown on hover.
 
 Thumbnails: plotly's hover box is SVG text and does not render `<img>` tags, so images are not put
-in the hover. For image data use `dmllab.viz.widgets.map_explorer(fig, dataset)`: the same figure as a
+in the hover. For image data use `dmllab.viz.MapExplorer(fig, dataset)`: the same figure as a
 FigureWidget beside an image panel that shows the hovered or clicked sample.
 """
 
@@ -384,6 +384,7 @@ def _map_layout(fig: go.Figure, title: str, legend: str, method: str | None) -> 
 
 
 def _axis_titles(method: str | None) -> tuple[str, str]:
-    """("PCA 1", "PCA 2") for projected maps, ("embedding 1", "embedding 2") for 2-D points drawn as given."""
+    """("PCA 1", "PCA 2") for projected maps, ("embedding 1", "embedding 2") for 2-D points drawn
+    as given."""
     name = method.upper() if method else "embedding"
     return f"{name} 1", f"{name} 2"

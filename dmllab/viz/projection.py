@@ -102,7 +102,8 @@ def aligned_projections(
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> maps = aligned_projections({1: rng.normal(size=(10, 4)), 2: rng.normal(size=(10, 4))}, cache=False)
+    >>> snapshots = {1: rng.normal(size=(10, 4)), 2: rng.normal(size=(10, 4))}
+    >>> maps = aligned_projections(snapshots, cache=False)
     >>> sorted(maps), maps[2].shape
     ([1, 2], (10, 2))
     """
@@ -120,7 +121,7 @@ def aligned_projections(
             f"got shapes {sorted(shapes)}"
         )
     if arrays[0].shape[1] == 2:
-        return dict(zip(epochs, arrays))
+        return dict(zip(epochs, arrays, strict=True))
     stacked = np.stack(arrays)
     method = plan(stacked, method, "aligned_projections")
     if method == COLLAPSED:
