@@ -5,7 +5,8 @@ how long a UMAP map takes once everything is loaded.
 
 The points are the rows of lesson 00's map (the zero-shot test split of digits, 896 rows), here
 their 64 pixels. Each "first map" sample is a new Python process (threads pinned) that imports
-dmllab and plotly, then times that one call: `import umap` (lazy) plus the fit plus the figure. The scenarios:
+dmllab and plotly, then times that one call: `import umap` (lazy) plus the fit plus the figure.
+The scenarios:
 
   cold        an empty numba cache ($NUMBA_CACHE_DIR): a fresh install without `make setup`'s
               warm-up; umap-learn and pynndescent compile everything
@@ -99,7 +100,10 @@ def steady_state(repeats: int) -> dict[str, float]:
 
 
 def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):7.2f} s   [{min(values):.2f}, {max(values):.2f}]  n={len(values)}"
+    return (
+        f"{statistics.median(values):7.2f} s   [{min(values):.2f}, {max(values):.2f}]  "
+        f"n={len(values)}"
+    )
 
 
 def main() -> None:
@@ -142,7 +146,8 @@ def main() -> None:
             results["cached map"].append(first_map("warm", numba_dir, kept_maps, args.threads))
     steady = steady_state(args.repeats)
     print(
-        f"first UMAP map in a fresh process: embedding_map(lesson 00's 896 test digits x 64 pixels, "
+        "first UMAP map in a fresh process: "
+        "embedding_map(lesson 00's 896 test digits x 64 pixels, "
         f"method='umap'), {args.threads} thread(s); median [min, max] seconds of the call"
     )
     labels = {

@@ -65,7 +65,8 @@ def test_eight_unit_vectors_in_half_precision_through_euclidean(dtype):
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: g.name)
 @pytest.mark.parametrize("dtype", [*HALVES, torch.float64], ids=str)
 def test_every_geometry_in_half_and_double(geometry, dtype):
-    """Finite gradients, an (about) zero diagonal and the float32 values within the dtype's tolerance."""
+    """Finite gradients, an (about) zero diagonal and the float32 values within the dtype's
+    tolerance."""
     z32 = _unit(8)
     D, grad = _pairwise_and_grad(geometry, z32.to(dtype))
     D32, grad32 = _pairwise_and_grad(geometry, z32)
@@ -119,9 +120,10 @@ def test_property_fixed_geometries_are_finite_in_any_dtype(dtype, n, d, scale, s
     assert torch.isfinite(grad).all() and bool(
         (D.diagonal().abs() <= 1e-6 * max(scale, 1) ** 2).all()
     )
-    # The square root turns the GEMM's float32 rounding of a zero distance (a few eps32 * d * scale^2,
-    # d terms summed) into sqrt(eps32 * d) * scale: 1.5e-3 * scale measured at d=5 (float16, n=7,
-    # scale=0.01, seed=42, the duplicate row); the bound allows 2e-3 * sqrt(d) * scale.
+    # The square root turns the GEMM's float32 rounding of a zero distance (a few
+    # eps32 * d * scale^2, d terms summed) into sqrt(eps32 * d) * scale: 1.5e-3 * scale measured
+    # at d=5 (float16, n=7, scale=0.01, seed=42, the duplicate row); the bound allows
+    # 2e-3 * sqrt(d) * scale.
     atol = (
         2e-3 * math.sqrt(d) * scale if isinstance(geometry, Euclidean) else 1e-4 * scale**2 + 1e-6
     )
@@ -131,7 +133,8 @@ def test_property_fixed_geometries_are_finite_in_any_dtype(dtype, n, d, scale, s
 
 
 def test_fit_stops_at_a_non_finite_gradient_and_names_it(monkeypatch):
-    """A loss can be finite while its gradient is NaN (case 1): fit stops before the weights are hit."""
+    """A loss can be finite while its gradient is NaN (case 1): fit stops before the weights are
+    hit."""
     plain = Euclidean._entries
 
     def nan_gradient(self, a, b, rows, cols):
@@ -150,17 +153,18 @@ def test_fit_stops_at_a_non_finite_gradient_and_names_it(monkeypatch):
         embedding_dim=4,
         split="stratified",
     )
-    with pytest.raises(
-        NonFiniteLossError, match="gradient became NaN or inf in epoch 0 .*loss was finite"
-    ):
-        from dmllab.train import fit
+    from dmllab.train import fit
 
+    with pytest.raises(
+        NonFiniteLossError, match=r"gradient became NaN or inf in epoch 0 .*loss was finite"
+    ):
         fit(config, progress=False)
 
 
 # ------------------------------------------------------------------ case 2: far from the origin
 def _tight_classes(d=512, per_class=10, seed=1):
-    """Ten tight classes (spread 0.05, class means 0.5 apart), overlapping in d = 512: Recall@1 0.85."""
+    """Ten tight classes (spread 0.05, class means 0.5 apart), overlapping in d = 512:
+    Recall@1 0.85."""
     generator = torch.Generator().manual_seed(seed)
     means = torch.zeros(10, d)
     means[torch.arange(10), torch.arange(10)] = 0.5 / 2**0.5
@@ -173,7 +177,8 @@ def _tight_classes(d=512, per_class=10, seed=1):
 @pytest.mark.parametrize("backend", ["torch", "faiss"])
 def test_retrieval_of_tight_classes_shifted_by_1000(backend):
     """The issue's instance: the expanded ||a||^2 + ||b||^2 - 2ab lost every digit of the class gaps
-    (Recall@1 0.05 here before centring); float64, centred data and pytorch-metric-learning give 0.85."""
+    (Recall@1 0.05 here before centring); float64, centred data and pytorch-metric-learning give
+    0.85."""
     if backend == "faiss":
         pytest.importorskip("faiss")
     x, y = _tight_classes()
@@ -234,7 +239,8 @@ def test_retrieval_grid_neighbours_far_from_the_origin():
     backend=st.sampled_from(["torch", "faiss"]),
 )
 def test_property_float32_retrieval_is_shift_invariant(offset, d, spread, seed, backend):
-    """At any common offset, float32 retrieval equals double retrieval of the same (rounded) points."""
+    """At any common offset, float32 retrieval equals double retrieval of the same (rounded)
+    points."""
     if backend == "faiss":
         pytest.importorskip("faiss")
     generator = torch.Generator().manual_seed(seed)

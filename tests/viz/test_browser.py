@@ -10,6 +10,7 @@ Jupyter config/data/runtime dirs inside tmp_path, and is stopped by its PID at t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -53,9 +54,15 @@ pytestmark = [
 ]
 
 CELLS = [
-    "import numpy as np\nfrom dmllab.viz import embedding_map\nfrom dmllab.viz.widgets import LabPanel",
+    (
+        "import numpy as np\nfrom dmllab.viz import embedding_map\n"
+        "from dmllab.viz.widgets import LabPanel"
+    ),
     "embedding_map(np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 3)",
-    "panel = LabPanel(dataset='mixture', epochs=2, batches_per_epoch=3, probe_size=60, embedding_dim=4)\npanel",
+    (
+        "panel = LabPanel(dataset='mixture', epochs=2, batches_per_epoch=3, probe_size=60, "
+        "embedding_dim=4)\npanel"
+    ),
     "watched = LabPanel(dataset='mixture', epochs=80, probe_size=60, embedding_dim=4)\nwatched",
 ]
 
@@ -176,10 +183,8 @@ def _accept_kernel_dialog(page) -> None:
     """A fresh JupyterLab asks which kernel to start for an unseen notebook: take the default."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    try:
+    with contextlib.suppress(PlaywrightTimeout):  # no dialog: the kernel started by itself
         page.locator(".jp-Dialog .jp-mod-accept").click(timeout=20_000)
-    except PlaywrightTimeout:
-        pass  # no dialog: the kernel started by itself
 
 
 def _drawn_lines(plot) -> int:
@@ -202,7 +207,8 @@ def _train_and_wait(panel, page, run: int) -> None:
     panel.locator(".jupyter-widgets button.widget-button", has_text="Train").click()
     panel.locator(".widget-html-content", has_text="done:").wait_for(timeout=90_000)
     page.wait_for_function(
-        "n => [...document.querySelectorAll('.gtitle')].some(t => t.textContent.startsWith(`run ${n}:`))",
+        "n => [...document.querySelectorAll('.gtitle')]"
+        ".some(t => t.textContent.startsWith(`run ${n}:`))",
         arg=run,
         timeout=30_000,
     )
@@ -261,8 +267,8 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
             assert seen[0][0].startswith("run 1:"), seen[0][0]
             errors_before = list(console_errors)
 
-            # LSD on: a new set of curves (lsd_term); then two more trainings (the second with another
-            # seed), each with its own map
+            # LSD on: a new set of curves (lsd_term); then two more trainings (the second with
+            # another seed), each with its own map
             handle = (
                 panel.locator(".widget-slider", has_text="LSD weight").locator(".noUi-handle").first
             )
@@ -287,9 +293,9 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
                 >= 1
             ), "the LSD weight did not reach the training (no LSD term panel)"
 
-            # A longer run (80 epochs of the default 10 batches) visibly moves: the page shows several
-            # states of its curves and of its "epoch N of 80" status before it is done (recorded in the
-            # page, as they are drawn).
+            # A longer run (80 epochs of the default 10 batches) visibly moves: the page shows
+            # several states of its curves and of its "epoch N of 80" status before it is done
+            # (recorded in the page, as they are drawn).
             watched = cells.nth(3).locator(".jp-Cell-outputArea")
             watched.scroll_into_view_if_needed()
             page.evaluate(

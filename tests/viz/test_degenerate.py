@@ -34,7 +34,7 @@ def test_umap_on_two_or_three_points_falls_back_to_pca(n, monkeypatch):
     # umap-learn fails here: "zero-size array" with 2 points, a scipy eigh TypeError with 3
     monkeypatch.setitem(projection._PROJECTORS, "umap", _never)
     x = np.random.default_rng(n).normal(size=(n, 5))
-    with pytest.warns(UserWarning, match="UMAP needs at least 4 points; got %d" % n):
+    with pytest.warns(UserWarning, match=f"UMAP needs at least 4 points; got {n}"):
         points = project(x, "umap", cache=False)
     np.testing.assert_allclose(points, project(x, "pca", cache=False))
 
@@ -72,7 +72,8 @@ cases = {"constant": np.ones((20, 5)), "tiny": rng.normal(size=(20, 5)) * 1e-300
          "offset": 1e8 + rng.normal(size=(12, 4)) * 1e-3, "two": rng.normal(size=(2, 5)),
          "duplicates": np.repeat(rng.normal(size=(2, 5)), 6, axis=0)}
 out = {name: project(x, "tsne", cache=False, max_iter=250) for name, x in cases.items()}
-print(json.dumps({name: [list(p.shape), bool(np.isfinite(p).all()), float(np.ptp(p))] for name, p in out.items()}))
+print(json.dumps({name: [list(p.shape), bool(np.isfinite(p).all()), float(np.ptp(p))]
+                  for name, p in out.items()}))
 """
     child = subprocess.run(
         [sys.executable, "-c", script],

@@ -1,4 +1,5 @@
-"""LSD pictures: one anchor's teacher/student lists from snapshots, and per-epoch curves over seeds."""
+"""LSD pictures: one anchor's teacher/student lists from snapshots, and per-epoch curves over
+seeds."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_lists_match_a_loop_over_the_snapshots(tau):
     log_p = _loop_log_list(run.snapshots[1], 4, lists.members, tau)
     np.testing.assert_allclose(lists.student, np.exp(log_q), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(lists.teacher, np.exp(log_p), rtol=1e-4, atol=1e-7)
-    kl = sum(math.exp(lp) * (lp - lq) for lp, lq in zip(log_p, log_q))
+    kl = sum(math.exp(lp) * (lp - lq) for lp, lq in zip(log_p, log_q, strict=True))
     assert lists.anchor_kl == pytest.approx(kl, rel=1e-3)
     assert lists.anchor_kl > 0 and lists.batch_kd > 0
 

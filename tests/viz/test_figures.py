@@ -1,4 +1,5 @@
-"""Training curves, run comparisons, the retrieval grid, Bregman read-outs and export: their content."""
+"""Training curves, run comparisons, the retrieval grid, Bregman read-outs and export: their
+content."""
 
 from __future__ import annotations
 
@@ -90,8 +91,8 @@ def test_compare_runs_draws_aggregate_means_with_confidence_bars():
 
 def test_compare_runs_groups_by_colour_and_names_missing_columns():
     records = [
-        {"loss": l, "lsd": a, "seed": s, "map@r": 0.1 * s + (0.3 if a else 0.0)}
-        for l in ("triplet", "margin")
+        {"loss": loss, "lsd": a, "seed": s, "map@r": 0.1 * s + (0.3 if a else 0.0)}
+        for loss in ("triplet", "margin")
         for a in (0.0, 1.0)
         for s in range(2)
     ]

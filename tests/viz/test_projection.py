@@ -124,7 +124,7 @@ def test_umap_is_seeded_and_cached(monkeypatch):
     np.testing.assert_array_equal(project(x, "umap", seed=0), points)
 
 
-# ---------------------------------------------------------------------------- numba's cache for UMAP
+# ------------------------------------------------------------------ numba's cache for UMAP
 JIT_PACKAGE = """
 import numba
 

@@ -92,7 +92,7 @@ def test_asymmetry_colours_are_centred_at_zero_and_clipped_to_a_robust_quantile(
             np.asarray(asymmetry_heatmap(ExpBregman(), resolution=9, quantile=1.0).data[0].z)
         ).max()
     )
-    with pytest.raises(ValueError, match="quantile=0.2"):
+    with pytest.raises(ValueError, match=r"quantile=0.2"):
         asymmetry_heatmap(ExpBregman(), quantile=0.2)
 
 

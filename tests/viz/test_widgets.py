@@ -1,4 +1,5 @@
-"""LabPanel trains from its controls in a thread and updates its figures; MapExplorer shows images."""
+"""LabPanel trains from its controls in a thread and updates its figures; MapExplorer shows
+images."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ TINY = {
 def test_importing_dmllab_loads_no_plotting_or_widget_package():
     code = (
         "import sys, dmllab as dl; dl.Config(); import dmllab.viz.widgets, dmllab.runs; "
-        "print(sorted(m for m in ('plotly', 'umap', 'ipywidgets', 'anywidget') if m in sys.modules))"
+        "print(sorted(m for m in ('plotly', 'umap', 'ipywidgets', 'anywidget') "
+        "if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
@@ -66,7 +68,7 @@ def test_controls_start_from_the_defaults_and_describe_the_config():
         "neg_dist",
     ]
     assert len(panel.map.data) == 0
-    with pytest.raises(ValueError, match="Config.loss='nope'"):
+    with pytest.raises(ValueError, match=r"Config.loss='nope'"):
         LabPanel(loss="nope")
 
 
@@ -155,7 +157,7 @@ def test_two_threads_pressing_train_at_once_start_one_training(monkeypatch):
         barrier = threading.Barrier(2)
         refused = []
 
-        def press():
+        def press(barrier=barrier, panel=panel, refused=refused):  # this round's, bound now
             barrier.wait()
             try:
                 panel._start()
@@ -200,7 +202,7 @@ def test_every_choice_the_controls_offer_can_train():
     assert panel.controls["dataset"].options == PANEL_DATASETS
 
 
-# ------------------------------------------------------------------ one owner of the figures, honest status
+# -------------------------------------------------------- one owner of the figures, honest status
 def test_lsd_slider_reaches_the_lessons_weights_on_a_log_scale():
     panel = LabPanel(**TINY)
     slider = panel.controls["lsd_alpha"]
