@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from dmllab.config import GEOMETRIES, LOSSES, POSITIVES, Config
+from dmllab.config import Config
 from dmllab.data.dataset import Dataset
 from dmllab.data.registry import available, options
+from dmllab.geometry import GEOMETRIES
+from dmllab.losses import LOSSES, POSITIVES
 from dmllab.runs import Run
 
 # The registry's datasets that need no files on disk (the image folders take a `root` option).
