@@ -45,8 +45,10 @@ def level_sets(
     box:       (xmin, xmax, ymin, ymax) of the grid.
     direction: "first", "second" or "both" (two panels side by side, same ranges).
     levels:    contour lines per centre, evenly spaced from 0 to the largest value in the box.
-    A centre whose divergence is constant over the box has no contour line; its legend entry says
-    so ("flat") instead of listing a centre the picture does not show.
+    A centre whose divergence is constant over the box has no contour line, and one whose lines
+    coincide with an earlier centre's (max-affine: both in one affine piece) is drawn dashed over
+    them; the legend entry says so ("flat", "the same level sets as centre j") instead of listing a
+    centre the picture does not show.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -79,13 +81,25 @@ def level_sets(
         for i, centre in enumerate(centres)
     }
     flat = {i for i in range(len(centres)) if all(np.ptp(grids[p, i][2]) <= 1e-12 for p in panels)}
+    # A centre whose lines coincide with an earlier centre's (e.g. max-affine: both in one piece)
+    # is drawn dashed and named for it, so the legend never lists a centre the picture hides.
+    same_as = {}
+    for i in range(len(centres)):
+        for j in range(i):
+            if j not in same_as and all(
+                np.allclose(grids[p, i][2], grids[p, j][2], rtol=1e-6, atol=1e-12) for p in panels
+            ):
+                same_as[i] = j
+                break
     for col, panel in enumerate(panels, start=1):
         for i, centre in enumerate(centres):
             xs, ys, values = grids[panel, i]
             top = float(np.nanmax(values))
-            name = f"centre {i} ({centre[0]:.3g}, {centre[1]:.3g})" + (
-                ": flat, no level set" if i in flat else ""
-            )
+            name = f"centre {i} ({centre[0]:.3g}, {centre[1]:.3g})"
+            if i in flat:
+                name += ": flat, no level set"
+            elif i in same_as:
+                name += f": the same level sets as centre {same_as[i]} (dashed)"
             fig.add_trace(
                 go.Contour(
                     x=xs,
@@ -104,7 +118,7 @@ def level_sets(
                     },
                     colorscale=[[0, colors[i]], [1, colors[i]]],
                     showscale=False,
-                    line={"width": 1.5},
+                    line={"width": 1.5, "dash": "dash" if i in same_as else "solid"},
                 ),
                 row=1,
                 col=col,

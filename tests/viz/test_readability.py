@@ -39,6 +39,16 @@ class Flat(Geometry):
         return torch.zeros(len(a), len(b))
 
 
+class OnePiece(Geometry):
+    """D(x || c) = ||x||^2 whatever c: max-affine with every centre in one affine piece."""
+
+    name = "one-piece"
+    symmetric = False
+
+    def _pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a**2).sum(dim=1, keepdim=True).expand(len(a), len(b))
+
+
 def _lab(color: str) -> np.ndarray:
     """CIELAB (D65) of an sRGB colour, for perceptual distances."""
     rgb = np.array(to_rgb(color))
@@ -73,6 +83,17 @@ def test_a_centre_without_level_sets_says_so_in_the_legend():
         "centre 0 (0.3, 0.3): flat, no level set",
         "centre 1 (0.6, 0.7): flat, no level set",
     ]
+
+
+def test_centres_with_the_same_level_sets_are_dashed_and_named_for_the_first():
+    fig = level_sets(OnePiece(), [(0.3, 0.3), (0.6, 0.7), (0.2, 0.9)], resolution=9)
+    assert [t.name for t in fig.data if t.showlegend] == [
+        "centre 0 (0.3, 0.3)",
+        "centre 1 (0.6, 0.7): the same level sets as centre 0 (dashed)",
+        "centre 2 (0.2, 0.9): the same level sets as centre 0 (dashed)",
+    ]
+    dashes = [t.line.dash for t in fig.data if t.type == "contour"]
+    assert dashes == ["solid", "dash", "dash"]
 
 
 def test_asymmetry_colours_are_centred_at_zero_and_clipped_to_a_robust_quantile():
