@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from dmllab.arrays import as_floats
 
-__all__ = ["Geometry", "Reversed", "Symmetrised", "all_finite"]
+__all__ = ["Geometry", "Reversed", "Symmetrised", "all_finite", "check_pair"]
 
 
 class Geometry(nn.Module):
@@ -191,7 +191,9 @@ class Symmetrised(_Derived):
         return self.inner.entries(a, b, rows, cols) + self.inner.entries(b, a, cols, rows)
 
 
-def _check_pair(a: Tensor, b: Tensor, name: str) -> None:
+def check_pair(a: Tensor, b: Tensor, name: str) -> None:
+    """ValueError unless a [n, d] and b [m, d] are 2-D with the same d (the message names the
+    geometry `name`): the shape check of every `pairwise`-like entry point."""
     if a.dim() != 2 or b.dim() != 2:
         raise ValueError(
             f"{name}.pairwise expects two 2-D tensors [n, d] and [m, d]; got shapes "
@@ -210,7 +212,7 @@ def _checked_pair(a: Tensor, b: Tensor, name: str) -> tuple[Tensor, Tensor]:
     stays true (the symmetric fast paths rely on it)."""
     a_work = as_floats(a, f"{name}.pairwise: a")
     b_work = a_work if b is a else as_floats(b, f"{name}.pairwise: b")
-    _check_pair(a_work, b_work, name)
+    check_pair(a_work, b_work, name)
     return a_work, b_work
 
 

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dmllab.geometry.base import Geometry, Reversed, Symmetrised, _check_pair
+from dmllab.geometry.base import Geometry, Reversed, Symmetrised, check_pair
 from dmllab.geometry.generators import ICNN, MaxAffine
 
 __all__ = ["Bregman", "BregmanReversed", "BregmanSymmetrised", "GENERATORS"]
@@ -194,7 +194,7 @@ class Bregman(Geometry):
 
         D(q, g) = phi(q) - c_g - <u_g, q> with u_g = grad phi(g), c_g = phi(g) - <u_g, g>;
         phi(q) is constant per query, so ascending D == descending <[q, 1], [u_g, c_g]>."""
-        _check_pair(query, gallery, self.name)
+        check_pair(query, gallery, self.name)
         query, gallery = self.points(query, gallery, "ranking_vectors")
         phi_g, u_g = self.value_and_grad(gallery, False)
         c_g = phi_g - (u_g * gallery).sum(dim=1)
@@ -256,7 +256,7 @@ class BregmanReversed(Reversed):
     def ranking_vectors(self, query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
         """Q = [grad phi(q), -1], G = [g, phi(g)] (detached)."""
         inner = self.inner
-        _check_pair(query, gallery, self.name)
+        check_pair(query, gallery, self.name)
         query, gallery = inner.points(query, gallery, "ranking_vectors")
         u_q = inner.value_and_grad(query, False)[1]
         phi_g = inner.value_and_grad(gallery, False)[0]
@@ -291,7 +291,7 @@ class BregmanSymmetrised(Symmetrised):
         D_s(q, g) = <q, u_q> - (<q, u_g> + <u_q, g> - <g, u_g>), and <q, u_q> is constant per
         query."""
         inner = self.inner
-        _check_pair(query, gallery, self.name)
+        check_pair(query, gallery, self.name)
         query, gallery = inner.points(query, gallery, "ranking_vectors")
         u_q = inner.value_and_grad(query, False)[1]
         u_g = inner.value_and_grad(gallery, False)[1]

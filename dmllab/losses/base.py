@@ -42,7 +42,7 @@ from dmllab.losses.strategies import (
     same_label_mask,
 )
 
-__all__ = ["LOSSES", "MetricLoss", "register_loss", "tuple_stats"]
+__all__ = ["LOSSES", "MetricLoss", "check_reduction", "mean_or_nan", "register_loss", "tuple_stats"]
 
 
 class MetricLoss(nn.Module):
@@ -184,7 +184,7 @@ def tuple_stats(
         "active": float(active),
         "anchors": float(used),
         "dropped": float(triplets.dropped),
-        "pos_dist": _mean(pos_d.detach()),
+        "pos_dist": mean_or_nan(pos_d.detach()),
         "neg_dist": float((neg_d.detach() * valid).sum() / valid.sum()) if len(valid) else math.nan,
     }
 
@@ -193,11 +193,14 @@ def _gather(D: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return D[rows, cols]
 
 
-def _mean(values: Tensor) -> float:
+def mean_or_nan(values: Tensor) -> float:
+    """The mean of `values` as a float; NaN for an empty tensor (nothing was selected)."""
     return float(values.mean()) if values.numel() else math.nan
 
 
-def _check_reduction(reduction: str) -> None:
+def check_reduction(reduction: str) -> None:
+    """ValueError unless `reduction` is "mean" (over all selected tuples) or "nonzero" (over the
+    tuples with a non-zero loss): the two reductions the tuple losses offer."""
     if reduction not in ("mean", "nonzero"):
         raise ValueError(f"reduction must be 'mean' or 'nonzero'; got {reduction!r}")
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _check_reduction, _mean, register_loss
+from dmllab.losses.base import MetricLoss, check_reduction, mean_or_nan, register_loss
 
 
 @register_loss("contrastive")
@@ -50,7 +50,7 @@ class ContrastiveLoss(MetricLoss):
             margin=margin,
             k_positives=k_positives,
         )
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.pos_margin = float(pos_margin)
         self.reduction = reduction
 
@@ -84,7 +84,7 @@ class ContrastiveLoss(MetricLoss):
             "active": float(pos_active + neg_active),
             "anchors": float(len(same) - triplets.dropped),
             "dropped": float(triplets.dropped),
-            "pos_dist": _mean(pos_d.detach()),
+            "pos_dist": mean_or_nan(pos_d.detach()),
             "neg_dist": float(neg_d_sum / neg_pairs) if len(triplets) else math.nan,
         }
         return loss, stats

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _mean, register_loss
+from dmllab.losses.base import MetricLoss, mean_or_nan, register_loss
 
 
 @register_loss("margin")
@@ -111,8 +111,8 @@ class MarginLoss(MetricLoss):
             "active": float((pos_losses > 0).sum() + (neg_losses > 0).sum()),
             "anchors": float(len(D) - triplets.dropped),
             "dropped": float(triplets.dropped),
-            "pos_dist": _mean(pos_d.detach()),
-            "neg_dist": _mean(neg_d.detach()),
+            "pos_dist": mean_or_nan(pos_d.detach()),
+            "neg_dist": mean_or_nan(neg_d.detach()),
         }
         return loss, stats
 

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _mean, register_loss
+from dmllab.losses.base import MetricLoss, mean_or_nan, register_loss
 from dmllab.losses.strategies import Triplets
 
 
@@ -115,8 +115,8 @@ class MultiSimilarityLoss(MetricLoss):
             "active": float(pos_kept.sum() + neg_kept.sum()),
             "anchors": float(used.sum()),
             "dropped": float(len(D) - used.sum()),
-            "pos_dist": _mean(D.detach()[positives]),
-            "neg_dist": _mean(D.detach()[negatives]),
+            "pos_dist": mean_or_nan(D.detach()[positives]),
+            "neg_dist": mean_or_nan(D.detach()[negatives]),
         }
         return loss, stats
 
@@ -143,8 +143,8 @@ class MultiSimilarityLoss(MetricLoss):
             "active": float(len(pos_d) + len(neg_d)),
             "anchors": float(len(used)),
             "dropped": float(batch - len(used)),
-            "pos_dist": _mean(pos_d.detach()),
-            "neg_dist": _mean(neg_d.detach()),
+            "pos_dist": mean_or_nan(pos_d.detach()),
+            "neg_dist": mean_or_nan(neg_d.detach()),
         }
         return loss, stats
 

@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _mean, register_loss
+from dmllab.losses.base import MetricLoss, mean_or_nan, register_loss
 
 
 @register_loss("prototype_ce")
@@ -75,8 +75,8 @@ class PrototypeCrossEntropy(MetricLoss):
             "active": float(len(labels)),
             "anchors": float(len(labels)),
             "dropped": 0.0,
-            "pos_dist": _mean(to_prototypes.detach()[own]),
-            "neg_dist": _mean(to_prototypes.detach()[~own]),
+            "pos_dist": mean_or_nan(to_prototypes.detach()[own]),
+            "neg_dist": mean_or_nan(to_prototypes.detach()[~own]),
         }
         return loss, stats
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, _check_reduction, register_loss, tuple_stats
+from dmllab.losses.base import MetricLoss, check_reduction, register_loss, tuple_stats
 
 
 @register_loss("triplet")
@@ -52,7 +52,7 @@ class TripletLoss(MetricLoss):
             margin=margin,
             k_positives=k_positives,
         )
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.reduction = reduction
 
     def _loss(
