@@ -16,14 +16,14 @@ OUT ?= outputs
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints/cpu.txt
+$(STAMP): pyproject.toml constraints/cpu.txt constraints/tools.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# Install the pinned CPU torch only when no torch is there: a GPU user's own build is kept.
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet -c constraints/cpu.txt \
 		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch
 	@# `fast` (faiss-cpu) too, so the tests cover both kNN backends
-	$(PY) -m pip install --quiet -e ".[lab,test,fast]"
+	$(PY) -m pip install --quiet -c constraints/tools.txt -e ".[lab,test,fast]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@# Compile UMAP once into numba's on-disk cache, so a lesson's first UMAP map takes seconds, not ~20 s
 	$(PY) -c "from dmllab.viz.projection import warm_up; warm_up()"
