@@ -57,6 +57,8 @@ class MetricLoss(nn.Module):
     """
 
     uses_batch_matrix: bool = True
+    #: whether the loss reads the positives strategy (prototype_ce compares with class means)
+    uses_positives: bool = True
 
     def __init__(
         self,

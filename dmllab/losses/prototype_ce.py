@@ -37,6 +37,7 @@ class PrototypeCrossEntropy(MetricLoss):
     """CE over logits -D(x, class mean) / temperature; see the module docstring."""
 
     uses_batch_matrix = False
+    uses_positives = False
 
     def __init__(
         self,

@@ -31,8 +31,14 @@ from dmllab.geometry import GEOMETRIES
 from dmllab.losses import LOSSES, POSITIVES
 from dmllab.runs import Run
 
+
 # The registry's datasets that need no files on disk (the image folders take a `root` option).
-PANEL_DATASETS = tuple(name for name in available() if "root" not in options(name))
+def panel_datasets() -> tuple[str, ...]:
+    """The registered datasets the panel offers: those that need no local folder (`root`). Read
+    when a panel is built, so a dataset registered at run time is offered too."""
+    return tuple(name for name in available() if "root" not in options(name))
+
+
 PANEL_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
     "embedding_dim": 16,
@@ -102,9 +108,9 @@ class LabPanel:
         self._drawn_at = -math.inf  # when the figures were last redrawn (time.monotonic)
         self._doing = ""  # the status line's "training ..." text of the run
         datasets = (
-            PANEL_DATASETS
-            if self.base.dataset in PANEL_DATASETS
-            else (self.base.dataset, *PANEL_DATASETS)
+            offered
+            if self.base.dataset in (offered := panel_datasets())
+            else (self.base.dataset, *offered)
         )
         style = {"description_width": "90px"}
         self.controls = {
@@ -217,13 +223,11 @@ class LabPanel:
         )
 
     def _offer_positives(self, loss: str) -> None:
-        """prototype_ce compares each point with class means, not with chosen positives: the
-        positives control is greyed out for it rather than silently ignored."""
+        """A loss that chooses no positives (prototype_ce compares each point with class means) has
+        the positives control greyed out rather than silently ignored."""
         control = self.controls["positives"]
-        control.disabled = loss == "prototype_ce"
-        control.tooltip = (
-            "prototype_ce uses class means, not positives" if control.disabled else None
-        )
+        control.disabled = not LOSSES[loss].uses_positives
+        control.tooltip = f"{loss} does not use positives" if control.disabled else None
 
     # ------------------------------------------------------------------ training thread
     def _press_train(self) -> None:

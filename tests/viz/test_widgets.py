@@ -11,7 +11,7 @@ import pytest
 from plotly.callbacks import Points
 
 from dmllab.viz import embedding_map
-from dmllab.viz.widgets import PANEL_DATASETS, LabPanel, MapExplorer, degenerate
+from dmllab.viz.widgets import LabPanel, MapExplorer, degenerate, panel_datasets
 from viz_fixtures import image_dataset
 
 TINY = {
@@ -48,7 +48,7 @@ def test_controls_start_from_the_defaults_and_describe_the_config():
         "seed",
     }
     assert panel.controls["loss"].value == "margin" and panel.controls["lsd_alpha"].value == 0.5
-    assert "cub200" not in panel.controls["dataset"].options and "mixture" in PANEL_DATASETS
+    assert "cub200" not in panel.controls["dataset"].options and "mixture" in panel_datasets()
     panel.controls["positives"].value = "nearest"
     panel.controls["seed"].value = 3
     config = panel.config()
@@ -189,7 +189,7 @@ def test_every_choice_the_controls_offer_can_train():
         for option in panel.controls[name].options
     ]
     choices += [(name, panel.controls[name].max) for name in ("noise_rate", "lsd_alpha")]
-    assert {"digits-parity", "modes-on-circle", "digits-low-high"} <= set(PANEL_DATASETS)
+    assert {"digits-parity", "modes-on-circle", "digits-low-high"} <= set(panel_datasets())
     for name, option in choices:
         for control, value in defaults.items():
             panel.controls[control].value = value
@@ -199,7 +199,7 @@ def test_every_choice_the_controls_offer_can_train():
         assert getattr(run.config, name) == option
         two_classes = option in ("digits-parity", "modes-on-circle", "digits-low-high")
         assert run.config.split == ("stratified" if two_classes else "classes"), (name, option)
-    assert panel.controls["dataset"].options == PANEL_DATASETS
+    assert panel.controls["dataset"].options == panel_datasets()
 
 
 # -------------------------------------------------------- one owner of the figures, honest status
