@@ -44,3 +44,25 @@ def test_the_recipes_run_as_written(tmp_path):
         check=False,
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("recipes ok"), out.stderr[-3000:]
+
+
+def test_the_recipe_files_pass_the_style_checks(tmp_path):
+    # The blocks that open with a docstring are files as a contributor would write them.
+    files = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", CONTRIBUTING.read_text(), flags=re.S)
+        if b.startswith('"""')
+    ]
+    assert len(files) == 5
+    for i, text in enumerate(files):
+        (tmp_path / f"recipe_{i}.py").write_text(text)
+    config = str(CONTRIBUTING.parent / "pyproject.toml")
+    for command in (["check"], ["format", "--check"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--config", config, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
