@@ -48,7 +48,7 @@ def make_data(
 
 def has_faiss() -> bool:
     try:
-        import faiss  # noqa: F401
+        import faiss  # noqa: F401  (only whether it imports)
     except ImportError:
         return False
     return True
@@ -102,7 +102,7 @@ def pin_threads(threads: int) -> None:
 def available_methods() -> list[str]:
     methods = ["floor", "dmllab"]
     try:
-        import pytorch_metric_learning  # noqa: F401
+        import pytorch_metric_learning  # noqa: F401  (only whether it imports)
     except ImportError:
         return methods
     return [*methods, "pml"] if has_faiss() else methods  # PML's default kNN needs faiss

@@ -107,7 +107,7 @@ def summary(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--repeats", type=int, default=3, help="samples of each warm scenario")
     parser.add_argument(
         "--cold-repeats", type=int, default=2, help="samples of the cold scenario (~30 s each)"

@@ -8,8 +8,9 @@
     dmllab verify ROOT [--layout folder]              decode every image; list the bad files
 
 Lessons run through `dmllab.lessons` (papermill), sweeps through `dmllab.experiments.sweep`, and a
-sweep's table through `Results.from_cells` and `dmllab.report`. What needs torch or plotly is
-imported by the command that uses it, so `dmllab --help` and a bad grid file answer at once.
+sweep's table through `Results.from_cells` and `dmllab.report`. Plotly, papermill and the
+experiment runner are imported by the command that uses them; `Config` (and so torch) is read for
+every command, since grids and `-p` values are checked against it before any work.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+# skip the module before anything imports pytorch-metric-learning (hence E402 below)
 pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
 from pytorch_metric_learning import distances, miners  # noqa: E402
 
