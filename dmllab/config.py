@@ -140,12 +140,14 @@ class Config:
                 f"Config.samples_per_class={self.samples_per_class} "
                 "leaves no positives in a batch; use at least 2 samples per class"
             )
-        if self.positives == "nearest" and self.samples_per_class < 3:
+        need = POSITIVES[self.positives].min_samples_per_class
+        if self.samples_per_class < need:
             raise BadValue(
-                "Config.positives='nearest' needs samples_per_class >= 3 "
+                f"Config.positives={self.positives!r} needs samples_per_class >= {need} "
                 f"(got {self.samples_per_class}): "
-                "with 2 samples of a class in a batch the nearest positive is the only positive, "
-                "so it changes nothing. Raise samples_per_class (4-8 is typical)."
+                f"with {need - 1} samples of a class in a batch an anchor has {need - 2} "
+                "positive(s) to choose from, too few for this strategy to change anything. "
+                "Raise samples_per_class (4-8 is typical)."
             )
         if self.k_positives >= self.samples_per_class:
             raise BadValue(

@@ -199,6 +199,10 @@ class PositiveStrategy:
     all it has); ignored by `all`. Subclasses implement `choose(D, same)`, D already detached
     and checked against `same`. Raises ValueError for a bad k or mismatched shapes."""
 
+    #: the smallest samples_per_class a batch needs for this strategy to mean something (Config
+    #: checks it): 2, so that every anchor has a positive
+    min_samples_per_class: int = 2
+
     def __init__(self, k: int = 1) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k (positives per anchor) must be an int >= 1; got {k!r}")
@@ -253,6 +257,10 @@ class HardestPositives(RankedPositives):
 class NearestPositives(RankedPositives):
     """argmin_{r in P(a)} D[a, r]: the nearest positive(s) (easy positives; Levi et al.,
     ICCV 2021)."""
+
+    # With 2 samples of a class in a batch the nearest positive is the only positive, so choosing
+    # the nearest one would change nothing.
+    min_samples_per_class = 3
 
     def score(self, D: Tensor, same: Tensor) -> Tensor:
         return D.masked_fill(~same, math.inf).neg_()
