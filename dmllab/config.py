@@ -16,6 +16,7 @@ choose one of: contrastive, margin, multi_similarity, prototype_ce, triplet
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 from collections.abc import Callable, Collection
@@ -24,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from dmllab import values
+from dmllab import data, models, values
 from dmllab.data import DATASETS, NOISE_KINDS, SPLITS
-from dmllab.geometry import GEOMETRIES
-from dmllab.losses import LOSSES, NEGATIVES, POSITIVES
+from dmllab.geometry import GEOMETRIES, Bregman
+from dmllab.geometry.bregman import _OPTIONS as BREGMAN_OPTIONS
+from dmllab.geometry.bregman import GENERATORS as BREGMAN_GENERATORS
+from dmllab.losses import LOSSES, NEGATIVES, POSITIVES, MetricLoss
 from dmllab.models import MODELS
 from dmllab.values import BadValue
 
@@ -69,6 +72,10 @@ class Config:
     `probe_size`, `monitor_test` (record test Recall@1 / MAP@R and, under label noise, the
     training set's memorisation rate per epoch: curves for the lessons, never used to select
     anything), `eval_every` (epochs between validation/monitor evaluations), `seed`, `device`.
+
+    Each `*_options` dict's keys are checked here against what its component takes (the
+    dataset loader's, model builder's, geometry's or loss constructor's options); their values
+    are checked by the component when it is built.
     """
 
     dataset: str = "digits"
@@ -166,6 +173,23 @@ class Config:
                 "onto the sphere before a learned geometry; "
                 "set normalize=False for a geometry lesson"
             )
+        self._check_option_names()
+
+    def _check_option_names(self) -> None:
+        """Refuse `*_options` keys the named component does not take (their values are checked
+        by the component when it is built). Raises BadValue naming the field, the unknown keys
+        and the allowed ones."""
+        for name in ("dataset_options", "model_options", "geometry_options", "loss_options"):
+            given = getattr(self, name)
+            if not given:  # the common case: no signature is read
+                continue
+            refusal, allowed = _option_names(self, name)
+            unknown = sorted(set(given) - set(allowed))
+            if unknown:
+                raise BadValue(
+                    f"Config.{name}: {refusal} {', '.join(unknown)}; "
+                    f"allowed: {', '.join(allowed) if allowed else 'none'}"
+                )
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -266,6 +290,51 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "snapshot_every": _count(0, MAX_EPOCHS),
     "seed": _count(0, MAX_SEED),
 }
+
+
+def _option_names(config: Config, field: str) -> tuple[str, list[str]]:
+    """(how a refusal starts, the allowed keys) for the `*_options` field `field` of `config`,
+    worded as the component itself refuses an unknown option when it is built."""
+    if field == "dataset_options":
+        # `load` takes the seed besides the loader's options (`build.prepare` passes config.seed)
+        allowed = [*data.options(config.dataset), "seed"]
+        return f"dataset {config.dataset!r} has no option(s)", allowed
+    if field == "model_options":
+        return f"model {config.model!r} has no option(s)", list(models.options(config.model))
+    if field == "geometry_options":
+        refusal = f"geometry {config.geometry!r} has no option(s)"
+        return refusal, _geometry_option_names(config.geometry)
+    return f"loss {config.loss!r} has no loss_options", _loss_option_names(config.loss)
+
+
+def _geometry_option_names(name: str) -> list[str]:
+    """The `geometry_options` keys the geometry registered as `name` takes: for a Bregman
+    geometry its generator's options, otherwise its constructor's keyword parameters (the rule
+    of `Geometry.create`)."""
+    cls = GEOMETRIES[name]
+    if issubclass(cls, Bregman):
+        generator = next(
+            key for key, registered in BREGMAN_GENERATORS.items() if registered == name
+        )
+        return list(BREGMAN_OPTIONS[generator])
+    return [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
+    ]
+
+
+# The loss constructor keywords `dmllab.build.build_loss` fills itself: every `MetricLoss` keyword
+# (geometry, and positives, negatives, margin, k_positives from the Config fields of those names)
+# and the training classes (num_classes, classes).
+_FILLED_BY_BUILD = {*inspect.signature(MetricLoss.__init__).parameters, "num_classes", "classes"}
+
+
+def _loss_option_names(name: str) -> list[str]:
+    """The `loss_options` keys the loss registered as `name` takes: its constructor's keywords
+    except `_FILLED_BY_BUILD`."""
+    parameters = inspect.signature(LOSSES[name].__init__).parameters
+    return [p for p in parameters if p not in _FILLED_BY_BUILD]
 
 
 def check_field(name: str, value: Any) -> None:

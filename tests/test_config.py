@@ -6,6 +6,9 @@ import pytest
 import dmllab as dl
 from dmllab import config as config_module
 from dmllab.config import Config
+from dmllab.losses import POSITIVES
+from dmllab.losses.strategies import RandomPositives
+from dmllab.values import BadValue
 
 
 def test_defaults_are_valid_and_round_trip_through_json():
@@ -134,3 +137,101 @@ def test_numpy_scalars_are_read_as_their_python_values():
     config = Config(epochs=np.int64(3), lr=np.float32(1e-3), normalize=np.bool_(False))
     assert type(config.epochs) is int and type(config.lr) is float and config.normalize is False
     assert Config.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    "changes, refusal",
+    [
+        (
+            {"dataset": "mixture", "dataset_options": {"per_klass": 3}},
+            (
+                r"Config.dataset_options: dataset 'mixture' has no option\(s\) per_klass; "
+                r"allowed: .*per_mode.*, seed$"
+            ),
+        ),
+        (
+            {"model": "mlp", "model_options": {"width": 3}},
+            r"Config.model_options: model 'mlp' has no option\(s\) width; allowed: hidden$",
+        ),
+        (
+            {"geometry": "euclidean", "geometry_options": {"mu": 0.1}},
+            r"Config.geometry_options: geometry 'euclidean' has no option\(s\) mu; allowed: eps$",
+        ),
+        (
+            {"geometry": "sqeuclidean", "geometry_options": {"eps": 0.1}},
+            r"geometry 'sqeuclidean' has no option\(s\) eps; allowed: none$",
+        ),
+        (
+            {"geometry": "bregman", "normalize": False, "geometry_options": {"pieces": 4}},
+            r"geometry 'bregman' has no option\(s\) pieces; allowed: hidden, mu$",
+        ),
+        (
+            {"geometry": "bregman-maxaffine", "normalize": False, "geometry_options": {"mu": 0.1}},
+            r"geometry 'bregman-maxaffine' has no option\(s\) mu; allowed: pieces$",
+        ),
+        (
+            {"loss": "contrastive", "loss_options": {"temperature": 1.0, "alpha": 2.0}},
+            (
+                r"Config.loss_options: loss 'contrastive' has no loss_options alpha, temperature; "
+                r"allowed: pos_margin, reduction$"
+            ),
+        ),
+        (  # what build_loss fills from the Config fields, or from the training data
+            {"loss": "margin", "loss_options": {"margin": 0.1, "num_classes": 3}},
+            (
+                r"loss 'margin' has no loss_options margin, num_classes; "
+                r"allowed: beta, learn_beta, per_class_beta$"
+            ),
+        ),
+    ],
+)
+def test_unknown_option_keys_are_refused_when_the_config_is_built(changes, refusal):
+    with pytest.raises(BadValue, match=refusal):
+        Config(**changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"dataset": "mixture", "dataset_options": {"per_mode": 10, "seed": 3}},
+        {"dataset": "loggrid", "dataset_options": {"per_class": 10, "sigma": 0.1}},
+        {"model": "mlp", "model_options": {"hidden": [16]}},
+        {"geometry": "cosine", "geometry_options": {"eps": 1e-9}},
+        {"geometry": "bregman", "normalize": False, "geometry_options": {"hidden": [8], "mu": 1}},
+        {"geometry": "bregman-maxaffine", "normalize": False, "geometry_options": {"pieces": 4}},
+        {"loss": "contrastive", "loss_options": {"pos_margin": 0.1, "reduction": "mean"}},
+        {"loss": "margin", "loss_options": {"per_class_beta": True}},
+        {"loss": "prototype_ce", "loss_options": {"temperature": 0.1}},
+    ],
+)
+def test_known_option_keys_are_accepted_and_their_values_left_to_the_component(changes):
+    config = Config(**changes)
+    assert Config.from_json(config.to_json()) == config
+
+
+def test_option_keys_accepted_by_config_are_the_ones_the_geometry_takes():
+    from dmllab import geometry
+
+    for name, options in [
+        ("euclidean", {"eps": 1e-9}),
+        ("bregman", {"hidden": [4], "mu": 0.5}),
+        ("bregman-maxaffine", {"pieces": 3}),
+    ]:
+        config = Config(geometry=name, normalize=False, geometry_options=options)
+        assert geometry.build(name, 2, **config.geometry_options).name == name
+
+
+def test_a_strategy_sets_the_samples_per_class_it_needs(monkeypatch):
+    class Picky(RandomPositives):
+        min_samples_per_class = 4
+
+    monkeypatch.setitem(POSITIVES, "picky", Picky)
+    with pytest.raises(
+        BadValue, match=r"^Config.positives='picky' needs samples_per_class >= 4 \(got 3\)"
+    ):
+        Config(positives="picky", samples_per_class=3)
+    assert Config(positives="picky", samples_per_class=4).positives == "picky"
+    with pytest.raises(
+        BadValue, match=r"^Config.positives='nearest' needs samples_per_class >= 3 \(got 2\)"
+    ):
+        Config(positives="nearest", samples_per_class=2)

@@ -102,7 +102,7 @@ def test_stop_ends_training_early_and_errors_are_reported():
     panel._thread.join(timeout=60)
     assert panel.run is not None and len(panel.run.history) < 30
     assert not panel.train_button.disabled and panel.stop_button.disabled
-    broken = LabPanel(**TINY, dataset_options={"no_such_option": 1})
+    broken = LabPanel(**TINY, dataset_options={"per_mode": 0})  # refused when training starts
     with pytest.raises(ValueError):
         broken.train(wait=True)
     assert "training failed" in broken.status.value and broken.run is None
