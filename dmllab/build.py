@@ -93,8 +93,8 @@ def build_loss(
 
     `config.loss_options` go to the loss class (e.g. `{"reduction": "mean"}` for triplet,
     `{"per_class_beta": True}` for margin, which then needs the training classes: `classes`, their
-    label ids, or `num_classes` C for ids 0..C-1); unknown options raise a ValueError listing the
-    allowed ones.
+    label ids, or `num_classes` C for ids 0..C-1); `Config` has checked their names against
+    `dmllab.losses.options`.
 
     >>> from dmllab.geometry import Euclidean
     >>> build_loss(Config(loss="triplet", positives="nearest", negatives="semihard"), Euclidean())
@@ -105,17 +105,6 @@ def build_loss(
     """
     cls = losses.loss_class(config.loss)
     parameters = inspect.signature(cls.__init__).parameters
-    allowed = [
-        name
-        for name in parameters
-        if name not in ("self", "geometry", "num_classes", "classes", *_FROM_CONFIG)
-    ]
-    unknown = sorted(set(config.loss_options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"loss {config.loss!r} has no loss_options {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed) if allowed else 'none'}"
-        )
     options: dict[str, Any] = {name: getattr(config, name) for name in _FROM_CONFIG}
     options.update(config.loss_options)
     if "num_classes" in parameters:

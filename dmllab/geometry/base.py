@@ -62,17 +62,23 @@ class Geometry(nn.Module):
         return self._pairwise(*_checked_pair(a, b, self.name))
 
     @classmethod
-    def create(cls, name: str, dim: int, **options: Any) -> Geometry:
-        """The geometry registered as `name` for `dim`-dimensional embeddings (`geometry.build`).
-
-        By default `name` and `dim` are not needed and `options` are the constructor's keyword
-        parameters; unknown ones raise a ValueError that lists the allowed ones. Geometries that
-        need the dimension (learned ones) override it."""
-        allowed = [
+    def option_names(cls, name: str) -> list[str]:
+        """The `geometry_options` the geometry registered as `name` takes: by default its
+        constructor's keyword parameters. Geometries built otherwise (learned ones) override it."""
+        return [
             p.name
             for p in inspect.signature(cls.__init__).parameters.values()
             if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
         ]
+
+    @classmethod
+    def create(cls, name: str, dim: int, **options: Any) -> Geometry:
+        """The geometry registered as `name` for `dim`-dimensional embeddings (`geometry.build`).
+
+        By default `name` and `dim` are not needed and `options` are the constructor's keyword
+        parameters; unknown ones raise a ValueError that lists the allowed ones (`option_names`).
+        Geometries that need the dimension (learned ones) override it."""
+        allowed = cls.option_names(name)
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ValueError(

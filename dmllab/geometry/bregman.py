@@ -59,6 +59,16 @@ _OPTIONS = {"icnn": ("hidden", "mu"), "maxaffine": ("pieces",)}
 _DEFAULTS = {"hidden": (32, 32, 32), "mu": 0.05, "pieces": 8}
 
 
+def _generator_of(name: str) -> str:
+    """The generator behind the registered name `name`; ValueError for another name."""
+    for generator, registered in GENERATORS.items():
+        if registered == name:
+            return generator
+    raise ValueError(
+        f"Bregman: no generator is registered as {name!r}; names: {', '.join(GENERATORS.values())}"
+    )
+
+
 class Bregman(Geometry):
     """D_phi(x || y) = phi(x) - phi(y) - <grad phi(y), x - y> with a learned convex phi.
 
@@ -107,18 +117,16 @@ class Bregman(Geometry):
             self.generator = MaxAffine(dim, _check_pieces(settings["pieces"]))
 
     @classmethod
+    def option_names(cls, name: str) -> list[str]:
+        """The options of the generator registered as `name` (`bregman`: hidden, mu;
+        `bregman-maxaffine`: pieces)."""
+        return list(_OPTIONS[_generator_of(name)])
+
+    @classmethod
     def create(cls, name: str, dim: int, **options: Any) -> Bregman:
         """The Bregman geometry registered as `name` (`bregman`: ICNN, `bregman-maxaffine`:
         max-affine generator) for `dim`-dimensional embeddings; `options` as for the constructor."""
-        generators = [
-            generator for generator, registered in GENERATORS.items() if registered == name
-        ]
-        if not generators:
-            raise ValueError(
-                f"Bregman: no generator is registered as {name!r}; "
-                f"names: {', '.join(GENERATORS.values())}"
-            )
-        return cls(dim, generator=generators[0], **options)
+        return cls(dim, generator=_generator_of(name), **options)
 
     # -- phi and its gradient ---------------------------------------------------------------
 

@@ -32,6 +32,7 @@ TripletLoss(
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from typing import Any
 
@@ -59,6 +60,7 @@ from dmllab.losses.triplet import TripletLoss
 __all__ = [
     "build",
     "loss_class",
+    "options",
     "register_loss",
     "MetricLoss",
     "ContrastiveLoss",
@@ -95,6 +97,17 @@ def loss_class(name: str) -> type[MetricLoss]:
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}")
     return LOSSES[name]
+
+
+def options(name: str) -> list[str]:
+    """The options (`Config.loss_options`) of the loss registered as `name`: its constructor's
+    keywords besides the ones every `MetricLoss` takes (geometry, positives, negatives, margin,
+    k_positives: Config fields of their own) and the training classes (num_classes, classes)."""
+    parameters = inspect.signature(loss_class(name).__init__).parameters
+    return [p for p in parameters if p not in _SET_BY_CONFIG]
+
+
+_SET_BY_CONFIG = {*inspect.signature(MetricLoss.__init__).parameters, "num_classes", "classes"}
 
 
 def build(name: str, geometry: Geometry | str, **options: Any) -> MetricLoss:
