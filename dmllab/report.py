@@ -12,8 +12,10 @@ once beside it (`plotly.min.js`, copied from the plotly package) and loaded by a
 `<script src>`, so the page stays small; keep the two files together.
 
 `report_sweep(directory)` summarises a sweep folder: its finished cells read as `Results` (the
-table the lessons use, `Results.from_cells`), written as `results.csv`, `results.html` and a text
-table of mean ± 95% CI per configuration.
+table the lessons use, `Results.from_cells`), written as `results.csv` (every metric),
+`results.html` and a text table of mean ± 95% CI per configuration (by default the headline
+metrics; in long form, one row per metric and configuration, when a wide one would not fit in
+TEXT_WIDTH characters).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from dmllab.experiments.cells import finished_cells
 from dmllab.experiments.results import Results
 from dmllab.lessons import LessonResult
 from dmllab.records import json_numbers, replacing
+from dmllab.values import BadValue
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -166,6 +170,11 @@ HEADLINE_METRICS = (
     "memorisation",
     "prototype_accuracy",
 )
+HELPER_SUFFIXES = ("_std", "_lower", "_ci", "_n")
+"""Endings of the keys a lesson's metrics.json holds beside its headline numbers (seed spreads,
+lower confidence bounds, counts): left out of the default text table, kept in results.csv."""
+TEXT_WIDTH = 160
+"""A wide text table whose lines reach this many characters is printed in long form."""
 
 
 def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
@@ -174,7 +183,7 @@ def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
     line per cell folder left out.
 
     Raises SystemExit when `directory` is no folder or holds no finished cell, GridError when its
-    cells come from different sweeps."""
+    cells come from different sweeps, BadValue for a metric of `metrics` the cells do not hold."""
     if not directory.is_dir():
         raise SystemExit(f"{directory}: no such folder")
     cells, skipped = finished_cells(directory)
@@ -189,26 +198,52 @@ def _write_sweep_results(
     directory: Path, results: Results, metrics: list[str] | None = None
 ) -> str:
     """Summarise a sweep's results (`Results.from_cells`) over seeds per configuration of its
-    parameters, write `results.csv` and `results.html` into `directory`, and return the table as
-    text: "mean ± 95% CI (n=seeds)" per metric (a sweep without parameters: one row per seed).
+    parameters, write `results.csv` (every numeric metric) and `results.html` (the `metrics`)
+    into `directory`, and return the `metrics` as text: "mean ± 95% CI (n=seeds)" per metric and
+    configuration, the mean alone for a single seed (a sweep without parameters: one row per
+    seed). The text is wide (one column per metric) while its lines stay under TEXT_WIDTH
+    characters, else long (one row per metric and configuration).
 
-    Parameter values may be any JSON value (shown as JSON); every value is escaped in the HTML.
-    Raises ValueError when none of the `metrics` (default: the headline ones present, else every
-    numeric one) is there."""
+    `metrics` defaults to the headline ones present, else every measured numeric one that is no
+    helper key (`HELPER_SUFFIXES`). Parameter values may be any JSON value (shown as JSON);
+    every value is escaped in the HTML.
+    Raises BadValue for a metric of `metrics` the results do not hold, ValueError when there is
+    no metric to tabulate."""
     params = results.factors
-    metrics = metrics or [m for m in HEADLINE_METRICS if m in results.table.columns]
-    if not metrics:
-        metrics = sorted(m for m in results.metric_names() if results.table[m].notna().any())
+    keys = params or ["seed"]
+    available = results.metric_names()
+    if metrics:
+        unknown = [m for m in metrics if m not in available]
+        if unknown:
+            raise BadValue(
+                f"--metric: no metric(s) {unknown} in the cells of {directory}; "
+                f"metrics: {available}"
+            )
+    else:
+        metrics = _default_metrics(results)
     if not metrics:
         raise ValueError(f"{directory}: the finished cells hold no numeric metrics to tabulate")
-    table = results.summary(metrics, by=params or ["seed"])
-    shown = _shown(table, params or ["seed"], metrics)
-    shown_text = shown.to_string(index=False)
+    table = results.summary(list(dict.fromkeys([*metrics, *available])), by=keys)
+    shown = _wide(table, keys, metrics)
+    text = shown.to_string(index=False)
+    if max(map(len, text.splitlines())) >= TEXT_WIDTH:
+        shown = _long(table, keys, metrics)
+        text = shown.to_string(index=False)
     table.assign(**{p: table[p].map(_as_text) for p in params}).to_csv(
         directory / "results.csv", index=False
     )
     _write_results_html(directory / "results.html", table, shown, params, metrics)
-    return shown_text
+    return text
+
+
+def _default_metrics(results: Results) -> list[str]:
+    """The headline metrics present; else every measured numeric one but the helper keys (all of
+    them when nothing else is there), sorted."""
+    headline = [m for m in HEADLINE_METRICS if m in results.table.columns]
+    if headline:
+        return headline
+    measured = sorted(m for m in results.metric_names() if results.table[m].notna().any())
+    return [m for m in measured if not m.endswith(HELPER_SUFFIXES)] or measured
 
 
 def _as_text(value: Any) -> str:
@@ -216,16 +251,43 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def _shown(table: pd.DataFrame, params: list[str], metrics: list[str]) -> pd.DataFrame:
-    shown = pd.DataFrame({p: table[p].map(_as_text) for p in params})
+def _mean_ci(mean: float, ci: float, n: int) -> str:
+    """ "0.852 ± 0.054 (n=3)"; "0.600 (n=1)" for a single value (no spread); "" for none."""
+    if n == 0 or not math.isfinite(mean):
+        return ""
+    return f"{mean:.3f} (n={n})" if n < 2 else f"{mean:.3f} ± {ci:.3f} (n={n})"
+
+
+def _cells(table: pd.DataFrame, metric: str) -> list[str]:
+    """`metric` per row of the summary `table`, as `_mean_ci` text."""
+    return [
+        _mean_ci(m, c, n)
+        for m, c, n in zip(
+            table[f"{metric}_mean"], table[f"{metric}_ci"], table[f"{metric}_n"], strict=True
+        )
+    ]
+
+
+def _wide(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """One row per configuration: its `keys`, then one column per metric."""
+    shown = pd.DataFrame({k: table[k].map(_as_text) for k in keys})
     for metric in metrics:
-        shown[metric] = [
-            f"{m:.3f} ± {c:.3f} (n={n})"
-            for m, c, n in zip(
-                table[f"{metric}_mean"], table[f"{metric}_ci"], table[f"{metric}_n"], strict=True
-            )
-        ]
+        shown[metric] = _cells(table, metric)
     return shown
+
+
+def _long(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """One row per metric and configuration (the configurations of one metric together):
+    `metric` (padded, so that the text table aligns it left), the configuration's `keys`, then
+    "mean ± 95% CI (n=seeds)"."""
+    width = max(len("metric"), *map(len, metrics))
+    configurations = [[_as_text(v) for v in row] for row in table[keys].itertuples(index=False)]
+    rows = [
+        [metric.ljust(width), *configuration, cell]
+        for metric in metrics
+        for configuration, cell in zip(configurations, _cells(table, metric), strict=True)
+    ]
+    return pd.DataFrame(rows, columns=["metric".ljust(width), *keys, "mean ± 95% CI"])
 
 
 def _write_results_html(
@@ -235,7 +297,10 @@ def _write_results_html(
 
     # plotly renders a subset of HTML in labels (<a href>, <b>, ...): escaped, they show as text
     labels = (
-        [html.escape(", ".join(row)) for row in shown[params].itertuples(index=False)]
+        [
+            html.escape(", ".join(_as_text(v) for v in row))
+            for row in table[params].itertuples(index=False)
+        ]
         if params
         else [str(i) for i in table.index]
     )

@@ -1,5 +1,6 @@
 """Sweeps that survive their parts: killed workers, a killed sweep, full or read-only disks, edited
-grids, colliding values, two sweeps on one folder, hostile values in the report."""
+grids, colliding values, two sweeps on one folder, hostile values in the report; and what the
+report shows: a single seed's mean, an unknown metric, a lesson's many keys."""
 
 import json
 import os
@@ -11,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -315,6 +317,60 @@ def test_report_takes_any_json_parameter_and_escapes_every_value(tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     table = (out / "results.csv").read_text()
     assert '{""mu"": 0.05}' in table and "[1, 2]" in table
+
+
+def test_report_of_one_seed_shows_the_mean_alone_and_of_two_its_interval(tmp_path, capsys):
+    out = tmp_path / "out"
+    for loss, r1 in (("triplet", 0.169), ("contrastive", 0.25)):
+        fake_cell(out, {"loss": loss, "seed": 0}, fit_recorded(epochs=1), {"recall@1": r1})
+    assert cli.main(["report", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["loss", "recall@1"]
+    assert lines[1].split() == ["contrastive", "0.250", "(n=1)"]  # no "± 0.000": no spread
+    assert lines[2].split() == ["triplet", "0.169", "(n=1)"]
+    fake_cell(out, {"loss": "triplet", "seed": 1}, fit_recorded(epochs=1), {"recall@1": 0.171})
+    assert cli.main(["report", str(out)]) == 0
+    assert "0.170 ± 0.013 (n=2)" in capsys.readouterr().out
+
+
+def test_report_of_an_unknown_metric_names_it_and_the_known_ones_in_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    metrics = {"recall@1": 0.5, "map@r": 0.25}
+    fake_cell(out, {"loss": "triplet", "seed": 0}, fit_recorded(epochs=1), metrics)
+    assert cli.main(["report", str(out), "--metric", "map@r", "--metric", "bogus"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "KeyError" not in error
+    assert "no metric(s) ['bogus']" in error and "metrics: ['recall@1', 'map@r']" in error
+
+
+def test_report_of_a_lesson_sweep_shows_its_headline_numbers_in_readable_lines(tmp_path, capsys):
+    out = tmp_path / "out"
+    variants = [f"{data}-{pos}" for data in ("circle", "parity") for pos in ("random", "nearest")]
+    names = ["recall@1", "fine_recall@1", "fine_nmi", "subcluster_ari"]
+    for epochs in (5, 10):
+        for seed in (0, 1):
+            metrics = {}
+            for variant in variants:
+                for name in names:
+                    metrics[f"{variant}/{name}"] = 0.5 + 0.01 * seed
+                    metrics[f"{variant}/{name}_std"] = 0.02
+            metrics["circle-nearest - random/fine_recall@1"] = 0.1
+            metrics["circle-nearest - random/fine_recall@1_lower"] = 0.05
+            parameters = {"epochs": epochs, "seed": seed, "quick": False}
+            recorded = {"notebook": "01.ipynb", "defaults": {}, "parameters": parameters}
+            fake_cell(out, {"epochs": epochs, "seed": seed}, recorded, metrics)
+    assert cli.main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    lines = text.split("\n\nwrote")[0].splitlines()
+    assert max(map(len, lines)) < 160
+    assert "_std" not in text and "_lower" not in text
+    assert lines[0].split() == ["metric", "epochs", "mean", "±", "95%", "CI"]  # long form
+    assert len(lines) == 1 + 2 * (len(variants) * len(names) + 1)
+    assert lines[1].split()[3:] == ["5", "0.100", "±", "0.000", "(n=2)"]
+    assert "0.505 ± 0.064 (n=2)" in lines[3]
+    summary = pd.read_csv(out / "results.csv")  # results.csv keeps every key
+    assert "circle-random/recall@1_std_mean" in summary
+    assert "circle-nearest - random/fine_recall@1_lower_mean" in summary
 
 
 @settings(max_examples=25, deadline=None)
