@@ -320,6 +320,9 @@ def aggregate(
 ) -> pd.DataFrame:
     """Mean, std, count and a Student-t confidence half-width per group of `by` keys.
 
+    Columns `<metric>_mean`, `_std` (sample std, ddof=1), `_ci` (half-width of the two-sided
+    `confidence` interval of the mean) and `_n` (values, NaN left out). A single value has no
+    spread: std and ci are NaN when n < 2 (and the mean is NaN when n = 0).
     A `by` value may be any JSON value (dicts and lists are grouped by their JSON text).
 
     >>> rows = [{"pos": "nearest", "r1": 0.8}, {"pos": "nearest", "r1": 0.9},
@@ -354,11 +357,11 @@ def aggregate(
             values = group[metric].dropna().to_numpy(dtype=float)
             n = len(values)
             mean = float(values.mean()) if n else math.nan
-            std = float(values.std(ddof=1)) if n > 1 else 0.0
+            std = float(values.std(ddof=1)) if n > 1 else math.nan
             row[f"{metric}_mean"] = mean
             row[f"{metric}_std"] = std
             row[f"{metric}_ci"] = (
-                t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
+                t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
             )
             row[f"{metric}_n"] = n
         rows.append(row)

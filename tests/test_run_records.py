@@ -2,6 +2,7 @@
 fails."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -172,3 +173,20 @@ def test_aggregate_groups_any_json_parameter_value(rows):
     assert len(table) == len({canonical(value) for value, _ in rows})
     assert table["r1_n"].sum() == len(rows)
     assert {canonical(v) for v in table["options"]} == {canonical(value) for value, _ in rows}
+
+
+def test_aggregate_gives_a_single_value_no_spread_rather_than_zero():
+    table = dl.runs.aggregate(
+        [{"pos": "a", "r1": 0.8}, {"pos": "a", "r1": 0.9}, {"pos": "b", "r1": 0.5}],
+        by=["pos"],
+        metrics=["r1"],
+    ).set_index("pos")
+    assert table.loc["a", "r1_std"] == pytest.approx(0.0707107)
+    assert table.loc["a", "r1_ci"] == pytest.approx(12.7062 * 0.0707107 / 2**0.5, rel=1e-4)
+    assert table.loc["b", "r1_mean"] == 0.5 and table.loc["b", "r1_n"] == 1
+    assert math.isnan(table.loc["b", "r1_std"]) and math.isnan(table.loc["b", "r1_ci"])
+    empty = dl.runs.aggregate([{"pos": "c", "r1": None}], by=["pos"], metrics=["r1"])
+    assert (
+        empty["r1_n"].tolist() == [0]
+        and empty[["r1_mean", "r1_std", "r1_ci"]].isna().to_numpy().all()
+    )

@@ -11,9 +11,11 @@ The table's columns: `variant` (the variant's name), one column per factor of th
 or level name of each job), `seed`, then every metric. The same table comes from a run in this
 process (`run_plan`, `run_variants`) and from a sweep folder's finished cells (`from_cells`), so
 a lesson and `dmllab report` summarise alike. Every run is evaluated on its test split (never
-used for selection). Variants of one seed share the split, the label noise and the model's
-initialisation (the seed fixes all three), so a claim is read from the paired per-seed
-differences (`dmllab.claims`).
+used for selection). Variants of one seed share their data: the seed fixes a synthetic data set's
+draw, a stratified split, the label noise, the model's initialisation and the batch sampling. A
+class-disjoint split does not depend on the seed (the first classes in sorted order, or a data
+set's standard split), so every seed tests on the same classes. A claim is read from the paired
+per-seed differences (`dmllab.claims`).
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ class Results:
         by: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Mean, std, CI half-width and count of each metric per variant (variants in run order),
-        with each factor's value beside it; or per group of the columns `by` (sorted by them)."""
+        with each factor's value beside it; or per group of the columns `by` (sorted by them).
+        Std and CI are NaN for a single seed (`dmllab.runs.aggregate`)."""
         metrics = list(metrics) if metrics is not None else self.metric_names()
         by = list(by) if by is not None else [VARIANT, *self.factors]
         table = aggregate(
@@ -237,7 +240,8 @@ class Results:
     ) -> dict[str, float]:
         """Flat `{prefix}{variant}/{metric}` means and `..._std` seed spreads, for a metrics.json;
         for each claim (metric, better, worse) also `{prefix}{better} - {worse}/{metric}` (the
-        paired mean difference) and `..._lower` (its 95% one-sided lower bound)."""
+        paired mean difference) and `..._lower` (its 95% one-sided lower bound). A variant run
+        with one seed has no spread: its `..._std` is NaN (null in metrics.json)."""
         summary = self.summary(metrics)
         out = {}
         for _, row in summary.iterrows():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -61,3 +62,16 @@ def test_run_variants_shows_one_bar_over_variants_and_seeds(monkeypatch, capsys)
     experiments.run_variants(Config(), {"a": {}}, seeds=(0,))
     experiments.run_variants(Config(), {"a": {}}, seeds=(0,), progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_headline_of_a_single_seed_has_no_spread_and_metrics_json_holds_it_as_null(tmp_path):
+    from dmllab.report import save_lesson_outputs
+
+    headline = _results().headline(["recall@1"])
+    assert headline["nearest/recall@1_std"] == pytest.approx(0.0536, abs=1e-4)
+    assert headline["random/recall@1"] == pytest.approx(0.6004999)
+    assert math.isnan(headline["random/recall@1_std"])  # one seed: not 0.0
+    save_lesson_outputs(tmp_path, headline)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["random/recall@1_std"] is None
+    assert written["nearest/recall@1_std"] == headline["nearest/recall@1_std"]
