@@ -5,22 +5,7 @@ import dmllab as dl
 from dmllab.config import Config
 from dmllab.losses import Regulariser
 from dmllab.train import NonFiniteLossError, StopTraining
-
-
-def digits_config(**changes):
-    # train classes 0-4, test classes 5-9 (the zero-shot protocol on sklearn's digits)
-    base = dict(
-        dataset="digits",
-        split="classes",
-        test_fraction=0.5,
-        epochs=6,
-        batches_per_epoch=15,
-        classes_per_batch=5,
-        samples_per_class=8,
-        embedding_dim=16,
-        seed=0,
-    )
-    return Config(**{**base, **changes})
+from train_configs import digits_config
 
 
 def test_zero_shot_split_keeps_train_and_test_classes_disjoint():

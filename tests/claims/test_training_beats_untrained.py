@@ -4,24 +4,8 @@ import math
 
 import pytest
 
-from dmllab.config import Config
 from dmllab.experiments import run_variants
-
-
-def digits_config(**changes):
-    # train classes 0-4, test classes 5-9 (the zero-shot protocol on sklearn's digits)
-    base = dict(
-        dataset="digits",
-        split="classes",
-        test_fraction=0.5,
-        epochs=6,
-        batches_per_epoch=15,
-        classes_per_batch=5,
-        samples_per_class=8,
-        embedding_dim=16,
-        seed=0,
-    )
-    return Config(**{**base, **changes})
+from train_configs import digits_config
 
 
 def trained_minus_untrained(config, seeds=(0, 1, 2)):
