@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from dmllab.experiments.cells import finished_cells
-from dmllab.experiments.results import Results
+from dmllab.experiments.results import Results, mean_spread
 from dmllab.lessons import LessonResult
 from dmllab.records import json_numbers, replacing
 from dmllab.values import BadValue
@@ -253,9 +252,8 @@ def _as_text(value: Any) -> str:
 
 def _mean_ci(mean: float, ci: float, n: int) -> str:
     """ "0.852 ± 0.054 (n=3)"; "0.600 (n=1)" for a single value (no spread); "" for none."""
-    if n == 0 or not math.isfinite(mean):
-        return ""
-    return f"{mean:.3f} (n={n})" if n < 2 else f"{mean:.3f} ± {ci:.3f} (n={n})"
+    text = mean_spread(mean, ci, n)
+    return f"{text} (n={n})" if text else ""
 
 
 def _cells(table: pd.DataFrame, metric: str) -> list[str]:

@@ -124,7 +124,9 @@ class Results:
         table = pd.DataFrame(index=pd.Index(summary[VARIANT], name=VARIANT))
         for metric in metrics:
             table[metric] = [
-                _mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"], decimals)
+                mean_spread(
+                    row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"], decimals
+                )
                 for _, row in summary.iterrows()
             ]
         table["seeds"] = (
@@ -257,9 +259,10 @@ class Results:
         return out
 
 
-def _mean_std(mean: float, std: float, n: int, decimals: int) -> str:
-    """ "0.907 ± 0.012"; "0.907" for a single value; "" when nothing was measured."""
+def mean_spread(mean: float, spread: float, n: int, decimals: int = 3) -> str:
+    """A summarised metric for people: "0.907 ± 0.012" (the spread: a std or a CI half-width);
+    "0.907" for a single value (no spread to show); "" when nothing was measured."""
     if n == 0 or not math.isfinite(mean):
         return ""
     text = f"{mean:.{decimals}f}"
-    return text if n < 2 else f"{text} ± {std:.{decimals}f}"
+    return text if n < 2 else f"{text} ± {spread:.{decimals}f}"
