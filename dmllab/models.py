@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dmllab.values import registered
+
 
 class Embedder(nn.Module):
     """trunk -> (optional linear head) -> optional L2 normalisation.
@@ -163,7 +165,7 @@ MODELS: dict[str, Trunk] = {
 
 def options(name: str) -> dict[str, object]:
     """The options of model `name` (its `Config.model_options`) with their defaults."""
-    _check_name(name)
+    registered("model", name, MODELS)
     skip = ("input_shape", "image_shape")
     return {
         key: p.default
@@ -200,8 +202,3 @@ def build(
     if width is None:
         return Embedder(trunk, nn.Identity(), math.prod(input_shape), normalize)
     return Embedder(trunk, nn.Linear(width, embedding_dim), embedding_dim, normalize)
-
-
-def _check_name(name: str) -> None:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")

@@ -32,6 +32,7 @@ from dmllab.geometry.base import Geometry
 from dmllab.geometry.bregman import Bregman
 from dmllab.geometry.cosine import Cosine
 from dmllab.geometry.euclidean import Euclidean, SquaredEuclidean
+from dmllab.values import registered
 
 __all__ = [
     "Geometry",
@@ -61,11 +62,7 @@ def build(name: str, dim: int, **options: Any) -> Geometry:
     Fixed geometries ignore `dim`; the learned Bregman geometries need it for their generator.
     Unknown names or options raise a ValueError that lists the allowed ones.
     """
-    if name not in GEOMETRIES:
-        raise ValueError(
-            f"unknown geometry {name!r}; choose one of: {', '.join(sorted(GEOMETRIES))}"
-        )
-    return GEOMETRIES[name].create(name, dim, **options)
+    return registered("geometry", name, GEOMETRIES).create(name, dim, **options)
 
 
 def resolve(geometry: Geometry | str | None, *, default: str = "euclidean") -> Geometry:

@@ -56,6 +56,7 @@ from dmllab.losses.strategies import (
     select_positives,
 )
 from dmllab.losses.triplet import TripletLoss
+from dmllab.values import registered
 
 __all__ = [
     "build",
@@ -94,9 +95,7 @@ REGULARISERS: dict[str, type[Regulariser]] = {
 
 def loss_class(name: str) -> type[MetricLoss]:
     """LOSSES[name]; ValueError listing the registered names for an unknown one."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]
+    return registered("loss", name, LOSSES)
 
 
 def options(name: str) -> list[str]:

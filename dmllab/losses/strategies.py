@@ -78,12 +78,13 @@ the same strategies by name on the square batch matrix (R = B, anchor a is colum
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 from torch import Tensor
+
+from dmllab.values import registered
 
 __all__ = [
     "Pairs",
@@ -433,14 +434,14 @@ def positive_strategy(name: str, k: int = 1) -> PositiveStrategy:
     """The positives strategy registered as `name`, choosing `k` per anchor.
 
     Raises ValueError for an unknown name (listing the registered ones) or a bad k."""
-    return _registered("positives", name, POSITIVES)(k=k)
+    return registered("positives strategy", name, POSITIVES)(k=k)
 
 
 def negative_strategy(name: str, margin: float = 0.2) -> NegativeStrategy:
     """The negatives strategy registered as `name`, with the semi-hard window `margin`.
 
     Raises ValueError for an unknown name (listing the registered ones)."""
-    return _registered("negatives", name, NEGATIVES)(margin=margin)
+    return registered("negatives strategy", name, NEGATIVES)(margin=margin)
 
 
 def select_positives(D: Tensor, same: Tensor, how: str, k: int = 1) -> Pairs:
@@ -475,16 +476,6 @@ def random_ranks(shape: tuple[int, ...], device: torch.device, dtype: torch.dtyp
     permutation = torch.randperm(m, device=device).to(dtype)
     shift = torch.randint(m, (n, 1), device=device).to(dtype)
     return (permutation + shift).remainder_(m)
-
-
-_Strategy = TypeVar("_Strategy")
-
-
-def _registered(kind: str, name: str, registry: Mapping[str, _Strategy]) -> _Strategy:
-    """registry[name]; ValueError naming the registered strategies for an unknown name."""
-    if name not in registry:
-        raise ValueError(f"unknown {kind} strategy {name!r}; choose one of: {', '.join(registry)}")
-    return registry[name]
 
 
 def _check_matrix(D: Tensor, mask: Tensor, square: bool = False) -> None:
