@@ -11,8 +11,7 @@ comes with the first Config; UMAP, plotly and Jupyter only with the modules that
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dmllab import lazy
 
 __version__ = "0.1.0"
 
@@ -35,10 +34,10 @@ _SUBMODULES = {
     "guards",
 }
 _FUNCTIONS = {
-    "Config": "dmllab.config",
-    "fit": "dmllab.train",
-    "Run": "dmllab.runs",
-    "evaluate": "dmllab.metrics",
+    "Config": "config",
+    "fit": "train",
+    "Run": "runs",
+    "evaluate": "metrics",
 }
 
 # The public face; the other submodules are the house's own floors (reachable, not advertised).
@@ -59,17 +58,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        module = importlib.import_module(f"dmllab.{name}")
-        globals()[name] = module
-        return module
-    if name in _FUNCTIONS:
-        value = getattr(importlib.import_module(_FUNCTIONS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'dmllab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(__all__) | _SUBMODULES | {"__version__"})
+__getattr__, __dir__ = lazy.attach(__name__, _FUNCTIONS, _SUBMODULES)

@@ -18,7 +18,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dmllab"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "foundations",
-        ("values", "records", "errors", "arrays", "locks", "claims", "distributed", "cache"),
+        (
+            "values",
+            "records",
+            "errors",
+            "arrays",
+            "locks",
+            "claims",
+            "distributed",
+            "cache",
+            "lazy",
+        ),
     ),
     ("geometry", ("geometry",)),
     ("losses", ("losses",)),

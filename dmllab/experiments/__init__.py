@@ -17,8 +17,9 @@ processes import torch only when they train.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dmllab import lazy
 
 if TYPE_CHECKING:
     from dmllab.experiments.plan import Job, Plan
@@ -37,13 +38,4 @@ _HOMES = {
 __all__ = ["Job", "Plan", "Results", "run_job", "run_plan", "run_variants"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        value = getattr(importlib.import_module(f"dmllab.experiments.{_HOMES[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'dmllab.experiments' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy.attach(__name__, _HOMES)

@@ -17,8 +17,7 @@ figure module) loads only what that module needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dmllab import lazy
 
 _NAMES = {
     "asymmetry_heatmap": "bregman",
@@ -70,16 +69,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        value = getattr(importlib.import_module(f"dmllab.viz.{_NAMES[name]}"), name)
-    elif name in _MODULES:
-        value = importlib.import_module(f"dmllab.viz.{name}")
-    else:
-        raise AttributeError(f"module 'dmllab.viz' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | _MODULES)
+__getattr__, __dir__ = lazy.attach(__name__, _NAMES, _MODULES)
