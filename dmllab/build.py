@@ -31,7 +31,13 @@ from dmllab.losses.lsd import lists_for
 __all__ = ["build_components", "build_loss", "build_regularisers", "prepare"]
 
 # Config fields every loss takes; `loss_options` carries the rest.
-_FROM_CONFIG = ("positives", "negatives", "margin", "k_positives")
+# The keywords every MetricLoss takes besides its geometry (positives, negatives, margin,
+# k_positives) are Config fields of the same names.
+_FROM_CONFIG = tuple(
+    p
+    for p in inspect.signature(losses.MetricLoss.__init__).parameters
+    if p not in ("self", "geometry")
+)
 
 
 def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:

@@ -33,8 +33,9 @@ def run_job(
     progress: bool = False,
     **evaluate_options: Any,
 ) -> Run:
-    """Train `config` (its seed fixes the split, the label noise and the initialisation; a given
-    `dataset` wins over `config.dataset`) and measure the run on its test split.
+    """Train `config` (its seed fixes the generated data, a stratified split, the label noise and
+    the initialisation; a given `dataset` wins over `config.dataset`) and measure the run on its
+    test split.
 
     Returns the Run; its `metrics` hold what training measured (`best_epoch` under early
     stopping) updated with `evaluate(run, **evaluate_options)`. Under torchrun only rank 0
