@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "distributed",
             "cache",
             "lazy",
+            "registry",
         ),
     ),
     ("geometry", ("geometry",)),
