@@ -27,7 +27,7 @@ from dmllab.config import Config
 from dmllab.errors import describe
 from dmllab.experiments.grid import load_grid
 from dmllab.experiments.sweep import run_sweep
-from dmllab.lessons import check_values, find_lessons, run_lesson, run_lessons
+from dmllab.lessons import LessonError, check_values, find_lessons, run_lesson, run_lessons
 from dmllab.records import read_json
 from dmllab.values import BadValue
 from dmllab.values import parse_text as parse_value
@@ -49,8 +49,8 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The `-p NAME VALUE` pairs read by `dmllab.values.parse_text` and checked against the
-    notebook's parameters, before anything runs. Raises SystemExit with one line for a bad value,
-    an unknown name or a name given twice."""
+    notebook's parameters, before anything runs. Raises SystemExit with one line for a bad value
+    or a name given twice, LessonError for a name the notebook does not have."""
     parameters: dict[str, Any] = {}
     for name, text in pairs:
         if name in parameters:
@@ -61,6 +61,8 @@ def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str
             raise SystemExit(f"-p {name}: {error}") from error
     try:
         check_values(notebook, parameters)
+    except LessonError:  # names the notebook already
+        raise
     except BadValue as error:
         raise SystemExit(f"{notebook.name}: {error}") from error
     return parameters

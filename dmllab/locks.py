@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 
-class FolderBusy(SystemExit):
-    """Another live process holds the folder; the message names it."""
+class FolderBusy(RuntimeError):
+    """Another live process holds the folder; the message names it (PID, host, what, since when)
+    and what to do."""
 
 
 class FolderLock:

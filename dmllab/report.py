@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from dmllab.experiments.cells import finished_cells
+from dmllab.experiments.grid import GridError
 from dmllab.experiments.results import Results, mean_spread
 from dmllab.lessons import LessonResult
 from dmllab.records import json_numbers, replacing
@@ -181,15 +182,15 @@ def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
     per configuration into `results.csv` and `results.html`; returns the table as text. Prints one
     line per cell folder left out.
 
-    Raises SystemExit when `directory` is no folder or holds no finished cell, GridError when its
+    Raises GridError when `directory` is no folder, holds no finished cell or its
     cells come from different sweeps, BadValue for a metric of `metrics` the cells do not hold."""
     if not directory.is_dir():
-        raise SystemExit(f"{directory}: no such folder")
+        raise GridError(f"{directory}: no such folder")
     cells, skipped = finished_cells(directory)
     for line in skipped:
         print(f"skipped {line}")
     if not cells:
-        raise SystemExit(f"{directory}: no finished cells (folders with an intact cell.json) found")
+        raise GridError(f"{directory}: no finished cells (folders with an intact cell.json) found")
     return _write_sweep_results(directory, Results.from_cells(cells), metrics)
 
 

@@ -22,9 +22,9 @@ from dmllab.values import BadValue, StrictLoader, load_yaml
 GRID_KEYS = {"notebook", "fit", "parameters", "seeds", "out", "quick"}
 
 
-class GridError(SystemExit):
-    """A grid file, or a sweep folder, that cannot be run as it is; the message says where and
-    why."""
+class GridError(BadValue):
+    """A grid file, or a sweep folder, that cannot be run (or reported) as it is; the message says
+    where and why. A ValueError: `except ValueError` catches a bad grid."""
 
 
 @dataclass
@@ -74,7 +74,7 @@ def load_grid(path: str | Path) -> Grid:
 
     Every value is read by `dmllab.values` (YAML 1.2 core, duplicate keys refused) and checked
     like the field or notebook parameter it sets; seeds are non-negative and distinct, and so are
-    the values listed for one parameter. Raises GridError (a SystemExit with the message)."""
+    the values listed for one parameter. Raises GridError (a ValueError)."""
     path = Path(path)
     try:
         text = path.read_text()

@@ -33,7 +33,7 @@ def run_sweep(grid: Grid, workers: int = 1) -> int:
     """Run `grid`'s unfinished cells in `workers` processes, printing one line per cell; returns 1
     when a cell failed (its folder keeps error.txt and the next sweep runs it again), else 0.
 
-    Raises GridError (a SystemExit with the message) before any work for an output folder that
+    Raises GridError (a ValueError) before any work for an output folder that
     cannot be written or holds another grid's cells, FolderBusy when another sweep holds it."""
     name = grid.path.name if grid.path is not None else str(grid.out)
     lock = FolderLock(grid.out, f"a sweep of {name}")
