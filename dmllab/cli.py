@@ -2,8 +2,8 @@
 
     dmllab demo [--out DIR] [--quick]                 run every lesson, write report.html
     dmllab run NOTEBOOK -p NAME VALUE ... [--out DIR] one parameterised lesson
-    dmllab sweep GRID.yaml [--workers N]              a grid of runs over parameters and seeds
-    dmllab report DIR                                 mean +/- CI per configuration of a sweep
+    dmllab sweep GRID.yaml [--workers N] [--shard I/N] a grid of runs over parameters and seeds
+    dmllab report DIR [DIR ...]                       mean +/- CI per configuration of a sweep
     dmllab fit CONFIG.json [--out DIR] [--nproc N]    one training run (N local ranks, or torchrun)
     dmllab verify ROOT [--layout folder]              decode every image; list the bad files
 
@@ -16,6 +16,7 @@ every command, since grids and `-p` values are checked against it before any wor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 from dmllab.config import Config
 from dmllab.errors import describe
+from dmllab.experiments.cells import Shard
 from dmllab.experiments.grid import load_grid
 from dmllab.experiments.sweep import run_sweep
 from dmllab.lessons import LessonError, check_values, find_lessons, run_lesson, run_lessons
@@ -81,14 +83,18 @@ def _run_command(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- sweep / report
 def _sweep_command(args: argparse.Namespace) -> int:
-    return run_sweep(load_grid(args.grid), args.workers)
+    grid = load_grid(args.grid)
+    if args.out is not None:
+        grid = dataclasses.replace(grid, out=Path(args.out))
+    return run_sweep(grid, args.workers, Shard.parse(args.shard) if args.shard else None)
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from dmllab.report import report_sweep
+    from dmllab.report import report_sweep, results_folder
 
-    directory = Path(args.directory)
-    print(report_sweep(directory, args.metric))
+    directories = [Path(d) for d in args.directory]
+    print(report_sweep(directories, args.metric))
+    directory = results_folder(directories)
     print(f"\nwrote {directory / 'results.csv'} and {directory / 'results.html'}")
     return 0
 
@@ -176,9 +182,18 @@ def parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a grid of parameters x seeds")
     sweep.add_argument("grid")
     sweep.add_argument("--workers", type=int, default=1)
+    sweep.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only shard I of N (0 <= I < N) of the cells, e.g. $SLURM_ARRAY_TASK_ID/4; "
+        "shards may share one output folder",
+    )
+    sweep.add_argument("--out", help="the output folder (default: the grid's 'out:')")
     sweep.set_defaults(func=_sweep_command)
     report = sub.add_parser("report", help="tabulate a sweep or demo directory")
-    report.add_argument("directory")
+    report.add_argument(
+        "directory", nargs="+", help="a sweep's folder, or the folders its shards ran into"
+    )
     report.add_argument(
         "--metric", action="append", help="metric(s) to tabulate (default: the headline ones)"
     )

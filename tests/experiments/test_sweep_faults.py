@@ -18,10 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dmllab import cli, records
+from dmllab import cli
 from dmllab.experiments import cells as sweep_cells
 from dmllab.locks import FolderBusy, FolderLock
 from dmllab.values import canonical
+from sweep_fixtures import fake_cell, fit_recorded
 
 NOTEBOOK_BODY = """\
 import os, pathlib, signal, time
@@ -213,25 +214,6 @@ def test_two_sweeps_never_share_a_folder(tmp_path, capsys):
     ):  # the operating system released the dead owner's lock
         pass
     assert not (tmp_path / "out" / ".lock").exists()
-
-
-def fake_cell(out, params, recorded, metrics):
-    """A finished cell as run_cell leaves it (for report tests that need no training)."""
-    folder = out / sweep_cells.cell_name(params)
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps(params))
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    files = records.manifest(folder, ["params.json", "metrics.json"])
-    (folder / "cell.json").write_text(
-        json.dumps({"params": params, "recorded": recorded, "files": files})
-    )
-    return folder
-
-
-def fit_recorded(**fields):
-    from dmllab.config import Config
-
-    return {"fit": Config(**fields).to_dict()}
 
 
 def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path, capsys):
