@@ -4,6 +4,7 @@
     dmllab run NOTEBOOK -p NAME VALUE ... [--out DIR] one parameterised lesson
     dmllab sweep GRID.yaml [--workers N] [--shard I/N] a grid of runs over parameters and seeds
     dmllab report DIR [DIR ...]                       mean +/- CI per configuration of a sweep
+    dmllab tune SPEC.yaml [--workers N] [--storage URL] tuned variants compared on the test split
     dmllab fit CONFIG.json [--out DIR] [--nproc N]    one training run (N local ranks, or torchrun)
     dmllab verify ROOT [--layout folder]              decode every image; list the bad files
 
@@ -96,6 +97,20 @@ def _report_command(args: argparse.Namespace) -> int:
     print(report_sweep(directories, args.metric))
     directory = results_folder(directories)
     print(f"\nwrote {directory / 'results.csv'} and {directory / 'results.html'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- tune
+def _tune_command(args: argparse.Namespace) -> int:
+    from dmllab.experiments.tune import tune
+    from dmllab.tuning_report import summary_text, write_tuning_report
+
+    tuned = tune(args.spec, workers=args.workers, storage=args.storage, heartbeat=args.heartbeat)
+    print(summary_text(tuned))
+    print(f"report: {write_tuning_report(tuned).resolve()}")
+    if tuned.stopped:
+        print("stopped before the end; run the same command to resume", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -198,6 +213,23 @@ def parser() -> argparse.ArgumentParser:
         "--metric", action="append", help="metric(s) to tabulate (default: the headline ones)"
     )
     report.set_defaults(func=_report_command)
+    tune = sub.add_parser(
+        "tune", help="search hyper-parameters per variant, then compare the best on the test split"
+    )
+    tune.add_argument("spec", help="a search-space file (YAML)")
+    tune.add_argument("--workers", type=int, default=1, help="local worker processes per study")
+    tune.add_argument(
+        "--storage",
+        help="an SQLAlchemy URL of the study database that workers on several machines share "
+        "(default: sqlite in the output folder)",
+    )
+    tune.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        help="seconds between a trial's heartbeats; a trial silent twice as long is retried",
+    )
+    tune.set_defaults(func=_tune_command)
     fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")
     fit.add_argument("config")
     fit.add_argument("--out", default="runs/fit")

@@ -13,7 +13,7 @@ so does `dmllab fit`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dmllab.config import Config
@@ -23,7 +23,7 @@ from dmllab.experiments.plan import VARIANT, Plan
 from dmllab.experiments.results import Results
 from dmllab.metrics import evaluate
 from dmllab.runs import Run
-from dmllab.train import fit, progress_bar
+from dmllab.train import Callback, fit, progress_bar
 
 
 def run_job(
@@ -31,6 +31,7 @@ def run_job(
     dataset: Dataset | None = None,
     *,
     progress: bool = False,
+    callbacks: Iterable[Callback] = (),
     **evaluate_options: Any,
 ) -> Run:
     """Train `config` (its seed fixes the generated data, a stratified split, the label noise and
@@ -39,8 +40,10 @@ def run_job(
 
     Returns the Run; its `metrics` hold what training measured (`best_epoch` under early
     stopping) updated with `evaluate(run, **evaluate_options)`. Under torchrun only rank 0
-    evaluates. progress: the per-epoch bar of `fit`."""
-    run = fit(config, dataset, progress=progress)
+    evaluates. progress: the per-epoch bar of `fit`; callbacks: called by `fit` after every
+    epoch with (run, epoch), the epoch's row in `run.history[-1]` (`fit` says what they may
+    raise)."""
+    run = fit(config, dataset, progress=progress, callbacks=callbacks)
     if is_main():
         run.metrics.update(evaluate(run, **evaluate_options))
     return run

@@ -117,12 +117,19 @@ class Schema:
         Raises SpecError naming the file, line and key: unreadable or invalid YAML, not a mapping,
         an unknown key, a missing or extra one of `one_of`, or a value its reader refuses."""
         data, where = _load(source, self.what)
+        return self.check(data, where), where
+
+    def check(self, data: Any, where: Where) -> dict[str, Any]:
+        """The checked values of `data` found at `where` (a whole file, or a mapping inside one),
+        every key present. Raises SpecError as `read` does."""
         if not isinstance(data, dict):
+            if where.path:
+                raise where.error(f"{where.key!r}: {self.shape}")
             raise SpecError(f"{where.source}: {self.shape}")
         for name in data:
             if name not in self.names:
                 raise where.at(str(name)).error(
-                    f"unknown key {name!r}{_did_you_mean(str(name), self.names)}; "
+                    f"unknown key {name!r}{did_you_mean(str(name), self.names)}; "
                     f"a {self.what} takes: {', '.join(self.names)}"
                 )
         if self.one_of and sum(name in data for name in self.one_of) != 1:
@@ -131,11 +138,13 @@ class Schema:
         for key in self.keys:
             if key.name not in data:
                 if key.default is REQUIRED:
-                    raise where.error(f"{key.name!r} is missing: a {self.what} gives {key.help}")
+                    raise where.error(
+                        f"{where.at(key.name).key!r} is missing: a {self.what} gives {key.help}"
+                    )
                 values[key.name] = key.default
                 continue
             values[key.name] = key.read(data[key.name], where.at(key.name))
-        return values, where
+        return values
 
 
 def _load(source: str | Path | Mapping[str, Any], what: str) -> tuple[Any, Where]:
@@ -174,7 +183,8 @@ def _record_lines(
             _record_lines(item, where, lines)
 
 
-def _did_you_mean(name: str, known: Sequence[str]) -> str:
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """' (did you mean X?)' for the known name closest to a misspelt one, else ''."""
     close = difflib.get_close_matches(name, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -219,7 +229,7 @@ def choice(allowed: Sequence[str]) -> Reader:
         if value not in allowed:
             raise where.error(
                 f"{where.key!r} is one of: {', '.join(allowed)}; got {value!r}"
-                f"{_did_you_mean(str(value), allowed)}"
+                f"{did_you_mean(str(value), allowed)}"
             )
         return value
 
@@ -260,7 +270,7 @@ def config_fields(value: Any, where: Where) -> dict[str, Any]:
 def check_config_value(name: Any, value: Any, where: Where) -> None:
     """Refuse a name that is no Config field, or a value the field refuses, at `where`."""
     if name not in CONFIG_FIELDS:
-        raise where.error(f"Config has no field {name!r}{_did_you_mean(str(name), CONFIG_FIELDS)}")
+        raise where.error(f"Config has no field {name!r}{did_you_mean(str(name), CONFIG_FIELDS)}")
     try:
         check_field(name, value)
     except BadValue as error:
