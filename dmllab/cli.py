@@ -105,7 +105,16 @@ def _tune_command(args: argparse.Namespace) -> int:
     from dmllab.experiments.tune import tune
     from dmllab.tuning_report import summary_text, write_tuning_report
 
-    tuned = tune(args.spec, workers=args.workers, storage=args.storage, heartbeat=args.heartbeat)
+    tuned = tune(
+        args.spec,
+        workers=args.workers,
+        storage=args.storage,
+        heartbeat=args.heartbeat,
+        reproduce_best=not args.search_only,
+    )
+    if args.search_only:
+        print(f"search done: {', '.join(f'{v} {s:.4f}' for v, s in tuned.best_values.items())}")
+        return 1 if tuned.stopped else 0
     print(summary_text(tuned))
     print(f"report: {write_tuning_report(tuned).resolve()}")
     if tuned.stopped:
@@ -228,6 +237,11 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=30,
         help="seconds between a trial's heartbeats; a trial silent twice as long is retried",
+    )
+    tune.add_argument(
+        "--search-only",
+        action="store_true",
+        help="run trials only (an extra machine of a shared study); one machine reproduces",
     )
     tune.set_defaults(func=_tune_command)
     fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")

@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -234,6 +235,7 @@ def objective(search: Search, variant: str, trial: optuna.Trial) -> float:
     from dmllab.guards import DivergenceError
     from dmllab.train import NonFiniteLossError, fit
 
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     try:
         config = search.config(variant, search.sample(trial, variant))
     except BadValue as error:
@@ -323,6 +325,7 @@ def tune(
     storage: str | None = None,
     heartbeat: int = HEARTBEAT_SECONDS,
     progress: bool = True,
+    reproduce_best: bool = True,
 ) -> Tuned:
     """Run one study per variant of `search` (a Search, a search-space file, or its mapping)
     until each has `search.trials` finished trials, then retrain each variant's best
@@ -333,6 +336,8 @@ def tune(
     heartbeat: seconds between a running trial's heartbeats; a trial silent for twice as long is
         marked failed and retried.
     progress: one bar per study, with the best validation score so far.
+    reproduce_best: False on the extra machines of a shared study (`--search-only`): they run
+        trials and leave the reproductions to one machine.
 
     Ctrl-C (SIGINT) stops after the running trial(s); run the same search again to resume. A
     second Ctrl-C stops at once (the running trials are retried when the search resumes).
@@ -364,7 +369,7 @@ def tune(
             best[variant], values[variant] = dict(trial.params), float(trial.value or 0.0)
         stopped = stopped or finished < search.trials
     results = None
-    if not stopped:
+    if not stopped and reproduce_best:
         if set(best) != set(search.variants):
             missing = sorted(set(search.variants) - set(best))
             raise RuntimeError(
