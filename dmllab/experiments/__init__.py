@@ -5,7 +5,9 @@
     results.py  Results: one row per job, factors as columns; summary, readable, claims, contrasts
     spec.py     the one declarative reader of spec files (grids, search spaces): keys, lines, checks
     grid.py     a sweep's grid file (`notebook:` or `fit:`, parameters, seeds), checked before work
-    cells.py    a sweep's cells on disk: folder names, states, the finished cells of a folder
+    search.py   a hyper-parameter search: a space over Config fields, variants, one budget
+    tune.py     tune: one Optuna study per variant in a study database, then test-split claims
+    cells.py    a sweep's cells on disk: folder names, shards, states, the finished cells of a folder
     sweep.py    run_sweep: unfinished cells in worker processes (`fit:` cells through run_job)
     workers.py  worker processes that die with their parent; a dead worker's task runs again
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from dmllab.experiments.plan import Job, Plan
     from dmllab.experiments.results import Results
     from dmllab.experiments.runner import run_job, run_plan, run_variants
+    from dmllab.experiments.tune import tune
 
 _HOMES = {
     "Job": "plan",
@@ -34,9 +37,10 @@ _HOMES = {
     "run_job": "runner",
     "run_plan": "runner",
     "run_variants": "runner",
+    "tune": "tune",
 }
 
-__all__ = ["Job", "Plan", "Results", "run_job", "run_plan", "run_variants"]
+__all__ = ["Job", "Plan", "Results", "run_job", "run_plan", "run_variants", "tune"]
 
 
 __getattr__, __dir__ = lazy.attach(__name__, _HOMES)

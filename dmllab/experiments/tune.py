@@ -293,7 +293,7 @@ def _threads() -> None:
         torch.set_num_threads(1)
 
 
-def _reproduce(task: tuple[dict[str, Any], Path, Path]) -> str | None:
+def _reproduce(task: tuple[dict[str, Any], Path, Path | None]) -> str | None:
     """Train one best configuration (a reproduction) and measure it on the test split; its
     record is written to `path` (complete or absent); nothing once the stop file is there.
     Returns None, or a one-line error."""
@@ -304,7 +304,7 @@ def _reproduce(task: tuple[dict[str, Any], Path, Path]) -> str | None:
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _threads()
-    if stop.exists():
+    if stop is not None and stop.exists():
         return None
     try:
         run = run_job(Config.from_dict(fields))
@@ -403,12 +403,15 @@ def _run(function: Callable[[Any], str | None], tasks: list[Any], workers: int) 
 
 
 def reproduce(
-    search: Search, best: Mapping[str, Mapping[str, Any]], workers: int = 1, stop: Path = Path()
+    search: Search,
+    best: Mapping[str, Mapping[str, Any]],
+    workers: int = 1,
+    stop: Path | None = None,
 ) -> Results | None:
     """Each variant's best configuration retrained on every seed of `search.seeds` and measured
     on the test split: one row per variant and seed. Each run's record is kept in
     `OUT/reproductions/` and reused when the same configuration is asked again (a resumed
-    search). None when the stop file appeared before all ran."""
+    search). None when the `stop` file appeared before all ran (the rest run on resuming)."""
     folder = search.out / REPRODUCTIONS
     jobs = []
     for variant in search.variants:
@@ -426,7 +429,7 @@ def reproduce(
     errors = _run(_reproduce, todo, workers)
     if errors:
         raise RuntimeError("; ".join(errors))
-    if stop.name and stop.exists():
+    if stop is not None and stop.exists():
         return None
     rows = []
     for variant, seed, _, path in jobs:

@@ -7,10 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from dmllab import cli
@@ -156,8 +159,8 @@ def finished(trials):
 
 @pytest.mark.slow
 def test_a_stopped_or_killed_search_resumes_with_every_finished_trial_kept_once(tmp_path):
-    text = FIT.replace("epochs: 3", "epochs: 6") + (
-        "space:\n  lr: {low: 1.0e-3, high: 0.1, log: true}\ntrials: 8\nseeds: [0]\npruner: none\n"
+    text = FIT.replace("epochs: 3", "epochs: 5") + (
+        "space:\n  lr: {low: 1.0e-3, high: 0.1, log: true}\ntrials: 6\nseeds: [0]\npruner: none\n"
     )
     search = load_search(write(tmp_path, text))
     command = [sys.executable, "-m", "dmllab", "tune", "search.yaml", "--workers", "2"]
@@ -280,3 +283,10 @@ def test_a_search_reads_the_same_from_python():
     assert search.config("lsd").lsd_alpha == 10.0 and search.space[0].log
     with pytest.raises(ValueError, match=r"^the search-space file: 'space.lr': low > high"):
         load_search({"fit": {"val_fraction": 0.3}, "space": {"lr": {"low": 0.1, "high": 0.01}}})
+
+
+def test_the_readme_search_space_is_a_valid_search():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("Fair comparisons by search")[1].split("```yaml\n")[1].split("```")[0]
+    search = load_search(yaml.safe_load(textwrap.dedent(block)))
+    assert set(search.variants) == {"random", "nearest"} and search.trials == 30
