@@ -7,7 +7,7 @@
     grid.py     a sweep's grid file (`notebook:` or `fit:`, parameters, seeds), checked before work
     search.py   a hyper-parameter search: a space over Config fields, variants, one budget
     tune.py     tune: one Optuna study per variant in a study database, then test-split claims
-    cells.py    a sweep's cells on disk: folder names, shards, states, the finished cells of a folder
+    cells.py    a sweep's cells on disk: folder names, shards, states, a folder's finished cells
     sweep.py    run_sweep: unfinished cells in worker processes (`fit:` cells through run_job)
     workers.py  worker processes that die with their parent; a dead worker's task runs again
 
