@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from dmllab.experiments.plan import Job, Plan
     from dmllab.experiments.results import Results
     from dmllab.experiments.runner import run_job, run_plan, run_variants
-    from dmllab.experiments.tune import tune
 
 _HOMES = {
     "Job": "plan",
@@ -37,10 +36,9 @@ _HOMES = {
     "run_job": "runner",
     "run_plan": "runner",
     "run_variants": "runner",
-    "tune": "tune",
 }
 
-__all__ = ["Job", "Plan", "Results", "run_job", "run_plan", "run_variants", "tune"]
+__all__ = ["Job", "Plan", "Results", "run_job", "run_plan", "run_variants"]
 
 
 __getattr__, __dir__ = lazy.attach(__name__, _HOMES)

@@ -66,6 +66,7 @@ HEARTBEAT_SECONDS = 30
 PRUNER_STARTUP = 3  # trials completed before the median pruner stops any
 PRUNER_WARMUP = 1  # epochs of a trial before it may be pruned
 POLL_SECONDS = 1.0  # how often a waiting worker and the progress bars look at the database
+SCHEMA_TRIES = 5  # tries to open a database whose tables another worker is making
 REPRODUCTIONS = "reproductions"
 
 
@@ -111,22 +112,32 @@ def storage_url(search: Search, storage: str | None = None) -> str:
 
 
 def _storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
+    """The study database at `url`, with heartbeats every `heartbeat` seconds and stale trials
+    retried; its tables are made when absent (waiting for another worker making them)."""
     import optuna
+    import sqlalchemy
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     engine = {}
     if url.startswith("sqlite:///"):  # a file: its folder is made, and writers wait their turn
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():  # heartbeats are marked experimental since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=heartbeat,
-            grace_period=2 * heartbeat,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine,
+                    heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )
+        except sqlalchemy.exc.SQLAlchemyError:  # workers creating a new database's tables at once
+            if attempt == SCHEMA_TRIES - 1:
+                raise
+            time.sleep(POLL_SECONDS)
+    raise AssertionError("unreachable")
 
 
 def open_study(
