@@ -219,6 +219,38 @@ def best_trial(study: optuna.Study, budget: int) -> optuna.trial.FrozenTrial | N
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
+def fail_orphans(study: optuna.Study, heartbeat: int) -> list[int]:
+    """Fail, and retry, the running trials whose worker died before the trial's first heartbeat
+    (Optuna's stale-trial check skips a trial that never sent one): those that never reached
+    the objective (no `worker` attribute) and started more than twice the grace period ago.
+    Returns their numbers. Assumes the workers' clocks agree to within the grace period."""
+    import datetime
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    limit = datetime.datetime.now() - datetime.timedelta(seconds=4 * heartbeat)
+    orphans = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if "worker" not in trial.user_attrs
+        and trial.datetime_start is not None
+        and trial.datetime_start < limit
+    ]
+    failed = []
+    for trial in orphans:
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # another worker failed or finished it meanwhile
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[trial.number])
+        failed.append(trial.number)
+    return failed
+
+
 # --------------------------------------------------------------------------- one trial
 def pruning_callback(trial: optuna.Trial, key: str) -> Callable[[Run, int], None]:
     """A `fit` callback that reports each epoch's validation `key` (e.g. `val_map@r`) to the
@@ -288,6 +320,7 @@ def work(task: _Work) -> str | None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
+                fail_orphans(study, task.heartbeat)
                 time.sleep(POLL_SECONDS)
                 continue
             study.optimize(lambda trial: objective(task.search, task.variant, trial), n_trials=1)

@@ -321,3 +321,19 @@ def test_a_study_is_pinned_to_its_seeded_sampler_not_to_optunas_defaults(tmp_pat
         study.optimize(lambda trial, s=search: -abs(s.sample(trial, "base")["lr"] - 0.01), 6)
         drawn.append([t.params["lr"] for t in study.trials])
     assert drawn[0] == drawn[1] and len(set(drawn[0])) == 6
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Heartbeat of storage is supposed to be used with Study.optimize"
+)
+def test_a_trial_killed_before_its_first_heartbeat_is_failed_and_retried(tmp_path):
+    # Optuna's own stale-trial check skips a running trial that never sent a heartbeat: a worker
+    # killed between creating a trial and starting its heartbeat would hold the budget forever
+    search = load_search(write(tmp_path, FIT + "space:\n  lr: {low: 0.001, high: 0.1}\n"))
+    study = open_study(search, "base", storage_url(search), heartbeat=1)
+    orphan = study.ask()
+    assert tuning.fail_orphans(study, 60) == []  # too young to call dead
+    assert tuning.fail_orphans(study, 0) == [orphan.number]
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.WAITING]
+    assert study.get_trials()[1].system_attrs["failed_trial"] == orphan.number
