@@ -19,6 +19,15 @@ makes from the Config, e.g. LSD when `lsd_alpha > 0`) and calls, in this order:
                                          its statistics (averaged into the history per epoch)
     end_epoch(model, geometry, epoch)    after the epoch's last batch (LSD: the teacher snapshot)
 
+and once, before the first epoch and before a checkpoint is loaded into it,
+
+    start_fit(model, geometry)           the model as a step runs it and the geometry (LSD keeps
+                                         them to rebuild a checkpointed teacher)
+
+A regulariser that keeps state across epochs (LSD: its teacher) puts it in its `state_dict()`
+(PyTorch's `get_extra_state` / `set_extra_state` for what is not a parameter or buffer), so that a
+checkpoint holds it and a resumed run continues exactly.
+
 z [B, d] and labels [B] are the (all-gathered) batch the base loss sees, D [B, B] its matrix or
 None, x the local batch's inputs (a teacher model reads them). The regularisers live beside the
 trainer, not inside the loss, because their hooks need the training loop's state (the model to
@@ -65,3 +74,7 @@ class Regulariser(nn.Module):
 
     def end_epoch(self, model: nn.Module, geometry: Geometry, epoch: int) -> None:
         """Called after epoch `epoch`'s last batch with the trained model and geometry."""
+
+    def start_fit(self, model: nn.Module, geometry: Geometry) -> None:
+        """Called once before training (and before a checkpoint is loaded) with the model as a
+        step runs it and the geometry."""
