@@ -18,6 +18,20 @@ The contract of every loss: the batch against a reference set,
   (the trainer computes it once per step and shares it with LSD); otherwise the loss computes
   what it reads.
 
+A memory of two earlier embeddings gives each anchor a nearer positive than the batch has:
+
+>>> import torch
+>>> from dmllab.losses import TripletLoss
+>>> z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.5], [3.0, 0.0]])
+>>> labels = torch.tensor([0, 0, 1, 1])
+>>> memory, memory_labels = torch.tensor([[0.1, 0.0], [2.9, 0.1]]), torch.tensor([0, 1])
+>>> loss = TripletLoss("euclidean", positives="nearest", negatives="hardest", margin=1.0)
+>>> round(float(loss(z, labels)), 4)
+1.9912
+>>> ref, ref_labels = torch.cat([z, memory]), torch.cat([labels, memory_labels])
+>>> round(float(loss(z, labels, ref, ref_labels, own=torch.arange(4))), 4)
+1.2024
+
 Nothing here assumes D symmetric or the embeddings normalised. After every call `last_stats`
 holds floats for the training curves: `active` (tuples or pairs with non-zero loss), `anchors`
 (anchors used), `dropped` (anchors without a positive or a negative), `pos_dist` / `neg_dist`

@@ -153,7 +153,7 @@ class Triplets:
     ) -> tuple[Tensor, Tensor, Tensor]:
         """(pos_d [M], neg_d [M, K], valid [M, K]): K = R for all negatives, else K = 1.
 
-        `pick(rows, cols)` reads the single entries D[rows, cols] (see `MetricLoss.forward`)."""
+        `pick(rows, cols)` reads the single entries D[rows, cols] (see `dmllab.losses.base`)."""
         pos_d = pick(self.anchors, self.positives)
         if self.all_negatives:
             return pos_d, D[self.anchors], self.negatives[self.anchors]
