@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from dmllab import data, losses, models, values
+from dmllab import values
 from dmllab.data import DATASETS, NOISE_KINDS, SPLITS
 from dmllab.data.transforms import BAD_IMAGE_POLICIES, TRANSFORMS
 from dmllab.geometry import GEOMETRIES
 from dmllab.losses import LOSSES, NEGATIVES, POSITIVES
 from dmllab.models import MODELS
 from dmllab.optim import OPTIMIZERS, SCHEDULES
+from dmllab.registry import Registry, UnknownOption
 from dmllab.values import BadValue
 
 # Choices that belong to the trainer itself; every component name (dataset, split, noise kind,
@@ -205,27 +206,16 @@ class Config:
 
     def _check_option_names(self) -> None:
         """Refuse `*_options` keys the named component does not take (their values are checked
-        by the component when it is built). Raises BadValue naming the field, the unknown keys
-        and the allowed ones."""
-        for name, registry, choice in (
-            ("optimizer_options", OPTIMIZERS, self.optimizer),
-            ("schedule_options", SCHEDULES, self.lr_schedule),
-        ):
-            try:
-                registry.check_options(choice, getattr(self, name))
-            except ValueError as error:
-                raise BadValue(f"Config.{name}: {error}") from None
-        for name in ("dataset_options", "model_options", "geometry_options", "loss_options"):
+        by the component when it is built). Raises BadValue naming the field, then the
+        registry's refusal: the component, the unknown keys and its options."""
+        for name, (component, registry) in _OPTIONS.items():
             given = getattr(self, name)
             if not given:  # the common case: no signature is read
                 continue
-            refusal, allowed = _option_names(self, name)
-            unknown = sorted(set(given) - set(allowed))
-            if unknown:
-                raise BadValue(
-                    f"Config.{name}: {refusal} {', '.join(unknown)}; "
-                    f"allowed: {', '.join(allowed) if allowed else 'none'}"
-                )
+            try:
+                registry.check_options(getattr(self, component), given)
+            except UnknownOption as error:
+                raise BadValue(f"Config.{name}: {error}") from None
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -285,6 +275,16 @@ def _one_of(allowed: Collection[str]) -> Callable[[str, Any], str]:
     return lambda owner, value: values.choice(owner, value, tuple(allowed))
 
 
+# each `*_options` field -> (the field naming its component, the component's registry)
+_OPTIONS: dict[str, tuple[str, Registry[Any]]] = {
+    "dataset_options": ("dataset", DATASETS),
+    "model_options": ("model", MODELS),
+    "geometry_options": ("geometry", GEOMETRIES),
+    "loss_options": ("loss", LOSSES),
+    "optimizer_options": ("optimizer", OPTIMIZERS),
+    "schedule_options": ("lr_schedule", SCHEDULES),
+}
+
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "dataset": _one_of(DATASETS),
     "split": _one_of(SPLITS),
@@ -338,21 +338,6 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "snapshot_every": _count(0, MAX_EPOCHS),
     "seed": _count(0, MAX_SEED),
 }
-
-
-def _option_names(config: Config, field: str) -> tuple[str, list[str]]:
-    """(how a refusal starts, the allowed keys) for the `*_options` field `field` of `config`,
-    worded as the component itself refuses an unknown option when it is built."""
-    if field == "dataset_options":
-        # `load` takes the seed besides the loader's options (`build.prepare` passes config.seed)
-        allowed = [*data.options(config.dataset), "seed"]
-        return f"dataset {config.dataset!r} has no option(s)", allowed
-    if field == "model_options":
-        return f"model {config.model!r} has no option(s)", list(models.options(config.model))
-    if field == "geometry_options":
-        refusal = f"geometry {config.geometry!r} has no option(s)"
-        return refusal, GEOMETRIES[config.geometry].option_names(config.geometry)
-    return f"loss {config.loss!r} has no loss_options", losses.options(config.loss)
 
 
 def check_field(name: str, value: Any) -> None:

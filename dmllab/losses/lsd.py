@@ -61,7 +61,7 @@ from torch.nn import functional as F
 
 from dmllab import distributed
 from dmllab.geometry.base import Geometry
-from dmllab.losses.regularisers import Regulariser
+from dmllab.losses.regularisers import REGULARISERS, Regulariser
 
 __all__ = ["ListwiseSelfDistillation", "Teacher", "lists_for", "LISTS"]
 
@@ -74,6 +74,7 @@ def lists_for(geometry: Geometry, normalized: bool) -> str:
     return "cosine" if geometry.has_cosine(normalized) else "distance"
 
 
+@REGULARISERS.register("lsd")
 class ListwiseSelfDistillation(Regulariser):
     """tau^2 * mean_i KL(softmax(T[i]/tau) || softmax(S[i]/tau)) on [B, B] similarity matrices.
 

@@ -2,7 +2,7 @@
 
 Per training step, for every regulariser r that is `active`:
 
-    loss = base_loss(z, y, D) + r.term(z, y, D, x)[0] + ...
+    loss = base_loss(z, y, distances=D) + r.term(z, y, D, x)[0] + ...
 
 The trainer holds the list (`fit(..., regularisers=[...])`, plus the ones `build.build_regularisers`
 makes from the Config, e.g. LSD when `lsd_alpha > 0`) and calls, in this order:
@@ -34,8 +34,9 @@ trainer, not inside the loss, because their hooks need the training loop's state
 snapshot, the epoch, the raw inputs); the loss stays a function of (z, y, D).
 
 To add one: subclass `Regulariser`, implement `term`, override the hooks it needs, and pass an
-instance to `fit(config, regularisers=[...])` (or register it in `dmllab.losses.REGULARISERS` and
-map a Config field onto it in `dmllab.build.build_regularisers`).
+instance to `fit(config, regularisers=[...])` (or register it in `REGULARISERS`, e.g.
+`@REGULARISERS.register("name")`, and map a Config field onto it in
+`dmllab.build.build_regularisers`).
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from dmllab.geometry.base import Geometry
+from dmllab.registry import Registry
 
-__all__ = ["Regulariser"]
+__all__ = ["REGULARISERS", "Regulariser"]
 
 
 class Regulariser(nn.Module):
@@ -78,3 +80,7 @@ class Regulariser(nn.Module):
     def start_fit(self, model: nn.Module, geometry: Geometry) -> None:
         """Called once before training (and before a checkpoint is loaded) with the model as a
         step runs it and the geometry."""
+
+
+#: name -> Regulariser class; its options are the constructor's keyword arguments
+REGULARISERS: Registry[type[Regulariser]] = Registry("regulariser")
