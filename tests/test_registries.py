@@ -15,8 +15,8 @@ import torch
 
 import dmllab
 from dmllab import data, geometry, losses, models, optim
-from dmllab.data import transforms
 from dmllab.config import Config
+from dmllab.data import transforms
 from dmllab.data.example_folder import LAYOUTS, write_example_folder
 from dmllab.registry import DuplicateName, Registry
 from dmllab.values import BadValue
