@@ -46,7 +46,8 @@ __all__ = ["LOSSES", "MetricLoss", "check_reduction", "mean_or_nan", "register_l
 
 
 class MetricLoss(nn.Module):
-    """Base class: `forward(embeddings [B, d], labels [B], distances=None) -> scalar`.
+    """Base class: `forward(embeddings [B, d], labels [B], distances=None) -> scalar`; labels are
+    integer class ids >= 0 (a negative label marks an unlabelled row and is refused).
 
     geometry: a Geometry object or the name of a fixed one (`"euclidean"`, `"sqeuclidean"`,
     `"cosine"`); a learned one is passed as an object, e.g. `geometry.build("bregman", dim)`.
@@ -217,6 +218,11 @@ def _check_batch(embeddings: Tensor, labels: Tensor, name: str) -> None:
         )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"{name}: labels must be integer class ids; got dtype {labels.dtype}")
+    if bool((labels < 0).any()):
+        raise ValueError(
+            f"{name}: labels must be class ids >= 0; got {int(labels.min())} (a negative label "
+            "marks an unlabelled row): drop those rows or give them a class"
+        )
     if not all_finite(embeddings):
         raise ValueError(
             f"{name}: embeddings contain NaN or inf (check the model's output / learning rate)"
