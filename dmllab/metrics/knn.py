@@ -143,7 +143,7 @@ def iter_knn(
     if ref is None and self_index is None:
         self_index = torch.arange(n)
     if self_index is not None:
-        self_index = _check_self_index(self_index, n, m)
+        self_index = check_self_index(self_index, n, m)
     available = m - (self_index is not None)
     if not isinstance(k, int) or k < 1 or k > available:
         raise ValueError(
@@ -329,7 +329,8 @@ def _rows_equal(
     return equal
 
 
-def _check_self_index(self_index: Tensor, n: int, m: int) -> Tensor:
+def check_self_index(self_index: Tensor, n: int, m: int) -> Tensor:
+    """`self_index` as a [n] long CPU tensor of positions in a reference of m rows (-1: none)."""
     self_index = torch.as_tensor(self_index)
     if self_index.shape != (n,) or torch.is_floating_point(self_index):
         raise ValueError(
