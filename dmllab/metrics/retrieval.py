@@ -203,22 +203,45 @@ def retrieval(
             "defined; every class needs at least 2 items (or a gallery item)"
         )
     candidates = len(r_labels) - has_self.long()  # per query: the reference less its own row
-    depth = min(max(max(ks), int(relevant_count.max())), int(candidates.min()))
+    depth = max(max(ks), int(relevant_count.max()))  # each search: at most its candidates
 
-    per_query = _per_query_metrics(
-        query,
-        ref,
-        geometry,
-        depth,
-        ks,
-        q_class,
-        r_class,
-        relevant_count,
-        candidates,
-        chunk_size,
-        backend,
-        self_index,
-    )
+    if self_index is None or ref is None or bool(has_self.all()) or not bool(has_self.any()):
+        per_query = _per_query_metrics(
+            query,
+            ref,
+            geometry,
+            min(depth, int(candidates.min())),
+            ks,
+            q_class,
+            r_class,
+            relevant_count,
+            candidates,
+            chunk_size,
+            backend,
+            self_index if bool(has_self.any()) else None,
+        )
+    else:  # some queries are in ref, some not: the latter have one candidate more
+        per_query = {}
+        for inside, selves in ((has_self, self_index), (~has_self, None)):
+            rows = inside.nonzero().flatten()
+            part = _per_query_metrics(
+                query[rows],
+                ref,
+                geometry,
+                min(depth, int(candidates[rows].min())),
+                ks,
+                q_class[rows],
+                r_class,
+                relevant_count[rows],
+                candidates[rows],
+                chunk_size,
+                backend,
+                None if selves is None else selves[rows],
+            )
+            for name, values in part.items():
+                per_query.setdefault(name, torch.zeros(len(query), dtype=torch.float64))[rows] = (
+                    values
+                )
     if per_class:
         return _per_class_frame(per_query, evaluated, q_class, classes)
     metrics = {name: float(values[evaluated].mean()) for name, values in per_query.items()}
