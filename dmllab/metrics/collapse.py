@@ -281,8 +281,9 @@ def prototype_accuracy(
                 own_block = own[rows][inside]
                 left = own_left[rows][inside]
                 c = own_class[rows][inside]
-                loo = (centres[c] * counts[c, None] - ref[own_block]) / left.clamp_min(1)[:, None]
-                pick = torch.arange(len(inside))
+                total = centres[c] * counts[c, None].to(centres) - ref[own_block]
+                loo = total / left.clamp_min(1)[:, None].to(centres)
+                pick = torch.arange(len(inside), device=query.device)
                 d_loo = geometry.entries(query[rows][inside], loo, pick, pick).cpu().double()
                 D[inside, c] = torch.where(left > 0, d_loo, torch.inf)
             predicted = D.argmin(dim=1)
