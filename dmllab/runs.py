@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import pickle
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +39,8 @@ from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
 
 RECORD_FILES = ("config.json", "metrics.json", "history.csv", "model.pt")
+#: The training's checkpoint (`dmllab.engine.checkpoint`), kept beside the record in its folder.
+CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -151,11 +154,13 @@ class Run:
 
         The files are written into a hidden folder beside it and renamed into place, so the
         record is complete or absent, an old record there survives a crash, and a symlink in an
-        old record is replaced, never followed. Raises RecordError when `directory` holds files
-        that are not a run record's (they would be lost), OSError when it cannot be written."""
+        old record is replaced, never followed. A training checkpoint in the folder
+        (`checkpoint.pt`) is kept. Raises RecordError when `directory` holds files that are not a
+        run record's (they would be lost), OSError when it cannot be written."""
         directory = Path(directory)
+        kept = (*RECORD_FILES, CHECKPOINT)
         if directory.is_dir() and not directory.is_symlink():
-            foreign = sorted(p.name for p in directory.iterdir() if p.name not in RECORD_FILES)
+            foreign = sorted(p.name for p in directory.iterdir() if p.name not in kept)
             if foreign:
                 raise RecordError(
                     f"{directory} holds files that are not part of a run record "
@@ -165,6 +170,9 @@ class Run:
         staging = records.staging_dir(directory)
         try:
             self.write_files(staging)
+            checkpoint = directory / CHECKPOINT
+            if checkpoint.is_file() and not checkpoint.is_symlink():
+                os.link(checkpoint, staging / CHECKPOINT)  # the same file, carried over
             records.publish(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -14,6 +14,7 @@ so does `dmllab fit`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dmllab.config import Config
@@ -31,6 +32,8 @@ def run_job(
     dataset: Dataset | None = None,
     *,
     progress: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    resume: str | Path | None = None,
     **evaluate_options: Any,
 ) -> Run:
     """Train `config` (its seed fixes the generated data, a stratified split, the label noise and
@@ -39,8 +42,8 @@ def run_job(
 
     Returns the Run; its `metrics` hold what training measured (`best_epoch` under early
     stopping) updated with `evaluate(run, **evaluate_options)`. Under torchrun only rank 0
-    evaluates. progress: the per-epoch bar of `fit`."""
-    run = fit(config, dataset, progress=progress)
+    evaluates. progress: the per-epoch bar of `fit`; checkpoint_dir, resume: as for `fit`."""
+    run = fit(config, dataset, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     if is_main():
         run.metrics.update(evaluate(run, **evaluate_options))
     return run
