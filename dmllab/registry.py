@@ -173,12 +173,16 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
     def build(self, name: str, context: Mapping[str, Any] | None = None, /, **options: Any) -> Any:
         """Call the component `name` with the `options` (checked) and those entries of `context`
-        that it names as parameters (a component declares what it needs from the builder by
-        naming it)."""
+        that are this registry's context and that it names as parameters (a component declares
+        what it needs from the builder by naming it; other entries are not passed)."""
         self.check_options(name, options)
         component = self.get_component(name)
         wanted = _parameters(component)
-        supplied = {key: value for key, value in (context or {}).items() if key in wanted}
+        supplied = {
+            key: value
+            for key, value in (context or {}).items()
+            if key in self.context and key in wanted
+        }
         return component(**supplied, **options)  # type: ignore[operator]
 
     def __repr__(self) -> str:

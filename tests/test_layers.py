@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "cache",
             "lazy",
             "registry",
+            "vision",
         ),
     ),
     ("geometry", ("geometry",)),

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 import dmllab
-from dmllab import data, geometry, losses, models
+from dmllab import data, geometry, losses, models, optim
 from dmllab.config import Config
+from dmllab.data import transforms
 from dmllab.data.example_folder import LAYOUTS, write_example_folder
 from dmllab.registry import DuplicateName, Registry
 from dmllab.values import BadValue
@@ -31,6 +32,9 @@ REGISTRIES = {
     "positives strategy": (losses.POSITIVES, "positives"),
     "negatives strategy": (losses.NEGATIVES, "negatives"),
     "regulariser": (losses.REGULARISERS, None),
+    "optimizer": (optim.OPTIMIZERS, "optimizer"),
+    "learning-rate schedule": (optim.SCHEDULES, "lr_schedule"),
+    "augment": (transforms.TRANSFORMS, "augment"),
 }
 
 
@@ -89,8 +93,18 @@ CONTEXT = {
     "dim": 4,
     "input_shape": (3, 16, 16),
     "image_shape": (3, 16, 16),
+    "params": [torch.nn.Parameter(torch.zeros(2))],
+    "lr": 0.1,
+    "weight_decay": 0.0,
+    "optimizer": torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1),
+    "total_steps": 10,
+    "steps_per_epoch": 2,
+    "image_size": 16,
 }
-REQUIRED = {("regulariser", "lsd"): {"alpha": 1.0}}
+REQUIRED = {
+    ("regulariser", "lsd"): {"alpha": 1.0},
+    ("learning-rate schedule", "multistep"): {"milestones": [1, 3]},
+}
 # what an entry of each kind builds
 BUILT = {
     "dataset": data.Dataset,
@@ -100,6 +114,9 @@ BUILT = {
     "positives strategy": losses.PositiveStrategy,
     "negatives strategy": losses.NegativeStrategy,
     "regulariser": losses.Regulariser,
+    "optimizer": torch.optim.Optimizer,
+    "learning-rate schedule": (torch.optim.lr_scheduler.LRScheduler, type(None)),
+    "augment": transforms.TransformPair,
 }
 
 

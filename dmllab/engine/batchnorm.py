@@ -19,6 +19,8 @@ import warnings
 import torch
 from torch import nn
 
+from dmllab import vision
+
 __all__ = ["BatchNormWarning", "apply_batchnorm", "has_batchnorm"]
 
 # The BatchNorm layers that keep running statistics (torch's public classes).
@@ -64,7 +66,7 @@ def apply_batchnorm(model: nn.Module, mode: str, *, ddp: bool, device: torch.dev
 def _frozen(model: nn.Module) -> nn.Module:
     """Every BatchNorm2d replaced by torchvision's FrozenBatchNorm2d with its statistics and affine
     parameters. Raises ValueError for another kind of BatchNorm layer."""
-    from torchvision.ops.misc import FrozenBatchNorm2d
+    FrozenBatchNorm2d = vision.require("Config.batchnorm='frozen'").ops.misc.FrozenBatchNorm2d
 
     for name, child in list(model.named_children()):
         if isinstance(child, nn.BatchNorm2d):
