@@ -134,7 +134,8 @@ class Matrix:
 
 class MetricLoss(nn.Module):
     """Base class: `forward(z [B, d], labels [B], ref=None, ref_labels=None, distances=None, *,
-    own=None) -> scalar` (the contract in the module docstring).
+    own=None) -> scalar` (the contract in the module docstring); labels are integer class ids
+    >= 0 (a negative label marks an unlabelled row and is refused).
 
     geometry: a Geometry object or the name of a fixed one (`"euclidean"`, `"sqeuclidean"`,
     `"cosine"`); a learned one is passed as an object, e.g. `geometry.build("bregman", dim)`.
@@ -352,6 +353,11 @@ def _check_rows(rows: Tensor, labels: Tensor, name: str, what: str, labels_name:
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(
             f"{name}: {labels_name} must be integer class ids; got dtype {labels.dtype}"
+        )
+    if bool((labels < 0).any()):
+        raise ValueError(
+            f"{name}: {labels_name} must be class ids >= 0; got {int(labels.min())} (a negative "
+            "label marks an unlabelled row): drop those rows or give them a class"
         )
     if not all_finite(rows):
         raise ValueError(
