@@ -16,12 +16,11 @@ OUT ?= outputs
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints/cpu.txt constraints/tools.txt
+$(STAMP): pyproject.toml constraints/cpu.txt constraints/tools.txt scripts/install_torch.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	@# Install the pinned CPU torch only when no torch is there: a GPU user's own build is kept.
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet -c constraints/cpu.txt \
-		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch
+	@# torch + torchvision as one matched pair (constraints/cpu.txt); a working pair is kept
+	TORCH_INDEX=$(TORCH_INDEX) $(PY) scripts/install_torch.py
 	@# `fast` (faiss-cpu) too, so the tests cover both kNN backends
 	$(PY) -m pip install --quiet -c constraints/tools.txt -e ".[lab,test,fast]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -37,7 +36,7 @@ demo-quick: setup
 
 # Style is checked by tools (configured in pyproject.toml); `ruff format <files>` and
 # `ruff check --fix <files>` repair most findings. A failure here fails `make test`, so CI.
-STYLED := dmllab tests benchmarks notebooks
+STYLED := dmllab tests benchmarks notebooks scripts
 check: setup
 	@# all three run, so one pass shows every finding; any failure fails the target
 	@status=0; \

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_times, pin_threads
 from dmllab.geometry import Euclidean
-from dmllab.losses import LOSSES
+from dmllab.losses import LOSSES, TupleLoss
 
 STRATEGIES = [
     ("all", "all"),
@@ -118,10 +118,11 @@ def main() -> None:
     for B in args.sizes:
         E, labels = batch(B, args.per_class)
         for loss_name, cls in LOSSES.items():
-            combos = [("all", "all")] if loss_name == "prototype_ce" else STRATEGIES
-            for positives, negatives in combos:
+            tuples = issubclass(cls, TupleLoss)  # the others take no selection strategy
+            for positives, negatives in STRATEGIES if tuples else [("-", "-")]:
                 torch.manual_seed(0)
-                own = cls(Euclidean(), positives=positives, negatives=negatives, margin=MARGIN)
+                selection = dict(positives=positives, negatives=negatives, margin=MARGIN)
+                own = cls(Euclidean(), **(selection if tuples else {}))
                 candidates = {"floor": floor(E), "own": step(own, E, labels)}
                 pml = pml_equivalent(loss_name, positives, negatives)
                 if pml is not None:
@@ -132,10 +133,7 @@ def main() -> None:
                     (t["pml"] / t["own"] if "pml" in t else None),
                 )
                 rows.append((ratio, speedup))
-                shown = (
-                    "-" if loss_name == "prototype_ce" else positives,
-                    "-" if loss_name == "prototype_ce" else negatives,
-                )
+                shown = (positives, negatives)
                 print(
                     f"{loss_name:17s} {shown[0]:8s} {shown[1]:17s} {B:4d} {t['floor'] * 1e3:8.3f} "
                     f"{t['own'] * 1e3:8.3f} {t['pml'] * 1e3 if 'pml' in t else float('nan'):8.3f} "

@@ -16,7 +16,10 @@ Labels: class labels may be any hashable values. Integer labels (of any containe
 dtype) are class ids and kept as they are; other labels (strings, tuples, ...) are mapped to
 the positions 0..C-1 of their sorted distinct values (`encode_labels`), whose names a `Dataset`
 keeps for tables and plots. Float labels are refused (a float column is usually a target or a
-column with missing values). Metrics take class ids (`as_class_ids`).
+column with missing values). Metrics take class ids (`as_class_ids`). A row without a label is
+refused wherever labels enter, naming the rows and the fix (drop or relabel them), never made
+one more class: a missing value (None, NaN, pandas.NA) and a negative integer (-1 is
+scikit-learn's mark of an unlabelled row in semi-supervised data); names are never negative.
 
 >>> import numpy as np
 >>> as_floats(np.arange(4, dtype=np.float16).reshape(2, 2), "x").dtype
@@ -74,8 +77,9 @@ def encode_labels(
     Integer labels (every column integer) are kept as class ids and the names are None. Any other
     hashable labels are mapped to positions 0..C-1 of their distinct values over all columns
     (sorted; in order of first appearance when they do not sort) and the names are those values.
-    Each column is 1-D: a tensor, numpy array, list, tuple or pandas Series / Categorical.
-    Raises ValueError for float labels, missing values (NaN / None) and other shapes.
+    Each column is 1-D: a tensor, numpy array, list, tuple or pandas Series / Index / Categorical.
+    Raises ValueError for float labels, rows without a label (missing values: None, NaN,
+    pandas.NA; negative integers such as -1) and other shapes.
 
     >>> [p.tolist() for p in encode_labels(["b", "a"], ["a", "a"])[0]]
     [[1, 0], [0, 0]]
@@ -86,7 +90,7 @@ def encode_labels(
     items = [array.tolist() for array in arrays]
     distinct = dict.fromkeys(label for column in items for label in column)
     for label in distinct:
-        if label is None or isinstance(label, float):
+        if isinstance(label, float):  # a real number among names (missing values are refused)
             raise ValueError(
                 f"{name} has the label {label!r}; labels must be integers or names (e.g. strings), "
                 "without missing values. Drop or fill the missing rows, or cast float ids with "
@@ -105,7 +109,8 @@ def encode_labels(
 def as_class_ids(values: Any, name: str) -> Tensor:
     """Integer class ids as a 1-D long tensor (from a tensor, numpy array, list or pandas Series).
 
-    Raises ValueError for float, bool, string or other non-integer labels, naming the fix.
+    Raises ValueError for float, bool, string or other non-integer labels and for rows without a
+    label (missing values, negative ids such as -1), naming the fix.
     """
     array = _label_array(values, name)
     if array.dtype.kind not in "iu":
@@ -132,6 +137,8 @@ def is_array_like(values: Any) -> bool:
 def _label_array(values: Any, name: str) -> np.ndarray:
     if isinstance(values, Tensor):
         if values.is_floating_point() or values.is_complex():
+            if values.is_floating_point():  # NaN rows are missing labels: say so first
+                refuse_unlabelled(values.detach().cpu().double().numpy(), name)
             raise ValueError(
                 f"{name} must hold integer class labels or names; got {values.dtype} "
                 "(cast float ids with .long())"
@@ -143,12 +150,63 @@ def _label_array(values: Any, name: str) -> np.ndarray:
         array = _numpy(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one label per sample); got shape {array.shape}")
+    refuse_unlabelled(array, name)
     if array.dtype.kind == "f":
         raise ValueError(
             f"{name} must hold integer class labels or names; got {array.dtype} "
             "(cast float ids with .astype(int))"
         )
     return array
+
+
+def refuse_unlabelled(labels: np.ndarray, name: str) -> None:
+    """ValueError naming the rows of the 1-D `labels` that carry no label, and the fix.
+
+    A row has no label when its value is missing (None, NaN, pandas.NA / NaT) or a negative
+    integer: -1 marks an unlabelled row in scikit-learn's semi-supervised estimators, and taken
+    as a label it would make one more class whose rows train as positives of each other. Names
+    (strings, tuples) are never negative.
+
+    >>> refuse_unlabelled(np.array([0, 1, -1, 2, -1]), "y")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: y has the label -1 (no label) at 2 row(s) [2, 4]; a negative label marks an ...
+    """
+    if labels.dtype.kind in "iu":
+        bad = labels < 0
+    elif labels.dtype.kind == "f":
+        bad = np.isnan(labels)
+    elif labels.dtype.kind == "O":
+        bad = np.fromiter(map(_no_label, labels), dtype=bool, count=len(labels))
+    else:
+        return
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad)
+    first = labels[rows[0]]
+    first = first.item() if hasattr(first, "item") else first
+    where = f"at {len(rows)} row(s) {rows[:5].tolist()}{' ...' if len(rows) > 5 else ''}"
+    if isinstance(first, (int, np.integer)) and not isinstance(first, (bool, np.bool_)):
+        raise ValueError(
+            f"{name} has the label {first} (no label) {where}; a negative label marks an "
+            "unlabelled row (scikit-learn's -1) and would train as one more class: drop those "
+            "rows (x[keep], y[keep] with keep = y >= 0) or give them class ids >= 0"
+        )
+    raise ValueError(
+        f"{name} has the label {first!r} (a missing value) {where}; every row needs a class "
+        "label: drop those rows (x[keep], y[keep]; in pandas frame.dropna(subset=[label])) or "
+        "give them a class"
+    )
+
+
+def _no_label(value: Any) -> bool:
+    """A negative integer or a missing value (None, NaN, pandas.NA / NaT) among object labels."""
+    import pandas as pd  # it knows every missing-value marker
+
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return bool(value < 0)
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
 
 
 def _sequence_labels(values: list | tuple) -> np.ndarray:
@@ -174,4 +232,11 @@ def _numpy(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
-__all__ = ["KEPT_FLOATS", "as_class_ids", "as_floats", "encode_labels", "is_array_like"]
+__all__ = [
+    "KEPT_FLOATS",
+    "as_class_ids",
+    "as_floats",
+    "encode_labels",
+    "is_array_like",
+    "refuse_unlabelled",
+]

@@ -15,7 +15,6 @@ optimised with the loss's own learning rate), so `loss_fn.geometry is geometry`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,15 +28,6 @@ from dmllab.geometry.base import Geometry
 from dmllab.losses.lsd import lists_for
 
 __all__ = ["build_components", "build_loss", "build_regularisers", "prepare"]
-
-# Config fields every loss takes; `loss_options` carries the rest.
-# The keywords every MetricLoss takes besides its geometry (positives, negatives, margin,
-# k_positives) are Config fields of the same names.
-_FROM_CONFIG = tuple(
-    p
-    for p in inspect.signature(losses.MetricLoss.__init__).parameters
-    if p not in ("self", "geometry")
-)
 
 
 def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:
@@ -83,7 +73,9 @@ def build_components(
         **config.model_options,
     )
     geometry = geometries.build(config.geometry, model.embedding_dim, **config.geometry_options)
-    loss_fn = build_loss(config, geometry, num_classes, classes=classes)
+    loss_fn = build_loss(
+        config, geometry, num_classes, classes=classes, embedding_dim=model.embedding_dim
+    )
     return model, geometry, loss_fn
 
 
@@ -93,14 +85,17 @@ def build_loss(
     num_classes: int | None = None,
     *,
     classes: Sequence[int] | Tensor | None = None,
+    embedding_dim: int | None = None,
 ) -> losses.MetricLoss:
     """The base loss named by `config.loss`, using `geometry` (a Geometry or a fixed geometry's
     name).
 
-    `config.loss_options` go to the loss class (e.g. `{"reduction": "mean"}` for triplet,
-    `{"per_class_beta": True}` for margin, which then needs the training classes: `classes`, their
-    label ids, or `num_classes` C for ids 0..C-1); `Config` has checked their names against
-    `dmllab.losses.options`.
+    The loss class takes what it names of the build context: the geometry; a tuple loss the
+    selection fields of `config` (positives, negatives, margin, k_positives); the training
+    classes (`classes`, their label ids, or `num_classes` C for ids 0..C-1), e.g. margin with
+    `{"per_class_beta": True}`; the embedding dimension `embedding_dim`. `config.loss_options` go
+    to the loss class as its options (e.g. `{"reduction": "mean"}` for triplet); `Config` has
+    checked their names against `losses.LOSSES`.
 
     >>> from dmllab.geometry import Euclidean
     >>> build_loss(Config(loss="triplet", positives="nearest", negatives="semihard"), Euclidean())
@@ -109,14 +104,15 @@ def build_loss(
       (geometry): Euclidean(name='euclidean', symmetric=True, eps=1e-12)
     )
     """
-    cls = losses.loss_class(config.loss)
-    parameters = inspect.signature(cls.__init__).parameters
-    options: dict[str, Any] = {name: getattr(config, name) for name in _FROM_CONFIG}
-    options.update(config.loss_options)
-    if "num_classes" in parameters:
-        options["num_classes"] = num_classes
-        options["classes"] = classes
-    return cls(geometry, **options)
+    context: dict[str, Any] = {
+        "geometry": geometry,
+        **{name: getattr(config, name) for name in losses.SELECTION},
+        "classes": classes,
+        "num_classes": num_classes,
+        "embedding_dim": embedding_dim,
+    }
+    loss_fn: losses.MetricLoss = losses.LOSSES.build(config.loss, context, **config.loss_options)
+    return loss_fn
 
 
 def build_regularisers(config: Config, geometry: Geometry) -> list[losses.Regulariser]:
@@ -126,11 +122,12 @@ def build_regularisers(config: Config, geometry: Geometry) -> list[losses.Regula
     regularisers: list[losses.Regulariser] = []
     if config.lsd_alpha > 0:
         regularisers.append(
-            losses.REGULARISERS["lsd"](
-                config.lsd_alpha,
-                config.lsd_tau,
-                config.lsd_include_self,
-                config.lsd_beta_neg,
+            losses.REGULARISERS.build(
+                "lsd",
+                alpha=config.lsd_alpha,
+                tau=config.lsd_tau,
+                include_self=config.lsd_include_self,
+                beta_neg=config.lsd_beta_neg,
                 lists=lists_for(geometry, config.normalize),
             )
         )

@@ -130,6 +130,13 @@ def _fit_command(args: argparse.Namespace) -> int:
     from dmllab.train import resolve_device
 
     config = Config.from_json(Path(args.config).read_text(), args.config)
+    if args.out is None:
+        if args.resume:
+            raise SystemExit("--resume needs --out: the run folder whose checkpoint to continue")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        args.out = str(Path("runs") / f"{Path(args.config).stem}-{stamp}")
+    if not args.resume and distributed.is_main():
+        refuse_existing_run(Path(args.out), config)
     if args.nproc != 1:  # local CPU ranks that listen on loopback only; each runs this command
         if args.nproc < 1:
             raise SystemExit(f"--nproc must be >= 1; got {args.nproc}")
@@ -148,9 +155,15 @@ def _fit_command(args: argparse.Namespace) -> int:
             _fit_command, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1})
         )
         return 0
-    run = run_job(config, progress=not args.quiet)
+    out = Path(args.out)
+    run = run_job(
+        config,
+        progress=not args.quiet,
+        checkpoint_dir=out,
+        resume=out if args.resume else None,
+    )
     if distributed.is_main():
-        out = run.save(args.out)
+        out = run.save(out)
         print(
             json.dumps(
                 {k: round(v, 4) for k, v in run.metrics.items() if isinstance(v, float)}, indent=2
@@ -158,6 +171,27 @@ def _fit_command(args: argparse.Namespace) -> int:
         )
         print(f"run record: {out.resolve()}")
     return 0
+
+
+def refuse_existing_run(out: Path, config: Config) -> None:
+    """RecordError when the run folder `out` already holds a run record or a checkpoint, saying
+    whether its Config is this one, and how to continue it or start elsewhere."""
+    from dmllab.engine.checkpoint import checkpoint_path, config_differences
+    from dmllab.records import RecordError
+
+    record, checkpoint = out / "config.json", checkpoint_path(out)
+    if not (record.exists() or checkpoint.exists()):
+        return
+    what = "a run record" if record.exists() else "a checkpoint"
+    try:
+        differ = config_differences(read_json(record, "run's config"), config.to_dict())
+        same = "of this configuration" if not differ else f"of another configuration ({differ[0]})"
+    except (RecordError, OSError):
+        same = "(its config.json cannot be read)" if record.exists() else ""
+    raise RecordError(
+        f"{out} already holds {what} {same}".rstrip()
+        + "; continue it with --resume, or give another --out"
+    )
 
 
 # --------------------------------------------------------------------------- verify
@@ -245,9 +279,19 @@ def parser() -> argparse.ArgumentParser:
     )
     tune.set_defaults(func=_tune_command)
     fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")
-    fit.add_argument("config")
-    fit.add_argument("--out", default="runs/fit")
-    fit.add_argument("--quiet", action="store_true")
+    fit.add_argument("config", help="a Config as JSON (Config.to_json), e.g. a recipe")
+    fit.add_argument(
+        "--out",
+        default=None,
+        help="the run folder: checkpoints during training, the run record at the end "
+        "(default: runs/<config name>-<date-time>, a new folder)",
+    )
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run whose checkpoint is in --out (same config, same number of ranks)",
+    )
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument(
         "--nproc",
         type=int,

@@ -23,18 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from dmllab import data, losses, models, values
+from dmllab import values
 from dmllab.data import DATASETS, NOISE_KINDS, SPLITS
+from dmllab.data.transforms import BAD_IMAGE_POLICIES, TRANSFORMS
 from dmllab.geometry import GEOMETRIES
 from dmllab.losses import LOSSES, NEGATIVES, POSITIVES
 from dmllab.models import MODELS
+from dmllab.optim import OPTIMIZERS, SCHEDULES
+from dmllab.registry import Registry, UnknownOption
 from dmllab.values import BadValue
 
 # Choices that belong to the trainer itself; every component name (dataset, split, noise kind,
-# model, geometry, loss, positives, negatives) is read from its registry when a Config is checked.
-OPTIMIZERS = ("adam", "adamw", "sgd")
+# model, geometry, loss, positives, negatives, optimizer, schedule, transforms) is read from its
+# registry when a Config is checked.
 DEVICES = ("cpu", "cuda", "mps", "auto")
 DIVERGENCE = ("stop", "warn", "off")
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+BATCHNORM = ("auto", "batch", "frozen", "sync")
 
 # Bounds on sizes, so that a typo (embedding_dim: 1000000000) fails here instead of in an
 # allocation.
@@ -44,6 +49,7 @@ MAX_EPOCHS = 1_000_000
 MAX_BATCHES_PER_EPOCH = 10_000_000
 MAX_PROBE = 1_000_000
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit and non-negative
+MAX_WORKERS = 1024
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,29 @@ class Config:
     Loss: `loss`, `loss_options`, `margin`, `positives`, `negatives`, `k_positives`.
     LSD: `lsd_alpha` (0 = off), `lsd_tau`, `lsd_include_self`, `lsd_beta_neg`.
     Optimisation: `epochs`, `batches_per_epoch` (None = about one pass over the training set),
-    `classes_per_batch` x `samples_per_class`, `optimizer`, `lr`, `loss_lr` (learnable loss and
-    geometry parameters; None = `lr`), `weight_decay`, `early_stopping_patience`, `divergence`
-    (what an exploding loss or weights, or every embedding at one point, does: "stop" with an
-    error naming the learning rate, "warn", or "off"; class collapse does not trigger it; see
-    `dmllab.guards`).
+    `classes_per_batch` x `samples_per_class`, `optimizer` and `optimizer_options` (registry
+    `dmllab.optim.OPTIMIZERS`), `lr` (the trunk's), `head_lr` (the embedding head's; None =
+    `lr`), `loss_lr` (learnable loss and geometry parameters; None = `lr`), `weight_decay`,
+    `lr_schedule` and `schedule_options` ("constant", "cosine", "multistep"; stepped per batch)
+    after `warmup_epochs` of linear warm-up, `grad_clip` (max total gradient norm; None = off),
+    `precision` ("32", "bf16-mixed", "16-mixed" on CUDA: the trunk under autocast; distances,
+    selection and LSD in float32), `batchnorm` ("batch": statistics of each process's batch;
+    "frozen": running statistics and affine fixed, as in the standard DML protocol; "sync":
+    SyncBatchNorm over all ranks, CUDA; "auto": "sync" under DDP on CUDA, else "batch"),
+    `early_stopping_patience`, `divergence` (what an exploding loss or weights, or every embedding
+    at one point, does: "stop" with an error naming the learning rate, "warn", or "off"; class
+    collapse does not trigger it; see `dmllab.guards`).
+    Inputs: `num_workers` (processes decoding image files; 0 = in the training process; tensors
+    held in memory are always indexed directly), `augment` (the named train/eval transform pair
+    of `dmllab.data.transforms.TRANSFORMS`; "none" = decode, resize and centre-crop only),
+    `on_bad_image` ("raise" naming the file, or "skip" it with a warning and a count in the
+    history).
     Bookkeeping: `snapshot_every` (epochs between embedding snapshots of a probe set; 0 = off),
     `probe_size`, `monitor_test` (record test Recall@1 / MAP@R and, under label noise, the
     training set's memorisation rate per epoch: curves for the lessons, never used to select
-    anything), `eval_every` (epochs between validation/monitor evaluations), `seed`, `device`.
+    anything), `eval_every` (epochs between validation/monitor evaluations), `checkpoint_every`
+    (epochs between checkpoints when a run folder is given; 0 = at the end only), `seed`,
+    `device`.
 
     Each `*_options` dict's keys are checked here against what its component takes (the
     dataset loader's, model builder's, geometry's or loss constructor's options); their values
@@ -107,16 +127,29 @@ class Config:
     classes_per_batch: int = 5
     samples_per_class: int = 8
     optimizer: str = "adam"
+    optimizer_options: dict = field(default_factory=dict)
     lr: float = 1e-3
+    head_lr: float | None = None
     loss_lr: float | None = None
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    schedule_options: dict = field(default_factory=dict)
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    precision: str = "32"
+    batchnorm: str = "auto"
     early_stopping_patience: int | None = None
     divergence: str = "stop"
+
+    num_workers: int = 0
+    augment: str = "none"
+    on_bad_image: str = "raise"
 
     snapshot_every: int = 0
     probe_size: int = 500
     monitor_test: bool = False
     eval_every: int = 1
+    checkpoint_every: int = 0
     seed: int = 0
     device: str = "cpu"
 
@@ -173,19 +206,16 @@ class Config:
 
     def _check_option_names(self) -> None:
         """Refuse `*_options` keys the named component does not take (their values are checked
-        by the component when it is built). Raises BadValue naming the field, the unknown keys
-        and the allowed ones."""
-        for name in ("dataset_options", "model_options", "geometry_options", "loss_options"):
+        by the component when it is built). Raises BadValue naming the field, then the
+        registry's refusal: the component, the unknown keys and its options."""
+        for name, (component, registry) in _OPTIONS.items():
             given = getattr(self, name)
             if not given:  # the common case: no signature is read
                 continue
-            refusal, allowed = _option_names(self, name)
-            unknown = sorted(set(given) - set(allowed))
-            if unknown:
-                raise BadValue(
-                    f"Config.{name}: {refusal} {', '.join(unknown)}; "
-                    f"allowed: {', '.join(allowed) if allowed else 'none'}"
-                )
+            try:
+                registry.check_options(getattr(self, component), given)
+            except UnknownOption as error:
+                raise BadValue(f"Config.{name}: {error}") from None
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -245,6 +275,16 @@ def _one_of(allowed: Collection[str]) -> Callable[[str, Any], str]:
     return lambda owner, value: values.choice(owner, value, tuple(allowed))
 
 
+# each `*_options` field -> (the field naming its component, the component's registry)
+_OPTIONS: dict[str, tuple[str, Registry[Any]]] = {
+    "dataset_options": ("dataset", DATASETS),
+    "model_options": ("model", MODELS),
+    "geometry_options": ("geometry", GEOMETRIES),
+    "loss_options": ("loss", LOSSES),
+    "optimizer_options": ("optimizer", OPTIMIZERS),
+    "schedule_options": ("lr_schedule", SCHEDULES),
+}
+
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "dataset": _one_of(DATASETS),
     "split": _one_of(SPLITS),
@@ -255,8 +295,15 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "positives": _one_of(POSITIVES),
     "negatives": _one_of(NEGATIVES),
     "optimizer": _one_of(OPTIMIZERS),
+    "lr_schedule": _one_of(SCHEDULES),
+    "augment": _one_of(TRANSFORMS),
+    "on_bad_image": _one_of(BAD_IMAGE_POLICIES),
+    "precision": _one_of(PRECISIONS),
+    "batchnorm": _one_of(BATCHNORM),
     "device": _one_of(DEVICES),
     "divergence": _one_of(DIVERGENCE),
+    "optimizer_options": values.options,
+    "schedule_options": values.options,
     "dataset_options": values.options,
     "model_options": values.options,
     "geometry_options": values.options,
@@ -273,6 +320,11 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "lsd_tau": _real(0.0, low_open=True),
     "lr": _real(0.0, low_open=True),
     "loss_lr": _optional(_real(0.0, low_open=True)),
+    "head_lr": _optional(_real(0.0, low_open=True)),
+    "grad_clip": _optional(_real(0.0, low_open=True)),
+    "warmup_epochs": _real(0.0),
+    "num_workers": _count(0, MAX_WORKERS),
+    "checkpoint_every": _count(0, MAX_EPOCHS),
     "lsd_beta_neg": _optional(_real(0.0, low_open=True)),
     "embedding_dim": _count(1, MAX_EMBEDDING_DIM),
     "epochs": _count(1, MAX_EPOCHS),
@@ -286,21 +338,6 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "snapshot_every": _count(0, MAX_EPOCHS),
     "seed": _count(0, MAX_SEED),
 }
-
-
-def _option_names(config: Config, field: str) -> tuple[str, list[str]]:
-    """(how a refusal starts, the allowed keys) for the `*_options` field `field` of `config`,
-    worded as the component itself refuses an unknown option when it is built."""
-    if field == "dataset_options":
-        # `load` takes the seed besides the loader's options (`build.prepare` passes config.seed)
-        allowed = [*data.options(config.dataset), "seed"]
-        return f"dataset {config.dataset!r} has no option(s)", allowed
-    if field == "model_options":
-        return f"model {config.model!r} has no option(s)", list(models.options(config.model))
-    if field == "geometry_options":
-        refusal = f"geometry {config.geometry!r} has no option(s)"
-        return refusal, GEOMETRIES[config.geometry].option_names(config.geometry)
-    return f"loss {config.loss!r} has no loss_options", losses.options(config.loss)
 
 
 def check_field(name: str, value: Any) -> None:

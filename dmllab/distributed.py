@@ -9,17 +9,23 @@ batch, with gradients kept for the rank's own rows. Only rank 0 writes records.
 
 `launch` starts the ranks on one machine without opening anything to the network: they meet
 through a file store in a private temporary folder (no TCP store), and gloo's connections
-between ranks bind the loopback interface. `torchrun` instead runs an elastic agent whose TCP
+between ranks bind the loopback interface. A rank's error reaches the caller as the error itself
+(its type, message and cause, as one process would raise it), with the rank's traceback as its
+innermost cause. `torchrun` instead runs an elastic agent whose TCP
 store listens on every interface, even with `--standalone`, because it is built to be reached
 from other machines.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import pickle
 import shutil
 import socket
 import tempfile
+import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -83,35 +89,132 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
     folder, and gloo binds the loopback interface. `fn` must be picklable (a module-level
     function); each rank reads its place from `rank()` / `world_size()` and gets
     cpu_count // nproc threads. Returns when every rank has finished. Raises ValueError for
-    nproc < 1, RuntimeError when this machine has no loopback interface, and
-    torch.multiprocessing.ProcessRaisedException (with the rank's traceback) when a rank fails.
+    nproc < 1 and RuntimeError when this machine has no loopback interface. When a rank fails,
+    raises the first rank's error itself (the one that failed first; the others fail because it
+    left): the same type, message and cause as in one process, its traceback in the rank as its
+    innermost cause (`RankTraceback`), or a `RankError` with the type's name and the message
+    when the error cannot be rebuilt here. A rank killed without an error (a signal) raises
+    torch.multiprocessing.ProcessExitedException.
     """
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"launch needs nproc >= 1 processes; got {nproc!r}")
     interface = _loopback_interface()
     folder = tempfile.mkdtemp(prefix="dmllab-ranks-")
+    failure: BaseException | None = None
     try:
-        mp.start_processes(
+        context = mp.start_processes(
             _run_rank,
-            args=(fn, args, nproc, os.path.join(folder, "store"), interface),
+            args=(fn, args, nproc, folder, interface),
             nprocs=nproc,
-            join=True,
+            join=False,
             start_method="spawn",
         )
+        # after a failure the other ranks get a few seconds to end on their own (their peer left)
+        while not context.join(grace_period=_GRACE_SECONDS):
+            pass
+    except (mp.ProcessRaisedException, mp.ProcessExitedException):
+        failure = _first_failure(folder)
+        if failure is None:
+            raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if failure is not None:
+        raise failure  # raised here, outside the handler, so no launcher exception is chained
+
+
+class RankTraceback(Exception):
+    """The traceback of an error in a rank, as text: the innermost cause of the error `launch`
+    raises, so that a full traceback (`--debug`) shows where in the rank it happened."""
+
+
+class RankError(RuntimeError):
+    """A rank's error that cannot be rebuilt in the launching process (its class cannot be
+    pickled or constructed again): "TypeName: message", the rank's traceback as its cause."""
+
+
+# Seconds the other ranks get to end by themselves after one failed, before they are terminated.
+_GRACE_SECONDS = 10.0
+# Links of a rank error's chain of causes that are carried to the launching process.
+_CHAIN_LIMIT = 8
 
 
 def _run_rank(
-    rank_: int, fn: Callable[..., Any], args: tuple, world: int, store: str, interface: str
+    rank_: int, fn: Callable[..., Any], args: tuple, world: int, folder: str, interface: str
 ) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = interface  # read by gloo when the group is created
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank_, world_size=world)
     try:
-        fn(*args)
-    finally:
-        dist.destroy_process_group()
+        os.environ["GLOO_SOCKET_IFNAME"] = interface  # read by gloo when the group is created
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        store = os.path.join(folder, "store")
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank_, world_size=world)
+        try:
+            fn(*args)
+        except (Exception, SystemExit) as error:
+            _keep_failure(error, rank_, folder)  # before the others lose this rank and fail too
+            raise
+        finally:
+            dist.destroy_process_group()
+    except (Exception, SystemExit) as error:
+        _keep_failure(error, rank_, folder)  # joining the group failed (kept once)
+        raise
+
+
+def _keep_failure(error: BaseException, rank_: int, folder: str) -> None:
+    """Write what `launch` needs to raise `error` again into folder/failed-<rank> (atomically):
+    when it happened, and each link of its chain of causes, pickled where that round-trips.
+    A rank's first failure is kept; what follows from it is not."""
+    when = time.time()
+    path = os.path.join(folder, f"failed-{rank_}")
+    if os.path.exists(path):
+        return
+    links: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and len(links) < _CHAIN_LIMIT and all(seen is not c for c in links):
+        links.append(seen)
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    chain = [(_pickled(link), type(link).__name__, str(link)) for link in links]
+    record = {
+        "time": when,
+        "rank": rank_,
+        "chain": chain,
+        "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+    }
+    try:
+        with open(path + ".tmp", "wb") as file:
+            pickle.dump(record, file)
+        os.replace(path + ".tmp", path)
+    except OSError:  # no room to write it: the launcher then reports torch's own exception
+        return
+
+
+def _pickled(error: BaseException) -> bytes | None:
+    """`error` pickled, or None when it does not come back from its pickle as the same kind."""
+    try:
+        data = pickle.dumps(error)
+        again = pickle.loads(data)
+    except Exception:  # any error of a user's exception class: then it is carried as text
+        return None
+    return data if type(again) is type(error) and str(again) == str(error) else None
+
+
+def _first_failure(folder: str) -> BaseException | None:
+    """The error of the rank that failed first, rebuilt with its causes, or None if no rank left
+    one (it was killed, or failed before it could write)."""
+    records = []
+    for name in os.listdir(folder):
+        if name.startswith("failed-") and not name.endswith(".tmp"):
+            with open(os.path.join(folder, name), "rb") as file:
+                records.append(pickle.load(file))
+    if not records:
+        return None
+    first = min(records, key=lambda record: (record["time"], record["rank"]))
+    chain = [
+        pickle.loads(data) if data is not None else RankError(f"{kind}: {message}")
+        for data, kind, message in first["chain"]
+    ]
+    chain.append(RankTraceback(f"in rank {first['rank']}:\n{first['traceback'].rstrip()}"))
+    for outer, inner in itertools.pairwise(chain):
+        outer.__cause__ = inner
+    return chain[0]
 
 
 def _loopback_interface() -> str:

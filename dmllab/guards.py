@@ -23,12 +23,17 @@ on: for a lesson that shows a diverging run on purpose) or "off".
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from dmllab.config import Config
+from dmllab.engine.callbacks import Callback
 from dmllab.runs import Run
+
+if TYPE_CHECKING:
+    from dmllab.engine.state import TrainState
 
 GROWTH = 1e3
 SPREAD = 1e-3
@@ -61,12 +66,14 @@ def spread(embeddings: Tensor) -> float:
     return float((z - z.mean(dim=0)).norm(dim=1).mean() / size)
 
 
-class DivergenceGuard:
-    """Watches one training: `batch(loss)` after a batch, `end_epoch(run, epoch)` after an epoch.
+class DivergenceGuard(Callback):
+    """Watches one training, as a callback of the loop: the first batch's loss is the reference
+    (`on_batch_end`), the symptoms are checked after every epoch (`on_epoch_end`).
 
-    Built before the first optimiser step (it keeps the initial weight norms). With
-    `config.divergence == "stop"`, `end_epoch` raises DivergenceError naming the symptoms and the
-    learning rate(s) to lower; with "warn" it warns once per symptom; "off" measures nothing.
+    Built before the first optimiser step (it keeps the initial weight norms; a resumed run takes
+    them back from its checkpoint through `load_state_dict`). With `config.divergence == "stop"`,
+    the epoch's check raises DivergenceError naming the symptoms and the learning rate(s) to
+    lower; with "warn" it warns once per symptom; "off" measures nothing.
     """
 
     def __init__(self, config: Config, model: nn.Module, loss_fn: nn.Module) -> None:
@@ -84,6 +91,24 @@ class DivergenceGuard:
         self.initial = [_norm(params) for _, _, params in self.groups]
         self.first_loss: float | None = None
         self.warned: set[str] = set()
+
+    def on_batch_end(self, state: TrainState, stats: dict[str, float]) -> None:
+        self.batch(stats["loss"])
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.end_epoch(state.run, state.epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "initial": list(self.initial),
+            "first_loss": self.first_loss,
+            "warned": sorted(self.warned),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.initial = list(state["initial"])
+        self.first_loss = state["first_loss"]
+        self.warned = set(state["warned"])
 
     def batch(self, loss: float) -> None:
         """Record the loss of a batch (the first one is the reference)."""

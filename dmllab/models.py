@@ -6,8 +6,9 @@ optional; randomly initialised unless `model_options={"weights": ...}` names tor
 already on disk, since the lab never downloads at run time).
 
 `MODELS` maps each name to its trunk builder `(input_shape, image_shape, **options) -> (trunk,
-width)`; the options are the builder's keyword arguments (`Config.model_options`), so adding a model
-is one registered function. `build` puts the embedding head on top.
+width)`; the options are the builder's keyword arguments besides the input and image shapes, which
+`build` supplies (`Config.model_options`), so adding a model is one registered function. `build`
+puts the embedding head on top.
 
 >>> import torch
 >>> model = build("mlp", input_shape=(64,), embedding_dim=8)
@@ -17,19 +18,18 @@ is one registered function. `build` puts the embedding head on top.
 >>> build("mlp", input_shape=(64,), embedding_dim=8, width=3)
 Traceback (most recent call last):
 ...
-ValueError: model 'mlp' has no option(s) width; its options are: hidden
+dmllab.registry.UnknownOption: model 'mlp' has no option(s) width; its options are: hidden
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dmllab.values import registered
+from dmllab.registry import Registry
 
 
 class Embedder(nn.Module):
@@ -153,25 +153,13 @@ def _resnet(name: str) -> Trunk:
     return trunk
 
 
-MODELS: dict[str, Trunk] = {
-    "mlp": mlp_trunk,
-    "cnn": cnn_trunk,
-    "identity": identity_trunk,
-    "resnet18": _resnet("resnet18"),
-    "resnet50": _resnet("resnet50"),
-}
+MODELS: Registry[Trunk] = Registry("model", context=("input_shape", "image_shape"))
 """Every model name (Config.model) -> its trunk builder."""
-
-
-def options(name: str) -> dict[str, object]:
-    """The options of model `name` (its `Config.model_options`) with their defaults."""
-    registered("model", name, MODELS)
-    skip = ("input_shape", "image_shape")
-    return {
-        key: p.default
-        for key, p in inspect.signature(MODELS[name]).parameters.items()
-        if key not in skip
-    }
+MODELS.register("mlp", mlp_trunk)
+MODELS.register("cnn", cnn_trunk)
+MODELS.register("identity", identity_trunk)
+MODELS.register("resnet18", _resnet("resnet18"))
+MODELS.register("resnet50", _resnet("resnet50"))
 
 
 def build(
@@ -188,17 +176,11 @@ def build(
     `input_shape` when that is 3-D. `identity` has no head: its embedding is the flattened input.
     Raises ValueError for an unknown name or option (listing the allowed ones) and for inputs the
     model cannot read."""
-    known = options(name)
-    unknown = sorted(set(options_) - set(known))
-    if unknown:
-        raise ValueError(
-            f"model {name!r} has no option(s) {', '.join(unknown)}; its options are: "
-            f"{', '.join(known) or 'none'}"
-        )
     input_shape = tuple(int(s) for s in input_shape)
     if image_shape is None and len(input_shape) == 3:
         image_shape = input_shape
-    trunk, width = MODELS[name](input_shape, image_shape, **options_)
+    shapes = {"input_shape": input_shape, "image_shape": image_shape}
+    trunk, width = MODELS.build(name, shapes, **options_)
     if width is None:
         return Embedder(trunk, nn.Identity(), math.prod(input_shape), normalize)
     return Embedder(trunk, nn.Linear(width, embedding_dim), embedding_dim, normalize)

@@ -173,12 +173,16 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
     def build(self, name: str, context: Mapping[str, Any] | None = None, /, **options: Any) -> Any:
         """Call the component `name` with the `options` (checked) and those entries of `context`
-        that it names as parameters (a component declares what it needs from the builder by
-        naming it)."""
+        that are this registry's context and that it names as parameters (a component declares
+        what it needs from the builder by naming it; other entries are not passed)."""
         self.check_options(name, options)
         component = self.get_component(name)
         wanted = _parameters(component)
-        supplied = {key: value for key, value in (context or {}).items() if key in wanted}
+        supplied = {
+            key: value
+            for key, value in (context or {}).items()
+            if key in self.context and key in wanted
+        }
         return component(**supplied, **options)  # type: ignore[operator]
 
     def __repr__(self) -> str:
@@ -186,10 +190,26 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
 
 def _parameters(component: object) -> Mapping[str, inspect.Parameter]:
-    target = component.__init__ if inspect.isclass(component) else component
-    parameters = dict(inspect.signature(target).parameters)  # type: ignore[arg-type]
-    if inspect.isclass(component):
-        parameters.pop("self", None)
+    """The parameters of a builder function, or of a class's constructor without `self`.
+
+    A constructor that takes `**kwargs` is read as passing them on to its base class's
+    constructor (the usual forwarding `super().__init__(..., **kwargs)`), so the base's
+    parameters are the class's too, the class's own first: a subclass states only what it adds
+    or changes."""
+    if not inspect.isclass(component):
+        return dict(inspect.signature(component).parameters)  # type: ignore[arg-type]
+    parameters: dict[str, inspect.Parameter] = {}
+    for cls in component.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        own = dict(inspect.signature(vars(cls)["__init__"]).parameters)
+        own.pop("self", None)
+        forwards = any(p.kind is p.VAR_KEYWORD for p in own.values())
+        for key, parameter in own.items():
+            if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                parameters.setdefault(key, parameter)
+        if not forwards:
+            return parameters
     return parameters
 
 

@@ -1,10 +1,13 @@
 """Run records: what `fit` returns, how it is saved and loaded, and aggregation over seeds.
 
 A saved run is a directory with `config.json`, `metrics.json`, `history.csv` and `model.pt`
-(state dicts only, loaded with `weights_only=True`). `model.pt` also says which data the run was
-trained on: the data set's name, a SHA-256 fingerprint of its splits (inputs, labels, order), the
-input shape and the number of classes. The folder is written beside its place and renamed into
-it, so it is complete or absent; `load` never attaches data with another fingerprint.
+(state dicts only, loaded with `weights_only=True`; a model wrapped by `torch.compile` or
+(Distributed)DataParallel is saved as the module it wraps, so its record loads like any other).
+`model.pt` also says which data the run was trained on: the data set's name, a SHA-256
+fingerprint of its splits (inputs, labels, order), the input shape and the number of classes.
+The folder is written beside its place and renamed into it, so it is complete or absent; `load`
+never attaches data with another fingerprint. `Run.embed` (and so `evaluate`) refuses rows of
+another shape than the run was trained on.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import hashlib
 import io
 import json
 import math
+import os
 import pickle
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +39,8 @@ from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
 
 RECORD_FILES = ("config.json", "metrics.json", "history.csv", "model.pt")
+#: The training's checkpoint (`dmllab.engine.checkpoint`), kept beside the record in its folder.
+CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -91,8 +97,13 @@ class Run:
 
     @torch.no_grad()
     def embed(self, data: Dataset | Tensor, batch_size: int = 1024) -> Tensor:
-        """Embeddings of a dataset (or raw inputs) in eval mode, on the CPU, in chunks."""
+        """Embeddings of a dataset (or raw inputs) in eval mode, on the CPU, in chunks.
+
+        Raises ValueError when the rows do not have the shape the run was trained on (its
+        training split's, or the record's when it was loaded without data), naming both; a run
+        that knows neither (built by hand without data) embeds what it is given."""
         x = data.x if isinstance(data, Dataset) else data
+        self._check_input(data)
         device = next(iter(self.model.parameters()), torch.empty(0)).device
         was_training = self.model.training
         self.model.eval()
@@ -105,6 +116,35 @@ class Run:
             self.model.train(was_training)
         return torch.cat(chunks)
 
+    def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
+        """(input shape of one row, image shape or None) the run was trained on: from its
+        training split, else from its record (`data_identity`); None when it knows neither."""
+        if self.data is not None:
+            train = self.data.train
+            return _row_shape(train.x), train.image_shape
+        if self.data_identity is not None:
+            image = self.data_identity.get("image_shape")
+            return tuple(self.data_identity["input_shape"]), None if image is None else tuple(image)
+        return None
+
+    def _check_input(self, data: Dataset | Tensor) -> None:
+        recorded = self.input_shapes()
+        if recorded is None or len(data.x if isinstance(data, Dataset) else data) == 0:
+            return
+        shape, image = recorded
+        given_image = data.image_shape if isinstance(data, Dataset) else None
+        given_image = None if given_image is None else tuple(given_image)
+        given = _row_shape(data.x if isinstance(data, Dataset) else data)
+        if given == tuple(shape) and (image is None or given_image in (None, tuple(image))):
+            return
+        what = f"the data {data.name!r} has" if isinstance(data, Dataset) else "the inputs have"
+        raise ValueError(
+            f"this run was trained on rows of shape {tuple(shape)}{_images(image)}, but {what} "
+            f"rows of shape {given}{_images(given_image)}; the model cannot read them. "
+            "Evaluate data of the run's shape (the same data set's features; an image folder "
+            "loaded with the run's image_size), or train a run on this data"
+        )
+
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history)
 
@@ -114,11 +154,13 @@ class Run:
 
         The files are written into a hidden folder beside it and renamed into place, so the
         record is complete or absent, an old record there survives a crash, and a symlink in an
-        old record is replaced, never followed. Raises RecordError when `directory` holds files
-        that are not a run record's (they would be lost), OSError when it cannot be written."""
+        old record is replaced, never followed. A training checkpoint in the folder
+        (`checkpoint.pt`) is kept. Raises RecordError when `directory` holds files that are not a
+        run record's (they would be lost), OSError when it cannot be written."""
         directory = Path(directory)
+        kept = (*RECORD_FILES, CHECKPOINT)
         if directory.is_dir() and not directory.is_symlink():
-            foreign = sorted(p.name for p in directory.iterdir() if p.name not in RECORD_FILES)
+            foreign = sorted(p.name for p in directory.iterdir() if p.name not in kept)
             if foreign:
                 raise RecordError(
                     f"{directory} holds files that are not part of a run record "
@@ -128,6 +170,9 @@ class Run:
         staging = records.staging_dir(directory)
         try:
             self.write_files(staging)
+            checkpoint = directory / CHECKPOINT
+            if checkpoint.is_file() and not checkpoint.is_symlink():
+                os.link(checkpoint, staging / CHECKPOINT)  # the same file, carried over
             records.publish(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -143,12 +188,12 @@ class Run:
         )
         self.history_frame().to_csv(directory / "history.csv", index=False)
         state: dict[str, Any] = {
-            "model": self.model.state_dict(),
-            "geometry": self.geometry.state_dict(),
+            "model": plain_state_dict(self.model),
+            "geometry": plain_state_dict(self.geometry),
             "data": self._data_record(),
         }
         if self.loss_fn is not None:
-            state["loss"] = self.loss_fn.state_dict()
+            state["loss"] = plain_state_dict(self.loss_fn)
         torch.save(state, directory / "model.pt")
 
     def _data_record(self) -> dict[str, Any]:
@@ -160,6 +205,82 @@ class Run:
             "this run has no data and no record of its data, so its record could not be loaded "
             "again; fit it with a dataset, or load it with dmllab.runs.load(path, data=...)"
         )
+
+
+def unwrapped(module: nn.Module) -> nn.Module:
+    """The module that `torch.compile` or (Distributed)DataParallel wraps (however deeply), else
+    `module` itself. The wrappers rename every weight (`_orig_mod.` / `module.` in front)."""
+    while True:
+        if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            module = module.module
+            continue
+        children = dict(module.named_children())
+        if list(children) == [_COMPILED]:  # torch.compile's wrapper holds only the original
+            module = children[_COMPILED]
+            continue
+        return module
+
+
+def plain_state_dict(module: nn.Module) -> dict[str, Tensor]:
+    """The state dict of `unwrapped(module)`, with the `_orig_mod.` of compiled submodules taken
+    out of its keys: the names the same module has when it was built and never wrapped."""
+    return {_plain_key(key): value for key, value in unwrapped(module).state_dict().items()}
+
+
+# The name under which torch.compile's wrapper (OptimizedModule) registers the module it compiles.
+_COMPILED = "_orig_mod"
+
+
+def _plain_key(key: str) -> str:
+    return ".".join(part for part in key.split(".") if part != _COMPILED)
+
+
+def _load_weights(module: nn.Module, state: Mapping[str, Tensor], part: str, path: Path) -> None:
+    """Load `state` into `module`, refusing (RecordError naming `path`) weights that do not fit:
+    the keys that are missing or unexpected, a few of each, or the first shapes that differ.
+    Records saved from a wrapped module before they were saved plain load too."""
+    state = {_plain_key(key): value for key, value in state.items()}
+    expected = set(module.state_dict())
+    prefix = "module."  # a record saved from a (Distributed)DataParallel wrapper
+    if set(state) != expected and state and all(key.startswith(prefix) for key in state):
+        state = {key[len(prefix) :]: value for key, value in state.items()}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        found = "; ".join(
+            f"{label} {_few(keys)}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        )
+        raise RecordError(
+            f"{path}: the {part} weights do not fit the {part} its config.json builds ({found})"
+        )
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:  # the same keys with other shapes
+        lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        raise RecordError(
+            f"{path}: the {part} weights do not fit the {part} its config.json builds "
+            f"({'; '.join(lines[:3]) or str(error).splitlines()[0]})"
+        ) from None
+
+
+def _few(keys: list[str], shown: int = 3) -> str:
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(repr(key) for key in keys[:shown]) + more
+
+
+def _row_shape(x: Any) -> tuple[int, ...]:
+    """The shape of one row of `x` (a tensor or array, or lazy inputs: one row is decoded)."""
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return tuple(int(s) for s in shape[1:])
+    return tuple(int(s) for s in x[torch.tensor([0])].shape[1:])
+
+
+def _images(image_shape: Sequence[int] | None) -> str:
+    if image_shape is None:
+        return ""
+    return f" (images {'x'.join(str(s) for s in image_shape)})"
 
 
 def data_identity(splits: Splits) -> dict[str, Any]:
@@ -221,16 +342,11 @@ def load(directory: str | Path, *, data: Dataset | None = None, rebuild_data: bo
     model, geometry, loss_fn = build_components(
         config, identity["input_shape"], identity["num_classes"], identity["image_shape"]
     )
-    try:
-        model.load_state_dict(state["model"])
-        geometry.load_state_dict(state["geometry"])
-        if "loss" in state:
-            loss_fn.load_state_dict(state["loss"])
-    except RuntimeError as error:
-        raise RecordError(
-            f"{directory / 'model.pt'}: the weights do not fit the model its config.json builds "
-            f"({str(error).splitlines()[0]})"
-        ) from None
+    parts = [("model", model), ("geometry", geometry)] + (
+        [("loss", loss_fn)] if "loss" in state else []
+    )
+    for part, module in parts:
+        _load_weights(module, state[part], part, directory / "model.pt")
     model.eval()
     return Run(
         model=model,

@@ -1,27 +1,32 @@
 """`fit(config, dataset) -> Run`: the one training loop of the lab.
 
-Per batch (P classes x K samples from `ClassBalancedSampler`):
+    state = start(config, dataset)             # model, loss + geometry, optimiser, batches, ...
+    on_fit_start
+    for each epoch:
+        on_epoch_start
+        for x, y in the epoch's class-balanced batches (a DataLoader for image files):
+            z = model(x)                       # under autocast for a mixed precision
+            D = geometry.pairwise(z, z)        # one dissimilarity matrix, anchor first
+            loss = base_loss(z, y, D) + sum(r.term(z, y, D, x) for the active regularisers r)
+            backward, clip, optimiser step, schedule step
+            on_batch_end
+        on_epoch_end                           # the epoch's history row is written
+    on_fit_end
 
-    z = model(x)                              # embeddings, all-gathered across DDP ranks
-    D = geometry.pairwise(z, z)               # one dissimilarity matrix, anchor first
-    loss = base_loss(z, y, D) + sum(r.term(z, y, D, x) for the active regularisers r)
-
-The regularisers (`dmllab.losses.regularisers`: LSD when `lsd_alpha > 0`, plus any passed to
-`fit`) get their epoch hooks from the loop: LSD's weight (e/E) * alpha at each epoch's start, its
-teacher (a frozen copy of the model and geometry, fed the very same batch) at each epoch's end.
-D is computed once and shared when a regulariser reads it. Validation metrics come
-from a split of the *training* classes; the test split is never used to select anything
-(`monitor_test` only records test curves for the lessons' plots).
+Everything else is a callback (`dmllab.engine`): the regularisers' epoch hooks (LSD's weight
+(e/E) * alpha at each epoch's start, its teacher snapshot at each epoch's end), validation,
+timing, snapshots, the divergence guard, early stopping, the progress bar, checkpoints and yours.
+The whole state is a `dmllab.engine.TrainState`, whose `state_dict()` is a checkpoint. D is
+computed once and shared when a regulariser reads it. Validation metrics come from a split of the
+*training* classes; the test split is never used to select anything (`monitor_test` only records
+test curves for the lessons' plots).
 """
 
 from __future__ import annotations
 
-import copy
-import os
 import random
-import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,17 +37,36 @@ from dmllab.build import build_components, build_regularisers, prepare
 from dmllab.config import Config
 from dmllab.data import ClassBalancedSampler
 from dmllab.data.dataset import Dataset
+from dmllab.data.loader import TrainBatches
+from dmllab.engine import (
+    Callback,
+    CallbackList,
+    Checkpointer,
+    CheckpointMismatch,
+    EarlyStopping,
+    Monitor,
+    ProgressBar,
+    RegulariserHooks,
+    Snapshots,
+    StopTraining,
+    Timer,
+    TrainState,
+    checkpoint_path,
+    load_checkpoint,
+    record_snapshot,
+)
+from dmllab.engine.batchnorm import apply_batchnorm
+from dmllab.engine.monitoring import PROGRESS_ENV, progress_bar
+from dmllab.engine.precision import AutocastForward, Precision
 from dmllab.geometry.base import all_finite
 from dmllab.guards import DivergenceGuard
 from dmllab.losses.base import MetricLoss
 from dmllab.losses.regularisers import Regulariser
-from dmllab.runs import Run
+from dmllab.optim import build_optimizer, build_schedule, clip_gradients, parameter_groups
+from dmllab.runs import Run, data_identity
 
-Callback = Callable[[Run, int], None]
-
-
-class StopTraining(Exception):
-    """Raise from a callback to end training after the current epoch."""
+EpochCallback = Callable[[Run, int], None]
+"""The plain callback form: f(run, epoch), called after every epoch."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -119,17 +143,120 @@ def fit(
     config: Config,
     dataset: Dataset | None = None,
     *,
-    callbacks: Iterable[Callback] = (),
+    callbacks: Iterable[Callback | EpochCallback] = (),
     progress: bool = True,
     regularisers: Iterable[Regulariser] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: str | Path | None = None,
 ) -> Run:
     """Train the model, geometry and loss that `config` names; a given `dataset` wins over
     `config.dataset`. Returns a `Run` (model in eval mode) whose history has one row per epoch.
 
-    `regularisers` are added to the base loss after the ones `config` names (LSD when
-    lsd_alpha > 0); see `dmllab.losses.regularisers` for their contract. Callbacks run after
-    every epoch with (run, epoch) and may raise `StopTraining`."""
-    callbacks = list(callbacks)
+    callbacks:      `dmllab.engine.Callback` objects (hooks at the start and end of the fit, of
+                    every epoch and after every batch), or plain functions f(run, epoch) called
+                    after every epoch; any of them may raise `StopTraining`.
+    regularisers:   added to the base loss after the ones `config` names (LSD when lsd_alpha > 0);
+                    see `dmllab.losses.regularisers` for their contract.
+    checkpoint_dir: write the training state to `checkpoint_dir/checkpoint.pt` every
+                    `config.checkpoint_every` epochs and at the end (refused when a checkpoint is
+                    already there: resume it instead).
+    resume:         continue the training whose checkpoint is in this folder (same Config, data
+                    and number of ranks; later checkpoints go there too). On the CPU a resumed run
+                    ends with the same weights and history as an uninterrupted one.
+    """
+    state = start(
+        config,
+        dataset,
+        callbacks=callbacks,
+        progress=progress,
+        regularisers=regularisers,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
+    if state.optimizer is None:  # nothing to learn (identity embedding, fixed geometry)
+        if config.snapshot_every:
+            record_snapshot(state.run, epoch=0)
+        return state.run
+    state.callbacks.on_fit_start(state)
+    for epoch in range(state.epoch, config.epochs):
+        if state.should_stop:
+            break
+        state.epoch = epoch
+        train_epoch(state)
+        state.callbacks.on_epoch_end(state)
+        if state.should_stop:
+            state.run.stopped_early = True
+    state.callbacks.on_fit_end(state)
+    state.model.eval()
+    state.loss_fn.eval()
+    return state.run
+
+
+def train_epoch(state: TrainState) -> None:
+    """One epoch of optimiser steps; its history row (the batches' mean statistics) is appended
+    to the run's history and set as `state.row`; the model and loss are left in eval mode."""
+    state.batches.set_epoch(state.epoch)
+    state.callbacks.on_epoch_start(state)
+    state.model.train()
+    state.loss_fn.train()
+    totals: dict[str, float] = {}
+    batches = 0
+    for x, y in state.batches:
+        stats = train_step(state, x, y, batches)
+        state.callbacks.on_batch_end(state, stats)
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value
+        batches += 1
+    state.model.eval()
+    state.loss_fn.eval()
+    state.row = {"epoch": state.epoch, **{k: v / max(batches, 1) for k, v in totals.items()}}
+    state.run.history.append(state.row)
+
+
+def train_step(state: TrainState, x: Tensor, y: Tensor, batch: int) -> dict[str, float]:
+    """Forward, backward and one optimiser step on the local batch (x, y); returns the batch's
+    statistics. Raises NonFiniteLossError before a NaN or inf reaches the weights."""
+    optimizer = state.optimizer
+    assert optimizer is not None  # `fit` runs no step without one
+    world = distributed.world_size()
+    loss, stats = step_loss(state.forward, state.loss_fn, x, y, regularisers=state.regularisers)
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"the loss became {float(loss)} in epoch {state.epoch} (batch {batch}); "
+            f"lower Config.lr (now {state.config.lr}) or loss_lr, or check the inputs for NaN/inf"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    state.precision.backward(loss * world)
+    _undo_world_scaling(state.loss_fn, world)
+    state.precision.unscale(optimizer)
+    if state.precision.scaler is None:  # a GradScaler itself skips steps whose gradients overflow
+        _check_gradients(optimizer, stats["loss"], state.epoch, batch)
+    if state.config.grad_clip is not None:
+        stats["grad_norm"] = clip_gradients(optimizer, state.config.grad_clip)
+    state.precision.step(optimizer)
+    if state.scheduler is not None:
+        state.scheduler.step()
+    state.step += 1
+    state.images_seen += len(x) * world
+    return stats
+
+
+def start(
+    config: Config,
+    dataset: Dataset | None = None,
+    *,
+    callbacks: Iterable[Callback | EpochCallback] = (),
+    progress: bool = True,
+    regularisers: Iterable[Regulariser] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+) -> TrainState:
+    """The state of a new training of `config` (`fit` explains the arguments): device and DDP,
+    seeds, data splits, model, loss and geometry, optimiser, schedule, precision, regularisers,
+    the training batches and the callbacks, with the checkpoint loaded when resuming.
+
+    Raises CheckpointMismatch when `checkpoint_dir` already holds a checkpoint, or the one to
+    resume from belongs to another Config, other data or another number of ranks."""
     device = resolve_device(config.device)
     is_ddp = distributed.init_from_env(device)
     seed_everything(config.seed)
@@ -139,29 +266,51 @@ def fit(
     model, geometry, loss_fn = build_components(
         config, input_shape, train.num_classes, train.image_shape, classes=train.classes
     )
+    model = apply_batchnorm(model, config.batchnorm, ddp=is_ddp, device=device)
     model.to(device)
     loss_fn.to(device)
-    probe_index = _probe_index(len(train), config.probe_size, config.seed)
     run = Run(
         model=model,
         geometry=geometry,
         config=config,
         data=splits,
         loss_fn=loss_fn,
-        probe_index=probe_index,
+        probe_index=_probe_index(len(train), config.probe_size, config.seed),
     )
-
-    optimizer = _optimizer(config, model, loss_fn)
-    if optimizer is None:  # nothing to learn (identity embedding, fixed geometry): evaluable as is
+    precision = Precision(config.precision, device)
+    optimizer = build_optimizer(
+        config.optimizer,
+        parameter_groups(
+            model, loss_fn, lr=config.lr, head_lr=config.head_lr, loss_lr=config.loss_lr
+        ),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        options=config.optimizer_options,
+    )
+    student = AutocastForward(model, precision) if precision.mixed else model
+    state = TrainState(
+        config=config,
+        run=run,
+        model=model,
+        student=student,
+        forward=student,
+        loss_fn=loss_fn,
+        device=device,
+        optimizer=optimizer,
+        scheduler=None,
+        precision=precision,
+        regularisers=[],
+        callbacks=CallbackList([]),
+    )
+    if optimizer is None:
         model.eval()
-        if config.snapshot_every:
-            _record_snapshot(run, probe_index, epoch=0)
-        return run
-    guard = DivergenceGuard(config, model, loss_fn)
-
+        return state
+    guard = DivergenceGuard(config, model, loss_fn)  # before the first step: the initial norms
     terms = [*build_regularisers(config, geometry), *regularisers]
     for regulariser in terms:
         regulariser.to(device)
+        regulariser.start_fit(student, geometry)
+    state.regularisers = terms
     sampler = ClassBalancedSampler(
         train.y,
         config.classes_per_batch,
@@ -171,101 +320,47 @@ def fit(
         rank=distributed.rank(),
         world_size=distributed.world_size(),
     )
-    trained_model = model
-    if is_ddp:
+    state.batches = TrainBatches(train, sampler, device, num_workers=config.num_workers)
+    state.scheduler = build_schedule(
+        config.lr_schedule,
+        optimizer,
+        epochs=config.epochs,
+        steps_per_epoch=len(sampler),
+        warmup_epochs=config.warmup_epochs,
+        options=config.schedule_options,
+    )
+    if is_ddp and any(p.requires_grad for p in model.parameters()):
+        # A model without trainable parameters (an identity embedding under a learned geometry)
+        # needs no DDP: every rank computes the same global loss on the gathered batch, so the
+        # geometry's gradients agree on every rank.
         from torch.nn.parallel import DistributedDataParallel
 
-        trained_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+        state.forward = DistributedDataParallel(
+            student, device_ids=[device.index] if device.type == "cuda" else None
         )
-    best: tuple[float, int, dict] | None = None
-    epochs = progress_bar(range(config.epochs), progress and distributed.is_main(), desc="epochs")
-    for epoch in epochs:
-        started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        epoch_entries: dict[str, float] = {}
-        for regulariser in terms:
-            epoch_entries.update(regulariser.start_epoch(epoch, config.epochs))
-        model.train()
-        loss_fn.train()
-        totals: dict[str, float] = {}
-        batches = 0
-        for index in sampler:
-            x = train.x[index].to(device)
-            y = train.y[index].to(device)
-            loss, stats = step_loss(trained_model, loss_fn, x, y, regularisers=terms)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the loss became {float(loss)} in epoch {epoch} (batch {batches}); "
-                    f"lower Config.lr (now {config.lr}) or loss_lr, or check the inputs for NaN/inf"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            (loss * distributed.world_size()).backward()
-            _undo_world_scaling(loss_fn, distributed.world_size())
-            _check_gradients(optimizer, stats["loss"], epoch, batches)
-            optimizer.step()
-            guard.batch(stats["loss"])
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            batches += 1
-        row = {
-            "epoch": epoch,
-            **{key: value / max(batches, 1) for key, value in totals.items()},
-            **epoch_entries,
-        }
-        for regulariser in terms:
-            regulariser.end_epoch(model, geometry, epoch)
-        model.eval()
-        loss_fn.eval()
-        if epoch % config.eval_every == 0 or epoch == config.epochs - 1:
-            row.update(_monitor(run, config))
-        row["seconds"] = time.perf_counter() - started
-        run.history.append(row)
-        if config.snapshot_every and (
-            epoch % config.snapshot_every == 0 or epoch == config.epochs - 1
-        ):
-            _record_snapshot(run, probe_index, epoch)
-        guard.end_epoch(run, epoch)
-        if progress and hasattr(epochs, "set_postfix"):
-            epochs.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "val_recall@1") if k in row})
-        stop = False
-        if config.early_stopping_patience is not None and "val_recall@1" in row:
-            best, stop = _early_stopping(
-                best, row["val_recall@1"], epoch, model, loss_fn, config.early_stopping_patience
-            )
-        try:
-            for callback in callbacks:
-                callback(run, epoch)
-        except StopTraining:
-            stop = True
-        if stop:
-            run.stopped_early = True
-            break
-    if best is not None:
-        model.load_state_dict(best[2]["model"])
-        loss_fn.load_state_dict(best[2]["loss"])
-        run.metrics["best_epoch"] = best[1]
-    model.eval()
-    loss_fn.eval()
-    return run
-
-
-def _optimizer(
-    config: Config, model: nn.Module, loss_fn: nn.Module
-) -> torch.optim.Optimizer | None:
-    groups = []
-    model_params = [p for p in model.parameters() if p.requires_grad]
-    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
-    if model_params:
-        groups.append({"params": model_params, "lr": config.lr})
-    if loss_params:
-        groups.append({"params": loss_params, "lr": config.loss_lr or config.lr})
-    if not groups:
-        return None
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
-    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return kind(groups, lr=config.lr, weight_decay=config.weight_decay)
+    folder = checkpoint_dir if checkpoint_dir is not None else resume
+    hooks: list[Callback | EpochCallback] = [
+        RegulariserHooks(terms),
+        Monitor(),
+        Timer(),
+        Snapshots(),
+        guard,
+    ]
+    if config.early_stopping_patience is not None:
+        hooks.append(EarlyStopping(config.early_stopping_patience))
+    hooks += [ProgressBar(progress and distributed.is_main()), *callbacks]
+    if folder is not None:
+        hooks.append(Checkpointer(folder, config.checkpoint_every))
+        state.data_identity = data_identity(splits)
+    state.callbacks = CallbackList(hooks)
+    if resume is not None:
+        state.load_state_dict(load_checkpoint(resume, config, state.data_identity))
+    elif checkpoint_dir is not None and checkpoint_path(checkpoint_dir).exists():
+        raise CheckpointMismatch(
+            f"{checkpoint_path(checkpoint_dir)} already holds a checkpoint: continue that run "
+            "with resume=<its folder> (dmllab fit ... --resume), or give another folder"
+        )
+    return state
 
 
 def _undo_world_scaling(loss_fn: nn.Module, world: int) -> None:
@@ -301,81 +396,23 @@ def _check_gradients(optimizer: torch.optim.Optimizer, loss: float, epoch: int, 
     )
 
 
-def _monitor(run: Run, config: Config) -> dict[str, float]:
-    """Validation metrics (for selection) and, if asked, test curves (for plots only)."""
-    from dmllab.metrics import retrieval
-
-    row: dict[str, float] = {}
-    targets = [("val", run.val)]
-    if config.monitor_test:
-        targets.append(("test", run.test))
-    for prefix, data in targets:
-        if data is None:
-            continue
-        values = retrieval(run.embed(data), data.y, geometry=run.geometry, ks=(1,))
-        row[f"{prefix}_recall@1"] = values["recall@1"]
-        row[f"{prefix}_map@r"] = values["map@r"]
-    train = run.train
-    if config.monitor_test and train.flipped is not None:
-        from dmllab.metrics import memorisation
-
-        row["train_memorisation"] = memorisation(
-            run.embed(train), train.y, train.flipped, geometry=run.geometry
-        )
-    return row
-
-
-def _early_stopping(
-    best: tuple[float, int, dict] | None,
-    score: float,
-    epoch: int,
-    model: nn.Module,
-    loss_fn: nn.Module,
-    patience: int,
-) -> tuple[tuple[float, int, dict], bool]:
-    if best is None or score > best[0]:
-        state = {
-            "model": copy.deepcopy(model.state_dict()),
-            "loss": copy.deepcopy(loss_fn.state_dict()),
-        }
-        return (score, epoch, state), False
-    return best, epoch - best[1] >= patience
-
-
 def _probe_index(size: int, probe_size: int, seed: int) -> Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(size, generator=generator)[: min(size, probe_size)].sort().values
 
 
-def _record_snapshot(run: Run, probe_index: Tensor, epoch: int) -> None:
-    probe = run.train.subset(probe_index)
-    run.snapshots[epoch] = run.embed(probe)
-
-
-PROGRESS_ENV = "DMLLAB_PROGRESS"
-_Item = TypeVar("_Item")
-
-
-def progress_bar(
-    items: Iterable[_Item], show: bool, *, desc: str, total: int | None = None, leave: bool = False
-) -> Iterable[_Item]:
-    """`items` wrapped in a tqdm.auto bar (a widget in Jupyter, text on a terminal), or `items`
-    itself when `show` is False or the environment sets DMLLAB_PROGRESS=0 (as `dmllab demo / run /
-    sweep` do for the notebooks they execute, whose saved copies cannot update a bar)."""
-    if not show or os.environ.get(PROGRESS_ENV, "1") == "0":
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, total=total, leave=leave)
-
-
 __all__ = [
     "fit",
+    "start",
+    "train_epoch",
+    "train_step",
     "progress_bar",
     "step_loss",
+    "Callback",
+    "EpochCallback",
     "StopTraining",
     "NonFiniteLossError",
+    "PROGRESS_ENV",
     "resolve_device",
     "seed_everything",
-    "Callback",
 ]

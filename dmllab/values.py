@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
@@ -241,17 +241,6 @@ def choice(owner: str, value: Any, allowed: Iterable[str]) -> str:
             f"{owner}={value!r} is not known; choose one of: {', '.join(sorted(allowed))}"
         )
     return value
-
-
-_Registered = TypeVar("_Registered")
-
-
-def registered(kind: str, name: str, registry: Mapping[str, _Registered]) -> _Registered:
-    """`registry[name]` of a component registry; ValueError "unknown <kind> <name>; choose one
-    of: <the registered names, sorted>" for a name it does not hold."""
-    if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
-    return registry[name]
 
 
 def options(owner: str, value: Any) -> dict:

@@ -146,41 +146,47 @@ def test_numpy_scalars_are_read_as_their_python_values():
             {"dataset": "mixture", "dataset_options": {"per_klass": 3}},
             (
                 r"Config.dataset_options: dataset 'mixture' has no option\(s\) per_klass; "
-                r"allowed: .*per_mode.*, seed$"
+                r"its options are: seed, .*per_mode"
             ),
         ),
         (
             {"model": "mlp", "model_options": {"width": 3}},
-            r"Config.model_options: model 'mlp' has no option\(s\) width; allowed: hidden$",
+            (
+                r"Config.model_options: model 'mlp' has no option\(s\) width; "
+                r"its options are: hidden$"
+            ),
         ),
         (
             {"geometry": "euclidean", "geometry_options": {"mu": 0.1}},
-            r"Config.geometry_options: geometry 'euclidean' has no option\(s\) mu; allowed: eps$",
+            (
+                r"Config.geometry_options: geometry 'euclidean' has no option\(s\) mu; "
+                r"its options are: eps$"
+            ),
         ),
         (
             {"geometry": "sqeuclidean", "geometry_options": {"eps": 0.1}},
-            r"geometry 'sqeuclidean' has no option\(s\) eps; allowed: none$",
+            r"geometry 'sqeuclidean' has no option\(s\) eps; its options are: none$",
         ),
         (
             {"geometry": "bregman", "normalize": False, "geometry_options": {"pieces": 4}},
-            r"geometry 'bregman' has no option\(s\) pieces; allowed: hidden, mu$",
+            r"geometry 'bregman' has no option\(s\) pieces; its options are: hidden, mu$",
         ),
         (
             {"geometry": "bregman-maxaffine", "normalize": False, "geometry_options": {"mu": 0.1}},
-            r"geometry 'bregman-maxaffine' has no option\(s\) mu; allowed: pieces$",
+            r"geometry 'bregman-maxaffine' has no option\(s\) mu; its options are: pieces$",
         ),
         (
             {"loss": "contrastive", "loss_options": {"temperature": 1.0, "alpha": 2.0}},
             (
-                r"Config.loss_options: loss 'contrastive' has no loss_options alpha, temperature; "
-                r"allowed: pos_margin, reduction$"
+                r"Config.loss_options: loss 'contrastive' has no option\(s\) alpha, temperature; "
+                r"its options are: pos_margin, reduction$"
             ),
         ),
         (  # what build_loss fills from the Config fields, or from the training data
             {"loss": "margin", "loss_options": {"margin": 0.1, "num_classes": 3}},
             (
-                r"loss 'margin' has no loss_options margin, num_classes; "
-                r"allowed: beta, learn_beta, per_class_beta$"
+                r"loss 'margin' has no option\(s\) margin, num_classes; "
+                r"its options are: beta, learn_beta, per_class_beta$"
             ),
         ),
     ],

@@ -1,4 +1,7 @@
-"""Under DDP the loss and gradients equal a single process on the concatenated batch."""
+"""Under DDP the loss and gradients equal a single process on the concatenated batch; a rank's
+error reaches the caller as itself."""
+
+import errno
 
 import pytest
 import torch
@@ -6,7 +9,8 @@ import torch.distributed as dist
 
 from dmllab.build import build_components, build_regularisers
 from dmllab.config import Config
-from dmllab.distributed import launch
+from dmllab.distributed import RankError, RankTraceback, launch
+from dmllab.errors import describe
 from dmllab.train import _undo_world_scaling, step_loss
 
 CASES = {
@@ -78,3 +82,47 @@ def test_two_gloo_ranks_match_one_process_on_the_concatenated_batch(two_rank_res
         assert grads.keys() == expected_grads.keys()
         for name, grad in grads.items():
             torch.testing.assert_close(grad, expected_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+# ------------------------------------------------------------------ issue 23, case 6: errors
+class Unrebuildable(Exception):
+    """An exception whose class cannot be built again from its pickle (two arguments)."""
+
+    def __init__(self, what, why):
+        super().__init__(f"{what} failed: {why}")
+
+
+def fail_in_rank(kind):
+    """Rank 1 fails; rank 0 waits for it in a collective and then fails because it left."""
+    if dist.get_rank() == 1:
+        if kind == "value":
+            raise ValueError("dataset 'mine': option 'size' must be positive; got -3")
+        if kind == "unrebuildable":
+            raise Unrebuildable("loading", "no such thing")
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "out/model.pt")
+        except OSError as error:
+            raise RuntimeError("saving the run failed") from error
+    dist.barrier()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind, raised, described",
+    [
+        ("value", ValueError, "ValueError: dataset 'mine': option 'size' must be positive; got -3"),
+        ("unrebuildable", RankError, "RankError: Unrebuildable: loading failed: no such thing"),
+        ("disk full", RuntimeError, "No space left on device (ENOSPC): out/model.pt"),
+    ],
+)
+def test_a_rank_error_reaches_the_caller_as_itself(kind, raised, described):
+    """The issue's instance: the caller saw "ProcessRaisedException: -- Process 0 terminated
+    with the following error:" and nothing of the cause."""
+    with pytest.raises(raised) as error:
+        launch(fail_in_rank, 2, kind)
+    assert describe(error.value) == described
+    innermost = error.value
+    while innermost.__cause__ is not None:
+        innermost = innermost.__cause__
+    assert isinstance(innermost, RankTraceback)
+    assert str(innermost).startswith("in rank 1:\nTraceback") and "fail_in_rank" in str(innermost)

@@ -1,6 +1,8 @@
 """What users hand the lab, as fault kinds (issue 15): label spaces (case 7), array types at the
 boundary (case 8) and names or objects for geometries and datasets (case 11)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,7 +127,7 @@ def test_labels_that_are_not_labels_are_refused_with_the_fix():
 @settings(max_examples=25, deadline=None)
 @given(
     labels=st.one_of(
-        st.lists(st.integers(-(10**6), 10**6), min_size=1, max_size=30),
+        st.lists(st.integers(0, 10**6), min_size=1, max_size=30),  # < 0: no label (issue 23)
         st.lists(st.text(max_size=4), min_size=1, max_size=30),
         st.lists(st.tuples(st.integers(0, 3), st.sampled_from("xy")), min_size=1, max_size=30),
         st.lists(st.one_of(st.integers(0, 5), st.text(max_size=2)), min_size=1, max_size=30),
@@ -318,3 +320,191 @@ def test_property_anything_but_a_name_or_an_object_is_refused_listing_both(value
         resolve(value)
     with pytest.raises(TypeError, match=r"registered name \(.*digits.*\) or a dmllab.data.Dataset"):
         dl.data.resolve(value)
+
+
+# ------------------------------------------------------------------ issue 23, case 2: no label
+NO_LABEL = r"has the label .* at \d+ row\(s\) \[.*; .*drop those rows"
+
+
+def test_rows_marked_unlabelled_are_refused_wherever_labels_enter():
+    """The issue's instance: rows labelled -1 (scikit-learn's unlabelled) trained as one class."""
+    x = _blobs(classes=3, per_class=8)
+    y = np.repeat([0, 1, 2], 8)
+    y[[3, 10, 11]] = -1
+    message = r"has the label -1 \(no label\) at 3 row\(s\) \[3, 10, 11\].*keep = y >= 0"
+    with pytest.raises(ValueError, match="Dataset 'dataset': y " + message):
+        Dataset(x=x, y=y)
+    with pytest.raises(ValueError, match="Dataset 'dataset': y " + message):
+        dl.fit(Config(**TINY), Dataset(x=x, y=y), progress=False)
+    with pytest.raises(ValueError, match="q_labels " + message):
+        retrieval(x, y)
+    with pytest.raises(ValueError, match="labels " + message):
+        intra_inter_ratio(x, y)
+    with pytest.raises(ValueError, match="r_labels " + message):
+        prototype_accuracy(x[:2], [0, 1], x, y, query_in_ref=False)
+    with pytest.raises(ValueError, match="labels " + message):
+        dl.data.ClassBalancedSampler(torch.from_numpy(y), 2, 2)
+    with pytest.raises(ValueError, match=r"TripletLoss: labels must be class ids >= 0; got -1"):
+        TripletLoss("euclidean")(torch.randn(4, 2), torch.tensor([0, 0, 1, -1]))
+    with pytest.raises(ValueError, match="embedding_map: labels " + message):
+        dl.viz.embedding_map(x[:, :2], labels=y)
+    with pytest.raises(ValueError, match="sub " + message):
+        Dataset(x=x, y=np.repeat([0, 1, 2], 8), sub=y)
+    data = Dataset(x=x, y=np.repeat([0, 1, 2], 8))
+    with pytest.raises(ValueError, match="labels " + message):
+        data.label_names(y)
+    # names are never "no label": the string "-1" is a class like any other
+    assert Dataset(x=x, y=np.where(y < 0, "-1", "cat")).class_names == ("-1", "cat")
+
+
+MISSING = {
+    "-1": -1,
+    "-7": -7,
+    "NaN": float("nan"),
+    "None": None,
+    "pd.NA": pd.NA,
+}
+
+
+def _containers(labels, missing):
+    """`labels` with some entries replaced by `missing`, in every container that can hold it."""
+    out = {"list": list(labels), "tuple": tuple(labels)}
+    if isinstance(missing, int):
+        array = np.asarray(labels, dtype=np.int64)
+        out |= {
+            "tensor": torch.from_numpy(array),
+            "tensor int8": torch.from_numpy(array).to(torch.int8),
+            "numpy int32": array.astype(np.int32),
+            "series": pd.Series(array),
+            "index": pd.Index(array),
+        }
+    elif missing is pd.NA:
+        out |= {
+            "series Int64": pd.Series(labels, dtype="Int64"),
+            "series string": pd.Series(
+                [None if v is pd.NA else f"c{v}" for v in labels], dtype="string"
+            ),
+            "numpy object": np.asarray(labels, dtype=object),
+        }
+    else:
+        floats = [np.nan if v is None or v != v else v for v in labels]
+        out |= {
+            "tensor float": torch.tensor(floats),
+            "numpy float": np.asarray(floats),
+            "series float": pd.Series(floats),
+            "index float": pd.Index(floats),
+            "series object": pd.Series(labels, dtype=object),
+            "categorical": pd.Series(
+                pd.Categorical(["missing" if v is None or v != v else f"c{v}" for v in labels])
+            ).where(lambda s: s != "missing"),
+        }
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(2, 30),
+    marked=st.lists(st.integers(0, 29), min_size=1, max_size=8),
+    missing=st.sampled_from(list(MISSING)),
+)
+def test_property_no_label_in_any_container_is_refused_naming_its_rows(n, marked, missing):
+    value = MISSING[missing]
+    rows = sorted({i % n for i in marked})
+    labels = [value if i in rows else i % 3 for i in range(n)]
+    expected_rows = rf"at {len(rows)} row\(s\) \[{', '.join(map(str, rows[:5]))}"
+    for kind, given_ in _containers(labels, value).items():
+        for call in (
+            lambda g=given_: Dataset(x=np.zeros((n, 2)), y=g),
+            lambda g=given_: as_class_ids(g, "y"),
+            lambda g=given_: encode_labels(g),
+            lambda g=given_: retrieval(np.arange(2 * n).reshape(n, 2), g),
+        ):
+            with pytest.raises(ValueError, match=NO_LABEL) as error:
+                call()
+            assert re.search(expected_rows, str(error.value)), (kind, str(error.value))
+
+
+# ------------------------------------------------------------------ issue 23, case 9: NaN / inf
+def test_a_dataset_with_missing_cells_is_refused_when_it_is_made():
+    """The issue's instance: NaN in the inputs surfaced after training as 'training diverged'
+    (training rows) or 'the model diverged' (test rows)."""
+    x = _blobs()
+    x[[5, 40, 41], 2] = np.nan
+    x[60, 0] = np.inf
+    with pytest.raises(
+        ValueError, match=r"Dataset 'mine': x holds NaN or inf in 4 row\(s\) \[5, 40, 41, 60\];"
+    ):
+        Dataset(x=pd.DataFrame(x), y=np.repeat(np.arange(6), 12), name="mine")
+    images = torch.rand(7, 1, 4, 4)
+    images[6, 0, 3, 3] = -torch.inf
+    with pytest.raises(ValueError, match=r"in 1 row\(s\) \[6\]"):
+        Dataset(x=images, y=torch.arange(7) % 2, image_shape=(1, 4, 4))
+
+
+def test_the_finiteness_check_keeps_the_tensor_and_its_memory():
+    x = torch.randn(2000, 64)
+    data = Dataset(x=x, y=torch.arange(2000) % 10)
+    assert data.x is x  # no copy: one reduction reads it (`all_finite`)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.sampled_from([(12, 3), (9, 1), (6, 2, 3, 3)]),
+    cells=st.lists(st.integers(0, 10**6), min_size=1, max_size=6),
+    value=st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+    kind=st.sampled_from(["tensor float32", "tensor float16", "tensor float64", "numpy", "list"]),
+)
+def test_property_non_finite_inputs_are_refused_naming_rows(shape, cells, value, kind):
+    x = np.random.default_rng(0).normal(size=shape)
+    flat = x.reshape(-1)
+    flat[[c % flat.size for c in cells]] = value
+    bad = sorted({(c % flat.size) // (flat.size // shape[0]) for c in cells})
+    given_ = {
+        "tensor float32": lambda: torch.from_numpy(x).float(),
+        "tensor float16": lambda: torch.from_numpy(x).half(),
+        "tensor float64": lambda: torch.from_numpy(x),
+        "numpy": lambda: x,
+        "list": lambda: x.tolist(),
+    }[kind]()
+    with pytest.raises(
+        ValueError,
+        match=rf"x holds NaN or inf in {len(bad)} row\(s\) \[{', '.join(map(str, bad[:5]))}\]",
+    ):
+        Dataset(x=given_, y=np.arange(shape[0]) % 2)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    row=st.integers(0, 11),
+    value=st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+)
+def test_property_every_entry_point_of_raw_arrays_refuses_non_finite_values(row, value):
+    """Metrics given embeddings, the geometry read-outs and the figures each have their rule."""
+    from dmllab.geometry.readouts import hessian_eigenvalues
+
+    x = np.random.default_rng(1).normal(size=(12, 2))
+    x[row, 1] = value
+    y = np.arange(12) % 3
+    bregman = Bregman(2)
+    calls = {
+        "retrieval": lambda: retrieval(x, y),
+        "retrieval ref": lambda: retrieval(x[:3], y[:3], x, y, query_in_ref=True),
+        "knn": lambda: knn(x, k=1),
+        "prototype_accuracy": lambda: prototype_accuracy(x, y),
+        "intra_inter_ratio": lambda: intra_inter_ratio(x, y),
+        "asymmetry": lambda: asymmetry(x, bregman),
+        "nmi": lambda: dl.metrics.nmi(x, y),
+        "spectral_decay": lambda: dl.metrics.spectral_decay(x),
+        "pairwise": lambda: Euclidean().pairwise(x, x),
+        "relative_asymmetry": lambda: relative_asymmetry(bregman, x),
+        "hessian_eigenvalues": lambda: hessian_eigenvalues(bregman, x),
+        "level_set_grid": lambda: level_set_grid("euclidean", tuple(x[row])),
+        "level_set_grid box": lambda: level_set_grid("euclidean", (0, 0), box=(0, value, 0, 1)),
+        "embedding_map": lambda: dl.viz.embedding_map(x, labels=y),
+        "angle_histogram": lambda: dl.viz.angle_histogram(x, y),
+        "project": lambda: dl.viz.project(x, method="pca"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"NaN or inf|finite") as error:
+            call()
+        assert "Traceback" not in str(error.value), name

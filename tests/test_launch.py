@@ -127,3 +127,30 @@ def test_nproc_must_be_positive_and_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr("dmllab.train.resolve_device", lambda name: torch.device("cuda", 0))
     with pytest.raises(SystemExit, match=r"--nproc starts CPU processes.*torchrun"):
         cli.main(["fit", str(tmp_path / "config.json"), "--nproc", "2"])
+
+
+@pytest.mark.slow
+def test_an_error_inside_a_rank_reads_as_in_one_process(tmp_path, capsys):
+    """Issue 23, case 6: a configuration refused inside the ranks (its data set's folder is not
+    there, found only when the rank loads it) printed "ProcessRaisedException: -- Process 0
+    terminated with the following error:" and cut the cause."""
+    config = Config(
+        dataset="folder",
+        dataset_options={"root": str(tmp_path / "no-such-folder")},
+        classes_per_batch=2,
+        samples_per_class=2,
+    )
+    (tmp_path / "config.json").write_text(config.to_json())
+    command = ["fit", str(tmp_path / "config.json"), "--quiet", "--out", str(tmp_path / "out")]
+    assert cli.main(command) == 1
+    single = capsys.readouterr().err
+    assert cli.main([*command, "--nproc", "2"]) == 1
+    assert capsys.readouterr().err == single
+    assert single.startswith("dmllab fit: ValueError: dataset 'folder': root ") and (
+        "is not a folder" in single
+    )
+    with pytest.raises(ValueError, match="is not a folder") as error:  # --debug: the traceback
+        cli.main(["--debug", *command, "--nproc", "2"])
+    innermost = error.value.__cause__
+    assert isinstance(innermost, dl.distributed.RankTraceback)
+    assert "in _fit_command" in str(innermost) and "folders.py" in str(innermost)

@@ -67,6 +67,32 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
 
 
+def test_the_test_extra_brings_the_pml_the_cross_checks_read():
+    """The cross-checks against pytorch-metric-learning skip without it; where the test extra is
+    installed it must be there, in a module layout `tests/pml_compat.py` knows (2.x or 3), so that
+    none of them passes by being skipped."""
+    import importlib.metadata
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [_name(r) for r in extra["optional-dependencies"]["test"]]
+    assert "pytorch-metric-learning" in names
+
+    def installed(name):
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return False
+        return True
+
+    absent = [name for name in names if name != "pytorch-metric-learning" and not installed(name)]
+    if absent:
+        pytest.skip(f"the test extra is not installed (no {', '.join(absent)})")
+    assert installed("pytorch-metric-learning"), "the test extra is installed without PML"
+    import pml_compat  # fails, not skips, for a layout it does not know
+
+    assert callable(pml_compat.AccuracyCalculator) and callable(pml_compat.CustomKNN)
+
+
 def notebooks():
     return sorted((ROOT / "notebooks").glob("*.ipynb"))
 

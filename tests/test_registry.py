@@ -67,3 +67,29 @@ def test_pytest_monkeypatch_setitem_round_trips(monkeypatch):
     assert "temporary" in registry
     monkeypatch.undo()
     assert "temporary" not in registry
+
+
+def test_a_constructor_that_passes_kwargs_on_has_its_base_classes_options():
+    registry: Registry = Registry("widget", context=("size", "shape"))
+
+    class Base:
+        def __init__(self, size: int, *, shape: str = "round", colour: str = "red") -> None:
+            self.size, self.shape, self.colour = size, shape, colour
+
+    @registry.register("tall")
+    class Tall(Base):
+        def __init__(self, size: int, *, height: int = 2, colour: str = "blue", **rest) -> None:
+            super().__init__(size, colour=colour, **rest)
+            self.height = height
+
+    @registry.register("closed")
+    class Closed(Base):  # takes no **kwargs: the base's options are not its own
+        def __init__(self, size: int) -> None:
+            super().__init__(size)
+
+    # its own first (its default for colour wins), then the base's; the context is supplied
+    assert registry.options("tall") == {"height": 2, "colour": "blue"}
+    built = registry.build("tall", {"size": 1, "shape": "square", "other": 0}, height=5)
+    assert (built.size, built.shape, built.colour, built.height) == (1, "square", "blue", 5)
+    assert registry.options("closed") == {}
+    assert registry.build("closed", {"size": 1, "shape": "square"}).shape == "round"

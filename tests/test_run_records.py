@@ -3,6 +3,7 @@ fails."""
 
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -190,3 +191,138 @@ def test_aggregate_gives_a_single_value_no_spread_rather_than_zero():
         empty["r1_n"].tolist() == [0]
         and empty[["r1_mean", "r1_std", "r1_ci"]].isna().to_numpy().all()
     )
+
+
+# ------------------------------------------------------------------ issue 23, case 7: wrappers
+def _round_trip(run, tmp_path, name):
+    expected = run.embed(run.test)
+    loaded = dl.runs.load(run.save(tmp_path / name))
+    torch.testing.assert_close(loaded.embed(loaded.test), expected, rtol=1e-5, atol=1e-6)
+    return loaded
+
+
+def _compiles():
+    """Why torch.compile cannot run here (no C compiler, an unsupported platform), or None."""
+    try:
+        torch.compile(torch.nn.Linear(2, 2))(torch.ones(1, 2))
+    except Exception as error:  # any failure of the compiler stack means: it cannot compile here
+        return f"torch.compile cannot compile here: {type(error).__name__}: {error}"[:200]
+    return None
+
+
+def test_a_compiled_models_record_loads(tmp_path):
+    """The issue's instance: after run.model = torch.compile(run.model), runs.save wrote
+    `_orig_mod.`-prefixed weights and runs.load refused them ("weights do not fit")."""
+    reason = _compiles()
+    if reason is not None:
+        pytest.skip(reason)
+    run = dl.fit(tiny(), progress=False)
+    run.model = torch.compile(run.model)
+    _round_trip(run, tmp_path, "compiled")
+    state = torch.load(tmp_path / "compiled" / "model.pt", weights_only=True)
+    assert not any("_orig_mod" in key for key in state["model"])
+
+
+def test_wrapped_parts_are_saved_as_the_modules_they_wrap(tmp_path):
+    """torch.compile's wrapper without its compiler (backend="eager"), around the model, a
+    submodule and a learned geometry: the record holds the plain names."""
+    run = dl.fit(tiny(geometry="bregman", normalize=False), progress=False)
+    plain = {part: getattr(run, part).state_dict() for part in ("model", "geometry")}
+    run.model.trunk = torch.compile(run.model.trunk, backend="eager")
+    run.model = torch.compile(run.model, backend="eager")
+    run.geometry = torch.compile(run.geometry, backend="eager")
+    assert any(key.startswith("_orig_mod.") for key in run.model.state_dict())
+    loaded = _round_trip(run, tmp_path, "eager")
+    for part, state in plain.items():
+        assert list(getattr(loaded, part).state_dict()) == list(state)
+
+
+def test_a_distributed_data_parallel_models_record_loads(tmp_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    run = dl.fit(tiny(), progress=False)
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        run.model = DistributedDataParallel(run.model)
+        _round_trip(run, tmp_path, "ddp")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module."])
+def test_records_saved_from_a_wrapper_before_load_too(saved, tmp_path, prefix):
+    import shutil
+
+    run, path = saved
+    shutil.copytree(path, tmp_path / "old")
+    state = torch.load(tmp_path / "old" / "model.pt", weights_only=True)
+    state["model"] = {prefix + key: value for key, value in state["model"].items()}
+    torch.save(state, tmp_path / "old" / "model.pt")
+    loaded = dl.runs.load(tmp_path / "old")
+    torch.testing.assert_close(loaded.embed(loaded.test), run.embed(run.test))
+
+
+def test_weights_that_truly_do_not_fit_name_the_keys_that_differ(saved, tmp_path):
+    import shutil
+
+    _, path = saved
+    shutil.copytree(path, tmp_path / "odd")
+    state = torch.load(tmp_path / "odd" / "model.pt", weights_only=True)
+    keys = list(state["model"])
+    state["model"]["extra.weight"] = state["model"].pop(keys[0])
+    torch.save(state, tmp_path / "odd" / "model.pt")
+    with pytest.raises(
+        RecordError,
+        match=rf"the model weights do not fit the model its config.json builds \(missing "
+        rf"'{re.escape(keys[0])}'; unexpected 'extra.weight'\)",
+    ):
+        dl.runs.load(tmp_path / "odd")
+    state["model"][keys[0]] = state["model"].pop("extra.weight")[:1]
+    torch.save(state, tmp_path / "odd" / "model.pt")
+    with pytest.raises(RecordError, match=rf"size mismatch for {re.escape(keys[0])}"):
+        dl.runs.load(tmp_path / "odd")
+
+
+# ------------------------------------------------------------------ issue 23, case 8: shapes
+def test_evaluating_data_of_another_shape_names_both_shapes(tmp_path):
+    """The issue's instance: a digits run evaluated on mnist-5k failed inside torch with "mat1
+    and mat2 shapes cannot be multiplied"."""
+    run = dl.fit(tiny(dataset="digits", dataset_options={}), progress=False)
+    message = (
+        r"trained on rows of shape \(64,\) \(images 1x8x8\), but the data 'mnist-5k' has rows "
+        r"of shape \(784,\) \(images 1x28x28\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        dl.evaluate(run, "mnist-5k")
+    with pytest.raises(ValueError, match=r"\(64,\).*the inputs have rows of shape \(3, 4\)"):
+        run.embed(torch.zeros(2, 3, 4))
+    loaded = dl.runs.load(run.save(tmp_path / "digits"), rebuild_data=False)
+    assert loaded.data is None  # the shapes come from the record
+    with pytest.raises(ValueError, match=message):
+        dl.evaluate(loaded, "mnist-5k")
+    assert dl.evaluate(loaded, "digits")["recall@1"] > 0
+
+
+def test_a_folder_run_evaluated_at_another_image_size_names_both(tmp_path):
+    from dmllab.data.example_folder import write_example_folder
+
+    root = write_example_folder(tmp_path / "shapes", layout="folder", classes=4, per_class=6)
+    config = tiny(
+        dataset="folder",
+        dataset_options={"root": str(root), "image_size": 16},
+        classes_per_batch=2,
+        samples_per_class=2,
+    )
+    run = dl.fit(config, progress=False)
+    other = dl.data.load("folder", root=str(root), image_size=24)
+    with pytest.raises(
+        ValueError,
+        match=r"rows of shape \(3, 16, 16\) \(images 3x16x16\), but the data 'folder' has rows "
+        r"of shape \(3, 24, 24\) \(images 3x24x24\).*image_size",
+    ):
+        dl.evaluate(run, other)
+    loaded = dl.runs.load(run.save(tmp_path / "folder-run"))  # a root: the data is not rebuilt
+    with pytest.raises(ValueError, match=r"\(3, 16, 16\).*\(3, 24, 24\)"):
+        loaded.embed(other)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from dmllab.arrays import as_class_ids, as_floats, encode_labels, is_array_like
+from dmllab.geometry.base import all_finite
 
 # Fine label -> coarse label, for `Dataset.merged`. The fine labels are the dataset's own (ints,
 # or its names), so a mapping may take any of them.
@@ -60,7 +61,9 @@ class Dataset:
     class_names: the original name of each class id 0..C-1 when the labels were not integers
                  (set by the constructor; pass it yourself only with ids 0..C-1 in y), else None.
 
-    Raises ValueError for mismatched lengths, empty data, non-numeric x, float or missing labels.
+    Raises ValueError for mismatched lengths, empty data, non-numeric x, NaN or inf in x (naming
+    how many rows and the first of them; lazy inputs are decoded later and checked there), float
+    labels and rows without a label (missing, or negative such as -1).
     """
 
     x: Tensor | LazyInputs
@@ -76,6 +79,7 @@ class Dataset:
         where = f"Dataset {self.name!r}"
         if is_array_like(self.x):
             self.x = as_floats(self.x, f"{where}: x")
+            _refuse_nonfinite(self.x, where)
         self._encode_labels(where)
         n = len(self.y)
         if n == 0:
@@ -228,3 +232,17 @@ class Dataset:
             meta=meta,
             class_names=None,
         )
+
+
+def _refuse_nonfinite(x: Tensor, where: str) -> None:
+    """ValueError naming the rows of x that hold NaN or inf. One reduction over x when it is
+    finite (`all_finite`); the rows are found only when it is not."""
+    if x.numel() == 0 or all_finite(x):
+        return
+    bad = (~torch.isfinite(x.detach().reshape(len(x), -1))).any(dim=1).nonzero().flatten()
+    rows = f"{bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}"
+    raise ValueError(
+        f"{where}: x holds NaN or inf in {len(bad)} row(s) {rows}; a model cannot learn from them "
+        "(training would diverge) and metrics cannot rank them: drop those rows (x[keep], "
+        "y[keep] with keep the rows whose values are all finite) or fill the missing values first"
+    )

@@ -29,11 +29,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from dmllab.arrays import refuse_unlabelled
+
 
 class ClassBalancedSampler(Sampler[Tensor]):
     """Yields LongTensor index batches of P classes x K samples, a class's K samples contiguous.
 
-    labels:            [N] class labels of the dataset being sampled.
+    labels:            [N] class ids >= 0 of the dataset being sampled (a negative id marks an
+                       unlabelled row and is refused, as everywhere labels enter).
     classes_per_batch: P >= 2 (negatives need a second class).
     samples_per_class: K >= 2 (positives need a second sample).
     batches_per_epoch: len(self); default max(1, N // (P * K)), about one pass over the data.
@@ -57,6 +60,7 @@ class ClassBalancedSampler(Sampler[Tensor]):
             raise ValueError(
                 f"labels must be a 1-D integer tensor; got {labels.dtype} {tuple(labels.shape)}"
             )
+        refuse_unlabelled(labels.numpy(), "labels")
         for name, value in (
             ("classes_per_batch", classes_per_batch),
             ("samples_per_class", samples_per_class),

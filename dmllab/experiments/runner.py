@@ -14,6 +14,7 @@ so does `dmllab fit`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dmllab.config import Config
@@ -23,7 +24,7 @@ from dmllab.experiments.plan import VARIANT, Plan
 from dmllab.experiments.results import Results
 from dmllab.metrics import evaluate
 from dmllab.runs import Run
-from dmllab.train import Callback, fit, progress_bar
+from dmllab.train import Callback, EpochCallback, fit, progress_bar
 
 
 def run_job(
@@ -31,7 +32,9 @@ def run_job(
     dataset: Dataset | None = None,
     *,
     progress: bool = False,
-    callbacks: Iterable[Callback] = (),
+    callbacks: Iterable[Callback | EpochCallback] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: str | Path | None = None,
     **evaluate_options: Any,
 ) -> Run:
     """Train `config` (its seed fixes the generated data, a stratified split, the label noise and
@@ -40,10 +43,17 @@ def run_job(
 
     Returns the Run; its `metrics` hold what training measured (`best_epoch` under early
     stopping) updated with `evaluate(run, **evaluate_options)`. Under torchrun only rank 0
-    evaluates. progress: the per-epoch bar of `fit`; callbacks: called by `fit` after every
-    epoch with (run, epoch), the epoch's row in `run.history[-1]` (`fit` says what they may
-    raise)."""
-    run = fit(config, dataset, progress=progress, callbacks=callbacks)
+    evaluates. progress: the per-epoch bar of `fit`; checkpoint_dir, resume: as for `fit`;
+    callbacks: as for `fit` (`dmllab.engine.Callback` objects, or plain f(run, epoch) called after
+    every epoch with the epoch's row in `run.history[-1]`)."""
+    run = fit(
+        config,
+        dataset,
+        progress=progress,
+        callbacks=callbacks,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
     if is_main():
         run.metrics.update(evaluate(run, **evaluate_options))
     return run

@@ -1,15 +1,17 @@
 """Geometries: what "distance" means. See `base.Geometry` for the contract.
 
 `GEOMETRIES` is the one registry of geometry names (name -> Geometry class; `Config`, the CLI and
-the README read their names from it). `build(name, dim, **options)` makes any of them;
-`resolve(name_or_geometry)` is how every function that takes a geometry reads its argument:
+the README read their names from it). A class's options are its constructor's keyword arguments;
+a constructor that names `dim` gets the embedding dimension (the learned Bregman geometries, one
+class per generator). `build(name, dim, **options)` makes any of them; `resolve(name_or_geometry)`
+is how every function that takes a geometry reads its argument:
 
 >>> build("euclidean", dim=8)
 Euclidean(name='euclidean', symmetric=True, eps=1e-12)
 >>> build("manhattan", dim=8)  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-ValueError: unknown geometry 'manhattan'; choose one of:
+dmllab.registry.UnknownName: unknown geometry 'manhattan'; choose one of:
 bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean
 >>> resolve("cosine")
 Cosine(name='cosine', symmetric=True, eps=1e-12)
@@ -20,8 +22,8 @@ TypeError: geometry must be a registered name
 (bregman, bregman-maxaffine, cosine, euclidean, sqeuclidean) or a dmllab Geometry object; got int
 
 To add a geometry: subclass `Geometry` (set `name`, `symmetric`, implement `_pairwise`; set
-`learned = True` and override `create` if it has parameters of its own) and register its class
-here under its name.
+`learned = True` and take `dim` if it has parameters of its own) and register its class here
+under its name.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from __future__ import annotations
 from typing import Any
 
 from dmllab.geometry.base import Geometry
-from dmllab.geometry.bregman import Bregman
+from dmllab.geometry.bregman import Bregman, ICNNBregman, MaxAffineBregman
 from dmllab.geometry.cosine import Cosine
 from dmllab.geometry.euclidean import Euclidean, SquaredEuclidean
-from dmllab.values import registered
+from dmllab.registry import Registry
 
 __all__ = [
     "Geometry",
@@ -45,24 +47,25 @@ __all__ = [
     "resolve",
 ]
 
-#: name -> Geometry class; `cls.create(name, dim, **options)` makes one, `cls.learned` marks the
-#: geometries trained with the model (both Bregman names: ICNN and max-affine generators).
-GEOMETRIES: dict[str, type[Geometry]] = {
-    "sqeuclidean": SquaredEuclidean,
-    "euclidean": Euclidean,
-    "cosine": Cosine,
-    "bregman": Bregman,
-    "bregman-maxaffine": Bregman,
-}
+#: name -> Geometry class, made with its keyword options (and `dim` when it names it);
+#: `cls.learned` marks the geometries trained with the model.
+GEOMETRIES: Registry[type[Geometry]] = Registry("geometry", context=("dim",))
+GEOMETRIES.register("sqeuclidean", SquaredEuclidean)
+GEOMETRIES.register("euclidean", Euclidean)
+GEOMETRIES.register("cosine", Cosine)
+GEOMETRIES.register("bregman", ICNNBregman)
+GEOMETRIES.register("bregman-maxaffine", MaxAffineBregman)
 
 
 def build(name: str, dim: int, **options: Any) -> Geometry:
     """The geometry called `name` for `dim`-dimensional embeddings.
 
     Fixed geometries ignore `dim`; the learned Bregman geometries need it for their generator.
-    Unknown names or options raise a ValueError that lists the allowed ones.
+    Unknown names or options raise a ValueError that lists the allowed ones (`UnknownName`,
+    `UnknownOption`).
     """
-    return registered("geometry", name, GEOMETRIES).create(name, dim, **options)
+    geometry: Geometry = GEOMETRIES.build(name, {"dim": dim}, **options)
+    return geometry
 
 
 def resolve(geometry: Geometry | str | None, *, default: str = "euclidean") -> Geometry:

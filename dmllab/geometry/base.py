@@ -16,10 +16,8 @@ gradient reaches the half-precision inputs through the cast.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,9 +32,10 @@ class Geometry(nn.Module):
     `_entries` (one entry per index pair) and `_unit_sphere` (the view distance-weighted sampling
     reads) when they have a cheaper or exact form.
 
-    A geometry registered in `dmllab.geometry.GEOMETRIES` is made by `create(name, dim, **options)`;
-    `learned` geometries (parameters trained with the model) are refused by name where a trained
-    one is meant (`dmllab.geometry.resolve`).
+    A geometry class registered in `dmllab.geometry.GEOMETRIES` is made with its constructor's
+    keyword arguments as options (`geometry_options`), plus `dim`, the embedding dimension, when
+    the constructor names it (learned ones do). `learned` geometries (parameters trained with the
+    model) are refused by name where a trained one is meant (`dmllab.geometry.resolve`).
 
     `ranking_vectors(query, gallery)` returns (Q, G) such that, for each query row, ranking the
     gallery by *descending* Q @ G.T gives the same order as ranking by *ascending*
@@ -60,32 +59,6 @@ class Geometry(nn.Module):
 
         Raises ValueError for other shapes, mismatched d, non-numeric values, or NaN / inf."""
         return self._pairwise(*_checked_pair(a, b, self.name))
-
-    @classmethod
-    def option_names(cls, name: str) -> list[str]:
-        """The `geometry_options` the geometry registered as `name` takes: by default its
-        constructor's keyword parameters. Geometries built otherwise (learned ones) override it."""
-        return [
-            p.name
-            for p in inspect.signature(cls.__init__).parameters.values()
-            if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
-        ]
-
-    @classmethod
-    def create(cls, name: str, dim: int, **options: Any) -> Geometry:
-        """The geometry registered as `name` for `dim`-dimensional embeddings (`geometry.build`).
-
-        By default `name` and `dim` are not needed and `options` are the constructor's keyword
-        parameters; unknown ones raise a ValueError that lists the allowed ones (`option_names`).
-        Geometries that need the dimension (learned ones) override it."""
-        allowed = cls.option_names(name)
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"geometry {name!r} has no option(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(allowed) if allowed else 'none'}"
-            )
-        return cls(**options)
 
     def entries(self, a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         """D(a_rows[i] || b_cols[i]) for index vectors rows, cols [M]: [M], equal to

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -51,22 +51,19 @@ from torch import Tensor
 from dmllab.geometry.base import Geometry, Reversed, Symmetrised, check_pair
 from dmllab.geometry.generators import ICNN, MaxAffine
 
-__all__ = ["Bregman", "BregmanReversed", "BregmanSymmetrised", "GENERATORS"]
+__all__ = [
+    "Bregman",
+    "BregmanReversed",
+    "BregmanSymmetrised",
+    "GENERATORS",
+    "ICNNBregman",
+    "MaxAffineBregman",
+]
 
 #: generator -> the registered name of the geometry it makes
 GENERATORS = {"icnn": "bregman", "maxaffine": "bregman-maxaffine"}
 _OPTIONS = {"icnn": ("hidden", "mu"), "maxaffine": ("pieces",)}
 _DEFAULTS = {"hidden": (32, 32, 32), "mu": 0.05, "pieces": 8}
-
-
-def _generator_of(name: str) -> str:
-    """The generator behind the registered name `name`; ValueError for another name."""
-    for generator, registered in GENERATORS.items():
-        if registered == name:
-            return generator
-    raise ValueError(
-        f"Bregman: no generator is registered as {name!r}; names: {', '.join(GENERATORS.values())}"
-    )
 
 
 class Bregman(Geometry):
@@ -115,18 +112,6 @@ class Bregman(Geometry):
             self.generator = ICNN(dim, _check_hidden(settings["hidden"]), _check_mu(settings["mu"]))
         else:
             self.generator = MaxAffine(dim, _check_pieces(settings["pieces"]))
-
-    @classmethod
-    def option_names(cls, name: str) -> list[str]:
-        """The options of the generator registered as `name` (`bregman`: hidden, mu;
-        `bregman-maxaffine`: pieces)."""
-        return list(_OPTIONS[_generator_of(name)])
-
-    @classmethod
-    def create(cls, name: str, dim: int, **options: Any) -> Bregman:
-        """The Bregman geometry registered as `name` (`bregman`: ICNN, `bregman-maxaffine`:
-        max-affine generator) for `dim`-dimensional embeddings; `options` as for the constructor."""
-        return cls(dim, generator=_generator_of(name), **options)
 
     # -- phi and its gradient ---------------------------------------------------------------
 
@@ -248,6 +233,28 @@ class Bregman(Geometry):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, dim={self.dim}, symmetric={self.symmetric}"
+
+
+class ICNNBregman(Bregman):
+    """The learned Bregman divergence registered as `bregman`: `Bregman(dim, "icnn", ...)`, phi an
+    ICNN with layer widths `hidden` plus (mu / 2) ||x||^2."""
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hidden: Sequence[int] = cast(Sequence[int], _DEFAULTS["hidden"]),
+        mu: float = cast(float, _DEFAULTS["mu"]),
+    ) -> None:
+        super().__init__(dim, "icnn", hidden=hidden, mu=mu)
+
+
+class MaxAffineBregman(Bregman):
+    """The learned Bregman divergence registered as `bregman-maxaffine`: `Bregman(dim,
+    "maxaffine", pieces=K)`, phi the maximum of K affine functions."""
+
+    def __init__(self, dim: int, *, pieces: int = cast(int, _DEFAULTS["pieces"])) -> None:
+        super().__init__(dim, "maxaffine", pieces=pieces)
 
 
 class BregmanReversed(Reversed):

@@ -16,6 +16,7 @@ Grids follow the convention of matplotlib's `contour(xs, ys, values)` and plotly
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from dmllab.arrays import as_floats
 from dmllab.geometry import resolve
-from dmllab.geometry.base import Geometry
+from dmllab.geometry.base import Geometry, all_finite
 
 DIRECTIONS = ("first", "second")
 
@@ -170,6 +171,12 @@ def _as_points(x: Tensor, where: str) -> Tensor:
     x = as_floats(x, f"{where}: points")
     if x.dim() != 2:
         raise ValueError(f"{where}: expected points of shape [n, d]; got {tuple(x.shape)}")
+    if not all_finite(x):
+        bad = (~torch.isfinite(x)).any(dim=1).nonzero().flatten()
+        raise ValueError(
+            f"{where}: points hold NaN or inf in {len(bad)} row(s) {bad[:5].tolist()}; "
+            "pass finite points (did training diverge?)"
+        )
     return x.detach()
 
 
@@ -179,6 +186,8 @@ def _centre(centre: Sequence[float] | Tensor, where: str) -> Tensor:
         raise ValueError(
             f"{where}: centre must be a 2-D point (x, y); got shape {tuple(np.shape(centre))}"
         )
+    if not torch.isfinite(c).all():
+        raise ValueError(f"{where}: centre must be a finite 2-D point (x, y); got {c.tolist()}")
     return c[None, :]
 
 
@@ -188,6 +197,10 @@ def _grid(
     if len(box) != 4:
         raise ValueError(f"{where}: box must be (xmin, xmax, ymin, ymax); got {box!r}")
     xmin, xmax, ymin, ymax = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (xmin, xmax, ymin, ymax)):
+        raise ValueError(
+            f"{where}: box must be finite numbers (xmin, xmax, ymin, ymax); got {box!r}"
+        )
     if not (xmin < xmax and ymin < ymax):
         raise ValueError(f"{where}: box must satisfy xmin < xmax and ymin < ymax; got {box!r}")
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:

@@ -1,8 +1,12 @@
 """Losses: selection strategies, base losses, regularisers, and their registries.
 
-Every base loss is a `MetricLoss`: `loss_fn(embeddings, labels, distances=None) -> scalar`, with
-`last_stats` after each call. The registries are the one source of the names (`Config`, the CLI
-and the README read them):
+Every base loss is a `MetricLoss`: `loss_fn(z, labels, ref=None, ref_labels=None, distances=None,
+*, own=None) -> scalar`, the batch against a reference set (the batch itself by default), with
+`last_stats` after each call (`base` states the contract). The losses that read selected pairs
+and triplets are `TupleLoss`es and take the strategies' keywords (positives, negatives, margin,
+k_positives); the others (prototype_ce) take only their own options. The registries
+(`dmllab.registry.Registry`) are the one source of the names (`Config`, the CLI and the README
+read them):
 
     LOSSES        name -> MetricLoss class         (each loss file calls `register_loss`)
     POSITIVES     name -> PositiveStrategy class   (`strategies`)
@@ -27,23 +31,24 @@ TripletLoss(
   positives='nearest', negatives='semihard', margin=0.2, k_positives=1
   (geometry): Euclidean(name='euclidean', symmetric=True, eps=1e-12)
 )
+>>> issubclass(LOSSES["prototype_ce"], TupleLoss)  # it reads no positives or negatives
+False
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 from typing import Any
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import LOSSES, MetricLoss, register_loss
+from dmllab.losses.base import LOSSES, SELECTION, MetricLoss, TupleLoss, register_loss
 from dmllab.losses.contrastive import ContrastiveLoss
 from dmllab.losses.lsd import ListwiseSelfDistillation
 from dmllab.losses.margin import MarginLoss
 from dmllab.losses.multi_similarity import MultiSimilarityLoss
 from dmllab.losses.prototype_ce import PrototypeCrossEntropy
-from dmllab.losses.regularisers import Regulariser
+from dmllab.losses.regularisers import REGULARISERS, Regulariser
 from dmllab.losses.strategies import (
     NEGATIVES,
     POSITIVES,
@@ -56,14 +61,13 @@ from dmllab.losses.strategies import (
     select_positives,
 )
 from dmllab.losses.triplet import TripletLoss
-from dmllab.values import registered
 
 __all__ = [
     "build",
-    "loss_class",
-    "options",
     "register_loss",
     "MetricLoss",
+    "TupleLoss",
+    "SELECTION",
     "ContrastiveLoss",
     "TripletLoss",
     "MarginLoss",
@@ -88,31 +92,13 @@ __all__ = [
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-REGULARISERS: dict[str, type[Regulariser]] = {
-    "lsd": ListwiseSelfDistillation,
-}
-
-
-def loss_class(name: str) -> type[MetricLoss]:
-    """LOSSES[name]; ValueError listing the registered names for an unknown one."""
-    return registered("loss", name, LOSSES)
-
-
-def options(name: str) -> list[str]:
-    """The options (`Config.loss_options`) of the loss registered as `name`: its constructor's
-    keywords besides the ones every `MetricLoss` takes (geometry, positives, negatives, margin,
-    k_positives: Config fields of their own) and the training classes (num_classes, classes)."""
-    parameters = inspect.signature(loss_class(name).__init__).parameters
-    return [p for p in parameters if p not in _SET_BY_CONFIG]
-
-
-_SET_BY_CONFIG = {*inspect.signature(MetricLoss.__init__).parameters, "num_classes", "classes"}
-
 
 def build(name: str, geometry: Geometry | str, **options: Any) -> MetricLoss:
     """The loss registered as `name` on `geometry` (a Geometry or a fixed geometry's name), with
-    the keyword `options` of its class (positives, negatives, margin, k_positives, ...).
+    the keyword `options` of its class (a tuple loss's positives, negatives, margin,
+    k_positives, and its own options).
 
-    Raises ValueError for an unknown name (listing the registered ones) and TypeError for an
-    option the class does not take."""
-    return loss_class(name)(geometry, **options)
+    Raises UnknownName (a ValueError) for an unknown name, listing the registered ones, and
+    TypeError for an option the class does not take."""
+    loss: MetricLoss = LOSSES[name](geometry, **options)
+    return loss

@@ -1,32 +1,74 @@
-"""`MetricLoss`: the shared machinery of every base loss (input checks, the batch matrix, tuple
-selection, statistics), so each concrete loss is only its formula.
+"""`MetricLoss` and `TupleLoss`: the shared machinery of every base loss (input checks, the
+reference set, the dissimilarity matrix, tuple selection, statistics), so each concrete loss is
+only its formula.
 
-A loss reads D = geometry.pairwise(z, z) (anchor first) and the selected tuples. The trainer may
-pass D in (`distances=`) so it is computed once per step and shared with LSD. Nothing here
-assumes D symmetric or the embeddings normalised.
+The contract of every loss: the batch against a reference set,
 
-Losses read the selected entries through `pick(rows, cols)` (= D[rows, cols]). When a strategy
-picks single negatives and D is not passed in, the selection runs on D computed without a
-gradient and `pick` is `geometry.picker(z, z)`: the same values, but the backward pass touches the
-M selected pairs (O(M d)) instead of the whole B x B matrix. A negatives strategy that returns a
-mask of all negatives (`negatives="all"`), and a D passed in, keep the differentiable matrix.
+    loss_fn(z [B, d], labels [B], ref=None [R, d], ref_labels=None [R], distances=None [B, R],
+            *, own=None [B]) -> scalar
 
-The strategies are the registered objects `POSITIVES[positives](k=k_positives)` and
-`NEGATIVES[negatives](margin=margin)` (`dmllab.losses.strategies`), so a strategy registered
-there is usable by every loss under its name.
+- `ref`, `ref_labels`: what the batch is compared with (a cross-batch memory, the batch gathered
+  across processes, a gallery). None: the batch itself (R = B).
+- `own`: the anchors' own rows in the reference set, excluded by index, never by distance (so a
+  duplicate embedding at distance 0 still counts): a LongTensor [B], own[a] = the row of ref that
+  is anchor a. With `ref=None` it is the diagonal (own[a] = a) and need not be given. With a
+  reference set, None means the batch is not part of it; a caller that puts the batch in it says
+  where, e.g. `own=torch.arange(B)` for `ref = torch.cat([z, memory])` (the batch first).
+- `distances`: D = geometry.pairwise(z, ref) [B, R] (query first) when the caller has computed it
+  (the trainer computes it once per step and shares it with LSD); otherwise the loss computes
+  what it reads.
 
-After every call `last_stats` holds floats for the training curves:
-`active` (tuples or pairs with non-zero loss), `anchors` (anchors used), `dropped` (anchors
-without a positive or a negative), `pos_dist` / `neg_dist` (mean selected positive / negative
-dissimilarity).
+A memory of two earlier embeddings gives each anchor a nearer positive than the batch has:
+
+>>> import torch
+>>> from dmllab.losses import TripletLoss
+>>> z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.5], [3.0, 0.0]])
+>>> labels = torch.tensor([0, 0, 1, 1])
+>>> memory, memory_labels = torch.tensor([[0.1, 0.0], [2.9, 0.1]]), torch.tensor([0, 1])
+>>> loss = TripletLoss("euclidean", positives="nearest", negatives="hardest", margin=1.0)
+>>> round(float(loss(z, labels)), 4)
+1.9912
+>>> ref, ref_labels = torch.cat([z, memory]), torch.cat([labels, memory_labels])
+>>> round(float(loss(z, labels, ref, ref_labels, own=torch.arange(4))), 4)
+1.2024
+
+Nothing here assumes D symmetric or the embeddings normalised. After every call `last_stats`
+holds floats for the training curves: `active` (tuples or pairs with non-zero loss), `anchors`
+(anchors used), `dropped` (anchors without a positive or a negative), `pos_dist` / `neg_dist`
+(mean selected positive / negative dissimilarity).
+
+Two kinds of loss:
+
+- `MetricLoss`: a plain loss over the checked `Inputs` (prototype cross-entropy: it compares each
+  sample with class means, not with selected samples). It takes only its geometry and its own
+  options.
+- `TupleLoss(MetricLoss)`: a loss that reads selected (anchor, positive, negative) tuples of D
+  (contrastive, triplet, margin, multi-similarity). It takes the selection keywords
+  `positives, negatives, margin, k_positives`; the strategies are the registered objects
+  `POSITIVES[positives](k=k_positives)` and `NEGATIVES[negatives](margin=margin)`
+  (`dmllab.losses.strategies`), so a strategy registered there is usable by every tuple loss.
+  Whether a loss reads the strategies is whether it is one: `issubclass(LOSSES[name], TupleLoss)`.
+
+A tuple loss reads the selected entries through `pick(rows, cols)` (= D[rows, cols]). When a
+strategy picks single negatives and D is not passed in, the selection runs on D computed without a
+gradient and `pick` is `geometry.picker(z, ref)`: the same values, but the backward pass touches
+the M selected pairs (O(M d)) instead of the whole B x R matrix. A negatives strategy that returns
+a mask of all negatives (`negatives="all"`), and a D passed in, keep the differentiable matrix.
+
+`LOSSES` is the registry of loss names; a loss's options (`Config.loss_options`) are its
+constructor's keyword arguments besides the context `build.build_loss` supplies: the geometry,
+the selection keywords (Config fields of the same names), the training classes (`classes`, their
+label ids, or `num_classes`) and the embedding dimension (`embedding_dim`). A loss names what it
+needs of them as a parameter.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -36,29 +78,107 @@ from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry, all_finite
 from dmllab.losses.strategies import (
     Triplets,
-    negative_mask,
+    different_label_mask,
     negative_strategy,
     positive_strategy,
     same_label_mask,
 )
+from dmllab.registry import Registry
 
-__all__ = ["LOSSES", "MetricLoss", "check_reduction", "mean_or_nan", "register_loss", "tuple_stats"]
+__all__ = [
+    "LOSSES",
+    "SELECTION",
+    "Inputs",
+    "Matrix",
+    "MetricLoss",
+    "TupleLoss",
+    "check_reduction",
+    "mean_or_nan",
+    "register_loss",
+    "tuple_stats",
+]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """One call's checked inputs: the batch and its reference set.
+
+    z [B, d] and ref [R, d] floating (half precision computed in float32; `ref is z` when the call
+    gave no reference set), labels [B] and ref_labels [R] integer class ids, own [B] (each
+    anchor's row in ref) or None, distances [B, R] or None (see the module docstring)."""
+
+    z: Tensor
+    labels: Tensor
+    ref: Tensor
+    ref_labels: Tensor
+    own: Tensor | None
+    distances: Tensor | None
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """The batch against its reference set, as a tuple loss reads it.
+
+    D [B, R]: for the selection and for the terms that read whole rows (`negatives="all"`);
+    pick(rows, cols) = D[rows, cols], differentiable (see the module docstring);
+    same, different [B, R]: y_r == y_a (the anchor's own row excluded) and y_r != y_a;
+    labels [B]; dim: the embedding dimension."""
+
+    D: Tensor
+    pick: Callable[[Tensor, Tensor], Tensor]
+    same: Tensor
+    different: Tensor
+    labels: Tensor
+    dim: int
 
 
 class MetricLoss(nn.Module):
-    """Base class: `forward(embeddings [B, d], labels [B], distances=None) -> scalar`.
+    """Base class: `forward(z [B, d], labels [B], ref=None, ref_labels=None, distances=None, *,
+    own=None) -> scalar` (the contract in the module docstring); labels are integer class ids
+    >= 0 (a negative label marks an unlabelled row and is refused).
 
     geometry: a Geometry object or the name of a fixed one (`"euclidean"`, `"sqeuclidean"`,
     `"cosine"`); a learned one is passed as an object, e.g. `geometry.build("bregman", dim)`.
-    float16 / bfloat16 embeddings are computed in float32 (see `geometry.base`).
-    Subclasses implement `_loss(D, pick, same, embeddings, labels) -> (loss, stats)`; a loss
-    that reads no batch matrix (`uses_batch_matrix = False`) implements
-    `_embedding_loss(embeddings, labels)` instead.
+    Subclasses implement `_loss(inputs) -> (loss, stats)`. Raises ValueError for inputs that
+    break the contract (shapes, dtypes, NaN / inf, a batch without two classes).
     """
 
-    uses_batch_matrix: bool = True
-    #: whether the loss reads the positives strategy (prototype_ce compares with class means)
-    uses_positives: bool = True
+    def __init__(self, geometry: Geometry | str) -> None:
+        super().__init__()
+        self.geometry = resolve_geometry(geometry)
+        self.last_stats: dict[str, float] = {}
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        distances: Tensor | None = None,
+        *,
+        own: Tensor | None = None,
+    ) -> Tensor:
+        inputs = _checked(embeddings, labels, ref, ref_labels, distances, own, type(self).__name__)
+        loss, stats = self._loss(inputs)
+        self.last_stats = {key: float(value) for key, value in stats.items()}
+        return loss
+
+    def _loss(self, inputs: Inputs) -> tuple[Tensor, dict[str, float]]:
+        """(loss, stats) from the checked inputs."""
+        raise NotImplementedError
+
+
+class TupleLoss(MetricLoss):
+    """A loss over the tuples that the selection strategies choose on D = pairwise(z, ref).
+
+    positives, negatives: registered strategy names (`POSITIVES`, `NEGATIVES`); k_positives:
+    positives per anchor for the strategies that rank them; margin (>= 0): the loss's margin, and
+    the semi-hard window of the negatives strategy. Subclasses implement
+    `_tuple_loss(matrix, triplets) -> (loss, stats)`; a subclass's constructor takes its own
+    options and passes the rest on (`**selection`), so its options and the selection keywords
+    are read from the two signatures together. Raises ValueError for an unknown strategy name, a
+    bad k_positives or a negative margin.
+    """
 
     def __init__(
         self,
@@ -69,76 +189,50 @@ class MetricLoss(nn.Module):
         margin: float = 0.2,
         k_positives: int = 1,
     ) -> None:
-        super().__init__()
-        geometry = resolve_geometry(geometry)
+        super().__init__(geometry)
         self.positive_strategy = positive_strategy(positives, k_positives)
         if not isinstance(margin, (int, float)) or not margin >= 0:
             raise ValueError(f"margin must be a number >= 0; got {margin!r}")
         self.negative_strategy = negative_strategy(negatives, float(margin))
-        self.geometry = geometry
         self.positives = positives
         self.negatives = negatives
         self.margin = float(margin)
         self.k_positives = k_positives
-        self.last_stats: dict[str, float] = {}
 
-    def forward(
-        self, embeddings: Tensor, labels: Tensor, distances: Tensor | None = None
-    ) -> Tensor:
-        _check_batch(embeddings, labels, type(self).__name__)
-        embeddings = as_floats(embeddings, "embeddings")  # half precision is computed in float32
-        if distances is not None and distances.shape != (len(labels), len(labels)):
-            raise ValueError(
-                "distances must be the [B, B] batch matrix geometry.pairwise(z, z) "
-                f"with B={len(labels)}; got shape {tuple(distances.shape)}"
-            )
-        if self.uses_batch_matrix:
-            D, pick = self._batch_matrix(embeddings, distances)
-            loss, stats = self._loss(D, pick, same_label_mask(labels), embeddings, labels)
-        else:
-            loss, stats = self._embedding_loss(embeddings, labels)
-        self.last_stats = {key: float(value) for key, value in stats.items()}
-        return loss
+    def _loss(self, inputs: Inputs) -> tuple[Tensor, dict[str, float]]:
+        matrix = self.matrix(inputs)
+        return self._tuple_loss(matrix, self.select(matrix))
 
-    def _batch_matrix(
-        self, embeddings: Tensor, distances: Tensor | None
-    ) -> tuple[Tensor, Callable[[Tensor, Tensor], Tensor]]:
-        """(D, pick): the batch matrix for the selection and `pick(rows, cols)` = D[rows, cols]
-        for the loss (module docstring: when D carries no gradient and `pick` is the geometry's)."""
-        if distances is not None:
-            return distances, partial(_gather, distances)
-        if not self.negative_strategy.returns_mask and self.geometry.cheap_entries:
+    def _tuple_loss(self, matrix: Matrix, triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
+        """(loss, stats) from the selected tuples and the matrix they index."""
+        raise NotImplementedError
+
+    def matrix(self, inputs: Inputs) -> Matrix:
+        """D, `pick` and the label masks for `inputs` (module docstring: when D carries no
+        gradient and `pick` is the geometry's)."""
+        z, ref, D = inputs.z, inputs.ref, inputs.distances
+        pick: Callable[[Tensor, Tensor], Tensor]
+        if D is not None:
+            pick = partial(_gather, D)
+        elif not self.negative_strategy.returns_mask and self.geometry.cheap_entries:
             with torch.no_grad():  # for the selection only; the loss differentiates `pick`
-                D = self.geometry.pairwise(embeddings, embeddings)
-            return D, self.geometry.picker(embeddings, embeddings)
-        D = self.geometry.pairwise(embeddings, embeddings)
-        return D, partial(_gather, D)
+                D = self.geometry.pairwise(z, ref)
+            pick = self.geometry.picker(z, ref)
+        else:
+            D = self.geometry.pairwise(z, ref)
+            pick = partial(_gather, D)
+        same = same_label_mask(inputs.labels, inputs.ref_labels, own=inputs.own)
+        different = different_label_mask(inputs.labels, inputs.ref_labels)
+        return Matrix(D, pick, same, different, inputs.labels, z.shape[1])
 
-    def _loss(
-        self,
-        D: Tensor,
-        pick: Callable[[Tensor, Tensor], Tensor],
-        same: Tensor,
-        embeddings: Tensor,
-        labels: Tensor,
-    ) -> tuple[Tensor, dict[str, float]]:
-        """(loss, stats) from D (for the selection and the `negatives="all"` terms) and `pick`."""
-        raise NotImplementedError
-
-    def _embedding_loss(
-        self, embeddings: Tensor, labels: Tensor
-    ) -> tuple[Tensor, dict[str, float]]:
-        """(loss, stats) from the embeddings alone, for a loss with `uses_batch_matrix = False`."""
-        raise NotImplementedError
-
-    def select(self, D: Tensor, same: Tensor, dim: int) -> Triplets:
-        """The tuples of this loss's strategies on its batch matrix D [B, B] (anchor a is column a):
-        positives first, then negatives relative to them. A strategy that reads distances between
-        unit vectors gets `geometry.unit_sphere_distance(D)`; `dim` is the embedding dimension."""
-        pairs = self.positive_strategy(D, same)
+    def select(self, matrix: Matrix) -> Triplets:
+        """The tuples of this loss's strategies on `matrix.D` [B, R]: positives first, then
+        negatives relative to them. A strategy that reads distances between unit vectors gets
+        `geometry.unit_sphere_distance(D)`."""
+        pairs = self.positive_strategy(matrix.D, matrix.same)
         strategy = self.negative_strategy
-        rows = self.geometry.unit_sphere_distance(D) if strategy.unit_sphere else D
-        return strategy(rows, negative_mask(same), pairs, dim)
+        rows = self.geometry.unit_sphere_distance(matrix.D) if strategy.unit_sphere else matrix.D
+        return strategy(rows, matrix.different, pairs, matrix.dim)
 
     def extra_repr(self) -> str:
         return (
@@ -147,29 +241,22 @@ class MetricLoss(nn.Module):
         )
 
 
-LOSSES: dict[str, type[MetricLoss]] = {}
+#: the selection keywords of a tuple loss: Config fields of the same names
+SELECTION = tuple(
+    name
+    for name in inspect.signature(TupleLoss.__init__).parameters
+    if name not in ("self", "geometry")
+)
+
+LOSSES: Registry[type[MetricLoss]] = Registry(
+    "loss", context=("geometry", *SELECTION, "classes", "num_classes", "embedding_dim")
+)
 """Every loss name (Config.loss) -> its class. Filled by `register_loss` as `dmllab.losses` imports
 each module of its package, so a new loss is one new file."""
 
-_Loss = TypeVar("_Loss", bound=type[MetricLoss])
-
-
-def register_loss(name: str) -> Callable[[_Loss], _Loss]:
-    """Class decorator: register a `MetricLoss` subclass in `LOSSES` as `name`.
-
-    Raises ValueError when `name` is taken by another class (re-running the same definition, as a
-    notebook cell does, replaces it)."""
-
-    def register(cls: _Loss) -> _Loss:
-        taken = LOSSES.get(name)
-        if taken is not None and taken.__qualname__ != cls.__qualname__:
-            raise ValueError(
-                f"loss name {name!r} is taken by {taken.__module__}.{taken.__qualname__}"
-            )
-        LOSSES[name] = cls
-        return cls
-
-    return register
+#: Class decorator: register a `MetricLoss` subclass in `LOSSES` as `name`; DuplicateName (a
+#: ValueError) when another class holds the name (the same definition run again replaces it).
+register_loss = LOSSES.register
 
 
 def tuple_stats(
@@ -207,22 +294,90 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be 'mean' or 'nonzero'; got {reduction!r}")
 
 
-def _check_batch(embeddings: Tensor, labels: Tensor, name: str) -> None:
-    if embeddings.dim() != 2:
-        raise ValueError(f"{name} expects embeddings [B, d]; got shape {tuple(embeddings.shape)}")
-    if labels.dim() != 1 or len(labels) != len(embeddings):
-        raise ValueError(
-            f"{name}: labels must be a 1-D tensor with one label per embedding; got labels "
-            f"{tuple(labels.shape)} for embeddings {tuple(embeddings.shape)}"
-        )
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"{name}: labels must be integer class ids; got dtype {labels.dtype}")
-    if not all_finite(embeddings):
-        raise ValueError(
-            f"{name}: embeddings contain NaN or inf (check the model's output / learning rate)"
-        )
-    if not bool((labels != labels[0]).any()):
+def _checked(
+    embeddings: Tensor,
+    labels: Tensor,
+    ref: Tensor | None,
+    ref_labels: Tensor | None,
+    distances: Tensor | None,
+    own: Tensor | None,
+    name: str,
+) -> Inputs:
+    """The call's inputs checked against the contract (module docstring); ValueError naming
+    `name`, what was wrong and the fix."""
+    _check_rows(embeddings, labels, name, "embeddings", "labels")
+    embeddings = as_floats(embeddings, "embeddings")  # half precision is computed in float32
+    if (ref is None) != (ref_labels is None):
+        raise ValueError(f"{name}: pass ref and ref_labels together (or neither)")
+    if ref is None or ref_labels is None:
+        if own is not None:
+            raise ValueError(
+                f"{name}: own gives the anchors' rows in a reference set; without ref the "
+                "reference is the batch and anchor a is row a (leave own=None)"
+            )
+        ref, ref_labels = embeddings, labels  # the batch itself: `ref is z`
+        own = torch.arange(len(labels), device=labels.device)
+    else:
+        _check_rows(ref, ref_labels, name, "ref", "ref_labels")
+        ref = as_floats(ref, "ref")
+        if ref.shape[1] != embeddings.shape[1]:
+            raise ValueError(
+                f"{name}: ref must have the embeddings' dimension d={embeddings.shape[1]}; "
+                f"got ref {tuple(ref.shape)}"
+            )
+        if own is not None:
+            _check_own(own, labels, ref_labels, name)
+    if not bool((labels != labels[0]).any()) and not bool((ref_labels != labels[0]).any()):
         raise ValueError(
             f"{name}: the batch has fewer than 2 classes, so there are no negatives; "
             "sample at least 2 classes per batch (classes_per_batch >= 2)"
+        )
+    expected = (len(labels), len(ref_labels))
+    if distances is not None and distances.shape != expected:
+        raise ValueError(
+            "distances must be the matrix geometry.pairwise(z, ref) [B, R] (ref = z without a "
+            f"reference set) with B={expected[0]}, R={expected[1]}; "
+            f"got shape {tuple(distances.shape)}"
+        )
+    return Inputs(embeddings, labels, ref, ref_labels, own, distances)
+
+
+def _check_rows(rows: Tensor, labels: Tensor, name: str, what: str, labels_name: str) -> None:
+    if rows.dim() != 2:
+        raise ValueError(f"{name} expects {what} [B, d]; got shape {tuple(rows.shape)}")
+    if labels.dim() != 1 or len(labels) != len(rows):
+        raise ValueError(
+            f"{name}: {labels_name} must be a 1-D tensor with one label per embedding; got "
+            f"{labels_name} {tuple(labels.shape)} for {what} {tuple(rows.shape)}"
+        )
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(
+            f"{name}: {labels_name} must be integer class ids; got dtype {labels.dtype}"
+        )
+    if bool((labels < 0).any()):
+        raise ValueError(
+            f"{name}: {labels_name} must be class ids >= 0; got {int(labels.min())} (a negative "
+            "label marks an unlabelled row): drop those rows or give them a class"
+        )
+    if not all_finite(rows):
+        raise ValueError(
+            f"{name}: {what} contain NaN or inf (check the model's output / learning rate)"
+        )
+
+
+def _check_own(own: Tensor, labels: Tensor, ref_labels: Tensor, name: str) -> None:
+    """`own` [B]: a row of the reference set per anchor, holding the anchor's label."""
+    ok = (
+        own.dim() == 1
+        and len(own) == len(labels)
+        and not own.dtype.is_floating_point
+        and own.dtype != torch.bool
+        and bool(((own >= 0) & (own < len(ref_labels))).all())
+    )
+    if not ok or not bool((ref_labels[own] == labels).all()):
+        raise ValueError(
+            f"{name}: own must give each anchor's row in the reference set (integers in "
+            f"[0, {len(ref_labels)}), one per anchor, rows with the anchor's label), e.g. "
+            "torch.arange(B) when ref starts with the batch; "
+            f"got own of shape {tuple(own.shape)} and dtype {own.dtype}"
         )

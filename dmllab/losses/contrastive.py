@@ -20,53 +20,39 @@ chosen for each selected (a, p) pair.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, check_reduction, mean_or_nan, register_loss
+from dmllab.losses.base import Matrix, TupleLoss, check_reduction, mean_or_nan, register_loss
+from dmllab.losses.strategies import Triplets
 
 
 @register_loss("contrastive")
-class ContrastiveLoss(MetricLoss):
+class ContrastiveLoss(TupleLoss):
     """mean [D(a, p) - pos_margin]_+ + mean [margin - D(a, n)]_+ over the selected pairs."""
 
     def __init__(
         self,
         geometry: Geometry | str,
         *,
-        positives: str = "all",
-        negatives: str = "all",
         margin: float = 1.0,
-        k_positives: int = 1,
         pos_margin: float = 0.0,
         reduction: str = "nonzero",
+        **selection: Any,
     ) -> None:
-        super().__init__(
-            geometry,
-            positives=positives,
-            negatives=negatives,
-            margin=margin,
-            k_positives=k_positives,
-        )
+        super().__init__(geometry, margin=margin, **selection)
         check_reduction(reduction)
         self.pos_margin = float(pos_margin)
         self.reduction = reduction
 
-    def _loss(
-        self,
-        D: Tensor,
-        pick: Callable[[Tensor, Tensor], Tensor],
-        same: Tensor,
-        embeddings: Tensor,
-        labels: Tensor,
-    ) -> tuple[Tensor, dict[str, float]]:
-        triplets = self.select(D, same, embeddings.shape[1])
+    def _tuple_loss(self, matrix: Matrix, triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
+        D, pick = matrix.D, matrix.pick
         pos_d = pick(triplets.anchors, triplets.positives)
         pos_losses = (pos_d - self.pos_margin).clamp_min(0.0)
         if triplets.all_negatives:
-            # every negative of each used anchor once: a masked [B, B] term
+            # every negative of each used anchor once: a masked [B, R] term
             neg_weight = triplets.negatives.to(D.dtype)
             neg_losses = (self.margin - D).clamp_min(0.0) * neg_weight
             neg_pairs, neg_d_sum = neg_weight.sum(), (D.detach() * neg_weight).sum()
@@ -82,7 +68,7 @@ class ContrastiveLoss(MetricLoss):
         loss = pos_losses.sum() / pos_count.clamp_min(1) + neg_losses.sum() / neg_count.clamp_min(1)
         stats = {
             "active": float(pos_active + neg_active),
-            "anchors": float(len(same) - triplets.dropped),
+            "anchors": float(len(D) - triplets.dropped),
             "dropped": float(triplets.dropped),
             "pos_dist": mean_or_nan(pos_d.detach()),
             "neg_dist": float(neg_d_sum / neg_pairs) if len(triplets) else math.nan,

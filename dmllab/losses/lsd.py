@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +61,7 @@ from torch.nn import functional as F
 
 from dmllab import distributed
 from dmllab.geometry.base import Geometry
-from dmllab.losses.regularisers import Regulariser
+from dmllab.losses.regularisers import REGULARISERS, Regulariser
 
 __all__ = ["ListwiseSelfDistillation", "Teacher", "lists_for", "LISTS"]
 
@@ -74,6 +74,7 @@ def lists_for(geometry: Geometry, normalized: bool) -> str:
     return "cosine" if geometry.has_cosine(normalized) else "distance"
 
 
+@REGULARISERS.register("lsd")
 class ListwiseSelfDistillation(Regulariser):
     """tau^2 * mean_i KL(softmax(T[i]/tau) || softmax(S[i]/tau)) on [B, B] similarity matrices.
 
@@ -111,6 +112,8 @@ class ListwiseSelfDistillation(Regulariser):
         self.reads_distances = lists == "distance"  # the -D lists read the base loss's batch matrix
         self.teacher: Teacher | None = None  # set at the end of every epoch
         self.epoch_weight = 0.0  # the weight of the current epoch
+        # the student (model, geometry), kept in a tuple so that they are not submodules
+        self._student: tuple[nn.Module, Geometry] | None = None
 
     @property
     def strength(self) -> float:
@@ -171,6 +174,43 @@ class ListwiseSelfDistillation(Regulariser):
     def end_epoch(self, model: nn.Module, geometry: Geometry, epoch: int) -> None:
         """The model and geometry at the end of `epoch` become the next epoch's teacher."""
         self.teacher = Teacher.snapshot(model, geometry, epoch)
+
+    def start_fit(self, model: nn.Module, geometry: Geometry) -> None:
+        """Keep the student, so that a checkpointed teacher can be rebuilt in its shape."""
+        self._student = (model, geometry)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The epoch's weight and the teacher's weights and epoch (None before the first epoch
+        ends): what a checkpoint keeps of LSD."""
+        teacher = self.teacher
+        return {
+            "epoch_weight": self.epoch_weight,
+            "teacher": None
+            if teacher is None
+            else {
+                "epoch": teacher.epoch,
+                "model": teacher.model.state_dict(),
+                "geometry": teacher.geometry.state_dict(),
+            },
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Take back what `get_extra_state` returned; the teacher is rebuilt in the shape of the
+        student given to `start_fit`. Raises ValueError when there is none."""
+        self.epoch_weight = float(state["epoch_weight"])
+        saved = state["teacher"]
+        if saved is None:
+            self.teacher = None
+            return
+        if self._student is None:
+            raise ValueError(
+                "LSD cannot rebuild its checkpointed teacher before start_fit(model, geometry) "
+                "gave it the student's shape"
+            )
+        teacher = Teacher.snapshot(*self._student, epoch=int(saved["epoch"]))
+        teacher.model.load_state_dict(saved["model"])
+        teacher.geometry.load_state_dict(saved["geometry"])
+        self.teacher = teacher
 
     def forward(self, student: Tensor, teacher: Tensor, labels: Tensor) -> Tensor:
         """The unweighted KD term (tau^2 included) for one batch of similarity matrices [B, B]

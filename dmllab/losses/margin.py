@@ -12,7 +12,7 @@ optimises beta with the loss's learning rate (`Config.loss_lr`).
 Each selected (a, p) pair is matched with its selected negative n, so the loss is a sum over
 tuples (a, p, n) of l(a, p) + l(a, n), divided by the number of non-zero terms (0 when none is
 active). With `negatives="all"` every (a, p, n), n in N(a), counts; this is computed in
-O(B^2) by weighting l(a, p) with |N(a)| and l(a, n) with the number of selected positives of a
+O(B R) by weighting l(a, p) with |N(a)| and l(a, n) with the number of selected positives of a
 (the same value as pytorch-metric-learning's MarginLoss over all triplets).
 
 >>> import torch
@@ -25,17 +25,19 @@ O(B^2) by weighting l(a, p) with |N(a)| and l(a, n) with the number of selected 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, mean_or_nan, register_loss
+from dmllab.losses.base import Matrix, TupleLoss, mean_or_nan, register_loss
+from dmllab.losses.strategies import Triplets
 
 
 @register_loss("margin")
-class MarginLoss(MetricLoss):
+class MarginLoss(TupleLoss):
     """[margin + D(a, p) - beta]_+ + [margin - D(a, n) + beta]_+, normalised by active terms."""
 
     #: beta: one value, or one per class (a Parameter, or a buffer when not learned)
@@ -47,23 +49,14 @@ class MarginLoss(MetricLoss):
         self,
         geometry: Geometry | str,
         *,
-        positives: str = "all",
-        negatives: str = "all",
-        margin: float = 0.2,
-        k_positives: int = 1,
         beta: float = 1.2,
         learn_beta: bool = True,
         per_class_beta: bool = False,
         num_classes: int | None = None,
         classes: Sequence[int] | Tensor | None = None,
+        **selection: Any,
     ) -> None:
-        super().__init__(
-            geometry,
-            positives=positives,
-            negatives=negatives,
-            margin=margin,
-            k_positives=k_positives,
-        )
+        super().__init__(geometry, **selection)
         if per_class_beta:
             # the label id of each beta: a buffer, so a saved run restores it with beta
             self.register_buffer("beta_classes", _class_ids(num_classes, classes))
@@ -75,23 +68,16 @@ class MarginLoss(MetricLoss):
             self.register_buffer("beta", initial)
         self.per_class_beta = per_class_beta
 
-    def _loss(
-        self,
-        D: Tensor,
-        pick: Callable[[Tensor, Tensor], Tensor],
-        same: Tensor,
-        embeddings: Tensor,
-        labels: Tensor,
-    ) -> tuple[Tensor, dict[str, float]]:
-        triplets = self.select(D, same, embeddings.shape[1])
-        beta = self._beta(labels)
+    def _tuple_loss(self, matrix: Matrix, triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
+        D, pick = matrix.D, matrix.pick
+        beta = self._beta(matrix.labels)
         pos_weight: Tensor | float
         neg_weight: Tensor | float
         pos_d = pick(triplets.anchors, triplets.positives)
         pos_losses = (self.margin + pos_d - beta[triplets.anchors]).clamp_min(0.0)
         if triplets.all_negatives:
             # Every (a, p) term occurs |N(a)| times and every (a, n) term once per selected
-            # positive of a: weight the B x B terms instead of building all tuples.
+            # positive of a: weight the B x R terms instead of building all tuples.
             n_pos = torch.bincount(triplets.anchors, minlength=len(D)).to(D.dtype)
             negatives = triplets.negatives
             pos_weight = negatives.sum(dim=1).to(D.dtype)[triplets.anchors]

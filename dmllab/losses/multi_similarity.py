@@ -30,39 +30,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, mean_or_nan, register_loss
+from dmllab.losses.base import Matrix, TupleLoss, mean_or_nan, register_loss
 from dmllab.losses.strategies import Triplets
 
 
 @register_loss("multi_similarity")
-class MultiSimilarityLoss(MetricLoss):
+class MultiSimilarityLoss(TupleLoss):
     """Multi-similarity loss on s = 1 - D with the paper's mining; see the module docstring."""
 
     def __init__(
         self,
         geometry: Geometry | str,
         *,
-        positives: str = "all",
-        negatives: str = "all",
-        margin: float = 0.2,
-        k_positives: int = 1,
         alpha: float = 2.0,
         beta: float = 40.0,
         base: float = 0.5,
         mining_margin: float = 0.1,
+        **selection: Any,
     ) -> None:
-        super().__init__(
-            geometry,
-            positives=positives,
-            negatives=negatives,
-            margin=margin,
-            k_positives=k_positives,
-        )
+        super().__init__(geometry, **selection)
         if not alpha > 0 or not beta > 0:
             raise ValueError(
                 f"multi-similarity alpha and beta must be > 0; got alpha={alpha!r}, beta={beta!r}"
@@ -72,23 +64,15 @@ class MultiSimilarityLoss(MetricLoss):
         self.base = float(base)
         self.mining_margin = float(mining_margin)
 
-    def _loss(
-        self,
-        D: Tensor,
-        pick: Callable[[Tensor, Tensor], Tensor],
-        same: Tensor,
-        embeddings: Tensor,
-        labels: Tensor,
-    ) -> tuple[Tensor, dict[str, float]]:
-        triplets = self.select(D, same, embeddings.shape[1])
+    def _tuple_loss(self, matrix: Matrix, triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
         if triplets.all_negatives:
-            return self._mined(D, same, triplets)
-        return self._listed(pick, len(same), triplets)
+            return self._mined(matrix.D, matrix.same, triplets)
+        return self._listed(matrix.pick, matrix.D.shape, triplets)
 
     def _mined(
         self, D: Tensor, same: Tensor, triplets: Triplets
     ) -> tuple[Tensor, dict[str, float]]:
-        """All negatives of each anchor, with the paper's mining: masked [B, B] terms."""
+        """All negatives of each anchor, with the paper's mining: masked [B, R] terms."""
         positives = torch.zeros_like(same)
         positives[triplets.anchors, triplets.positives] = True
         negatives = triplets.negatives
@@ -121,13 +105,18 @@ class MultiSimilarityLoss(MetricLoss):
         return loss, stats
 
     def _listed(
-        self, pick: Callable[[Tensor, Tensor], Tensor], batch: int, triplets: Triplets
+        self,
+        pick: Callable[[Tensor, Tensor], Tensor],
+        shape: tuple[int, ...],
+        triplets: Triplets,
     ) -> tuple[Tensor, dict[str, float]]:
-        """The selected pairs as lists (no mining): per-anchor sums over the picked entries."""
+        """The selected pairs as lists (no mining): per-anchor sums over the picked entries of
+        the [B, R] matrix of `shape`."""
+        batch, references = shape
         anchors, positives = triplets.anchors, triplets.positives
         # an anchor's negatives form a set: two of its pairs may have picked the same negative
-        key = torch.unique(anchors * batch + triplets.negatives)
-        neg_rows, neg_cols = key // batch, key % batch
+        key = torch.unique(anchors * references + triplets.negatives)
+        neg_rows, neg_cols = key // references, key % references
         pos_d, neg_d = pick(anchors, positives), pick(neg_rows, neg_cols)
         pos_term = (
             _log1p_sum_exp_by_row(-self.alpha * (1.0 - pos_d - self.base), anchors, batch)

@@ -2,7 +2,7 @@
 
 Per training step, for every regulariser r that is `active`:
 
-    loss = base_loss(z, y, D) + r.term(z, y, D, x)[0] + ...
+    loss = base_loss(z, y, distances=D) + r.term(z, y, D, x)[0] + ...
 
 The trainer holds the list (`fit(..., regularisers=[...])`, plus the ones `build.build_regularisers`
 makes from the Config, e.g. LSD when `lsd_alpha > 0`) and calls, in this order:
@@ -19,14 +19,24 @@ makes from the Config, e.g. LSD when `lsd_alpha > 0`) and calls, in this order:
                                          its statistics (averaged into the history per epoch)
     end_epoch(model, geometry, epoch)    after the epoch's last batch (LSD: the teacher snapshot)
 
+and once, before the first epoch and before a checkpoint is loaded into it,
+
+    start_fit(model, geometry)           the model as a step runs it and the geometry (LSD keeps
+                                         them to rebuild a checkpointed teacher)
+
+A regulariser that keeps state across epochs (LSD: its teacher) puts it in its `state_dict()`
+(PyTorch's `get_extra_state` / `set_extra_state` for what is not a parameter or buffer), so that a
+checkpoint holds it and a resumed run continues exactly.
+
 z [B, d] and labels [B] are the (all-gathered) batch the base loss sees, D [B, B] its matrix or
 None, x the local batch's inputs (a teacher model reads them). The regularisers live beside the
 trainer, not inside the loss, because their hooks need the training loop's state (the model to
 snapshot, the epoch, the raw inputs); the loss stays a function of (z, y, D).
 
 To add one: subclass `Regulariser`, implement `term`, override the hooks it needs, and pass an
-instance to `fit(config, regularisers=[...])` (or register it in `dmllab.losses.REGULARISERS` and
-map a Config field onto it in `dmllab.build.build_regularisers`).
+instance to `fit(config, regularisers=[...])` (or register it in `REGULARISERS`, e.g.
+`@REGULARISERS.register("name")`, and map a Config field onto it in
+`dmllab.build.build_regularisers`).
 """
 
 from __future__ import annotations
@@ -34,8 +44,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from dmllab.geometry.base import Geometry
+from dmllab.registry import Registry
 
-__all__ = ["Regulariser"]
+__all__ = ["REGULARISERS", "Regulariser"]
 
 
 class Regulariser(nn.Module):
@@ -65,3 +76,11 @@ class Regulariser(nn.Module):
 
     def end_epoch(self, model: nn.Module, geometry: Geometry, epoch: int) -> None:
         """Called after epoch `epoch`'s last batch with the trained model and geometry."""
+
+    def start_fit(self, model: nn.Module, geometry: Geometry) -> None:
+        """Called once before training (and before a checkpoint is loaded) with the model as a
+        step runs it and the geometry."""
+
+
+#: name -> Regulariser class; its options are the constructor's keyword arguments
+REGULARISERS: Registry[type[Regulariser]] = Registry("regulariser")

@@ -1,19 +1,19 @@
 """Selection strategies: which (anchor, positive, negative) tuples of a batch a loss sees.
 
 Every strategy reads a dissimilarity matrix D [B, R] between B anchors (the rows: the batch) and
-R references (the columns: today the batch itself, R = B; a memory of earlier embeddings may add
-columns), D[a, r] = D(z_a || z_r), anchor first and never assumed symmetric, and a label mask:
+R references (the columns: the batch itself, R = B, or a reference set such as a memory of earlier
+embeddings), D[a, r] = D(z_a || z_r), anchor first and never assumed symmetric, and a label mask:
 
     same [B, R]        y_r = y_a and r is not anchor a's own column     (`same_label_mask`)
     different [B, R]   y_r != y_a                                       (`different_label_mask`)
 
-The anchor is excluded by index when `same` is built (its own column; for the batch matrix the
-diagonal), never by distance, so duplicate embeddings at distance 0 still count as positives; it
-is never in `different`. Every choice is made on `D.detach()`; the loss then reads the chosen
-entries of D, so gradients flow through them as usual. Random choices use torch's global RNG, so
-the trainer's seed makes them reproducible.
+The anchor is excluded by index when `same` is built (its own column `own[a]`; for the batch
+matrix the diagonal), never by distance, so duplicate embeddings at distance 0 still count as
+positives; it is never in `different`. Every choice is made on `D.detach()`; the loss then reads
+the chosen entries of D, so gradients flow through them as usual. Random choices use torch's
+global RNG, so the trainer's seed makes them reproducible.
 
-The contract, one base class and one registry per kind:
+The contract, one base class and one registry (`dmllab.registry.Registry`) per kind:
 
     POSITIVES[name](k=1)          a PositiveStrategy:  strategy(D, same) -> Pairs
     NEGATIVES[name](margin=0.2)   a NegativeStrategy:  strategy(D, different, pairs, dim=None)
@@ -24,7 +24,8 @@ What describes the method goes to the constructor (`k` positives per anchor, the
 negatives strategy with `unit_sphere = True` reads D as Euclidean distances between unit vectors:
 losses pass it `geometry.unit_sphere_distance(D)` instead of D. To add a strategy, subclass
 `RankedPositives` (a score per candidate; the top k win), `PositiveStrategy`, `SingleNegatives`
-(one negative per pair) or `NegativeStrategy`, and register the class under its name below.
+(one negative per pair) or `NegativeStrategy`, and register the class under its name
+(`@POSITIVES.register("name")`, or `POSITIVES["name"] = cls`).
 
 Positives, with P(a) = {r : same[a, r]}:
 
@@ -84,7 +85,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dmllab.values import registered
+from dmllab.registry import Registry
 
 __all__ = [
     "Pairs",
@@ -107,7 +108,6 @@ __all__ = [
     "negative_strategy",
     "same_label_mask",
     "different_label_mask",
-    "negative_mask",
     "select_positives",
     "select_negatives",
     "random_ranks",
@@ -153,7 +153,7 @@ class Triplets:
     ) -> tuple[Tensor, Tensor, Tensor]:
         """(pos_d [M], neg_d [M, K], valid [M, K]): K = R for all negatives, else K = 1.
 
-        `pick(rows, cols)` reads the single entries D[rows, cols] (see `MetricLoss.forward`)."""
+        `pick(rows, cols)` reads the single entries D[rows, cols] (see `dmllab.losses.base`)."""
         pos_d = pick(self.anchors, self.positives)
         if self.all_negatives:
             return pos_d, D[self.anchors], self.negatives[self.anchors]
@@ -166,11 +166,12 @@ def same_label_mask(
 ) -> Tensor:
     """[B, R] bool, True where y_r == y_a and r is not anchor a's own column.
 
-    Without `reference_labels` the references are the batch itself: [B, B], the diagonal excluded.
-    With them (R labels), `own` [B] gives each anchor's column among the references (None: the
-    anchors are not among them)."""
+    Without `reference_labels` the references are the batch itself: [B, B], anchor a's own column
+    is a (the diagonal). With them (R labels), `own` [B] gives each anchor's column among the
+    references (None: the anchors are not among them)."""
     if reference_labels is None:
-        return (labels.unsqueeze(0) == labels.unsqueeze(1)).fill_diagonal_(False)
+        reference_labels = labels
+        own = torch.arange(len(labels), device=labels.device) if own is None else own
     same = labels.unsqueeze(1) == reference_labels.unsqueeze(0)
     if own is not None:
         same[torch.arange(len(labels), device=same.device), own] = False
@@ -184,10 +185,11 @@ def different_label_mask(labels: Tensor, reference_labels: Tensor | None = None)
     ).unsqueeze(0)
 
 
-def negative_mask(same: Tensor) -> Tensor:
-    """`different` from the batch's `same` [B, B]: y_i != y_j (the complement without the
-    diagonal)."""
-    return (~same).fill_diagonal_(False)
+#: name -> PositiveStrategy class, made with `cls(k=k)`
+POSITIVES: Registry[type[PositiveStrategy]] = Registry("positives strategy")
+
+#: name -> NegativeStrategy class, made with `cls(margin=margin)`
+NEGATIVES: Registry[type[NegativeStrategy]] = Registry("negatives strategy")
 
 
 # -- positives -------------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class PositiveStrategy:
         return f"{type(self).__name__}(k={self.k})"
 
 
+@POSITIVES.register("all")
 class AllPositives(PositiveStrategy):
     """Every r in P(a)."""
 
@@ -248,6 +251,7 @@ class RankedPositives(PositiveStrategy):
         return Pairs(anchors[chosen], top_index[chosen], len(D) - int(chosen[:, 0].sum()))
 
 
+@POSITIVES.register("hardest")
 class HardestPositives(RankedPositives):
     """argmax_{r in P(a)} D[a, r]: the farthest positive(s)."""
 
@@ -255,6 +259,7 @@ class HardestPositives(RankedPositives):
         return D.masked_fill(~same, -math.inf)
 
 
+@POSITIVES.register("nearest")
 class NearestPositives(RankedPositives):
     """argmin_{r in P(a)} D[a, r]: the nearest positive(s) (easy positives; Levi et al.,
     ICCV 2021)."""
@@ -267,6 +272,7 @@ class NearestPositives(RankedPositives):
         return D.masked_fill(~same, math.inf).neg_()
 
 
+@POSITIVES.register("random")
 class RandomPositives(RankedPositives):
     """Uniform over P(a) (k distinct ones), by `random_ranks`."""
 
@@ -307,6 +313,7 @@ class NegativeStrategy:
         return f"{type(self).__name__}(margin={self.margin:g})"
 
 
+@NEGATIVES.register("all")
 class AllNegatives(NegativeStrategy):
     """Every n in N(a), as a mask [B, R], for each anchor with a pair."""
 
@@ -356,6 +363,7 @@ class SingleNegatives(NegativeStrategy):
         return Triplets(anchors, positives, chosen, dropped)
 
 
+@NEGATIVES.register("hardest")
 class HardestNegatives(SingleNegatives):
     """argmin_{n in N(a)} D[a, n]."""
 
@@ -365,6 +373,7 @@ class HardestNegatives(SingleNegatives):
         return hardest
 
 
+@NEGATIVES.register("semihard")
 class SemihardNegatives(SingleNegatives):
     """Uniform over the window D[a,p] < D[a,n] < D[a,p] + margin, else the hardest negative."""
 
@@ -381,6 +390,7 @@ class SemihardNegatives(SingleNegatives):
         return score.argmax(dim=1)
 
 
+@NEGATIVES.register("distance_weighted")
 class DistanceWeightedNegatives(SingleNegatives):
     """Sampled with probability proportional to the inverse density of distances on the unit sphere
     in `dim` dimensions (Wu et al., ICCV 2017); see the module docstring."""
@@ -411,37 +421,23 @@ class DistanceWeightedNegatives(SingleNegatives):
         return chosen.squeeze(1)
 
 
-# -- the registries ----------------------------------------------------------------------------
-
-#: name -> PositiveStrategy class, made with `cls(k=k)`
-POSITIVES: dict[str, type[PositiveStrategy]] = {
-    "all": AllPositives,
-    "hardest": HardestPositives,
-    "nearest": NearestPositives,
-    "random": RandomPositives,
-}
-
-#: name -> NegativeStrategy class, made with `cls(margin=margin)`
-NEGATIVES: dict[str, type[NegativeStrategy]] = {
-    "all": AllNegatives,
-    "semihard": SemihardNegatives,
-    "hardest": HardestNegatives,
-    "distance_weighted": DistanceWeightedNegatives,
-}
+# -- by name -----------------------------------------------------------------------------------
 
 
 def positive_strategy(name: str, k: int = 1) -> PositiveStrategy:
     """The positives strategy registered as `name`, choosing `k` per anchor.
 
     Raises ValueError for an unknown name (listing the registered ones) or a bad k."""
-    return registered("positives strategy", name, POSITIVES)(k=k)
+    strategy: PositiveStrategy = POSITIVES.build(name, k=k)
+    return strategy
 
 
 def negative_strategy(name: str, margin: float = 0.2) -> NegativeStrategy:
     """The negatives strategy registered as `name`, with the semi-hard window `margin`.
 
     Raises ValueError for an unknown name (listing the registered ones)."""
-    return registered("negatives strategy", name, NEGATIVES)(margin=margin)
+    strategy: NegativeStrategy = NEGATIVES.build(name, margin=margin)
+    return strategy
 
 
 def select_positives(D: Tensor, same: Tensor, how: str, k: int = 1) -> Pairs:
@@ -454,15 +450,19 @@ def select_positives(D: Tensor, same: Tensor, how: str, k: int = 1) -> Pairs:
 def select_negatives(
     D: Tensor, same: Tensor, pairs: Pairs, how: str, margin: float = 0.2, *, dim: int | None = None
 ) -> Triplets:
-    """`negative_strategy(how, margin)(D, negative_mask(same), pairs, dim)` on the square batch
-    matrix D [B, B]: one negative per pair (or all of them), relative to the pair's positive.
+    """`negative_strategy(how, margin)(D, different, pairs, dim)` on the square batch matrix
+    D [B, B], `different` the complement of `same` without the diagonal (anchor a is column a):
+    one negative per pair (or all of them), relative to the pair's positive.
 
     `margin` is the semi-hard window; `dim` (the embedding dimension) is required by
     `distance_weighted`, which reads D as Euclidean distances between unit vectors.
     """
     strategy = negative_strategy(how, margin)
     _check_matrix(D, same, square=True)
-    return strategy(D, negative_mask(same), pairs, dim)
+    different = ~same
+    own = torch.arange(len(same), device=same.device)
+    different[own, own] = False  # the anchor's own column: never a negative
+    return strategy(D, different, pairs, dim)
 
 
 def random_ranks(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> Tensor:

@@ -10,8 +10,8 @@ pytorch-metric-learning's AvgNonZeroReducer). The reduction sets the base term's
 regulariser: under "mean" it shrinks as triplets are satisfied, so LSD's alpha = 200 acts as in
 the paper; under "nonzero" it stays large and the same alpha is far weaker. Squared vs plain
 distances is the geometry's choice (`sqeuclidean` vs `euclidean`). With `negatives="all"` every
-negative of the anchor forms a tuple with each selected positive (an [M, B] masked matrix, never
-a B x B x B tensor).
+negative of the anchor forms a tuple with each selected positive (an [M, R] masked matrix over
+the R references, never a B x B x R tensor).
 
 >>> import torch
 >>> from dmllab.geometry import Euclidean
@@ -23,52 +23,32 @@ a B x B x B tensor).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, check_reduction, register_loss, tuple_stats
+from dmllab.losses.base import Matrix, TupleLoss, check_reduction, register_loss, tuple_stats
+from dmllab.losses.strategies import Triplets
 
 
 @register_loss("triplet")
-class TripletLoss(MetricLoss):
+class TripletLoss(TupleLoss):
     """[D(a, p) - D(a, n) + margin]_+ over the selected tuples."""
 
     def __init__(
-        self,
-        geometry: Geometry,
-        *,
-        positives: str = "all",
-        negatives: str = "all",
-        margin: float = 0.2,
-        k_positives: int = 1,
-        reduction: str = "mean",
+        self, geometry: Geometry | str, *, reduction: str = "mean", **selection: Any
     ) -> None:
-        super().__init__(
-            geometry,
-            positives=positives,
-            negatives=negatives,
-            margin=margin,
-            k_positives=k_positives,
-        )
+        super().__init__(geometry, **selection)
         check_reduction(reduction)
         self.reduction = reduction
 
-    def _loss(
-        self,
-        D: Tensor,
-        pick: Callable[[Tensor, Tensor], Tensor],
-        same: Tensor,
-        embeddings: Tensor,
-        labels: Tensor,
-    ) -> tuple[Tensor, dict[str, float]]:
-        triplets = self.select(D, same, embeddings.shape[1])
-        pos_d, neg_d, valid = triplets.distances(D, pick)
+    def _tuple_loss(self, matrix: Matrix, triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
+        pos_d, neg_d, valid = triplets.distances(matrix.D, matrix.pick)
         losses = (pos_d.unsqueeze(1) - neg_d + self.margin).clamp_min(0.0)
         if triplets.all_negatives:
             losses = losses.masked_fill(~valid, 0.0)
         active = (losses > 0).sum()
         count = valid.sum() if self.reduction == "mean" else active
-        stats = tuple_stats(triplets, pos_d, neg_d, valid, active, len(D))
+        stats = tuple_stats(triplets, pos_d, neg_d, valid, active, len(matrix.D))
         return losses.sum() / count.clamp_min(1), stats

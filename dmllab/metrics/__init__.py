@@ -5,7 +5,9 @@
     indices, scores = dl.metrics.knn(query, k=5, geometry=geometry)
 
 One exact kNN search (faiss or torch, chunked, self excluded by index) feeds every retrieval
-metric; every distance is D(query || reference) of the run's geometry.
+metric; every distance is D(query || reference) of the run's geometry. A query never counts
+itself: a separate reference holding rows equal to the queries is refused unless `query_in_ref`
+(or `self_index`) says which rows they are (`dmllab.metrics.knn`).
 """
 
 from dmllab.metrics.clustering import ami, kmeans, nmi

@@ -23,7 +23,13 @@ from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry
 from dmllab.geometry.readouts import relative_asymmetry
 from dmllab.metrics.clustering import ami, kmeans, nmi
-from dmllab.metrics.knn import check_embeddings, check_labels, knn
+from dmllab.metrics.knn import (
+    check_embeddings,
+    check_labels,
+    check_self_index,
+    knn,
+    resolve_self_index,
+)
 from dmllab.metrics.retrieval import retrieval
 
 # Rows of a pairwise block: bounds the memory of the class-by-class distance sums.
@@ -196,18 +202,28 @@ def prototype_accuracy(
     ref: Tensor | None = None,
     r_labels: Tensor | None = None,
     geometry: Geometry | str | None = None,
+    *,
+    self_index: Tensor | None = None,
+    query_in_ref: bool | None = None,
 ) -> float:
     """Nearest-class-mean accuracy: predict argmin_c D(x || mu_c), the mean in the SECOND argument.
 
-    mu_c = arithmetic mean of the class-c items of `ref` (default: of the queries themselves,
-    each query then contributing to its own class mean). For a Bregman divergence the arithmetic
-    mean is the minimiser of sum_i D(x_i || mu) (Banerjee et al., JMLR 2005), hence its place.
-    Equal distances go to the lowest class label.
+    mu_c = arithmetic mean of the class-c items of `ref`, never counting the query itself: with
+    ref=None the means come from the queries, each query left out of its own class mean; with a
+    separate `ref` that holds the queries, `self_index` / `query_in_ref` say which rows they are,
+    as in `retrieval` (a reference row equal to a query with its label is refused unless
+    `query_in_ref` says what it is: True leaves the query's own row out of its class mean, False
+    counts it as another sample). A query whose class has no item left has no class mean to find
+    and is not counted; the accuracy is over the other queries (ValueError when none is left).
+    For a Bregman divergence the arithmetic mean is the minimiser of sum_i D(x_i || mu) (Banerjee
+    et al., JMLR 2005), hence its place. Equal distances go to the lowest class label.
 
     >>> import torch
     >>> ref, r_labels = torch.tensor([[0.0], [1.0], [10.0], [11.0]]), torch.tensor([0, 0, 1, 1])
     >>> prototype_accuracy(torch.tensor([[0.4], [6.0]]), torch.tensor([0, 0]), ref, r_labels)
     0.5
+    >>> prototype_accuracy(ref, r_labels)  # each point left out of its own class mean
+    1.0
     """
     query = check_embeddings(query, "query")
     geometry = resolve_geometry(geometry)
@@ -216,25 +232,64 @@ def prototype_accuracy(
         raise ValueError(
             "pass ref and r_labels together (or neither, to take the means of the queries)"
         )
+    separate = ref is not None
     if ref is None or r_labels is None:  # both or neither, checked above
+        resolve_self_index(query, None, None, query_in_ref, "prototype_accuracy")
         ref, r_labels = query, q_labels
+        self_index = torch.arange(len(query)) if self_index is None else self_index
     else:
         ref = check_embeddings(ref, "ref")
-    r_labels = check_labels(r_labels, len(ref), "r_labels")
-    classes = torch.unique(r_labels)
+        r_labels = check_labels(r_labels, len(ref), "r_labels")
+    classes, r_class, counts = torch.unique(r_labels, return_inverse=True, return_counts=True)
     missing = sorted(set(torch.unique(q_labels).tolist()) - set(classes.tolist()))
     if missing:
         raise ValueError(
             f"query labels {missing[:10]} have no items in ref, so they have no class mean"
         )
+    if ref.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"query has d={query.shape[1]} but ref has d={ref.shape[1]}; embed both with the "
+            "same model"
+        )
+    if separate:
+        self_index = resolve_self_index(
+            query, ref, self_index, query_in_ref, "prototype_accuracy", q_labels, r_labels
+        )
     centres = torch.stack([ref[r_labels == c].mean(dim=0) for c in classes])
+    q_class = torch.searchsorted(classes, q_labels)
+    own = (
+        torch.full((len(query),), -1, dtype=torch.long)
+        if self_index is None
+        else check_self_index(self_index, len(query), len(ref))
+    )
+    # a query's own class mean without its own row: empty when that row was the class's only one
+    own_class = r_class[own.clamp_min(0)]
+    own_left = counts[own_class] - 1
+    evaluated = ~((own >= 0) & (own_class == q_class) & (own_left == 0))
+    if not evaluated.any():
+        raise ValueError(
+            "prototype_accuracy: no query's class has an item other than the query itself, so no "
+            "query has a class mean to find; every class needs at least 2 items"
+        )
     correct = 0
     with torch.no_grad():
         for start in range(0, len(query), _ROWS_PER_BLOCK):
-            block = query[start : start + _ROWS_PER_BLOCK]
-            predicted = classes[geometry.pairwise(block, centres).argmin(dim=1).cpu()]
-            correct += int((predicted == q_labels[start : start + _ROWS_PER_BLOCK]).sum())
-    return correct / len(query)
+            rows = torch.arange(start, min(start + _ROWS_PER_BLOCK, len(query)))
+            D = geometry.pairwise(query[rows], centres).cpu().double()
+            inside = (own[rows] >= 0).nonzero().flatten()
+            if len(inside):
+                own_block = own[rows][inside]
+                left = own_left[rows][inside]
+                c = own_class[rows][inside]
+                total = centres[c] * counts[c, None].to(centres) - ref[own_block]
+                loo = total / left.clamp_min(1)[:, None].to(centres)
+                pick = torch.arange(len(inside), device=query.device)
+                d_loo = geometry.entries(query[rows][inside], loo, pick, pick).cpu().double()
+                D[inside, c] = torch.where(left > 0, d_loo, torch.inf)
+            predicted = D.argmin(dim=1)
+            kept = evaluated[rows]
+            correct += int((predicted[kept] == q_class[rows][kept]).sum())
+    return correct / int(evaluated.sum())
 
 
 def asymmetry(

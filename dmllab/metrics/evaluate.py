@@ -20,6 +20,7 @@ from dmllab.metrics.collapse import (
     spectral_decay,
     subcluster_ari,
 )
+from dmllab.metrics.knn import own_rows
 from dmllab.metrics.retrieval import retrieval
 
 if TYPE_CHECKING:
@@ -58,7 +59,10 @@ def evaluate(
       prototype_accuracy     nearest class mean D(x || mean_c); the means come from the run's
                              training split when every evaluated class appears there (a
                              stratified split), else from the evaluated split itself (zero-shot:
-                             class-disjoint)
+                             class-disjoint). A sample is never part of the mean it is measured
+                             against: evaluated on the training split, or on data holding its
+                             rows (the same inputs and label), each is left out of its own
+                             class mean, as it is within the evaluated split
       memorisation           on the run's training split, when its labels carry injected noise
       asymmetry              for an asymmetric geometry, with the retrieval metrics in the two
                              other directions: gallery_first_* (D(g || query),
@@ -104,9 +108,21 @@ def evaluate(
 
     train = run.data.train if run.data is not None else None
     train_embeddings = run.embed(train) if train is not None else None
-    if train is not None and _covers(train.y, labels):
+    if (
+        train is not None
+        and train_embeddings is not None
+        and data is not train
+        and _covers(train.y, labels)
+    ):
+        own = _training_rows(data, train)  # None: lazy rows, taken to be other samples
         metrics["prototype_accuracy"] = prototype_accuracy(
-            embeddings, labels, train_embeddings, train.y, geometry
+            embeddings,
+            labels,
+            train_embeddings,
+            train.y,
+            geometry,
+            self_index=own,
+            query_in_ref=None if own is not None else False,
         )
     else:
         metrics["prototype_accuracy"] = prototype_accuracy(embeddings, labels, geometry=geometry)
@@ -138,6 +154,17 @@ def _splits(run: Run) -> Splits:
             "this run carries no data splits; pass the data to evaluate: evaluate(run, dataset)"
         )
     return run.data
+
+
+def _training_rows(data: Dataset, train: Dataset) -> Tensor | None:
+    """For each row of `data`, the training row with the same inputs and label (the same sample,
+    e.g. when the whole data set is evaluated), else -1; None for lazy inputs (image folders),
+    whose rows are taken to be other samples."""
+    if not (isinstance(data.x, Tensor) and isinstance(train.x, Tensor)):
+        return None
+    if data.x.shape[1:] != train.x.shape[1:]:
+        return None
+    return own_rows(data.x.reshape(len(data), -1), train.x.reshape(len(train), -1), data.y, train.y)
 
 
 def _covers(train_labels: Tensor, labels: Tensor) -> bool:

@@ -5,7 +5,16 @@
 - Nearest means smallest D(query || reference) under `geometry` (query first; default Euclidean).
 - `ref=None` searches the query set itself and never returns a query as its own neighbour
   (excluded *by index*, so duplicates of a point still count as neighbours). `self_index` does the
-  same for a query set that is a subset of `ref` (the position of each query inside `ref`).
+  same for a query set that is a subset of `ref` (the position of each query inside `ref`; -1
+  for a query that is not in it).
+- A query never finds itself in a separate `ref` unnoticed: a reference row equal to a query
+  (every value equal, -0.0 == 0.0, in any float dtype; with the query's label where labels are
+  given) is taken to be that query, which would be its own nearest neighbour at distance 0 in
+  every geometry (D(x || x) = 0 for a Bregman divergence too). Such a reference is refused with
+  the fix unless `query_in_ref` says what it is: True leaves each query's own row out (the
+  lowest-index equal row; further equal rows are duplicates and count, as with `ref=None`), False
+  says the equal rows are other samples and counts them (pytorch-metric-learning's
+  `ref_includes_query=False`). `own_rows` finds the rows.
 - Memory is bounded: the search runs over blocks of `chunk_size` queries; no [n, m] matrix is
   ever built.
 
@@ -65,6 +74,7 @@ def knn(
     chunk_size: int | None = None,
     backend: Backend = "auto",
     self_index: Tensor | None = None,
+    query_in_ref: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The k nearest references of every query: (indices [n, k] long, scores [n, k]).
 
@@ -75,7 +85,11 @@ def knn(
     chunk_size: queries per block (default: 32 MiB of scores for torch, 4096 queries for faiss).
     backend:    "auto" (faiss when importable and the ranking vectors are float32 on the CPU),
                 "torch" or "faiss"; only used when the geometry has `ranking_vectors`.
-    self_index: [n] position of each query inside `ref`, never returned as its neighbour.
+    self_index: [n] position of each query inside `ref`, never returned as its neighbour (-1: the
+                query is not in `ref`).
+    query_in_ref: with a separate `ref` that has rows equal to queries (`own_rows`): None (the
+                default) raises a ValueError naming the fix, True leaves each query's own row
+                out, False counts the equal rows as other samples.
 
     Scores: higher = nearer, rows in descending score, ties in ascending index (module docstring).
 
@@ -85,6 +99,10 @@ def knn(
     >>> indices.tolist()
     [[1, 0], [0, 1]]
     """
+    query = check_embeddings(query, "query")
+    if ref is not None:
+        ref = check_embeddings(ref, "ref")
+    self_index = resolve_self_index(query, ref, self_index, query_in_ref, "knn")
     blocks = list(
         iter_knn(
             query, ref, k, geometry, chunk_size=chunk_size, backend=backend, self_index=self_index
@@ -106,7 +124,8 @@ def iter_knn(
     """`knn` block by block: yields (start, indices [c, k], scores [c, k]) for the queries
     start..start+c.
 
-    Metrics that reduce each block to per-query numbers keep memory at O(chunk x m)."""
+    Metrics that reduce each block to per-query numbers keep memory at O(chunk x m). It searches
+    `ref` as given: callers first settle which rows are the queries (`resolve_self_index`)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
     query = check_embeddings(query, "query")
@@ -116,12 +135,15 @@ def iter_knn(
             f"query has d={query.shape[1]} but ref has d={reference.shape[1]}; "
             "embed both with the same model"
         )
+    if reference.dtype != query.dtype:  # float32 against float64: both in float64
+        common = torch.promote_types(query.dtype, reference.dtype)
+        query, reference = query.to(common), reference.to(common)
     geometry = resolve_geometry(geometry)
     n, m = len(query), len(reference)
     if ref is None and self_index is None:
         self_index = torch.arange(n)
     if self_index is not None:
-        self_index = _check_self_index(self_index, n, m)
+        self_index = check_self_index(self_index, n, m)
     available = m - (self_index is not None)
     if not isinstance(k, int) or k < 1 or k > available:
         raise ValueError(
@@ -174,15 +196,152 @@ def check_labels(labels: Tensor, n: int, name: str) -> Tensor:
     return labels
 
 
-def _check_self_index(self_index: Tensor, n: int, m: int) -> Tensor:
+def resolve_self_index(
+    query: Tensor,
+    ref: Tensor | None,
+    self_index: Tensor | None,
+    query_in_ref: bool | None,
+    caller: str,
+    q_labels: Tensor | None = None,
+    r_labels: Tensor | None = None,
+) -> Tensor | None:
+    """The [n] positions of the queries in `ref` that a search leaves out (-1: not in ref), or
+    None: what `self_index` and `query_in_ref` say (see `knn`), checked against the rows.
+
+    query, ref: checked embeddings (`check_embeddings`); ref=None is the query set itself.
+    Raises ValueError when `ref` has rows equal to queries (with their labels, when given) and
+    `query_in_ref` is None, or when the two options contradict each other; the message, headed
+    by `caller`, names ref=None, query_in_ref and self_index."""
+    if query_in_ref not in (None, True, False):
+        raise ValueError(f"query_in_ref must be None, True or False; got {query_in_ref!r}")
+    if ref is None:
+        if query_in_ref is not None:
+            raise ValueError(
+                f"{caller}: query_in_ref is about a separate ref; with ref=None the queries are "
+                "the reference and each query's own row is always left out"
+            )
+        return self_index
+    if self_index is not None:
+        if query_in_ref is False:
+            raise ValueError(
+                f"{caller}: self_index gives the queries' positions in ref but query_in_ref=False "
+                "says ref holds none of them; pass one of the two"
+            )
+        return self_index
+    if query_in_ref is False or query.shape[1] != ref.shape[1]:
+        return None
+    own = own_rows(query, ref, q_labels, r_labels)
+    found = own >= 0
+    if not found.any():
+        return None
+    if query_in_ref:
+        return own
+    first = int(found.nonzero()[0, 0])
+    labelled = ", with its label" if q_labels is not None else ""
+    raise ValueError(
+        f"{caller}: ref holds {int(found.sum())} of the {len(query)} queries themselves (a row "
+        f"equal to the query{labelled}; e.g. query {first} is ref row {int(own[first])}), and "
+        "each would match itself at distance 0: a perfect score that measures nothing. If ref is "
+        "the query set, pass ref=None (each query's own row is left out); if the queries are "
+        "rows of ref, pass query_in_ref=True (or self_index=their positions in ref) to leave each "
+        "one's own row out; if the equal rows are other samples that happen to be equal, pass "
+        "query_in_ref=False to count them"
+    )
+
+
+def own_rows(
+    query: Tensor,
+    ref: Tensor,
+    q_labels: Tensor | None = None,
+    r_labels: Tensor | None = None,
+) -> Tensor:
+    """[n] long: for each query the lowest index of a row of `ref` equal to it, -1 where none is.
+
+    Equal: every value equal as a float64 (so a float16 or float32 copy equals its float64
+    original, and -0.0 equals 0.0), and the same label when labels are given (a sample has one
+    label, so a row with another label is another sample). query [n, d], ref [m, d]: checked
+    embeddings; q_labels [n], r_labels [m]: class ids or None.
+
+    One pass over each set: a 64-bit hash of every row (its float64 bit patterns, and its label,
+    weighted and summed modulo 2**64), then an exact comparison of the rows whose hashes agree.
+
+    >>> import torch
+    >>> own_rows(torch.tensor([[1.0, 2.0], [5.0, 5.0]]), torch.tensor([[0.0, 0.0], [1.0, 2.0]]))
+    tensor([ 1, -1])
+    """
+    q_hash = _row_hashes(query, q_labels)
+    r_hash = _row_hashes(ref, r_labels)
+    order = np.argsort(r_hash, kind="stable")  # equal hashes in ascending row index
+    sorted_hash = r_hash[order]
+    low = np.searchsorted(sorted_hash, q_hash, side="left")
+    high = np.searchsorted(sorted_hash, q_hash, side="right")
+    own = np.full(len(query), -1, dtype=np.int64)
+    rows = np.flatnonzero(high > low)
+    candidates = order[low[rows]]
+    equal = _rows_equal(query, ref, q_labels, r_labels, rows, candidates)
+    own[rows[equal]] = candidates[equal]
+    for i in rows[~equal]:  # a hash collision: look at every row with this hash
+        for j in order[low[i] : high[i]]:
+            if _rows_equal(query, ref, q_labels, r_labels, np.array([i]), np.array([j]))[0]:
+                own[i] = j
+                break
+    return torch.from_numpy(own)
+
+
+# Rows per block when rows are hashed or compared: bounds the float64 copies (~32 MiB at d = 512).
+_ROWS_PER_BLOCK = 8192
+# An odd 64-bit weight per column (and one for the label): a fixed, seeded draw.
+_HASH_SEED = 2023
+
+
+def _row_hashes(x: Tensor, labels: Tensor | None) -> np.ndarray:
+    """sum_j bits(x_ij) * w_j (+ label_i * w_label) modulo 2**64, per row (uint64 [n])."""
+    weights = np.random.default_rng(_HASH_SEED).integers(
+        1, 2**63, size=x.shape[1] + 1, dtype=np.uint64
+    ) | np.uint64(1)
+    hashes = np.empty(len(x), dtype=np.uint64)
+    for start in range(0, len(x), _ROWS_PER_BLOCK):
+        block = x[start : start + _ROWS_PER_BLOCK].detach().cpu().double() + 0.0  # -0.0 -> 0.0
+        bits = block.numpy().view(np.uint64)
+        hashes[start : start + len(block)] = (bits * weights[:-1]).sum(axis=1)  # wraps mod 2**64
+    if labels is not None:
+        hashes += labels.numpy().astype(np.uint64) * weights[-1]
+    return hashes
+
+
+def _rows_equal(
+    query: Tensor,
+    ref: Tensor,
+    q_labels: Tensor | None,
+    r_labels: Tensor | None,
+    rows: np.ndarray,
+    candidates: np.ndarray,
+) -> np.ndarray:
+    """Whether query[rows[i]] equals ref[candidates[i]] (values and labels), block by block."""
+    equal = np.zeros(len(rows), dtype=bool)
+    for start in range(0, len(rows), _ROWS_PER_BLOCK):
+        i = torch.from_numpy(rows[start : start + _ROWS_PER_BLOCK])
+        j = torch.from_numpy(candidates[start : start + _ROWS_PER_BLOCK])
+        same = (query[i].cpu().double() == ref[j].cpu().double()).all(dim=1)
+        if q_labels is not None and r_labels is not None:
+            same &= q_labels[i] == r_labels[j]
+        equal[start : start + len(i)] = same.numpy()
+    return equal
+
+
+def check_self_index(self_index: Tensor, n: int, m: int) -> Tensor:
+    """`self_index` as a [n] long CPU tensor of positions in a reference of m rows (-1: none)."""
     self_index = torch.as_tensor(self_index)
     if self_index.shape != (n,) or torch.is_floating_point(self_index):
         raise ValueError(
             f"self_index must be an integer tensor of shape [{n}] (one reference position "
             f"per query); got shape {tuple(self_index.shape)} and dtype {self_index.dtype}"
         )
-    if n and (self_index.min() < 0 or self_index.max() >= m):
-        raise ValueError(f"self_index values must lie in [0, {m}) (positions in ref)")
+    if n and (self_index.min() < -1 or self_index.max() >= m):
+        raise ValueError(
+            f"self_index values must lie in [0, {m}) (positions in ref), or be -1 for a query "
+            "that is not in ref"
+        )
     return self_index.long().cpu()
 
 
@@ -266,7 +425,8 @@ def _self_block(self_index: Tensor | None, start: int, size: int) -> Tensor | No
 
 
 def _drop_self(scores: Tensor, indices: Tensor, selves: Tensor) -> tuple[Tensor, Tensor]:
-    """Remove each row's own entry, or its last entry when the own entry was not returned."""
+    """Remove each row's own entry, or its last entry when the own entry was not returned (or the
+    query is not in the reference, -1)."""
     is_self = indices == selves[:, None]
     width = scores.shape[1] - 1
     position = torch.where(is_self.any(dim=1), is_self.int().argmax(dim=1), width)
@@ -285,7 +445,9 @@ def _tied_at_k(sorted_scores: Tensor, k: int) -> Tensor:
 def _top_k(scores: Tensor, k: int, selves: Tensor | None) -> tuple[Tensor, Tensor]:
     """(indices, scores) of the k highest scores per row, by the tie rule; overwrites `scores`."""
     if selves is not None:
-        scores[torch.arange(len(scores)), selves.to(scores.device)] = -torch.inf
+        inside = selves >= 0  # -1: the query is not in the reference
+        rows = torch.arange(len(scores))[inside]
+        scores[rows.to(scores.device), selves[inside].to(scores.device)] = -torch.inf
     depth = min(k + 1, scores.shape[1])
     values, indices = scores.topk(depth, dim=1)
     tied = _tied_at_k(values, k)

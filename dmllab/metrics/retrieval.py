@@ -39,7 +39,13 @@ from torch import Tensor
 
 from dmllab.geometry import resolve as resolve_geometry
 from dmllab.geometry.base import Geometry
-from dmllab.metrics.knn import Backend, check_embeddings, check_labels, iter_knn
+from dmllab.metrics.knn import (
+    Backend,
+    check_embeddings,
+    check_labels,
+    iter_knn,
+    resolve_self_index,
+)
 
 
 @overload
@@ -58,6 +64,7 @@ def retrieval(
     chunk_size: int | None = ...,
     backend: Backend = ...,
     self_index: Tensor | None = ...,
+    query_in_ref: bool | None = ...,
 ) -> dict[str, float]: ...
 
 
@@ -77,6 +84,7 @@ def retrieval(
     chunk_size: int | None = ...,
     backend: Backend = ...,
     self_index: Tensor | None = ...,
+    query_in_ref: bool | None = ...,
 ) -> pd.DataFrame: ...
 
 
@@ -96,6 +104,7 @@ def retrieval(
     chunk_size: int | None = ...,
     backend: Backend = ...,
     self_index: Tensor | None = ...,
+    query_in_ref: bool | None = ...,
 ) -> dict[str, float] | pd.DataFrame: ...
 
 
@@ -114,6 +123,7 @@ def retrieval(
     chunk_size: int | None = None,
     backend: Backend = "auto",
     self_index: Tensor | None = None,
+    query_in_ref: bool | None = None,
 ) -> dict[str, float] | pd.DataFrame:
     """Recall@K, Precision@K, MAP@R, R-precision and MRR of `query` against `ref` (see the module
     docstring).
@@ -130,7 +140,15 @@ def retrieval(
                number of evaluated (`queries`) and `excluded_queries`.
     max_queries: with ref=None, a seeded random subset of at most this many queries searches
                the whole set (faster estimates on large sets; `seed` picks the subset).
-    self_index: [n] position of each query inside `ref` (a query subset of the reference).
+    self_index: [n] position of each query inside `ref` (a query subset of the reference; -1 for
+               a query that is not in it): that row is left out of the query's search.
+    query_in_ref: what a separate `ref` holding rows equal to queries, with their labels, means
+               (`dmllab.metrics.knn.own_rows`); each would be the query's own perfect hit at
+               distance 0, in any geometry. None (the default) raises a ValueError naming the
+               fix; True: they are the queries themselves, and each query's own row (the first
+               equal one) is left out as with ref=None (pytorch-metric-learning's
+               `ref_includes_query=True`, without its rule that the queries come first); False:
+               they are other samples that happen to be equal, and count.
 
     Keys: recall@K and precision@K for K in ks, map@r, r_precision, mrr, excluded_queries.
 
@@ -149,6 +167,8 @@ def retrieval(
         raise ValueError(
             "pass ref and r_labels together (or neither, to search the queries themselves)"
         )
+    if ref is None:
+        resolve_self_index(query, None, None, query_in_ref, "retrieval")  # refuses query_in_ref
     if max_queries is not None:
         query, q_labels, ref, r_labels, self_index = _subsample_queries(
             query, q_labels, ref, max_queries, seed
@@ -164,34 +184,64 @@ def retrieval(
     else:
         ref = check_embeddings(ref, "ref")
         r_labels = check_labels(r_labels, len(ref), "r_labels")
+        self_index = resolve_self_index(
+            query, ref, self_index, query_in_ref, "retrieval", q_labels, r_labels
+        )
     q_class, r_class, classes = _class_ids(q_labels, r_labels)
 
     relevant_count = torch.bincount(r_class, minlength=len(classes))[q_class]
+    has_self = torch.zeros(len(query), dtype=torch.bool)
     if self_index is not None:
-        relevant_count -= (r_class[torch.as_tensor(self_index).long()] == q_class).long()
+        self_index = torch.as_tensor(self_index).long()
+        has_self = self_index >= 0  # -1: the query is not in the reference
+        own_class = r_class[self_index.clamp_min(0)]
+        relevant_count -= (has_self & (own_class == q_class)).long()
     evaluated = relevant_count > 0
     if not evaluated.any():
         raise ValueError(
             "no query has a same-class item in the reference, so no retrieval metric is "
             "defined; every class needs at least 2 items (or a gallery item)"
         )
-    candidates = len(r_labels) - (self_index is not None)
-    depth = min(max(max(ks), int(relevant_count.max())), candidates)
+    candidates = len(r_labels) - has_self.long()  # per query: the reference less its own row
+    depth = max(max(ks), int(relevant_count.max()))  # each search: at most its candidates
 
-    per_query = _per_query_metrics(
-        query,
-        ref,
-        geometry,
-        depth,
-        ks,
-        q_class,
-        r_class,
-        relevant_count,
-        candidates,
-        chunk_size,
-        backend,
-        self_index,
-    )
+    if self_index is None or ref is None or bool(has_self.all()) or not bool(has_self.any()):
+        per_query = _per_query_metrics(
+            query,
+            ref,
+            geometry,
+            min(depth, int(candidates.min())),
+            ks,
+            q_class,
+            r_class,
+            relevant_count,
+            candidates,
+            chunk_size,
+            backend,
+            self_index if bool(has_self.any()) else None,
+        )
+    else:  # some queries are in ref, some not: the latter have one candidate more
+        per_query = {}
+        for inside, selves in ((has_self, self_index), (~has_self, None)):
+            rows = inside.nonzero().flatten()
+            part = _per_query_metrics(
+                query[rows],
+                ref,
+                geometry,
+                min(depth, int(candidates[rows].min())),
+                ks,
+                q_class[rows],
+                r_class,
+                relevant_count[rows],
+                candidates[rows],
+                chunk_size,
+                backend,
+                None if selves is None else selves[rows],
+            )
+            for name, values in part.items():
+                per_query.setdefault(name, torch.zeros(len(query), dtype=torch.float64))[rows] = (
+                    values
+                )
     if per_class:
         return _per_class_frame(per_query, evaluated, q_class, classes)
     metrics = {name: float(values[evaluated].mean()) for name, values in per_query.items()}
@@ -211,7 +261,7 @@ def _per_query_metrics(
     q_class: Tensor,
     r_class: Tensor,
     relevant_count: Tensor,
-    candidates: int,
+    candidates: Tensor,
     chunk_size: int | None,
     backend: Backend,
     self_index: Tensor | None,
@@ -229,7 +279,9 @@ def _per_query_metrics(
         r = relevant_count[rows].clamp_min(1).double()
         for k in ks:
             out[f"recall@{k}"][rows] = rel[:, :k].any(dim=1).double()
-            out[f"precision@{k}"][rows] = rel[:, :k].sum(dim=1).double() / min(k, candidates)
+            out[f"precision@{k}"][rows] = rel[:, :k].sum(dim=1).double() / candidates[
+                rows
+            ].clamp_max(k)
         within_r = rank[None, :] <= r[:, None]
         hits = (rel & within_r).double()
         out["r_precision"][rows] = hits.sum(dim=1) / r

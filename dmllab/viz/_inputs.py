@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dmllab.arrays import as_floats
+from dmllab.arrays import as_floats, refuse_unlabelled
 from dmllab.data.dataset import Dataset
 from dmllab.data.registry import resolve as resolve_dataset
 
@@ -39,11 +39,17 @@ def as_points(values: Any, where: str, *, min_dim: int = 1) -> np.ndarray:
     return array
 
 
-def as_labels(values: Any, n: int, where: str, name: str = "labels") -> np.ndarray:
-    """A 1-D numpy label array of length n."""
+def as_labels(
+    values: Any, n: int, where: str, name: str = "labels", *, mask: bool = False
+) -> np.ndarray:
+    """A 1-D numpy label array of length n (or a mask, `mask=True`). Labels follow the lab's one
+    rule for rows without a label (`dmllab.arrays.refuse_unlabelled`): a missing value or a
+    negative integer is refused, never drawn as one more class."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     array = np.asarray(values)
+    if array.ndim == 1 and not mask:
+        refuse_unlabelled(array, f"{where}: {name}")
     if array.ndim != 1:
         raise ValueError(f"{where}: {name} must be 1-D; got shape {array.shape}")
     if len(array) != n:
@@ -114,7 +120,7 @@ def coloring(
             f"{where}: color_by='flipped' needs a flipped mask: pass flipped=... or a "
             "dataset with injected label noise (Config.noise_rate > 0)"
         )
-    mask = as_labels(values, n, where, "flipped").astype(bool)
+    mask = as_labels(values, n, where, "flipped", mask=True).astype(bool)
     return np.where(mask, "flipped", "clean"), "label"
 
 

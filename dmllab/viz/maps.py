@@ -337,7 +337,7 @@ def _hover_columns(
     if dataset is not None and dataset.clean_y is not None:
         columns["clean label"] = as_labels(dataset.clean_y, n, "hover", "clean_y")
     elif flipped is not None:
-        columns["flipped"] = as_labels(flipped, n, "hover", "flipped").astype(bool)
+        columns["flipped"] = as_labels(flipped, n, "hover", "flipped", mask=True).astype(bool)
     return columns
 
 

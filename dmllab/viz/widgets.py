@@ -28,7 +28,7 @@ from dmllab.config import Config
 from dmllab.data.dataset import Dataset
 from dmllab.data.registry import available, options
 from dmllab.geometry import GEOMETRIES
-from dmllab.losses import LOSSES, POSITIVES
+from dmllab.losses import LOSSES, POSITIVES, TupleLoss
 from dmllab.runs import Run
 
 
@@ -226,7 +226,7 @@ class LabPanel:
         """A loss that chooses no positives (prototype_ce compares each point with class means) has
         the positives control greyed out rather than silently ignored."""
         control = self.controls["positives"]
-        control.disabled = not LOSSES[loss].uses_positives
+        control.disabled = not issubclass(LOSSES[loss], TupleLoss)
         control.tooltip = f"{loss} does not use positives" if control.disabled else None
 
     # ------------------------------------------------------------------ training thread

@@ -39,7 +39,9 @@ def test_every_config_dataset_is_registered_and_described():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"not known.*digits.*mixture"):
+    with pytest.raises(
+        ValueError, match=r"unknown dataset 'mnist'; choose one of: .*digits.*mixture"
+    ):
         load("mnist")
 
 

@@ -40,7 +40,7 @@ def no_training(monkeypatch):
     monkeypatch.setattr(
         runner,
         "fit",
-        lambda config, dataset=None, progress=True, callbacks=(): SimpleNamespace(
+        lambda config, dataset=None, progress=True, **fit_options: SimpleNamespace(
             config=config, metrics={}
         ),
     )

@@ -100,9 +100,9 @@ def test_build_covers_every_configured_name():
 def test_build_rejects_unknown_names_and_options():
     with pytest.raises(ValueError, match="choose one of: bregman, bregman-maxaffine, cosine"):
         build("hyperbolic", dim=3)
-    with pytest.raises(ValueError, match=r"no option.*temperature.*allowed: eps"):
+    with pytest.raises(ValueError, match=r"no option.*temperature.*its options are: eps"):
         build("euclidean", dim=3, temperature=2.0)
-    with pytest.raises(ValueError, match="allowed: none"):
+    with pytest.raises(ValueError, match="its options are: none"):
         build("sqeuclidean", dim=3, eps=1e-6)
     with pytest.raises(ValueError, match="eps must be > 0"):
         Euclidean(eps=0.0)
@@ -167,9 +167,10 @@ def test_the_registry_holds_every_name_and_marks_the_learned_ones():
         "bregman",
         "bregman-maxaffine",
     }
-    assert geometry.Bregman is geometry.GEOMETRIES["bregman"]
-    for name in ("bregman", "bregman-maxaffine"):
-        assert geometry.build(name, dim=3).name == name
+    for name, generator in (("bregman", "icnn"), ("bregman-maxaffine", "maxaffine")):
+        assert issubclass(geometry.GEOMETRIES[name], geometry.Bregman)  # one class per generator
+        built = geometry.build(name, dim=3)
+        assert built.name == name and built.generator_name == generator and built.dim == 3
         with pytest.raises(TypeError, match="is learned"):
             geometry.resolve(name)
 

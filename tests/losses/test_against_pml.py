@@ -1,17 +1,18 @@
-"""Cross-checks against pytorch-metric-learning where its definitions match ours."""
+"""Cross-checks against pytorch-metric-learning where its definitions match ours, on the batch
+and against a reference set (PML's `ref_emb`, `ref_labels`)."""
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-# skip the module before anything imports pytorch-metric-learning (hence E402 below)
-pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
-from pytorch_metric_learning import distances, miners  # noqa: E402
-
-from dmllab.geometry import Cosine, Euclidean  # noqa: E402
-from dmllab.losses import ContrastiveLoss, MarginLoss, MultiSimilarityLoss, TripletLoss  # noqa: E402
+from dmllab.geometry import Cosine, Euclidean
+from dmllab.losses import ContrastiveLoss, MarginLoss, MultiSimilarityLoss, TripletLoss
+from pml_compat import distances, miners, reducers
+from pml_compat import losses as pml_losses
 
 LABELS = torch.arange(8).repeat_interleave(4)  # 8 classes x 4 samples
+# A reference set beside the batch (a memory): 2 rows of each class, none of them the batch's.
+MEMORY_LABELS = torch.arange(8).repeat(2)
 # Our Euclidean does not normalise, so PML must not either (else its gradients are projected).
 L2 = dict(distance=distances.LpDistance(normalize_embeddings=False))
 
@@ -21,17 +22,20 @@ def _embeddings(dtype, seed=0):
     return F.normalize(z, dim=1)
 
 
-def _both(ours, theirs, miner, dtype, geometry_name="euclidean"):
-    """Loss values and gradients of our loss and PML's on the same unit-norm embeddings."""
+def _both(ours, theirs, miner, dtype, memory=False):
+    """Loss values and gradients of our loss and PML's on the same unit-norm embeddings; with
+    `memory`, against the same reference set (the anchors not among it)."""
     z = _embeddings(dtype)
     a = z.clone().requires_grad_(True)
     b = z.clone().requires_grad_(True)
-    mine = ours(a, LABELS)
+    ref = _embeddings(dtype, seed=1)[: len(MEMORY_LABELS)] if memory else None
+    ref_labels = MEMORY_LABELS if memory else None
+    mine = ours(a, LABELS, ref, ref_labels)
     mine.backward()
     tuples = miner(b, LABELS) if miner is not None else None
-    ref = theirs(b, LABELS, tuples)
-    ref.backward()
-    return (mine, a.grad), (ref, b.grad)
+    value = theirs(b, LABELS, tuples, ref_emb=ref, ref_labels=ref_labels)
+    value.backward()
+    return (mine, a.grad), (value, b.grad)
 
 
 def _close(pair, dtype):
@@ -60,23 +64,23 @@ def test_triplet_nearest_positive_is_batch_easy_hard(dtype):
 @pytest.mark.parametrize(
     "reduction, reducer", [("mean", "MeanReducer"), ("nonzero", "AvgNonZeroReducer")]
 )
-def test_triplet_all(dtype, reduction, reducer):
-    from pytorch_metric_learning import reducers
-
+@pytest.mark.parametrize("memory", [False, True], ids=["batch", "reference-set"])
+def test_triplet_all(dtype, reduction, reducer, memory):
     ours = TripletLoss(
         Euclidean(), positives="all", negatives="all", margin=0.4, reduction=reduction
     )
     theirs = pml_losses.TripletMarginLoss(margin=0.4, reducer=getattr(reducers, reducer)(), **L2)
-    _close(_both(ours, theirs, None, dtype), dtype)
+    _close(_both(ours, theirs, None, dtype, memory), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_contrastive_all_pairs(dtype):
+@pytest.mark.parametrize("memory", [False, True], ids=["batch", "reference-set"])
+def test_contrastive_all_pairs(dtype, memory):
     ours = ContrastiveLoss(
         Euclidean(), positives="all", negatives="all", margin=1.0, pos_margin=0.1
     )
     theirs = pml_losses.ContrastiveLoss(pos_margin=0.1, neg_margin=1.0, **L2)
-    _close(_both(ours, theirs, None, dtype), dtype)
+    _close(_both(ours, theirs, None, dtype, memory), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -87,12 +91,13 @@ def test_multi_similarity_with_miner(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_margin_all_triplets_fixed_beta(dtype):
+@pytest.mark.parametrize("memory", [False, True], ids=["batch", "reference-set"])
+def test_margin_all_triplets_fixed_beta(dtype, memory):
     ours = MarginLoss(
         Euclidean(), positives="all", negatives="all", margin=0.2, beta=1.0, learn_beta=False
     )
     theirs = pml_losses.MarginLoss(margin=0.2, beta=1.0, learn_beta=False, **L2)
-    _close(_both(ours, theirs, None, dtype), dtype)
+    _close(_both(ours, theirs, None, dtype, memory), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

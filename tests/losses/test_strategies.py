@@ -350,7 +350,7 @@ class FarthestNegative(SingleNegatives):
 
 def test_a_registered_toy_strategy_is_usable_by_every_loss_by_name(monkeypatch):
     from dmllab.geometry import Euclidean
-    from dmllab.losses import LOSSES, build
+    from dmllab.losses import LOSSES, TupleLoss, build
 
     monkeypatch.setitem(POSITIVES, "first", FirstPositive)
     monkeypatch.setitem(NEGATIVES, "farthest", FarthestNegative)
@@ -367,7 +367,11 @@ def test_a_registered_toy_strategy_is_usable_by_every_loss_by_name(monkeypatch):
             p, n = _positives(a)[0], max(_negatives(a), key=lambda j: D[a, j].item())
             terms.append(max(D[a, p] - D[a, n] + 5.0, 0.0))
     assert float(loss_fn(z, LABELS)) == pytest.approx(float(sum(terms) / len(terms)), rel=1e-9)
-    for name in LOSSES:  # every loss takes them by name
+    tuple_losses = [name for name, cls in LOSSES.items() if issubclass(cls, TupleLoss)]
+    assert {"contrastive", "margin", "multi_similarity", "triplet"} <= set(tuple_losses)
+    for name in tuple_losses:  # every tuple loss takes them by name
         assert torch.isfinite(
             build(name, Euclidean(), positives="first", negatives="farthest")(z, LABELS)
         )
+    with pytest.raises(TypeError, match="positives"):  # a loss that reads no tuples refuses them
+        build("prototype_ce", Euclidean(), positives="first")
