@@ -18,10 +18,10 @@ from dmllab import models, vision
 from dmllab.backbones import IMAGENET_MEAN, IMAGENET_STD, ImageNetNormalize, WeightsError
 from dmllab.build import build_components
 from dmllab.data.example_folder import write_example_folder
+from weights_fixtures import CACHE_NAME, place_in_hub, random_state
 
 torchvision = vision.require("the backbone tests")
 SHAPE = (3, 32, 32)
-CACHE_NAME = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
 URL = "https://download.pytorch.org/models/"
 
 
@@ -41,14 +41,7 @@ def no_downloads(monkeypatch):
 def resnet18_state(tmp_path_factory):
     """A randomly initialised torchvision ResNet-18's state dict (classifier included), and the
     file it is saved in."""
-    torch.manual_seed(7)
-    net = torchvision.models.resnet18()
-    with torch.no_grad():  # statistics that differ from a fresh BatchNorm's, so loading shows
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    state = net.state_dict()
+    state = random_state("resnet18")
     path = tmp_path_factory.mktemp("weights") / "my-resnet18.pth"
     torch.save(state, path)
     return state, path
@@ -58,10 +51,7 @@ def resnet18_state(tmp_path_factory):
 def hub(tmp_path, monkeypatch, resnet18_state):
     """A torch hub cache (TORCH_HOME) holding the ResNet-18 file under torchvision's name."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    (checkpoints / CACHE_NAME["resnet18"]).symlink_to(resnet18_state[1])
-    return checkpoints
+    return place_in_hub(tmp_path / "torch", resnet18_state[1]).parent
 
 
 def assert_loaded(model, state):
