@@ -53,6 +53,7 @@ from dmllab import vision
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "ImageInput",
     "ImageNetNormalize",
     "ResNetTrunk",
     "WeightsError",
@@ -184,18 +185,38 @@ def load_trunk_weights(net: nn.Module, path: Path, arch: str) -> None:
         )
 
 
-class ResNetTrunk(nn.Module):
-    """Image rows [N, 3, H, W] (or flattened [N, 3*H*W]) -> `normalize` -> torchvision's ResNet
-    `net` without its classifier -> features [N, width]."""
+class ImageInput(nn.Module):
+    """Image rows [N, 3, H, W] (or flattened [N, 3*H*W]) as [N, 3, H, W], normalised with
+    ImageNet's statistics when `normalize`."""
 
-    def __init__(self, image_shape: Sequence[int], net: nn.Module, normalize: bool) -> None:
+    def __init__(self, image_shape: Sequence[int], normalize: bool) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.normalize = ImageNetNormalize() if normalize else nn.Identity()
-        self.net = net
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(self.normalize(x.reshape(len(x), *self.image_shape)))
+        return self.normalize(x.reshape(len(x), *self.image_shape))
+
+
+class ResNetTrunk(nn.Sequential):
+    """`ImageInput` then torchvision's ResNet `net` without its classifier: images -> features
+    [N, width]. A Sequential of the two, so the weights' names are those records have always had
+    (`1.conv1.weight`, ...)."""
+
+    def __init__(self, image_shape: Sequence[int], net: nn.Module, normalize: bool) -> None:
+        super().__init__(ImageInput(image_shape, normalize), net)
+
+    @property
+    def net(self) -> nn.Module:
+        """torchvision's ResNet (its `fc` an nn.Identity)."""
+        return self[1]
+
+    @property
+    def normalize(self) -> nn.Module:
+        """ImageNetNormalize for pretrained weights, else nn.Identity."""
+        module = self[0]
+        assert isinstance(module, ImageInput)
+        return module.normalize
 
 
 def resnet_trunk(
