@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from dmllab import geometry as geometries
 from dmllab import losses, models
+from dmllab.backbones import freeze_batchnorm
 from dmllab.config import Config
 from dmllab.data import Dataset, Splits, load, noise, resolve, split, validation_split
 from dmllab.geometry.base import Geometry
@@ -59,19 +60,25 @@ def build_components(
     image_shape: Sequence[int] | None = None,
     *,
     classes: Sequence[int] | Tensor | None = None,
+    load_weights: bool = True,
 ) -> tuple[nn.Module, Geometry, losses.MetricLoss]:
     """(model, geometry, loss_fn) for `config` and inputs of one-sample shape `input_shape`.
 
     `classes` (the training label ids) or `num_classes` (ids 0..C-1) size per-class loss
-    parameters."""
+    parameters. With `config.batchnorm="frozen"` the model's BatchNorm layers are frozen here
+    (`backbones.freeze_batchnorm`), so a saved run rebuilds the model it was trained as;
+    `load_weights=False` does not read pretrained trunk weights (a saved run's replace them)."""
     model = models.build(
         config.model,
         input_shape,
         config.embedding_dim,
         config.normalize,
         image_shape,
+        load_weights=load_weights,
         **config.model_options,
     )
+    if config.batchnorm == "frozen":
+        freeze_batchnorm(model)  # in place
     geometry = geometries.build(config.geometry, model.embedding_dim, **config.geometry_options)
     loss_fn = build_loss(
         config, geometry, num_classes, classes=classes, embedding_dim=model.embedding_dim

@@ -130,6 +130,8 @@ def _fit_command(args: argparse.Namespace) -> int:
     from dmllab.train import resolve_device
 
     config = Config.from_json(Path(args.config).read_text(), args.config)
+    if args.root is not None:  # a recipe's data folder, given on the command line
+        config = config.replace(dataset_options={**config.dataset_options, "root": args.root})
     if args.out is None:
         if args.resume:
             raise SystemExit("--resume needs --out: the run folder whose checkpoint to continue")
@@ -290,6 +292,11 @@ def parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run whose checkpoint is in --out (same config, same number of ranks)",
+    )
+    fit.add_argument(
+        "--root",
+        default=None,
+        help="the data set's folder (sets dataset_options['root'] of the config, e.g. a recipe)",
     )
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument(

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("geometry", ("geometry",)),
     ("losses", ("losses",)),
-    ("components", ("data", "models", "optim")),
+    ("components", ("data", "models", "backbones", "optim")),
     ("config", ("config",)),
     ("build", ("build",)),
     ("runs", ("runs",)),

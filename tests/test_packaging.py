@@ -53,13 +53,13 @@ def test_no_upper_pins_in_package_metadata():
         assert "<" not in requirement and "==" not in requirement, requirement
 
 
-def test_cpu_constraint_pins_torch_exactly():
+def test_the_constraint_pins_torch_and_its_torchvision_exactly():
     lines = [
         line
         for line in (ROOT / "constraints" / "cpu.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
-    assert lines == ["torch==2.13.0"]
+    assert lines == ["torch==2.13.0", "torchvision==0.28.0"]  # one matched pair
 
 
 def test_ci_runs_the_readme_test_command():
