@@ -2,8 +2,9 @@
 
     dmllab demo [--out DIR] [--quick]                 run every lesson, write report.html
     dmllab run NOTEBOOK -p NAME VALUE ... [--out DIR] one parameterised lesson
-    dmllab sweep GRID.yaml [--workers N]              a grid of runs over parameters and seeds
-    dmllab report DIR                                 mean +/- CI per configuration of a sweep
+    dmllab sweep GRID.yaml [--workers N] [--shard I/N] a grid of runs over parameters and seeds
+    dmllab report DIR [DIR ...]                       mean +/- CI per configuration of a sweep
+    dmllab tune SPEC.yaml [--workers N] [--storage URL] tuned variants compared on the test split
     dmllab fit CONFIG.json [--out DIR] [--nproc N]    one training run (N local ranks, or torchrun)
     dmllab verify ROOT [--layout folder]              decode every image; list the bad files
 
@@ -16,6 +17,7 @@ every command, since grids and `-p` values are checked against it before any wor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -25,9 +27,10 @@ from typing import Any
 
 from dmllab.config import Config
 from dmllab.errors import describe
+from dmllab.experiments.cells import Shard
 from dmllab.experiments.grid import load_grid
 from dmllab.experiments.sweep import run_sweep
-from dmllab.lessons import check_values, find_lessons, run_lesson, run_lessons
+from dmllab.lessons import LessonError, check_values, find_lessons, run_lesson, run_lessons
 from dmllab.records import read_json
 from dmllab.values import BadValue
 from dmllab.values import parse_text as parse_value
@@ -49,8 +52,8 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The `-p NAME VALUE` pairs read by `dmllab.values.parse_text` and checked against the
-    notebook's parameters, before anything runs. Raises SystemExit with one line for a bad value,
-    an unknown name or a name given twice."""
+    notebook's parameters, before anything runs. Raises SystemExit with one line for a bad value
+    or a name given twice, LessonError for a name the notebook does not have."""
     parameters: dict[str, Any] = {}
     for name, text in pairs:
         if name in parameters:
@@ -61,6 +64,8 @@ def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str
             raise SystemExit(f"-p {name}: {error}") from error
     try:
         check_values(notebook, parameters)
+    except LessonError:  # names the notebook already
+        raise
     except BadValue as error:
         raise SystemExit(f"{notebook.name}: {error}") from error
     return parameters
@@ -79,15 +84,42 @@ def _run_command(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- sweep / report
 def _sweep_command(args: argparse.Namespace) -> int:
-    return run_sweep(load_grid(args.grid), args.workers)
+    grid = load_grid(args.grid)
+    if args.out is not None:
+        grid = dataclasses.replace(grid, out=Path(args.out))
+    return run_sweep(grid, args.workers, Shard.parse(args.shard) if args.shard else None)
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from dmllab.report import report_sweep
+    from dmllab.report import report_sweep, results_folder
 
-    directory = Path(args.directory)
-    print(report_sweep(directory, args.metric))
+    directories = [Path(d) for d in args.directory]
+    print(report_sweep(directories, args.metric))
+    directory = results_folder(directories)
     print(f"\nwrote {directory / 'results.csv'} and {directory / 'results.html'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- tune
+def _tune_command(args: argparse.Namespace) -> int:
+    from dmllab.experiments.tune import tune
+    from dmllab.tuning_report import summary_text, write_tuning_report
+
+    tuned = tune(
+        args.spec,
+        workers=args.workers,
+        storage=args.storage,
+        heartbeat=args.heartbeat,
+        reproduce_best=not args.search_only,
+    )
+    if args.search_only:
+        print(f"search done: {', '.join(f'{v} {s:.4f}' for v, s in tuned.best_values.items())}")
+        return 1 if tuned.stopped else 0
+    print(summary_text(tuned))
+    print(f"report: {write_tuning_report(tuned).resolve()}")
+    if tuned.stopped:
+        print("stopped before the end; run the same command to resume", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -210,13 +242,44 @@ def parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a grid of parameters x seeds")
     sweep.add_argument("grid")
     sweep.add_argument("--workers", type=int, default=1)
+    sweep.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only shard I of N (0 <= I < N) of the cells, e.g. $SLURM_ARRAY_TASK_ID/4; "
+        "shards may share one output folder",
+    )
+    sweep.add_argument("--out", help="the output folder (default: the grid's 'out:')")
     sweep.set_defaults(func=_sweep_command)
     report = sub.add_parser("report", help="tabulate a sweep or demo directory")
-    report.add_argument("directory")
+    report.add_argument(
+        "directory", nargs="+", help="a sweep's folder, or the folders its shards ran into"
+    )
     report.add_argument(
         "--metric", action="append", help="metric(s) to tabulate (default: the headline ones)"
     )
     report.set_defaults(func=_report_command)
+    tune = sub.add_parser(
+        "tune", help="search hyper-parameters per variant, then compare the best on the test split"
+    )
+    tune.add_argument("spec", help="a search-space file (YAML)")
+    tune.add_argument("--workers", type=int, default=1, help="local worker processes per study")
+    tune.add_argument(
+        "--storage",
+        help="an SQLAlchemy URL of the study database that workers on several machines share "
+        "(default: sqlite in the output folder)",
+    )
+    tune.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        help="seconds between a trial's heartbeats; a trial silent twice as long is retried",
+    )
+    tune.add_argument(
+        "--search-only",
+        action="store_true",
+        help="run trials only (an extra machine of a shared study); one machine reproduces",
+    )
+    tune.set_defaults(func=_tune_command)
     fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")
     fit.add_argument("config", help="a Config as JSON (Config.to_json), e.g. a recipe")
     fit.add_argument(

@@ -27,17 +27,22 @@ from dmllab.values import BadValue
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 
 
+class LessonError(BadValue):
+    """No lesson where one was looked for, a notebook whose parameters cannot be read, or a
+    parameter it does not have; the message names the folder or notebook and what to pass."""
+
+
 def find_lessons(folder: str | None = None, only: Sequence[str] | None = None) -> list[Path]:
     """The lesson notebooks (`LESSON_GLOB`) in `folder`, else in ./notebooks, else in the folder
     beside the package, in order; with `only`, those whose file names start with one of its
     prefixes.
 
-    Raises SystemExit naming the folders searched when none holds a lesson."""
+    Raises LessonError naming the folders searched when none holds a lesson."""
     beside_package = Path(__file__).resolve().parents[1] / "notebooks"
     candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", beside_package]
     found = next((c for c in candidates if c.is_dir() and any(c.glob(LESSON_GLOB))), None)
     if found is None:
-        raise SystemExit(
+        raise LessonError(
             f"no lesson notebooks ({LESSON_GLOB}) found in {', '.join(map(str, candidates))}; "
             "pass --notebooks DIR"
         )
@@ -52,17 +57,17 @@ def find_lessons(folder: str | None = None, only: Sequence[str] | None = None) -
 def notebook_parameters(path: Path) -> dict[str, str]:
     """The names of a notebook's `parameters` cell and their defaults as source text.
 
-    Raises SystemExit when the notebook cannot be read or has no cell tagged 'parameters'."""
+    Raises LessonError when the notebook cannot be read or has no cell tagged 'parameters'."""
     import papermill
 
     try:
         params = papermill.inspect_notebook(str(path))
     except (ValueError, OSError) as error:  # no kernel name, not a notebook, unreadable
-        raise SystemExit(
+        raise LessonError(
             f"{path}: cannot read its parameters ({str(error).splitlines()[0]})"
         ) from None
     if not params:
-        raise SystemExit(f"{path} has no cell tagged 'parameters'")
+        raise LessonError(f"{path} has no cell tagged 'parameters'")
     return {name: info.get("default") for name, info in params.items()}
 
 
@@ -71,12 +76,12 @@ def check_values(
 ) -> None:
     """Check every given parameter value against `notebook`'s parameters, before anything runs.
 
-    Raises SystemExit for a name the notebook does not have (listing those it has) and BadValue
+    Raises LessonError for a name the notebook does not have (listing those it has) and BadValue
     for a value of the wrong kind or out of range."""
     known = notebook_parameters(notebook) if known is None else known
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise SystemExit(
+        raise LessonError(
             f"{notebook.name} has no parameter(s) {', '.join(unknown)}; "
             f"its parameters are: {', '.join(sorted(known))}"
         )

@@ -23,13 +23,15 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dmllab.experiments.cells import finished_cells
+from dmllab.experiments.cells import finished_cells_of
+from dmllab.experiments.grid import GridError
 from dmllab.experiments.results import Results, mean_spread
 from dmllab.lessons import LessonResult
 from dmllab.records import json_numbers, replacing
@@ -176,21 +178,36 @@ TEXT_WIDTH = 160
 """A wide text table whose lines reach this many characters is printed in long form."""
 
 
-def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
-    """`dmllab report DIR`: the finished cells of the sweep folder `directory` summarised over seeds
-    per configuration into `results.csv` and `results.html`; returns the table as text. Prints one
-    line per cell folder left out.
+def report_sweep(directory: Path | Sequence[Path], metrics: list[str] | None = None) -> str:
+    """`dmllab report DIR [DIR ...]`: the finished cells of the sweep folder `directory` (or of
+    several folders holding shards of one sweep, merged: `cells.finished_cells_of`) summarised
+    over seeds per configuration into `results.csv` and `results.html` (in the folder, or in the
+    folders' common parent: `results_folder`); returns the table as text. Prints one line per
+    cell folder left out.
 
-    Raises SystemExit when `directory` is no folder or holds no finished cell, GridError when its
+    Raises GridError when a folder does not exist, holds no finished cell or its
     cells come from different sweeps, BadValue for a metric of `metrics` the cells do not hold."""
-    if not directory.is_dir():
-        raise SystemExit(f"{directory}: no such folder")
-    cells, skipped = finished_cells(directory)
+    folders = [directory] if isinstance(directory, Path) else list(directory)
+    for folder in folders:
+        if not folder.is_dir():
+            raise GridError(f"{folder}: no such folder")
+    cells, skipped = finished_cells_of(folders)
     for line in skipped:
         print(f"skipped {line}")
     if not cells:
-        raise SystemExit(f"{directory}: no finished cells (folders with an intact cell.json) found")
-    return _write_sweep_results(directory, Results.from_cells(cells), metrics)
+        raise GridError(
+            f"{', '.join(map(str, folders))}: no finished cells (folders with an intact "
+            "cell.json) found"
+        )
+    return _write_sweep_results(results_folder(folders), Results.from_cells(cells), metrics)
+
+
+def results_folder(folders: Sequence[Path]) -> Path:
+    """Where the report of a sweep's folders goes: the folder itself, or the common parent of
+    several (`runs/` for `runs/sweep-0 runs/sweep-1`)."""
+    if len(folders) == 1:
+        return folders[0]
+    return Path(os.path.commonpath([folder.resolve() for folder in folders]))
 
 
 def _write_sweep_results(

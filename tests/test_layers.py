@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("train", ("train",)),
     ("experiments", ("experiments", "lessons", "findings", "saved_notebooks")),
     ("viz", ("viz",)),
-    ("report", ("report",)),
+    ("report", ("report", "tuning_report")),
     ("cli", ("cli", "__main__")),
 ]
 

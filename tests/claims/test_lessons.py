@@ -77,16 +77,21 @@ def test_executed_notebooks_have_no_error_cells(demo, lesson):
 
 
 # ----------------------------------------------------------------------------- prose = run
+NEXT_SECTION = re.compile(r"^## (?!What we saw)", re.MULTILINE)
+
+
 def what_we_saw(cells):
-    """(cell type, text) from the '## What we saw' heading up to the '## Exercises' heading."""
+    """(cell type, text) from the '## What we saw' heading up to the next section's heading
+    ('## Exercises', or a section that follows it, such as lesson 04's tuned comparison)."""
     inside, found = False, []
     for cell in cells:
         text = cell.source
         if cell.cell_type == "markdown" and "## What we saw" in text:
             inside, text = True, text[text.index("## What we saw") :]
-        if cell.cell_type == "markdown" and "## Exercises" in text:
+        end = NEXT_SECTION.search(text) if cell.cell_type == "markdown" else None
+        if end is not None:
             if inside:
-                found.append((cell.cell_type, text[: text.index("## Exercises")]))
+                found.append((cell.cell_type, text[: end.start()]))
             inside = False
         elif inside:
             found.append((cell.cell_type, text))

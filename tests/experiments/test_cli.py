@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from dmllab import cli, lessons
+from dmllab.experiments.grid import GridError
 
 FIT_GRID = """\
 fit:
@@ -86,15 +87,42 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
 def test_bad_grid_files_fail_before_any_run_with_the_line_at_fault(tmp_path, text, message):
     path = tmp_path / "grid.yaml"
     path.write_text(text)
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(GridError) as error:
         cli.load_grid(path)
     assert message in str(error.value)
     assert not (tmp_path / "grid").exists()
 
 
 def test_unreadable_grid_file(tmp_path):
-    with pytest.raises(SystemExit, match="cannot read"):
+    with pytest.raises(GridError, match="cannot read"):
         cli.load_grid(tmp_path / "missing.yaml")
+
+
+def test_a_notebook_user_catches_a_bad_grid_as_a_value_error(tmp_path):
+    # library code raises ordinary exceptions: `except ValueError` catches a bad grid, and nothing
+    # ends the process (IPython shows the traceback)
+    path = tmp_path / "grid.yaml"
+    path.write_text("fit: {epochs: 2}\nparameters:\n  positives: []\n")
+    caught = None
+    try:
+        cli.load_grid(path)
+    except ValueError as error:
+        caught = error
+    assert caught is not None and not isinstance(caught, SystemExit)
+    assert "grid.yaml:3: parameter 'positives' needs a non-empty list" in str(caught)
+
+
+def test_library_errors_become_one_line_and_status_1_in_the_command_line(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path / "nowhere")]) == 1
+    error = capsys.readouterr().err
+    assert (
+        error
+        == f"dmllab report: {tmp_path / 'nowhere'}: no such folder (--debug shows the traceback)\n"
+    )
+    with pytest.raises(GridError, match="no such folder"):
+        cli.main(["--debug", "report", str(tmp_path / "nowhere")])
+    assert cli.main(["demo", "--notebooks", str(tmp_path)]) == 1
+    assert "no lesson notebooks" in capsys.readouterr().err
 
 
 def tiny_notebook(path):

@@ -4,6 +4,7 @@ report shows: a single seed's mean, an unknown metric, a lesson's many keys."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,10 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dmllab import cli, records
+from dmllab import cli
 from dmllab.experiments import cells as sweep_cells
 from dmllab.locks import FolderBusy, FolderLock
 from dmllab.values import canonical
+from sweep_fixtures import fake_cell, fit_recorded
 
 NOTEBOOK_BODY = """\
 import os, pathlib, signal, time
@@ -179,14 +181,14 @@ def test_killing_the_sweep_takes_its_workers_and_kernels_with_it(tmp_path):
     FolderLock(tmp_path / "out", "the next sweep").acquire().release()
 
 
-def test_two_sweeps_never_share_a_folder(tmp_path):
+def test_two_sweeps_never_share_a_folder(tmp_path, capsys):
     grid = grid_file(tmp_path, ["ok"])
     (tmp_path / "out").mkdir()
-    with (
-        FolderLock(tmp_path / "out", "a test"),
-        pytest.raises(FolderBusy, match=f"in use by PID {os.getpid()} .*a test"),
-    ):
-        cli.main(["sweep", str(grid)])
+    with FolderLock(tmp_path / "out", "a test"):
+        assert cli.main(["sweep", str(grid)]) == 1
+        assert re.search(f"in use by PID {os.getpid()} .*a test", capsys.readouterr().err)
+        with pytest.raises(FolderBusy, match=f"in use by PID {os.getpid()} .*a test"):
+            cli.main(["--debug", "sweep", str(grid)])
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -214,26 +216,7 @@ def test_two_sweeps_never_share_a_folder(tmp_path):
     assert not (tmp_path / "out" / ".lock").exists()
 
 
-def fake_cell(out, params, recorded, metrics):
-    """A finished cell as run_cell leaves it (for report tests that need no training)."""
-    folder = out / sweep_cells.cell_name(params)
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps(params))
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    files = records.manifest(folder, ["params.json", "metrics.json"])
-    (folder / "cell.json").write_text(
-        json.dumps({"params": params, "recorded": recorded, "files": files})
-    )
-    return folder
-
-
-def fit_recorded(**fields):
-    from dmllab.config import Config
-
-    return {"fit": Config(**fields).to_dict()}
-
-
-def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path):
+def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path, capsys):
     (tmp_path / "grid.yaml").write_text(
         "fit: {epochs: 2}\nparameters:\n  loss: [triplet]\nseeds: [0]\nout: out\n"
     )
@@ -244,15 +227,15 @@ def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path):
         fit_recorded(epochs=1, loss="triplet"),
         {"recall@1": 0.5},
     )
-    with pytest.raises(
-        SystemExit, match=r"1 finished cell.*another configuration.*fit.epochs: 1 -> 2"
-    ):
-        cli.main(["sweep", str(tmp_path / "grid.yaml")])
+    assert cli.main(["sweep", str(tmp_path / "grid.yaml")]) == 1
+    assert re.search(
+        r"1 finished cell.*another configuration.*fit.epochs: 1 -> 2", capsys.readouterr().err
+    )
     (tmp_path / "grid.yaml").write_text(
         "fit: {epochs: 1}\nparameters:\n  loss: [margin]\nseeds: [0]\nout: out\n"
     )
-    with pytest.raises(SystemExit, match=r"not in this grid.*loss=triplet"):
-        cli.main(["sweep", str(tmp_path / "grid.yaml")])
+    assert cli.main(["sweep", str(tmp_path / "grid.yaml")]) == 1
+    assert re.search(r"not in this grid.*loss=triplet", capsys.readouterr().err)
     assert sorted(p.name for p in grid.out.iterdir()) == [
         sweep_cells.cell_name({"loss": "triplet", "seed": 0})
     ]
@@ -268,7 +251,7 @@ def test_the_report_never_mixes_two_sweeps_or_counts_damaged_cells(tmp_path):
     cells, skipped = sweep_cells.finished_cells(out)
     assert len(cells) == 1 and "metrics.json changed" in skipped[0]
     fake_cell(out, {"loss": "triplet", "seed": 2}, fit_recorded(epochs=5), {"recall@1": 0.6})
-    with pytest.raises(SystemExit, match=r"mixes cells of different sweeps.*fit.epochs: 1 -> 5"):
+    with pytest.raises(ValueError, match=r"mixes cells of different sweeps.*fit.epochs: 1 -> 5"):
         sweep_cells.finished_cells(out)
 
 
