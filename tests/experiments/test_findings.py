@@ -35,5 +35,5 @@ def test_a_verdict_follows_the_sign_of_its_metric(value, words):
 
 
 def test_a_verdict_needs_both_texts():
-    with pytest.raises(ValueError, match="two texts"):
+    with pytest.raises(ValueError, match="needs two texts"):
         findings("{x:?holds}", {"x": 1.0})
