@@ -33,7 +33,9 @@ otherwise.
 LSD trails early stopping.
 
 Each verdict is kept beside the text (`Findings.verdicts`: the key, the numbers read and the words
-chosen), so a test can check every rendered verdict against the bounds it read.
+chosen), so a test can check every rendered verdict against the bounds it read. A lesson's kernel
+keeps what it rendered (`rendered()`: the latest text of each template), and
+`dmllab.report.save_lesson_outputs` writes it beside the lesson's metrics.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from typing import Any
 from dmllab.claims import verdict
 
 _PLACEHOLDER = re.compile(r"\{([^{}:]+):([^{}]*)\}")
+_RENDERED: dict[str, Findings] = {}
 
 
 class Findings:
@@ -107,4 +110,12 @@ def findings(template: str, values: Mapping[str, float]) -> Findings:
             "three, '?clearly higher|clearly lower|cannot tell apart'"
         )
 
-    return Findings(_PLACEHOLDER.sub(fill, template), chosen)
+    rendered_text = Findings(_PLACEHOLDER.sub(fill, template), chosen)
+    _RENDERED[template] = rendered_text
+    return rendered_text
+
+
+def rendered() -> list[Findings]:
+    """What `findings` rendered in this process, one per template (its latest rendering), in the
+    order the templates were first rendered: a lesson's "What we saw", for its saved outputs."""
+    return list(_RENDERED.values())
