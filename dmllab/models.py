@@ -165,7 +165,7 @@ MODELS: dict[str, Trunk] = {
 
 def options(name: str) -> dict[str, object]:
     """The options of model `name` (its `Config.model_options`) with their defaults."""
-    registered("model", name, MODELS)
+    registered("model", name, MODELS, "dmllab.build.build_components(config, input_shape)")
     skip = ("input_shape", "image_shape")
     return {
         key: p.default

@@ -38,6 +38,8 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
+from dmllab.values import check_name
+
 __all__ = ["Registry", "UnknownName", "UnknownOption", "DuplicateName"]
 
 T = TypeVar("T")
@@ -130,7 +132,9 @@ class Registry(MutableMapping[str, T], Generic[T]):
         return self._components.get(name, default)
 
     def get_component(self, name: str) -> T:
-        """The component registered as `name`; UnknownName listing the sorted names otherwise."""
+        """The component registered as `name`; UnknownName listing the sorted names otherwise,
+        TypeError for a name that is no string (`values.check_name`)."""
+        check_name(self.kind, name, self._components)
         if name not in self._components:
             raise UnknownName(
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self))}"

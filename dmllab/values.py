@@ -246,12 +246,40 @@ def choice(owner: str, value: Any, allowed: Iterable[str]) -> str:
 _Registered = TypeVar("_Registered")
 
 
-def registered(kind: str, name: str, registry: Mapping[str, _Registered]) -> _Registered:
+def registered(
+    kind: str, name: str, registry: Mapping[str, _Registered], from_config: str = ""
+) -> _Registered:
     """`registry[name]` of a component registry; ValueError "unknown <kind> <name>; choose one
-    of: <the registered names, sorted>" for a name it does not hold."""
+    of: <the registered names, sorted>" for a name it does not hold, and TypeError for a name that
+    is no string (`check_name`; `from_config` names the function that builds the component from a
+    whole Config)."""
+    check_name(kind, name, registry, from_config)
     if name not in registry:
         raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
     return registry[name]
+
+
+def check_name(kind: str, name: Any, names: Iterable[str], from_config: str = "") -> None:
+    """Refuse a component name that is no string, before it is looked up (a `Config` passed
+    where a name is expected would fail as "unhashable type: 'dict'"): TypeError listing the
+    names, and for a Config the function that builds the component from one (`from_config`).
+
+    >>> check_name("loss", {"loss": "triplet"}, ["triplet"], "dmllab.build.build_loss(config, g)")
+    Traceback (most recent call last):
+    ...
+    TypeError: a loss is named by a string, one of: triplet; got a dict
+    """
+    if isinstance(name, str):
+        return
+    got = "a Config" if type(name).__name__ == "Config" else f"a {type(name).__name__}"
+    route = (
+        f"; to build one from a Config, call {from_config}"
+        if from_config and (got == "a Config")
+        else ""
+    )
+    raise TypeError(
+        f"a {kind} is named by a string, one of: {', '.join(sorted(names))}; got {got}{route}"
+    )
 
 
 def options(owner: str, value: Any) -> dict:

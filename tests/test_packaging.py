@@ -103,3 +103,24 @@ def test_readme_python_blocks_run(tmp_path):
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_every_markdown_file_the_product_names_is_in_the_repository():
+    """Code, notebooks and documents cite only files a clone has (design notes kept elsewhere are
+    said in the product's own words)."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    texts = [
+        name
+        for name in tracked
+        if name.endswith((".py", ".toml", ".md", ".ipynb", ".yml", ".yaml", ".txt"))
+        or name in ("Makefile", ".ci/run")
+    ]
+    missing = {
+        (name, cited)
+        for name in texts
+        for cited in re.findall(r"[\w./-]*\w\.md\b", (ROOT / name).read_text(errors="replace"))
+        if not any(path == cited or path.endswith("/" + cited) for path in tracked)
+    }
+    assert not missing, sorted(missing)

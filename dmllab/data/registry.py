@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from dmllab.data import digits, folders, synthetic
 from dmllab.data.dataset import Dataset
+from dmllab.values import check_name
 
 
 class Entry(NamedTuple):
@@ -89,6 +90,7 @@ def load(name: str, *, seed: int = 0, **options_: Any) -> Dataset:
 
 
 def _loader(name: str) -> Callable[..., Dataset]:
+    check_name("dataset", name, DATASETS, "dmllab.build.prepare(config)")
     if name not in DATASETS:
         raise ValueError(
             f"dataset {name!r} is not known; choose one of: {', '.join(sorted(DATASETS))}"

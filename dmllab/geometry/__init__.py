@@ -62,7 +62,10 @@ def build(name: str, dim: int, **options: Any) -> Geometry:
     Fixed geometries ignore `dim`; the learned Bregman geometries need it for their generator.
     Unknown names or options raise a ValueError that lists the allowed ones.
     """
-    return registered("geometry", name, GEOMETRIES).create(name, dim, **options)
+    builder = registered(
+        "geometry", name, GEOMETRIES, "dmllab.build.build_components(config, input_shape)"
+    )
+    return builder.create(name, dim, **options)
 
 
 def resolve(geometry: Geometry | str | None, *, default: str = "euclidean") -> Geometry:

@@ -95,7 +95,7 @@ REGULARISERS: dict[str, type[Regulariser]] = {
 
 def loss_class(name: str) -> type[MetricLoss]:
     """LOSSES[name]; ValueError listing the registered names for an unknown one."""
-    return registered("loss", name, LOSSES)
+    return registered("loss", name, LOSSES, "dmllab.build.build_loss(config, geometry)")
 
 
 def options(name: str) -> list[str]:

@@ -42,7 +42,8 @@ Negatives, chosen for each (a, p) pair relative to its positive, with N(a) = {r 
 
     all                every n in N(a) (a mask [B, R], row a for anchor a)
     semihard           uniform over {n in N(a) : D[a,p] < D[a,n] < D[a,p] + margin}; when empty,
-                       the hardest negative (FaceNet, Schroff et al. 2015; METHODS.md §1)
+                       the hardest negative (FaceNet, Schroff et al. 2015; the window sits above
+                       the chosen positive's D[a,p], as Levi et al. 2021 pair them)
     hardest            argmin_{n in N(a)} D[a, n]
     distance_weighted  sampled with probability proportional to q(d)^-1, where
                        log q(d)^-1 = (2 - n) log d - ((n - 3) / 2) log(1 - d^2 / 4),
@@ -430,18 +431,22 @@ NEGATIVES: dict[str, type[NegativeStrategy]] = {
 }
 
 
+# A Config's strategies are built with its loss.
+_FROM_CONFIG = "dmllab.build.build_loss(config, geometry)"
+
+
 def positive_strategy(name: str, k: int = 1) -> PositiveStrategy:
     """The positives strategy registered as `name`, choosing `k` per anchor.
 
     Raises ValueError for an unknown name (listing the registered ones) or a bad k."""
-    return registered("positives strategy", name, POSITIVES)(k=k)
+    return registered("positives strategy", name, POSITIVES, _FROM_CONFIG)(k=k)
 
 
 def negative_strategy(name: str, margin: float = 0.2) -> NegativeStrategy:
     """The negatives strategy registered as `name`, with the semi-hard window `margin`.
 
     Raises ValueError for an unknown name (listing the registered ones)."""
-    return registered("negatives strategy", name, NEGATIVES)(margin=margin)
+    return registered("negatives strategy", name, NEGATIVES, _FROM_CONFIG)(margin=margin)
 
 
 def select_positives(D: Tensor, same: Tensor, how: str, k: int = 1) -> Pairs:

@@ -17,7 +17,8 @@ GENERATED = {
 }
 
 
-# The dataset names of the public contract (DESIGN.md); Config reads the registry itself.
+# The dataset names of the public contract (Config and the lessons name them); Config reads the
+# registry itself.
 CONTRACT = {
     "mixture",
     "modes-on-circle",
