@@ -86,12 +86,11 @@ def test_every_geometry_in_half_and_double(geometry, dtype):
 @pytest.mark.parametrize("dtype", [*HALVES, torch.float64], ids=str)
 def test_every_loss_in_half_and_double(name, dtype):
     """Equal to float32 on the same (rounded) inputs, within the dtype's tolerance."""
-    config = Config(loss=name, positives="nearest", negatives="hardest")
     labels = torch.arange(4).repeat_interleave(3)
     rounded = _unit(12, seed=1).to(dtype)
     values = []
     for z in (rounded, rounded.float()):
-        loss_fn = LOSSES[name](Euclidean(), positives=config.positives, negatives=config.negatives)
+        loss_fn = LOSSES[name](Euclidean(), positives="nearest", negatives="hardest")
         z = z.detach().requires_grad_(True)
         loss = loss_fn(z, labels)
         (grad,) = torch.autograd.grad(loss, z)
