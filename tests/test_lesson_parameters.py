@@ -177,4 +177,4 @@ def test_every_lesson_checks_its_parameters_first_under_its_own_name():
         cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
         index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
         code = [line for line in cells[index + 1].source.splitlines() if not line.startswith("#")]
-        assert code[0] == f'read_parameters(globals(), "{path.stem}")', path.name
+        assert code[0] == f'dl.lessons.read_parameters(globals(), "{path.stem}")', path.name

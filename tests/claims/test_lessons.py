@@ -16,14 +16,12 @@ through nbval. Nothing else in `make test` executes the lessons.
 """
 
 import json
-import math
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from dmllab.claims import t_quantile
 from dmllab.lessons import LessonResult
 from dmllab.report import write_report
 
@@ -55,11 +53,19 @@ def test_the_report_of_the_runs_lists_every_lesson(lesson_output, tmp_path):
     assert html.count("<table") >= len(LESSONS)
 
 
+# torch keeps its compiler's cache in TMPDIR (torchinductor_<user>) whoever imports it
+LIBRARY_CACHES = ("torchinductor_",)
+
+
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_a_lesson_leaves_nothing_in_its_temporary_folder(lesson_output, lesson):
     folder = lesson_output(lesson)
     scratch = folder.parent / f".tmp-{lesson}"
-    left = sorted(p.name for p in scratch.iterdir()) if scratch.exists() else []
+    left = sorted(
+        p.name
+        for p in (scratch.iterdir() if scratch.exists() else [])
+        if not p.name.startswith(LIBRARY_CACHES)
+    )
     assert not left, f"{lesson} left {left} in its TMPDIR; write into output_dir instead"
 
 
@@ -154,21 +160,12 @@ def lower(values, key):
     return values[f"{key}_lower"]
 
 
-def one_sample_lower(values, key, seeds):
-    """Lower 95% bound of a mean over seeds, from its mean and std (against a constant baseline)."""
-    return values[key] - t_quantile(0.95, seeds - 1) * values[f"{key}_std"] / math.sqrt(seeds)
-
-
 def test_lesson_00_training_helps_seen_classes_far_more_than_unseen_ones(lesson_output):
     values = metrics(lesson_output, "00_")
-    seeds = int(values["seeds"])
-    seen_gain = one_sample_lower(values, "seen-trained/map@r", seeds) - values["seen-pixels/map@r"]
-    unseen_gain_upper = (
-        values["trained/map@r"]
-        - values["pixels/map@r"]
-        + (values["trained/map@r"] - one_sample_lower(values, "trained/map@r", seeds))
-    )
-    assert seen_gain > 0 and seen_gain > unseen_gain_upper, values
+    # each against raw pixels on the same seed's test split
+    seen, unseen = "seen-trained - seen-pixels/map@r", "trained - pixels/map@r"
+    assert lower(values, seen) > 0, values
+    assert lower(values, seen) > values[f"{unseen}_upper"], values
 
 
 def test_lesson_01_nearest_positives_keep_subclusters_under_noise(lesson_output):

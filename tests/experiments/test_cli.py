@@ -238,3 +238,30 @@ def test_ctrl_c_in_a_sweep_prints_one_line(tmp_path):
     assert err.strip().splitlines() == [
         "dmllab sweep: interrupted; finished cells are kept: the same command runs the rest"
     ]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_lessons_into_one_report(tmp_path):
+    """`make demo` is `dmllab demo`: here on lesson 00's quick form (the lessons themselves run
+    under nbval in `make test`)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = dmllab(
+        "demo",
+        "--quick",
+        "--only",
+        "00",
+        "--out",
+        str(tmp_path),
+        "--notebooks",
+        os.path.join(root, "notebooks"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    html = (run / "report.html").read_text()
+    assert 'id="00_tour"' in html and "<table" in html
+    assert (run / "00_tour" / "metrics.json").exists() and (run / "00_tour.ipynb").exists()
+    executed = nbformat.read(run / "00_tour.ipynb", as_version=4)
+    assert not [
+        o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
