@@ -153,8 +153,8 @@ def _verify_command(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 QUICK_HELP = (
-    "each lesson's quick form: a smoke run of every cell with a fraction of the training, whose "
-    "numbers make no claim"
+    "each lesson's quick form: every cell with a fraction of the training, about 10-30 s per "
+    "lesson on a quiet 2-core machine (a minute or two in all); its numbers make no claim"
 )
 
 
