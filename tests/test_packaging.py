@@ -175,3 +175,45 @@ def test_every_markdown_file_the_product_names_is_in_the_repository():
         if not any(path == cited or path.endswith("/" + cited) for path in tracked)
     }
     assert not missing, sorted(missing)
+
+
+def test_strict_nbval_on_the_output_free_lessons_is_refused_naming_the_lax_command():
+    """Strict --nbval skips cells that were never run, so on these notebooks it would pass having
+    compared nothing; conftest.py refuses it before any kernel starts."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "notebooks/00_tour.ipynb",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "stored without outputs" in result.stderr and "--nbval-lax" in result.stderr
+    lax = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "notebooks/00_tour.ipynb",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lax.returncode == 0 and "Cell 0" in lax.stdout, lax.stdout + lax.stderr
