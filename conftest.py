@@ -37,11 +37,9 @@ CREATED = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Choose the folder of this session's lesson outputs: DMLLAB_OUTPUT_DIR, else a new one."""
+    """No lesson has run yet; their folder is made when the first one does."""
     config.stash[LESSONS_RUN] = {}
-    given = os.environ.get(OUTPUT_ENV)
-    config.stash[CREATED] = not given
-    config.stash[OUTPUTS] = Path(given or tempfile.mkdtemp(prefix="dmllab-lessons-"))
+    config.stash[CREATED] = False
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -53,19 +51,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     folder = config.stash[OUTPUTS]
     if exitstatus == 0:
         shutil.rmtree(folder, ignore_errors=True)
-    elif any(folder.iterdir()):
+    else:
         print(f"\nthe lessons' outputs of this session are kept in {folder}")
 
 
 def lesson_outputs(config: pytest.Config) -> Path:
-    """This session's folder of lesson outputs (one sub-folder per lesson)."""
+    """This session's folder of lesson outputs (one sub-folder per lesson): DMLLAB_OUTPUT_DIR
+    when the caller set it, else a new folder, made when a lesson first needs it."""
+    if OUTPUTS not in config.stash:
+        given = os.environ.get(OUTPUT_ENV)
+        config.stash[CREATED] = not given
+        config.stash[OUTPUTS] = Path(given or tempfile.mkdtemp(prefix="dmllab-lessons-"))
     return config.stash[OUTPUTS]
 
 
 def lesson_scratch(config: pytest.Config, lesson: str) -> Path:
     """The lesson's kernel's temporary folder (its TMPDIR) in this session: a lesson must leave
     nothing there."""
-    return config.stash[OUTPUTS] / f".tmp-{lesson}"
+    return lesson_outputs(config) / f".tmp-{lesson}"
 
 
 def lessons_run(config: pytest.Config) -> dict[str, bool]:
