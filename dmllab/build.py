@@ -27,20 +27,37 @@ from dmllab.config import Config
 from dmllab.data import Dataset, Splits, load, noise, resolve, split, validation_split
 from dmllab.geometry.base import Geometry
 from dmllab.losses.lsd import lists_for
+from dmllab.values import BadValue
 
 __all__ = ["build_components", "build_loss", "build_regularisers", "prepare"]
 
 
 def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:
     """The splits for `config`; a given `dataset` (a Dataset, or a registered name loaded with
-    `config.seed` and default options) wins over `config.dataset`."""
+    `config.seed` and default options) wins over `config.dataset`.
+
+    Raises BadValue naming `Config.split` when a class-disjoint split would leave a side with
+    fewer than 2 classes (a 2-class data set needs split='stratified')."""
     if dataset is None:
         options = {"seed": config.seed, **config.dataset_options}
         dataset = load(config.dataset, **options)
     dataset = resolve(dataset, seed=config.seed)
-    train, test = split(
-        dataset, how=config.split, test_fraction=config.test_fraction, seed=config.seed
-    )
+    try:
+        train, test = split(
+            dataset, how=config.split, test_fraction=config.test_fraction, seed=config.seed
+        )
+    except ValueError as error:
+        if config.split != "classes":
+            raise
+        problem = str(error).split(". ")[0]
+        classes = dataset.num_classes
+        batch = (
+            f" with classes_per_batch <= {classes}" if config.classes_per_batch > classes else ""
+        )
+        raise BadValue(
+            f"Config.split='classes': {problem}; set split='stratified'{batch} (the same classes "
+            "in train and test, as for a 2-class data set) or change test_fraction"
+        ) from error
     if config.noise_rate > 0:
         train = noise.inject(
             train, rate=config.noise_rate, kind=config.noise_kind, seed=config.seed

@@ -94,6 +94,12 @@ def _report_command(args: argparse.Namespace) -> int:
     from dmllab.report import report_sweep, results_folder
 
     directories = [Path(d) for d in args.directory]
+    for folder in directories:
+        if (folder / "report.html").is_file() and not (folder / "results.csv").exists():
+            raise SystemExit(
+                f"{folder} is a `dmllab demo` folder: its report is {folder / 'report.html'}; "
+                "`dmllab report` tabulates a sweep's folder"
+            )
     print(report_sweep(directories, args.metric))
     directory = results_folder(directories)
     print(f"\nwrote {directory / 'results.csv'} and {directory / 'results.html'}")
@@ -215,33 +221,66 @@ def _verify_command(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- main
+QUICK_HELP = (
+    "each lesson's quick form: every cell with a fraction of the training, about 10-30 s per "
+    "lesson on a quiet 2-core machine (a minute or two in all); its numbers make no claim"
+)
+
+
 def parser() -> argparse.ArgumentParser:
-    """The `dmllab` argument parser: one sub-command per entry of the module docstring."""
+    """The `dmllab` argument parser: one sub-command per entry of the module docstring. `--debug`
+    is taken before or after the sub-command."""
     main = argparse.ArgumentParser(
         prog="dmllab",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    main.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    debug_help = "show the traceback of an error instead of one line"
+    main.add_argument("--debug", action="store_true", help=debug_help)
+    # on each sub-command too; SUPPRESS keeps a --debug given before the sub-command
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = main.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run every lesson and write report.html")
-    demo.add_argument("--out", default="outputs")
-    demo.add_argument("--quick", action="store_true", help="CI-sized runs (seconds per lesson)")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    demo = command("demo", "run every lesson and write report.html")
+    demo.add_argument(
+        "--out", default="outputs", help="folder for the run's dated sub-folder (default: outputs)"
+    )
+    demo.add_argument("--quick", action="store_true", help=QUICK_HELP)
     demo.add_argument("--notebooks", help="folder of the lessons (default: ./notebooks)")
     demo.add_argument(
         "--only", nargs="*", help="run only lessons whose file names start with these prefixes"
     )
     demo.set_defaults(func=_demo_command)
-    run = sub.add_parser("run", help="run one lesson with parameters")
-    run.add_argument("notebook")
+    run = command("run", "run one lesson with parameters")
+    run.add_argument("notebook", help="the lesson notebook, e.g. notebooks/00_tour.ipynb")
     run.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a parameter of the lesson's parameters cell (repeatable; VALUE is read as "
+        "YAML: true, 0.2, [0.0, 0.1])",
     )
-    run.add_argument("--out", default="outputs")
+    run.add_argument(
+        "--out",
+        default="outputs",
+        help="folder for the run's own sub-folder: executed notebook, metrics.json, figures "
+        "(default: outputs)",
+    )
     run.set_defaults(func=_run_command)
-    sweep = sub.add_parser("sweep", help="run a grid of parameters x seeds")
-    sweep.add_argument("grid")
-    sweep.add_argument("--workers", type=int, default=1)
+    sweep = command("sweep", "run a grid of parameters x seeds")
+    sweep.add_argument(
+        "grid", help="the grid file (YAML: notebook: or fit:, parameters:, seeds:, out:)"
+    )
+    sweep.add_argument(
+        "--workers", type=int, default=1, help="cells run at once, each in its own process"
+    )
     sweep.add_argument(
         "--shard",
         metavar="I/N",
@@ -250,7 +289,11 @@ def parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--out", help="the output folder (default: the grid's 'out:')")
     sweep.set_defaults(func=_sweep_command)
-    report = sub.add_parser("report", help="tabulate a sweep or demo directory")
+    report = command(
+        "report",
+        "tabulate a sweep's folder (or its shards' folders): mean ± 95%% CI per configuration "
+        "(a demo writes its own report.html)",
+    )
     report.add_argument(
         "directory", nargs="+", help="a sweep's folder, or the folders its shards ran into"
     )
@@ -258,8 +301,8 @@ def parser() -> argparse.ArgumentParser:
         "--metric", action="append", help="metric(s) to tabulate (default: the headline ones)"
     )
     report.set_defaults(func=_report_command)
-    tune = sub.add_parser(
-        "tune", help="search hyper-parameters per variant, then compare the best on the test split"
+    tune = command(
+        "tune", "search hyper-parameters per variant, then compare the best on the test split"
     )
     tune.add_argument("spec", help="a search-space file (YAML)")
     tune.add_argument("--workers", type=int, default=1, help="local worker processes per study")
@@ -280,7 +323,7 @@ def parser() -> argparse.ArgumentParser:
         help="run trials only (an extra machine of a shared study); one machine reproduces",
     )
     tune.set_defaults(func=_tune_command)
-    fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")
+    fit = command("fit", "train one Config (JSON); runs under torchrun")
     fit.add_argument("config", help="a Config as JSON (Config.to_json), e.g. a recipe")
     fit.add_argument(
         "--out",
@@ -308,23 +351,33 @@ def parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=_fit_command)
     from dmllab.data.example_folder import LAYOUTS
 
-    verify = sub.add_parser(
-        "verify", help="decode every image of an image data set; list the bad files"
-    )
+    verify = command("verify", "decode every image of an image data set; list the bad files")
     verify.add_argument("root", help="the folder you would pass as dataset_options={'root': ...}")
-    verify.add_argument("--layout", default="folder", choices=LAYOUTS)
+    verify.add_argument(
+        "--layout", default="folder", choices=LAYOUTS, help="how the folder is laid out"
+    )
     verify.set_defaults(func=_verify_command)
     return main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command. An error prints one line (what happened and to which file) and returns 1;
-    `--debug` shows the traceback instead."""
+    """Run one command. An error prints one line (what happened and to which file) and returns 1,
+    Ctrl-C one line and 130; `--debug` shows the traceback instead."""
     args = parser().parse_args(argv)
     if getattr(args, "workers", 1) < 1:
         raise SystemExit("--workers must be >= 1")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        again = (
+            "; finished cells are kept: the same command runs the rest"
+            if args.command == "sweep"
+            else ""
+        )
+        print(f"dmllab {args.command}: interrupted{again}", file=sys.stderr)
+        return 130
     except Exception as error:
         if args.debug:
             raise

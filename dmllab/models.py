@@ -146,7 +146,11 @@ def _resnet(name: str) -> Trunk:
     return trunk
 
 
-MODELS: Registry[Trunk] = Registry("model", context=("input_shape", "image_shape", "load_weights"))
+MODELS: Registry[Trunk] = Registry(
+    "model",
+    context=("input_shape", "image_shape", "load_weights"),
+    from_config="dmllab.build.build_components(config, input_shape)",
+)
 """Every model name (Config.model) -> its trunk builder."""
 MODELS.register("mlp", mlp_trunk)
 MODELS.register("cnn", cnn_trunk)

@@ -326,16 +326,20 @@ def test_report_of_an_unknown_metric_names_it_and_the_known_ones_in_one_line(tmp
     assert "no metric(s) ['bogus']" in error and "metrics: ['recall@1', 'map@r']" in error
 
 
-def test_report_of_a_lesson_sweep_shows_its_headline_numbers_in_readable_lines(tmp_path, capsys):
+def test_report_of_a_lesson_sweep_puts_the_swept_values_side_by_side_with_their_difference(
+    tmp_path, capsys
+):
     out = tmp_path / "out"
     variants = [f"{data}-{pos}" for data in ("circle", "parity") for pos in ("random", "nearest")]
     names = ["recall@1", "fine_recall@1", "fine_nmi", "subcluster_ari"]
     for epochs in (5, 10):
-        for seed in (0, 1):
+        for seed in (0, 1, 2):
             metrics = {}
             for variant in variants:
-                for name in names:
-                    metrics[f"{variant}/{name}"] = 0.5 + 0.01 * seed
+                for name in names:  # 10 epochs gain 0.02 on every seed, up to 0.002
+                    metrics[f"{variant}/{name}"] = (
+                        0.5 + 0.01 * seed + (epochs == 10) * (0.02 + 0.001 * seed)
+                    )
                     metrics[f"{variant}/{name}_std"] = 0.02
             metrics["circle-nearest - random/fine_recall@1"] = 0.1
             metrics["circle-nearest - random/fine_recall@1_lower"] = 0.05
@@ -347,10 +351,12 @@ def test_report_of_a_lesson_sweep_shows_its_headline_numbers_in_readable_lines(t
     lines = text.split("\n\nwrote")[0].splitlines()
     assert max(map(len, lines)) < 160
     assert "_std" not in text and "_lower" not in text
-    assert lines[0].split() == ["metric", "epochs", "mean", "±", "95%", "CI"]  # long form
-    assert len(lines) == 1 + 2 * (len(variants) * len(names) + 1)
-    assert lines[1].split()[3:] == ["5", "0.100", "±", "0.000", "(n=2)"]
-    assert "0.505 ± 0.064 (n=2)" in lines[3]
+    # one row per metric, the two swept values side by side, then their paired difference
+    assert lines[0].split() == ["metric", "epochs=5", "epochs=10", "epochs=10", "-", "epochs=5"]
+    assert len(lines) == 1 + len(variants) * len(names) + 1
+    row = next(line for line in lines if line.startswith("parity-nearest/fine_nmi "))
+    assert "0.510 ± 0.025 (n=3)" in row and "0.531 ± 0.027 (n=3)" in row
+    assert row.endswith("+0.021 (+0.019, +0.023)")  # the claim rule: paired, with both bounds
     summary = pd.read_csv(out / "results.csv")  # results.csv keeps every key
     assert "circle-random/recall@1_std_mean" in summary
     assert "circle-nearest - random/fine_recall@1_lower_mean" in summary
