@@ -20,13 +20,15 @@ def _name_takers():
 
     return {
         "losses.build": (lambda n: losses.build(n, Euclidean()), "build_loss(config, geometry)"),
-        "losses.loss_class": (losses.loss_class, "build_loss(config, geometry)"),
-        "losses.options": (losses.options, "build_loss(config, geometry)"),
+        "LOSSES[name]": (lambda n: losses.LOSSES[n], "build_loss(config, geometry)"),
+        "LOSSES.options": (losses.LOSSES.options, "build_loss(config, geometry)"),
+        "POSITIVES[name]": (lambda n: losses.POSITIVES[n], "build_loss(config, geometry)"),
         "positive_strategy": (positive_strategy, "build_loss(config, geometry)"),
         "negative_strategy": (negative_strategy, "build_loss(config, geometry)"),
         "geometry.build": (lambda n: geometry.build(n, 4), "build_components(config"),
         "models.build": (lambda n: models.build(n, (4,), 2), "build_components(config"),
-        "models.options": (models.options, "build_components(config"),
+        "MODELS.options": (models.MODELS.options, "build_components(config"),
+        "GEOMETRIES[name]": (lambda n: geometry.GEOMETRIES[n], "build_components(config"),
         "data.load": (data.load, "prepare(config)"),
         "data.options": (data.options, "prepare(config)"),
         "Registry.get_component": (Registry("shape").get_component, ""),
@@ -51,7 +53,7 @@ def test_a_config_where_a_name_is_expected_says_which_builder_takes_a_config(fun
     )
 )
 def test_any_name_that_is_no_string_is_a_type_error_listing_the_names(name):
-    from dmllab.values import registered
-
+    registry: Registry = Registry("thing")
+    registry["a"], registry["b"] = 1, 2
     with pytest.raises(TypeError, match="named by a string, one of: a, b"):
-        registered("thing", name, {"a": 1, "b": 2})
+        registry.get_component(name)
