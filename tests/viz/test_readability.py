@@ -205,6 +205,20 @@ def test_ten_classes_get_clearly_distinct_colours():
         assert min(ciede2000(_lab(c), white) for c in colors) >= 20.0  # visible on white
 
 
+def test_a_prototype_loss_run_draws_no_tuple_counts_and_names_its_class_mean_distances():
+    run = hand_run()
+    for row in run.history:
+        row |= {"pos_dist": 0.2, "neg_dist": 0.9, "anchors": 40.0}
+    run.config = run.config.replace(loss="prototype_ce")
+    fig = training_curves(run)
+    names = ["loss", "base_loss", "lsd_term", "pos_dist", "neg_dist", "val_recall@1"]
+    assert [t.name for t in fig.data] == names
+    assert fig.layout.yaxis4.title.text == "mean D to the own class mean"
+    assert fig.layout.annotations[4].text == "to other class means"
+    run.config = run.config.replace(loss="triplet")
+    assert "active" in [t.name for t in training_curves(run).data]
+
+
 def test_curve_panels_say_what_they_measure_and_leave_room_for_titles():
     history = [
         {
