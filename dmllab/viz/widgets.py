@@ -71,6 +71,7 @@ STALE = " (previous run)"
 # The split control's first choice: class-disjoint where the dataset allows it, else stratified
 # (`fitted_to_data`); the status line and the map's title say which one trained.
 AUTO_SPLIT = "automatic"
+SPLIT_WORDS = {"classes": "class-disjoint"}  # how the status and the map name a split
 
 
 class LabPanel:
@@ -317,8 +318,9 @@ class LabPanel:
             config = fitted_to_data(config, change_split=automatic)
             how = ", chosen automatically" if automatic else ""
             positives = f" / {config.positives}" if LOSSES[config.loss].uses_positives else ""
+            split = SPLIT_WORDS.get(config.split, config.split)
             self._doing = (
-                f"training {html.escape(config.dataset)} ({config.split} split{how}) / "
+                f"training {html.escape(config.dataset)} ({split} split{how}) / "
                 f"{config.loss}{positives}"
             )
             self._set_status(self._doing + " ...")
@@ -392,8 +394,8 @@ class LabPanel:
 
     def _show_map(self, fig: Any) -> None:
         """Show `fig`: a new run's first map or other traces -> a new map widget; else refill the
-        traces in place."""
-        same = [t.name for t in self.map.data] == [t.name for t in fig.data] and self.map.data
+        traces in place (an empty map after an empty one of the same run: its title)."""
+        same = [t.name for t in self.map.data] == [t.name for t in fig.data]
         if same and not self._new_map:
             with self.map.batch_update():
                 for old, new in zip(self.map.data, fig.data, strict=True):
@@ -425,7 +427,8 @@ class LabPanel:
             probe = run.train.subset(run.probe_index)
             title = (
                 f"{heading}<br><sup>{len(points)} training points of "
-                f"{html.escape(run.config.dataset)}, {run.config.split} split</sup>"
+                f"{html.escape(run.config.dataset)}, "
+                f"{SPLIT_WORDS.get(run.config.split, run.config.split)} split</sup>"
             )
             fig = embedding_map(points, dataset=probe, color_by=self.color_by.value, title=title)
         except Exception as error:  # shown in the panel, whatever it is; training goes on
