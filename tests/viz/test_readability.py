@@ -96,8 +96,24 @@ def test_centres_with_the_same_level_sets_are_dashed_and_named_for_the_first():
     assert dashes == ["solid", "dash", "dash"]
 
 
+def test_the_relative_asymmetry_map_is_not_white_around_the_centre():
+    """The plain difference shrinks like |x - c|^3 near c: its colours there are ~0.4 % of the
+    scale; the relative one shrinks like |x - c| and keeps the sign change in view."""
+    shares = {}
+    for relative in (True, False):
+        heat = asymmetry_heatmap(
+            ExpBregman(), centre=(0.5, 0.5), box=(-1, 2, -1, 2), resolution=31, relative=relative
+        ).data[0]
+        z, (x, y) = np.abs(np.asarray(heat.z, dtype=float)), np.meshgrid(heat.x, heat.y)
+        near = np.hypot(x - 0.5, y - 0.5) <= 0.5
+        shares[relative] = float(np.median(z[near])) / heat.zmax
+    assert shares[True] > 0.1 > 0.01 > shares[False], shares
+
+
 def test_asymmetry_colours_are_centred_at_zero_and_clipped_to_a_robust_quantile():
-    fig = asymmetry_heatmap(ExpBregman(), centre=(0.5, 0.5), box=(-3, 3, -3, 3), resolution=41)
+    fig = asymmetry_heatmap(
+        ExpBregman(), centre=(0.5, 0.5), box=(-3, 3, -3, 3), resolution=41, relative=False
+    )
     heat = fig.data[0]
     values = np.abs(np.asarray(heat.z, dtype=float))
     assert heat.zmid == 0.0 and heat.zmin == -heat.zmax
@@ -106,11 +122,15 @@ def test_asymmetry_colours_are_centred_at_zero_and_clipped_to_a_robust_quantile(
         heat.zmax < 0.6 * values.max()
     )  # the exp generator's corner would otherwise set the scale
     assert fig.layout.yaxis.scaleanchor == "x" and "98th percentile" in fig.layout.title.text
-    assert asymmetry_heatmap(ExpBregman(), quantile=1.0, resolution=9).data[
+    assert asymmetry_heatmap(ExpBregman(), quantile=1.0, resolution=9, relative=False).data[
         0
     ].zmax == pytest.approx(
         np.abs(
-            np.asarray(asymmetry_heatmap(ExpBregman(), resolution=9, quantile=1.0).data[0].z)
+            np.asarray(
+                asymmetry_heatmap(ExpBregman(), resolution=9, quantile=1.0, relative=False)
+                .data[0]
+                .z
+            )
         ).max()
     )
     with pytest.raises(ValueError, match=r"quantile=0.2"):
