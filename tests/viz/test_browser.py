@@ -135,7 +135,8 @@ def lab(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     _notebook(root / "panel.ipynb")
-    _quick_lesson(ROOT / "notebooks" / "00_tour.ipynb", root / "00_tour.ipynb")
+    for lesson in ("00_tour.ipynb", "03_bregman_geometry.ipynb"):
+        _quick_lesson(ROOT / "notebooks" / lesson, root / lesson)
     port, token = _free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
@@ -244,10 +245,15 @@ def _check_layout(plot) -> None:
         left, top, right, bottom = _box(title)
         inside = figure[0] <= left and right <= figure[2] + 1 and figure[1] <= top <= bottom
         assert inside and bottom <= figure[3] + 1, (title.text_content(), figure)
-    areas = [_box(area) for area in plot.locator(".bglayer rect.bg").all()]
+    areas = _plot_areas(plot)
     for title in plot.locator(".g-ytitle text").all():
         box = _box(title)
         assert not any(_overlap(box, area) for area in areas), title.text_content()
+
+
+def _plot_areas(plot) -> list[tuple[float, float, float, float]]:
+    """The boxes of a plotly figure's (sub)plot areas (plotly's drag rectangle covers each)."""
+    return [_box(area) for area in plot.locator("rect.nsewdrag").all()]
 
 
 def _legend_fits(plot) -> None:
@@ -399,6 +405,18 @@ def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
     assert (tmp_path / "lab.png").stat().st_size > 10_000
 
 
+def _run_all_and_wait(page) -> None:
+    """Run All Cells, and wait until every code cell has run (no "[*]" or "[ ]" prompt left)."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    page.wait_for_function(
+        "() => { const p = [...document.querySelectorAll("
+        "'.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim());"
+        " return p.length > 0 && p.every(t => /^\\[\\d+\\]:$/.test(t)); }",
+        timeout=300_000,
+    )
+
+
 def _sessions(base: str, token: str) -> list:
     with urllib.request.urlopen(f"{base}/api/sessions?token={token}") as answer:
         return json.loads(answer.read())
@@ -455,14 +473,7 @@ def test_a_lesson_saved_in_lab_reopens_with_figures_and_no_dead_widgets(lab):
             page.locator(".jp-Notebook .jp-Cell").first.wait_for()
             _accept_kernel_dialog(page)
             page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first.wait_for(timeout=60_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            page.wait_for_function(  # every code cell has run: no "[*]" or "[ ]" prompt is left
-                "() => { const p = [...document.querySelectorAll("
-                "'.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim());"
-                " return p.length > 0 && p.every(t => /^\\[\\d+\\]:$/.test(t)); }",
-                timeout=300_000,
-            )
+            _run_all_and_wait(page)
             outputs = page.locator(".jp-Notebook .jp-OutputArea")
             outputs.locator("button.widget-button", has_text="Train").wait_for(timeout=60_000)
             live = page.locator(".jp-OutputArea .jupyter-widgets").count()
@@ -520,6 +531,55 @@ def test_a_lesson_saved_in_lab_reopens_with_figures_and_no_dead_widgets(lab):
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             (tmp_path / "failure.html").write_text(page.content())
+            raise
+        finally:
+            browser.close()
+
+
+def test_lesson_03_figures_and_tables_fit_a_1600_px_window(lab):
+    """Lesson 03 run in JupyterLab: every table fits its output (no cut columns), and every
+    figure keeps its titles inside, its legend entries in view, its axis titles off other panels
+    and each plot at least 250 px wide (a long legend once squeezed one to 160 px)."""
+    base, token, tmp_path = lab
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.set_default_timeout(60_000)
+            page.goto(
+                f"{base}/lab/tree/03_bregman_geometry.ipynb?token={token}",
+                wait_until="domcontentloaded",
+            )
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            _accept_kernel_dialog(page)
+            page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first.wait_for(timeout=60_000)
+            _run_all_and_wait(page)
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            tables = figures = 0
+            for i in range(cells.count()):
+                cells.nth(i).scroll_into_view_if_needed()
+                for output in cells.nth(i).locator(".jp-OutputArea-output").all():
+                    output.scroll_into_view_if_needed()
+                    if output.locator("table").count():
+                        tables += 1
+                        width, room = output.evaluate("e => [e.scrollWidth, e.clientWidth]")
+                        assert width <= room + 1, (i, width, room)
+                    if "jp-RenderedPlotly" not in (output.get_attribute("class") or ""):
+                        continue
+                    output.locator(".main-svg").first.wait_for()
+                    page.wait_for_timeout(300)
+                    figures += 1
+                    output.screenshot(path=str(tmp_path / f"lesson03-{i:02d}.png"))
+                    _check_layout(output)
+                    if output.locator(".legend").count():
+                        _legend_fits(output)
+                    for left, _top, right, _bottom in _plot_areas(output):
+                        assert right - left >= 250, (i, right - left)
+            assert tables >= 3 and figures >= 6, (tables, figures)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             raise
         finally:
             browser.close()
