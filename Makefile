@@ -50,10 +50,13 @@ check: setup
 test: setup check
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest --nbval-lax
 
-# As root (containers, cloud images) Jupyter refuses to start unless told --allow-root.
+# jupyter_lab_config.json makes JupyterLab save notebooks without widget views
+# (dmllab.saved_notebooks.pre_save_hook), so a saved lesson reopens with its figures instead of
+# "model not found". As root (containers, cloud images) it adds --allow-root, which JupyterLab
+# otherwise demands before it starts.
 lab: setup
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks \
-		$(if $(filter 0,$(shell id -u)),--allow-root)
+	$(VENV)/bin/jupyter lab --config=jupyter_lab_config.json --ServerApp.ip=127.0.0.1 \
+		--notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # The README's speed table comes from exactly these commands (`--quick` runs are shorter and noisier).
 benchmarks: setup

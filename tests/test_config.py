@@ -174,11 +174,11 @@ def test_numpy_scalars_are_read_as_their_python_values():
         ),
         (
             {"geometry": "bregman", "normalize": False, "geometry_options": {"pieces": 4}},
-            r"geometry 'bregman' has no option\(s\) pieces; its options are: hidden, mu$",
+            r"geometry 'bregman' has no option\(s\) pieces; its options are: hidden, mu, lr_multiplier$",
         ),
         (
             {"geometry": "bregman-maxaffine", "normalize": False, "geometry_options": {"mu": 0.1}},
-            r"geometry 'bregman-maxaffine' has no option\(s\) mu; its options are: pieces$",
+            r"geometry 'bregman-maxaffine' has no option\(s\) mu; its options are: pieces, lr_multiplier$",
         ),
         (
             {"loss": "contrastive", "loss_options": {"temperature": 1.0, "alpha": 2.0}},

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry, Reversed, Symmetrised, check_pair
-from dmllab.geometry.generators import ICNN, MaxAffine
+from dmllab.geometry.generators import ICNN, LR_MULTIPLIER, MaxAffine
 
 __all__ = [
     "Bregman",
@@ -62,21 +62,26 @@ __all__ = [
 
 #: generator -> the registered name of the geometry it makes
 GENERATORS = {"icnn": "bregman", "maxaffine": "bregman-maxaffine"}
-_OPTIONS = {"icnn": ("hidden", "mu"), "maxaffine": ("pieces",)}
-_DEFAULTS = {"hidden": (32, 32, 32), "mu": 0.05, "pieces": 8}
+_OPTIONS = {"icnn": ("hidden", "mu", "lr_multiplier"), "maxaffine": ("pieces", "lr_multiplier")}
+_DEFAULTS = {"hidden": (32, 32, 32), "mu": 0.05, "pieces": 8, "lr_multiplier": LR_MULTIPLIER}
 
 
 class Bregman(Geometry):
     """D_phi(x || y) = phi(x) - phi(y) - <grad phi(y), x - y> with a learned convex phi.
 
-    Bregman(dim, generator="icnn", *, hidden=(32, 32, 32), mu=0.05)
-    Bregman(dim, generator="maxaffine", *, pieces=8)
+    Bregman(dim, generator="icnn", *, hidden=(32, 32, 32), mu=0.05, lr_multiplier=10)
+    Bregman(dim, generator="maxaffine", *, pieces=8, lr_multiplier=10)
 
     - "icnn" (name "bregman"): `generators.ICNN` with layer widths `hidden` and the strong
       convexity term (mu / 2) ||x||^2. mu >= 0; mu = 0 is allowed, but then phi is only convex
       and D(x, y) = 0 no longer implies x = y. A large mu pulls D towards (mu / 2) ||x - y||^2.
     - "maxaffine" (name "bregman-maxaffine"): `generators.MaxAffine` with K = `pieces` >= 2,
       D(x, y) = max_k f_k(x) - f_{k*(y)}(x) in closed form.
+    - lr_multiplier > 0 (both): the generator's weights learn that many times faster than the
+      optimiser's learning rate (`Config.loss_lr`, else `lr`) says, under Adam; the default 10
+      makes a learned geometry train at the lab's default learning rate of 1e-3 as it would at
+      1e-2, which it needs to learn a shape in a few hundred steps (the embedding network keeps
+      its own rate). 1 is the plain rate. See `dmllab.geometry.generators`.
 
     The divergence is asymmetric: `pairwise(a, b)[i, j] = D(a_i || b_j)`, query / anchor first,
     prototypes in the second argument (the arithmetic mean minimises sum_i D(x_i, c)).
@@ -108,10 +113,13 @@ class Bregman(Geometry):
         self.dim = dim
         self.generator_name = generator
         self.name = GENERATORS[generator]
+        rate = _check_lr_multiplier(generator, settings["lr_multiplier"])
         if generator == "icnn":
-            self.generator = ICNN(dim, _check_hidden(settings["hidden"]), _check_mu(settings["mu"]))
+            self.generator = ICNN(
+                dim, _check_hidden(settings["hidden"]), _check_mu(settings["mu"]), rate
+            )
         else:
-            self.generator = MaxAffine(dim, _check_pieces(settings["pieces"]))
+            self.generator = MaxAffine(dim, _check_pieces(settings["pieces"]), rate)
 
     # -- phi and its gradient ---------------------------------------------------------------
 
@@ -237,7 +245,8 @@ class Bregman(Geometry):
 
 class ICNNBregman(Bregman):
     """The learned Bregman divergence registered as `bregman`: `Bregman(dim, "icnn", ...)`, phi an
-    ICNN with layer widths `hidden` plus (mu / 2) ||x||^2."""
+    ICNN with layer widths `hidden` plus (mu / 2) ||x||^2; its weights learn `lr_multiplier` times
+    faster than the optimiser's rate (see `Bregman`)."""
 
     def __init__(
         self,
@@ -245,16 +254,24 @@ class ICNNBregman(Bregman):
         *,
         hidden: Sequence[int] = cast(Sequence[int], _DEFAULTS["hidden"]),
         mu: float = cast(float, _DEFAULTS["mu"]),
+        lr_multiplier: float = LR_MULTIPLIER,
     ) -> None:
-        super().__init__(dim, "icnn", hidden=hidden, mu=mu)
+        super().__init__(dim, "icnn", hidden=hidden, mu=mu, lr_multiplier=lr_multiplier)
 
 
 class MaxAffineBregman(Bregman):
     """The learned Bregman divergence registered as `bregman-maxaffine`: `Bregman(dim,
-    "maxaffine", pieces=K)`, phi the maximum of K affine functions."""
+    "maxaffine", pieces=K)`, phi the maximum of K affine functions (weights learning
+    `lr_multiplier` times faster, as for `bregman`)."""
 
-    def __init__(self, dim: int, *, pieces: int = cast(int, _DEFAULTS["pieces"])) -> None:
-        super().__init__(dim, "maxaffine", pieces=pieces)
+    def __init__(
+        self,
+        dim: int,
+        *,
+        pieces: int = cast(int, _DEFAULTS["pieces"]),
+        lr_multiplier: float = LR_MULTIPLIER,
+    ) -> None:
+        super().__init__(dim, "maxaffine", pieces=pieces, lr_multiplier=lr_multiplier)
 
 
 class BregmanReversed(Reversed):
@@ -353,3 +370,14 @@ def _check_pieces(pieces: int) -> int:
             f"pieces; K = 1 makes D identically 0); got {pieces!r}"
         )
     return pieces
+
+
+def _check_lr_multiplier(generator: str, rate: float) -> float:
+    ok = isinstance(rate, (int, float)) and not isinstance(rate, bool)
+    if not ok or not math.isfinite(rate) or rate <= 0:
+        raise ValueError(
+            f"Bregman(generator={generator!r}): lr_multiplier must be a finite number > 0 "
+            "(how many times faster than the learning rate the generator learns; 1 = the plain "
+            f"rate); got {rate!r}"
+        )
+    return float(rate)

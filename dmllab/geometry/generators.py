@@ -7,24 +7,68 @@ interaction between rows (so the gradient of phi(x).sum() is the row-wise gradie
   ICML 2017), smooth and strictly convex when mu > 0; gradient by autograd.
 - `MaxAffine`: phi(x) = max_k (w_k . x + b_k) (Cilingir, Manzelli, Kulis, "Deep Divergence
   Learning", ICML 2020); convex but piecewise linear, gradient in closed form.
+
+Both learn `lr_multiplier` (default `LR_MULTIPLIER` = 10) times faster than the optimiser's
+learning rate says, so that a learned geometry trains at the lab's defaults (Adam at 1e-3 for a few
+hundred steps, the rate an embedding network wants) as it does with a rate of 1e-2: every
+parameter is stored divided by `lr_multiplier` and multiplied back where it is used, and Adam's
+steps are about the learning rate in the stored value whatever its scale, so the generator's
+weights move `lr_multiplier` times as far per step (the equalised-learning-rate device of Karras,
+Aila, Laine, Lehtinen, ICLR 2018, used the other way round). The function phi is the same for
+every `lr_multiplier`, only its training speed differs; under plain SGD the factor is
+`lr_multiplier` squared. `lr_multiplier=1` is the plain parameterisation.
+
+A generator's state dict records its `lr_multiplier` (`parameter_scale`), so it loads into a
+generator with another one (or none: one saved before it existed) as the same phi.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ICNN", "MaxAffine", "NONNEGATIVE_INIT"]
+__all__ = ["ICNN", "LR_MULTIPLIER", "MaxAffine", "NONNEGATIVE_INIT"]
 
 # softplus(NONNEGATIVE_INIT_RAW) == 0.3: the initial value of every non-negative ICNN weight.
 NONNEGATIVE_INIT = 0.3
 NONNEGATIVE_INIT_RAW = math.log(math.expm1(NONNEGATIVE_INIT))
+#: how many times faster than the optimiser's learning rate a generator's weights learn
+LR_MULTIPLIER = 10.0
 
 
-class ICNN(nn.Module):
+class _Multiplied(nn.Module):
+    """A generator whose parameters are stored divided by `lr_multiplier` (module docstring).
+
+    The state dict records that factor (`parameter_scale`), so a state dict loads into a
+    generator with another `lr_multiplier` as the same function phi; one saved before the
+    multiplier existed has no record and held the weights as they act (factor 1)."""
+
+    lr_multiplier: float
+    parameter_scale: Tensor
+
+    def _store(self) -> None:
+        """Turn the freshly initialised weights into their stored form."""
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.div_(self.lr_multiplier)
+        self.register_buffer("parameter_scale", torch.tensor(self.lr_multiplier))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        key = prefix + "parameter_scale"
+        saved = float(state_dict.get(key, 1.0))
+        if saved != self.lr_multiplier:
+            factor = saved / self.lr_multiplier
+            for name in [k for k in state_dict if k.startswith(prefix) and k != key]:
+                state_dict[name] = state_dict[name] * factor
+        state_dict[key] = self.parameter_scale.new_tensor(self.lr_multiplier)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+class ICNN(_Multiplied):
     """phi(x) = a . z_K + (mu / 2) ||x||^2, an input-convex network with softplus activations.
 
         z_1     = softplus(W_0 x + b_0)
@@ -34,50 +78,74 @@ class ICNN(nn.Module):
     phi is convex because softplus is convex and non-decreasing and the z-path weights are
     non-negative; softplus (not ReLU) keeps it smooth, so D is not zero inside linear regions.
     mu > 0 makes phi mu-strongly convex (D(x, y) >= (mu / 2) ||x - y||^2); mu = 0 is allowed but
-    then strict convexity (D = 0 only for x = y) is not guaranteed. The raw non-negative weights
-    start at softplus(raw) = 0.3.
+    then strict convexity (D = 0 only for x = y) is not guaranteed. W_k and b_k start as
+    `nn.Linear`'s default initialisation, the non-negative weights at softplus(raw) = 0.3. Every
+    parameter (W_k, b_k and the raw weights) is stored divided by `lr_multiplier` and multiplied
+    back here, so that it learns `lr_multiplier` times faster (module docstring).
     """
 
-    def __init__(self, dim: int, hidden: tuple[int, ...] = (32, 32, 32), mu: float = 0.05) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: tuple[int, ...] = (32, 32, 32),
+        mu: float = 0.05,
+        lr_multiplier: float = LR_MULTIPLIER,
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.hidden = tuple(hidden)
         self.mu = float(mu)
+        self.lr_multiplier = float(lr_multiplier)
         self.input_layers = nn.ModuleList(nn.Linear(dim, width) for width in self.hidden)
         self.z_weights_raw = nn.ParameterList(
             nn.Parameter(torch.full((width_out, width_in), NONNEGATIVE_INIT_RAW))
             for width_in, width_out in zip(self.hidden[:-1], self.hidden[1:], strict=True)
         )
         self.output_raw = nn.Parameter(torch.full((self.hidden[-1],), NONNEGATIVE_INIT_RAW))
+        self._store()
 
     def forward(self, x: Tensor) -> Tensor:
-        z = F.softplus(self.input_layers[0](x))
-        for raw, layer in zip(self.z_weights_raw, self.input_layers[1:], strict=True):
-            z = F.softplus(z @ F.softplus(raw).T + layer(x))
-        return z @ F.softplus(self.output_raw) + 0.5 * self.mu * (x * x).sum(dim=1)
+        s = self.lr_multiplier
+        z = F.softplus(self._input(0, x))
+        for k, raw in enumerate(self.z_weights_raw, start=1):
+            z = F.softplus(z @ F.softplus(s * raw).T + self._input(k, x))
+        return z @ F.softplus(s * self.output_raw) + 0.5 * self.mu * (x * x).sum(dim=1)
+
+    def _input(self, k: int, x: Tensor) -> Tensor:
+        """W_k x + b_k: [n, hidden[k]]."""
+        layer, s = cast(nn.Linear, self.input_layers[k]), self.lr_multiplier
+        return F.linear(x, s * layer.weight, s * layer.bias)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, hidden={self.hidden}, mu={self.mu}"
+        return (
+            f"dim={self.dim}, hidden={self.hidden}, mu={self.mu}, "
+            f"lr_multiplier={self.lr_multiplier:g}"
+        )
 
 
-class MaxAffine(nn.Module):
+class MaxAffine(_Multiplied):
     """phi(x) = max_k f_k(x), f_k(x) = w_k . x + b_k, with K = `pieces` affine functions.
 
     grad phi(y) = w_{k*(y)} with k*(y) = argmax_k f_k(y) (the first maximiser on ties), so
     D(x, y) = max_k f_k(x) - f_{k*(y)}(x): D(x, .) takes at most K values and no gradient
-    reaches y.
+    reaches y. w_k ~ N(0, I / d) and b_k = 0 at the start, stored divided by `lr_multiplier`
+    (module docstring). A piece that is active at no training point and no prototype gets no
+    gradient and stays unused.
     """
 
-    def __init__(self, dim: int, pieces: int = 8) -> None:
+    def __init__(self, dim: int, pieces: int = 8, lr_multiplier: float = LR_MULTIPLIER) -> None:
         super().__init__()
         self.dim = dim
         self.pieces = pieces
+        self.lr_multiplier = float(lr_multiplier)
         self.weight = nn.Parameter(torch.randn(pieces, dim) / math.sqrt(dim))
         self.bias = nn.Parameter(torch.zeros(pieces))
+        self._store()
 
     def scores(self, x: Tensor) -> Tensor:
         """f_k(x) for every piece: [n, K]."""
-        return x @ self.weight.T + self.bias
+        s = self.lr_multiplier
+        return x @ (s * self.weight).T + s * self.bias
 
     def forward(self, x: Tensor) -> Tensor:
         return self.scores(x).max(dim=1).values
@@ -88,7 +156,7 @@ class MaxAffine(nn.Module):
 
     def gradient(self, x: Tensor) -> Tensor:
         """grad phi(x) = w_{k*(x)}: [n, d] (a subgradient on ties)."""
-        return self.weight[self.active_piece(x)]
+        return self.lr_multiplier * self.weight[self.active_piece(x)]
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, pieces={self.pieces}"
+        return f"dim={self.dim}, pieces={self.pieces}, lr_multiplier={self.lr_multiplier:g}"

@@ -2,7 +2,7 @@
 
     fig = level_sets(run.geometry, centres=[(0.3, 0.3), (0.7, 0.6)], box=(0, 1, 0, 1),
                      direction="both")
-    fig = asymmetry_heatmap(run.geometry, centre=(0.5, 0.5))
+    fig = asymmetry_heatmap(run.geometry, centre=(0.5, 0.5))   # relative: (D - D') / (D + D')
     fig = phi_surface(run.geometry)
 
 The numbers come from `dmllab.geometry.readouts`; this module only draws them. For a Euclidean
@@ -137,13 +137,15 @@ def level_sets(
                 col=col,
             )
     _equal_scales(fig, box, len(panels))
-    fig.update_layout(
+    fig.update_layout(  # the legend below the panels: long entries cannot squeeze them
         title=(
             f"level sets of {getattr(geometry, 'name', 'the geometry')} (lines labelled by level)"
         ),
         template="plotly_white",
-        height=460,
-        width=420 * len(panels) + 200,
+        height=460 + 22 * len(centres),
+        width=420 * len(panels) + 120,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0.0},
+        margin={"b": 40 + 22 * len(centres)},
     )
     return fig
 
@@ -155,8 +157,16 @@ def asymmetry_heatmap(
     *,
     resolution: int = 80,
     quantile: float = 0.98,
+    relative: bool = True,
 ) -> go.Figure:
-    """Heatmap of D(x || c) - D(c || x) over the box: 0 everywhere for a symmetric geometry.
+    """Heatmap of the asymmetry of D around c over the box: 0 everywhere for a symmetric geometry.
+
+    relative=True (the default) draws (D(x || c) - D(c || x)) / (D(x || c) + D(c || x)), in
+    [-1, 1]: the share of the divergence that depends on the order of its arguments, as the
+    `asymmetry` metric measures it over a data set. Near c the plain difference shrinks like
+    |x - c|^3 while D grows like |x - c|^2 at the box's edge, so a map of the difference is white
+    around c; the relative form shrinks only like |x - c| and shows the sign change there.
+    relative=False draws the difference D(x || c) - D(c || x) itself.
 
     The diverging colour scale is centred at 0 and clipped to +-the `quantile` of |value| (values
     beyond it take the end colours), so a few extreme cells at the box's edge cannot wash out the
@@ -164,14 +174,21 @@ def asymmetry_heatmap(
     """
     import plotly.graph_objects as go
 
-    from dmllab.geometry.readouts import asymmetry_map
+    from dmllab.geometry.readouts import level_set_grid
 
     if not 0.5 <= quantile <= 1.0:
         raise ValueError(
             f"asymmetry_heatmap: quantile={quantile} must be in [0.5, 1] (1 = no clipping)"
         )
     geometry = _geometry(geometry)
-    xs, ys, values = asymmetry_map(geometry, centre, box, resolution)
+    xs, ys, first = level_set_grid(geometry, centre, box, resolution, "first")
+    second = level_set_grid(geometry, centre, box, resolution, "second")[2]
+    values = first - second
+    label = "D(x||c) - D(c||x)"
+    if relative:
+        total = first + second
+        values = np.divide(values, total, out=np.zeros_like(values), where=total > 0)
+        label = "(D(x||c) - D(c||x))<br>/ (D(x||c) + D(c||x))"
     limit = float(np.nanquantile(np.abs(values), quantile)) or 1e-12
     fig = go.Figure(
         [
@@ -184,7 +201,7 @@ def asymmetry_heatmap(
                 zmax=limit,
                 zmid=0.0,
                 name="asymmetry",
-                colorbar={"title": {"text": "D(x||c) - D(c||x)"}},
+                colorbar={"title": {"text": label}},
             ),
             go.Scatter(
                 x=[float(centre[0])],
@@ -201,7 +218,10 @@ def asymmetry_heatmap(
         else ""
     )
     fig.update_layout(
-        title=f"asymmetry of {getattr(geometry, 'name', 'the geometry')} around c{clipped}",
+        title=(
+            f"{'relative ' if relative else ''}asymmetry of "
+            f"{getattr(geometry, 'name', 'the geometry')} around c{clipped}"
+        ),
         template="plotly_white",
         height=460,
         width=560,
@@ -232,10 +252,17 @@ def phi_surface(
     )
     fig.update_layout(
         title=f"generator of {getattr(geometry, 'name', 'the geometry')} minus its affine fit",
-        scene={"xaxis_title": "x1", "yaxis_title": "x2", "zaxis_title": "phi - affine"},
+        scene={
+            "xaxis_title": "x1",
+            "yaxis_title": "x2",
+            "zaxis_title": "phi - affine",
+            "aspectmode": "cube",
+            "camera": {"eye": {"x": 1.6, "y": -1.6, "z": 1.1}},  # the whole box in view
+        },
         template="plotly_white",
         height=500,
-        width=560,
+        width=620,
+        margin={"l": 0, "r": 0, "t": 60, "b": 10},
     )
     return fig
 

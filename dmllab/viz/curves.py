@@ -45,6 +45,14 @@ CURVE_TITLES = {
     "lsd_weight": "LSD weight",
     "seconds": "time per epoch",
 }
+# A loss that chooses no positives (`uses_positives = False`: prototype_ce, a softmax over the
+# batch's class means) selects no tuples to count, and its distances are to class means.
+TUPLE_COUNTS = ("active", "anchors", "dropped")
+PROTOTYPE_WORDS = {
+    "pos_dist": "mean D to the own class mean",
+    "neg_dist": "mean D to the other class means",
+}
+PROTOTYPE_TITLES = {"pos_dist": "distance to own class mean", "neg_dist": "to other class means"}
 _SPLIT_WORDS = {"val_": "validation ", "test_": "test ", "train_": "training-set "}
 GAP_PX = (
     80  # between rows of panels: room for one row's "epoch" title and the next row's panel title
@@ -60,19 +68,38 @@ def training_curves(
 
     run_or_history: a Run, a list of per-epoch dicts (`run.history`) or a DataFrame of them.
     keys: which columns to draw (default: those of DEFAULT_CURVES present, then "val_*" keys;
-    `base_loss` only where it differs from `loss`, i.e. when an LSD term was added).
+    `base_loss` only where it differs from `loss`, i.e. when an LSD term was added). A Run whose
+    loss chooses no positives (prototype_ce) draws no tuple counts, and its distances are named
+    as distances to class means (`loss_wording`).
     """
     history = _history_rows(run_or_history)
     if not history:
         raise ValueError("training_curves: the history is empty (no epoch has finished yet)")
-    keys = curve_keys(history, keys)
-    fig = curves_figure(keys, title=title)
+    loss = getattr(getattr(run_or_history, "config", None), "loss", None)
+    hidden, words, titles = loss_wording(loss)
+    keys = curve_keys(history, keys, hidden=hidden)
+    fig = curves_figure(keys, title=title, words=words, titles=titles)
     update_curves(fig, history)
     return fig
 
 
-def curve_keys(history: list[dict], keys: Sequence[str] | None = None) -> list[str]:
-    """The keys to draw: `keys` checked against the history, or the defaults present in it."""
+def loss_wording(loss: str | None) -> tuple[tuple[str, ...], dict[str, str], dict[str, str]]:
+    """(history keys not drawn by default, y-axis words, panel titles) for runs of the registered
+    loss `loss`: a loss that chooses no positives (`uses_positives` False: prototype_ce) has no
+    tuple counts, and its `pos_dist` / `neg_dist` are distances to the own / other class means.
+    Other losses and None: nothing hidden, the usual words."""
+    from dmllab.losses import LOSSES
+
+    if loss is None or loss not in LOSSES or LOSSES[loss].uses_positives:
+        return (), {}, {}
+    return TUPLE_COUNTS, dict(PROTOTYPE_WORDS), dict(PROTOTYPE_TITLES)
+
+
+def curve_keys(
+    history: list[dict], keys: Sequence[str] | None = None, *, hidden: Sequence[str] = ()
+) -> list[str]:
+    """The keys to draw: `keys` checked against the history, or the defaults present in it
+    (less `hidden`)."""
     available = [
         k for k in dict.fromkeys(k for row in history for k in row) if _numeric(history, k)
     ]
@@ -80,7 +107,9 @@ def curve_keys(history: list[dict], keys: Sequence[str] | None = None) -> list[s
         chosen = [
             k
             for k in DEFAULT_CURVES
-            if k in available and not (k == "base_loss" and _same(history, k, "loss"))
+            if k in available
+            and k not in hidden
+            and not (k == "base_loss" and _same(history, k, "loss"))
         ]
         chosen += [k for k in available if k.startswith("val_")]
         if not chosen:
@@ -98,26 +127,34 @@ def curve_keys(history: list[dict], keys: Sequence[str] | None = None) -> list[s
     return keys
 
 
-def curves_figure(keys: Sequence[str], *, title: str = "training") -> go.Figure:
-    """An empty curves figure: one panel per key, titled `curve_title(key)`, holding one line trace
-    named `key`."""
+def curves_figure(
+    keys: Sequence[str],
+    *,
+    title: str = "training",
+    words: dict[str, str] | None = None,
+    titles: dict[str, str] | None = None,
+    columns: int | None = None,
+) -> go.Figure:
+    """An empty curves figure: one panel per key, titled `curve_title(key)` (or `titles[key]`),
+    its y axis `curve_words(key)` (or `words[key]`), holding one line trace named `key`. `columns`
+    panels per row (default: 2 for four keys, else up to 3)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    keys = list(keys)
-    cols = 2 if len(keys) == 4 else min(3, len(keys))
+    keys, words, titles = list(keys), words or {}, titles or {}
+    cols = columns or (2 if len(keys) == 4 else min(3, len(keys)))
     rows = math.ceil(len(keys) / cols)
     panel_px, margin = 200, {"t": 70, "b": 50}
     plot_px = rows * panel_px + (rows - 1) * GAP_PX
     fig = make_subplots(
         rows=rows,
         cols=cols,
-        subplot_titles=[curve_title(key) for key in keys],
+        subplot_titles=[titles.get(key, curve_title(key)) for key in keys],
         horizontal_spacing=0.1,
         vertical_spacing=GAP_PX / plot_px if rows > 1 else 0.0,
     )
     for i, key in enumerate(keys):
-        words = curve_words(key)
+        axis = words.get(key, curve_words(key))
         fig.add_trace(
             go.Scatter(
                 x=np.zeros(0),
@@ -125,13 +162,13 @@ def curves_figure(keys: Sequence[str], *, title: str = "training") -> go.Figure:
                 mode="lines+markers",
                 name=key,
                 showlegend=False,
-                hovertemplate=f"epoch %{{x}}<br>{words}: %{{y:.4g}}<extra></extra>",
+                hovertemplate=f"epoch %{{x}}<br>{axis}: %{{y:.4g}}<extra></extra>",
             ),
             row=i // cols + 1,
             col=i % cols + 1,
         )
         fig.update_xaxes(title_text="epoch", title_standoff=4, row=i // cols + 1, col=i % cols + 1)
-        fig.update_yaxes(title_text=words, title_font_size=11, row=i // cols + 1, col=i % cols + 1)
+        fig.update_yaxes(title_text=axis, title_font_size=11, row=i // cols + 1, col=i % cols + 1)
     fig.update_layout(
         title=title,
         template="plotly_white",

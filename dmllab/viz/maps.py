@@ -77,6 +77,11 @@ def embedding_map(
     return fig
 
 
+# Legend rows of plotly's default font (12 px) that a 480 px map shows without scrolling; more
+# entries get a 10 px font and a taller figure.
+ROOMY_LEGEND = 10
+
+
 def compare_maps(
     maps: Mapping[str, Any],
     labels: Any = None,
@@ -371,16 +376,26 @@ def _scatter_traces(
 
 
 def _map_layout(fig: go.Figure, title: str, legend: str, method: str | None) -> None:
+    """Title, legend and axes of a single map. Points drawn as given and PCA projections (which
+    keep distances) get one scale on both axes, so a round cluster looks round; every legend
+    entry stays in view (a smaller font and a taller figure past ROOMY_LEGEND entries)."""
     x_title, y_title = _axis_titles(method)
+    entries = len(fig.data)
+    height = 480 if entries <= ROOMY_LEGEND else max(480, 150 + 18 * entries)
     fig.update_layout(
         title=title,
         legend_title_text=legend,
         template="plotly_white",
         xaxis_title=x_title,
         yaxis_title=y_title,
-        height=480,
+        height=height,
         width=560,
+        margin={"t": 80, "b": 60},
     )
+    if entries > ROOMY_LEGEND:
+        fig.update_layout(legend={"font": {"size": 10}, "tracegroupgap": 0})
+    if method in (None, "pca"):
+        fig.update_yaxes(scaleanchor="x", scaleratio=1)
 
 
 def _axis_titles(method: str | None) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dmllab.config import Config
+from dmllab.data import SPLITS
 from dmllab.data.dataset import Dataset
 from dmllab.data.registry import available, options
 from dmllab.geometry import GEOMETRIES
@@ -51,6 +52,7 @@ PANEL_DEFAULTS: dict[str, Any] = {
 }
 CONTROLLED = (
     "dataset",
+    "split",
     "loss",
     "positives",
     "lsd_alpha",
@@ -63,8 +65,13 @@ CONTROLLED = (
 # alpha = 200.
 LSD_WEIGHTS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 ERROR_STYLE = "color:#d62728"
+PANEL_FIGURE_PX = 620  # the width of the panel's curves and map
 REDRAW_SECONDS = 0.25  # while training, curves, map and status are redrawn at most 4 times a second
 STALE = " (previous run)"
+# The split control's first choice: class-disjoint where the dataset allows it, else stratified
+# (`fitted_to_data`); the status line and the map's title say which one trained.
+AUTO_SPLIT = "automatic"
+SPLIT_WORDS = {"classes": "class-disjoint"}  # how the status and the map name a split
 
 
 class LabPanel:
@@ -77,14 +84,19 @@ class LabPanel:
     The panel alone changes its figures, under one lock: a training whose set of curves differs
     from the figure's (e.g. LSD switched on) gets a new figure, and so does a map whose set of
     traces changes; same-shaped updates refill the traces in place. The status line says what
-    happened: "done", "stopped at epoch N", the error of a failed training (whose map is then
-    cleared, never left showing an older run), and a warning when training is degenerate (all
-    distances 0, or a loss that no longer moves).
+    happened: "done", "stopped at epoch N", the error of a failed training, and a warning when
+    training is degenerate (all distances 0, or a loss that no longer moves). The map never shows
+    another run than the status: from the press of Train its title is marked "(previous run)"
+    until the new run's first map replaces it, and a map that cannot be drawn (a failed training,
+    or a colouring the data cannot give, e.g. sub-clusters of plain digits) is cleared and its
+    reason stays in red under the status, through the final "done", until a map is drawn again.
+    Stop is checked at the end of every epoch (`_check_stop`, before any drawing).
 
     defaults: any Config fields (the controlled ones set the controls' initial values; the others,
     e.g. embedding_dim or batches_per_epoch, are used as they are). See PANEL_DEFAULTS.
-    The dataset control offers the registry's datasets that need no files; each trains with
-    `fitted_to_data(config())`: a 2-class dataset gets the stratified split it needs.
+    The dataset control offers the registry's datasets that need no files; the split control
+    offers "automatic" (`fitted_to_data`: a 2-class dataset gets the stratified split it needs)
+    and the registered splits, used as chosen.
     After a training: `run` (the Run) and `error` (the exception if training failed).
     """
 
@@ -107,6 +119,8 @@ class LabPanel:
         self._latest: Run | None = None
         self._drawn_at = -math.inf  # when the figures were last redrawn (time.monotonic)
         self._doing = ""  # the status line's "training ..." text of the run
+        self._said = ""  # the status line without the map's problem
+        self._map_problem: str | None = None  # why the map shows no run (shown under the status)
         datasets = (
             offered
             if self.base.dataset in (offered := panel_datasets())
@@ -116,6 +130,12 @@ class LabPanel:
         self.controls = {
             "dataset": w.Dropdown(
                 options=datasets, value=self.base.dataset, description="dataset", style=style
+            ),
+            "split": w.Dropdown(
+                options=(AUTO_SPLIT, *SPLITS),
+                value=defaults.get("split", AUTO_SPLIT),
+                description="split",
+                style=style,
             ),
             "loss": w.Dropdown(
                 options=tuple(LOSSES), value=self.base.loss, description="loss", style=style
@@ -165,7 +185,7 @@ class LabPanel:
         self.curves = _figure_widget(_empty_curves(self.base))
         self.map = _figure_widget(_empty_map())
         self.train_button.on_click(lambda _: self._press_train())
-        self.stop_button.on_click(lambda _: self._stop.set())
+        self.stop_button.on_click(lambda _: self._press_stop())
         self.color_by.observe(lambda _: self._redraw_map(), names="value")
         self.controls["loss"].observe(
             lambda change: self._offer_positives(change["new"]), names="value"
@@ -189,8 +209,11 @@ class LabPanel:
 
     # ------------------------------------------------------------------ public
     def config(self) -> Config:
-        """The Config the controls describe now (validated)."""
+        """The Config the controls describe now (validated); with the split "automatic", the base
+        split (`fitted_to_data` changes it when training starts, if the data need it)."""
         values = {name: control.value for name, control in self.controls.items()}
+        if values["split"] == AUTO_SPLIT:
+            values["split"] = self.base.split
         return dataclasses.replace(self.base, **values)
 
     def train(self, wait: bool = True) -> Run | None:
@@ -230,6 +253,23 @@ class LabPanel:
         control.tooltip = f"{loss} does not use positives" if control.disabled else None
 
     # ------------------------------------------------------------------ training thread
+    def _press_stop(self) -> None:
+        """The Stop button: ask the training to stop, and say so at once."""
+        if not self.training or self._stop.is_set():
+            return
+        self._stop.set()
+        self.stop_button.disabled = True
+        self._set_status(self._said + " <i>stopping at the end of this epoch ...</i>")
+
+    def _check_stop(self) -> None:
+        """Raise StopTraining once Stop was pressed: the one place the training asks. The trainer
+        calls it after every epoch, before anything is drawn (a per-batch hook of the trainer
+        would call it after every batch)."""
+        from dmllab.train import StopTraining
+
+        if self._stop.is_set():
+            raise StopTraining("stopped from the panel")
+
     def _press_train(self) -> None:
         """The Train button: start, or show in the status why not (nothing reaches a log)."""
         try:
@@ -246,9 +286,11 @@ class LabPanel:
         if self.training:
             raise RuntimeError("LabPanel: a training is already running; wait for it or press Stop")
         config = self.config()
+        automatic = self.controls["split"].value == AUTO_SPLIT
         self.runs_started += 1
         self._new_map = True  # the run's first map gets a widget of its own
         self.run, self.error, self._latest = None, None, None
+        self._map_problem = None
         self._drawn_at = -math.inf  # a run's first epoch is always drawn
         self._stop.clear()
         self.progress.max, self.progress.value, self.progress.description = (
@@ -260,24 +302,26 @@ class LabPanel:
         self._set_status(f"preparing {html.escape(config.dataset)} ...")
         with self._lock:
             self._show_curves(_empty_curves(config), [])
-            old = self.map.layout.title.text or ""
-            if self.map.data and not old.endswith(STALE):
-                self.map.update_layout(title=old + STALE)
+            if self.map.data:
+                self.map.update_layout(title=_stale(self.map.layout.title.text or ""))
         self._thread = threading.Thread(
-            target=self._work, args=(config,), name="dmllab-LabPanel", daemon=True
+            target=self._work, args=(config, automatic), name="dmllab-LabPanel", daemon=True
         )
         self._thread.start()
         return self._thread
 
-    def _work(self, config: Config) -> None:
+    def _work(self, config: Config, automatic: bool = True) -> None:
         from dmllab.train import fit
 
         started = time.perf_counter()
         try:
-            config = fitted_to_data(config)
+            config = fitted_to_data(config, change_split=automatic)
+            how = ", chosen automatically" if automatic else ""
+            positives = f" / {config.positives}" if LOSSES[config.loss].uses_positives else ""
+            split = SPLIT_WORDS.get(config.split, config.split)
             self._doing = (
-                f"training {html.escape(config.dataset)} ({config.split} split) / {config.loss} / "
-                f"{config.positives}"
+                f"training {html.escape(config.dataset)} ({split} split{how}) / "
+                f"{config.loss}{positives}"
             )
             self._set_status(self._doing + " ...")
             run = fit(config, callbacks=[self._on_epoch], progress=False)
@@ -300,16 +344,16 @@ class LabPanel:
             self._latest = None
             with self._lock:
                 self._show_map(_empty_map("no map: the last training failed"))
+            self._map_problem = None  # the status says why
             self._set_status(_error_html("training failed", error))
         finally:
             self.train_button.disabled, self.stop_button.disabled = False, True
 
     def _on_epoch(self, run: Run, epoch: int) -> None:
-        from dmllab.train import StopTraining
-
         self.progress.value = min(len(run.history), self.progress.max)
         self.progress.description = f"epoch {len(run.history)}"
         self._latest = run
+        self._check_stop()  # before drawing: the final draw after `fit` shows this epoch
         if time.monotonic() - self._drawn_at >= REDRAW_SECONDS:
             self._draw(run)
             loss = run.history[-1].get("loss") if run.history else None
@@ -317,8 +361,6 @@ class LabPanel:
                 f"{self._doing}: epoch {len(run.history)} of {self.progress.max}"
                 + (f", loss {loss:.4f}" if loss is not None else "")
             )
-        if self._stop.is_set():
-            raise StopTraining("stopped from the panel")
 
     def _draw(self, run: Run) -> None:
         """Curves and map of `run` as it stands now."""
@@ -329,7 +371,14 @@ class LabPanel:
         self._redraw_map()
 
     def _set_status(self, text: str) -> None:
-        self.status.value = text
+        """Show `text`, and under it in red why the map shows no run, if it does not."""
+        self._said = text
+        problem = self._map_problem
+        self.status.value = text + (
+            f"<br><span style='{ERROR_STYLE}'>no map: {html.escape(problem)}</span>"
+            if problem
+            else ""
+        )
 
     # ------------------------------------------------------------------ figures
     # (callers hold self._lock)
@@ -345,8 +394,8 @@ class LabPanel:
 
     def _show_map(self, fig: Any) -> None:
         """Show `fig`: a new run's first map or other traces -> a new map widget; else refill the
-        traces in place."""
-        same = [t.name for t in self.map.data] == [t.name for t in fig.data] and self.map.data
+        traces in place (an empty map after an empty one of the same run: its title)."""
+        same = [t.name for t in self.map.data] == [t.name for t in fig.data]
         if same and not self._new_map:
             with self.map.batch_update():
                 for old, new in zip(self.map.data, fig.data, strict=True):
@@ -360,7 +409,11 @@ class LabPanel:
 
     # ------------------------------------------------------------------ map
     def _redraw_map(self) -> None:
-        """Draw the latest snapshot of the run in progress (or the last run), coloured as chosen."""
+        """Draw the latest snapshot of the run in progress (or the last run), coloured as chosen.
+
+        A map that cannot be drawn (e.g. colour by "sub" on a dataset without sub-clusters) is
+        cleared, never left showing another run, and its reason stays under the status line until
+        a map is drawn again."""
         from dmllab.viz.maps import embedding_map
         from dmllab.viz.projection import project
 
@@ -368,38 +421,46 @@ class LabPanel:
         if run is None or not run.snapshots or run.probe_index is None:
             return
         epoch = max(run.snapshots)
-        points = project(run.snapshots[epoch], "pca", cache=False)
-        probe = run.train.subset(run.probe_index)
-        title = (
-            f"run {self.runs_started}: probe set after epoch {epoch} "
-            f"({len(points)} training points, "
-            f"{html.escape(run.config.dataset)}, {run.config.split} split)"
-        )
+        heading = f"run {self.runs_started}: probe set after epoch {epoch + 1}"
         try:
+            points = project(run.snapshots[epoch], "pca", cache=False)
+            probe = run.train.subset(run.probe_index)
+            title = (
+                f"{heading}<br><sup>{len(points)} training points of "
+                f"{html.escape(run.config.dataset)}, "
+                f"{SPLIT_WORDS.get(run.config.split, run.config.split)} split</sup>"
+            )
             fig = embedding_map(points, dataset=probe, color_by=self.color_by.value, title=title)
-        except ValueError as error:  # e.g. colour by "sub" on a dataset without sub-clusters
-            self._set_status(f"<span style='{ERROR_STYLE}'>{html.escape(str(error))}</span>")
+        except Exception as error:  # shown in the panel, whatever it is; training goes on
+            self._map_problem = str(error) or type(error).__name__
+            with self._lock:
+                self._show_map(_empty_map(f"{heading}: no map (see the status)"))
+            self._set_status(self._said)
             return
         _map_frame(fig, title)
         with self._lock:
             self._show_map(fig)
+        if self._map_problem is not None:
+            self._map_problem = None
+            self._set_status(self._said)
 
 
-def fitted_to_data(config: Config) -> Config:
+def fitted_to_data(config: Config, *, change_split: bool = True) -> Config:
     """`config` with the split and batch shape its data can train with (what the panel trains).
 
-    A class-disjoint split (`split="classes"`) that would leave fewer than 2 classes on a side of
-    the test or validation split, as for the 2-class `digits-parity`, `digits-low-high` and
-    `modes-on-circle`, becomes "stratified" (the same classes on both sides); `classes_per_batch`
-    is capped by the classes in the training part. Errors the stratified split also meets (unknown
-    dataset options, a split that holds out nothing) are raised as ValueError.
+    With `change_split`, a class-disjoint split (`split="classes"`) that would leave fewer than 2
+    classes on a side of the test or validation split, as for the 2-class `digits-parity`,
+    `digits-low-high` and `modes-on-circle`, becomes "stratified" (the same classes on both
+    sides); `classes_per_batch` is capped by the classes in the training part. Errors the
+    stratified split also meets (unknown dataset options, a split that holds out nothing), and
+    without `change_split` those of the split as given, are raised as ValueError.
     """
     from dmllab.build import prepare
 
     try:
         splits = prepare(config)
     except ValueError:
-        if config.split != "classes":
+        if config.split != "classes" or not change_split:
             raise
         config = dataclasses.replace(config, split="stratified")
         splits = prepare(config)
@@ -410,15 +471,18 @@ def fitted_to_data(config: Config) -> Config:
 
 
 def _empty_curves(config: Config) -> Any:
-    from dmllab.viz.curves import curves_figure
+    """The curves the panel draws for `config`: loss (and the LSD term), the tuples a loss that
+    chooses positives counts, and the distances, in the words of its loss (`loss_wording`)."""
+    from dmllab.viz.curves import curves_figure, loss_wording
 
-    keys = ["loss", "active", "pos_dist", "neg_dist"]
+    hidden, words, titles = loss_wording(config.loss)
+    keys = [key for key in ("loss", "active", "pos_dist", "neg_dist") if key not in hidden]
     if config.lsd_alpha > 0:
         keys.insert(1, "lsd_term")
     if config.val_fraction > 0:
         keys.append("val_recall@1")
-    fig = curves_figure(keys, title="training curves")
-    fig.update_layout(width=700, height=min(fig.layout.height, 470))
+    fig = curves_figure(keys, title="training curves", words=words, titles=titles, columns=2)
+    fig.update_layout(width=PANEL_FIGURE_PX, margin={"l": 70, "r": 20})
     return fig
 
 
@@ -465,16 +529,26 @@ def _empty_map(title: str = "probe set (press Train)") -> Any:
 
 
 def _map_frame(fig: Any, title: str) -> Any:
-    """The panel's map size and axes (the probe set's PCA) on `fig`, titled `title`."""
+    """The panel's map size and axes (the probe set's PCA) on `fig`, titled `title` (two lines at
+    most, each well inside the figure's width). The legend sits at the right of the plot in a
+    small font, so that twenty classes fit its height without scrolling."""
     fig.update_layout(
-        title=title,
+        title={"text": title, "x": 0.02, "xanchor": "left", "y": 0.97, "yanchor": "top"},
         template="plotly_white",
-        height=420,
-        width=520,
+        height=460,
+        width=PANEL_FIGURE_PX,
+        margin={"t": 80, "b": 50, "l": 60, "r": 20},
         xaxis_title="PCA 1",
         yaxis_title="PCA 2",
+        legend={"font": {"size": 10}, "tracegroupgap": 0, "itemsizing": "constant"},
     )
     return fig
+
+
+def _stale(title: str) -> str:
+    """`title` with STALE at the end of its first line (once)."""
+    first, sep, rest = title.partition("<br>")
+    return title if first.endswith(STALE) else first + STALE + sep + rest
 
 
 def _replace(slot: Any, old: Any, fig: Any) -> Any:

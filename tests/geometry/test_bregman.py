@@ -135,7 +135,10 @@ def test_pairwise_gemm_form_matches_the_definition(generator):
 def test_maxaffine_closed_form():
     torch.manual_seed(3)
     geometry = Bregman(2, "maxaffine", pieces=5).double()
-    weight, bias = geometry.generator.weight.detach(), geometry.generator.bias.detach()
+    generator = geometry.generator  # the weights as they act are the stored ones x lr_multiplier
+    weight, bias = (
+        generator.lr_multiplier * p.detach() for p in (generator.weight, generator.bias)
+    )
     a, b = torch.randn(9, 2, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
     scores = a @ weight.T + bias
     active = (b @ weight.T + bias).argmax(dim=1)
@@ -263,7 +266,59 @@ def test_names_and_generators():
 def test_nonnegative_weights_start_at_the_documented_value():
     generator = Bregman(2).generator
     for raw in [*generator.z_weights_raw, generator.output_raw]:
-        torch.testing.assert_close(nn.functional.softplus(raw), torch.full_like(raw, 0.3))
+        acting = nn.functional.softplus(generator.lr_multiplier * raw)
+        torch.testing.assert_close(acting, torch.full_like(raw, 0.3))
+
+
+# -- the learning-rate multiplier ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("generator", ["icnn", "maxaffine"])
+@given(rate=st.floats(0.1, 100.0), other=st.floats(0.1, 100.0))
+@settings(max_examples=10, deadline=None)
+def test_a_state_dict_is_the_same_phi_under_any_multiplier(generator, rate, other):
+    torch.manual_seed(8)
+    saved = Bregman(3, generator, lr_multiplier=rate).double()
+    loaded = Bregman(3, generator, lr_multiplier=other).double()
+    loaded.load_state_dict(saved.state_dict())
+    x = torch.randn(6, 3, dtype=torch.float64)
+    # the stored weights were divided in float32 before .double(): equal to float32 round-off
+    torch.testing.assert_close(loaded.phi(x), saved.phi(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(loaded.pairwise(x, x), saved.pairwise(x, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("generator", ["icnn", "maxaffine"])
+def test_a_state_dict_from_before_the_multiplier_loads_as_the_same_phi(generator):
+    torch.manual_seed(9)
+    plain = Bregman(3, generator, lr_multiplier=1.0)
+    old = {  # saved before `parameter_scale`: the weights as they act, no record of a factor
+        key: value for key, value in plain.state_dict().items() if "parameter_scale" not in key
+    }
+    geometry = Bregman(3, generator)
+    geometry.load_state_dict(old)
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(geometry.phi(x), plain.phi(x))
+
+
+@pytest.mark.parametrize("generator", ["icnn", "maxaffine"])
+def test_adam_moves_the_generator_lr_multiplier_times_as_far(generator):
+    """One Adam step on the same phi: every acting weight moves `lr_multiplier` times as far (Adam's
+    first step is lr * sign(grad) in the stored value)."""
+    x = torch.rand(12, 2) + 0.1
+
+    def acting_weights_after_one_step(rate):
+        torch.manual_seed(10)
+        geometry = Bregman(2, generator, lr_multiplier=rate)
+        before = [rate * p.detach().clone() for p in geometry.parameters()]
+        optimiser = torch.optim.Adam(geometry.parameters(), lr=1e-3, eps=1e-30)
+        geometry.pairwise(x, x[:4]).sum().backward()
+        optimiser.step()
+        return before, [rate * p.detach() for p in geometry.parameters()]
+
+    (start_1, end_1), (start_10, end_10) = (acting_weights_after_one_step(r) for r in (1.0, 10.0))
+    for a1, b1, a10, b10 in zip(start_1, end_1, start_10, end_10, strict=True):
+        torch.testing.assert_close(a10, a1)  # the same phi at the start
+        torch.testing.assert_close(b10 - a10, 10 * (b1 - a1), rtol=1e-4, atol=1e-7)
 
 
 # -- bad input -----------------------------------------------------------------------------
@@ -272,6 +327,8 @@ def test_nonnegative_weights_start_at_the_documented_value():
 @pytest.mark.parametrize(
     "args, options, match",
     [
+        ((2,), {"lr_multiplier": 0}, "lr_multiplier"),
+        ((2, "maxaffine"), {"lr_multiplier": float("nan")}, "lr_multiplier"),
         ((0,), {}, "dim"),
         ((2.5,), {}, "dim"),
         ((2, "mlp"), {}, "unknown generator"),

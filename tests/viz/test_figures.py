@@ -199,15 +199,19 @@ def test_level_sets_both_directions_differ_for_an_asymmetric_geometry():
         level_sets("bregman", (0.2, 0.8))
 
 
-def test_asymmetry_heatmap_is_the_difference_of_both_directions():
+def test_asymmetry_heatmap_is_the_relative_difference_of_both_directions():
     geometry = ExpBregman()
-    fig = asymmetry_heatmap(geometry, centre=(0.5, 0.5), resolution=11)
-    heat = fig.data[0]
-    x, y = heat.x[2], heat.y[7]
-    p, c = torch.tensor([[x, y]]), torch.tensor([[0.5, 0.5]])
-    expected = (geometry.pairwise(p, c) - geometry.pairwise(c, p)).item()
-    assert heat.z[7][2] == pytest.approx(expected, abs=1e-6)
-    assert heat.zmid == 0.0 and fig.layout.xaxis.title.text == "x1"
+    for relative in (True, False):
+        fig = asymmetry_heatmap(geometry, centre=(0.5, 0.5), resolution=11, relative=relative)
+        heat = fig.data[0]
+        x, y = heat.x[2], heat.y[7]
+        p, c = torch.tensor([[x, y]]), torch.tensor([[0.5, 0.5]])
+        there, back = geometry.pairwise(p, c).item(), geometry.pairwise(c, p).item()
+        expected = (there - back) / (there + back) if relative else there - back
+        assert heat.z[7][2] == pytest.approx(expected, abs=1e-6)
+        assert heat.zmid == 0.0 and fig.layout.xaxis.title.text == "x1"
+    centre = asymmetry_heatmap(geometry, centre=(0.5, 0.5), resolution=11).data[0].z[5][5]
+    assert centre == 0.0  # 0 / 0 at c itself: no asymmetry
 
 
 def test_phi_surface_is_phi_minus_its_affine_fit():

@@ -96,8 +96,24 @@ def test_centres_with_the_same_level_sets_are_dashed_and_named_for_the_first():
     assert dashes == ["solid", "dash", "dash"]
 
 
+def test_the_relative_asymmetry_map_is_not_white_around_the_centre():
+    """The plain difference shrinks like |x - c|^3 near c: its colours there are ~0.4 % of the
+    scale; the relative one shrinks like |x - c| and keeps the sign change in view."""
+    shares = {}
+    for relative in (True, False):
+        heat = asymmetry_heatmap(
+            ExpBregman(), centre=(0.5, 0.5), box=(-1, 2, -1, 2), resolution=31, relative=relative
+        ).data[0]
+        z, (x, y) = np.abs(np.asarray(heat.z, dtype=float)), np.meshgrid(heat.x, heat.y)
+        near = np.hypot(x - 0.5, y - 0.5) <= 0.5
+        shares[relative] = float(np.median(z[near])) / heat.zmax
+    assert shares[True] > 0.1 > 0.01 > shares[False], shares
+
+
 def test_asymmetry_colours_are_centred_at_zero_and_clipped_to_a_robust_quantile():
-    fig = asymmetry_heatmap(ExpBregman(), centre=(0.5, 0.5), box=(-3, 3, -3, 3), resolution=41)
+    fig = asymmetry_heatmap(
+        ExpBregman(), centre=(0.5, 0.5), box=(-3, 3, -3, 3), resolution=41, relative=False
+    )
     heat = fig.data[0]
     values = np.abs(np.asarray(heat.z, dtype=float))
     assert heat.zmid == 0.0 and heat.zmin == -heat.zmax
@@ -106,11 +122,15 @@ def test_asymmetry_colours_are_centred_at_zero_and_clipped_to_a_robust_quantile(
         heat.zmax < 0.6 * values.max()
     )  # the exp generator's corner would otherwise set the scale
     assert fig.layout.yaxis.scaleanchor == "x" and "98th percentile" in fig.layout.title.text
-    assert asymmetry_heatmap(ExpBregman(), quantile=1.0, resolution=9).data[
+    assert asymmetry_heatmap(ExpBregman(), quantile=1.0, resolution=9, relative=False).data[
         0
     ].zmax == pytest.approx(
         np.abs(
-            np.asarray(asymmetry_heatmap(ExpBregman(), resolution=9, quantile=1.0).data[0].z)
+            np.asarray(
+                asymmetry_heatmap(ExpBregman(), resolution=9, quantile=1.0, relative=False)
+                .data[0]
+                .z
+            )
         ).max()
     )
     with pytest.raises(ValueError, match=r"quantile=0.2"):
@@ -142,14 +162,81 @@ def test_map_axes_name_what_they_show():
     )
 
 
+def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> float:
+    """The CIEDE2000 colour difference (Sharma, Wu, Dalal, "The CIEDE2000 color-difference
+    formula", Color Research & Application 30, 2005), kL = kC = kH = 1."""
+    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
+    c_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - np.sqrt(c_mean**7 / (c_mean**7 + 25.0**7)))
+    a1, a2 = (1 + g) * a1, (1 + g) * a2
+    c1, c2 = np.hypot(a1, b1), np.hypot(a2, b2)
+    h1 = np.degrees(np.arctan2(b1, a1)) % 360 if c1 else 0.0
+    h2 = np.degrees(np.arctan2(b2, a2)) % 360 if c2 else 0.0
+    dh = 0.0 if c1 * c2 == 0 else (h2 - h1 + 180) % 360 - 180
+    d_l, d_c = l2 - l1, c2 - c1
+    d_h = 2 * np.sqrt(c1 * c2) * np.sin(np.radians(dh / 2))
+    l_mean, c_mean = (l1 + l2) / 2, (c1 + c2) / 2
+    if c1 * c2 == 0:
+        h_mean = h1 + h2
+    elif abs(h1 - h2) <= 180:
+        h_mean = (h1 + h2) / 2
+    else:
+        h_mean = (h1 + h2 + 360) / 2 if h1 + h2 < 360 else (h1 + h2 - 360) / 2
+    t = (
+        1
+        - 0.17 * np.cos(np.radians(h_mean - 30))
+        + 0.24 * np.cos(np.radians(2 * h_mean))
+        + 0.32 * np.cos(np.radians(3 * h_mean + 6))
+        - 0.20 * np.cos(np.radians(4 * h_mean - 63))
+    )
+    r_c = 2 * np.sqrt(c_mean**7 / (c_mean**7 + 25.0**7))
+    r_t = -np.sin(np.radians(60 * np.exp(-(((h_mean - 275) / 25) ** 2)))) * r_c
+    s_l = 1 + 0.015 * (l_mean - 50) ** 2 / np.sqrt(20 + (l_mean - 50) ** 2)
+    s_c, s_h = 1 + 0.045 * c_mean, 1 + 0.015 * c_mean * t
+    return float(
+        np.sqrt(
+            (d_l / s_l) ** 2 + (d_c / s_c) ** 2 + (d_h / s_h) ** 2 + r_t * (d_c / s_c) * (d_h / s_h)
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "lab1, lab2, expected",  # pairs 1, 7, 17 and 25 of Sharma et al.'s test data
+    [
+        ((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+        ((50.0, 0.0, 0.0), (50.0, -1.0, 2.0), 2.3669),
+        ((50.0, 2.5, 0.0), (73.0, 25.0, -18.0), 27.1492),
+        ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
+    ],
+)
+def test_ciede2000_matches_the_published_test_data(lab1, lab2, expected):
+    assert ciede2000(np.array(lab1), np.array(lab2)) == pytest.approx(expected, abs=1e-4)
+
+
 def test_ten_classes_get_clearly_distinct_colours():
-    for count, least in ((10, 30.0), (24, 25.0)):
+    # CIEDE2000, not the plain CIELAB distance: the latter overrates differences of saturated
+    # colours and passed a palette whose classes 7 / 9, 6 / 8 and 1 / 4 readers confused
+    white = _lab("#ffffff")
+    for count, least in ((10, 25.0), (16, 20.0), (24, 17.0)):
         colors = list(palette(np.arange(count)).values())
         assert len(set(colors)) == count
-        closest = min(
-            np.linalg.norm(_lab(a) - _lab(b)) for a, b in itertools.combinations(colors, 2)
-        )
+        closest = min(ciede2000(_lab(a), _lab(b)) for a, b in itertools.combinations(colors, 2))
         assert closest >= least, (count, closest)
+        assert min(ciede2000(_lab(c), white) for c in colors) >= 20.0  # visible on white
+
+
+def test_a_prototype_loss_run_draws_no_tuple_counts_and_names_its_class_mean_distances():
+    run = hand_run()
+    for row in run.history:
+        row |= {"pos_dist": 0.2, "neg_dist": 0.9, "anchors": 40.0}
+    run.config = run.config.replace(loss="prototype_ce")
+    fig = training_curves(run)
+    names = ["loss", "base_loss", "lsd_term", "pos_dist", "neg_dist", "val_recall@1"]
+    assert [t.name for t in fig.data] == names
+    assert fig.layout.yaxis4.title.text == "mean D to the own class mean"
+    assert fig.layout.annotations[4].text == "to other class means"
+    run.config = run.config.replace(loss="triplet")
+    assert "active" in [t.name for t in training_curves(run).data]
 
 
 def test_curve_panels_say_what_they_measure_and_leave_room_for_titles():

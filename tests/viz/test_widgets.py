@@ -3,6 +3,7 @@ images."""
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 
@@ -39,6 +40,7 @@ def test_controls_start_from_the_defaults_and_describe_the_config():
     panel = LabPanel(**TINY, loss="margin", lsd_alpha=0.5)
     assert set(panel.controls) == {
         "dataset",
+        "split",
         "loss",
         "positives",
         "lsd_alpha",
@@ -83,8 +85,8 @@ def test_train_fills_progress_curves_and_map_from_the_epoch_callback():
     probe_labels = run.train.y[run.probe_index]
     assert [t.name for t in panel.map.data] == [str(c) for c in sorted(set(probe_labels.tolist()))]
     assert sum(len(t.x) for t in panel.map.data) == len(run.probe_index)
-    assert panel.map.layout.title.text.startswith(
-        f"run 1: probe set after epoch {max(run.snapshots)}"
+    assert panel.map.layout.title.text.startswith(  # epochs counted from 1, as in the status
+        f"run 1: probe set after epoch {max(run.snapshots) + 1}<br>"
     )
     panel.color_by.value = "flipped"
     assert [t.name for t in panel.map.data] == ["clean", "flipped"]
@@ -232,7 +234,7 @@ def test_a_changed_set_of_curves_gets_a_new_figure_and_the_map_follows_each_run(
     assert [t.name for t in panel.curves.data][:2] == ["loss", "lsd_term"]
     np.testing.assert_allclose(panel.curves.data[0].y, [row["loss"] for row in run.history])
     assert panel.map.layout.title.text != first_title
-    assert panel.map.layout.title.text.startswith("run 2: probe set after epoch 2")
+    assert panel.map.layout.title.text.startswith("run 2: probe set after epoch 3<br>")
     assert panel.figures.children[-1].children == (panel.map,)
 
 
@@ -292,7 +294,7 @@ def test_figures_move_while_training_at_most_every_redraw_seconds_and_once_at_th
         ": epoch 1 of 4, loss" in text for text in statuses
     )  # the status moves with the curves
     np.testing.assert_allclose(panel.curves.data[0].y, [row["loss"] for row in run.history])
-    assert panel.map.layout.title.text.startswith("run 1: probe set after epoch 3")
+    assert panel.map.layout.title.text.startswith("run 1: probe set after epoch 4<br>")
     assert panel.status.value.startswith("done: 4 epochs")
 
 
@@ -331,3 +333,115 @@ def test_prototype_ce_greys_out_the_positives_it_does_not_use():
     panel.controls["loss"].value = "prototype_ce"
     assert panel.controls["positives"].disabled
     assert LabPanel(**TINY, loss="prototype_ce").controls["positives"].disabled
+
+
+# ----------------------------------------------- the map never shows another run than the status
+@pytest.mark.slow
+def test_a_map_that_cannot_be_drawn_is_cleared_and_its_reason_outlives_done():
+    panel = LabPanel(**{**TINY, "dataset": "digits-parity", "epochs": 2})
+    panel.color_by.value = "sub"
+    panel.train(wait=True)
+    assert len(panel.map.data) == 10  # the ten digits inside the two parity classes
+    panel.controls["dataset"].value = "digits"  # no sub-clusters: the map cannot be coloured so
+    panel.train(wait=True)
+    title = panel.map.layout.title.text
+    assert not panel.map.data and title.startswith("run 2: probe set after epoch 2: no map")
+    status = html.unescape(panel.status.value)
+    assert status.startswith("done: 2 epochs")  # and the reason stays under it, in red
+    assert "<br><span style='color:#d62728'>no map: embedding_map: color_by='sub' needs" in status
+    panel.color_by.value = "class"  # undone: the map comes back and the red line goes
+    assert len(panel.map.data) == 5  # the five training classes of the class-disjoint split
+    assert panel.map.layout.title.text.startswith("run 2: probe set after epoch 2<br>")
+    assert "no map" not in panel.status.value and panel.status.value.startswith("done: 2 epochs")
+
+
+def test_the_old_map_is_marked_from_the_press_of_train(monkeypatch):
+    from dmllab import train
+
+    panel = LabPanel(**TINY)
+    panel.train(wait=True)
+    first = panel.map.layout.title.text
+    release = __import__("threading").Event()
+
+    def waiting_fit(config, **kwargs):
+        release.wait(timeout=30)
+        raise train.StopTraining("test over")
+
+    monkeypatch.setattr(train, "fit", waiting_fit)
+    panel.train(wait=False)
+    try:
+        heading, rest = first.split("<br>", 1)
+        assert panel.map.layout.title.text == f"{heading} (previous run)<br>{rest}"
+    finally:
+        release.set()
+        panel._thread.join(timeout=30)
+
+
+# ------------------------------------------------------------------------------- the split control
+@pytest.mark.slow
+def test_the_split_control_is_automatic_by_default_and_otherwise_used_as_chosen():
+    panel = LabPanel(**{**TINY, "epochs": 1, "dataset": "digits-parity"})
+    assert panel.controls["split"].options == ("automatic", "classes", "stratified")
+    assert panel.train(wait=True).config.split == "stratified"
+    panel.controls["split"].value = "classes"  # two classes cannot be split class-disjointly
+    with pytest.raises(ValueError):
+        panel.train(wait=True)
+    assert "training failed" in panel.status.value and not panel.map.data
+    panel.controls["dataset"].value = "digits"
+    panel.controls["split"].value = "stratified"
+    assert panel.train(wait=True).config.split == "stratified"
+    assert "stratified split" in panel.map.layout.title.text
+
+
+def test_the_status_names_the_split_and_whether_it_was_chosen_automatically(monkeypatch):
+    from dmllab import train
+
+    panel = LabPanel(**{**TINY, "dataset": "digits-parity"})
+    said = []
+    panel.status.observe(lambda change: said.append(change["new"]), names="value")
+    monkeypatch.setattr(
+        train, "fit", lambda *a, **k: (_ for _ in ()).throw(ValueError("stop here"))
+    )
+    with pytest.raises(ValueError, match="stop here"):
+        panel.train(wait=True)
+    assert any("digits-parity (stratified split, chosen automatically)" in s for s in said), said
+
+
+# ------------------------------------------------------------- curves in the words of the loss
+def test_prototype_ce_gets_no_tuple_curves_and_its_distances_are_to_class_means():
+    panel = LabPanel(**TINY, loss="prototype_ce")
+    assert [t.name for t in panel.curves.data] == ["loss", "pos_dist", "neg_dist"]
+    axes = [panel.curves.layout[f"yaxis{i or ''}"].title.text for i in ("", 2, 3)]
+    assert axes == [
+        "loss (total)",
+        "mean D to the own class mean",
+        "mean D to the other class means",
+    ]
+    triplet = LabPanel(**TINY)
+    assert [t.name for t in triplet.curves.data] == ["loss", "active", "pos_dist", "neg_dist"]
+    assert triplet.curves.layout.yaxis3.title.text == "mean D to the chosen positive"
+
+
+# ------------------------------------------------------------------------------------------ stop
+def test_stop_says_so_at_once_and_is_checked_before_anything_is_drawn(monkeypatch):
+    from dmllab import train
+
+    panel = LabPanel(**{**TINY, "epochs": 30})
+    drawn = []
+    monkeypatch.setattr(panel, "_draw", lambda run: drawn.append(len(run.history)))
+    release = __import__("threading").Event()
+    real_fit = train.fit
+
+    def fit_after_stop(config, **kwargs):
+        release.wait(timeout=30)
+        return real_fit(config, **kwargs)
+
+    monkeypatch.setattr(train, "fit", fit_after_stop)
+    panel.train(wait=False)
+    panel.stop_button.click()
+    assert "stopping at the end of this epoch" in panel.status.value
+    assert panel.stop_button.disabled
+    release.set()
+    panel._thread.join(timeout=60)
+    assert len(panel.run.history) == 1 and drawn == [1]  # only the final draw after fit
+    assert panel.status.value.startswith("stopped at epoch 1 of 30")
