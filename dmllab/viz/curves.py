@@ -85,12 +85,12 @@ def training_curves(
 
 def loss_wording(loss: str | None) -> tuple[tuple[str, ...], dict[str, str], dict[str, str]]:
     """(history keys not drawn by default, y-axis words, panel titles) for runs of the registered
-    loss `loss`: a loss that chooses no positives (`uses_positives` False: prototype_ce) has no
+    loss `loss`: a loss that chooses no tuples (not a `TupleLoss`: prototype_ce) has no
     tuple counts, and its `pos_dist` / `neg_dist` are distances to the own / other class means.
     Other losses and None: nothing hidden, the usual words."""
-    from dmllab.losses import LOSSES
+    from dmllab.losses import LOSSES, TupleLoss
 
-    if loss is None or loss not in LOSSES or LOSSES[loss].uses_positives:
+    if loss is None or loss not in LOSSES or issubclass(LOSSES[loss], TupleLoss):
         return (), {}, {}
     return TUPLE_COUNTS, dict(PROTOTYPE_WORDS), dict(PROTOTYPE_TITLES)
 

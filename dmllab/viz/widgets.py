@@ -317,7 +317,8 @@ class LabPanel:
         try:
             config = fitted_to_data(config, change_split=automatic)
             how = ", chosen automatically" if automatic else ""
-            positives = f" / {config.positives}" if LOSSES[config.loss].uses_positives else ""
+            reads = issubclass(LOSSES[config.loss], TupleLoss)
+            positives = f" / {config.positives}" if reads else ""
             split = SPLIT_WORDS.get(config.split, config.split)
             self._doing = (
                 f"training {html.escape(config.dataset)} ({split} split{how}) / "
