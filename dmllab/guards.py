@@ -2,8 +2,10 @@
 
 At the end of every epoch three symptoms are measured against the run's own start:
 
-- the loss exploded: the epoch's mean loss is over GROWTH (1000) times the first batch's loss
-  (not checked when that loss is 0);
+- the loss exploded: the epoch's mean loss is over GROWTH (1000) times the first batch's loss,
+  or LOSS_FLOOR (0.01) when that was smaller (a first batch the model already solves is no scale
+  to measure an explosion against: a learned geometry's prototype loss can start near 4e-5 and
+  settle at 0.1 while it learns);
 - the weights exploded: a parameter group's norm (the model's, or the loss's and learned
   geometry's own) is over GROWTH times its initial norm. A learning rate far too large moves
   every weight by more than its size at each step; with normalised embeddings the loss stays
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from dmllab.engine.state import TrainState
 
 GROWTH = 1e3
+LOSS_FLOOR = 1e-2
 SPREAD = 1e-3
 # Probe rows embedded for the spread when the epoch recorded no snapshot (one point needs few).
 PROBE_ROWS = 128
@@ -144,9 +147,8 @@ class DivergenceGuard(Callback):
         loss = run.history[-1].get("loss") if run.history else None
         if (
             self.first_loss is not None
-            and self.first_loss > 0
             and loss is not None
-            and loss > GROWTH * self.first_loss
+            and loss > GROWTH * max(self.first_loss, LOSS_FLOOR)
         ):
             found.append(
                 (

@@ -7,7 +7,7 @@ import torch
 
 import dmllab as dl
 from dmllab.config import Config
-from dmllab.guards import SPREAD, DivergenceError, DivergenceWarning, spread
+from dmllab.guards import SPREAD, DivergenceError, DivergenceGuard, DivergenceWarning, spread
 from dmllab.metrics.collapse import intra_inter_ratio
 
 
@@ -100,3 +100,18 @@ def test_spread_tells_one_point_from_collapsed_classes():
 def test_divergence_setting_is_checked(value):
     with pytest.raises(ValueError, match="divergence"):
         Config(divergence=value)
+
+
+def test_a_first_batch_that_is_already_solved_is_no_scale_for_an_explosion():
+    # a learned geometry's prototype loss can start near 0 and rise while the geometry finds its
+    # scale (loggrid, Bregman, identity embedding, every knob at its default)
+    config = Config(dataset="loggrid", model="identity", normalize=False, geometry="bregman",
+                    loss="prototype_ce", epochs=1)  # fmt: skip
+    run = dl.fit(config.replace(divergence="off"), progress=False)
+    guard = DivergenceGuard(config, run.model, run.loss_fn)
+    guard.batch(4e-5)
+    run.history[-1]["loss"] = 0.9  # 22,500 x the first batch, far below an explosion
+    guard.end_epoch(run, 0)
+    run.history[-1]["loss"] = 11.0  # over 1000 x the floor: an explosion
+    with pytest.raises(DivergenceError, match=r"the loss rose from 4e-05 \(first batch\) to 11"):
+        guard.end_epoch(run, 0)
