@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from dmllab import distributed
 from dmllab.config import Config
 from dmllab.engine.callbacks import CallbackList
+from dmllab.engine.memory import CrossBatchMemory
 from dmllab.engine.precision import Precision
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import MetricLoss
@@ -54,6 +55,8 @@ class TrainState:
     optimizer, scheduler, precision: the optimisation (optimizer None: nothing to learn).
     regularisers: the terms added to the base loss (LSD, ...).
     callbacks:    the hooks the loop calls (`dmllab.engine.callbacks`).
+    memory:       the cross-batch memory (also one of the callbacks, which checkpoints it), or
+                  None (Config.memory_size = 0).
     batches:      the training batches of an epoch: an iterable with `set_epoch(epoch)` that
                   yields (x, y) on the device (`dmllab.data.loader`).
     epoch:        the epoch running now (before training: the first epoch to run).
@@ -75,6 +78,7 @@ class TrainState:
     regularisers: Sequence[Regulariser]
     callbacks: CallbackList
     batches: Any = None
+    memory: CrossBatchMemory | None = None
     epoch: int = 0
     step: int = 0
     images_seen: int = 0
