@@ -53,9 +53,9 @@ MAX_WORKERS = 1024
 MAX_MEMORY = 10_000_000
 MAX_STEPS = 10**12
 
-#: Optimiser steps before a cross-batch memory starts (Config.memory_warmup's default): see
-#: `dmllab.engine.memory` for why.
-MEMORY_WARMUP = 0
+#: Optimiser steps before a cross-batch memory starts (Config.memory_warmup's default): the
+#: first steps move the embeddings fastest (`dmllab.engine.memory` gives the measurement).
+MEMORY_WARMUP = 50
 
 
 @dataclass(frozen=True)

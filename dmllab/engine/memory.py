@@ -19,10 +19,13 @@ class's remembered embeddings is usually one of its own sub-cluster (Stanford On
 has classes of 2-5 images, so this is the regime where nearest positives need a memory).
 
 Warm-up. Embeddings computed with earlier weights are only comparable with the current ones once
-they drift slowly (XBM's "slow drift": the paper starts its memory after the first 1k
+they drift slowly (XBM's "slow drift"; the paper starts its memory after its first 1k
 iterations). The memory is neither read nor filled during the first `warmup` optimiser steps
-(`Config.memory_warmup`, default `dmllab.config.MEMORY_WARMUP`); the step after them reads the
-batch alone and enqueues it; every later step reads what is there.
+(`Config.memory_warmup`); the step after them reads the batch alone and enqueues it; every later
+step reads what is there. The default, 50 steps, is where the lab's drift settles: at its
+defaults (Adam, lr 1e-3, unit-norm embeddings; digits and an 8-class mixture) an embedding moves
+by about 1.0 (half the sphere's diameter) over steps 0-10, by about 0.2-0.3 over 10 steps around
+step 30-50, and by 0.05-0.3 per 10 steps after that.
 
 Under DDP `z` and `labels` are the gathered global batch (rank order), so every rank enqueues
 the same rows in the same order and holds the same memory (pytorch-metric-learning issue #639: a

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import MetricLoss
 
-__all__ = ["ProxyLoss"]
+__all__ = ["ProxyLoss", "class_ids", "class_positions"]
 
 
 class ProxyLoss(MetricLoss):
@@ -59,7 +59,7 @@ class ProxyLoss(MetricLoss):
                 f"{name} needs embedding_dim, the embedding dimension (an int >= 1; fit passes "
                 f"it); got {embedding_dim!r}"
             )
-        ids = _class_ids(num_classes, classes, name)
+        ids = class_ids(num_classes, classes, name)
         self.register_buffer("proxy_classes", ids)
         self.proxies = nn.Parameter(F.normalize(torch.randn(len(ids), embedding_dim), dim=1))
 
@@ -70,24 +70,13 @@ class ProxyLoss(MetricLoss):
     def targets(self, labels: Tensor) -> Tensor:
         """Each label's proxy: its position among `proxy_classes` [B]; ValueError for a label
         that has none."""
-        ids = self.proxy_classes
-        position = torch.searchsorted(ids, labels).clamp_max(len(ids) - 1)
-        unknown = ids[position] != labels
-        if bool(unknown.any()):
-            raise ValueError(
-                f"{type(self).__name__} has proxies for the classes {ids.tolist()[:20]} but the "
-                f"batch has label(s) {torch.unique(labels[unknown]).tolist()[:20]}; build the loss "
-                "with classes= (or num_classes=) covering every training label"
-            )
-        return position
+        return class_positions(self.proxy_classes, labels, type(self).__name__)
 
     def proxy_parameters(self) -> list[nn.Parameter]:
         return [self.proxies]
 
 
-def _class_ids(
-    num_classes: int | None, classes: Sequence[int] | Tensor | None, name: str
-) -> Tensor:
+def class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None, name: str) -> Tensor:
     """The sorted class ids: `classes`, else 0..num_classes-1; ValueError when fewer than 2."""
     if classes is not None:
         ids = torch.unique(torch.as_tensor(classes))
@@ -104,3 +93,17 @@ def _class_ids(
             f"classes={classes!r}"
         )
     return ids.long()
+
+
+def class_positions(ids: Tensor, labels: Tensor, name: str) -> Tensor:
+    """The position of each label among the sorted class `ids` [B]; ValueError naming `name` for
+    a label that is not among them."""
+    position = torch.searchsorted(ids, labels).clamp_max(len(ids) - 1)
+    unknown = ids[position] != labels
+    if bool(unknown.any()):
+        raise ValueError(
+            f"{name} was built for the classes {ids.tolist()[:20]} but the batch has label(s) "
+            f"{torch.unique(labels[unknown]).tolist()[:20]}; build the loss with classes= (or "
+            "num_classes=) covering every training label"
+        )
+    return position
