@@ -24,7 +24,7 @@ version runs through the adapter (`loss="pml:ProxyAnchorLoss"`).
 >>> loss = ProxyAnchorLoss("cosine", embedding_dim=2, num_classes=2)
 >>> with torch.no_grad():
 ...     _ = loss.proxies.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
->>> round(float(loss(z, torch.tensor([0, 0, 1]))), 4)
+>>> round(loss(z, torch.tensor([0, 0, 1])).item(), 4)
 4.8331
 """
 

@@ -19,7 +19,7 @@ group at `Config.proxy_lr` (None: 100 x lr).
 >>> loss = ProxyNCALoss("sqeuclidean", embedding_dim=2, num_classes=2)
 >>> with torch.no_grad():
 ...     _ = loss.proxies.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
->>> round(float(loss(z, torch.tensor([0, 1]))), 4)  # log(1 + e^-2)
+>>> round(loss(z, torch.tensor([0, 1])).item(), 4)  # log(1 + e^-2)
 0.1269
 """
 

@@ -331,3 +331,16 @@ def test_prototype_ce_greys_out_the_positives_it_does_not_use():
     panel.controls["loss"].value = "prototype_ce"
     assert panel.controls["positives"].disabled
     assert LabPanel(**TINY, loss="prototype_ce").controls["positives"].disabled
+
+
+def test_the_loss_menu_offers_the_proxy_losses_and_a_pml_loss_it_was_built_with():
+    panel = LabPanel(**TINY)
+    assert {"proxy_anchor", "proxy_nca"} <= set(panel.controls["loss"].options)
+    panel.controls["loss"].value = "proxy_anchor"  # compares with proxies: no positives to pick
+    assert panel.controls["positives"].disabled
+    pml = LabPanel(**TINY, loss="pml:TripletMarginLoss")
+    assert pml.controls["loss"].options[0] == "pml:TripletMarginLoss"
+    assert "proxy_nca" in pml.controls["loss"].options
+    assert not pml.controls["positives"].disabled  # the adapter reads the lab's selection
+    run = pml.train(wait=True)
+    assert run.config.loss == "pml:TripletMarginLoss" and len(run.history) == TINY["epochs"]
