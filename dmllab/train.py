@@ -114,12 +114,14 @@ def step_loss(
     *,
     regularisers: Sequence[Regulariser] = (),
     reference: CrossBatchMemory | None = None,
+    ids: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """The training objective on one (local) batch, and its statistics: the base loss's
     `last_stats`, `base_loss`, each active regulariser's statistics, then `loss`.
 
     With a `reference` memory the loss sees the batch against batch + memory (the memory keeps
-    the batch to enqueue after the step); the regularisers see the batch's own columns of D.
+    the batch to enqueue after the step, and leaves out its rows of the samples `ids`, the
+    batch's dataset rows); the regularisers see the batch's own columns of D.
     Under DDP the embeddings, labels, memory and the regularisers' terms cover the global batch.
     """
     z = distributed.gather(model(x))
@@ -129,9 +131,10 @@ def step_loss(
             "or check the inputs for NaN/inf"
         )
     labels = distributed.gather(y)
-    ref, ref_labels, own = (
-        reference.reference_set(z, labels) if reference is not None else (None, None, None)
-    )
+    ref, ref_labels, own = (None, None, None)
+    if reference is not None:
+        gathered = None if ids is None else distributed.gather(ids)
+        ref, ref_labels, own = reference.reference_set(z, labels, gathered)
     active = [regulariser for regulariser in regularisers if regulariser.active]
     # Shared with a regulariser that reads D; otherwise the loss builds what it needs
     # (see losses.base).
@@ -232,7 +235,13 @@ def train_step(state: TrainState, x: Tensor, y: Tensor, batch: int) -> dict[str,
     assert optimizer is not None  # `fit` runs no step without one
     world = distributed.world_size()
     loss, stats = step_loss(
-        state.forward, state.loss_fn, x, y, regularisers=state.regularisers, reference=state.memory
+        state.forward,
+        state.loss_fn,
+        x,
+        y,
+        regularisers=state.regularisers,
+        reference=state.memory,
+        ids=state.batches.index,
     )
     if not torch.isfinite(loss):
         raise NonFiniteLossError(

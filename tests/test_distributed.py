@@ -79,11 +79,20 @@ def memory_steps(rank=0, world=1, steps=5):
     for step in range(1, steps + 1):
         # 4 classes x 2: rank 0's shard holds classes 0 and 1, rank 1's classes 2 and 3
         x, y = torch.randn(8, 6, generator=g), torch.arange(4).repeat_interleave(2)
+        ids = torch.arange(8) + 8 * (step % 2)  # every other step shows the same samples again
         shard = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
         torch.manual_seed(step)  # the same random choices on every rank
-        loss, stats = step_loss(model, loss_fn, x[shard], y[shard], reference=memory)
+        loss, stats = step_loss(
+            model, loss_fn, x[shard], y[shard], reference=memory, ids=ids[shard]
+        )
         memory.on_batch_end(SimpleNamespace(step=step), stats)
-    return {"embeddings": memory.embeddings, "labels": memory.labels, "loss": loss.detach()}
+    return {
+        "embeddings": memory.embeddings,
+        "labels": memory.labels,
+        "ids": memory.ids,
+        "read": stats["memory_rows"],
+        "loss": loss.detach(),
+    }
 
 
 def worker(out):
@@ -121,10 +130,15 @@ def test_the_memory_holds_the_gathered_batches_in_the_same_order_on_every_rank(t
     ranks = [torch.load(f"{two_rank_results}.memory.{r}", weights_only=True) for r in range(2)]
     assert torch.equal(ranks[0]["embeddings"], ranks[1]["embeddings"])
     assert torch.equal(ranks[0]["labels"], ranks[1]["labels"])
+    assert torch.equal(ranks[0]["ids"], ranks[1]["ids"])
     # the last 20 of the 4 enqueued batches (the warm-up step is not), rank 0's shard first
     assert ranks[0]["labels"].tolist() == [2, 2, 3, 3] + [0, 0, 1, 1, 2, 2, 3, 3] * 2
+    assert ranks[0]["ids"].tolist() == [12, 13, 14, 15, *range(8), *range(8, 16)]
+    # the last step's batch (samples 8-15) read the memory without its own earlier copies
+    assert ranks[0]["read"] == ranks[1]["read"] == 12
     alone = memory_steps()  # one process on the concatenated batches
     assert torch.equal(ranks[0]["labels"], alone["labels"])
+    assert torch.equal(ranks[0]["ids"], alone["ids"])
     torch.testing.assert_close(ranks[0]["embeddings"], alone["embeddings"])
     assert ranks[0]["loss"] == pytest.approx(float(alone["loss"]), rel=1e-5)
 

@@ -50,13 +50,15 @@ def test_the_memory_is_first_in_first_out_and_keeps_the_newest_rows():
 
 
 class MemoryLog(Callback):
-    """The rows each step read beside its batch (`memory_rows`), after the memory's own hook."""
+    """After the memory's own hook: the rows each step read beside its batch (`memory_rows`) and
+    the rows the memory holds after it."""
 
     def __init__(self):
-        self.read = []
+        self.read, self.held = [], []
 
     def on_batch_end(self, state, stats):
         self.read.append(stats["memory_rows"])
+        self.held.append(len(state.memory))
 
 
 def test_the_memory_starts_after_the_warm_up_and_fills_to_its_size():
@@ -66,8 +68,12 @@ def test_the_memory_starts_after_the_warm_up_and_fills_to_its_size():
     )  # global batch of 20
     run = dl.fit(config, callbacks=[log], progress=False)
     # steps 1-3: warm-up; step 4 reads the batch alone and enqueues it; then 20 more per step
-    assert log.read == [0, 0, 0, 0, 20, 40, 60, 80, 100, 100]
-    assert [row["memory_rows"] for row in run.history] == [pytest.approx(20 / 5), 76]
+    assert log.held == [0, 0, 0, 20, 40, 60, 80, 100, 100, 100]
+    # each step reads what the memory held before it, less earlier copies of its own samples
+    assert log.read[:4] == [0, 0, 0, 0]
+    assert all(h - 20 <= r <= h for r, h in zip(log.read[4:], log.held[3:], strict=False))
+    assert log.read[4:8] == [20, 40, 60, 80]  # no sample came back yet
+    assert run.history[1]["memory_rows"] == pytest.approx(sum(log.read[5:]) / 5)
     plain = dl.fit(digits_config(epochs=1, batches_per_epoch=2), progress=False)
     assert "memory_rows" not in plain.history[0]  # memory_size=0: no memory, no column
 
@@ -156,5 +162,31 @@ def test_nearest_positives_with_a_memory_train_at_two_per_class():
         memory_warmup=2,
     )
     run = dl.fit(config, progress=False)
-    # batches of 10: step 3 enqueues the first, steps 7-12 read 40, 50, then the full 60
-    assert run.history[-1]["memory_rows"] == 55 and run.history[-1]["dropped"] == 0
+    # batches of 10: step 3 enqueues the first, steps 7-12 read up to 40, 50, then 60 rows (less
+    # the earlier copies of each batch's own samples)
+    assert 45 < run.history[-1]["memory_rows"] <= 55 and run.history[-1]["dropped"] == 0
+
+
+class SelfExclusion(Callback):
+    """After each step: the rows it read = the memory's rows before it, less those of the samples
+    in its batch (their earlier copies)."""
+
+    def __init__(self):
+        self.before, self.checked, self.left_out = None, 0, 0
+
+    def on_batch_end(self, state, stats):
+        if self.before is not None:
+            batch_copies = torch.isin(self.before, state.batches.index)
+            assert stats["memory_rows"] == len(self.before) - int(batch_copies.sum())
+            self.checked += 1
+            self.left_out += int(batch_copies.sum())
+        self.before = state.memory.ids.clone() if state.memory.ids is not None else None
+
+
+def test_a_fit_leaves_out_the_memory_rows_of_the_samples_in_its_batch():
+    check = SelfExclusion()
+    config = digits_config(
+        epochs=3, batches_per_epoch=10, memory_size=4000, memory_warmup=0, samples_per_class=4
+    )  # a memory larger than the training set: every sample comes back
+    dl.fit(config, callbacks=[check], progress=False)
+    assert check.checked == 29 and check.left_out > 0
