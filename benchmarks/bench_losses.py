@@ -52,7 +52,7 @@ STRATEGIES = [
 MARGIN = 0.2
 
 
-def pml_equivalent(loss: str, positives: str, negatives: str):
+def pml_equivalent(loss: str, positives: str, negatives: str, classes: int):
     """A callable (E, labels) -> loss with PML's nearest equivalent, or None."""
     try:
         from pytorch_metric_learning import distances, losses, miners
@@ -64,6 +64,7 @@ def pml_equivalent(loss: str, positives: str, negatives: str):
         "contrastive": lambda: losses.ContrastiveLoss(**lp),
         "margin": lambda: losses.MarginLoss(margin=MARGIN, **lp),
         "multi_similarity": lambda: losses.MultiSimilarityLoss(alpha=2, beta=40, base=0.5),
+        "proxy_nca": lambda: losses.ProxyNCALoss(classes, 128, **lp),
     }.get(loss)
     if make_loss is None:
         return None
@@ -79,6 +80,7 @@ def pml_equivalent(loss: str, positives: str, negatives: str):
             MARGIN, type_of_triplets="semihard", **lp
         ),
         ("random", "distance_weighted"): lambda: miners.DistanceWeightedMiner(),
+        ("-", "-"): None,  # a loss that selects nothing (proxy_nca)
     }[(positives, negatives)]
     pml_loss = make_loss()
     miner = make_miner() if make_miner is not None else None
@@ -139,9 +141,15 @@ def main() -> None:
             for positives, negatives in STRATEGIES if tuples else [("-", "-")]:
                 torch.manual_seed(0)
                 selection = dict(positives=positives, negatives=negatives, margin=MARGIN)
-                own = cls(Euclidean(), **(selection if tuples else {}))
+                context = dict(
+                    geometry=Euclidean(),
+                    **(selection if tuples else {}),
+                    num_classes=B // args.per_class,
+                    embedding_dim=E.shape[1],
+                )  # a proxy loss is sized by the classes and the dimension
+                own = LOSSES.build(loss_name, context)
                 candidates = {"floor": floor(E), "own": step(own, E, labels)}
-                pml = pml_equivalent(loss_name, positives, negatives)
+                pml = pml_equivalent(loss_name, positives, negatives, B // args.per_class)
                 if pml is not None:
                     candidates["pml"] = step(pml, E, labels)
                 t = median_times(candidates, repeats, min_seconds)

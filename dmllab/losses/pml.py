@@ -67,9 +67,11 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -319,27 +321,29 @@ class PMLLoss(TupleLoss):
         return list(self.pml.parameters())
 
     def _loss(self, inputs: Inputs) -> tuple[Tensor, dict[str, float]]:
-        # one differentiable D for the selection, the statistics and PML (its distance reads it)
-        D = inputs.distances
+        z, batch_only = inputs.z, inputs.ref is inputs.z
+        labels = self._positions(inputs.labels)
+        ref_args = (None, None) if batch_only else (inputs.ref, self._positions(inputs.ref_labels))
+        if self.positives == "all" and self.negatives == "all" and batch_only:
+            # every pair: PML's own default (no tuple to build), on the D it reads, if any
+            with self.distance.reusing(z, z, inputs.distances) as shared:
+                loss = self.pml(z, labels, None, *ref_args)
+            return loss, _every_pair_stats(shared.D, inputs.labels)
+        # the selection's D, differentiable where PML reads it too (one matrix, one backward); a
+        # loss reading the tuple as weights may never read it (proxies), so it is computed
+        # without a graph, and again with one if PML asks for it
+        D, differentiable = inputs.distances, True
         if D is None:
-            D = self.geometry.pairwise(inputs.z, inputs.ref)
-        inputs = replace(inputs, distances=D)
-        matrix = self.matrix(inputs)
+            differentiable = self.contract.tuples != WEIGHTS
+            with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+                D = self.geometry.pairwise(z, inputs.ref)
+        matrix = self.matrix(replace(inputs, distances=D))
         triplets = self.select(matrix)
-        batch_only = inputs.ref is inputs.z
-        every_pair = self.positives == "all" and self.negatives == "all" and batch_only
-        tuples = None if every_pair else _indices_tuple(triplets)
-        labels, ref_labels = self._positions(inputs.labels), self._positions(inputs.ref_labels)
-        with self.distance.reusing(inputs.z, inputs.ref, D):
-            loss = self.pml(
-                inputs.z,
-                labels,
-                tuples,
-                None if batch_only else inputs.ref,
-                None if batch_only else ref_labels,
-            )
-        pos_d, neg_d, valid = triplets.distances(matrix.D, matrix.pick)
-        return loss, tuple_stats(triplets, pos_d, neg_d, valid, valid.sum(), len(matrix.D))
+        with self.distance.reusing(z, inputs.ref, D, differentiable):
+            loss = self.pml(z, labels, _indices_tuple(triplets), *ref_args)
+        seen = D.detach()
+        pos_d, neg_d, valid = triplets.distances(seen, partial(_entries, seen))
+        return loss, tuple_stats(triplets, pos_d, neg_d, valid, valid.sum(), len(seen))
 
     def _positions(self, labels: Tensor) -> Tensor:
         """Labels as PML reads them: positions among the training classes when the PML loss was
@@ -350,6 +354,37 @@ class PMLLoss(TupleLoss):
 
     def extra_repr(self) -> str:
         return f"pml={self.pml_name!r}, options={self.options}, {super().extra_repr()}"
+
+
+def _entries(D: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    return D[rows, cols]
+
+
+def _every_pair_stats(D: Tensor | None, labels: Tensor) -> dict[str, float]:
+    """`last_stats` of a call on every pair of the batch: every (anchor, positive, negative)
+    active; the mean positive and negative dissimilarity of the D the PML loss read (NaN when it
+    read none: a proxy loss compares the batch with its class weights only). Masked sums, not
+    masked selections: no index lists to build."""
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    positives = counts[inverse] - 1
+    negatives = len(labels) - 1 - positives
+    anchors = int(((positives > 0) & (negatives > 0)).sum())
+    pairs = float(positives.sum())
+    stats = {
+        "active": float((positives * negatives).sum()),
+        "anchors": float(anchors),
+        "dropped": float(len(labels) - anchors),
+        "pos_dist": math.nan,
+        "neg_dist": math.nan,
+    }
+    if D is not None:
+        seen, same = D.detach(), labels.unsqueeze(1) == labels.unsqueeze(0)
+        within = float((seen * same).sum() - seen.diagonal().sum())
+        total = float(seen.sum() - seen.diagonal().sum())
+        negative_pairs = len(labels) * (len(labels) - 1) - pairs
+        stats["pos_dist"] = within / pairs if pairs else math.nan
+        stats["neg_dist"] = (total - within) / negative_pairs if negative_pairs else math.nan
+    return stats
 
 
 def _indices_tuple(triplets: Triplets) -> tuple[Tensor, ...]:
@@ -378,6 +413,17 @@ def _pml_parameters(pml_class: type) -> dict[str, inspect.Parameter]:
     return parameters
 
 
+@dataclass
+class Shared:
+    """The matrix D(z || ref) a loss call and its PML distance share (None until computed), and
+    whether it carries its autograd graph (a selection-only D does not: PML recomputes it)."""
+
+    z: Tensor
+    ref: Tensor
+    D: Tensor | None
+    differentiable: bool = True
+
+
 @functools.cache
 def _distance_class() -> type:
     """`GeometryDistance`, a PML distance (defined when PML is first needed)."""
@@ -386,32 +432,38 @@ def _distance_class() -> type:
     class GeometryDistance(base):  # type: ignore[misc, valid-type]
         """The lab's geometry as a PML distance: D(query || reference), not inverted (smaller =
         closer), not normalised. While `reusing(z, ref, D)` is active, a call on exactly (z, ref)
-        returns the D the loss already computed (one matrix, one backward)."""
+        returns the D the loss already computed (one matrix, one backward), or computes it once
+        and keeps it in the `Shared` record the context yields."""
 
         def __init__(self, geometry: Geometry) -> None:
             super().__init__(normalize_embeddings=False, is_inverted=False)
             self._geometry = (geometry,)  # in a tuple: the loss owns it as a submodule
-            self._reuse: tuple[Tensor, Tensor, Tensor] | None = None
+            self._shared: Shared | None = None
 
         def compute_mat(self, query_emb: Tensor, ref_emb: Tensor) -> Tensor:
             if ref_emb is None:
                 ref_emb = query_emb
-            reuse = self._reuse
-            if reuse is not None and query_emb is reuse[0] and ref_emb is reuse[1]:
-                return reuse[2]
-            return self._geometry[0].pairwise(query_emb, ref_emb)
+            shared = self._shared
+            if shared is None or query_emb is not shared.z or ref_emb is not shared.ref:
+                return self._geometry[0].pairwise(query_emb, ref_emb)
+            if shared.D is None or not shared.differentiable:  # PML reads it: with its graph
+                shared.D = self._geometry[0].pairwise(query_emb, ref_emb)
+                shared.differentiable = True
+            return shared.D
 
         def pairwise_distance(self, query_emb: Tensor, ref_emb: Tensor) -> Tensor:
             rows = torch.arange(len(query_emb), device=query_emb.device)
             return self._geometry[0].entries(query_emb, ref_emb, rows, rows)
 
         @contextmanager
-        def reusing(self, z: Tensor, ref: Tensor, D: Tensor) -> Iterator[None]:
-            self._reuse = (z, ref, D)
+        def reusing(
+            self, z: Tensor, ref: Tensor, D: Tensor | None, differentiable: bool = True
+        ) -> Iterator[Shared]:
+            self._shared = Shared(z, ref, D, differentiable)
             try:
-                yield
+                yield self._shared
             finally:
-                self._reuse = None
+                self._shared = None
 
     return GeometryDistance
 

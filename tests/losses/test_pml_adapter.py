@@ -8,6 +8,7 @@ distance through its own classes: `LpDistance(normalize_embeddings=False)` for t
 geometry, PML's cosine read as a distance (1 - CosineSimilarity) for the cosine geometry."""
 
 import inspect
+import math
 
 import pytest
 import torch
@@ -376,3 +377,23 @@ def test_a_pml_loss_reads_the_memory():
     )
     run = dl.fit(config, progress=False)
     assert run.history[-1]["memory_rows"] > 0
+
+
+def test_the_adapter_reports_the_statistics_of_what_it_selected():
+    z = _embeddings(torch.float64)
+    D = Euclidean().pairwise(z, z)
+    same = (LABELS.unsqueeze(1) == LABELS.unsqueeze(0)) & ~torch.eye(32, dtype=torch.bool)
+    every = LOSSES.build("pml:ContrastiveLoss", {"geometry": Euclidean()})
+    every(z, LABELS)
+    assert every.last_stats["active"] == 32 * 3 * 28 and every.last_stats["dropped"] == 0
+    assert every.last_stats["pos_dist"] == pytest.approx(float(D[same].mean()))
+    context = {"geometry": Euclidean(), "positives": "nearest", "negatives": "hardest"}
+    nearest = LOSSES.build("pml:ContrastiveLoss", context)
+    nearest(z, LABELS)
+    nearest_d = D.masked_fill(~same, float("inf")).min(dim=1).values
+    assert nearest.last_stats["pos_dist"] == pytest.approx(float(nearest_d.mean()))
+    proxy = LOSSES.build(
+        "pml:ProxyAnchorLoss", {"geometry": Euclidean(), "num_classes": 8, "embedding_dim": 6}
+    )
+    proxy(z.float(), LABELS)  # it never reads the batch matrix
+    assert proxy.last_stats["anchors"] == 32 and math.isnan(proxy.last_stats["pos_dist"])
