@@ -4,8 +4,9 @@
 The loop (`dmllab.train.fit`) reads and advances it; callbacks read it (and may ask it to stop);
 a checkpoint is its `state_dict()`: the model, the loss with its geometry, the optimiser, the
 schedule, the precision policy's scaler, every regulariser (the LSD teacher included), every
-callback (early stopping's best weights, the divergence guard's references), the random number
-generators of every rank, the epoch to run next and the run's history, snapshots and metrics.
+callback (early stopping's best weights, the divergence guard's references, the cross-batch
+memory), the random number generators of every rank, the epoch to run next and the run's
+history, snapshots and metrics.
 The class-balanced sampler and the input pipeline draw their batches and augmentations from
 (seed, epoch), so the epoch is their whole state. Loading a state into a freshly built training
 of the same Config continues it exactly: the same weights and history as an uninterrupted run.
@@ -58,7 +59,8 @@ class TrainState:
     memory:       the cross-batch memory (also one of the callbacks, which checkpoints it), or
                   None (Config.memory_size = 0).
     batches:      the training batches of an epoch: an iterable with `set_epoch(epoch)` that
-                  yields (x, y) on the device (`dmllab.data.loader`).
+                  yields (x, y) on the device, and `index`, the dataset rows of the batch it
+                  yielded last (`dmllab.data.loader`).
     epoch:        the epoch running now (before training: the first epoch to run).
     step:         optimiser steps taken so far.
     images_seen:  training images (global batches) seen so far.
