@@ -1,5 +1,6 @@
 """Forward+backward time of every base loss x strategy, against the GEMM floor and
-pytorch-metric-learning (PML), measured side by side in one process.
+pytorch-metric-learning (PML), measured side by side in one process; then the adapter
+(`loss="pml:<LossName>"`) against PML called directly, and a cross-batch memory's cost.
 
     floor  = S = E @ E.T; S.backward(G)            (one B x B x d GEMM forward + backward)
     own    = dmllab loss (Euclidean geometry, D computed inside) forward + backward
@@ -9,13 +10,25 @@ Embeddings are L2-normalised class centres plus noise (a mid-training state with
 tuples), d = 128, `--per-class` samples per class. Prints own/floor and PML/own per row and the
 medians over the table. Targets: own/floor <= 5 and PML/own >= 2.
 
+Adapter rows: `pml:<LossName>` (the lab's Euclidean geometry as PML's distance, every pair)
+against the same PML loss called directly on the same embeddings, labels and parameters with
+`LpDistance(normalize_embeddings=False)`; then nearest positives with hardest negatives, the
+adapter (the lab's selection) against PML with its BatchEasyHardMiner. Target: adapter/PML <= 1.2
+on the every-pair rows (the nearest-hardest rows include each side's selection).
+
+Memory rows: the triplet loss (nearest positives, semi-hard negatives) on a batch of B = 256
+against batch + memory of M = 0, 1k, 8k rows (`ref = cat(z, memory)`), forward + backward: time
+relative to M = 0, and the extra peak resident memory of one step, measured in a fresh process.
+
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_losses.py [--quick] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,7 +52,7 @@ STRATEGIES = [
 MARGIN = 0.2
 
 
-def pml_equivalent(loss: str, positives: str, negatives: str):
+def pml_equivalent(loss: str, positives: str, negatives: str, classes: int):
     """A callable (E, labels) -> loss with PML's nearest equivalent, or None."""
     try:
         from pytorch_metric_learning import distances, losses, miners
@@ -51,6 +64,7 @@ def pml_equivalent(loss: str, positives: str, negatives: str):
         "contrastive": lambda: losses.ContrastiveLoss(**lp),
         "margin": lambda: losses.MarginLoss(margin=MARGIN, **lp),
         "multi_similarity": lambda: losses.MultiSimilarityLoss(alpha=2, beta=40, base=0.5),
+        "proxy_nca": lambda: losses.ProxyNCALoss(classes, 128, **lp),
     }.get(loss)
     if make_loss is None:
         return None
@@ -66,6 +80,7 @@ def pml_equivalent(loss: str, positives: str, negatives: str):
             MARGIN, type_of_triplets="semihard", **lp
         ),
         ("random", "distance_weighted"): lambda: miners.DistanceWeightedMiner(),
+        ("-", "-"): None,  # a loss that selects nothing (proxy_nca)
     }[(positives, negatives)]
     pml_loss = make_loss()
     miner = make_miner() if make_miner is not None else None
@@ -106,7 +121,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--per-class", type=int, default=4)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    parser.add_argument("--_memory", dest="memory_child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        _memory_child(*args.memory_child)
+        return
     pin_threads(args.threads)
     repeats, min_seconds = (3, 0.02) if args.quick else (7, 0.05)
     rows = []
@@ -122,9 +141,15 @@ def main() -> None:
             for positives, negatives in STRATEGIES if tuples else [("-", "-")]:
                 torch.manual_seed(0)
                 selection = dict(positives=positives, negatives=negatives, margin=MARGIN)
-                own = cls(Euclidean(), **(selection if tuples else {}))
+                context = dict(
+                    geometry=Euclidean(),
+                    **(selection if tuples else {}),
+                    num_classes=B // args.per_class,
+                    embedding_dim=E.shape[1],
+                )  # a proxy loss is sized by the classes and the dimension
+                own = LOSSES.build(loss_name, context)
                 candidates = {"floor": floor(E), "own": step(own, E, labels)}
-                pml = pml_equivalent(loss_name, positives, negatives)
+                pml = pml_equivalent(loss_name, positives, negatives, B // args.per_class)
                 if pml is not None:
                     candidates["pml"] = step(pml, E, labels)
                 t = median_times(candidates, repeats, min_seconds)
@@ -150,6 +175,149 @@ def main() -> None:
         f"median PML/own = {statistics.median(speedups):.2f} (target >= 2; rows at or above: "
         f"{sum(s >= 2 for s in speedups)}/{len(speedups)}, min {min(speedups):.2f})"
     )
+    adapter_table(args.sizes, args.per_class, repeats, min_seconds)
+    memory_table(args.per_class, args.threads, repeats, min_seconds)
+
+
+ADAPTED = [
+    "ContrastiveLoss",
+    "TripletMarginLoss",
+    "MultiSimilarityLoss",
+    "NTXentLoss",
+    "SupConLoss",
+    "ProxyAnchorLoss",
+    "NormalizedSoftmaxLoss",
+]
+
+
+def adapter_pair(name: str, B: int, per_class: int, selection: str):
+    """(the adapter, the same PML loss called directly) with the same distance, options and
+    parameters; PML's call gets its miner for the nearest-hardest selection."""
+    from pytorch_metric_learning import distances, losses, miners
+
+    every = selection == "every pair"
+    context = dict(
+        geometry=Euclidean(),
+        positives="all" if every else "nearest",
+        negatives="all" if every else "hardest",
+        margin=MARGIN,
+        num_classes=B // per_class,
+        embedding_dim=128,
+    )
+    ours = LOSSES.build(f"pml:{name}", context)
+    lp = dict(distance=distances.LpDistance(normalize_embeddings=False))
+    parameters = inspect.signature(getattr(losses, name).__init__).parameters
+    sizes = {
+        key: value
+        for key, value in {"num_classes": B // per_class, "embedding_size": 128}.items()
+        if key in parameters and parameters[key].default is inspect.Parameter.empty
+    }
+    theirs = getattr(losses, name)(**lp, **sizes, **ours.options)
+    theirs.load_state_dict(ours.pml.state_dict())
+    if every:
+        return ours, theirs
+    miner = miners.BatchEasyHardMiner("easy", "hard", **lp)
+    return ours, lambda E, y: theirs(E, y, miner(E, y))
+
+
+def adapter_table(sizes: list[int], per_class: int, repeats: int, min_seconds: float) -> None:
+    try:
+        import pytorch_metric_learning  # noqa: F401 (present: the adapter can run)
+    except ImportError:
+        print("\nadapter rows skipped: pytorch-metric-learning is not installed")
+        return
+    print(f"\n{'pml: loss':31s} {'selection':15s} {'B':>4s} {'adapter ms':>10s} {'PML ms':>8s} "
+          f"{'adapter/PML':>11s}")  # fmt: skip
+    every_pair = []
+    for B in sizes:
+        E, labels = batch(B, per_class)
+        for name in ADAPTED:
+            for selection in ("every pair", "nearest-hardest"):
+                ours, theirs = adapter_pair(name, B, per_class, selection)
+                t = median_times(
+                    {"adapter": step(ours, E, labels), "pml": step(theirs, E, labels)},
+                    repeats,
+                    min_seconds,
+                )
+                ratio = t["adapter"] / t["pml"]
+                if selection == "every pair":
+                    every_pair.append(ratio)
+                print(
+                    f"{name:31s} {selection:15s} {B:4d} {t['adapter'] * 1e3:10.3f} "
+                    f"{t['pml'] * 1e3:8.3f} {ratio:11.2f}",
+                    flush=True,
+                )
+    print(
+        f"adapter/PML on every pair: median {statistics.median(every_pair):.2f}, max "
+        f"{max(every_pair):.2f} (target <= 1.2; rows within: "
+        f"{sum(r <= 1.2 for r in every_pair)}/{len(every_pair)})"
+    )
+
+
+MEMORY_SIZES = [0, 1024, 8192]
+MEMORY_BATCH = 256
+
+
+def memory_step(M: int, per_class: int):
+    """One forward + backward of the triplet loss (nearest, semi-hard) on a batch of 256 against
+    batch + M memory rows (detached, of the same classes)."""
+    E, labels = batch(MEMORY_BATCH, per_class)
+    memory, memory_labels = batch(max(M, per_class), per_class, seed=1)
+    memory, memory_labels = memory[:M], memory_labels[:M] % (MEMORY_BATCH // per_class)
+    loss = LOSSES["triplet"](Euclidean(), positives="nearest", negatives="semihard", margin=MARGIN)
+    own = torch.arange(MEMORY_BATCH)
+
+    def run():
+        z = E.detach().requires_grad_(True)
+        if M == 0:
+            value = loss(z, labels)
+        else:
+            ref, ref_labels = torch.cat([z, memory]), torch.cat([labels, memory_labels])
+            value = loss(z, labels, ref, ref_labels, own=own)
+        value.backward()
+
+    return run
+
+
+def memory_table(per_class: int, threads: int, repeats: int, min_seconds: float) -> None:
+    print(f"\n{'memory rows':>11s} {'B':>4s} {'ms':>8s} {'vs M=0':>7s} {'extra peak MiB':>14s}")
+    t = median_times({M: memory_step(M, per_class) for M in MEMORY_SIZES}, repeats, min_seconds)
+    for M in MEMORY_SIZES:
+        peak = memory_peak(M, per_class, threads)
+        print(
+            f"{M:11d} {MEMORY_BATCH:4d} {t[M] * 1e3:8.3f} {t[M] / t[0]:7.2f} {peak:14.1f}",
+            flush=True,
+        )
+
+
+def memory_peak(M: int, per_class: int, threads: int) -> float:
+    """Extra peak RSS (MiB) of one memory step, in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--_memory", str(M), str(per_class), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _vm_hwm_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _memory_child(M: int, per_class: int, threads: int) -> None:
+    pin_threads(threads)
+    run = memory_step(M, per_class)
+    memory_step(0, per_class)()  # every kernel loaded first
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _vm_hwm_mib()
+    run()
+    print(_vm_hwm_mib() - before)
 
 
 if __name__ == "__main__":

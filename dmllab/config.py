@@ -31,7 +31,7 @@ from dmllab.losses import LOSSES, NEGATIVES, POSITIVES, TupleLoss
 from dmllab.losses.strategies import RankedPositives
 from dmllab.models import MODELS
 from dmllab.optim import OPTIMIZERS, SCHEDULES
-from dmllab.registry import Registry, UnknownOption
+from dmllab.registry import Registry, UnknownName, UnknownOption
 from dmllab.values import BadValue
 
 # Choices that belong to the trainer itself; every component name (dataset, split, noise kind,
@@ -51,6 +51,12 @@ MAX_BATCHES_PER_EPOCH = 10_000_000
 MAX_PROBE = 1_000_000
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit and non-negative
 MAX_WORKERS = 1024
+MAX_MEMORY = 10_000_000
+MAX_STEPS = 10**12
+
+#: Optimiser steps before a cross-batch memory starts (Config.memory_warmup's default): the
+#: first steps move the embeddings fastest (`dmllab.engine.memory` gives the measurement).
+MEMORY_WARMUP = 50
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,20 @@ class Config:
     `noise_rate` and `noise_kind` (training labels only).
     Model: `model`, `model_options`, `embedding_dim`, `normalize` (L2-normalise the embedding).
     Geometry: `geometry`, `geometry_options`.
-    Loss: `loss`, `loss_options`, `margin`, `positives`, `negatives`, `k_positives` (the last four
-    only for a loss that chooses tuples, and `k_positives` only for positives that rank them: a
-    field the components would ignore is refused).
+    Loss: `loss` (a registered name, or `pml:<LossName>` for a pytorch-metric-learning loss
+    through the adapter, `dmllab.losses.pml`), `loss_options`, `margin`, `positives`,
+    `negatives`, `k_positives` (the last four only for a loss that chooses tuples, and
+    `k_positives` only for positives that rank them: a field the components would ignore is
+    refused); `memory_size` (a cross-batch memory of that many earlier embeddings, which every
+    tuple loss and strategy sees beside the batch; 0 = off; Wang et al., CVPR 2020) after
+    `memory_warmup` optimiser steps (`dmllab.engine.memory`). With a memory,
+    `positives="nearest"` works at 2 samples per class: the nearest positive may come from it.
     LSD: `lsd_alpha` (0 = off), `lsd_tau`, `lsd_include_self`, `lsd_beta_neg`.
     Optimisation: `epochs`, `batches_per_epoch` (None = about one pass over the training set),
     `classes_per_batch` x `samples_per_class`, `optimizer` and `optimizer_options` (registry
     `dmllab.optim.OPTIMIZERS`), `lr` (the trunk's), `head_lr` (the embedding head's; None =
-    `lr`), `loss_lr` (learnable loss and geometry parameters; None = `lr`), `weight_decay`,
+    `lr`), `loss_lr` (learnable loss and geometry parameters; None = `lr`), `proxy_lr` (a proxy
+    loss's class proxies; None = 100 x `lr`, the Proxy-Anchor authors' setting), `weight_decay`,
     `lr_schedule` and `schedule_options` ("constant", "cosine", "multistep"; stepped per batch)
     after `warmup_epochs` of linear warm-up, `grad_clip` (max total gradient norm; None = off),
     `precision` ("32", "bf16-mixed", "16-mixed" on CUDA: the trunk under autocast; distances,
@@ -120,6 +132,8 @@ class Config:
     positives: str = "random"
     negatives: str = "semihard"
     k_positives: int = 1
+    memory_size: int = 0
+    memory_warmup: int = MEMORY_WARMUP
 
     lsd_alpha: float = 0.0
     lsd_tau: float = 1.0
@@ -135,6 +149,7 @@ class Config:
     lr: float = 1e-3
     head_lr: float | None = None
     loss_lr: float | None = None
+    proxy_lr: float | None = None
     weight_decay: float = 0.0
     lr_schedule: str = "constant"
     schedule_options: dict = field(default_factory=dict)
@@ -181,20 +196,24 @@ class Config:
                 "leaves no positives in a batch; use at least 2 samples per class"
             )
         need = POSITIVES[self.positives].min_samples_per_class
-        if self.samples_per_class < need:
+        # a memory gives every anchor positives beyond its batch
+        if self.samples_per_class < need and self.memory_size == 0:
             raise BadValue(
                 f"Config.positives={self.positives!r} needs samples_per_class >= {need} "
                 f"(got {self.samples_per_class}): "
                 f"with {need - 1} samples of a class in a batch an anchor has {need - 2} "
                 "positive(s) to choose from, too few for this strategy to change anything. "
-                "Raise samples_per_class (4-8 is typical)."
+                "Raise samples_per_class (4-8 is typical), or keep a cross-batch memory "
+                "(memory_size > 0, e.g. 1024): its earlier embeddings give every anchor "
+                "positives beyond its batch to choose from."
             )
-        if self.k_positives >= self.samples_per_class:
+        if self.k_positives >= self.samples_per_class and self.memory_size == 0:
             raise BadValue(
                 f"Config.k_positives={self.k_positives} must be smaller than samples_per_class="
                 f"{self.samples_per_class} "
                 "(an anchor has samples_per_class - 1 positives in a batch)"
             )
+        self._check_memory()
         if self.early_stopping_patience is not None and self.val_fraction == 0.0:
             raise BadValue(
                 "Config.early_stopping_patience needs a validation split: set val_fraction > 0 "
@@ -235,6 +254,25 @@ class Config:
                 f"Config.k_positives={self.k_positives} is ignored by "
                 f"positives={self.positives!r}, which takes every positive; leave k_positives at "
                 f"1 or choose positives that rank them: {rankers}"
+            )
+
+    def _check_memory(self) -> None:
+        """A memory only for a loss that reads a reference set, and a matrix that fits."""
+        if self.memory_size == 0:
+            return
+        columns = self.batch_size + self.memory_size
+        if self.batch_size * columns > MAX_BATCH * MAX_BATCH:
+            raise BadValue(
+                f"Config.memory_size={self.memory_size} with a batch of {self.batch_size}: the "
+                f"distance matrix [{self.batch_size}, {columns}] would not fit in memory; use a "
+                "smaller memory"
+            )
+        if not LOSSES[self.loss].reads_reference:
+            raise BadValue(
+                f"Config.memory_size={self.memory_size}: loss {self.loss!r} reads no reference "
+                "set (it compares each sample with its own learned class vectors, or its "
+                "contract takes no reference set), so a memory would change nothing; set "
+                "memory_size=0 or choose a loss that reads one (the tuple losses, prototype_ce)"
             )
 
     def _check_option_names(self) -> None:
@@ -326,6 +364,23 @@ def _one_of(allowed: Collection[str]) -> Callable[[str, Any], str]:
     return lambda owner, value: values.choice(owner, value, tuple(allowed))
 
 
+def _component(registry: Registry[Any]) -> Callable[[str, Any], str]:
+    """A registered name, or a member of one of the registry's families (`pml:<LossName>`),
+    which the family resolves: BadValue with its reason when it cannot (e.g. the package is not
+    installed, or the loss's contract cannot take the lab's geometry)."""
+
+    def check(owner: str, value: Any) -> str:
+        if registry.family_of(value) is None:
+            return values.choice(owner, value, tuple(registry))
+        try:
+            registry.get_component(value)
+        except UnknownName as error:
+            raise BadValue(f"{owner}={value!r}: {error}") from None
+        return str(value)
+
+    return check
+
+
 # each `*_options` field -> (the field naming its component, the component's registry)
 _OPTIONS: dict[str, tuple[str, Registry[Any]]] = {
     "dataset_options": ("dataset", DATASETS),
@@ -342,7 +397,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "noise_kind": _one_of(NOISE_KINDS),
     "model": _one_of(MODELS),
     "geometry": _one_of(GEOMETRIES),
-    "loss": _one_of(LOSSES),
+    "loss": _component(LOSSES),
     "positives": _one_of(POSITIVES),
     "negatives": _one_of(NEGATIVES),
     "optimizer": _one_of(OPTIMIZERS),
@@ -371,6 +426,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "lsd_tau": _real(0.0, low_open=True),
     "lr": _real(0.0, low_open=True),
     "loss_lr": _optional(_real(0.0, low_open=True)),
+    "proxy_lr": _optional(_real(0.0, low_open=True)),
     "head_lr": _optional(_real(0.0, low_open=True)),
     "grad_clip": _optional(_real(0.0, low_open=True)),
     "warmup_epochs": _real(0.0),
@@ -382,6 +438,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "classes_per_batch": _count(1, MAX_BATCH),
     "samples_per_class": _count(1, MAX_BATCH),
     "k_positives": _count(1, MAX_BATCH),
+    "memory_size": _count(0, MAX_MEMORY),
+    "memory_warmup": _count(0, MAX_STEPS),
     "probe_size": _count(1, MAX_PROBE),
     "eval_every": _count(1, MAX_EPOCHS),
     "batches_per_epoch": _optional(_count(1, MAX_BATCHES_PER_EPOCH)),

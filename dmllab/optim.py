@@ -7,6 +7,10 @@ Parameter groups (each with its own learning rate):
     head      the embedding head                Config.head_lr  (None: lr, one group with the trunk)
     loss      the loss's and learned geometry's  Config.loss_lr  (None: lr)
               own parameters (margin beta, Bregman generator, ...)
+    proxies   the loss's class proxies           Config.proxy_lr (None: PROXY_LR_SCALE x lr)
+              (`MetricLoss.proxy_parameters()`: proxy_anchor, proxy_nca, a PML loss's class
+              weights); proxies need a much larger rate than the network (Kim et al. train
+              them at 100 x lr, as does this default)
 
 `OPTIMIZERS` (adam, adamw, sgd) and `SCHEDULES` (constant, cosine, multistep) are registries;
 `Config.optimizer_options` and `Config.schedule_options` are checked against them. Schedules step
@@ -36,6 +40,7 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "WARMUP_START",
+    "PROXY_LR_SCALE",
     "build_optimizer",
     "build_schedule",
     "clip_gradients",
@@ -52,6 +57,10 @@ SCHEDULES: Registry[Any] = Registry(
 
 #: The warm-up starts at this fraction of each group's learning rate.
 WARMUP_START = 1e-3
+
+#: Without Config.proxy_lr, proxies learn at this multiple of Config.lr (the Proxy-Anchor
+#: authors' code trains its proxies at 100 x the network's rate).
+PROXY_LR_SCALE = 100.0
 
 
 @OPTIMIZERS.register("adam", description="Adam (Kingma and Ba, ICLR 2015)")
@@ -138,10 +147,13 @@ def parameter_groups(
     lr: float,
     head_lr: float | None = None,
     loss_lr: float | None = None,
+    proxy_lr: float | None = None,
 ) -> list[dict[str, Any]]:
     """The trainable parameters in groups, each with its learning rate (module docstring).
 
-    With `head_lr` None the trunk and head form one group (the model's parameters in order)."""
+    With `head_lr` None the trunk and head form one group (the model's parameters in order). The
+    loss's proxies (`proxy_parameters()`, when it has the method) form the `proxies` group, at
+    `proxy_lr` (None: PROXY_LR_SCALE x lr)."""
     groups: list[dict[str, Any]] = []
     head = getattr(model, "head", None)
     head_params = (
@@ -157,9 +169,15 @@ def parameter_groups(
         )
     if head_params:
         groups.append({"params": head_params, "lr": head_lr, "name": "head"})
-    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+    proxy_method = getattr(loss_fn, "proxy_parameters", None)
+    proxies = [p for p in (proxy_method() if callable(proxy_method) else []) if p.requires_grad]
+    in_proxies = {id(p) for p in proxies}
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad and id(p) not in in_proxies]
     if loss_params:
         groups.append({"params": loss_params, "lr": loss_lr or lr, "name": "loss"})
+    if proxies:
+        rate = proxy_lr if proxy_lr is not None else PROXY_LR_SCALE * lr
+        groups.append({"params": proxies, "lr": rate, "name": "proxies"})
     return groups
 
 

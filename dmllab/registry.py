@@ -12,7 +12,10 @@ it. Every registry
   function), minus the *context* the builder supplies itself (for a loss: the geometry, the
   training classes, the embedding dimension); a component declares the context it needs simply
   by naming it as a parameter;
-- builds a component by name, refusing options it does not take, in one wording.
+- builds a component by name, refusing options it does not take, in one wording;
+- may hold *families*: names `prefix:<member>` resolved on demand rather than listed one by one
+  (`pml:<LossName>`, every loss of pytorch-metric-learning, an optional package): a family's
+  resolver returns the component for a member, or raises UnknownName saying why there is none.
 
 >>> SHAPES = Registry("shape", context=("size",))
 >>> @SHAPES.register("square", description="a square of side `size`")
@@ -36,11 +39,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 from dmllab.values import check_name
 
-__all__ = ["Registry", "UnknownName", "UnknownOption", "DuplicateName"]
+__all__ = ["Registry", "Family", "UnknownName", "UnknownOption", "DuplicateName"]
 
 T = TypeVar("T")
 
@@ -76,6 +80,7 @@ class Registry(MutableMapping[str, T], Generic[T]):
         self.from_config = from_config
         self._components: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
+        self._families: dict[str, Family[T]] = {}
 
     # ------------------------------------------------------------------ registering
     @overload
@@ -97,6 +102,12 @@ class Registry(MutableMapping[str, T], Generic[T]):
         same definition run again replaces it), ValueError for an empty or non-string name."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} name must be a non-empty string; got {name!r}")
+        family = self.family_of(name)
+        if family is not None:
+            raise DuplicateName(
+                f"{self.kind} names {family.placeholder} belong to the family "
+                f"{family.prefix!r}; choose a name without the prefix {family.prefix}:"
+            )
 
         def add(item: T) -> T:
             taken = self._components.get(name)
@@ -113,8 +124,37 @@ class Registry(MutableMapping[str, T], Generic[T]):
     def __setitem__(self, name: str, component: T) -> None:
         self.register(name, component)
 
+    def add_family(
+        self, prefix: str, resolve: Callable[[str], T], *, placeholder: str, description: str
+    ) -> None:
+        """Names `prefix:<member>` resolved on demand: `resolve(member)` returns the component, or
+        raises UnknownName (a ValueError) saying why `member` has none. `placeholder` (e.g.
+        `pml:<LossName>`) and `description` stand for the family in menus and tables.
+
+        Raises DuplicateName when another family holds the prefix, ValueError for a prefix that
+        is empty or holds a colon."""
+        if not isinstance(prefix, str) or not prefix or ":" in prefix:
+            raise ValueError(f"a {self.kind} family prefix is a non-empty name without ':'")
+        taken = self._families.get(prefix)
+        if taken is not None and _identity(taken.resolve) != _identity(resolve):
+            raise DuplicateName(
+                f"{self.kind} family prefix {prefix!r} is taken by {_identity(taken.resolve)}"
+            )
+        self._families[prefix] = Family(prefix, resolve, placeholder, description)
+
+    def family_of(self, name: object) -> Family[T] | None:
+        """The family whose prefix `name` carries (`prefix:...`), or None."""
+        if not isinstance(name, str) or ":" not in name:
+            return None
+        return self._families.get(name.partition(":")[0])
+
+    def families(self) -> list[Family[T]]:
+        """The families, in the order they were added."""
+        return list(self._families.values())
+
     def __delitem__(self, name: str) -> None:
-        self.get_component(name)
+        if name not in self._components:  # a family's members are not registered one by one
+            raise self._unknown(name)
         del self._components[name]
         del self._descriptions[name]
 
@@ -129,29 +169,44 @@ class Registry(MutableMapping[str, T], Generic[T]):
         return len(self._components)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._components
+        if name in self._components:
+            return True
+        if self.family_of(name) is None:
+            return False
+        try:
+            self.get_component(str(name))
+        except UnknownName:
+            return False
+        return True
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self._components.get(name, default)
+        return self.get_component(name) if name in self else default
 
     def get_component(self, name: str) -> T:
-        """The component registered as `name`; UnknownName listing the sorted names otherwise,
-        TypeError for a name that is no string (`values.check_name`)."""
+        """The component registered as `name`, or resolved by the family whose prefix it carries;
+        UnknownName listing the sorted names (or the family's reason) otherwise, TypeError for a
+        name that is no string (`values.check_name`)."""
         check_name(self.kind, name, self._components, self.from_config)
-        if name not in self._components:
-            raise UnknownName(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self))}"
-            )
-        return self._components[name]
+        if name in self._components:
+            return self._components[name]
+        family = self.family_of(name)
+        if family is not None:
+            return family.resolve(name.partition(":")[2])
+        raise self._unknown(name)
+
+    def _unknown(self, name: str) -> UnknownName:
+        return UnknownName(
+            f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self))}"
+        )
 
     def names(self) -> list[str]:
-        """The registered names, sorted."""
+        """The registered names, sorted (a family's members are not listed: see `families`)."""
         return sorted(self._components)
 
     def description(self, name: str) -> str:
         """The one-line description of `name`."""
-        self.get_component(name)
-        return self._descriptions[name]
+        component = self.get_component(name)
+        return self._descriptions.get(name) or _first_line(component)
 
     def descriptions(self) -> dict[str, str]:
         """name -> one-line description, in registration order."""
@@ -194,6 +249,16 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self)})"
+
+
+@dataclass(frozen=True)
+class Family(Generic[T]):
+    """Names `prefix:<member>` that a registry resolves on demand (`Registry.add_family`)."""
+
+    prefix: str
+    resolve: Callable[[str], T]
+    placeholder: str
+    description: str
 
 
 def _parameters(component: object) -> Mapping[str, inspect.Parameter]:

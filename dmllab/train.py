@@ -6,14 +6,17 @@
         on_epoch_start
         for x, y in the epoch's class-balanced batches (a DataLoader for image files):
             z = model(x)                       # under autocast for a mixed precision
-            D = geometry.pairwise(z, z)        # one dissimilarity matrix, anchor first
-            loss = base_loss(z, y, D) + sum(r.term(z, y, D, x) for the active regularisers r)
+            ref = z, or [z; memory]            # with a cross-batch memory (Config.memory_size)
+            D = geometry.pairwise(z, ref)      # one dissimilarity matrix, anchor first
+            loss = base_loss(z, y, ref, D) + sum(r.term(z, y, D[:, :B], x) for the active
+                                                 regularisers r)
             backward, clip, optimiser step, schedule step
-            on_batch_end
+            on_batch_end                       # the memory enqueues the batch here
         on_epoch_end                           # the epoch's history row is written
     on_fit_end
 
-Everything else is a callback (`dmllab.engine`): the regularisers' epoch hooks (LSD's weight
+Everything else is a callback (`dmllab.engine`): the cross-batch memory, the regularisers' epoch
+hooks (LSD's weight
 (e/E) * alpha at each epoch's start, its teacher snapshot at each epoch's end), validation,
 timing, snapshots, the divergence guard, early stopping, the progress bar, checkpoints and yours.
 The whole state is a `dmllab.engine.TrainState`, whose `state_dict()` is a checkpoint. D is
@@ -44,6 +47,7 @@ from dmllab.engine import (
     CallbackList,
     Checkpointer,
     CheckpointMismatch,
+    CrossBatchMemory,
     EarlyStopping,
     Monitor,
     ProgressBar,
@@ -129,11 +133,16 @@ def step_loss(
     y: Tensor,
     *,
     regularisers: Sequence[Regulariser] = (),
+    reference: CrossBatchMemory | None = None,
+    ids: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """The training objective on one (local) batch, and its statistics: the base loss's
     `last_stats`, `base_loss`, each active regulariser's statistics, then `loss`.
 
-    Under DDP the embeddings, labels and the regularisers' terms cover the global batch.
+    With a `reference` memory the loss sees the batch against batch + memory (the memory keeps
+    the batch to enqueue after the step, and leaves out its rows of the samples `ids`, the
+    batch's dataset rows); the regularisers see the batch's own columns of D.
+    Under DDP the embeddings, labels, memory and the regularisers' terms cover the global batch.
     """
     z = distributed.gather(model(x))
     if not all_finite(z):
@@ -142,15 +151,21 @@ def step_loss(
             "or check the inputs for NaN/inf"
         )
     labels = distributed.gather(y)
+    ref, ref_labels, own = (None, None, None)
+    if reference is not None:
+        gathered = None if ids is None else distributed.gather(ids)
+        ref, ref_labels, own = reference.reference_set(z, labels, gathered)
     active = [regulariser for regulariser in regularisers if regulariser.active]
     # Shared with a regulariser that reads D; otherwise the loss builds what it needs
     # (see losses.base).
     reads = any(regulariser.reads_distances for regulariser in active)
-    distances = loss_fn.geometry.pairwise(z, z) if reads else None
-    base = loss_fn(z, labels, distances=distances)
+    distances = loss_fn.geometry.pairwise(z, z if ref is None else ref) if reads else None
+    base = loss_fn(z, labels, ref, ref_labels, distances=distances, own=own)
     stats = {key: float(value) for key, value in loss_fn.last_stats.items()}
     stats["base_loss"] = float(base.detach())
     loss = base
+    if distances is not None and ref is not None:
+        distances = distances[:, : len(z)]  # the batch's own columns: lists within the batch
     for regulariser in active:
         term, term_stats = regulariser.term(z, labels, distances, x)
         loss = loss + term
@@ -239,7 +254,15 @@ def train_step(state: TrainState, x: Tensor, y: Tensor, batch: int) -> dict[str,
     optimizer = state.optimizer
     assert optimizer is not None  # `fit` runs no step without one
     world = distributed.world_size()
-    loss, stats = step_loss(state.forward, state.loss_fn, x, y, regularisers=state.regularisers)
+    loss, stats = step_loss(
+        state.forward,
+        state.loss_fn,
+        x,
+        y,
+        regularisers=state.regularisers,
+        reference=state.memory,
+        ids=state.batches.index,
+    )
     if not torch.isfinite(loss):
         raise NonFiniteLossError(
             f"the loss became {float(loss)} in epoch {state.epoch} (batch {batch}); "
@@ -301,7 +324,12 @@ def start(
     optimizer = build_optimizer(
         config.optimizer,
         parameter_groups(
-            model, loss_fn, lr=config.lr, head_lr=config.head_lr, loss_lr=config.loss_lr
+            model,
+            loss_fn,
+            lr=config.lr,
+            head_lr=config.head_lr,
+            loss_lr=config.loss_lr,
+            proxy_lr=config.proxy_lr,
         ),
         lr=config.lr,
         weight_decay=config.weight_decay,
@@ -359,7 +387,11 @@ def start(
             student, device_ids=[device.index] if device.type == "cuda" else None
         )
     folder = checkpoint_dir if checkpoint_dir is not None else resume
-    hooks: list[Callback | EpochCallback] = [
+    hooks: list[Callback | EpochCallback] = []
+    if config.memory_size > 0:
+        state.memory = CrossBatchMemory(config.memory_size, config.memory_warmup)
+        hooks.append(state.memory)
+    hooks += [
         RegulariserHooks(terms),
         Monitor(),
         Timer(),

@@ -116,7 +116,7 @@ def test_registries_match_the_config_names():
         assert geometry.build(name, 2).name.startswith(name.split("-")[0])
     for name in config_module.LOSSES:
         built = dl.build.build_loss(
-            Config(loss=name), geometry.build("euclidean", 4), num_classes=3
+            Config(loss=name), geometry.build("euclidean", 4), num_classes=3, embedding_dim=4
         )
         assert hasattr(built, "last_stats")
 

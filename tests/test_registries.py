@@ -56,8 +56,11 @@ def readme_names() -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("kind", sorted(REGISTRIES))
 def test_the_readme_table_lists_exactly_the_registered_names(kind):
+    """Each registered name, and each family by its placeholder (`pml:<LossName>`)."""
     listed = readme_names().get(kind, [])
-    assert sorted(listed) == sorted(REGISTRIES[kind][0]), f"README 'What is inside', kind {kind!r}"
+    registry = REGISTRIES[kind][0]
+    expected = [*registry, *(family.placeholder for family in registry.families())]
+    assert sorted(listed) == sorted(expected), f"README 'What is inside', kind {kind!r}"
     assert len(listed) == len(set(listed)), f"README lists a {kind} twice"
 
 
@@ -195,3 +198,8 @@ def test_every_registry_refuses_a_taken_name(kind):
         with pytest.raises(DuplicateName):
             registry[name] = other
         assert registry[name] is held
+    for family in registry.families():  # a family's names are its resolver's alone
+        with pytest.raises(DuplicateName, match=f"belong to the family {family.prefix!r}"):
+            registry.register(f"{family.prefix}:Mine", other)
+        with pytest.raises(DuplicateName, match=f"family prefix {family.prefix!r} is taken"):
+            registry.add_family(family.prefix, other, placeholder="x", description="x")

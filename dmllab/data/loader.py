@@ -11,7 +11,9 @@ class-balanced sampler, the batch `(x [B, ...], y [B])` on `device`:
   depend on the number of workers; the loader draws nothing from torch's global generator, so
   the training's own random choices are the same with and without workers.
 
-Call `set_epoch(epoch)` before each epoch (it sets the sampler's epoch).
+Call `set_epoch(epoch)` before each epoch (it sets the sampler's epoch). After each batch it
+yields, `index` holds the batch's dataset rows [B] (a sample's identity across batches: a
+cross-batch memory leaves out its earlier copies of the batch's own samples).
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ BatchKey = tuple[int, int, Tensor]
 
 
 class BatchReader(TorchDataset):
-    """A map-style torch dataset over batch keys: `reader[key]` is the batch's (x, y), decoded in
-    whatever process reads it (a DataLoader worker)."""
+    """A map-style torch dataset over batch keys: `reader[key]` is the batch's (x, y, index),
+    decoded in whatever process reads it (a DataLoader worker)."""
 
     def __init__(self, data: Dataset) -> None:
         self.x = data.x
         self.y = data.y
 
-    def __getitem__(self, key: BatchKey) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, key: BatchKey) -> tuple[Tensor, Tensor, Tensor]:
         _, _, index = key
-        return self.x[index], self.y[index]
+        return self.x[index], self.y[index], index
 
     def __len__(self) -> int:
         return len(self.y)
@@ -86,6 +88,8 @@ class TrainBatches:
         self.num_workers = num_workers
         self.in_memory = isinstance(data.x, Tensor)
         self._loader: DataLoader[Any] | None = None
+        #: the dataset rows of the batch last yielded [B] (None before the first)
+        self.index: Tensor | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches the next iteration yields."""
@@ -99,9 +103,11 @@ class TrainBatches:
             x, y = self.data.x, self.data.y
             assert isinstance(x, Tensor)
             for index in self.sampler:
+                self.index = index.to(self.device)
                 yield x[index].to(self.device), y[index].to(self.device)
             return
-        for x, y in self.loader():
+        for x, y, index in self.loader():
+            self.index = index.to(self.device)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def loader(self) -> DataLoader[Any]:

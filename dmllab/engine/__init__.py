@@ -4,8 +4,8 @@ calls.
     TrainState     everything a training holds, with state_dict() / load_state_dict()
     Callback       the one hook protocol: on_fit_start, on_epoch_start, on_batch_end,
                    on_epoch_end, on_fit_end (+ state_dict for callbacks that keep state)
-    built-in       RegulariserHooks, Monitor, Timer, Snapshots, EarlyStopping, ProgressBar,
-                   Checkpointer (and `dmllab.guards.DivergenceGuard`)
+    built-in       CrossBatchMemory, RegulariserHooks, Monitor, Timer, Snapshots, EarlyStopping,
+                   ProgressBar, Checkpointer (and `dmllab.guards.DivergenceGuard`)
     Precision      mixed precision as a policy object (autocast + GradScaler)
 
 A callback of your own:
@@ -38,6 +38,7 @@ from dmllab.engine.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from dmllab.engine.memory import CrossBatchMemory
 from dmllab.engine.monitoring import (
     EarlyStopping,
     Monitor,
@@ -58,6 +59,7 @@ __all__ = [
     "CallbackList",
     "CheckpointMismatch",
     "Checkpointer",
+    "CrossBatchMemory",
     "EarlyStopping",
     "EpochFunction",
     "Monitor",

@@ -4,8 +4,9 @@
 The loop (`dmllab.train.fit`) reads and advances it; callbacks read it (and may ask it to stop);
 a checkpoint is its `state_dict()`: the model, the loss with its geometry, the optimiser, the
 schedule, the precision policy's scaler, every regulariser (the LSD teacher included), every
-callback (early stopping's best weights, the divergence guard's references), the random number
-generators of every rank, the epoch to run next and the run's history, snapshots and metrics.
+callback (early stopping's best weights, the divergence guard's references, the cross-batch
+memory), the random number generators of every rank, the epoch to run next and the run's
+history, snapshots and metrics.
 The class-balanced sampler and the input pipeline draw their batches and augmentations from
 (seed, epoch), so the epoch is their whole state. Loading a state into a freshly built training
 of the same Config continues it exactly: the same weights and history as an uninterrupted run.
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from dmllab import distributed
 from dmllab.config import Config
 from dmllab.engine.callbacks import CallbackList
+from dmllab.engine.memory import CrossBatchMemory
 from dmllab.engine.precision import Precision
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import MetricLoss
@@ -54,8 +56,11 @@ class TrainState:
     optimizer, scheduler, precision: the optimisation (optimizer None: nothing to learn).
     regularisers: the terms added to the base loss (LSD, ...).
     callbacks:    the hooks the loop calls (`dmllab.engine.callbacks`).
+    memory:       the cross-batch memory (also one of the callbacks, which checkpoints it), or
+                  None (Config.memory_size = 0).
     batches:      the training batches of an epoch: an iterable with `set_epoch(epoch)` that
-                  yields (x, y) on the device (`dmllab.data.loader`).
+                  yields (x, y) on the device, and `index`, the dataset rows of the batch it
+                  yielded last (`dmllab.data.loader`).
     epoch:        the epoch running now (before training: the first epoch to run).
     step:         optimiser steps taken so far.
     images_seen:  training images (global batches) seen so far.
@@ -75,6 +80,7 @@ class TrainState:
     regularisers: Sequence[Regulariser]
     callbacks: CallbackList
     batches: Any = None
+    memory: CrossBatchMemory | None = None
     epoch: int = 0
     step: int = 0
     images_seen: int = 0

@@ -4,11 +4,13 @@ Every base loss is a `MetricLoss`: `loss_fn(z, labels, ref=None, ref_labels=None
 *, own=None) -> scalar`, the batch against a reference set (the batch itself by default), with
 `last_stats` after each call (`base` states the contract). The losses that read selected pairs
 and triplets are `TupleLoss`es and take the strategies' keywords (positives, negatives, margin,
-k_positives); the others (prototype_ce) take only their own options. The registries
-(`dmllab.registry.Registry`) are the one source of the names (`Config`, the CLI and the README
-read them):
+k_positives); the others (prototype_ce, the proxy losses) take only their own options and the
+build context they name. The registries (`dmllab.registry.Registry`) are the one source of the
+names (`Config`, the CLI and the README read them):
 
-    LOSSES        name -> MetricLoss class         (each loss file calls `register_loss`)
+    LOSSES        name -> MetricLoss class         (each loss file calls `register_loss`; the
+                                                    family `pml:<LossName>` resolves
+                                                    pytorch-metric-learning's losses, `pml`)
     POSITIVES     name -> PositiveStrategy class   (`strategies`)
     NEGATIVES     name -> NegativeStrategy class   (`strategies`)
     REGULARISERS  name -> Regulariser class        (`regularisers` states the contract)
@@ -20,6 +22,9 @@ read them):
 | `margin`           | MarginLoss             | Wu et al., ICCV 2017                          |
 | `multi_similarity` | MultiSimilarityLoss    | Wang et al., CVPR 2019                        |
 | `prototype_ce`     | PrototypeCrossEntropy  | CE over -D(x, class mean) / T                 |
+| `proxy_anchor`     | ProxyAnchorLoss        | Kim, Kim, Cho, Kwak, CVPR 2020                |
+| `proxy_nca`        | ProxyNCALoss           | Movshovitz-Attias et al., ICCV 2017           |
+| `pml:<LossName>`   | (the adapter, `pml`)   | pytorch-metric-learning's loss of that name   |
 | `lsd` (regulariser)| ListwiseSelfDistillation | Zeng et al., arXiv 2206.08880               |
 
 `build(name, geometry, **options)` makes a loss by name (a Config is mapped onto it by
@@ -48,6 +53,8 @@ from dmllab.losses.lsd import ListwiseSelfDistillation
 from dmllab.losses.margin import MarginLoss
 from dmllab.losses.multi_similarity import MultiSimilarityLoss
 from dmllab.losses.prototype_ce import PrototypeCrossEntropy
+from dmllab.losses.proxy_anchor import ProxyAnchorLoss
+from dmllab.losses.proxy_nca import ProxyNCALoss
 from dmllab.losses.regularisers import REGULARISERS, Regulariser
 from dmllab.losses.strategies import (
     NEGATIVES,
@@ -73,6 +80,8 @@ __all__ = [
     "MarginLoss",
     "MultiSimilarityLoss",
     "PrototypeCrossEntropy",
+    "ProxyAnchorLoss",
+    "ProxyNCALoss",
     "Regulariser",
     "ListwiseSelfDistillation",
     "PositiveStrategy",

@@ -40,8 +40,9 @@ holds floats for the training curves: `active` (tuples or pairs with non-zero lo
 Two kinds of loss:
 
 - `MetricLoss`: a plain loss over the checked `Inputs` (prototype cross-entropy: it compares each
-  sample with class means, not with selected samples). It takes only its geometry and its own
-  options.
+  sample with class means, not with selected samples; the proxy losses, `dmllab.losses.proxies`:
+  with learned class vectors, reading no reference set). It takes only its geometry, its own
+  options and the context it names.
 - `TupleLoss(MetricLoss)`: a loss that reads selected (anchor, positive, negative) tuples of D
   (contrastive, triplet, margin, multi-similarity). It takes the selection keywords
   `positives, negatives, margin, k_positives`; the strategies are the registered objects
@@ -143,6 +144,11 @@ class MetricLoss(nn.Module):
     break the contract (shapes, dtypes, NaN / inf, a batch without two classes).
     """
 
+    #: whether the loss reads the reference set. One that does not (a proxy loss compares each
+    #: sample with its own learned class vectors) computes on the batch alone, ignoring `ref`,
+    #: `ref_labels`, `own` and `distances`, and `Config` refuses a cross-batch memory for it.
+    reads_reference: bool = True
+
     def __init__(self, geometry: Geometry | str) -> None:
         super().__init__()
         self.geometry = resolve_geometry(geometry)
@@ -159,6 +165,9 @@ class MetricLoss(nn.Module):
         own: Tensor | None = None,
     ) -> Tensor:
         inputs = _checked(embeddings, labels, ref, ref_labels, distances, own, type(self).__name__)
+        if not self.reads_reference and inputs.ref is not inputs.z:
+            z, labels = inputs.z, inputs.labels  # the batch alone (see `reads_reference`)
+            inputs = Inputs(z, labels, z, labels, torch.arange(len(labels), device=z.device), None)
         loss, stats = self._loss(inputs)
         self.last_stats = {key: float(value) for key, value in stats.items()}
         return loss
@@ -166,6 +175,11 @@ class MetricLoss(nn.Module):
     def _loss(self, inputs: Inputs) -> tuple[Tensor, dict[str, float]]:
         """(loss, stats) from the checked inputs."""
         raise NotImplementedError
+
+    def proxy_parameters(self) -> list[nn.Parameter]:
+        """The loss's learned class vectors (proxies), which the trainer optimises in a group of
+        their own (`Config.proxy_lr`); none by default."""
+        return []
 
 
 class TupleLoss(MetricLoss):

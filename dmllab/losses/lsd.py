@@ -31,6 +31,10 @@ a teacher exists, and `end_epoch`, which snapshots the model and geometry as the
 teacher (`Teacher`). Its history entries: `lsd_weight` and `lsd_strength` per epoch, `lsd_term`
 (the unweighted KD term) per batch.
 
+With a cross-batch memory (`Config.memory_size`) the lists stay within the batch: the teacher
+sees the batch's inputs, and a memory row, computed by earlier weights, has no input to show it,
+so the trainer hands LSD the batch's own columns D[:, :B] of the matrix the loss reads.
+
 The base loss's reduction sets LSD's relative weight: the official triplet criterion averages
 over *all* sampled triplets (`reduction="mean"`, dmllab's default), so the base term shrinks as
 triplets are satisfied and alpha = 200 matters; averaging over the active triplets only

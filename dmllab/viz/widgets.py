@@ -40,6 +40,14 @@ def panel_datasets() -> tuple[str, ...]:
     return tuple(name for name in available() if "root" not in options(name))
 
 
+def panel_losses(current: str) -> tuple[str, ...]:
+    """The registered losses, and `current` when it is a member of a family the registry resolves
+    but does not list (`pml:<LossName>`, a pytorch-metric-learning loss): a panel built with one
+    offers it beside the registered ones."""
+    registered = tuple(LOSSES)
+    return registered if current in registered else (current, *registered)
+
+
 PANEL_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
     "embedding_dim": 16,
@@ -138,7 +146,10 @@ class LabPanel:
                 style=style,
             ),
             "loss": w.Dropdown(
-                options=tuple(LOSSES), value=self.base.loss, description="loss", style=style
+                options=panel_losses(self.base.loss),
+                value=self.base.loss,
+                description="loss",
+                style=style,
             ),
             "positives": w.Dropdown(
                 options=tuple(POSITIVES),

@@ -69,6 +69,9 @@ CONFIGS = {
         split="stratified", val_fraction=0.2, early_stopping_patience=2, snapshot_every=1,
         noise_rate=0.3, monitor_test=True, lsd_alpha=50.0,
     ),
+    "memory-nearest-2-per-class": dict(
+        positives="nearest", samples_per_class=2, memory_size=48, memory_warmup=5, lsd_alpha=50.0,
+    ),
     "margin-sgd-multistep": dict(
         loss="margin", optimizer="sgd", lr=0.05, loss_lr=0.01, lr_schedule="multistep",
         schedule_options={"milestones": [2, 4]}, negatives="distance_weighted",

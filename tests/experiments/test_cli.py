@@ -82,6 +82,11 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
             "fit: {epochs: 2}\nparameters:\n  loss: [triplet, nope]\n",
             "Config.loss='nope' is not known",
         ),
+        (
+            "fit: {epochs: 2}\nparameters:\n  loss: [triplet, 'pml:ArcFaceLoss']\n",
+            "pml:ArcFaceLoss cannot run through the adapter: it requires PML's CosineSimilarity",
+        ),
+        ("fit: {epochs: 2}\nparameters:\n  memory_size: [0, -8]\n", "Config.memory_size=-8"),
         ("fit: [unclosed\n", "not valid YAML"),
         ("parameters:\n  loss: [triplet]\n", "give exactly one of 'notebook'"),
         ("fit: {epochs: 2}\nseeds: [a]\n", ":2: 'seeds' is a non-empty list of integers"),
@@ -94,6 +99,24 @@ def test_bad_grid_files_fail_before_any_run_with_the_line_at_fault(tmp_path, tex
         cli.load_grid(path)
     assert message in str(error.value)
     assert not (tmp_path / "grid").exists()
+
+
+def test_a_grid_over_the_memory_the_proxy_losses_and_pml_losses_builds_every_cell(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        "fit: {dataset: digits, positives: nearest, samples_per_class: 2, memory_size: 128}\n"
+        "parameters:\n"
+        "  loss: [triplet, 'pml:MultiSimilarityLoss', prototype_ce]\n"
+        "  memory_size: [128, 1024]\n"
+        "  memory_warmup: [0, 50]\n"
+        "seeds: [0]\n"
+    )
+    grid = cli.load_grid(path)
+    configs = [grid.config(cell) for cell in grid.cells()]
+    assert len(configs) == 12 and {c.loss for c in configs} >= {"pml:MultiSimilarityLoss"}
+    path.write_text("fit: {dataset: digits}\nparameters:\n  loss: [proxy_anchor, proxy_nca]\n"
+                    "  proxy_lr: [0.01, 0.1]\nseeds: [0, 1]\n")  # fmt: skip
+    assert len(cli.load_grid(path).cells()) == 8
 
 
 def test_unreadable_grid_file(tmp_path):

@@ -129,6 +129,14 @@ REFERENCES = {
 }
 
 
+def _plain(name, embedding_dim=4):
+    """A loss that selects no tuples, built from the build context it names (a proxy loss's
+    classes and embedding dimension)."""
+    context = {"geometry": Euclidean(), "num_classes": 4, "embedding_dim": embedding_dim}
+    torch.manual_seed(0)
+    return LOSSES.build(name, context)
+
+
 def _make(cls, positives, negatives, geometry=None, **options):
     if cls is MarginLoss:
         options.setdefault("learn_beta", False)
@@ -178,7 +186,7 @@ def test_the_batch_as_an_explicit_reference_set_gives_the_same_numbers(name, pos
     (the same operations), for every loss and strategy."""
     z = _embeddings(torch.float32, seed=6)
     cls = LOSSES[name]
-    loss = _make(cls, positives, negatives) if issubclass(cls, TupleLoss) else cls(Euclidean())
+    loss = _make(cls, positives, negatives) if issubclass(cls, TupleLoss) else _plain(name)
     results = []
     for extra in ({}, dict(ref=z, ref_labels=LABELS, own=torch.arange(len(LABELS)))):
         torch.manual_seed(5)
@@ -255,16 +263,14 @@ def test_prototype_is_the_second_argument():
     assert calls == [(12, 4)]
 
 
-@pytest.mark.parametrize("cls", list(LOSSES.values()), ids=lambda c: c.__name__)
-def test_gradcheck(cls):
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_gradcheck(name):
     z = _embeddings(torch.float64, seed=4, n=8, d=3).detach().requires_grad_(True)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
-    kwargs = (
-        dict(positives="nearest", negatives="hardest", margin=0.5)
-        if issubclass(cls, TupleLoss)
-        else {}
-    )
-    loss = cls(Euclidean(), **kwargs)
+    if issubclass(LOSSES[name], TupleLoss):
+        loss = LOSSES[name](Euclidean(), positives="nearest", negatives="hardest", margin=0.5)
+    else:
+        loss = _plain(name, embedding_dim=3).double()
     assert torch.autograd.gradcheck(lambda x: loss(x, labels), (z,))
 
 
@@ -373,7 +379,7 @@ def test_build_registry_matches_config_and_maps_fields():
     assert {"contrastive", "margin", "multi_similarity", "prototype_ce", "triplet"} <= set(LOSSES)
     for name in LOSSES:
         if not issubclass(LOSSES[name], TupleLoss):  # takes no selection keyword: none passed
-            loss = build_loss(Config(loss=name), Cosine(), num_classes=10)
+            loss = build_loss(Config(loss=name), Cosine(), num_classes=10, embedding_dim=4)
             assert isinstance(loss, LOSSES[name]) and not hasattr(loss, "positives")
             continue
         config = Config(

@@ -445,3 +445,16 @@ def test_stop_says_so_at_once_and_is_checked_before_anything_is_drawn(monkeypatc
     panel._thread.join(timeout=60)
     assert len(panel.run.history) == 1 and drawn == [1]  # only the final draw after fit
     assert panel.status.value.startswith("stopped at epoch 1 of 30")
+
+
+def test_the_loss_menu_offers_the_proxy_losses_and_a_pml_loss_it_was_built_with():
+    panel = LabPanel(**TINY)
+    assert {"proxy_anchor", "proxy_nca"} <= set(panel.controls["loss"].options)
+    panel.controls["loss"].value = "proxy_anchor"  # compares with proxies: no positives to pick
+    assert panel.controls["positives"].disabled
+    pml = LabPanel(**TINY, loss="pml:TripletMarginLoss")
+    assert pml.controls["loss"].options[0] == "pml:TripletMarginLoss"
+    assert "proxy_nca" in pml.controls["loss"].options
+    assert not pml.controls["positives"].disabled  # the adapter reads the lab's selection
+    run = pml.train(wait=True)
+    assert run.config.loss == "pml:TripletMarginLoss" and len(run.history) == TINY["epochs"]

@@ -1,0 +1,109 @@
+"""`ProxyLoss`: the shared part of the proxy losses (one learned vector per training class).
+
+A proxy loss compares every sample with learned class *proxies* p_1..p_C [C, d], a Parameter, read
+through the geometry as D(z_i || p_k) = geometry.pairwise(z, proxies) [B, C]: the proxies go in
+the second argument, as class means do for prototypes (for a Bregman divergence the mean of a
+class minimises sum_i D(x_i || c), so the second argument is where a class's centre belongs). It
+selects no tuples (a plain `MetricLoss`, no positives or negatives) and reads no reference set
+(`reads_reference = False`: the proxies stand in for it; a `ref` passed in is not read, and
+`Config` refuses a cross-batch memory for these losses).
+
+Sizes come from the build context, named as constructor parameters: `embedding_dim` (d) and the
+training classes (`classes`, their label ids, or `num_classes` C for ids 0..C-1; `fit` passes
+them). Proxy k belongs to the k-th smallest class id, so labels need not be 0..C-1. The proxies
+start as random unit vectors (the scale of L2-normalised embeddings, under every fixed geometry)
+and are trained in an optimiser group of their own at `Config.proxy_lr` (None: 100 x lr, the
+Proxy-Anchor authors' setting: proxies move far more slowly than the network otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from dmllab.geometry.base import Geometry
+from dmllab.losses.base import MetricLoss
+
+__all__ = ["ProxyLoss", "class_ids", "class_positions"]
+
+
+class ProxyLoss(MetricLoss):
+    """Base class: proxies [C, d] (a Parameter), their class ids (`proxy_classes`, a buffer, so a
+    saved run restores them), `proxy_distances(z)` = D(z || proxies) [B, C] and `targets(labels)`,
+    each label's proxy. Raises ValueError without an embedding dimension or with fewer than 2
+    classes, and for a batch label that has no proxy."""
+
+    reads_reference = False
+    proxies: nn.Parameter
+    proxy_classes: Tensor
+
+    def __init__(
+        self,
+        geometry: Geometry | str,
+        *,
+        embedding_dim: int | None = None,
+        num_classes: int | None = None,
+        classes: Sequence[int] | Tensor | None = None,
+    ) -> None:
+        super().__init__(geometry)
+        name = type(self).__name__
+        if (
+            isinstance(embedding_dim, bool)
+            or not isinstance(embedding_dim, int)
+            or embedding_dim < 1
+        ):
+            raise ValueError(
+                f"{name} needs embedding_dim, the embedding dimension (an int >= 1; fit passes "
+                f"it); got {embedding_dim!r}"
+            )
+        ids = class_ids(num_classes, classes, name)
+        self.register_buffer("proxy_classes", ids)
+        self.proxies = nn.Parameter(F.normalize(torch.randn(len(ids), embedding_dim), dim=1))
+
+    def proxy_distances(self, z: Tensor) -> Tensor:
+        """D(z_i || p_k) [B, C]: the batch against the proxies (proxies second)."""
+        return self.geometry.pairwise(z, self.proxies.to(z.dtype))
+
+    def targets(self, labels: Tensor) -> Tensor:
+        """Each label's proxy: its position among `proxy_classes` [B]; ValueError for a label
+        that has none."""
+        return class_positions(self.proxy_classes, labels, type(self).__name__)
+
+    def proxy_parameters(self) -> list[nn.Parameter]:
+        return [self.proxies]
+
+
+def class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None, name: str) -> Tensor:
+    """The sorted class ids: `classes`, else 0..num_classes-1; ValueError when fewer than 2."""
+    if classes is not None:
+        ids = torch.unique(torch.as_tensor(classes))
+        if ids.is_floating_point() or ids.dtype == torch.bool:
+            raise ValueError(f"{name}: classes must be integer label ids; got {ids.dtype}")
+    elif isinstance(num_classes, int) and not isinstance(num_classes, bool):
+        ids = torch.arange(num_classes)
+    else:
+        ids = torch.empty(0)
+    if len(ids) < 2:
+        raise ValueError(
+            f"{name} needs num_classes=<C> (label ids 0..C-1) or classes=<the training label "
+            f"ids>, at least 2 classes (fit passes them); got num_classes={num_classes!r}, "
+            f"classes={classes!r}"
+        )
+    return ids.long()
+
+
+def class_positions(ids: Tensor, labels: Tensor, name: str) -> Tensor:
+    """The position of each label among the sorted class `ids` [B]; ValueError naming `name` for
+    a label that is not among them."""
+    position = torch.searchsorted(ids, labels).clamp_max(len(ids) - 1)
+    unknown = ids[position] != labels
+    if bool(unknown.any()):
+        raise ValueError(
+            f"{name} was built for the classes {ids.tolist()[:20]} but the batch has label(s) "
+            f"{torch.unique(labels[unknown]).tolist()[:20]}; build the loss with classes= (or "
+            "num_classes=) covering every training label"
+        )
+    return position
