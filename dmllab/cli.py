@@ -192,7 +192,8 @@ def refuse_existing_run(out: Path, config: Config) -> None:
         return
     what = "a run record" if record.exists() else "a checkpoint"
     try:
-        differ = config_differences(read_json(record, "run's config"), config.to_dict())
+        saved = Config.completed(read_json(record, "run's config"))
+        differ = config_differences(saved, config.to_dict())
         same = "of this configuration" if not differ else f"of another configuration ({differ[0]})"
     except (RecordError, OSError):
         same = "(its config.json cannot be read)" if record.exists() else ""

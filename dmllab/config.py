@@ -305,6 +305,19 @@ class Config:
             )
         return cls(**values)
 
+    @classmethod
+    def completed(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """`values`, a Config's dict recorded by an older dmllab, with every field it lacks at
+        its default: what that run computed with (fields are only ever added with a default that
+        keeps earlier behaviour), so that a record, checkpoint or sweep cell of before a new field
+        still compares equal to the same Config now.
+
+        >>> old = {k: v for k, v in Config(lr=0.01).to_dict().items() if k != "memory_size"}
+        >>> Config.completed(old) == Config(lr=0.01).to_dict()
+        True
+        """
+        return {**cls().to_dict(), **values}
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 

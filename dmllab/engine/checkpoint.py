@@ -114,7 +114,7 @@ def load_checkpoint(
         raise RecordError(f"{path}: cannot read the checkpoint ({cause})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RecordError(f"{path}: not a dmllab checkpoint of format {FORMAT}")
-    differ = config_differences(state["config"], config.to_dict())
+    differ = config_differences(Config.completed(state["config"]), config.to_dict())
     if differ:
         raise CheckpointMismatch(
             f"{path} was written by a run with another configuration; fields that differ: "

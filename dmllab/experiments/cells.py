@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dmllab import records
+from dmllab.config import Config
 from dmllab.experiments.grid import Grid, GridError
 from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
@@ -134,8 +135,8 @@ def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
             changed = records.damaged_files(state.path, record["files"])
             if changed:
                 state.damaged = f"{', '.join(changed)} changed or missing since it finished"
-            elif record["recorded"] != grid.recorded(cell):
-                state.stale = difference(record["recorded"], grid.recorded(cell))
+            elif completed(record["recorded"]) != grid.recorded(cell):
+                state.stale = difference(completed(record["recorded"]), grid.recorded(cell))
             else:
                 state.finished = True
         states.append(state)
@@ -149,6 +150,14 @@ def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
         and (p / CELL_RECORD).exists()
     )
     return states, foreign
+
+
+def completed(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A cell's recorded configuration with a `fit:` Config's fields added since it ran at their
+    defaults (`Config.completed`): a cell of before a new field is not stale for that field."""
+    if isinstance(recorded.get("fit"), dict):
+        return {**recorded, "fit": Config.completed(recorded["fit"])}
+    return recorded
 
 
 def difference(old: Any, new: Any, where: str = "") -> str:
@@ -201,7 +210,9 @@ def finished_cells(directory: Path) -> tuple[list[Finished], list[str]]:
         except RecordError as error:
             skipped.append(str(error))
             continue
-        cells.append(Finished(folder.name, record["params"], metrics, record["recorded"]))
+        cells.append(
+            Finished(folder.name, record["params"], metrics, completed(record["recorded"]))
+        )
     _check_one_sweep(directory, cells)
     return cells, skipped
 

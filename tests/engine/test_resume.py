@@ -184,3 +184,14 @@ def test_a_run_record_keeps_its_checkpoint(tmp_path):
     run.save(tmp_path)
     assert checkpoint_path(tmp_path).read_bytes() == checkpoint
     assert dl.runs.load(tmp_path).config == config
+
+
+def test_a_checkpoint_written_before_a_config_field_existed_resumes(tmp_path):
+    config = digits_config(epochs=3, batches_per_epoch=2, checkpoint_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        dl.fit(config, checkpoint_dir=tmp_path, callbacks=[Crash(1)], progress=False)
+    state = torch.load(checkpoint_path(tmp_path), weights_only=True)
+    del state["config"]["memory_size"]  # as a dmllab of before the memory wrote it
+    torch.save(state, checkpoint_path(tmp_path))
+    resumed = dl.fit(config, resume=tmp_path, progress=False)
+    assert_same_run(resumed, dl.fit(config, progress=False))

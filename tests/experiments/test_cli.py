@@ -106,7 +106,7 @@ def test_a_grid_over_the_memory_the_proxy_losses_and_pml_losses_builds_every_cel
     path.write_text(
         "fit: {dataset: digits, positives: nearest, samples_per_class: 2, memory_size: 128}\n"
         "parameters:\n"
-        "  loss: [triplet, 'pml:MultiSimilarityLoss', prototype_ce]\n"
+        "  loss: [triplet, 'pml:MultiSimilarityLoss', contrastive]\n"
         "  memory_size: [128, 1024]\n"
         "  memory_warmup: [0, 50]\n"
         "seeds: [0]\n"

@@ -451,3 +451,16 @@ def test_the_demo_report_escapes_every_value(tmp_path):
         if tag == "a" and "javascript" in attrs.get("href", "")
     ] == []
     assert not [script for script in elements.scripts if script.lstrip().startswith("alert(")]
+
+
+def test_a_cell_finished_before_a_config_field_existed_is_not_stale():
+    from dmllab.config import Config
+    from dmllab.experiments.cells import completed
+
+    now = {"fit": Config(epochs=2).to_dict()}
+    before = {"fit": {k: v for k, v in now["fit"].items() if k != "memory_warmup"}}
+    assert completed(before) == now
+    assert completed({"notebook": "00_tour.ipynb", "parameters": {}}) == {
+        "notebook": "00_tour.ipynb",
+        "parameters": {},
+    }
