@@ -2,19 +2,26 @@
 
 A full disk surfaces as the last line of a chain of four tracebacks; `describe` walks the chain
 and names the operating-system error and its file (`No space left on device: out/cell/model.pt`).
+The line is printable whatever bytes a file name holds (`dmllab.paths.printable`).
 """
 
 from __future__ import annotations
 
 import errno
 
+from dmllab.paths import printable
 from dmllab.records import RecordError
 from dmllab.values import BadValue
 
 
 def describe(error: BaseException) -> str:
     """`error` as one line: the innermost operating-system error with its file when there is one,
-    a failed notebook cell's own error, else the exception's type and first line."""
+    a failed notebook cell's own error, else the exception's type and first line; any bytes of a
+    file name in it as `\\x` escapes."""
+    return printable(_describe(error))
+
+
+def _describe(error: BaseException) -> str:
     chain: list[BaseException] = []
     seen: BaseException | None = error
     while seen is not None and seen not in chain:
