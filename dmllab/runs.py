@@ -19,7 +19,7 @@ import math
 import os
 import pickle
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -34,6 +34,7 @@ from dmllab.claims import t_quantile
 from dmllab.config import Config
 from dmllab.data import Splits
 from dmllab.data.dataset import Dataset
+from dmllab.data.loader import embedding_batches
 from dmllab.geometry.base import Geometry
 from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
@@ -97,7 +98,12 @@ class Run:
 
     @torch.no_grad()
     def embed(self, data: Dataset | Tensor, batch_size: int = 1024) -> Tensor:
-        """Embeddings of a dataset (or raw inputs) in eval mode, on the CPU, in chunks.
+        """Embeddings of a dataset (or raw inputs) in eval mode, on the CPU, in chunks of
+        `batch_size` rows.
+
+        Lazy inputs (image folders) stream through the loader (`dmllab.data.loader`): decoded by
+        `config.num_workers` worker processes through the evaluation transform of
+        `config.augment`, a few batches at a time, so no split is ever held decoded.
 
         Raises ValueError when the rows do not have the shape the run was trained on (its
         training split's, or the record's when it was loaded without data), naming both; a run
@@ -108,13 +114,26 @@ class Run:
         was_training = self.model.training
         self.model.eval()
         try:
-            chunks = []
-            for start in range(0, len(x), batch_size):
-                index = torch.arange(start, min(start + batch_size, len(x)))
-                chunks.append(self.model(x[index].to(device)).float().cpu())
+            chunks = [
+                self.model(batch.to(device)).float().cpu()
+                for batch in self._batches(x, batch_size, device)
+            ]
         finally:
             self.model.train(was_training)
         return torch.cat(chunks)
+
+    def _batches(self, x: Any, batch_size: int, device: torch.device) -> Iterator[Tensor]:
+        if isinstance(x, Tensor):
+            for start in range(0, len(x), batch_size):
+                yield x[torch.arange(start, min(start + batch_size, len(x)))]
+            return
+        yield from embedding_batches(
+            x,
+            batch_size,
+            augment=self.config.augment,
+            num_workers=self.config.num_workers,
+            pin_memory=device.type == "cuda",
+        )
 
     def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
         """(input shape of one row, image shape or None) the run was trained on: from its

@@ -47,6 +47,7 @@ from dmllab.engine import (
     Monitor,
     ProgressBar,
     RegulariserHooks,
+    SkippedImages,
     Snapshots,
     StopTraining,
     Timer,
@@ -320,7 +321,14 @@ def start(
         rank=distributed.rank(),
         world_size=distributed.world_size(),
     )
-    state.batches = TrainBatches(train, sampler, device, num_workers=config.num_workers)
+    state.batches = TrainBatches(
+        train,
+        sampler,
+        device,
+        num_workers=config.num_workers,
+        augment=config.augment,
+        on_bad_image=config.on_bad_image,
+    )
     state.scheduler = build_schedule(
         config.lr_schedule,
         optimizer,
@@ -343,6 +351,7 @@ def start(
         RegulariserHooks(terms),
         Monitor(),
         Timer(),
+        *([SkippedImages()] if config.on_bad_image == "skip" else []),
         Snapshots(),
         guard,
     ]

@@ -4,8 +4,8 @@ calls.
     TrainState     everything a training holds, with state_dict() / load_state_dict()
     Callback       the one hook protocol: on_fit_start, on_epoch_start, on_batch_end,
                    on_epoch_end, on_fit_end (+ state_dict for callbacks that keep state)
-    built-in       RegulariserHooks, Monitor, Timer, Snapshots, EarlyStopping, ProgressBar,
-                   Checkpointer (and `dmllab.guards.DivergenceGuard`)
+    built-in       RegulariserHooks, Monitor, Timer, SkippedImages, Snapshots, EarlyStopping,
+                   ProgressBar, Checkpointer (and `dmllab.guards.DivergenceGuard`)
     Precision      mixed precision as a policy object (autocast + GradScaler)
 
 A callback of your own:
@@ -43,6 +43,7 @@ from dmllab.engine.monitoring import (
     Monitor,
     ProgressBar,
     RegulariserHooks,
+    SkippedImages,
     Snapshots,
     Timer,
     monitor_row,
@@ -64,6 +65,7 @@ __all__ = [
     "Precision",
     "ProgressBar",
     "RegulariserHooks",
+    "SkippedImages",
     "Snapshots",
     "StopTraining",
     "Timer",
