@@ -103,7 +103,9 @@ class Run:
 
         Lazy inputs (image folders) stream through the loader (`dmllab.data.loader`): decoded by
         `config.num_workers` worker processes through the evaluation transform of
-        `config.augment`, a few batches at a time, so no split is ever held decoded.
+        `config.augment`, a few batches at a time, so no split is ever held decoded. A file that
+        fails raises BadImageError naming it, or, under `config.on_bad_image="skip"`, embeds as a
+        black image with a warning naming it.
 
         Raises ValueError when the rows do not have the shape the run was trained on (its
         training split's, or the record's when it was loaded without data), naming both; a run
@@ -133,6 +135,7 @@ class Run:
             augment=self.config.augment,
             num_workers=self.config.num_workers,
             pin_memory=device.type == "cuda",
+            on_bad_image=self.config.on_bad_image,
         )
 
     def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
@@ -327,7 +330,7 @@ def data_identity(splits: Splits) -> dict[str, Any]:
     return {
         "name": train.name,
         "fingerprint": digest.hexdigest(),
-        "input_shape": [int(s) for s in train.x[torch.tensor([0])].shape[1:]],
+        "input_shape": list(_row_shape(train.x)),
         "image_shape": list(train.image_shape) if train.image_shape is not None else None,
         "num_classes": int(train.num_classes),
     }

@@ -263,7 +263,8 @@ def start(
     seed_everything(config.seed)
     splits = prepare(config, dataset)
     train = splits.train
-    input_shape = tuple(train.x[torch.tensor([0])].shape[1:])
+    shape = getattr(train.x, "shape", None)  # lazy images know it: nothing decoded here
+    input_shape = tuple(shape[1:] if shape is not None else train.x[torch.tensor([0])].shape[1:])
     model, geometry, loss_fn = build_components(
         config, input_shape, train.num_classes, train.image_shape, classes=train.classes
     )

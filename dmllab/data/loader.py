@@ -58,6 +58,8 @@ __all__ = [
     "transform_pair",
 ]
 
+BLANK = "a black image"
+
 BatchKey = tuple[int, int, Tensor]
 """(epoch, batch number within the epoch, row indices of the batch)."""
 
@@ -79,7 +81,8 @@ class BatchReader(TorchDataset):
 
     x, y:      the inputs (lazy or in memory) and their labels.
     transform: each image's transform (None: `LazyImages` decoding as is).
-    policy:    `on_bad_image` ("raise": a failed file ends the batch; "skip": it is replaced).
+    policy:    "raise": a failed file ends the batch; "skip": another image of its class takes
+               its place; "blank": a black image takes its place (evaluation under "skip").
     seed:      the training's seed; rank: this process's rank (positions count in the global
                batch, whose share of `len(index)` rows each rank reads).
     """
@@ -120,7 +123,13 @@ class BatchReader(TorchDataset):
                     continue
                 except BadImageError as error:
                     failure = error
-                found = None if self.policy == "raise" else self.replace(row, rows, seed, failures)
+                found = (
+                    self.replace(row, rows, seed, failures)
+                    if self.policy == "skip"
+                    else (torch.zeros(3, self.x.size, self.x.size), BLANK)
+                    if self.policy == "blank"
+                    else None
+                )
                 if found is None:
                     reason = failure.reason + (
                         "; on_bad_image='skip' found no other readable image of its class to "
@@ -308,13 +317,22 @@ def embedding_batches(
     augment: str = "none",
     num_workers: int = 0,
     pin_memory: bool = False,
+    on_bad_image: str = "raise",
 ) -> Iterator[Tensor]:
     """The rows of lazy inputs `x` in order, in batches of `batch_size`, decoded through the
     evaluation transform of `augment` by `num_workers` DataLoader worker processes (0: this one).
-    At most (2 x num_workers + 1) batches are decoded at a time, whatever len(x). A file that
-    fails raises BadImageError naming it (evaluation embeds every row: nothing is skipped)."""
+    At most (2 x num_workers + 1) batches are decoded at a time, whatever len(x).
+
+    A file that fails raises BadImageError naming it (on_bad_image="raise"); under "skip" its row
+    is a black image, with a warning naming the file (every row keeps its place: the embeddings
+    stay aligned with the labels, and no other image's copy inflates a retrieval score)."""
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise ValueError(
+            f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}; got {on_bad_image!r}"
+        )
     reader = BatchReader(x, torch.zeros(len(x), dtype=torch.long),
-                         transform=transform_pair(augment, x).eval)  # fmt: skip
+                         transform=transform_pair(augment, x).eval,
+                         policy="blank" if on_bad_image == "skip" else "raise")  # fmt: skip
     keys = [(0, number, torch.arange(start, min(start + batch_size, len(x))))
             for number, start in enumerate(range(0, len(x), batch_size))]  # fmt: skip
     loader = DataLoader(
@@ -327,6 +345,12 @@ def embedding_batches(
         generator=torch.Generator().manual_seed(0),  # never the global generator (module doc)
     )
     for images, _, failures in loader:
-        if failures:
-            raise BadImageError(failures[0].path, failures[0].reason)
+        for failure in failures:
+            if not failure.replacement:
+                raise BadImageError(failure.path, failure.reason)
+            warnings.warn(
+                f"embedding {BLANK} in place of {printable(failure.path)}: {failure.reason} "
+                "(on_bad_image='skip'); replace or delete the file",
+                stacklevel=3,
+            )
         yield images

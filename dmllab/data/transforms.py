@@ -27,7 +27,8 @@ training, whatever the policy):
     skip    warn naming the file, count it in the epoch's history row (`bad_images`) and put
             another image of the same class in its place (drawn from the training split outside
             the batch, by the same seed), so every batch, and every rank's share of it under DDP,
-            keeps its size
+            keeps its size; where every row must keep its place (`Run.embed`: evaluation, the
+            validation split, probes), a black image takes it, with a warning naming the file
 """
 
 from __future__ import annotations
