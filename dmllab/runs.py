@@ -115,14 +115,20 @@ class Run:
         device = next(iter(self.model.parameters()), torch.empty(0)).device
         was_training = self.model.training
         self.model.eval()
+        result: Tensor | None = None
+        start = 0
         try:
-            chunks = [
-                self.model(batch.to(device)).float().cpu()
-                for batch in self._batches(x, batch_size, device)
-            ]
+            for batch in self._batches(x, batch_size, device):
+                z = self.model(batch.to(device)).float().cpu()
+                if result is None:  # one [N, d] result: many small chunks kept between the
+                    result = torch.empty(len(x), *z.shape[1:])  # freed batches grow the heap
+                result[start : start + len(z)] = z
+                start += len(z)
         finally:
             self.model.train(was_training)
-        return torch.cat(chunks)
+        if result is None:
+            raise ValueError("nothing to embed: the inputs have no rows")
+        return result
 
     def _batches(self, x: Any, batch_size: int, device: torch.device) -> Iterator[Tensor]:
         if isinstance(x, Tensor):

@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -70,6 +69,7 @@ EMPTY = "empty file (0 bytes)"
 #: A JPEG's last marker (end of image) and a PNG's last chunk (IEND with its CRC).
 END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 TAIL = 64  # bytes read from a file's end to find its end marker (padding allowed)
+ORIENTATION = 0x0112  # the EXIF tag of the orientation
 
 
 class BadImageError(ValueError):
@@ -153,7 +153,8 @@ def _failures(
 
 def read_pixels(path: str | Path, size: int) -> Tensor:
     """The whole picture at `path`, upright, for the named transforms: uint8 [3, H, W] (8-bit
-    sources) or float32 [3, H, W] in [0, 1] (16-bit grey and the other high-depth modes).
+    sources) or float32 [3, H, W] in [0, 1] (16-bit grey and the other high-depth modes); those
+    Pillow decodes come in channels-last memory (a view of its [H, W, 3] pixels).
 
     JPEGs whose shorter side is at least 4 x `size` are decoded at a reduced DCT scale that keeps
     the shorter side >= 2 x `size` (Pillow's draft); other RGB and grey JPEGs by torchvision's
@@ -176,12 +177,18 @@ def read_pixels(path: str | Path, size: int) -> Tensor:
             elif image.format == "JPEG" and image.mode in ("RGB", "L"):
                 data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
                 return io.decode_jpeg(data, mode=io.ImageReadMode.RGB, apply_exif_orientation=True)
-            pixels = as_pixels(ImageOps.exif_transpose(image))
+            image.load()
+            if image.getexif().get(ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            # an RGB image without a transparent colour is its own RGB: no copy made
+            plain = image.mode == "RGB" and "transparency" not in image.info
+            pixels = image if plain else as_pixels(image)
+            if pixels.mode == "F":
+                return torch.from_numpy(to_array(pixels)).permute(2, 0, 1)
+            rgb = torch.frombuffer(bytearray(pixels.tobytes()), dtype=torch.uint8)
+            return rgb.view(pixels.height, pixels.width, 3).permute(2, 0, 1)  # channels last
     except Exception as error:  # whatever a broken file makes Pillow raise, say which file it was
         raise BadImageError(path, f"{type(error).__name__}: {error}") from error
-    if pixels.mode == "F":
-        return torch.from_numpy(to_array(pixels).transpose(2, 0, 1).copy())
-    return torch.from_numpy(np.asarray(pixels, dtype=np.uint8).transpose(2, 0, 1).copy())
 
 
 def read(path: str | Path) -> PIL.Image.Image:
