@@ -21,6 +21,7 @@ the rest of the split by the image's seed), so the batch and every rank's share 
 
 `embedding_batches(x, batch_size, ...)` streams lazy inputs in order through the evaluation
 transform, in batches, for `Run.embed`: nothing holds a whole split decoded.
+`augmented_views(x, row, augment)` shows what the transforms make of one image.
 
 Call `set_epoch(epoch)` before each epoch (it sets the sampler's epoch and the skipped count).
 """
@@ -54,6 +55,7 @@ __all__ = [
     "BatchReader",
     "Failure",
     "TrainBatches",
+    "augmented_views",
     "embedding_batches",
     "transform_pair",
 ]
@@ -354,3 +356,23 @@ def embedding_batches(
                 stacklevel=3,
             )
         yield images
+
+
+def augmented_views(
+    x: LazyInputs, row: int, augment: str = "dml-standard", views: int = 7, *, seed: int = 0
+) -> Tensor:
+    """Image `row` of the image files `x` as evaluation reads it, then `views` draws of the
+    training transform of `augment` (view i from the seed `sample_seed(seed, i, 0, 0)`, as a
+    training batch would seed it): float32 [views + 1, 3, S, S] in [0, 1]. Torch's generator is
+    left as it was. Raises ValueError for inputs that are not image files, BadImageError for a
+    file that cannot be decoded."""
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise ValueError(f"views must be an int >= 1; got {views!r}")
+    pair = transform_pair(augment, x)
+    labels = torch.zeros(len(x), dtype=torch.long)
+    train = BatchReader(x, labels, transform=pair.train, seed=seed)
+    evaluation = BatchReader(x, labels, transform=pair.eval)
+    with torch.random.fork_rng(devices=[]):
+        images = [evaluation.image(row, 0)]
+        images += [train.image(row, sample_seed(seed, view, 0, 0)) for view in range(views)]
+    return torch.stack(images)

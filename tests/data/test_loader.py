@@ -14,7 +14,7 @@ import dmllab as dl
 from dmllab.data import BadImageError, ClassBalancedSampler, load
 from dmllab.data.example_folder import write_example_folder
 from dmllab.data.images import decode, read_pixels
-from dmllab.data.loader import BatchReader, TrainBatches, embedding_batches
+from dmllab.data.loader import BatchReader, TrainBatches, augmented_views, embedding_batches
 from dmllab.data.transforms import TRANSFORMS, as_float
 
 CPU = torch.device("cpu")
@@ -205,3 +205,20 @@ def test_embedding_a_file_that_breaks_names_it_or_embeds_a_black_image_under_ski
         streamed = torch.cat(list(embedding_batches(data.x, 5, num_workers=2, on_bad_image="skip")))
     assert torch.equal(streamed[0], torch.zeros(3, SIZE, SIZE))
     assert torch.equal(streamed[1:], data.x[torch.arange(1, len(data))])
+
+
+def test_augmented_views_show_the_evaluation_view_then_seeded_training_draws(pictures):
+    data = load("folder", root=pictures, image_size=SIZE)
+    before = torch.get_rng_state()
+    views = augmented_views(data.x, 3, "dml-standard", 4, seed=1)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert views.shape == (5, 3, SIZE, SIZE) and views.dtype == torch.float32
+    pair = TRANSFORMS.build("dml-standard", {"image_size": SIZE})
+    assert torch.equal(views[0], as_float(pair.eval(read_pixels(data.x.paths[3], SIZE))))
+    assert len({tuple(view.flatten().tolist()) for view in views}) == 5  # all different
+    assert torch.equal(augmented_views(data.x, 3, "dml-standard", 4, seed=1), views)
+    assert not torch.equal(augmented_views(data.x, 3, "dml-standard", 4, seed=2)[1], views[1])
+    plain = augmented_views(data.x, 3, "none", 2)
+    assert all(torch.equal(view, data.x[3][0]) for view in plain)  # "none" changes nothing
+    with pytest.raises(ValueError, match="views must be an int >= 1"):
+        augmented_views(data.x, 3, views=0)
