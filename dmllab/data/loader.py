@@ -322,8 +322,9 @@ def embedding_batches(
     on_bad_image: str = "raise",
 ) -> Iterator[Tensor]:
     """The rows of lazy inputs `x` in order, in batches of `batch_size`, decoded through the
-    evaluation transform of `augment` by `num_workers` DataLoader worker processes (0: this one).
-    At most (2 x num_workers + 1) batches are decoded at a time, whatever len(x).
+    evaluation transform of `augment` by `num_workers` DataLoader worker processes (0, or a single
+    batch: this process). At most (2 x num_workers + 1) batches are decoded at a time, whatever
+    len(x).
 
     A file that fails raises BadImageError naming it (on_bad_image="raise"); under "skip" its row
     is a black image, with a warning naming the file (every row keeps its place: the embeddings
@@ -337,12 +338,13 @@ def embedding_batches(
                          policy="blank" if on_bad_image == "skip" else "raise")  # fmt: skip
     keys = [(0, number, torch.arange(start, min(start + batch_size, len(x))))
             for number, start in enumerate(range(0, len(x), batch_size))]  # fmt: skip
+    workers = num_workers if len(keys) > 1 else 0  # one batch: a worker adds only its start-up
     loader = DataLoader(
         reader,
         sampler=keys,
         batch_size=None,
-        num_workers=num_workers,
-        prefetch_factor=2 if num_workers > 0 else None,
+        num_workers=workers,
+        prefetch_factor=2 if workers > 0 else None,
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(0),  # never the global generator (module doc)
     )
