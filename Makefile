@@ -1,7 +1,7 @@
 # dmllab: every target does its own set-up, idempotently, into .venv/.
 #   make demo   the main job: runs the notebook series, writes executed notebooks + report.html
-#   make test   style and type checks (make check), then the whole test suite (unit tests,
-#               doctests, notebooks)
+#   make test   style and type checks (make check), then the whole test suite: every lesson
+#               once under nbval (`pytest --nbval-lax`), unit tests, doctests, the lessons' claims
 #   make check  ruff format --check, ruff check (lint + import order, notebooks too), mypy
 #   make lab    JupyterLab on the notebooks, on 127.0.0.1 only
 PYTHON ?= python3
@@ -36,7 +36,7 @@ demo-quick: setup
 
 # Style is checked by tools (configured in pyproject.toml); `ruff format <files>` and
 # `ruff check --fix <files>` repair most findings. A failure here fails `make test`, so CI.
-STYLED := dmllab tests benchmarks notebooks scripts
+STYLED := dmllab tests benchmarks notebooks scripts conftest.py
 check: setup
 	@# all three run, so one pass shows every finding; any failure fails the target
 	@status=0; \
@@ -45,11 +45,15 @@ check: setup
 	echo "mypy"; $(PY) -m mypy || status=1; \
 	exit $$status
 
+# --nbval-lax: nbval runs every cell of every lesson (testpaths puts notebooks/ first) and fails on
+# an error; the lessons are stored without outputs, so strict --nbval would compare nothing.
 test: setup check
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest --nbval-lax
 
+# As root (containers, cloud images) Jupyter refuses to start unless told --allow-root.
 lab: setup
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 # The README's speed table comes from exactly these commands (`--quick` runs are shorter and noisier).
 benchmarks: setup
@@ -57,6 +61,7 @@ benchmarks: setup
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_bregman.py
 	$(PY) benchmarks/bench_projection.py
+	$(PY) benchmarks/bench_step.py
 	$(PY) benchmarks/bench_input.py --embed 10000
 
 clean:

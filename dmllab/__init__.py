@@ -32,6 +32,7 @@ _SUBMODULES = {
     "claims",
     "findings",
     "guards",
+    "lessons",
 }
 _FUNCTIONS = {
     "Config": "config",

@@ -22,24 +22,42 @@ from torch import Tensor, nn
 
 from dmllab import geometry as geometries
 from dmllab import losses, models
+from dmllab.backbones import freeze_batchnorm
 from dmllab.config import Config
 from dmllab.data import Dataset, Splits, load, noise, resolve, split, validation_split
 from dmllab.geometry.base import Geometry
 from dmllab.losses.lsd import lists_for
+from dmllab.values import BadValue
 
 __all__ = ["build_components", "build_loss", "build_regularisers", "prepare"]
 
 
 def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:
     """The splits for `config`; a given `dataset` (a Dataset, or a registered name loaded with
-    `config.seed` and default options) wins over `config.dataset`."""
+    `config.seed` and default options) wins over `config.dataset`.
+
+    Raises BadValue naming `Config.split` when a class-disjoint split would leave a side with
+    fewer than 2 classes (a 2-class data set needs split='stratified')."""
     if dataset is None:
         options = {"seed": config.seed, **config.dataset_options}
         dataset = load(config.dataset, **options)
     dataset = resolve(dataset, seed=config.seed)
-    train, test = split(
-        dataset, how=config.split, test_fraction=config.test_fraction, seed=config.seed
-    )
+    try:
+        train, test = split(
+            dataset, how=config.split, test_fraction=config.test_fraction, seed=config.seed
+        )
+    except ValueError as error:
+        if config.split != "classes":
+            raise
+        problem = str(error).split(". ")[0]
+        classes = dataset.num_classes
+        batch = (
+            f" with classes_per_batch <= {classes}" if config.classes_per_batch > classes else ""
+        )
+        raise BadValue(
+            f"Config.split='classes': {problem}; set split='stratified'{batch} (the same classes "
+            "in train and test, as for a 2-class data set) or change test_fraction"
+        ) from error
     if config.noise_rate > 0:
         train = noise.inject(
             train, rate=config.noise_rate, kind=config.noise_kind, seed=config.seed
@@ -59,19 +77,25 @@ def build_components(
     image_shape: Sequence[int] | None = None,
     *,
     classes: Sequence[int] | Tensor | None = None,
+    load_weights: bool = True,
 ) -> tuple[nn.Module, Geometry, losses.MetricLoss]:
     """(model, geometry, loss_fn) for `config` and inputs of one-sample shape `input_shape`.
 
     `classes` (the training label ids) or `num_classes` (ids 0..C-1) size per-class loss
-    parameters."""
+    parameters. With `config.batchnorm="frozen"` the model's BatchNorm layers are frozen here
+    (`backbones.freeze_batchnorm`), so a saved run rebuilds the model it was trained as;
+    `load_weights=False` does not read pretrained trunk weights (a saved run's replace them)."""
     model = models.build(
         config.model,
         input_shape,
         config.embedding_dim,
         config.normalize,
         image_shape,
+        load_weights=load_weights,
         **config.model_options,
     )
+    if config.batchnorm == "frozen":
+        freeze_batchnorm(model)  # in place
     geometry = geometries.build(config.geometry, model.embedding_dim, **config.geometry_options)
     loss_fn = build_loss(
         config, geometry, num_classes, classes=classes, embedding_dim=model.embedding_dim

@@ -2,8 +2,9 @@
 
     dmllab demo [--out DIR] [--quick]                 run every lesson, write report.html
     dmllab run NOTEBOOK -p NAME VALUE ... [--out DIR] one parameterised lesson
-    dmllab sweep GRID.yaml [--workers N]              a grid of runs over parameters and seeds
-    dmllab report DIR                                 mean +/- CI per configuration of a sweep
+    dmllab sweep GRID.yaml [--workers N] [--shard I/N] a grid of runs over parameters and seeds
+    dmllab report DIR [DIR ...]                       mean +/- CI per configuration of a sweep
+    dmllab tune SPEC.yaml [--workers N] [--storage URL] tuned variants compared on the test split
     dmllab fit CONFIG.json [--out DIR] [--nproc N]    one training run (N local ranks, or torchrun)
     dmllab verify ROOT [--layout folder]              decode every image; list the bad files
 
@@ -16,6 +17,7 @@ every command, since grids and `-p` values are checked against it before any wor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import sys
@@ -26,9 +28,10 @@ from typing import Any
 
 from dmllab.config import Config
 from dmllab.errors import describe
+from dmllab.experiments.cells import Shard
 from dmllab.experiments.grid import load_grid
 from dmllab.experiments.sweep import run_sweep
-from dmllab.lessons import check_values, find_lessons, run_lesson, run_lessons
+from dmllab.lessons import LessonError, check_values, find_lessons, run_lesson, run_lessons
 from dmllab.paths import printable
 from dmllab.records import read_json
 from dmllab.values import BadValue
@@ -51,8 +54,8 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The `-p NAME VALUE` pairs read by `dmllab.values.parse_text` and checked against the
-    notebook's parameters, before anything runs. Raises SystemExit with one line for a bad value,
-    an unknown name or a name given twice."""
+    notebook's parameters, before anything runs. Raises SystemExit with one line for a bad value
+    or a name given twice, LessonError for a name the notebook does not have."""
     parameters: dict[str, Any] = {}
     for name, text in pairs:
         if name in parameters:
@@ -63,6 +66,8 @@ def run_parameters(notebook: Path, pairs: Sequence[tuple[str, str]]) -> dict[str
             raise SystemExit(f"-p {name}: {error}") from error
     try:
         check_values(notebook, parameters)
+    except LessonError:  # names the notebook already
+        raise
     except BadValue as error:
         raise SystemExit(f"{notebook.name}: {error}") from error
     return parameters
@@ -81,16 +86,49 @@ def _run_command(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- sweep / report
 def _sweep_command(args: argparse.Namespace) -> int:
-    return run_sweep(load_grid(args.grid), args.workers)
+    grid = load_grid(args.grid)
+    if args.out is not None:
+        grid = dataclasses.replace(grid, out=Path(args.out))
+    return run_sweep(grid, args.workers, Shard.parse(args.shard) if args.shard else None)
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from dmllab.report import report_sweep
+    from dmllab.report import report_sweep, results_folder
 
-    directory = Path(args.directory)
-    print(report_sweep(directory, args.metric))
+    directories = [Path(d) for d in args.directory]
+    for folder in directories:
+        if (folder / "report.html").is_file() and not (folder / "results.csv").exists():
+            raise SystemExit(
+                f"{printable(folder)} is a `dmllab demo` folder: its report is "
+                f"{printable(folder / 'report.html')}; `dmllab report` tabulates a sweep's folder"
+            )
+    print(report_sweep(directories, args.metric))
+    directory = results_folder(directories)
     tables = (printable(directory / name) for name in ("results.csv", "results.html"))
     print("\nwrote {} and {}".format(*tables))
+    return 0
+
+
+# --------------------------------------------------------------------------- tune
+def _tune_command(args: argparse.Namespace) -> int:
+    from dmllab.experiments.tune import tune
+    from dmllab.tuning_report import summary_text, write_tuning_report
+
+    tuned = tune(
+        args.spec,
+        workers=args.workers,
+        storage=args.storage,
+        heartbeat=args.heartbeat,
+        reproduce_best=not args.search_only,
+    )
+    if args.search_only:
+        print(f"search done: {', '.join(f'{v} {s:.4f}' for v, s in tuned.best_values.items())}")
+        return 1 if tuned.stopped else 0
+    print(summary_text(tuned))
+    print(f"report: {write_tuning_report(tuned).resolve()}")
+    if tuned.stopped:
+        print("stopped before the end; run the same command to resume", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -101,6 +139,8 @@ def _fit_command(args: argparse.Namespace) -> int:
     from dmllab.train import resolve_device
 
     config = Config.from_json(Path(args.config).read_text(), args.config)
+    if args.root is not None:  # a recipe's data folder, given on the command line
+        config = config.replace(dataset_options={**config.dataset_options, "root": args.root})
     if args.out is None:
         if args.resume:
             raise SystemExit("--resume needs --out: the run folder whose checkpoint to continue")
@@ -190,41 +230,109 @@ def _verify_command(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- main
+QUICK_HELP = (
+    "each lesson's quick form: every cell with a fraction of the training, about 10-30 s per "
+    "lesson on a quiet 2-core machine (a minute or two in all); its numbers make no claim"
+)
+
+
 def parser() -> argparse.ArgumentParser:
-    """The `dmllab` argument parser: one sub-command per entry of the module docstring."""
+    """The `dmllab` argument parser: one sub-command per entry of the module docstring. `--debug`
+    is taken before or after the sub-command."""
     main = argparse.ArgumentParser(
         prog="dmllab",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    main.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    debug_help = "show the traceback of an error instead of one line"
+    main.add_argument("--debug", action="store_true", help=debug_help)
+    # on each sub-command too; SUPPRESS keeps a --debug given before the sub-command
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = main.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run every lesson and write report.html")
-    demo.add_argument("--out", default="outputs")
-    demo.add_argument("--quick", action="store_true", help="CI-sized runs (seconds per lesson)")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    demo = command("demo", "run every lesson and write report.html")
+    demo.add_argument(
+        "--out", default="outputs", help="folder for the run's dated sub-folder (default: outputs)"
+    )
+    demo.add_argument("--quick", action="store_true", help=QUICK_HELP)
     demo.add_argument("--notebooks", help="folder of the lessons (default: ./notebooks)")
     demo.add_argument(
         "--only", nargs="*", help="run only lessons whose file names start with these prefixes"
     )
     demo.set_defaults(func=_demo_command)
-    run = sub.add_parser("run", help="run one lesson with parameters")
-    run.add_argument("notebook")
+    run = command("run", "run one lesson with parameters")
+    run.add_argument("notebook", help="the lesson notebook, e.g. notebooks/00_tour.ipynb")
     run.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a parameter of the lesson's parameters cell (repeatable; VALUE is read as "
+        "YAML: true, 0.2, [0.0, 0.1])",
     )
-    run.add_argument("--out", default="outputs")
+    run.add_argument(
+        "--out",
+        default="outputs",
+        help="folder for the run's own sub-folder: executed notebook, metrics.json, figures "
+        "(default: outputs)",
+    )
     run.set_defaults(func=_run_command)
-    sweep = sub.add_parser("sweep", help="run a grid of parameters x seeds")
-    sweep.add_argument("grid")
-    sweep.add_argument("--workers", type=int, default=1)
+    sweep = command("sweep", "run a grid of parameters x seeds")
+    sweep.add_argument(
+        "grid", help="the grid file (YAML: notebook: or fit:, parameters:, seeds:, out:)"
+    )
+    sweep.add_argument(
+        "--workers", type=int, default=1, help="cells run at once, each in its own process"
+    )
+    sweep.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only shard I of N (0 <= I < N) of the cells, e.g. $SLURM_ARRAY_TASK_ID/4; "
+        "shards may share one output folder",
+    )
+    sweep.add_argument("--out", help="the output folder (default: the grid's 'out:')")
     sweep.set_defaults(func=_sweep_command)
-    report = sub.add_parser("report", help="tabulate a sweep or demo directory")
-    report.add_argument("directory")
+    report = command(
+        "report",
+        "tabulate a sweep's folder (or its shards' folders): mean ± 95%% CI per configuration "
+        "(a demo writes its own report.html)",
+    )
+    report.add_argument(
+        "directory", nargs="+", help="a sweep's folder, or the folders its shards ran into"
+    )
     report.add_argument(
         "--metric", action="append", help="metric(s) to tabulate (default: the headline ones)"
     )
     report.set_defaults(func=_report_command)
-    fit = sub.add_parser("fit", help="train one Config (JSON); runs under torchrun")
+    tune = command(
+        "tune", "search hyper-parameters per variant, then compare the best on the test split"
+    )
+    tune.add_argument("spec", help="a search-space file (YAML)")
+    tune.add_argument("--workers", type=int, default=1, help="local worker processes per study")
+    tune.add_argument(
+        "--storage",
+        help="an SQLAlchemy URL of the study database that workers on several machines share "
+        "(default: sqlite in the output folder)",
+    )
+    tune.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        help="seconds between a trial's heartbeats; a trial silent twice as long is retried",
+    )
+    tune.add_argument(
+        "--search-only",
+        action="store_true",
+        help="run trials only (an extra machine of a shared study); one machine reproduces",
+    )
+    tune.set_defaults(func=_tune_command)
+    fit = command("fit", "train one Config (JSON); runs under torchrun")
     fit.add_argument("config", help="a Config as JSON (Config.to_json), e.g. a recipe")
     fit.add_argument(
         "--out",
@@ -237,6 +345,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run whose checkpoint is in --out (same config, same number of ranks)",
     )
+    fit.add_argument(
+        "--root",
+        default=None,
+        help="the data set's folder (sets dataset_options['root'] of the config, e.g. a recipe)",
+    )
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument(
         "--nproc",
@@ -247,18 +360,18 @@ def parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=_fit_command)
     from dmllab.data.example_folder import LAYOUTS
 
-    verify = sub.add_parser(
-        "verify", help="decode every image of an image data set; list the bad files"
-    )
+    verify = command("verify", "decode every image of an image data set; list the bad files")
     verify.add_argument("root", help="the folder you would pass as dataset_options={'root': ...}")
-    verify.add_argument("--layout", default="folder", choices=LAYOUTS)
+    verify.add_argument(
+        "--layout", default="folder", choices=LAYOUTS, help="how the folder is laid out"
+    )
     verify.set_defaults(func=_verify_command)
     return main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command. An error prints one line (what happened and to which file) and returns 1;
-    `--debug` shows the traceback instead."""
+    """Run one command. An error prints one line (what happened and to which file) and returns 1,
+    Ctrl-C one line and 130; `--debug` shows the traceback instead."""
     args = parser().parse_args(argv)
     if getattr(args, "workers", 1) < 1:
         raise SystemExit("--workers must be >= 1")
@@ -267,6 +380,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        again = (
+            "; finished cells are kept: the same command runs the rest"
+            if args.command == "sweep"
+            else ""
+        )
+        print(f"dmllab {args.command}: interrupted{again}", file=sys.stderr)
+        return 130
     except Exception as error:
         if args.debug:
             raise

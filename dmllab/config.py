@@ -27,7 +27,8 @@ from dmllab import values
 from dmllab.data import DATASETS, NOISE_KINDS, SPLITS
 from dmllab.data.transforms import BAD_IMAGE_POLICIES, TRANSFORMS
 from dmllab.geometry import GEOMETRIES
-from dmllab.losses import LOSSES, NEGATIVES, POSITIVES
+from dmllab.losses import LOSSES, NEGATIVES, POSITIVES, TupleLoss
+from dmllab.losses.strategies import RankedPositives
 from dmllab.models import MODELS
 from dmllab.optim import OPTIMIZERS, SCHEDULES
 from dmllab.registry import Registry, UnknownOption
@@ -54,7 +55,8 @@ MAX_WORKERS = 1024
 
 @dataclass(frozen=True)
 class Config:
-    """Every knob of one training run. Field names are the public contract (see DESIGN.md).
+    """Every knob of one training run. Field names are the public contract: papermill parameters,
+    sweep grids, the command line and saved runs name them.
 
     Data: `dataset`, `dataset_options` (passed to `dmllab.data.load`), `split` ("classes" = the
     zero-shot protocol with class-disjoint train/test, "stratified" = same classes in both),
@@ -62,7 +64,9 @@ class Config:
     `noise_rate` and `noise_kind` (training labels only).
     Model: `model`, `model_options`, `embedding_dim`, `normalize` (L2-normalise the embedding).
     Geometry: `geometry`, `geometry_options`.
-    Loss: `loss`, `loss_options`, `margin`, `positives`, `negatives`, `k_positives`.
+    Loss: `loss`, `loss_options`, `margin`, `positives`, `negatives`, `k_positives` (the last four
+    only for a loss that chooses tuples, and `k_positives` only for positives that rank them: a
+    field the components would ignore is refused).
     LSD: `lsd_alpha` (0 = off), `lsd_tau`, `lsd_include_self`, `lsd_beta_neg`.
     Optimisation: `epochs`, `batches_per_epoch` (None = about one pass over the training set),
     `classes_per_batch` x `samples_per_class`, `optimizer` and `optimizer_options` (registry
@@ -196,6 +200,7 @@ class Config:
                 "Config.early_stopping_patience needs a validation split: set val_fraction > 0 "
                 "(early stopping never looks at the test split)"
             )
+        self._check_ignored_fields()
         if self.normalize and GEOMETRIES[self.geometry].learned and self.model == "identity":
             raise BadValue(
                 "Config.normalize=True with model='identity' would project the raw inputs "
@@ -203,6 +208,34 @@ class Config:
                 "set normalize=False for a geometry lesson"
             )
         self._check_option_names()
+
+    def _check_ignored_fields(self) -> None:
+        """Refuse a field the chosen components would ignore, so that two Configs that train alike
+        never look different (a crossed grid would run the same cell twice): the tuple fields with
+        a loss that chooses no tuples (`reads_tuples`), and `k_positives` with a positives strategy
+        that takes every positive (`ranks_positives`). Raises BadValue naming the field and the
+        fix."""
+        if not reads_tuples(self.loss):
+            changed = [
+                f"{name}={getattr(self, name)!r}"
+                for name in TUPLE_FIELDS
+                if getattr(self, name) != _DEFAULTS[name]
+            ]
+            if changed:
+                defaults = ", ".join(f"{name}={_DEFAULTS[name]!r}" for name in TUPLE_FIELDS)
+                readers = ", ".join(sorted(name for name in LOSSES if reads_tuples(name)))
+                raise BadValue(
+                    f"Config.loss={self.loss!r} chooses no tuples, so it would ignore "
+                    f"{', '.join(changed)}; leave them at their defaults ({defaults}) or choose "
+                    f"a loss that reads them: {readers}"
+                )
+        elif self.k_positives != 1 and not ranks_positives(self.positives):
+            rankers = ", ".join(sorted(name for name in POSITIVES if ranks_positives(name)))
+            raise BadValue(
+                f"Config.k_positives={self.k_positives} is ignored by "
+                f"positives={self.positives!r}, which takes every positive; leave k_positives at "
+                f"1 or choose positives that rank them: {rankers}"
+            )
 
     def _check_option_names(self) -> None:
         """Refuse `*_options` keys the named component does not take (their values are checked
@@ -256,6 +289,24 @@ class Config:
     @property
     def batch_size(self) -> int:
         return self.classes_per_batch * self.samples_per_class
+
+
+TUPLE_FIELDS = ("positives", "negatives", "k_positives", "margin")
+"""The fields a loss reads through the tuples it chooses (positives, then negatives)."""
+_DEFAULTS = {item.name: item.default for item in dataclasses.fields(Config)}
+
+
+def reads_tuples(loss: str) -> bool:
+    """Whether the loss registered as `loss` chooses tuples through the positives and negatives
+    strategies, and so reads `TUPLE_FIELDS` (prototype cross-entropy compares each sample with
+    every class mean and does not). The one place `Config` asks a loss class this."""
+    return issubclass(LOSSES[loss], TupleLoss)
+
+
+def ranks_positives(positives: str) -> bool:
+    """Whether the positives strategy registered as `positives` picks the `k_positives` best of
+    an anchor's positives (nearest, hardest, random); `all` takes every positive."""
+    return issubclass(POSITIVES[positives], RankedPositives)
 
 
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:

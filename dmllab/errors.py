@@ -2,26 +2,35 @@
 
 A full disk surfaces as the last line of a chain of four tracebacks; `describe` walks the chain
 and names the operating-system error and its file (`No space left on device: out/cell/model.pt`).
-The line is printable whatever bytes a file name holds (`dmllab.paths.printable`).
+The lab's own errors (a bad value, grid or record, a busy folder) already say what happened and
+to which file, cause included: their message is the line. The line is printable whatever bytes a
+file name holds (`dmllab.paths.printable`).
 """
 
 from __future__ import annotations
 
 import errno
 
+from dmllab.locks import FolderBusy
 from dmllab.paths import printable
 from dmllab.records import RecordError
 from dmllab.values import BadValue
 
+COMPLETE = (BadValue, RecordError, FolderBusy)
+"""The lab's errors whose message is the whole story (what, where, why, and how to fix it)."""
+
 
 def describe(error: BaseException) -> str:
-    """`error` as one line: the innermost operating-system error with its file when there is one,
-    a failed notebook cell's own error, else the exception's type and first line; any bytes of a
-    file name in it as `\\x` escapes."""
+    """`error` as one line: the first line of one of the lab's own errors (`COMPLETE`), else the
+    innermost operating-system error with its file when there is one, a failed notebook cell's
+    own error, else the exception's type and first line; any bytes of a file name in it as `\\x`
+    escapes."""
     return printable(_describe(error))
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, COMPLETE):  # the lab's own messages say all there is
+        return _first_line(str(error))
     chain: list[BaseException] = []
     seen: BaseException | None = error
     while seen is not None and seen not in chain:
@@ -37,8 +46,6 @@ def _describe(error: BaseException) -> str:
         return f"{error.ename}: {_first_line(str(error.evalue))}" + (
             f" (notebook cell [{cell}])" if cell else ""
         )
-    if isinstance(error, (BadValue, RecordError)):  # the lab's own messages say all there is
-        return _first_line(str(error))
     return f"{type(error).__name__}: {_first_line(str(error))}"
 
 

@@ -5,6 +5,10 @@ A value given for a parameter (`-p NAME VALUE`, a grid's `parameters:` or `seeds
 the kind its default is (`values.like`), and a parameter named like a `Config` field whose default
 is a valid value of that field is checked like the field (so `-p lr .inf`, `-p seed -5` or
 `-p embedding_dim 1000000000` fail before the notebook starts).
+
+A lesson checks its parameters itself too, in the cell after its `parameters` cell
+(`read_parameters`), so the same rules hold however it is run: `dmllab run`, a sweep, plain
+`papermill -p` (which passes `false` or `[0.0, 0.2]` as text), nbval or JupyterLab.
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ from dmllab.records import read_json
 from dmllab.values import BadValue
 
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+OUTPUT_ENV = "DMLLAB_OUTPUT_DIR"
+"""A lesson run without an `output_dir` writes its outputs into `$DMLLAB_OUTPUT_DIR/<lesson>/`
+when this is set (the test suite sets it for the lessons nbval runs), and nowhere otherwise."""
+
+
+class LessonError(BadValue):
+    """No lesson where one was looked for, a notebook whose parameters cannot be read, or a
+    parameter it does not have; the message names the folder or notebook and what to pass."""
 
 
 def find_lessons(folder: str | None = None, only: Sequence[str] | None = None) -> list[Path]:
@@ -32,12 +44,12 @@ def find_lessons(folder: str | None = None, only: Sequence[str] | None = None) -
     beside the package, in order; with `only`, those whose file names start with one of its
     prefixes.
 
-    Raises SystemExit naming the folders searched when none holds a lesson."""
+    Raises LessonError naming the folders searched when none holds a lesson."""
     beside_package = Path(__file__).resolve().parents[1] / "notebooks"
     candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", beside_package]
     found = next((c for c in candidates if c.is_dir() and any(c.glob(LESSON_GLOB))), None)
     if found is None:
-        raise SystemExit(
+        raise LessonError(
             f"no lesson notebooks ({LESSON_GLOB}) found in {', '.join(map(str, candidates))}; "
             "pass --notebooks DIR"
         )
@@ -52,17 +64,17 @@ def find_lessons(folder: str | None = None, only: Sequence[str] | None = None) -
 def notebook_parameters(path: Path) -> dict[str, str]:
     """The names of a notebook's `parameters` cell and their defaults as source text.
 
-    Raises SystemExit when the notebook cannot be read or has no cell tagged 'parameters'."""
+    Raises LessonError when the notebook cannot be read or has no cell tagged 'parameters'."""
     import papermill
 
     try:
         params = papermill.inspect_notebook(str(path))
     except (ValueError, OSError) as error:  # no kernel name, not a notebook, unreadable
-        raise SystemExit(
+        raise LessonError(
             f"{path}: cannot read its parameters ({str(error).splitlines()[0]})"
         ) from None
     if not params:
-        raise SystemExit(f"{path} has no cell tagged 'parameters'")
+        raise LessonError(f"{path} has no cell tagged 'parameters'")
     return {name: info.get("default") for name, info in params.items()}
 
 
@@ -71,12 +83,12 @@ def check_values(
 ) -> None:
     """Check every given parameter value against `notebook`'s parameters, before anything runs.
 
-    Raises SystemExit for a name the notebook does not have (listing those it has) and BadValue
+    Raises LessonError for a name the notebook does not have (listing those it has) and BadValue
     for a value of the wrong kind or out of range."""
     known = notebook_parameters(notebook) if known is None else known
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise SystemExit(
+        raise LessonError(
             f"{notebook.name} has no parameter(s) {', '.join(unknown)}; "
             f"its parameters are: {', '.join(sorted(known))}"
         )
@@ -197,3 +209,91 @@ def run_lessons(lessons: Sequence[Path], out: Path, quick: bool) -> list[LessonR
         print(f"{status} ({result.seconds:.0f} s)", flush=True)
         results.append(result)
     return results
+
+
+# --------------------------------------------------------------------------- inside a lesson
+def read_parameters(namespace: dict[str, Any], lesson: str) -> dict[str, Any]:
+    """Check a lesson's parameters inside its kernel, before any work; call it first thing in the
+    cell after the `parameters` cell, as `read_parameters(globals(), "01_class_collapse")`.
+
+    The parameters and their defaults are read from the `parameters` cell as the kernel ran it
+    (IPython's input history `In`): the last run of cells made only of `NAME = <literal>`
+    assignments before this one is that cell, followed by the cell papermill injects, if any. Then
+
+    - a name papermill injected that the `parameters` cell lacks is an error (papermill itself
+      only warns, and the lesson would run without it);
+    - a value given as text where the default is no string is read as `dmllab run -p` reads it
+      (`values.parse_text`: `false` is False, `[0.0, 0.2]` a list, `1e-3` a number);
+    - every value is checked against its default and, for a `Config` field's name, like the field
+      (`check_value`);
+    - `output_dir` left at None becomes `$DMLLAB_OUTPUT_DIR/<lesson>` when that is set
+      (`OUTPUT_ENV`).
+
+    The checked values are written back into `namespace` and returned. A kernel that keeps no
+    input history (nbval runs cells without it) cannot have injected anything, so only
+    `output_dir` is resolved there. Raises BadValue naming the parameter (an unknown name, a value
+    of the wrong kind or out of range)."""
+    defaults, injected = _parameter_cells(namespace.get("In"))
+    unknown = sorted(set(injected) - set(defaults))
+    if unknown:
+        raise BadValue(
+            f"{lesson} has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters are: {', '.join(sorted(defaults))}"
+        )
+    checked: dict[str, Any] = {}
+    for name, source in defaults.items():
+        value = namespace[name]
+        if isinstance(value, str) and not isinstance(ast.literal_eval(source), (str, type(None))):
+            try:
+                value = values.parse_text(value)
+            except BadValue as error:
+                raise BadValue(f"parameter {name}: {error}") from None
+        check_value(name, value, source)
+        checked[name] = value
+    if namespace.get("output_dir") is None and os.environ.get(OUTPUT_ENV):
+        checked["output_dir"] = str(Path(os.environ[OUTPUT_ENV]) / lesson)
+    namespace.update(checked)
+    return checked
+
+
+def _parameter_cells(history: Any) -> tuple[dict[str, str], list[str]]:
+    """({name: default source} of the `parameters` cell, [names the cells after it assign]) from
+    IPython's input history (the current cell last); ({}, []) when there is none."""
+    if not isinstance(history, list) or len(history) < 2:
+        return {}, []
+    run: list[dict[str, str]] = []
+    for source in reversed(history[:-1]):
+        assignments = _assignments(source)
+        if not assignments:
+            break
+        run.append(assignments)
+    if not run:
+        return {}, []
+    *after, parameters = run
+    return parameters, [name for cell in after for name in cell]
+
+
+def _assignments(source: Any) -> dict[str, str]:
+    """{name: value source} when `source` is only `NAME = <literal>` statements, else {}."""
+    try:
+        tree = ast.parse(source) if isinstance(source, str) else None
+    except SyntaxError:
+        return {}
+    if tree is None or not tree.body:
+        return {}
+    found: dict[str, str] = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+            target, value = statement.targets[0], statement.value
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            target, value = statement.target, statement.value
+        else:
+            return {}
+        try:
+            ast.literal_eval(value)
+        except (ValueError, SyntaxError):  # computed by code: no parameters cell
+            return {}
+        if not isinstance(target, ast.Name):
+            return {}
+        found[target.id] = ast.get_source_segment(source, value) or ""
+    return found

@@ -1,7 +1,10 @@
 """A folder used by one process at a time: two sweeps never write into one folder.
 
-The lock is `flock` on `FOLDER/.lock`, which holds the owner's PID for the message; the operating
-system releases it when the owner exits or is killed, so a crashed sweep never blocks the next.
+The lock is `flock` on `FOLDER/.lock` (or another lock file's `name`), which holds the owner's PID
+for the message; the operating system releases it when the owner exits or is killed, so a crashed
+sweep never blocks the next. A `shared` lock is held by any number of processes at once (the
+shards of one sweep) and keeps out an exclusive one; it writes no owner, and the last sharer to
+leave removes the lock file.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import time
 from pathlib import Path
 
 
-class FolderBusy(SystemExit):
-    """Another live process holds the folder; the message names it."""
+class FolderBusy(RuntimeError):
+    """Another live process holds the folder; the message names it (PID, host, what, since when)
+    and what to do."""
 
 
 class FolderLock:
@@ -23,9 +27,10 @@ class FolderLock:
     Raises FolderBusy naming the owner (PID, host, what, since when) when another process holds it,
     OSError when the lock file cannot be created (read-only or missing folder)."""
 
-    def __init__(self, folder: Path, what: str) -> None:
-        self.path = Path(folder) / ".lock"
+    def __init__(self, folder: Path, what: str, *, name: str = ".lock", shared: bool = False):
+        self.path = Path(folder) / name
         self.what = what
+        self.shared = shared
         self.descriptor: int | None = None
 
     def __enter__(self) -> FolderLock:
@@ -39,7 +44,9 @@ class FolderLock:
         while True:
             descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(
+                    descriptor, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+                )
             except BlockingIOError:
                 owner = os.read(descriptor, 500).decode(errors="replace").strip() or "a process"
                 os.close(descriptor)
@@ -56,18 +63,41 @@ class FolderLock:
             ):  # not a lock file its last owner just removed
                 break
             os.close(descriptor)
-        os.ftruncate(descriptor, 0)
-        os.write(
-            descriptor,
-            f"PID {os.getpid()} on {socket.gethostname()} ({self.what}, since "
-            f"{time.strftime('%H:%M:%S')})".encode(),
-        )
+        if not self.shared:
+            os.ftruncate(descriptor, 0)
+            os.write(
+                descriptor,
+                f"PID {os.getpid()} on {socket.gethostname()} ({self.what}, since "
+                f"{time.strftime('%H:%M:%S')})".encode(),
+            )
         self.descriptor = descriptor
         return self
 
     def release(self) -> None:
-        """Give the folder back (removes the lock file)."""
+        """Give the folder back (removes the lock file; a shared lock only when no one else holds
+        it)."""
         if self.descriptor is not None:
-            self.path.unlink(missing_ok=True)
-            os.close(self.descriptor)
-            self.descriptor = None
+            try:
+                if self.shared:  # the last sharer (the only one that can take it alone) removes it
+                    fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.path.unlink(missing_ok=True)
+            except BlockingIOError:
+                pass
+            finally:
+                os.close(self.descriptor)
+                self.descriptor = None
+
+    def held(self) -> str | None:
+        """The owner of this lock file when another live process holds it (exclusively, or shared
+        for a shared lock), else None; takes nothing."""
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.read(descriptor, 500).decode(errors="replace").strip() or "a process"
+        finally:
+            os.close(descriptor)
+        return None

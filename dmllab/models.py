@@ -1,14 +1,17 @@
 """Embedders: a trunk that reads the input and a head that writes a d-dimensional embedding.
 
 Names (Config.model): `mlp`, `cnn` (small convnet for image rows), `identity` (the raw input is the
-embedding: for 2-D geometry lessons, nothing to train), `resnet18` / `resnet50` (torchvision,
-optional; randomly initialised unless `model_options={"weights": ...}` names torchvision weights
-already on disk, since the lab never downloads at run time).
+embedding: for 2-D geometry lessons, nothing to train), `resnet18` / `resnet50` (torchvision's,
+without the classifier; randomly initialised unless `model_options={"weights": ...}` names
+ImageNet weights in torch's hub cache, e.g. "IMAGENET1K_V1", or a local state-dict file; the lab
+never downloads, and pretrained trunks normalise their [0, 1] input with ImageNet's statistics:
+see `dmllab.backbones`).
 
 `MODELS` maps each name to its trunk builder `(input_shape, image_shape, **options) -> (trunk,
-width)`; the options are the builder's keyword arguments besides the input and image shapes, which
-`build` supplies (`Config.model_options`), so adding a model is one registered function. `build`
-puts the embedding head on top.
+width)`; the options are the builder's keyword arguments besides the context `build` supplies
+(`input_shape`, `image_shape`, and `load_weights`: False when a saved run's weights will replace
+any pretrained ones, so the pretrained file is not read), so adding a model is one registered
+function. `build` puts the embedding head on top.
 
 >>> import torch
 >>> model = build("mlp", input_shape=(64,), embedding_dim=8)
@@ -29,6 +32,7 @@ from collections.abc import Callable, Sequence
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dmllab.backbones import resnet_trunk
 from dmllab.registry import Registry
 
 
@@ -128,32 +132,25 @@ def cnn_trunk(
 
 def _resnet(name: str) -> Trunk:
     def trunk(
-        input_shape: Sequence[int], image_shape: Sequence[int] | None, weights: str | None = None
+        input_shape: Sequence[int],
+        image_shape: Sequence[int] | None,
+        weights: str | None = None,
+        load_weights: bool = True,
     ) -> tuple[nn.Module, int]:
-        if image_shape is None or image_shape[0] != 3:
-            raise ValueError(
-                f"model={name!r} needs RGB images [3, H, W]; got input shape {tuple(input_shape)}"
-            )
-        try:
-            import torchvision
-        except ImportError as error:  # optional dependency
-            raise ValueError(
-                f"model={name!r} needs torchvision, which is not installed; "
-                "install a torchvision build that matches your torch, or use model='cnn'"
-            ) from error
-        net = getattr(torchvision.models, name)(weights=weights)
-        width = net.fc.in_features
-        net.fc = nn.Identity()
-        return nn.Sequential(ImageView(image_shape), net), width
+        return resnet_trunk(name, image_shape, weights, load_weights)
 
     trunk.__doc__ = (
-        f"torchvision's {name} without its classifier "
-        "(random init unless `weights` names local weights)."
+        f"torchvision's {name} without its classifier (random init, or `weights`: a torchvision "
+        "weights name read from torch's hub cache, or a local file; never downloaded)."
     )
     return trunk
 
 
-MODELS: Registry[Trunk] = Registry("model", context=("input_shape", "image_shape"))
+MODELS: Registry[Trunk] = Registry(
+    "model",
+    context=("input_shape", "image_shape", "load_weights"),
+    from_config="dmllab.build.build_components(config, input_shape)",
+)
 """Every model name (Config.model) -> its trunk builder."""
 MODELS.register("mlp", mlp_trunk)
 MODELS.register("cnn", cnn_trunk)
@@ -168,19 +165,24 @@ def build(
     embedding_dim: int,
     normalize: bool = True,
     image_shape: Sequence[int] | None = None,
+    *,
+    load_weights: bool = True,
     **options_: object,
 ) -> Embedder:
     """The embedder `name` (see `MODELS`) for inputs of shape `input_shape` (one sample).
 
     `image_shape` (C, H, W) lets image models read flattened image rows; it defaults to
     `input_shape` when that is 3-D. `identity` has no head: its embedding is the flattened input.
-    Raises ValueError for an unknown name or option (listing the allowed ones) and for inputs the
-    model cannot read."""
+    `load_weights=False` skips reading pretrained weights (the trunk is built the same; for a
+    saved run, whose own weights are loaded next).
+    Raises ValueError for an unknown name or option (listing the allowed ones), for inputs the
+    model cannot read and for pretrained weights that cannot be used (`backbones.WeightsError`);
+    VisionUnavailable when a torchvision model is named and torchvision cannot be imported."""
     input_shape = tuple(int(s) for s in input_shape)
     if image_shape is None and len(input_shape) == 3:
         image_shape = input_shape
-    shapes = {"input_shape": input_shape, "image_shape": image_shape}
-    trunk, width = MODELS.build(name, shapes, **options_)
+    context = {"input_shape": input_shape, "image_shape": image_shape, "load_weights": load_weights}
+    trunk, width = MODELS.build(name, context, **options_)
     if width is None:
         return Embedder(trunk, nn.Identity(), math.prod(input_shape), normalize)
     return Embedder(trunk, nn.Linear(width, embedding_dim), embedding_dim, normalize)

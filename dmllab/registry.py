@@ -38,6 +38,8 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
+from dmllab.values import check_name
+
 __all__ = ["Registry", "UnknownName", "UnknownOption", "DuplicateName"]
 
 T = TypeVar("T")
@@ -58,17 +60,20 @@ class DuplicateName(ValueError):
 class Registry(MutableMapping[str, T], Generic[T]):
     """name -> component (a class or a builder function) for one kind of component.
 
-    kind:    what a component is called in messages ("loss", "geometry", "positives strategy").
-    context: parameter names that the builder supplies itself (not options a user sets).
+    kind:        what a component is called in messages ("loss", "geometry", "positives strategy").
+    context:     parameter names that the builder supplies itself (not options a user sets).
+    from_config: the function that builds this kind from a whole `Config`, named when a Config is
+                 passed where a name is expected.
 
     Mapping access works as for a dict (`name in R`, `R[name]`, `sorted(R)`, `R.items()`);
     `R[name] = component` registers (refusing a taken name) and `del R[name]` unregisters.
     `R[name]` and `R.get_component(name)` raise `UnknownName` (a ValueError) for an unknown name.
     """
 
-    def __init__(self, kind: str, *, context: Sequence[str] = ()) -> None:
+    def __init__(self, kind: str, *, context: Sequence[str] = (), from_config: str = "") -> None:
         self.kind = kind
         self.context = tuple(context)
+        self.from_config = from_config
         self._components: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
 
@@ -130,7 +135,9 @@ class Registry(MutableMapping[str, T], Generic[T]):
         return self._components.get(name, default)
 
     def get_component(self, name: str) -> T:
-        """The component registered as `name`; UnknownName listing the sorted names otherwise."""
+        """The component registered as `name`; UnknownName listing the sorted names otherwise,
+        TypeError for a name that is no string (`values.check_name`)."""
+        check_name(self.kind, name, self._components, self.from_config)
         if name not in self._components:
             raise UnknownName(
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self))}"

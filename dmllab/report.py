@@ -3,6 +3,7 @@
 A notebook run with `output_dir` set calls `save_lesson_outputs(output_dir, metrics, figures)`:
 
     output_dir/metrics.json            headline numbers (flat dict of floats)
+    output_dir/findings.json           its rendered "What we saw" texts and the verdicts in them
     output_dir/figures/<name>.json     plotly figures (plotly's JSON)
     output_dir/figures/<name>.png      matplotlib figures
 
@@ -23,18 +24,22 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dmllab.experiments.cells import finished_cells
+from dmllab.experiments.cells import finished_cells_of
+from dmllab.experiments.grid import GridError
+from dmllab.experiments.plan import VARIANT
 from dmllab.experiments.results import Results, mean_spread
+from dmllab.findings import rendered
 from dmllab.lessons import LessonResult
 from dmllab.paths import printable
 from dmllab.records import json_numbers, replacing
-from dmllab.values import BadValue
+from dmllab.values import BadValue, canonical
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -44,7 +49,10 @@ def save_lesson_outputs(
     metrics: Mapping[str, Any],
     figures: Mapping[str, Any] | None = None,
 ) -> Path | None:
-    """Write the figures, then `metrics.json`, under `output_dir`; does nothing when it is None.
+    """Write the figures, the findings this kernel rendered (`findings.json`: a list of
+    `{"text": markdown, "verdicts": [...]}` from `dmllab.findings.rendered()`, for the tests that
+    check a lesson's words against its numbers), then `metrics.json`, under `output_dir`; does
+    nothing when it is None.
 
     Each file is written to a temporary name and renamed into place (complete or absent)."""
     if output_dir is None:
@@ -66,6 +74,10 @@ def save_lesson_outputs(
                 raise TypeError(
                     f"figure {name!r} is neither a plotly nor a matplotlib figure: {type(figure)}"
                 )
+    texts = [{"text": found.data, "verdicts": found.verdicts} for found in rendered()]
+    if texts:
+        with replacing(directory / "findings.json") as path:
+            path.write_text(json.dumps(texts, indent=2))
     with replacing(
         directory / "metrics.json"
     ) as path:  # last: a lesson's outputs are there when it is
@@ -170,28 +182,43 @@ HEADLINE_METRICS = (
     "memorisation",
     "prototype_accuracy",
 )
-HELPER_SUFFIXES = ("_std", "_lower", "_ci", "_n")
+HELPER_SUFFIXES = ("_std", "_lower", "_upper", "_ci", "_n")
 """Endings of the keys a lesson's metrics.json holds beside its headline numbers (seed spreads,
-lower confidence bounds, counts): left out of the default text table, kept in results.csv."""
+confidence bounds, counts): left out of the default text table, kept in results.csv."""
 TEXT_WIDTH = 160
 """A wide text table whose lines reach this many characters is printed in long form."""
 
 
-def report_sweep(directory: Path, metrics: list[str] | None = None) -> str:
-    """`dmllab report DIR`: the finished cells of the sweep folder `directory` summarised over seeds
-    per configuration into `results.csv` and `results.html`; returns the table as text. Prints one
-    line per cell folder left out.
+def report_sweep(directory: Path | Sequence[Path], metrics: list[str] | None = None) -> str:
+    """`dmllab report DIR [DIR ...]`: the finished cells of the sweep folder `directory` (or of
+    several folders holding shards of one sweep, merged: `cells.finished_cells_of`) summarised
+    over seeds per configuration into `results.csv` and `results.html` (in the folder, or in the
+    folders' common parent: `results_folder`); returns the table as text. Prints one line per
+    cell folder left out.
 
-    Raises SystemExit when `directory` is no folder or holds no finished cell, GridError when its
+    Raises GridError when a folder does not exist, holds no finished cell or its
     cells come from different sweeps, BadValue for a metric of `metrics` the cells do not hold."""
-    if not directory.is_dir():
-        raise SystemExit(f"{directory}: no such folder")
-    cells, skipped = finished_cells(directory)
+    folders = [directory] if isinstance(directory, Path) else list(directory)
+    for folder in folders:
+        if not folder.is_dir():
+            raise GridError(f"{folder}: no such folder")
+    cells, skipped = finished_cells_of(folders)
     for line in skipped:
         print(f"skipped {line}")
     if not cells:
-        raise SystemExit(f"{directory}: no finished cells (folders with an intact cell.json) found")
-    return _write_sweep_results(directory, Results.from_cells(cells), metrics)
+        raise GridError(
+            f"{', '.join(map(str, folders))}: no finished cells (folders with an intact "
+            "cell.json) found"
+        )
+    return _write_sweep_results(results_folder(folders), Results.from_cells(cells), metrics)
+
+
+def results_folder(folders: Sequence[Path]) -> Path:
+    """Where the report of a sweep's folders goes: the folder itself, or the common parent of
+    several (`runs/` for `runs/sweep-0 runs/sweep-1`)."""
+    if len(folders) == 1:
+        return folders[0]
+    return Path(os.path.commonpath([folder.resolve() for folder in folders]))
 
 
 def _write_sweep_results(
@@ -202,7 +229,10 @@ def _write_sweep_results(
     into `directory`, and return the `metrics` as text: "mean ± 95% CI (n=seeds)" per metric and
     configuration, the mean alone for a single seed (a sweep without parameters: one row per
     seed). The text is wide (one column per metric) while its lines stay under TEXT_WIDTH
-    characters, else long (one row per metric and configuration).
+    characters; else, for a sweep over parameters, side by side (one row per metric, one column
+    per configuration, then each configuration's paired difference from the first, the lab's
+    claim rule: `_side_by_side`) while that fits; else long (one row per metric and
+    configuration).
 
     `metrics` defaults to the headline ones present, else every measured numeric one that is no
     helper key (`HELPER_SUFFIXES`). Parameter values may be any JSON value (shown as JSON);
@@ -224,11 +254,16 @@ def _write_sweep_results(
     if not metrics:
         raise ValueError(f"{directory}: the finished cells hold no numeric metrics to tabulate")
     table = results.summary(list(dict.fromkeys([*metrics, *available])), by=keys)
-    shown = _wide(table, keys, metrics)
-    text = shown.to_string(index=False)
-    if max(map(len, text.splitlines())) >= TEXT_WIDTH:
-        shown = _long(table, keys, metrics)
+    layouts = [
+        lambda: _wide(table, keys, metrics),
+        *([lambda: _side_by_side(results, table, metrics)] if params else []),
+        lambda: _long(table, keys, metrics),
+    ]
+    for layout in layouts:
+        shown = layout()
         text = shown.to_string(index=False)
+        if max(map(len, text.splitlines())) < TEXT_WIDTH:
+            break
     table.assign(**{p: table[p].map(_as_text) for p in params}).to_csv(
         directory / "results.csv", index=False
     )
@@ -273,6 +308,50 @@ def _wide(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFr
     for metric in metrics:
         shown[metric] = _cells(table, metric)
     return shown
+
+
+def _side_by_side(results: Results, table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per metric (`metric`, padded so that the text table aligns it left), one column
+    per configuration of the summary `table` ("mean ± 95% CI (n=seeds)"), then for each
+    configuration after the first its paired difference from the first, paired by seed
+    (`Results.difference`): "+0.012 (+0.004, +0.020)", the mean difference and its one-sided 95%
+    lower and upper bounds (a claim holds when the lower one clears zero); the mean alone for a
+    single seed; nothing where the two were not run with the same seeds."""
+    variants = {
+        canonical([row[name] for name in results.factors]): row[VARIANT]
+        for _, row in results.table.drop_duplicates(VARIANT).iterrows()
+    }
+    labels, names = [], []
+    for row in table[results.factors].itertuples(index=False):
+        labels.append(
+            ", ".join(f"{k}={_as_text(v)}" for k, v in zip(results.factors, row, strict=True))
+        )
+        names.append(variants[canonical(list(row))])
+    width = max(len("metric"), *map(len, metrics))
+    shown = pd.DataFrame({"metric".ljust(width): [m.ljust(width) for m in metrics]})
+    for i, label in enumerate(labels):
+        shown[label] = [_cells(table, metric)[i] for metric in metrics]
+    for label, name in zip(labels[1:], names[1:], strict=True):
+        shown[f"{label} - {labels[0]}"] = [
+            _paired_text(results, metric, name, names[0]) for metric in metrics
+        ]
+    return shown
+
+
+def _paired_text(results: Results, metric: str, better: str, worse: str) -> str:
+    """ "+0.012 (+0.004, +0.020)": better - worse paired by seed with its one-sided 95% bounds;
+    "+0.012 (n=1)" for one seed; "" when the seeds differ or a value is missing."""
+    rows = results.table[results.table[VARIANT].isin([better, worse])]
+    if rows[metric].isna().any():
+        return ""
+    try:
+        difference = results.difference(metric, better, worse)
+    except ValueError:  # one seed (no bound) or unpaired seeds
+        values = rows.set_index(VARIANT)[metric]
+        if len(rows) == 2 and rows["seed"].nunique() == 1:
+            return f"{values[better] - values[worse]:+.3f} (n=1)"
+        return ""
+    return f"{difference.mean:+.3f} ({difference.lower:+.3f}, {difference.upper:+.3f})"
 
 
 def _long(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:

@@ -368,7 +368,11 @@ def load(directory: str | Path, *, data: Dataset | None = None, rebuild_data: bo
     ):  # then `data` was given (_attach refuses a record without one), so splits are there
         identity = data_identity(cast(Splits, splits))
     model, geometry, loss_fn = build_components(
-        config, identity["input_shape"], identity["num_classes"], identity["image_shape"]
+        config,
+        identity["input_shape"],
+        identity["num_classes"],
+        identity["image_shape"],
+        load_weights=False,  # the record's weights replace any pretrained ones
     )
     parts = [("model", model), ("geometry", geometry)] + (
         [("loss", loss_fn)] if "loss" in state else []

@@ -24,6 +24,7 @@ test curves for the lessons' plots).
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -75,17 +76,22 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """`cpu`, `cuda`, `mps`, or `auto` (the first available of cuda, mps, cpu)."""
+    """`cpu`, `cuda`, `mps`, or `auto` (the first available of cuda, mps, cpu).
+
+    A CUDA device is this process's own under `torchrun` (cuda:LOCAL_RANK, made the current
+    device, so each rank of a node trains on its own GPU), else the current one."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
+            return _cuda_device()
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "Config.device='cuda' but torch sees no CUDA device; use device='cpu' or 'auto'"
-        )
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "Config.device='cuda' but torch sees no CUDA device; use device='cpu' or 'auto'"
+            )
+        return _cuda_device()
     if name == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
@@ -93,6 +99,20 @@ def resolve_device(name: str) -> torch.device:
             "Config.device='mps' but this torch has no MPS device; use device='cpu' or 'auto'"
         )
     return torch.device(name)
+
+
+def _cuda_device() -> torch.device:
+    local = os.environ.get("LOCAL_RANK")
+    if local is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    index = int(local)
+    if index >= torch.cuda.device_count():
+        raise ValueError(
+            f"this is local rank {index} of torchrun, but torch sees {torch.cuda.device_count()} "
+            "CUDA device(s): start at most that many processes per node (--nproc_per_node)"
+        )
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
 
 
 def seed_everything(seed: int) -> None:

@@ -243,6 +243,29 @@ def choice(owner: str, value: Any, allowed: Iterable[str]) -> str:
     return value
 
 
+def check_name(kind: str, name: Any, names: Iterable[str], from_config: str = "") -> None:
+    """Refuse a component name that is no string, before it is looked up (a `Config` passed
+    where a name is expected would fail as "unhashable type: 'dict'"): TypeError listing the
+    names, and for a Config the function that builds the component from one (`from_config`).
+
+    >>> check_name("loss", {"loss": "triplet"}, ["triplet"], "dmllab.build.build_loss(config, g)")
+    Traceback (most recent call last):
+    ...
+    TypeError: a loss is named by a string, one of: triplet; got a dict
+    """
+    if isinstance(name, str):
+        return
+    got = "a Config" if type(name).__name__ == "Config" else f"a {type(name).__name__}"
+    route = (
+        f"; to build one from a Config, call {from_config}"
+        if from_config and (got == "a Config")
+        else ""
+    )
+    raise TypeError(
+        f"a {kind} is named by a string, one of: {', '.join(sorted(names))}; got {got}{route}"
+    )
+
+
 def options(owner: str, value: Any) -> dict:
     """A dict of JSON values with string keys (the `*_options` fields)."""
     if not isinstance(value, dict):

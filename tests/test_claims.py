@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dmllab.claims import paired_difference, t_quantile
+from dmllab.claims import paired_difference, t_quantile, verdict
 from dmllab.experiments import Results
 
 
@@ -36,6 +36,13 @@ def test_bound_matches_a_loop_and_never_exceeds_the_mean(pairs, confidence):
     assert result.lower == pytest.approx(loop_bound(a, b, confidence), abs=1e-12)
     assert result.lower <= result.mean + 1e-12
     assert result.holds == (result.lower > 0)
+    # the upper bound mirrors the lower one; the verdict reads both
+    assert result.upper - result.mean == pytest.approx(result.mean - result.lower, abs=1e-12)
+    swapped = paired_difference(b, a, confidence=confidence)
+    assert swapped.lower == pytest.approx(-result.upper, abs=1e-12)
+    expected = "higher" if result.lower > 0 else "lower" if result.upper < 0 else "undecided"
+    assert result.verdict == expected
+    assert swapped.verdict == {"higher": "lower", "lower": "higher"}.get(expected, expected)
 
 
 def test_pairing_sees_a_consistent_gain_that_the_spread_rule_misses():
@@ -49,7 +56,22 @@ def test_pairing_sees_a_consistent_gain_that_the_spread_rule_misses():
 
 
 def test_a_gain_on_some_seeds_and_a_loss_on_others_does_not_hold():
-    assert not paired_difference([0.9, 0.8, 0.9, 0.8], [0.85, 0.85, 0.85, 0.85]).holds
+    result = paired_difference([0.9, 0.8, 0.9, 0.8], [0.85, 0.85, 0.85, 0.85])
+    assert not result.holds and result.verdict == "undecided"
+
+
+def test_lesson_02s_lsd_against_early_stopping_reads_as_clearly_lower():
+    # the instance: a difference of -0.033 whose upper bound is -0.014 is no tie
+    assert verdict(-0.051, -0.014) == "lower"
+    assert paired_difference([0.80, 0.81, 0.79], [0.83, 0.845, 0.82]).verdict == "lower"
+
+
+@pytest.mark.parametrize(
+    "lower, upper", [(math.nan, 0.0), (0.0, math.inf), (0.2, 0.1)], ids=["nan", "inf", "order"]
+)
+def test_a_verdict_needs_finite_ordered_bounds(lower, upper):
+    with pytest.raises(ValueError, match="lower <= upper"):
+        verdict(lower, upper)
 
 
 @pytest.mark.parametrize(
@@ -77,18 +99,20 @@ def test_results_pair_variants_by_seed_not_by_row_order():
     result = Results(table).difference("m", "a", "b")
     assert result.mean == pytest.approx(0.1) and result.sd == pytest.approx(0.0, abs=1e-12)
     claims = Results(table).claims([("m", "a", "b")])
-    assert claims.loc[0, "holds"] and list(claims.columns) == [
+    assert claims.loc[0, "verdict"] == "higher" and list(claims.columns) == [
         "metric",
         "better",
         "worse",
         "mean",
         "sd",
         "lower",
+        "upper",
         "n",
-        "holds",
+        "verdict",
     ]
     headline = Results(table).headline(["m"], prefix="x-", claims=[("m", "a", "b")])
-    assert headline["x-a - b/m"] == pytest.approx(0.1) and "x-a - b/m_lower" in headline
+    assert headline["x-a - b/m"] == pytest.approx(0.1)
+    assert {"x-a - b/m_lower", "x-a - b/m_upper"} <= set(headline)
 
 
 def test_results_refuse_unpaired_seeds():

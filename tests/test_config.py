@@ -1,12 +1,17 @@
 import dataclasses
 import json
+import re
 
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dmllab as dl
 from dmllab import config as config_module
 from dmllab.config import Config
-from dmllab.losses import POSITIVES
+from dmllab.geometry import Euclidean
+from dmllab.losses import LOSSES, POSITIVES, same_label_mask
 from dmllab.losses.strategies import RandomPositives
 from dmllab.values import BadValue
 
@@ -241,3 +246,72 @@ def test_a_strategy_sets_the_samples_per_class_it_needs(monkeypatch):
         BadValue, match=r"^Config.positives='nearest' needs samples_per_class >= 3 \(got 2\)"
     ):
         Config(positives="nearest", samples_per_class=2)
+
+
+# ----------------------------------------------------------------------------- ignored fields
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"loss": "prototype_ce", "positives": "nearest"}, "would ignore positives='nearest'"),
+        ({"loss": "prototype_ce", "negatives": "hardest"}, "would ignore negatives='hardest'"),
+        ({"loss": "prototype_ce", "margin": 0.5}, "would ignore margin=0.5"),
+        ({"loss": "prototype_ce", "k_positives": 2}, "would ignore k_positives=2"),
+        ({"positives": "all", "k_positives": 3}, "k_positives=3 is ignored by positives='all'"),
+    ],
+)
+def test_a_field_the_chosen_component_ignores_is_refused_naming_the_fix(changes, words):
+    with pytest.raises(BadValue, match=re.escape(words)) as refused:
+        Config(**changes)
+    assert "leave" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_crossed_grid_cannot_run_an_ignored_field_twice(tmp_path):
+    from dmllab.experiments.grid import GridError, load_grid
+
+    (tmp_path / "grid.yaml").write_text(
+        "fit: {epochs: 1}\nparameters:\n  loss: [triplet, prototype_ce]\n"
+        "  positives: [random, nearest]\n"
+    )
+    with pytest.raises(GridError, match="chooses no tuples"):
+        load_grid(tmp_path / "grid.yaml")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    positives=st.sampled_from(sorted(POSITIVES)),
+    negatives=st.sampled_from(["semihard", "hardest", "all", "distance_weighted"]),
+    k=st.integers(1, 3),
+    margin=st.sampled_from([0.1, 0.2, 0.5]),
+    seed=st.integers(0, 3),
+)
+def test_what_config_refuses_is_truly_ignored(positives, negatives, k, margin, seed):
+    """The refusals are right: a loss that chooses no tuples computes the same value whatever its
+    tuple fields, and a positives strategy that ranks nothing picks the same pairs whatever k."""
+    torch.manual_seed(seed)
+    z = torch.nn.functional.normalize(torch.randn(24, 4), dim=1)
+    labels = torch.arange(24) % 4
+    for name in LOSSES:
+        if not config_module.reads_tuples(name):
+            default = dl.losses.build(name, Euclidean())(z, labels)
+            varied = dl.losses.build(
+                name,
+                Euclidean(),
+                positives=positives,
+                negatives=negatives,
+                k_positives=k,
+                margin=margin,
+            )(z, labels)
+            assert torch.equal(default, varied), name
+    D = torch.cdist(z, z)
+    same = same_label_mask(labels)
+    for name, strategy in POSITIVES.items():
+        if not config_module.ranks_positives(name):
+            one, many = strategy(k=1)(D, same), strategy(k=k)(D, same)
+            assert torch.equal(one.anchors, many.anchors) and torch.equal(
+                one.positives, many.positives
+            ), name
+
+
+def test_every_loss_and_strategy_is_asked_through_one_function_each():
+    assert config_module.reads_tuples("triplet") and not config_module.reads_tuples("prototype_ce")
+    assert config_module.ranks_positives("nearest") and not config_module.ranks_positives("all")

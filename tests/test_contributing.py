@@ -1,5 +1,5 @@
-"""CONTRIBUTING.md's recipes run as they stand: a new loss, strategy, geometry, dataset and
-regulariser, each registered once and then named in a Config like the built-in ones."""
+"""CONTRIBUTING.md's recipes run as they stand: a new loss, strategy, geometry, dataset,
+regulariser and callback, each written once and then used like the built-in ones."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def test_contributing_has_a_recipe_for_each_kind():
         "A geometry",
         "A dataset",
         "A regulariser",
+        "A callback",
     ]
 
 
@@ -53,7 +54,7 @@ def test_the_recipe_files_pass_the_style_checks(tmp_path):
         for b in re.findall(r"```python\n(.*?)```", CONTRIBUTING.read_text(), flags=re.S)
         if b.startswith('"""')
     ]
-    assert len(files) == 5
+    assert len(files) == 6
     for i, text in enumerate(files):
         (tmp_path / f"recipe_{i}.py").write_text(text)
     config = str(CONTRIBUTING.parent / "pyproject.toml")

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("geometry", ("geometry",)),
     ("losses", ("losses",)),
-    ("components", ("data", "models", "optim")),
+    ("components", ("data", "models", "backbones", "optim")),
     ("config", ("config",)),
     ("build", ("build",)),
     ("runs", ("runs",)),
@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("train", ("train",)),
     ("experiments", ("experiments", "lessons", "findings", "saved_notebooks")),
     ("viz", ("viz",)),
-    ("report", ("report",)),
+    ("report", ("report", "tuning_report")),
     ("cli", ("cli", "__main__")),
 ]
 

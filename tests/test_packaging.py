@@ -1,10 +1,13 @@
 """The project's promises about its own files: dependencies in sync, notebooks stored clean,
-no upper pins, the README's Python blocks run."""
+no upper pins, the README's Python blocks and shell lines run."""
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -53,13 +56,13 @@ def test_no_upper_pins_in_package_metadata():
         assert "<" not in requirement and "==" not in requirement, requirement
 
 
-def test_cpu_constraint_pins_torch_exactly():
+def test_the_constraint_pins_torch_and_its_torchvision_exactly():
     lines = [
         line
         for line in (ROOT / "constraints" / "cpu.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
-    assert lines == ["torch==2.13.0"]
+    assert lines == ["torch==2.13.0", "torchvision==0.28.0"]  # one matched pair
 
 
 def test_ci_runs_the_readme_test_command():
@@ -115,9 +118,57 @@ def test_notebooks_have_a_parameters_cell_with_seed_quick_output_dir(path):
         assert re.search(rf"^{name}\s*=", source, re.M), f"parameters cell lacks {name}"
 
 
+def readme_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def readme_shell_lines() -> list[str]:
+    """Every command of the README's ```bash blocks, in order (comments dropped)."""
+    lines = []
+    for block in readme_blocks("bash"):
+        for line in block.splitlines():
+            command = line.split("  #")[0].strip()
+            if command and not command.startswith("#"):
+                lines.append(command)
+    return lines
+
+
+@pytest.mark.slow
+def test_readme_shell_examples_run(tmp_path):
+    """Every shell line of the README runs. The make targets are dry-run (`make -n`: they exist
+    and resolve; `make test` is this suite itself and `make demo`'s lessons run under nbval in
+    it), and the maintainers' `pytest --nbval-lax notebooks/` is checked to be what `make test`
+    runs; every other line runs as it stands, in order, in a folder holding a copy of the lessons
+    and the README's grid file."""
+    lines = readme_shell_lines()
+    assert any(line.startswith("dmllab run ") for line in lines), "the README shows no dmllab run"
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    (grid,) = readme_blocks("yaml")
+    (tmp_path / "grid.yaml").write_text(textwrap.dedent(grid))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for line in lines:
+        if line.startswith("make "):
+            target = line.split()[1]
+            dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+            assert dry.returncode == 0, (line, dry.stderr)
+        elif line == "pytest --nbval-lax notebooks/":
+            assert "-m pytest --nbval-lax" in (ROOT / "Makefile").read_text()
+            testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+            assert testpaths["ini_options"]["testpaths"][0] == "notebooks"
+        else:
+            result = subprocess.run(
+                ["bash", "-c", line],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert result.returncode == 0, (line, result.stdout[-2000:], result.stderr[-3000:])
+
+
 def readme_python_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text, re.S)
+    return [textwrap.dedent(block) for block in readme_blocks("python")]
 
 
 def test_readme_python_blocks_run(tmp_path):
@@ -129,3 +180,66 @@ def test_readme_python_blocks_run(tmp_path):
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_every_markdown_file_the_product_names_is_in_the_repository():
+    """Code, notebooks and documents cite only files a clone has (design notes kept elsewhere are
+    said in the product's own words)."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    texts = [
+        name
+        for name in tracked
+        if name.endswith((".py", ".toml", ".md", ".ipynb", ".yml", ".yaml", ".txt"))
+        or name in ("Makefile", ".ci/run")
+    ]
+    missing = {
+        (name, cited)
+        for name in texts
+        for cited in re.findall(r"[\w./-]*\w\.md\b", (ROOT / name).read_text(errors="replace"))
+        if not any(path == cited or path.endswith("/" + cited) for path in tracked)
+    }
+    assert not missing, sorted(missing)
+
+
+def test_strict_nbval_on_the_output_free_lessons_is_refused_naming_the_lax_command():
+    """Strict --nbval skips cells that were never run, so on these notebooks it would pass having
+    compared nothing; conftest.py refuses it before any kernel starts."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "notebooks/00_tour.ipynb",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "stored without outputs" in result.stderr and "--nbval-lax" in result.stderr
+    lax = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "notebooks/00_tour.ipynb",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lax.returncode == 0 and "Cell 0" in lax.stdout, lax.stdout + lax.stderr

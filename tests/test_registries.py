@@ -93,6 +93,7 @@ CONTEXT = {
     "dim": 4,
     "input_shape": (3, 16, 16),
     "image_shape": (3, 16, 16),
+    "load_weights": True,
     "params": [torch.nn.Parameter(torch.zeros(2))],
     "lr": 0.1,
     "weight_decay": 0.0,

@@ -326,3 +326,18 @@ def test_a_folder_run_evaluated_at_another_image_size_names_both(tmp_path):
     loaded = dl.runs.load(run.save(tmp_path / "folder-run"))  # a root: the data is not rebuilt
     with pytest.raises(ValueError, match=r"\(3, 16, 16\).*\(3, 24, 24\)"):
         loaded.embed(other)
+
+
+@pytest.mark.parametrize("batchnorm", ["auto", "batch", "frozen"])
+def test_a_record_of_a_model_with_batchnorm_loads_under_every_policy(tmp_path, batchnorm):
+    """Frozen BatchNorm layers hold no `num_batches_tracked`: their record was refused as not
+    fitting the model its config builds, until the config's policy was part of building it."""
+    from dmllab.data.example_folder import write_example_folder
+
+    root = write_example_folder(tmp_path / "shapes", classes=4, per_class=4, size=8)
+    config = tiny(dataset="folder", dataset_options={"root": str(root), "image_size": 8},
+                  split="classes", model="cnn", batchnorm=batchnorm)  # fmt: skip
+    run = dl.fit(config, progress=False)
+    loaded = dl.runs.load(run.save(tmp_path / "run"))
+    x = run.data.test.x[torch.arange(4)]
+    assert torch.equal(loaded.model(x), run.model(x))

@@ -154,6 +154,25 @@ def test_unknown_device_is_refused():
         Config(device="tpu")
 
 
+@pytest.mark.parametrize("name", ["cuda", "auto"])
+def test_each_torchrun_rank_trains_on_its_own_gpu(monkeypatch, name):
+    """Every rank got cuda:0 (the current device) under `torchrun --nproc_per_node 4`."""
+    from dmllab.train import resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device(name) == torch.device("cuda", 3) and chosen == [3]
+    monkeypatch.setenv("LOCAL_RANK", "4")
+    with pytest.raises(ValueError, match="local rank 4 of torchrun, but torch sees 4 CUDA"):
+        resolve_device(name)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert resolve_device(name) == torch.device("cuda", 0)  # one process: the current device
+
+
 # ---------------------------------------------------- the regulariser contract: add one to fit
 class EmbeddingNorm(Regulariser):
     """Toy regulariser (the recipe): weight * mean_i ||z_i||^2, with every hook recorded."""

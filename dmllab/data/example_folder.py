@@ -102,6 +102,36 @@ def write_example_folder(
     return root
 
 
+def cached_example_folder(
+    layout: str = "folder", *, classes: int = 6, per_class: int = 12, size: int = 32, seed: int = 0
+) -> Path:
+    """`write_example_folder` of these arguments, written once into the lab's cache
+    (`dmllab.cache.cache_dir("example-folders")`) and read from there afterwards: a lesson that
+    needs example images without an output folder of its own leaves no temporary folder behind.
+    Two processes writing it at once each write a copy aside and the first rename wins."""
+    import shutil
+    import tempfile
+
+    from dmllab.cache import cache_dir
+
+    folder = cache_dir("example-folders") / f"{layout}-{classes}x{per_class}-{size}px-seed{seed}"
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write_example_folder(
+            staging, layout, classes=classes, per_class=per_class, size=size, seed=seed
+        )
+        staging.rename(folder)
+    except OSError:
+        if not folder.is_dir():  # not another writer's win: a real failure
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
 def class_name(c: int) -> str:
     """The folder-friendly name of generated class c, e.g. '03_ring'."""
     return f"{c:02d}_{SHAPES[c % len(SHAPES)]}"

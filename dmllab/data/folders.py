@@ -530,6 +530,9 @@ def _finish(
     if train_classes is not None:
         present = set(torch.unique(labels).tolist())
         meta["train_classes"] = [c for c in train_classes if c in present]
+    # class id i is named class_names[i] (the folder's or the annotations' name): tables and
+    # plots show it instead of the id
+    named = len(class_names) > 0 and (len(labels) == 0 or int(labels.max()) < len(class_names))
     return Dataset(
         x=LazyImages(kept, image_size),
         y=labels,
@@ -537,4 +540,5 @@ def _finish(
         image_shape=(3, image_size, image_size),
         name=name,
         meta=meta,
+        class_names=tuple(class_names) if named else None,
     )

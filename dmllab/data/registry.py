@@ -25,7 +25,9 @@ from dmllab.data.dataset import Dataset
 from dmllab.registry import Registry
 
 #: name -> loader `(seed=..., **options) -> Dataset`, each with a one-line description
-DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
+DATASETS: Registry[Callable[..., Dataset]] = Registry(
+    "dataset", from_config="dmllab.build.prepare(config)"
+)
 
 DATASETS.register(
     "mixture",

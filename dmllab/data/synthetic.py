@@ -28,10 +28,10 @@ def _generator(seed: int) -> torch.Generator:
 def mixture(
     *,
     seed: int = 0,
-    num_classes: int = 4,
+    num_classes: int = 10,
     modes_per_class: int = 3,
     dim: int = 2,
-    per_mode: int = 60,
+    per_mode: int = 30,
     spread: float = 5.0,
     sigma: float = 0.5,
     noise_dims: int = 0,
@@ -41,7 +41,9 @@ def mixture(
     Mode m (m = 0 .. num_classes * modes_per_class - 1) belongs to class m // modes_per_class; its
     centre is drawn uniformly from the box [-spread, spread]^dim and its `per_mode` points are
     centre + sigma * N(0, I). `sigma / spread` sets how much the modes overlap. `noise_dims` extra
-    coordinates ~ N(0, spread^2) carry no class information. `sub` holds the mode id.
+    coordinates ~ N(0, spread^2) carry no class information. `sub` holds the mode id. The
+    defaults (10 classes) leave 5 training classes after the class-disjoint split, the batch of
+    5 classes the default `Config` draws.
     """
     name = "mixture"
     positive_int(name, "num_classes", num_classes, minimum=2)

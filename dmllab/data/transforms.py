@@ -86,11 +86,12 @@ def dml_standard(image_size: int) -> TransformPair:
     """RandomResizedCrop(image_size) + RandomHorizontalFlip for training; Resize(round(image_size *
     256 / 224)) + CenterCrop(image_size) for evaluation (Roth et al. 2020; official LSD code).
     Bilinear with antialiasing, on uint8 tensors. Raises VisionUnavailable without torchvision."""
+    import importlib
+
     from dmllab.vision import require
 
-    require("augment='dml-standard'")
-    from torchvision.transforms import v2
-
+    require("augment='dml-standard'")  # torchvision, or one error that names the fix
+    v2 = importlib.import_module("torchvision.transforms.v2")
     return TransformPair(
         train=v2.Compose([v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]),
         eval=v2.Compose([v2.Resize(round(image_size * 256 / 224)), v2.CenterCrop(image_size)]),

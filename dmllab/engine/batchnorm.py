@@ -4,7 +4,9 @@
           a run over N ranks differs from one process, as for any DDP training)
 "frozen"  running statistics and affine parameters fixed (torchvision's FrozenBatchNorm2d):
           the standard DML protocol for ImageNet-pretrained trunks (Roth et al. 2020), and
-          the same in one process and over N ranks
+          the same in one process and over N ranks. `dmllab.build` already builds the model
+          this way (so a saved run's record rebuilds it the same), and `apply_batchnorm` then
+          finds no BatchNorm left to change
 "sync"    statistics over the global batch of all ranks (torch's SyncBatchNorm; CUDA only):
           what one process would compute on the whole batch
 "auto"    "sync" under DDP on CUDA (torchrun on GPUs), otherwise "batch"; under CPU ranks
@@ -19,7 +21,7 @@ import warnings
 import torch
 from torch import nn
 
-from dmllab import vision
+from dmllab.backbones import freeze_batchnorm
 
 __all__ = ["BatchNormWarning", "apply_batchnorm", "has_batchnorm"]
 
@@ -54,37 +56,10 @@ def apply_batchnorm(model: nn.Module, mode: str, *, ddp: bool, device: torch.dev
     if mode == "batch":
         return model
     if mode == "frozen":
-        return _frozen(model)
+        return freeze_batchnorm(model)
     if device.type != "cuda":
         raise ValueError(
             "Config.batchnorm='sync' needs CUDA devices (torch's SyncBatchNorm); on CPU ranks use "
             "'frozen' (the same in one process and in N) or 'batch' (per-rank statistics)"
         )
     return nn.SyncBatchNorm.convert_sync_batchnorm(model) if ddp else model
-
-
-def _frozen(model: nn.Module) -> nn.Module:
-    """Every BatchNorm2d replaced by torchvision's FrozenBatchNorm2d with its statistics and affine
-    parameters. Raises ValueError for another kind of BatchNorm layer."""
-    FrozenBatchNorm2d = vision.require("Config.batchnorm='frozen'").ops.misc.FrozenBatchNorm2d
-
-    for name, child in list(model.named_children()):
-        if isinstance(child, nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            with torch.no_grad():
-                if child.affine:
-                    frozen.weight.copy_(child.weight)
-                    frozen.bias.copy_(child.bias)
-                if child.running_mean is not None and child.running_var is not None:
-                    frozen.running_mean.copy_(child.running_mean)
-                    frozen.running_var.copy_(child.running_var)
-            device = next(iter(child.parameters()), child.running_mean)
-            setattr(model, name, frozen.to(device.device if device is not None else "cpu"))
-        elif isinstance(child, _BATCHNORMS):
-            raise ValueError(
-                f"Config.batchnorm='frozen' freezes BatchNorm2d layers; {name} is a "
-                f"{type(child).__name__}: use batchnorm='batch'"
-            )
-        else:
-            _frozen(child)
-    return model

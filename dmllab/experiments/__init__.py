@@ -3,8 +3,11 @@
     plan.py     Plan: factors (a list of values, or named levels that set fields) x seeds -> jobs
     runner.py   run_job (one Config -> a measured Run), run_plan / run_variants (in this process)
     results.py  Results: one row per job, factors as columns; summary, readable, claims, contrasts
+    spec.py     the one declarative reader of spec files (grids, search spaces): keys, lines, checks
     grid.py     a sweep's grid file (`notebook:` or `fit:`, parameters, seeds), checked before work
-    cells.py    a sweep's cells on disk: folder names, states, the finished cells of a folder
+    search.py   a hyper-parameter search: a space over Config fields, variants, one budget
+    tune.py     tune: one Optuna study per variant in a study database, then test-split claims
+    cells.py    a sweep's cells on disk: folder names, shards, states, a folder's finished cells
     sweep.py    run_sweep: unfinished cells in worker processes (`fit:` cells through run_job)
     workers.py  worker processes that die with their parent; a dead worker's task runs again
 

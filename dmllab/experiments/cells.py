@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from dmllab import records
 from dmllab.experiments.grid import Grid, GridError
 from dmllab.records import RecordError
-from dmllab.values import canonical
+from dmllab.values import BadValue, canonical
 
 CELL_RECORD = "cell.json"
 
@@ -33,11 +34,64 @@ def cell_name(cell: dict[str, Any]) -> str:
     SHA-256 of their JSON, so values that read alike ('a b', 'a/b', 'a_b') get their own folders."""
     readable = ",".join(f"{k}={_short(cell[k])}" for k in sorted(cell))
     readable = re.sub(r"[^A-Za-z0-9_.,=-]+", "_", readable).strip("._")[:80]
-    return f"{readable}-{hashlib.sha256(canonical(cell).encode()).hexdigest()[:12]}"
+    return f"{readable}-{_cell_hash(cell)[:12]}"
 
 
 def _short(value: Any) -> str:
     return value if isinstance(value, str) else canonical(value)
+
+
+def _cell_hash(cell: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(cell).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- shards
+@dataclass(frozen=True)
+class Shard:
+    """Share `index` of `count` of a grid's cells (0 <= index < count), for a cluster's array
+    jobs: `dmllab sweep grid.yaml --shard $SLURM_ARRAY_TASK_ID/4` on `--array=0-3`.
+
+    A cell belongs to shard SHA-256(its parameters and seed, as JSON) mod `count`: it depends on
+    nothing but the cell itself, so reordering the grid, adding values or adding seeds leaves
+    every existing cell in its shard (changing `count` moves them). Every cell is in exactly one
+    shard; shards are balanced on average, not exactly."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not (
+            isinstance(self.index, int)
+            and isinstance(self.count, int)
+            and 0 <= self.index < self.count
+        ):
+            raise BadValue(
+                f"shard {self.index}/{self.count}: give I/N with 0 <= I < N "
+                "(e.g. --shard $SLURM_ARRAY_TASK_ID/4 for --array=0-3)"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`I/N` as a Shard; BadValue for anything else."""
+        index, slash, count = text.partition("/")
+        if not (slash and index.strip().isdigit() and count.strip().isdigit()):
+            raise BadValue(
+                f"shard {text!r}: give I/N with 0 <= I < N "
+                "(e.g. --shard $SLURM_ARRAY_TASK_ID/4 for --array=0-3)"
+            )
+        return cls(int(index), int(count))
+
+    def holds(self, cell: dict[str, Any]) -> bool:
+        """Whether `cell` (its parameters and seed) is in this shard."""
+        return int(_cell_hash(cell), 16) % self.count == self.index
+
+    @property
+    def lock_name(self) -> str:
+        """The lock file that one process running this shard of a folder holds."""
+        return f".lock-shard-{self.index}-of-{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 @dataclass
@@ -81,7 +135,7 @@ def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
             if changed:
                 state.damaged = f"{', '.join(changed)} changed or missing since it finished"
             elif record["recorded"] != grid.recorded(cell):
-                state.stale = _difference(record["recorded"], grid.recorded(cell))
+                state.stale = difference(record["recorded"], grid.recorded(cell))
             else:
                 state.finished = True
         states.append(state)
@@ -97,12 +151,13 @@ def survey(grid: Grid) -> tuple[list[CellState], list[str]]:
     return states, foreign
 
 
-def _difference(old: Any, new: Any, where: str = "") -> str:
-    """The first place two recorded configurations differ, as 'where: old -> new'."""
+def difference(old: Any, new: Any, where: str = "") -> str:
+    """The first place two recorded configurations differ, as 'where: old -> new' (a sweep's
+    cells, a study's search)."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
             if canonical(old.get(key)) != canonical(new.get(key)):
-                return _difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+                return difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
     return f"{where}: {canonical(old)} -> {canonical(new)}"
 
 
@@ -151,6 +206,29 @@ def finished_cells(directory: Path) -> tuple[list[Finished], list[str]]:
     return cells, skipped
 
 
+def finished_cells_of(directories: Sequence[Path]) -> tuple[list[Finished], list[str]]:
+    """The finished cells of one sweep whose shards ran into several folders (`finished_cells` of
+    each, in order), and one line per cell folder left out; a cell finished in two folders (a
+    shard run twice, folders copied together) counts once, from the first folder.
+
+    Raises GridError when the cells come from different sweeps."""
+    cells: list[Finished] = []
+    skipped: list[str] = []
+    seen: dict[str, Path] = {}
+    for directory in directories:
+        found, left_out = finished_cells(directory)
+        skipped += [f"{directory}/{line}" if len(directories) > 1 else line for line in left_out]
+        for cell in found:
+            if cell.name in seen:
+                skipped.append(f"{directory}/{cell.name}: also finished in {seen[cell.name]}")
+                continue
+            seen[cell.name] = directory
+            cells.append(cell)
+    if len(directories) > 1:
+        _check_one_sweep(Path(", ".join(map(str, directories))), cells)
+    return cells, skipped
+
+
 def _base(cell: Finished) -> dict[str, Any]:
     """A cell's configuration without its own parameters: equal for every cell of one sweep."""
     recorded = json.loads(canonical(cell.recorded))
@@ -176,5 +254,5 @@ def _check_one_sweep(directory: Path, cells: list[Finished]) -> None:
             raise GridError(
                 f"{directory} mixes cells of different sweeps "
                 f"({first.name} and {cell.name} differ in "
-                f"{_difference(_base(first), _base(cell))}); report each sweep's folder on its own"
+                f"{difference(_base(first), _base(cell))}); report each sweep's folder on its own"
             )

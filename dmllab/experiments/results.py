@@ -225,16 +225,19 @@ class Results:
     def claims(
         self, comparisons: Sequence[tuple[str, str, str]], confidence: float = 0.95
     ) -> pd.DataFrame:
-        """One row per (metric, better, worse): the paired mean difference, its sd, the one-sided
-        lower confidence bound and whether it clears zero, rounded for reading."""
+        """One row per (metric, better, worse): the paired mean difference, its sd, its one-sided
+        lower and upper confidence bounds and the verdict they give (`dmllab.claims.verdict`:
+        "higher" when the lower bound clears zero, "lower" when the upper bound is below zero,
+        else "undecided"), rounded for reading."""
         if not comparisons:
             raise ValueError("claims needs at least one (metric, better, worse) comparison")
-        rows = [
-            self.difference(metric, better, worse, confidence).as_row()
+        differences = [
+            self.difference(metric, better, worse, confidence)
             for metric, better, worse in comparisons
         ]
+        rows = [{**d.as_row(), "verdict": d.verdict} for d in differences]
         return pd.DataFrame(rows)[
-            ["metric", "better", "worse", "mean", "sd", "lower", "n", "holds"]
+            ["metric", "better", "worse", "mean", "sd", "lower", "upper", "n", "verdict"]
         ]
 
     def headline(
@@ -242,8 +245,9 @@ class Results:
     ) -> dict[str, float]:
         """Flat `{prefix}{variant}/{metric}` means and `..._std` seed spreads, for a metrics.json;
         for each claim (metric, better, worse) also `{prefix}{better} - {worse}/{metric}` (the
-        paired mean difference) and `..._lower` (its 95% one-sided lower bound). A variant run
-        with one seed has no spread: its `..._std` is NaN (null in metrics.json)."""
+        paired mean difference), `..._lower` and `..._upper` (its 95% one-sided lower and upper
+        bounds, which a lesson's verdicts read). A variant run with one seed has no spread: its
+        `..._std` is NaN (null in metrics.json)."""
         summary = self.summary(metrics)
         out = {}
         for _, row in summary.iterrows():
@@ -256,6 +260,7 @@ class Results:
             key = f"{prefix}{better} - {worse}/{metric}"
             out[key] = result.mean
             out[f"{key}_lower"] = result.lower
+            out[f"{key}_upper"] = result.upper
         return out
 
 

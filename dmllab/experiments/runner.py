@@ -13,7 +13,7 @@ so does `dmllab fit`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from dmllab.experiments.plan import VARIANT, Plan
 from dmllab.experiments.results import Results
 from dmllab.metrics import evaluate
 from dmllab.runs import Run
-from dmllab.train import fit, progress_bar
+from dmllab.train import Callback, EpochCallback, fit, progress_bar
 
 
 def run_job(
@@ -32,6 +32,7 @@ def run_job(
     dataset: Dataset | None = None,
     *,
     progress: bool = False,
+    callbacks: Iterable[Callback | EpochCallback] = (),
     checkpoint_dir: str | Path | None = None,
     resume: str | Path | None = None,
     **evaluate_options: Any,
@@ -42,8 +43,17 @@ def run_job(
 
     Returns the Run; its `metrics` hold what training measured (`best_epoch` under early
     stopping) updated with `evaluate(run, **evaluate_options)`. Under torchrun only rank 0
-    evaluates. progress: the per-epoch bar of `fit`; checkpoint_dir, resume: as for `fit`."""
-    run = fit(config, dataset, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+    evaluates. progress: the per-epoch bar of `fit`; checkpoint_dir, resume: as for `fit`;
+    callbacks: as for `fit` (`dmllab.engine.Callback` objects, or plain f(run, epoch) called after
+    every epoch with the epoch's row in `run.history[-1]`)."""
+    run = fit(
+        config,
+        dataset,
+        progress=progress,
+        callbacks=callbacks,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
     if is_main():
         run.metrics.update(evaluate(run, **evaluate_options))
     return run

@@ -1,8 +1,9 @@
 """Running a sweep: a grid's unfinished cells in worker processes, each cell complete or absent.
 
-`run_sweep(grid, workers)` takes the output folder (`locks.FolderLock`: two sweeps never write
-into one folder), refuses a folder that holds another grid's cells, probes that the disk takes a
-write, and runs every cell that is not finished (`cells.survey`) in `workers` processes
+`run_sweep(grid, workers, shard)` takes the output folder (`locks.FolderLock`: two sweeps never
+write into one folder, but the shards of one sweep, `cells.Shard`, share it, each running its own
+cells), refuses a folder that holds another grid's cells, probes that the disk takes a write,
+and runs every cell of its shard that is not finished (`cells.survey`) in `workers` processes
 (`workers.run_tasks`: a cell whose worker dies runs once more). A cell is built in a hidden
 staging folder and renamed into place (`cells`); a `fit:` cell trains with `runner.run_job`, the
 job function the lessons and tests use, and a `notebook:` cell is executed by papermill.
@@ -12,58 +13,90 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import traceback
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from dmllab import records
 from dmllab.errors import describe
-from dmllab.experiments.cells import CELL_RECORD, CellState, cell_name, survey
+from dmllab.experiments.cells import CELL_RECORD, CellState, Shard, cell_name, survey
 from dmllab.experiments.grid import Grid, GridError
 from dmllab.experiments.workers import run_tasks
 from dmllab.lessons import execute
-from dmllab.locks import FolderLock
+from dmllab.locks import FolderBusy, FolderLock
 from dmllab.paths import printable
 from dmllab.records import RecordError
 
 PROBE_BYTES = 1 << 20  # written and removed before any worker starts: a full disk fails here
 
 
-def run_sweep(grid: Grid, workers: int = 1) -> int:
-    """Run `grid`'s unfinished cells in `workers` processes, printing one line per cell; returns 1
-    when a cell failed (its folder keeps error.txt and the next sweep runs it again), else 0.
+def run_sweep(grid: Grid, workers: int = 1, shard: Shard | None = None) -> int:
+    """Run `grid`'s unfinished cells (of `shard` only, when given) in `workers` processes, printing
+    one line per cell; returns 1 when a cell failed (its folder keeps error.txt and the next sweep
+    runs it again), else 0.
 
-    Raises GridError (a SystemExit with the message) before any work for an output folder that
-    cannot be written or holds another grid's cells, FolderBusy when another sweep holds it."""
+    The shards of one grid (`Shard(i, n)` for i < n: a cluster's array jobs) may run at the same
+    time into one folder, on one machine or on several that share the folder (a file system with
+    `flock`, e.g. NFSv4); a sweep without a shard is the one shard 0/1.
+    Raises GridError (a ValueError) before any work for an output folder that
+    cannot be written or holds another grid's cells, FolderBusy when another sweep holds it (or
+    the same shard of it, or shards that split the grid another way)."""
+    shard = shard or Shard()
     name = grid.path.name if grid.path is not None else str(grid.out)
-    lock = FolderLock(grid.out, f"a sweep of {name}")
-    try:
-        grid.out.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-    except OSError as error:
-        raise GridError(
-            f"sweep: cannot use the output folder {grid.out}: {describe(error)}"
-        ) from error
-    try:
+    what = f"a sweep of {name}" + (f", shard {shard}" if shard.count > 1 else "")
+    with ExitStack() as held:
+        try:
+            grid.out.mkdir(parents=True, exist_ok=True)
+            held.callback(FolderLock(grid.out, what, shared=True).acquire().release)
+            held.callback(FolderLock(grid.out, what, name=shard.lock_name).acquire().release)
+        except OSError as error:
+            raise GridError(
+                f"sweep: cannot use the output folder {grid.out}: {describe(error)}"
+            ) from error
+        _check_other_shards(grid.out, shard)
         _check_writable(grid.out)
         states, foreign = survey(grid)
         _check_output(grid, states, foreign)
-        _remove_staging(grid.out)
+        ours = [state for state in states if shard.holds(state.cell)]
+        names = None if shard.count == 1 else {state.path.name for state in ours}
+        _remove_staging(grid.out, names)
         try:
-            return _run_cells(grid, [s for s in states if not s.finished], len(states), workers)
+            return _run_cells(
+                grid, [s for s in ours if not s.finished], len(ours), workers, shard, len(states)
+            )
         finally:  # what dead workers were building
-            _remove_staging(grid.out)
-    finally:
-        lock.release()
+            _remove_staging(grid.out, names)
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: ExitStack may swallow errors)
 
 
-def _run_cells(grid: Grid, todo: list[CellState], total: int, workers: int) -> int:
+def _check_other_shards(folder: Path, shard: Shard) -> None:
+    """FolderBusy when a sweep that splits the grid into another number of shards runs in
+    `folder`: its cells and ours would overlap."""
+    for path in sorted(folder.glob(".lock-shard-*-of-*")):
+        if path.name.endswith(f"-of-{shard.count}"):
+            continue
+        owner = FolderLock(folder, "", name=path.name).held()
+        if owner is not None:
+            raise FolderBusy(
+                f"{folder} is in use by {owner}, which splits the grid into other shards than "
+                f"{shard}; give every shard of one folder the same N, or this one another "
+                "output folder"
+            )
+
+
+def _run_cells(
+    grid: Grid, todo: list[CellState], total: int, workers: int, shard: Shard, cells: int
+) -> int:
     for state in todo:
         if state.damaged:
             print(f"  {state.path.name}: {state.damaged}; running it again", flush=True)
+    which = f"shard {shard}: {total} of {cells} cells" if shard.count > 1 else f"{total} cells"
     print(
-        f"sweep: {total} cells, {total - len(todo)} already done, {len(todo)} to run "
+        f"sweep: {which}, {total - len(todo)} already done, {len(todo)} to run "
         f"with {workers} workers -> {grid.out}",
         flush=True,
     )
@@ -113,7 +146,7 @@ def _check_output(grid: Grid, states: list[CellState], foreign: list[str]) -> No
 def _check_writable(folder: Path) -> None:
     """Write, sync and remove a 1 MiB probe file in `folder`: a full, read-only or unwritable
     folder fails here, before any worker starts. Raises GridError naming the cause and file."""
-    probe = folder / f".write-probe-{os.getpid()}"
+    probe = folder / f".write-probe-{socket.gethostname()}-{os.getpid()}"
     try:
         with open(probe, "wb") as handle:
             handle.write(bytes(PROBE_BYTES))
@@ -128,10 +161,13 @@ def _check_writable(folder: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
-def _remove_staging(folder: Path) -> None:
-    """Remove staging folders that a killed sweep left behind (call with the folder's lock held)."""
+def _remove_staging(folder: Path, names: set[str] | None) -> None:
+    """Remove staging folders that a killed sweep left behind: of the cells `names` (those of
+    this shard, whose lock is held), or every one (None: a sweep that holds the whole folder)."""
     for path in folder.iterdir():
-        if records.is_staging(path):
+        if records.is_staging(path) and (
+            names is None or re.split(r"\.(?:partial|replaced)-", path.name[1:])[0] in names
+        ):
             shutil.rmtree(path, ignore_errors=True)
 
 

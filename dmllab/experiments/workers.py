@@ -58,7 +58,8 @@ def run_tasks(
     `function` must be importable (spawn pickles it by name) and should catch its own errors: an
     exception that escapes it counts as the worker's death. A task whose worker dies is tried
     again up to `retries` more times, in a fresh worker; the other tasks go on. Every worker is
-    killed when the generator is closed or the caller is interrupted."""
+    killed when the generator is closed or the caller is interrupted (workers ignore SIGINT: a
+    Ctrl-C reaches the caller alone, which then stops them)."""
     context = multiprocessing.get_context("spawn")
     waiting = deque((task, 0) for task in tasks)
     busy: list[_Worker] = []
@@ -126,6 +127,9 @@ def _death(exitcode: int | None) -> str:
 
 def _serve(function: Callable[[Any], Any], connection: Connection, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group; the parent stops its workers itself, so a worker
+    # does not print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             task = connection.recv()

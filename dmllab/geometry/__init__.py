@@ -49,7 +49,9 @@ __all__ = [
 
 #: name -> Geometry class, made with its keyword options (and `dim` when it names it);
 #: `cls.learned` marks the geometries trained with the model.
-GEOMETRIES: Registry[type[Geometry]] = Registry("geometry", context=("dim",))
+GEOMETRIES: Registry[type[Geometry]] = Registry(
+    "geometry", context=("dim",), from_config="dmllab.build.build_components(config, input_shape)"
+)
 GEOMETRIES.register("sqeuclidean", SquaredEuclidean)
 GEOMETRIES.register("euclidean", Euclidean)
 GEOMETRIES.register("cosine", Cosine)

@@ -249,7 +249,9 @@ SELECTION = tuple(
 )
 
 LOSSES: Registry[type[MetricLoss]] = Registry(
-    "loss", context=("geometry", *SELECTION, "classes", "num_classes", "embedding_dim")
+    "loss",
+    context=("geometry", *SELECTION, "classes", "num_classes", "embedding_dim"),
+    from_config="dmllab.build.build_loss(config, geometry)",
 )
 """Every loss name (Config.loss) -> its class. Filled by `register_loss` as `dmllab.losses` imports
 each module of its package, so a new loss is one new file."""

@@ -43,7 +43,8 @@ Negatives, chosen for each (a, p) pair relative to its positive, with N(a) = {r 
 
     all                every n in N(a) (a mask [B, R], row a for anchor a)
     semihard           uniform over {n in N(a) : D[a,p] < D[a,n] < D[a,p] + margin}; when empty,
-                       the hardest negative (FaceNet, Schroff et al. 2015; METHODS.md §1)
+                       the hardest negative (FaceNet, Schroff et al. 2015; the window sits above
+                       the chosen positive's D[a,p], as Levi et al. 2021 pair them)
     hardest            argmin_{n in N(a)} D[a, n]
     distance_weighted  sampled with probability proportional to q(d)^-1, where
                        log q(d)^-1 = (2 - n) log d - ((n - 3) / 2) log(1 - d^2 / 4),
@@ -186,10 +187,16 @@ def different_label_mask(labels: Tensor, reference_labels: Tensor | None = None)
 
 
 #: name -> PositiveStrategy class, made with `cls(k=k)`
-POSITIVES: Registry[type[PositiveStrategy]] = Registry("positives strategy")
+# A Config's strategies are built with its loss.
+_FROM_CONFIG = "dmllab.build.build_loss(config, geometry)"
+POSITIVES: Registry[type[PositiveStrategy]] = Registry(
+    "positives strategy", from_config=_FROM_CONFIG
+)
 
 #: name -> NegativeStrategy class, made with `cls(margin=margin)`
-NEGATIVES: Registry[type[NegativeStrategy]] = Registry("negatives strategy")
+NEGATIVES: Registry[type[NegativeStrategy]] = Registry(
+    "negatives strategy", from_config=_FROM_CONFIG
+)
 
 
 # -- positives -------------------------------------------------------------------------------

@@ -157,25 +157,16 @@ def list_bars(lists: AnchorLists, *, title: str | None = None) -> go.Figure:
 
 
 def epoch_table(runs: Mapping[Any, Any], key: str) -> pd.DataFrame:
-    """Per variant and epoch: the mean, std and count over seeds of history column `key`.
+    """Per variant and epoch: the mean, std and count over seeds of history column `key`, and
+    `complete`: whether every run of the variant reached that epoch (runs stopped early end at
+    different epochs, and a mean over the runs that remain is not the variant's curve).
 
     runs: `{(variant, seed): Run}` (`Results.runs` with `keep_runs=True`) or
           `{variant: [Run, ...]}`.
     """
     import pandas as pd
 
-    rows = []
-    for variant, run in _flatten(runs):
-        for row in run.history:
-            value = row.get(key)
-            if value is not None and np.isfinite(float(value)):
-                rows.append({"variant": variant, "epoch": int(row["epoch"]), key: float(value)})
-    if not rows:
-        raise ValueError(
-            f"epoch_table: no run has history column {key!r}; for test curves train with "
-            "Config.monitor_test=True (train_memorisation also needs noise_rate > 0)"
-        )
-    frame = pd.DataFrame(rows)
+    frame = _epoch_rows(runs, key)
     order = list(dict.fromkeys(frame["variant"]))
     table = (
         frame.groupby(["variant", "epoch"], sort=False)[key]
@@ -183,12 +174,40 @@ def epoch_table(runs: Mapping[Any, Any], key: str) -> pd.DataFrame:
         .reset_index()
     )
     table["std"] = table["std"].fillna(0.0)
+    runs_per_variant = frame.groupby("variant", sort=False)["run"].nunique()
+    table["complete"] = table["count"] == table["variant"].map(runs_per_variant)
     table["variant"] = pd.Categorical(table["variant"], categories=order, ordered=True)
     return table.sort_values(["variant", "epoch"]).reset_index(drop=True)
 
 
+def _epoch_rows(runs: Mapping[Any, Any], key: str) -> pd.DataFrame:
+    """One row per run and epoch with a finite `key`: variant, run (its index), epoch, value."""
+    import pandas as pd
+
+    rows = []
+    for index, (variant, run) in enumerate(_flatten(runs)):
+        for row in run.history:
+            value = row.get(key)
+            if value is not None and np.isfinite(float(value)):
+                rows.append(
+                    {
+                        "variant": variant,
+                        "run": index,
+                        "epoch": int(row["epoch"]),
+                        key: float(value),
+                    }
+                )
+    if not rows:
+        raise ValueError(
+            f"epoch_table: no run has history column {key!r}; for test curves train with "
+            "Config.monitor_test=True (train_memorisation also needs noise_rate > 0)"
+        )
+    return pd.DataFrame(rows)
+
+
 def epoch_summary(runs: Mapping[Any, Any], key: str, prefix: str = "") -> dict[str, float]:
-    """Read-outs of each variant's mean curve over seeds of history column `key`, as a flat dict
+    """Read-outs of each variant's mean curve over seeds of history column `key`, over the epochs
+    every run of the variant reached (`epoch_table`'s `complete`), as a flat dict
     `{prefix}{variant}/{stat}` with stat in: `first` (value), `peak` (maximum), `peak_epoch`,
     `low` (minimum), `last` (value).
 
@@ -197,7 +216,7 @@ def epoch_summary(runs: Mapping[Any, Any], key: str, prefix: str = "") -> dict[s
     table = epoch_table(runs, key)
     out: dict[str, float] = {}
     for variant in table["variant"].cat.categories:
-        part = table[table["variant"] == variant].reset_index(drop=True)
+        part = table[(table["variant"] == variant) & table["complete"]].reset_index(drop=True)
         peak = int(part["mean"].idxmax())
         stats = {
             "first": part["mean"].iloc[0],
@@ -213,14 +232,19 @@ def epoch_summary(runs: Mapping[Any, Any], key: str, prefix: str = "") -> dict[s
 def epoch_curves(
     runs: Mapping[Any, Any], key: str = "test_recall@1", *, title: str | None = None
 ) -> go.Figure:
-    """One line per variant (mean over seeds) with a +-std band, against the epoch."""
+    """One line per variant (mean over seeds) with a +-std band, against the epoch, over the
+    epochs every run of the variant reached; where runs stopped at different epochs (early
+    stopping), each run that went on is a thin line of its own from there, so the tail of the
+    mean is never the average of a shrinking set of seeds."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
     table = epoch_table(runs, key)
+    rows = _epoch_rows(runs, key)
     fig = go.Figure()
+    tails = False
     for i, variant in enumerate(table["variant"].cat.categories):
-        part = table[table["variant"] == variant]
+        part = table[(table["variant"] == variant) & table["complete"]]
         color = qualitative.D3[i % len(qualitative.D3)]
         epochs = part["epoch"].to_numpy()
         low = (part["mean"] - part["std"]).to_numpy()
@@ -248,8 +272,27 @@ def epoch_curves(
                 legendgroup=str(variant),
             )
         )
+        last = int(epochs.max()) if len(epochs) else -1
+        own = rows[(rows["variant"] == variant) & (rows["epoch"] >= last)]
+        for _, tail in own.groupby("run"):
+            if int(tail["epoch"].max()) > last:
+                tails = True
+                fig.add_trace(
+                    go.Scatter(
+                        x=tail["epoch"].to_numpy(),
+                        y=tail[key].to_numpy(),
+                        mode="lines",
+                        name=f"{variant} (one seed)",
+                        line={"color": color, "width": 1, "dash": "dot"},
+                        legendgroup=str(variant),
+                        showlegend=False,
+                        hovertemplate=f"{variant}, one seed: %{{y:.3f}} at epoch %{{x}}"
+                        "<extra></extra>",
+                    )
+                )
     fig.update_layout(
-        title=title or f"{key} per epoch (mean ± std over seeds)",
+        title=title
+        or f"{key} per epoch (mean ± std over seeds{'; dotted: one seed each' if tails else ''})",
         xaxis_title="epoch",
         yaxis_title=key,
         template="plotly_white",

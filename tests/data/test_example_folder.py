@@ -73,3 +73,21 @@ def test_bad_arguments_and_reused_folders_are_refused(tmp_path):
     write_example_folder(tmp_path, layout="cub200", classes=2, per_class=1, size=SIZE)
     with pytest.raises(ValueError, match="already exists; pass an empty or new root folder"):
         write_example_folder(tmp_path, layout="cub200", classes=2, per_class=1, size=SIZE)
+
+
+def test_the_cached_example_folder_is_written_once_and_read_afterwards(tmp_path, monkeypatch):
+    from dmllab.data.example_folder import cached_example_folder
+
+    monkeypatch.setenv("DMLLAB_CACHE", str(tmp_path))
+    first = cached_example_folder("folder", classes=3, per_class=2, size=16, seed=1)
+    files = sorted(first.rglob("*.png"))
+    stamps = [path.stat().st_mtime_ns for path in files]
+    again = cached_example_folder("folder", classes=3, per_class=2, size=16, seed=1)
+    assert again == first and first.parent == tmp_path / "example-folders"
+    assert [path.stat().st_mtime_ns for path in sorted(again.rglob("*.png"))] == stamps
+    assert len(load("folder", root=str(again), image_size=16)) == 6
+    other = cached_example_folder("folder", classes=3, per_class=2, size=16, seed=2)
+    assert other != first  # the arguments name the folder
+    assert sorted(p.name for p in (tmp_path / "example-folders").iterdir()) == sorted(
+        [first.name, other.name]
+    )  # no staging copy is left behind

@@ -59,6 +59,9 @@ def test_folder_layout_decodes_lazily_to_rgb_crops(tmp_path):
     assert isinstance(data.x, LazyImages) and len(data) == 9 and data.image_shape == (3, SIZE, SIZE)
     assert data.y.tolist() == [0, 0, 1, 1, 1, 2, 2, 2, 2]
     assert data.meta["class_names"] == ["cat", "dog", "eel"]
+    # tables and plots name a class by its folder, not its id
+    assert data.label_names([0, 2]) == ["cat", "eel"]
+    assert data.subset(torch.tensor([8, 0])).label_names() == ["eel", "cat"]
     batch = data.x[torch.tensor([0, 4, 8])]
     assert batch.shape == (3, 3, SIZE, SIZE) and batch.dtype == torch.float32
     assert float(batch.min()) >= 0.0 and float(batch.max()) <= 1.0

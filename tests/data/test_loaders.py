@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmllab.data import Dataset, available, load, superclass
+from dmllab.data import DATASETS, Dataset, available, load, superclass
 
 GENERATED = {
     "mixture": dict(num_classes=3, modes_per_class=2, per_mode=10),
@@ -17,7 +17,8 @@ GENERATED = {
 }
 
 
-# The dataset names of the public contract (DESIGN.md); Config reads the registry itself.
+# The dataset names of the public contract (Config and the lessons name them); Config reads the
+# registry itself.
 CONTRACT = {
     "mixture",
     "modes-on-circle",
@@ -183,3 +184,21 @@ def test_superclass_mapping_missing_labels_is_refused():
         superclass(_toy([10, 20, 30]), {10: 0})
     with pytest.raises(TypeError, match="int labels"):
         superclass(_toy([10, 20]), {10: 0, 20: "a"})
+
+
+FILE_DATASETS = ("cub200", "cars196", "sop", "folder")  # read from a folder on disk
+
+
+@pytest.mark.parametrize("name", [n for n in DATASETS if n not in FILE_DATASETS])
+def test_every_built_in_data_set_trains_on_the_default_config_or_names_the_fix(name):
+    import dmllab as dl
+    from dmllab.values import BadValue
+
+    config = dl.Config(dataset=name, epochs=1, batches_per_epoch=1, embedding_dim=4)
+    try:
+        run = dl.fit(config, progress=False)
+    except BadValue as refused:  # before any training: the split names the Config fields to set
+        message = str(refused)
+        assert "set split='stratified' with classes_per_batch <= 2" in message, message
+        run = dl.fit(config.replace(split="stratified", classes_per_batch=2), progress=False)
+    assert len(run.history) == 1

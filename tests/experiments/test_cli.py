@@ -1,15 +1,19 @@
 """The command line: sweeps (validation, parallel workers, resumability), report, run, fit."""
 
+import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import nbformat
 import pytest
 
 from dmllab import cli, lessons
+from dmllab.experiments.grid import GridError
 
 FIT_GRID = """\
 fit:
@@ -86,15 +90,42 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
 def test_bad_grid_files_fail_before_any_run_with_the_line_at_fault(tmp_path, text, message):
     path = tmp_path / "grid.yaml"
     path.write_text(text)
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(GridError) as error:
         cli.load_grid(path)
     assert message in str(error.value)
     assert not (tmp_path / "grid").exists()
 
 
 def test_unreadable_grid_file(tmp_path):
-    with pytest.raises(SystemExit, match="cannot read"):
+    with pytest.raises(GridError, match="cannot read"):
         cli.load_grid(tmp_path / "missing.yaml")
+
+
+def test_a_notebook_user_catches_a_bad_grid_as_a_value_error(tmp_path):
+    # library code raises ordinary exceptions: `except ValueError` catches a bad grid, and nothing
+    # ends the process (IPython shows the traceback)
+    path = tmp_path / "grid.yaml"
+    path.write_text("fit: {epochs: 2}\nparameters:\n  positives: []\n")
+    caught = None
+    try:
+        cli.load_grid(path)
+    except ValueError as error:
+        caught = error
+    assert caught is not None and not isinstance(caught, SystemExit)
+    assert "grid.yaml:3: parameter 'positives' needs a non-empty list" in str(caught)
+
+
+def test_library_errors_become_one_line_and_status_1_in_the_command_line(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path / "nowhere")]) == 1
+    error = capsys.readouterr().err
+    assert (
+        error
+        == f"dmllab report: {tmp_path / 'nowhere'}: no such folder (--debug shows the traceback)\n"
+    )
+    with pytest.raises(GridError, match="no such folder"):
+        cli.main(["--debug", "report", str(tmp_path / "nowhere")])
+    assert cli.main(["demo", "--notebooks", str(tmp_path)]) == 1
+    assert "no lesson notebooks" in capsys.readouterr().err
 
 
 def tiny_notebook(path):
@@ -190,3 +221,75 @@ def test_a_cell_that_sets_quick_runs_and_records_its_own_value(tmp_path):
     grid = cli.load_grid(grid_file)
     assert grid.recorded({"quick": True, "seed": 0})["parameters"]["quick"] is True
     assert grid.recorded({"seed": 0})["parameters"]["quick"] is False
+
+
+def test_every_argument_of_every_sub_command_says_what_it_is():
+    parser = cli.parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, f"dmllab {name}: {'/'.join(action.option_strings) or action.dest}"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_works_before_or_after_the_sub_command(tmp_path, where):
+    args = ["report", str(tmp_path / "none.json")]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    parsed = cli.parser().parse_args(args)
+    assert parsed.debug is True
+    assert cli.parser().parse_args(["report", "x"]).debug is False
+
+
+def test_report_of_a_demo_folder_says_where_its_report_is(tmp_path):
+    (tmp_path / "report.html").write_text("<html></html>")
+    with pytest.raises(SystemExit, match=r"is a `dmllab demo` folder: its report is .*report.html"):
+        cli.main(["report", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_sweep_prints_one_line(tmp_path):
+    grid = FIT_GRID.replace("epochs: 2", "epochs: 200").replace("seeds: [0, 1]", "seeds: [0]")
+    (tmp_path / "grid.yaml").write_text(grid)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "dmllab", "sweep", "grid.yaml", "--workers", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert "to run" in sweep.stdout.readline() + sweep.stdout.readline()
+    time.sleep(3)  # the workers are training
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    _, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130, err
+    assert err.strip().splitlines() == [
+        "dmllab sweep: interrupted; finished cells are kept: the same command runs the rest"
+    ]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_lessons_into_one_report(tmp_path):
+    """`make demo` is `dmllab demo`: here on lesson 00's quick form (the lessons themselves run
+    under nbval in `make test`)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = dmllab(
+        "demo",
+        "--quick",
+        "--only",
+        "00",
+        "--out",
+        str(tmp_path),
+        "--notebooks",
+        os.path.join(root, "notebooks"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    html = (run / "report.html").read_text()
+    assert 'id="00_tour"' in html and "<table" in html
+    assert (run / "00_tour" / "metrics.json").exists() and (run / "00_tour.ipynb").exists()
+    executed = nbformat.read(run / "00_tour.ipynb", as_version=4)
+    assert not [
+        o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]

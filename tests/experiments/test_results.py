@@ -37,7 +37,7 @@ def test_readable_shows_mean_and_std_rounded_without_helper_columns():
         _results().readable(["map@r"])
 
 
-def _fake_fit(config, dataset=None, progress=True):
+def _fake_fit(config, dataset=None, progress=True, **fit_options):
     from viz_fixtures import hand_run
 
     assert progress is False  # one bar over the runs, none per epoch inside it

@@ -40,7 +40,9 @@ def no_training(monkeypatch):
     monkeypatch.setattr(
         runner,
         "fit",
-        lambda config, dataset=None, progress=True: SimpleNamespace(config=config, metrics={}),
+        lambda config, dataset=None, progress=True, **fit_options: SimpleNamespace(
+            config=config, metrics={}
+        ),
     )
     monkeypatch.setattr(runner, "evaluate", lambda run, **options: {"m": _measured(run.config)})
 

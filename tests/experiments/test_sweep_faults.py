@@ -4,6 +4,7 @@ report shows: a single seed's mean, an unknown metric, a lesson's many keys."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,10 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dmllab import cli, records
+from dmllab import cli
 from dmllab.experiments import cells as sweep_cells
 from dmllab.locks import FolderBusy, FolderLock
 from dmllab.values import canonical
+from sweep_fixtures import fake_cell, fit_recorded
 
 NOTEBOOK_BODY = """\
 import os, pathlib, signal, time
@@ -179,14 +181,14 @@ def test_killing_the_sweep_takes_its_workers_and_kernels_with_it(tmp_path):
     FolderLock(tmp_path / "out", "the next sweep").acquire().release()
 
 
-def test_two_sweeps_never_share_a_folder(tmp_path):
+def test_two_sweeps_never_share_a_folder(tmp_path, capsys):
     grid = grid_file(tmp_path, ["ok"])
     (tmp_path / "out").mkdir()
-    with (
-        FolderLock(tmp_path / "out", "a test"),
-        pytest.raises(FolderBusy, match=f"in use by PID {os.getpid()} .*a test"),
-    ):
-        cli.main(["sweep", str(grid)])
+    with FolderLock(tmp_path / "out", "a test"):
+        assert cli.main(["sweep", str(grid)]) == 1
+        assert re.search(f"in use by PID {os.getpid()} .*a test", capsys.readouterr().err)
+        with pytest.raises(FolderBusy, match=f"in use by PID {os.getpid()} .*a test"):
+            cli.main(["--debug", "sweep", str(grid)])
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -214,26 +216,7 @@ def test_two_sweeps_never_share_a_folder(tmp_path):
     assert not (tmp_path / "out" / ".lock").exists()
 
 
-def fake_cell(out, params, recorded, metrics):
-    """A finished cell as run_cell leaves it (for report tests that need no training)."""
-    folder = out / sweep_cells.cell_name(params)
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps(params))
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    files = records.manifest(folder, ["params.json", "metrics.json"])
-    (folder / "cell.json").write_text(
-        json.dumps({"params": params, "recorded": recorded, "files": files})
-    )
-    return folder
-
-
-def fit_recorded(**fields):
-    from dmllab.config import Config
-
-    return {"fit": Config(**fields).to_dict()}
-
-
-def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path):
+def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path, capsys):
     (tmp_path / "grid.yaml").write_text(
         "fit: {epochs: 2}\nparameters:\n  loss: [triplet]\nseeds: [0]\nout: out\n"
     )
@@ -244,15 +227,15 @@ def test_edited_grid_and_foreign_cells_are_refused_before_any_work(tmp_path):
         fit_recorded(epochs=1, loss="triplet"),
         {"recall@1": 0.5},
     )
-    with pytest.raises(
-        SystemExit, match=r"1 finished cell.*another configuration.*fit.epochs: 1 -> 2"
-    ):
-        cli.main(["sweep", str(tmp_path / "grid.yaml")])
+    assert cli.main(["sweep", str(tmp_path / "grid.yaml")]) == 1
+    assert re.search(
+        r"1 finished cell.*another configuration.*fit.epochs: 1 -> 2", capsys.readouterr().err
+    )
     (tmp_path / "grid.yaml").write_text(
         "fit: {epochs: 1}\nparameters:\n  loss: [margin]\nseeds: [0]\nout: out\n"
     )
-    with pytest.raises(SystemExit, match=r"not in this grid.*loss=triplet"):
-        cli.main(["sweep", str(tmp_path / "grid.yaml")])
+    assert cli.main(["sweep", str(tmp_path / "grid.yaml")]) == 1
+    assert re.search(r"not in this grid.*loss=triplet", capsys.readouterr().err)
     assert sorted(p.name for p in grid.out.iterdir()) == [
         sweep_cells.cell_name({"loss": "triplet", "seed": 0})
     ]
@@ -268,7 +251,7 @@ def test_the_report_never_mixes_two_sweeps_or_counts_damaged_cells(tmp_path):
     cells, skipped = sweep_cells.finished_cells(out)
     assert len(cells) == 1 and "metrics.json changed" in skipped[0]
     fake_cell(out, {"loss": "triplet", "seed": 2}, fit_recorded(epochs=5), {"recall@1": 0.6})
-    with pytest.raises(SystemExit, match=r"mixes cells of different sweeps.*fit.epochs: 1 -> 5"):
+    with pytest.raises(ValueError, match=r"mixes cells of different sweeps.*fit.epochs: 1 -> 5"):
         sweep_cells.finished_cells(out)
 
 
@@ -343,16 +326,20 @@ def test_report_of_an_unknown_metric_names_it_and_the_known_ones_in_one_line(tmp
     assert "no metric(s) ['bogus']" in error and "metrics: ['recall@1', 'map@r']" in error
 
 
-def test_report_of_a_lesson_sweep_shows_its_headline_numbers_in_readable_lines(tmp_path, capsys):
+def test_report_of_a_lesson_sweep_puts_the_swept_values_side_by_side_with_their_difference(
+    tmp_path, capsys
+):
     out = tmp_path / "out"
     variants = [f"{data}-{pos}" for data in ("circle", "parity") for pos in ("random", "nearest")]
     names = ["recall@1", "fine_recall@1", "fine_nmi", "subcluster_ari"]
     for epochs in (5, 10):
-        for seed in (0, 1):
+        for seed in (0, 1, 2):
             metrics = {}
             for variant in variants:
-                for name in names:
-                    metrics[f"{variant}/{name}"] = 0.5 + 0.01 * seed
+                for name in names:  # 10 epochs gain 0.02 on every seed, up to 0.002
+                    metrics[f"{variant}/{name}"] = (
+                        0.5 + 0.01 * seed + (epochs == 10) * (0.02 + 0.001 * seed)
+                    )
                     metrics[f"{variant}/{name}_std"] = 0.02
             metrics["circle-nearest - random/fine_recall@1"] = 0.1
             metrics["circle-nearest - random/fine_recall@1_lower"] = 0.05
@@ -364,10 +351,12 @@ def test_report_of_a_lesson_sweep_shows_its_headline_numbers_in_readable_lines(t
     lines = text.split("\n\nwrote")[0].splitlines()
     assert max(map(len, lines)) < 160
     assert "_std" not in text and "_lower" not in text
-    assert lines[0].split() == ["metric", "epochs", "mean", "±", "95%", "CI"]  # long form
-    assert len(lines) == 1 + 2 * (len(variants) * len(names) + 1)
-    assert lines[1].split()[3:] == ["5", "0.100", "±", "0.000", "(n=2)"]
-    assert "0.505 ± 0.064 (n=2)" in lines[3]
+    # one row per metric, the two swept values side by side, then their paired difference
+    assert lines[0].split() == ["metric", "epochs=5", "epochs=10", "epochs=10", "-", "epochs=5"]
+    assert len(lines) == 1 + len(variants) * len(names) + 1
+    row = next(line for line in lines if line.startswith("parity-nearest/fine_nmi "))
+    assert "0.510 ± 0.025 (n=3)" in row and "0.531 ± 0.027 (n=3)" in row
+    assert row.endswith("+0.021 (+0.019, +0.023)")  # the claim rule: paired, with both bounds
     summary = pd.read_csv(out / "results.csv")  # results.csv keeps every key
     assert "circle-random/recall@1_std_mean" in summary
     assert "circle-nearest - random/fine_recall@1_lower_mean" in summary

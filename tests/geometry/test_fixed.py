@@ -155,7 +155,8 @@ def test_euclidean_entries_are_zero_with_a_finite_gradient_at_coincident_points(
 def test_the_registry_holds_every_name_and_marks_the_learned_ones():
     import dmllab.geometry as geometry
 
-    # the geometry names of the public contract (DESIGN.md); Config reads the registry itself
+    # the geometry names of the public contract (Config and the lessons name them); Config reads
+    # the registry itself
     assert set(geometry.GEOMETRIES) >= {
         "sqeuclidean",
         "euclidean",

@@ -369,7 +369,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_build_registry_matches_config_and_maps_fields():
-    # the loss names of the public contract (DESIGN.md); Config reads the registry itself
+    # the loss names of the public contract; Config reads the registry itself
     assert {"contrastive", "margin", "multi_similarity", "prototype_ce", "triplet"} <= set(LOSSES)
     for name in LOSSES:
         if not issubclass(LOSSES[name], TupleLoss):  # takes no selection keyword: none passed

@@ -144,3 +144,21 @@ def test_epoch_table_names_the_missing_column():
         epoch_table({("baseline", 0): hand_run()}, "test_recall@1")
     with pytest.raises(TypeError, match="keep_runs=True"):
         epoch_table({"baseline": object()}, "test_recall@1")
+
+
+def test_curves_of_runs_stopped_early_average_only_the_epochs_every_seed_reached():
+    base = hand_run()
+    runs = {  # early stopping ended the two seeds at epochs 1 and 3
+        ("baseline-es", 0): _with_history(base, [0.5, 0.6]),
+        ("baseline-es", 1): _with_history(base, [0.7, 0.8, 0.2, 0.1]),
+    }
+    table = epoch_table(runs, "test_recall@1")
+    assert list(table["complete"]) == [True, True, False, False]
+    summary = epoch_summary(runs, "test_recall@1")
+    assert summary["baseline-es/last"] == pytest.approx(0.7)  # epoch 1, not the one seed's 0.1
+    fig = epoch_curves(runs, "test_recall@1")
+    mean = next(trace for trace in fig.data if trace.name == "baseline-es")
+    assert list(mean.x) == [0, 1]
+    (tail,) = [trace for trace in fig.data if trace.name == "baseline-es (one seed)"]
+    assert list(tail.x) == [1, 2, 3] and list(tail.y) == pytest.approx([0.8, 0.2, 0.1])
+    assert "one seed each" in fig.layout.title.text

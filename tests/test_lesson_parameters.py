@@ -1,0 +1,180 @@
+"""A lesson checks its own parameters (`lessons.read_parameters`), however it is run: papermill's
+text values are read like `dmllab run -p` reads them, an injected name the lesson lacks and a value
+of the wrong kind are errors before any work, `output_dir` follows DMLLAB_OUTPUT_DIR."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dmllab.lessons import OUTPUT_ENV, read_parameters
+from dmllab.values import BadValue
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMETERS = "seed = 0\nquick = False\noutput_dir = None\nnoises = (0.0, 0.1)\nlr = 1e-3  # step\n"
+CHECK = 'read_parameters(globals(), "99_test")'
+
+
+def kernel(*injected, **values):
+    """A namespace as IPython leaves it: the parameters cell, papermill's injected cell(s), then
+    the current cell, in `In`; the values the cells assigned."""
+    namespace = {"seed": 0, "quick": False, "output_dir": None, "noises": (0.0, 0.1), "lr": 1e-3}
+    namespace.update(values)
+    namespace["In"] = ["", "import dmllab", PARAMETERS, *injected, CHECK]
+    return namespace
+
+
+def test_papermill_text_is_read_like_dmllab_run_reads_it():
+    namespace = kernel(
+        '# Parameters\nquick = "false"\nnoises = "[0.0, 0.2]"\n',
+        quick="false",
+        noises="[0.0, 0.2]",
+    )
+    checked = read_parameters(namespace, "99_test")
+    assert namespace["quick"] is False and checked["quick"] is False
+    assert namespace["noises"] == [0.0, 0.2]
+
+
+@pytest.mark.parametrize("text, value", [("True", True), ("false", False), ("TRUE", True)])
+def test_booleans_given_as_text_are_booleans(text, value):
+    namespace = kernel(f'quick = "{text}"\n', quick=text)
+    read_parameters(namespace, "99_test")
+    assert namespace["quick"] is value
+
+
+@pytest.mark.parametrize(
+    "injected, values, message",
+    [
+        ("noise_rate = 0.2\n", {"noise_rate": 0.2}, "99_test has no parameter(s) noise_rate"),
+        ('quick = "maybe"\n', {"quick": "maybe"}, "parameter quick must be true or false"),
+        ("seed = 1.5\n", {"seed": 1.5}, "parameter seed must be an int"),
+        ("seed = -1\n", {"seed": -1}, "Config.seed=-1 is outside"),
+        ('lr = ".inf"\n', {"lr": ".inf"}, "parameter lr: cannot read '.inf'"),
+        ('noises = "0.2"\n', {"noises": "0.2"}, "parameter noises must be a list"),
+    ],
+)
+def test_a_wrong_name_or_value_is_one_error_naming_it(injected, values, message):
+    with pytest.raises(BadValue, match=re.escape(message)) as raised:
+        read_parameters(kernel(injected, **values), "99_test")
+    assert "\n" not in str(raised.value)
+
+
+def test_an_unknown_name_lists_the_lessons_parameters():
+    with pytest.raises(BadValue, match="its parameters are: lr, noises, output_dir, quick, seed"):
+        read_parameters(kernel("noise_rate = 0.2\n", noise_rate=0.2), "99_test")
+
+
+def test_output_dir_follows_the_environment_only_when_none_is_given(monkeypatch, tmp_path):
+    monkeypatch.setenv(OUTPUT_ENV, str(tmp_path))
+    namespace = kernel()
+    read_parameters(namespace, "99_test")
+    assert namespace["output_dir"] == str(tmp_path / "99_test")
+    given = kernel('output_dir = "mine"\n', output_dir="mine")
+    read_parameters(given, "99_test")
+    assert given["output_dir"] == "mine"
+    monkeypatch.delenv(OUTPUT_ENV)
+    untouched = kernel()
+    read_parameters(untouched, "99_test")
+    assert untouched["output_dir"] is None
+
+
+def test_without_input_history_only_output_dir_is_resolved(monkeypatch, tmp_path):
+    # nbval runs cells without storing them: nothing can have been injected
+    monkeypatch.setenv(OUTPUT_ENV, str(tmp_path))
+    namespace = {"quick": False, "output_dir": None, "In": [""]}
+    assert read_parameters(namespace, "99_test") == {"output_dir": str(tmp_path / "99_test")}
+
+
+def test_a_check_run_after_another_cell_takes_nothing_for_injected():
+    # a student re-runs the check cell after a training cell: the history holds no parameters
+    # cell right before it, so nothing is read as injected and the values stay as they are
+    namespace = kernel(quick=True)
+    namespace["In"] = ["", PARAMETERS, "config = dl.Config(epochs=3)", CHECK]
+    assert read_parameters(namespace, "99_test") == {}
+    assert namespace["quick"] is True
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    value=st.one_of(
+        st.booleans(),
+        st.integers(-5, 5),
+        st.floats(-10, 10, allow_nan=False),
+        st.lists(st.floats(0, 1, allow_nan=False), max_size=3),
+    )
+)
+def test_any_value_given_as_its_yaml_text_reads_back_as_itself(value):
+    text = json.dumps(value)
+    default = {bool: False, int: 0, float: 0.5, list: (0.0,)}[type(value)]
+    namespace = {"p": text, "In": ["", f"p = {default!r}\n", f"p = {text!r}\n", CHECK]}
+    read_parameters(namespace, "99_test")
+    assert namespace["p"] == value and type(namespace["p"]) is type(value)
+
+
+# ------------------------------------------------------------------ in a real kernel (papermill)
+@pytest.fixture(scope="module")
+def tiny_lesson(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lesson")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import json\n\nfrom dmllab.lessons import read_parameters"),
+        nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            CHECK + '\nprint(json.dumps({"quick": quick, "noises": noises}))'
+        ),
+    ]
+    path = folder / "99_test.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def papermill(notebook, *args):
+    import subprocess
+
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(notebook),
+            str(notebook.with_name("out.ipynb")),
+            *args,
+            "--cwd",
+            str(notebook.parent),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_plain_papermill_quick_false_runs_the_full_lesson(tiny_lesson):
+    result = papermill(tiny_lesson, "-p", "quick", "false", "-p", "noises", "[0.0, 0.2]")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = nbformat.read(tiny_lesson.with_name("out.ipynb"), as_version=4)
+    printed = json.loads(out.cells[-1].outputs[0]["text"])
+    assert printed == {"quick": False, "noises": [0.0, 0.2]}
+
+
+def test_plain_papermill_with_a_wrong_name_stops_at_the_check(tiny_lesson):
+    result = papermill(tiny_lesson, "-p", "noise_rate", "0.2")
+    assert result.returncode != 0
+    assert "BadValue: 99_test has no parameter(s) noise_rate" in result.stderr
+
+
+def test_every_lesson_checks_its_parameters_first_under_its_own_name():
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+        code = [line for line in cells[index + 1].source.splitlines() if not line.startswith("#")]
+        assert code[0] == f'dl.lessons.read_parameters(globals(), "{path.stem}")', path.name
