@@ -49,7 +49,7 @@ def test_jfif_and_jpe_classes_load_and_an_empty_class_is_named(tmp_path):
 def test_a_class_of_other_suffixes_is_named_with_them_and_stray_files_are_counted(tmp_path):
     for name in ("cat", "eel"):
         _image(tmp_path / name / "0.png")
-    for stray in ("dog/0.heic", "dog/1.heic", "dog/notes.txt", "cat/notes.txt", "readme.md"):
+    for stray in ("dog/0.heic", "dog/1.heic", "dog/notes.txt", "cat/notes.txt", "labels.csv"):
         (tmp_path / stray).parent.mkdir(exist_ok=True)
         (tmp_path / stray).write_text("not an image Pillow opens")
     with pytest.raises(EmptyClassesError) as error:
@@ -59,7 +59,7 @@ def test_a_class_of_other_suffixes_is_named_with_them_and_stray_files_are_counte
     ]
     assert cli.main(["verify", str(tmp_path)]) == 1  # verify names it too
     shutil.rmtree(tmp_path / "dog")
-    with pytest.warns(UserWarning, match=r"left out 2 file\(s\) .*: \.md x 1, \.txt x 1"):
+    with pytest.warns(UserWarning, match=r"left out 2 file\(s\) .*: \.csv x 1, \.txt x 1"):
         data = load("folder", root=tmp_path, image_size=SIZE)
     assert data.meta["class_names"] == ["cat", "eel"]
 
