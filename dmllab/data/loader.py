@@ -20,7 +20,8 @@ A file that fails to decode in a worker comes back to the main process as its na
 the rest of the split by the image's seed), so the batch and every rank's share keep their size.
 
 `embedding_batches(x, batch_size, ...)` streams lazy inputs in order through the evaluation
-transform, in batches, for `Run.embed`: nothing holds a whole split decoded.
+transform, in batches, for `Run.embed`: nothing holds a whole split decoded. There every row
+keeps its place: a file that fails raises naming it, or under "skip" embeds as a black image.
 `augmented_views(x, row, augment)` shows what the transforms make of one image.
 
 Call `set_epoch(epoch)` before each epoch (it sets the sampler's epoch and the skipped count).
@@ -120,31 +121,34 @@ class BatchReader(TorchDataset):
         with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it was
             for position, row in enumerate(rows):
                 seed = sample_seed(self.seed, epoch, number, first + position)
-                try:
-                    images.append(self.image(row, seed))
-                    continue
-                except BadImageError as error:
-                    failure = error
-                found = (
-                    self.replace(row, rows, seed, failures)
-                    if self.policy == "skip"
-                    else (torch.zeros(3, self.x.size, self.x.size), BLANK)
-                    if self.policy == "blank"
-                    else None
-                )
-                if found is None:
-                    reason = failure.reason + (
-                        "; on_bad_image='skip' found no other readable image of its class to "
-                        "take its place"
-                        if self.policy == "skip"
-                        else ""
-                    )
-                    failures.append(Failure(failure.path, reason, "", True))
+                image = self._image_or_stand_in(row, rows, seed, failures)
+                if image is None:  # the main process raises naming the file
                     return torch.empty(0), self.y[index], failures
-                image, instead = found
-                failures.append(Failure(failure.path, failure.reason, instead, True))
                 images.append(image)
         return torch.stack(images), self.y[index], failures
+
+    def _image_or_stand_in(
+        self, row: int, rows: list[int], seed: int, failures: list[Failure]
+    ) -> Tensor | None:
+        """Image `row`, or what the policy puts in its place when it fails (the failure added to
+        `failures`); None when nothing may take its place."""
+        assert isinstance(self.x, LazyImages)
+        try:
+            return self.image(row, seed)
+        except BadImageError as error:
+            failed = error
+        found: tuple[Tensor, str] | None = None
+        if self.policy == "skip":
+            found = self.replace(row, rows, seed, failures)
+        elif self.policy == "blank":
+            found = torch.zeros(3, self.x.size, self.x.size), BLANK
+        if found is None:
+            none_left = "; on_bad_image='skip' found no other readable image of its class to take "
+            note = none_left + "its place" if self.policy == "skip" else ""
+            failures.append(Failure(failed.path, failed.reason + note, "", True))
+            return None
+        failures.append(Failure(failed.path, failed.reason, found[1], True))
+        return found[0]
 
     def image(self, row: int, seed: int) -> Tensor:
         """Image `row` as float32 [3, S, S], its random draws from torch's CPU generator seeded
