@@ -65,6 +65,7 @@ benchmarks: setup
 	$(PY) benchmarks/bench_bregman.py
 	$(PY) benchmarks/bench_projection.py
 	$(PY) benchmarks/bench_step.py
+	$(PY) benchmarks/bench_input.py --embed 10000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(OUT)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from dmllab.experiments.cells import Shard
 from dmllab.experiments.grid import load_grid
 from dmllab.experiments.sweep import run_sweep
 from dmllab.lessons import LessonError, check_values, find_lessons, run_lesson, run_lessons
+from dmllab.paths import printable
 from dmllab.records import read_json
 from dmllab.values import BadValue
 from dmllab.values import parse_text as parse_value
@@ -43,10 +45,10 @@ def _demo_command(args: argparse.Namespace) -> int:
     lessons = find_lessons(args.notebooks, args.only)
     out = Path(args.out) / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=False)
-    print(f"dmllab demo: {len(lessons)} lessons -> {out}", flush=True)
+    print(f"dmllab demo: {len(lessons)} lessons -> {printable(out)}", flush=True)
     results = run_lessons(lessons, out, args.quick)
     report = write_report(out, results, title="dmllab demo" + (" (quick)" if args.quick else ""))
-    print(f"report: {report.resolve()}")
+    print(f"report: {printable(report.resolve())}")
     return 1 if any(r.error for r in results) else 0
 
 
@@ -76,7 +78,7 @@ def _run_command(args: argparse.Namespace) -> int:
     if not notebook.exists():
         raise SystemExit(f"no such notebook: {notebook}")
     executed = run_lesson(notebook, run_parameters(notebook, args.parameter), Path(args.out))
-    print(f"executed: {executed.resolve()}")
+    print(f"executed: {printable(executed.resolve())}")
     if (executed.parent / "metrics.json").exists():
         print(json.dumps(read_json(executed.parent / "metrics.json", "lesson's metrics"), indent=2))
     return 0
@@ -97,12 +99,13 @@ def _report_command(args: argparse.Namespace) -> int:
     for folder in directories:
         if (folder / "report.html").is_file() and not (folder / "results.csv").exists():
             raise SystemExit(
-                f"{folder} is a `dmllab demo` folder: its report is {folder / 'report.html'}; "
-                "`dmllab report` tabulates a sweep's folder"
+                f"{printable(folder)} is a `dmllab demo` folder: its report is "
+                f"{printable(folder / 'report.html')}; `dmllab report` tabulates a sweep's folder"
             )
     print(report_sweep(directories, args.metric))
     directory = results_folder(directories)
-    print(f"\nwrote {directory / 'results.csv'} and {directory / 'results.html'}")
+    tables = (printable(directory / name) for name in ("results.csv", "results.html"))
+    print("\nwrote {} and {}".format(*tables))
     return 0
 
 
@@ -177,7 +180,7 @@ def _fit_command(args: argparse.Namespace) -> int:
                 {k: round(v, 4) for k, v in run.metrics.items() if isinstance(v, float)}, indent=2
             )
         )
-        print(f"run record: {out.resolve()}")
+        print(f"run record: {printable(out.resolve())}")
     return 0
 
 
@@ -205,19 +208,25 @@ def refuse_existing_run(out: Path, config: Config) -> None:
 
 # --------------------------------------------------------------------------- verify
 def _verify_command(args: argparse.Namespace) -> int:
-    """Decode every image under ROOT as training would; print each bad file, exit 1 if any."""
+    """Decode every image under ROOT as training would; print each bad file (and each class that
+    contributes no image), exit 1 if any. Paths print with `dmllab.paths.printable`."""
     from dmllab.data import load
-    from dmllab.data.folders import BadImagesError
+    from dmllab.data.folders import BadImagesError, EmptyClassesError
 
+    root = printable(args.root)
     try:
         data = load(args.layout, root=args.root, verify=True)
     except BadImagesError as error:
-        print("\n".join(f"{bad.path}: {bad.reason}" for bad in error.bad))
-        print(f"{len(error.bad)} bad image file(s) under {args.root}", file=sys.stderr)
+        print("\n".join(f"{printable(bad.path)}: {bad.reason}" for bad in error.bad))
+        print(f"{len(error.bad)} bad image file(s) under {root}", file=sys.stderr)
+        return 1
+    except EmptyClassesError as error:
+        print("\n".join(f"{printable(label)}: {found}" for label, found in error.empty))
+        print(f"{len(error.empty)} class(es) without an image under {root}", file=sys.stderr)
         return 1
     except ValueError as error:  # a wrong root or layout: the loader's message says what to pass
-        raise SystemExit(str(error)) from error
-    print(f"all {len(data)} images under {args.root} decode ({args.layout} layout)")
+        raise SystemExit(printable(str(error))) from error
+    print(f"all {len(data)} images under {root} decode ({args.layout} layout)")
     return 0
 
 
@@ -367,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "workers", 1) < 1:
         raise SystemExit("--workers must be >= 1")
+    for stream in (sys.stdout, sys.stderr):  # a path of any bytes prints (as \x escapes)
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -3,7 +3,8 @@
 A full disk surfaces as the last line of a chain of four tracebacks; `describe` walks the chain
 and names the operating-system error and its file (`No space left on device: out/cell/model.pt`).
 The lab's own errors (a bad value, grid or record, a busy folder) already say what happened and
-to which file, cause included: their message is the line.
+to which file, cause included: their message is the line. The line is printable whatever bytes a
+file name holds (`dmllab.paths.printable`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import errno
 
 from dmllab.locks import FolderBusy
+from dmllab.paths import printable
 from dmllab.records import RecordError
 from dmllab.values import BadValue
 
@@ -21,7 +23,12 @@ COMPLETE = (BadValue, RecordError, FolderBusy)
 def describe(error: BaseException) -> str:
     """`error` as one line: the first line of one of the lab's own errors (`COMPLETE`), else the
     innermost operating-system error with its file when there is one, a failed notebook cell's
-    own error, else the exception's type and first line."""
+    own error, else the exception's type and first line; any bytes of a file name in it as `\\x`
+    escapes."""
+    return printable(_describe(error))
+
+
+def _describe(error: BaseException) -> str:
     if isinstance(error, COMPLETE):  # the lab's own messages say all there is
         return _first_line(str(error))
     chain: list[BaseException] = []

@@ -37,6 +37,7 @@ from dmllab.experiments.plan import VARIANT
 from dmllab.experiments.results import Results, mean_spread
 from dmllab.findings import rendered
 from dmllab.lessons import LessonResult
+from dmllab.paths import printable
 from dmllab.records import json_numbers, replacing
 from dmllab.values import BadValue, canonical
 
@@ -145,7 +146,7 @@ def write_report(
     )
     path = directory / "report.html"
     with replacing(path) as temporary:
-        temporary.write_text(page)
+        temporary.write_text(printable(page))  # a file name of any bytes as \x escapes
     return path
 
 
@@ -395,7 +396,9 @@ def _write_results_html(
     figure.update_layout(barmode="group", title="mean ± 95% CI over seeds", yaxis_title="value")
     with replacing(path) as temporary:
         temporary.write_text(
-            "<!doctype html><html><head><meta charset='utf-8'><title>dmllab results</title>"
-            f"</head><body>{shown.to_html(index=False, escape=True)}"
-            f"{figure.to_html(full_html=False, include_plotlyjs=True)}</body></html>"
+            printable(  # a path of any bytes among the parameters as \x escapes
+                "<!doctype html><html><head><meta charset='utf-8'><title>dmllab results</title>"
+                f"</head><body>{shown.to_html(index=False, escape=True)}"
+                f"{figure.to_html(full_html=False, include_plotlyjs=True)}</body></html>"
+            )
         )

@@ -19,7 +19,7 @@ import math
 import os
 import pickle
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -34,6 +34,7 @@ from dmllab.claims import t_quantile
 from dmllab.config import Config
 from dmllab.data import Splits
 from dmllab.data.dataset import Dataset
+from dmllab.data.loader import embedding_batches
 from dmllab.geometry.base import Geometry
 from dmllab.records import RecordError
 from dmllab.values import BadValue, canonical
@@ -97,7 +98,14 @@ class Run:
 
     @torch.no_grad()
     def embed(self, data: Dataset | Tensor, batch_size: int = 1024) -> Tensor:
-        """Embeddings of a dataset (or raw inputs) in eval mode, on the CPU, in chunks.
+        """Embeddings of a dataset (or raw inputs) in eval mode, on the CPU, in chunks of
+        `batch_size` rows.
+
+        Lazy inputs (image folders) stream through the loader (`dmllab.data.loader`): decoded by
+        `config.num_workers` worker processes through the evaluation transform of
+        `config.augment`, a few batches at a time, so no split is ever held decoded. A file that
+        fails raises BadImageError naming it, or, under `config.on_bad_image="skip"`, embeds as a
+        black image with a warning naming it.
 
         Raises ValueError when the rows do not have the shape the run was trained on (its
         training split's, or the record's when it was loaded without data), naming both; a run
@@ -107,14 +115,34 @@ class Run:
         device = next(iter(self.model.parameters()), torch.empty(0)).device
         was_training = self.model.training
         self.model.eval()
+        result: Tensor | None = None
+        start = 0
         try:
-            chunks = []
-            for start in range(0, len(x), batch_size):
-                index = torch.arange(start, min(start + batch_size, len(x)))
-                chunks.append(self.model(x[index].to(device)).float().cpu())
+            for batch in self._batches(x, batch_size, device):
+                z = self.model(batch.to(device)).float().cpu()
+                if result is None:  # one [N, d] result: many small chunks kept between the
+                    result = torch.empty(len(x), *z.shape[1:])  # freed batches grow the heap
+                result[start : start + len(z)] = z
+                start += len(z)
         finally:
             self.model.train(was_training)
-        return torch.cat(chunks)
+        if result is None:
+            raise ValueError("nothing to embed: the inputs have no rows")
+        return result
+
+    def _batches(self, x: Any, batch_size: int, device: torch.device) -> Iterator[Tensor]:
+        if isinstance(x, Tensor):
+            for start in range(0, len(x), batch_size):
+                yield x[torch.arange(start, min(start + batch_size, len(x)))]
+            return
+        yield from embedding_batches(
+            x,
+            batch_size,
+            augment=self.config.augment,
+            num_workers=self.config.num_workers,
+            pin_memory=device.type == "cuda",
+            on_bad_image=self.config.on_bad_image,
+        )
 
     def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
         """(input shape of one row, image shape or None) the run was trained on: from its
@@ -308,7 +336,7 @@ def data_identity(splits: Splits) -> dict[str, Any]:
     return {
         "name": train.name,
         "fingerprint": digest.hexdigest(),
-        "input_shape": [int(s) for s in train.x[torch.tensor([0])].shape[1:]],
+        "input_shape": list(_row_shape(train.x)),
         "image_shape": list(train.image_shape) if train.image_shape is not None else None,
         "num_classes": int(train.num_classes),
     }

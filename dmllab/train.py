@@ -52,6 +52,7 @@ from dmllab.engine import (
     Monitor,
     ProgressBar,
     RegulariserHooks,
+    SkippedImages,
     Snapshots,
     StopTraining,
     Timer,
@@ -305,7 +306,8 @@ def start(
     seed_everything(config.seed)
     splits = prepare(config, dataset)
     train = splits.train
-    input_shape = tuple(train.x[torch.tensor([0])].shape[1:])
+    shape = getattr(train.x, "shape", None)  # lazy images know it: nothing decoded here
+    input_shape = tuple(shape[1:] if shape is not None else train.x[torch.tensor([0])].shape[1:])
     model, geometry, loss_fn = build_components(
         config, input_shape, train.num_classes, train.image_shape, classes=train.classes
     )
@@ -368,7 +370,14 @@ def start(
         rank=distributed.rank(),
         world_size=distributed.world_size(),
     )
-    state.batches = TrainBatches(train, sampler, device, num_workers=config.num_workers)
+    state.batches = TrainBatches(
+        train,
+        sampler,
+        device,
+        num_workers=config.num_workers,
+        augment=config.augment,
+        on_bad_image=config.on_bad_image,
+    )
     state.scheduler = build_schedule(
         config.lr_schedule,
         optimizer,
@@ -395,6 +404,7 @@ def start(
         RegulariserHooks(terms),
         Monitor(),
         Timer(),
+        *([SkippedImages()] if config.on_bad_image == "skip" else []),
         Snapshots(),
         guard,
     ]

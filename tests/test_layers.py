@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lazy",
             "registry",
             "vision",
+            "paths",
         ),
     ),
     ("geometry", ("geometry",)),

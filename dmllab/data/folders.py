@@ -9,7 +9,7 @@ Layouts (see data/README.md):
            standard split: the classes of Ebay_train.txt (11,318) train, Ebay_test.txt's test.
            labels="product" (default) trains on the 22,634 products; labels="super" on the 12
            super-classes with `sub` = the product.
-- folder:  one sub-folder per class, images anywhere inside it.
+- folder:  one sub-folder per class, images anywhere inside it (every suffix Pillow opens).
 
 Images are decoded lazily (`LazyImages`): x[idx] -> float [n, 3, S, S], S = image_size.
 `max_classes` keeps that many classes spread evenly over the sorted class list (so both halves
@@ -17,14 +17,24 @@ of a standard split stay represented); `max_per_class` keeps the first images of
 listing order. The standard split's training classes are recorded in `meta["train_classes"]`,
 which `dmllab.data.split(how="classes")` uses. `seed` is accepted and ignored.
 
-Bad files are reported while loading, before any training: every listed image must exist, and
-`verify=True` decodes every kept image in full (as training would, on all CPU cores) so truncated,
-unreadable or refused files are found too. Either way a `BadImagesError` (a ValueError) lists
-them all in `.bad`. Without `verify`, a file that breaks later raises `BadImageError` naming it.
+Bad files are reported while loading, before any training. Every kept image gets the cheap
+check (`dmllab.data.images.check_files`: it exists, is not empty, Pillow reads its header, a JPEG
+or PNG is not cut short), on all CPU cores; `verify=True` decodes every kept image in full instead
+(as training would), so files broken inside are found too. Either way a `BadImagesError` (a
+ValueError) lists them all in `.bad`. A file that breaks later is handled by
+`Config.on_bad_image` (`dmllab.data.transforms`).
+
+A class that contributes no image is refused before any training (`EmptyClassesError`, naming
+each class, for folders with the suffixes found there): left out, it would shift the label of
+every later class. Paths in messages are shown with `dmllab.paths.printable` (any bytes in a
+file name).
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,11 +43,47 @@ import torch
 
 from dmllab.data._options import optional_positive_int, positive_int
 from dmllab.data.dataset import Dataset
-from dmllab.data.images import MISSING, BadImageError, LazyImages, find_bad_images
+from dmllab.data.images import MISSING, BadImageError, LazyImages, check_files, find_bad_images
+from dmllab.paths import printable
 
+#: The common image suffixes, named in messages; a folder reads every suffix Pillow opens.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SOP_LABELS = ("product", "super")
 SHOWN_BAD = 20
+BROKEN_LINK = "(broken link)"
+NO_SUFFIX = "(no suffix)"
+LINKED_FOLDER = "(linked folder, not followed)"
+MACOS_ZIP = "__MACOSX"  # the folder of resource forks a zip made on macOS holds
+
+
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """The file suffixes (lower case, with the dot) of every format Pillow can open:
+    `PIL.Image.registered_extensions()` without the formats it only writes (.pdf, ...)."""
+    from PIL import Image
+
+    return frozenset(
+        suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN
+    )
+
+
+class EmptyClassesError(ValueError):
+    """Classes of a dataset that contribute no image, found while loading (before any training).
+
+    `empty` lists (class, what was found there) for each of them, all of them.
+    """
+
+    def __init__(self, name: str, where: str, empty: Sequence[tuple[str, str]], fix: str) -> None:
+        self.empty = list(empty)
+        lines = [f"  {printable(label)}: {found}" for label, found in self.empty[:SHOWN_BAD]]
+        if len(self.empty) > SHOWN_BAD:
+            lines.append(f"  ... and {len(self.empty) - SHOWN_BAD} more")
+        super().__init__(
+            f"dataset {name!r}: {len(self.empty)} class(es) {where} contribute no image, so they "
+            "would vanish and shift the label of every later class:\n"
+            + "\n".join(lines)
+            + f"\n{fix}"
+        )
 
 
 class BadImagesError(ValueError):
@@ -49,18 +95,19 @@ class BadImagesError(ValueError):
 
     def __init__(self, name: str, base: Path, bad: Sequence[BadImageError], total: int) -> None:
         self.bad = list(bad)
-        lines = [f"  {error.path}: {error.reason}" for error in self.bad[:SHOWN_BAD]]
+        lines = [f"  {printable(error.path)}: {error.reason}" for error in self.bad[:SHOWN_BAD]]
         if len(self.bad) > SHOWN_BAD:
             lines.append(f"  ... and {len(self.bad) - SHOWN_BAD} more")
         hint = (
-            f"; if none of the listed files exist, is root {base} the folder the list files expect?"
+            f"; if none of the listed files exist, is root {printable(base)} the folder the list "
+            "files expect?"
             if any(error.reason == MISSING for error in self.bad)
             else ""
         )
         super().__init__(
             f"dataset {name!r}: {len(self.bad)} of {total} image files cannot be used:\n"
             + "\n".join(lines)
-            + f"\nDelete or replace them{hint} (`dmllab verify {base} "
+            + f"\nDelete or replace them{hint} (`dmllab verify {printable(base)} "
             f"--layout {name}` lists them all"
         )
 
@@ -86,13 +133,32 @@ def cub200(
     ids = [image_id for image_id in paths if image_id in labels]
     if not ids:
         raise ValueError(
-            f"dataset {name!r}: images.txt and image_class_labels.txt in {base} share no image id"
+            f"dataset {name!r}: images.txt and image_class_labels.txt in {printable(base)} share "
+            "no image id"
         )
     unknown = sorted({int(labels[i]) for i in ids} - set(class_ids))
     if unknown:
         raise ValueError(
-            f"dataset {name!r}: {base / 'image_class_labels.txt'} uses class ids {unknown[:5]} "
-            f"that {base / 'classes.txt'} does not list"
+            f"dataset {name!r}: {printable(base / 'image_class_labels.txt')} uses class ids "
+            f"{unknown[:5]} "
+            f"that {printable(base / 'classes.txt')} does not list"
+        )
+    unlabelled = [image_id for image_id in paths if image_id not in labels]
+    if unlabelled:
+        raise ValueError(
+            f"dataset {name!r}: {len(unlabelled)} image(s) of {printable(base / 'images.txt')} "
+            f"have no class in {printable(base / 'image_class_labels.txt')} (ids "
+            f"{', '.join(unlabelled[:5])}{' ...' if len(unlabelled) > 5 else ''}); give each a "
+            "class there, or remove them from images.txt"
+        )
+    used = {int(labels[i]) for i in ids}
+    empty = [(f"{cid} {label}", "no image") for cid, label in classes if int(cid) not in used]
+    if empty:
+        raise EmptyClassesError(
+            name,
+            f"of {printable(base / 'classes.txt')}",
+            empty,
+            "Give them images in image_class_labels.txt, or remove them from classes.txt",
         )
     y = [position[int(labels[image_id])] for image_id in ids]
     files = [base / "images" / paths[image_id] for image_id in ids]
@@ -131,8 +197,9 @@ def cars196(
         mat = loadmat(base / "cars_annos.mat", squeeze_me=True)
     except Exception as error:  # scipy raises several types for a damaged .mat; all mean the same
         raise ValueError(
-            f"dataset {name!r}: cannot read {base / 'cars_annos.mat'} ({type(error).__name__}: "
-            f"{error}); replace it with the original file"
+            f"dataset {name!r}: cannot read {printable(base / 'cars_annos.mat')} "
+            f"({type(error).__name__}: "
+            f"{printable(str(error))}); replace it with the original file"
         ) from error
     try:
         annotations = mat["annotations"].ravel()
@@ -140,11 +207,25 @@ def cars196(
         class_ids = [int(cid) for cid in annotations["class"]]
     except (KeyError, ValueError) as error:
         raise ValueError(
-            f"dataset {name!r}: {base / 'cars_annos.mat'} has no 'annotations' with fields "
+            f"dataset {name!r}: {printable(base / 'cars_annos.mat')} has no 'annotations' with "
+            "fields "
             "relative_im_path and class; is it the 'all images' cars_annos.mat?"
         ) from error
     distinct = sorted(set(class_ids))
     names = [str(n) for n in mat["class_names"].ravel()] if "class_names" in mat else []
+    present = set(distinct)
+    empty = [
+        (f"{cid} {label}", "no image")
+        for cid, label in enumerate(names, start=1)
+        if cid not in present
+    ]
+    if empty:
+        raise EmptyClassesError(
+            name,
+            f"of {printable(base / 'cars_annos.mat')} (class_names)",
+            empty,
+            "Use the original cars_annos.mat, whose annotations give every class its images",
+        )
     names = [names[cid - 1] if 0 < cid <= len(names) else str(cid) for cid in distinct]
     position = {cid: i for i, cid in enumerate(distinct)}
     return _finish(
@@ -257,41 +338,89 @@ def folder(
 ) -> Dataset:
     """Any image folder with one sub-folder per class (sorted folder names -> labels 0, 1, ...).
 
-    Hidden entries (a name starting with ".": macOS `._name.jpg` resource forks, `.DS_Store`,
-    `.ipynb_checkpoints/`) are skipped at every depth, class folders included.
+    The images of a class are the files anywhere inside its folder whose suffix Pillow opens
+    (`image_suffixes()`: .jpg, .jpeg, .jfif, .jpe, .png, .webp, .tif, ...). Hidden entries (a
+    name starting with ".": macOS `._name.jpg` resource forks, `.DS_Store`,
+    `.ipynb_checkpoints/`; and `__MACOSX/`, which a zip made on macOS holds) are skipped at every
+    depth, class folders included. A symbolic link
+    to a class folder or to a file counts; links to folders inside a class folder are not
+    followed. A class folder without an image (empty, or only other suffixes) raises
+    `EmptyClassesError` naming it with the suffixes found there; other files (of suffixes Pillow
+    does not open, broken links, files beside the class folders) are left out with a warning that
+    counts them by suffix.
     """
     name = "folder"
     base = _root(name, root, None, None, "a folder with one sub-folder per class")
-    class_dirs = sorted(
-        path for path in base.iterdir() if path.is_dir() and not path.name.startswith(".")
+    suffixes = image_suffixes()
+    entries = sorted(path for path in base.iterdir() if not _hidden(path.relative_to(base)))
+    broken = [path for path in entries if _kind(path) == BROKEN_LINK]
+    left_out: Counter[str] = Counter(
+        _kind(path) for path in entries if not path.is_dir() and path not in broken
     )
     files: list[Path] = []
     y: list[int] = []
     names: list[str] = []
-    for class_dir in class_dirs:
-        images = sorted(
-            path
-            for path in class_dir.rglob("*")
-            if path.suffix.lower() in IMAGE_SUFFIXES
-            and path.is_file()
-            and not _hidden(path.relative_to(class_dir))
-        )
-        if images:
-            y += [len(names)] * len(images)
-            names.append(class_dir.name)
-            files += images
+    empty = [(str(path), "a broken symbolic link") for path in broken]
+    for class_dir in (path for path in entries if path.is_dir()):
+        images, others = [], Counter[str]()
+        for path in sorted(class_dir.rglob("*")):
+            if _hidden(path.relative_to(class_dir)) or (path.is_dir() and not path.is_symlink()):
+                continue
+            if path.is_file() and path.suffix.lower() in suffixes:
+                images.append(path)
+            else:
+                others[_kind(path)] += 1
+        if not images:
+            found = _counts(others) + " (none of them a suffix Pillow opens)" if others else "empty"
+            empty.append((str(class_dir), found))
+            continue
+        left_out.update(others)
+        y += [len(names)] * len(images)
+        names.append(printable(class_dir.name))  # a name to show: any bytes as \x escapes
+        files += images
     if not files:
+        found = "".join(f"\n  {printable(folder)}: {what}" for folder, what in empty[:SHOWN_BAD])
         raise ValueError(
-            f"dataset 'folder': no images in {base}; expected one sub-folder per class holding "
-            f"image files ({', '.join(IMAGE_SUFFIXES)}), e.g. {base / 'cat' / '0001.jpg'}"
+            f"dataset 'folder': no images in {printable(base)}; expected one sub-folder per class "
+            f"holding image files ({', '.join(IMAGE_SUFFIXES)}), e.g. "
+            f"{printable(base / 'cat' / '0001.jpg')}"
+            + (f"; its folders hold no image:{found}" if found else "")
+        )
+    if empty:
+        raise EmptyClassesError(
+            name,
+            f"under {printable(base)}",
+            empty,
+            "Delete these folders or move them out of the root, or convert their files to a "
+            f"format Pillow reads ({', '.join(IMAGE_SUFFIXES)}, ...)",
+        )
+    if left_out:
+        warnings.warn(
+            f"dataset 'folder': left out {sum(left_out.values())} file(s) under {printable(base)} "
+            f"that are not images in a class folder: {_counts(left_out)}; convert them to a "
+            "format Pillow reads, or move them into a class folder, to use them",
+            stacklevel=3,
         )
     return _finish(
         name, base, files, y, names, None, image_size, max_per_class, max_classes, verify
     )
 
 
+def _kind(path: Path) -> str:
+    """What a left-out entry is, for messages: its suffix, a broken link or a linked folder."""
+    if path.is_symlink() and not path.exists():
+        return BROKEN_LINK
+    if path.is_dir():
+        return LINKED_FOLDER
+    return printable(path.suffix.lower()) or NO_SUFFIX
+
+
+def _counts(counts: Counter[str]) -> str:
+    return ", ".join(f"{kind} x {count}" for kind, count in sorted(counts.items()))
+
+
 def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
+    return any(part.startswith(".") or part == MACOS_ZIP for part in relative.parts)
 
 
 def _root(name: str, root: Any, marker: str | None, subdir: str | None, what: str) -> Path:
@@ -311,7 +440,7 @@ def _root(name: str, root: Any, marker: str | None, subdir: str | None, what: st
     if subdir is not None and (base / subdir / marker).is_file():
         return base / subdir
     raise ValueError(
-        f"dataset {name!r}: expected {base / marker} (root should be {what}); not found"
+        f"dataset {name!r}: expected {printable(base / marker)} (root should be {what}); not found"
     )
 
 
@@ -321,13 +450,13 @@ def _table(
     """The whitespace-separated rows of a list file, each with `columns` fields; the fields at
     `integers` must be integers. Any problem is a ValueError naming the file and the line."""
     if not path.is_file():
-        raise ValueError(f"dataset {name!r}: expected the file {path}; not found")
+        raise ValueError(f"dataset {name!r}: expected the file {printable(path)}; not found")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(
-            f"dataset {name!r}: cannot read {path} as UTF-8 text ({error}); is it the "
-            "original list file?"
+            f"dataset {name!r}: cannot read {printable(path)} as UTF-8 text "
+            f"({printable(str(error))}); is it the original list file?"
         ) from error
     numbered = [
         (number, line.split(maxsplit=columns - 1))
@@ -337,18 +466,20 @@ def _table(
     for number, row in numbered:
         if len(row) != columns:
             raise ValueError(
-                f"dataset {name!r}: {path} should have {columns} columns per line; "
+                f"dataset {name!r}: {printable(path)} should have {columns} columns per line; "
                 f"line {number} has {len(row)}"
             )
         if not all(row[column].lstrip("-").isdigit() for column in integers):
             which = ", ".join(str(column + 1) for column in integers)
             raise ValueError(
-                f"dataset {name!r}: {path} line {number}: column(s) {which} must be integers; "
+                f"dataset {name!r}: {printable(path)} line {number}: column(s) {which} must be "
+                "integers; "
                 f"got {' '.join(row)!r}"
             )
     if not numbered:
         raise ValueError(
-            f"dataset {name!r}: {path} should have {columns} columns per line; it is empty"
+            f"dataset {name!r}: {printable(path)} should have {columns} columns per line; it is "
+            "empty"
         )
     return [row for _, row in numbered]
 
@@ -391,11 +522,7 @@ def _finish(
         keep &= within < max_per_class
     index = keep.nonzero().flatten().tolist()
     kept = [files[i] for i in index]
-    bad = (
-        find_bad_images(kept)
-        if verify
-        else [BadImageError(path, MISSING) for path in kept if not Path(path).is_file()]
-    )
+    bad = find_bad_images(kept) if verify else check_files(kept)
     if bad:
         raise BadImagesError(name, base, bad, len(kept))
     labels = labels[keep]

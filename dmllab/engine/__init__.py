@@ -4,7 +4,8 @@ calls.
     TrainState     everything a training holds, with state_dict() / load_state_dict()
     Callback       the one hook protocol: on_fit_start, on_epoch_start, on_batch_end,
                    on_epoch_end, on_fit_end (+ state_dict for callbacks that keep state)
-    built-in       CrossBatchMemory, RegulariserHooks, Monitor, Timer, Snapshots, EarlyStopping,
+    built-in       CrossBatchMemory, RegulariserHooks, Monitor, Timer, SkippedImages, Snapshots,
+                   EarlyStopping,
                    ProgressBar, Checkpointer (and `dmllab.guards.DivergenceGuard`)
     Precision      mixed precision as a policy object (autocast + GradScaler)
 
@@ -44,6 +45,7 @@ from dmllab.engine.monitoring import (
     Monitor,
     ProgressBar,
     RegulariserHooks,
+    SkippedImages,
     Snapshots,
     Timer,
     monitor_row,
@@ -66,6 +68,7 @@ __all__ = [
     "Precision",
     "ProgressBar",
     "RegulariserHooks",
+    "SkippedImages",
     "Snapshots",
     "StopTraining",
     "Timer",

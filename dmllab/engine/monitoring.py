@@ -6,6 +6,8 @@ the progress bar, and the regularisers' epoch hooks.
     Monitor           validation Recall@1 and MAP@R every `eval_every` epochs (for selection), and
                       with `monitor_test` the test curves and memorisation (for plots only)
     Timer             seconds, images per second and (on CUDA) peak memory of each epoch
+    SkippedImages     the images of each epoch that failed to decode and were replaced
+                      (`on_bad_image="skip"`)
     Snapshots         embeddings of the probe rows every `snapshot_every` epochs
     EarlyStopping     keep the weights of the best validation Recall@1; stop after `patience`
                       epochs without a better one; put the best weights back at the end
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from dmllab import distributed
 from dmllab.engine.callbacks import Callback
 from dmllab.losses.regularisers import Regulariser
 
@@ -38,6 +41,7 @@ __all__ = [
     "Monitor",
     "ProgressBar",
     "RegulariserHooks",
+    "SkippedImages",
     "Snapshots",
     "Timer",
     "monitor_row",
@@ -119,6 +123,16 @@ class Timer(Callback):
         state.row["images_per_s"] = images / seconds if seconds > 0 else float("nan")
         if state.device.type == "cuda":
             state.row["peak_memory_mb"] = torch.cuda.max_memory_allocated(state.device) / 2**20
+
+
+class SkippedImages(Callback):
+    """`bad_images`: the images of the epoch's batches (all ranks') that failed to decode and
+    were replaced by another image of their class (`on_bad_image="skip"`,
+    `dmllab.data.loader.TrainBatches.skipped`)."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        count = torch.tensor([float(getattr(state.batches, "skipped", 0))], device=state.device)
+        state.row["bad_images"] = int(distributed.gather(count).sum())
 
 
 class Snapshots(Callback):

@@ -28,6 +28,7 @@ from dmllab.experiments.grid import Grid, GridError
 from dmllab.experiments.workers import run_tasks
 from dmllab.lessons import execute
 from dmllab.locks import FolderBusy, FolderLock
+from dmllab.paths import printable
 from dmllab.records import RecordError
 
 PROBE_BYTES = 1 << 20  # written and removed before any worker starts: a full disk fails here
@@ -222,7 +223,8 @@ def _keep_failure(staging: Path | None, final: Path) -> None:
         return
     try:
         (staging / CELL_RECORD).unlink(missing_ok=True)
-        (staging / "error.txt").write_text(traceback.format_exc())
+        # a path of any bytes in the traceback is written as \x escapes, not refused
+        (staging / "error.txt").write_text(printable(traceback.format_exc()))
         records.publish(staging, final)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,5 +1,6 @@
 """Figures: 2-D maps of embeddings, their evolution over training, training curves, comparisons
-over seeds, retrieval grids, the read-outs of a learned Bregman geometry, and the lab's widgets.
+over seeds, retrieval grids, augmented samples of an image, the read-outs of a learned Bregman
+geometry, and the lab's widgets.
 
     from dmllab import viz
     viz.embedding_map(run, color_by="sub")
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dmllab import lazy
 
 _NAMES = {
+    "augmented_samples": "augment",
     "asymmetry_heatmap": "bregman",
     "level_sets": "bregman",
     "phi_surface": "bregman",
@@ -38,6 +40,7 @@ _NAMES = {
     "MapExplorer": "widgets",
 }
 _MODULES = {
+    "augment",
     "bregman",
     "curves",
     "distillation",
@@ -55,6 +58,7 @@ __all__ = [
     "aligned_projections",
     "angle_histogram",
     "asymmetry_heatmap",
+    "augmented_samples",
     "compare_maps",
     "compare_runs",
     "embedding_map",

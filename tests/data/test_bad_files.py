@@ -34,21 +34,21 @@ def _cut_in_half(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-def test_a_jpeg_cut_in_half_is_named_when_decoded_and_listed_by_verify(tmp_path):
+def test_a_jpeg_cut_in_half_is_named_when_listed_when_decoded_and_by_verify(tmp_path):
     for c in ("cat", "dog"):
         for i in range(3):
             _jpeg(tmp_path / c / f"{i}.jpg", 40 * i)
+    data = load("folder", root=tmp_path, image_size=SIZE)
     broken = tmp_path / "dog" / "1.jpg"
-    _cut_in_half(broken)
-    data = load("folder", root=tmp_path, image_size=SIZE)  # cheap checks only: it loads
+    _cut_in_half(broken)  # after the folder was listed: decoding names it
     with pytest.raises(BadImageError, match="truncated") as error:
         data.x[torch.arange(len(data))]
     assert error.value.path == str(broken) and str(broken) in str(error.value)
-    with pytest.raises(BadImagesError, match=r"1 of 6 image files cannot be used") as listed:
-        load("folder", root=tmp_path, image_size=SIZE, verify=True)
-    assert [bad.path for bad in listed.value.bad] == [str(broken)] and str(broken) in str(
-        listed.value
-    )
+    for verify in (False, True):  # the cheap check (its end marker is gone) and the full decode
+        with pytest.raises(BadImagesError, match=r"1 of 6 image files cannot be used") as listed:
+            load("folder", root=tmp_path, image_size=SIZE, verify=verify)
+        assert [bad.path for bad in listed.value.bad] == [str(broken)]
+        assert "truncated" in str(listed.value) and str(broken) in str(listed.value)
 
 
 def test_hidden_files_and_folders_are_skipped_at_every_depth(tmp_path):
@@ -81,13 +81,14 @@ def test_every_layout_lists_every_bad_file_before_training(layout, tmp_path, cap
     if layout != "folder":  # a listed file that is gone (a folder only lists what is there)
         paths[10].unlink()
         bad.append(10)
-        with pytest.raises(
-            BadImagesError, match=r"(?s)1 of 12 image files cannot be used.*does not exist"
-        ):
-            load(layout, root=root, image_size=SIZE)  # missing files: always checked
-    with pytest.raises(BadImagesError, match=f"{len(bad)} of 12") as error:
-        load(layout, root=root, image_size=SIZE, verify=True)
-    assert [error.path for error in error.value.bad] == [str(paths[i]) for i in bad]
+    for verify in (False, True):  # the cheap check when listing (the default) and a full decode
+        with pytest.raises(BadImagesError, match=f"{len(bad)} of 12") as error:
+            load(layout, root=root, image_size=SIZE, verify=verify)
+        assert [error.path for error in error.value.bad] == [str(paths[i]) for i in bad]
+        assert [error.reason for error in error.value.bad][:3] == [
+            "OSError: image file is truncated", "empty file (0 bytes)", error.value.bad[2].reason
+        ]  # fmt: skip
+        assert error.value.bad[2].reason.startswith("UnidentifiedImageError")
     assert cli.main(["verify", str(root), "--layout", layout]) == 1
     printed = capsys.readouterr()
     assert [line.split(": ")[0] for line in printed.out.splitlines()] == [

@@ -95,8 +95,9 @@ def test_two_ranks_train_an_image_folder_with_workers_and_bf16_then_resume_after
     config = dl.Config(
         dataset="folder", dataset_options={"root": str(root), "image_size": 16},
         split="stratified", model="cnn", model_options={"channels": [8]}, embedding_dim=8,
-        batchnorm="frozen", precision="bf16-mixed", num_workers=1, classes_per_batch=2,
-        samples_per_class=4, epochs=8, batches_per_epoch=4, lsd_alpha=20.0, checkpoint_every=1,
+        batchnorm="frozen", precision="bf16-mixed", num_workers=1, augment="dml-standard",
+        classes_per_batch=2, samples_per_class=4, epochs=8, batches_per_epoch=4, lsd_alpha=20.0,
+        checkpoint_every=1,
     )  # fmt: skip
     whole = fit_ranks(config, tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr[-2000:]

@@ -87,7 +87,8 @@ def test_a_resumed_run_equals_the_uninterrupted_run(name, tmp_path):
     assert_same_run(resumed, whole)
 
 
-def test_resume_with_image_workers_equals_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("augment", ["none", "dml-standard"])
+def test_resume_with_image_workers_equals_the_uninterrupted_run(tmp_path, augment):
     root = write_example_folder(tmp_path / "pictures", classes=4, per_class=10, size=24)
     config = dl.Config(
         dataset="folder",
@@ -102,6 +103,7 @@ def test_resume_with_image_workers_equals_the_uninterrupted_run(tmp_path):
         batches_per_epoch=3,
         lsd_alpha=50.0,
         num_workers=2,
+        augment=augment,
         checkpoint_every=1,
     )
     whole = dl.fit(config, checkpoint_dir=tmp_path / "whole", progress=False)

@@ -47,6 +47,12 @@ FIGURE_CELLS = {
         "distillation.list_bars(distillation.anchor_lists(run, epoch=2, anchor=0, size=8))"
     ),
     "epoch_curves": "distillation.epoch_curves({('a', 0): run, ('a', 1): run}, 'val_recall@1')",
+    "augmented_samples": (
+        "from dmllab.data import load\n"
+        "from dmllab.data.example_folder import write_example_folder\n"
+        "root = write_example_folder('pictures', classes=2, per_class=2, size=24)\n"
+        "viz.augmented_samples(load('folder', root=root, image_size=16), views=2)"
+    ),
 }
 NOT_FIGURES = {
     "aligned_projections",
