@@ -93,7 +93,10 @@ def test_every_loss_in_half_and_double(name, dtype):
     rounded = _unit(12, seed=1).to(dtype)
     values = []
     for z in (rounded, rounded.float()):
-        loss_fn = build_loss(config, Euclidean())
+        torch.manual_seed(0)  # the same learned class vectors (proxies) for both precisions
+        loss_fn = build_loss(
+            config, Euclidean(), classes=torch.arange(4), embedding_dim=rounded.shape[1]
+        )
         z = z.detach().requires_grad_(True)
         loss = loss_fn(z, labels)
         (grad,) = torch.autograd.grad(loss, z)

@@ -7,6 +7,7 @@ import torch
 
 import dmllab as dl
 from dmllab.build import build_components
+from dmllab.config import reads_tuples
 from dmllab.engine import AutocastForward, Precision
 from dmllab.losses import LOSSES
 from dmllab.train import step_loss
@@ -49,7 +50,7 @@ def test_bf16_mixed_matches_float32_with_finite_gradients(loss, geometry):
         loss=loss,
         geometry=geometry,
         normalize=not learned,
-        positives="nearest" if loss != "prototype_ce" else "random",
+        positives="nearest" if reads_tuples(loss) else "random",
         samples_per_class=4,
         embedding_dim=16,
     )
