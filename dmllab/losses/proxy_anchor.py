@@ -30,7 +30,7 @@ version runs through the adapter (`loss="pml:ProxyAnchorLoss"`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,15 +48,11 @@ class ProxyAnchorLoss(ProxyLoss):
         self,
         geometry: Geometry | str,
         *,
-        embedding_dim: int | None = None,
-        num_classes: int | None = None,
-        classes: Sequence[int] | Tensor | None = None,
         alpha: float = 32.0,
         delta: float = 0.1,
+        **proxies: Any,
     ) -> None:
-        super().__init__(
-            geometry, embedding_dim=embedding_dim, num_classes=num_classes, classes=classes
-        )
+        super().__init__(geometry, **proxies)  # embedding_dim and the classes (ProxyLoss)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
             raise ValueError(f"proxy_anchor alpha must be a number > 0; got {alpha!r}")
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta >= 0:

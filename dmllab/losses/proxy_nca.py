@@ -25,7 +25,7 @@ group at `Config.proxy_lr` (None: 100 x lr).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -43,14 +43,10 @@ class ProxyNCALoss(ProxyLoss):
         self,
         geometry: Geometry | str,
         *,
-        embedding_dim: int | None = None,
-        num_classes: int | None = None,
-        classes: Sequence[int] | Tensor | None = None,
         temperature: float = 1.0,
+        **proxies: Any,
     ) -> None:
-        super().__init__(
-            geometry, embedding_dim=embedding_dim, num_classes=num_classes, classes=classes
-        )
+        super().__init__(geometry, **proxies)  # embedding_dim and the classes (ProxyLoss)
         if (
             isinstance(temperature, bool)
             or not isinstance(temperature, (int, float))
