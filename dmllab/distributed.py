@@ -148,6 +148,9 @@ def _run_rank(
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank_, world_size=world)
         try:
             fn(*args)
+            # every rank leaves the group together: a rank that tore its gloo connections down
+            # while rank 0 still evaluated was sometimes aborted (std::terminate) on the way out
+            dist.barrier()
         except (Exception, SystemExit) as error:
             _keep_failure(error, rank_, folder)  # before the others lose this rank and fail too
             raise

@@ -53,8 +53,10 @@ def test_the_report_of_the_runs_lists_every_lesson(lesson_output, tmp_path):
     assert html.count("<table") >= len(LESSONS)
 
 
-# torch keeps its compiler's cache in TMPDIR (torchinductor_<user>) whoever imports it
-LIBRARY_CACHES = ("torchinductor_",)
+# torch keeps its compiler's cache in TMPDIR (torchinductor_<user>) whoever imports it, and
+# Python's multiprocessing its socket folder (pymp-*, for a DataLoader's workers), which it removes
+# when the kernel exits cleanly; nbval kills its kernels
+LIBRARY_CACHES = ("torchinductor_", "pymp-")
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
