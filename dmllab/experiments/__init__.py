@@ -1,7 +1,7 @@
 """Experiments: a plan of variants x seeds, run one way, into one results table.
 
     plan.py     Plan: factors (a list of values, or named levels that set fields) x seeds -> jobs
-    runner.py   run_job (one Config -> a measured Run), run_plan / run_variants (in this process)
+    runner.py   run_job (one Config -> a measured Run), run_plan / run_variants (here or in workers)
     results.py  Results: one row per job, factors as columns; summary, readable, claims, contrasts
     spec.py     the one declarative reader of spec files (grids, search spaces): keys, lines, checks
     grid.py     a sweep's grid file (`notebook:` or `fit:`, parameters, seeds), checked before work
@@ -9,7 +9,7 @@
     tune.py     tune: one Optuna study per variant in a study database, then test-split claims
     cells.py    a sweep's cells on disk: folder names, shards, states, a folder's finished cells
     sweep.py    run_sweep: unfinished cells in worker processes (`fit:` cells through run_job)
-    workers.py  worker processes that die with their parent; a dead worker's task runs again
+    workers.py  worker processes that die with their parent (kept between plans by WorkerPool)
 
     from dmllab.experiments import Plan, run_plan, run_variants
     results = run_variants(config, {"baseline": {}, "lsd": {"lsd_alpha": 200.0}}, seeds=(0, 1, 2))

@@ -6,22 +6,29 @@
     results.claims(results.contrasts("fine_recall@1", "positives", "nearest", "random"))
 
 `run_job` is the one job: a Config (its seed included) trained and measured on its test split.
-The lessons and tests run a plan's jobs here in this process (`run_plan`, `run_variants`); a
-sweep's `fit:` cells run the same `run_job` in worker processes (`dmllab.experiments.sweep`), and
-so does `dmllab fit`.
+`run_plan` and `run_variants` run a plan's jobs in this process, or side by side in `workers`
+processes that stay for the next plan (each job's result is the same either way: a job is fixed by
+its Config and seed, and a worker trains with this process's threads shared out between the
+workers); a sweep's `fit:` cells run the same `run_job` in worker processes
+(`dmllab.experiments.sweep`), and so does `dmllab fit`.
 """
 
 from __future__ import annotations
 
+import atexit
+import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from dmllab.config import Config
 from dmllab.data.dataset import Dataset
 from dmllab.distributed import is_main
 from dmllab.experiments.plan import VARIANT, Plan
 from dmllab.experiments.results import Results
+from dmllab.experiments.workers import WorkerPool
 from dmllab.metrics import evaluate
 from dmllab.runs import Run
 from dmllab.train import Callback, EpochCallback, fit, progress_bar
@@ -66,16 +73,24 @@ def run_plan(
     dataset: Dataset | None = None,
     keep_runs: bool = False,
     progress: bool = True,
+    workers: int = 1,
     **evaluate_options: Any,
 ) -> Results:
-    """Run every job of `plan` on `base` (`run_job`), in the plan's order, into one Results table.
+    """Run every job of `plan` on `base` (`run_job`) into one Results table, in the plan's order.
 
     progress: one bar over the jobs (tqdm.auto: a widget in Jupyter, text on a terminal), its label
-    naming the run in progress; off with progress=False or DMLLAB_PROGRESS=0 in the environment
-    (`dmllab demo` sets it for the notebooks it executes). keep_runs: keep each Run in
-    `results.runs[(variant, seed)]`.
-    Raises ValueError for an invalid job's Config, and for two level combinations that read as one
-    variant's name, before anything trains."""
+    naming the run in progress (or, with workers, the last one finished); off with progress=False
+    or DMLLAB_PROGRESS=0 in the environment (`dmllab demo` sets it for the notebooks it executes).
+    keep_runs: keep each Run in `results.runs[(variant, seed)]`.
+    workers: train this many jobs at a time, each in a worker process (spawned once, then kept for
+    the next plan of this process; small models on several cores train about `workers` times
+    faster). Each worker trains with `torch.get_num_threads() // workers` threads (at least one):
+    a job gives the same numbers as in this process at that many threads.
+    Raises ValueError for an invalid job's Config, for two level combinations that read as one
+    variant's name, and for workers < 1, before anything trains; a job's own error is raised
+    here as it would be in this process (the other workers' jobs are stopped)."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1 (got {workers})")
     jobs = plan.jobs()
     configs = [
         base.replace(**job.changes) for job in jobs
@@ -87,17 +102,96 @@ def run_plan(
                 f"levels {combinations[job.variant]} and {job.levels} both make the variant name "
                 f"{job.variant!r}; rename a level so that each variant has its own name"
             )
+    finished = (
+        _in_this_process(jobs, configs, dataset, progress, evaluate_options)
+        if workers == 1
+        else _in_workers(jobs, configs, dataset, progress, workers, evaluate_options)
+    )
     rows, runs = [], {}
-    bar = progress_bar(list(zip(jobs, configs, strict=True)), progress, desc="runs", leave=True)
-    for job, config in bar:
-        if hasattr(bar, "set_description"):
-            bar.set_description(f"{job.variant}, seed {job.seed}")
-        run = run_job(config, dataset, **evaluate_options)
+    for job, run in zip(jobs, finished, strict=True):
         levels = {name: job.levels[name] for name in plan.names}
         rows.append({VARIANT: job.variant, **levels, "seed": job.seed, **run.metrics})
         if keep_runs:
             runs[(job.variant, job.seed)] = run
     return Results.from_rows(rows, plan.names, runs)
+
+
+def _in_this_process(
+    jobs: list[Any],
+    configs: list[Config],
+    dataset: Dataset | None,
+    progress: bool,
+    evaluate_options: dict[str, Any],
+) -> list[Run]:
+    finished = []
+    bar = progress_bar(list(zip(jobs, configs, strict=True)), progress, desc="runs", leave=True)
+    for job, config in bar:
+        if hasattr(bar, "set_description"):
+            bar.set_description(f"{job.variant}, seed {job.seed}")
+        finished.append(run_job(config, dataset, **evaluate_options))
+    return finished
+
+
+_POOLS: dict[int, WorkerPool] = {}
+
+
+def _in_workers(
+    jobs: list[Any],
+    configs: list[Config],
+    dataset: Dataset | None,
+    progress: bool,
+    workers: int,
+    evaluate_options: dict[str, Any],
+) -> list[Run]:
+    """The jobs' Runs, in the jobs' order, trained in the pool of `workers` processes."""
+    if workers not in _POOLS:
+        if not _POOLS:
+            atexit.register(_close_pools)
+        _POOLS[workers] = WorkerPool(_job_in_worker, workers)
+    threads = max(1, torch.get_num_threads() // workers)
+    tasks = [(i, config, dataset, threads, evaluate_options) for i, config in enumerate(configs)]
+    finished: list[Run | None] = [None] * len(jobs)
+    bar: Any = progress_bar(jobs, progress, desc="runs", leave=True)  # moved on by hand below
+    outcomes = _POOLS[workers].map(tasks, retries=0)
+    try:
+        for outcome in outcomes:
+            job = jobs[outcome.task[0]]
+            if outcome.died is not None:
+                raise RuntimeError(
+                    f"the worker training {job.variant}, seed {job.seed} {outcome.died}"
+                )
+            error, run = outcome.result
+            if error is not None:
+                raise error
+            finished[outcome.task[0]] = run
+            if hasattr(bar, "set_description"):
+                bar.set_description(f"{job.variant}, seed {job.seed}")
+                bar.update()
+    finally:
+        outcomes.close()  # stops the workers still training
+        if hasattr(bar, "close"):
+            bar.close()
+    return [run for run in finished if run is not None]
+
+
+def _job_in_worker(task: tuple[int, Config, Dataset | None, int, dict[str, Any]]) -> Any:
+    """One job in a worker process: (None, its measured Run), or (the error it raised, None)."""
+    _, config, dataset, threads, evaluate_options = task
+    torch.set_num_threads(threads)
+    try:
+        return None, run_job(config, dataset, **evaluate_options)
+    except Exception as error:  # raised again in the caller's process, as run_job would
+        try:
+            pickle.dumps(error)
+        except Exception:
+            error = RuntimeError(f"{type(error).__name__}: {error}")
+        return error, None
+
+
+def _close_pools() -> None:
+    for pool in _POOLS.values():
+        pool.close()
+    _POOLS.clear()
 
 
 def run_variants(
@@ -108,6 +202,7 @@ def run_variants(
     dataset: Dataset | None = None,
     keep_runs: bool = False,
     progress: bool = True,
+    workers: int = 1,
     **evaluate_options: Any,
 ) -> Results:
     """Train `base` with each named variant's field changes for each seed and evaluate on the test
@@ -125,5 +220,6 @@ def run_variants(
         dataset=dataset,
         keep_runs=keep_runs,
         progress=progress,
+        workers=workers,
         **evaluate_options,
     )

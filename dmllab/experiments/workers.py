@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -60,36 +60,74 @@ def run_tasks(
     again up to `retries` more times, in a fresh worker; the other tasks go on. Every worker is
     killed when the generator is closed or the caller is interrupted (workers ignore SIGINT: a
     Ctrl-C reaches the caller alone, which then stops them)."""
-    context = multiprocessing.get_context("spawn")
-    waiting = deque((task, 0) for task in tasks)
-    busy: list[_Worker] = []
-    idle: list[_Worker] = []
+    pool = WorkerPool(function, workers)
     try:
-        while waiting or busy:
-            while waiting and len(busy) < workers:
-                worker = idle.pop() if idle else _start(context, function)
-                worker.task, worker.tries = waiting.popleft()
-                worker.connection.send(worker.task)
-                busy.append(worker)
-            wait([w.connection for w in busy] + [w.process.sentinel for w in busy])
-            for worker in list(busy):
-                message = _receive(worker)
-                if message is not None:
-                    busy.remove(worker)
-                    idle.append(worker)
-                    task, worker.task = worker.task, None
-                    yield Outcome(task, result=message[0])
-                elif not worker.process.is_alive():
-                    busy.remove(worker)
-                    _stop(worker)
-                    how = _death(worker.process.exitcode)
-                    again = worker.tries < retries
-                    if again:
-                        waiting.appendleft((worker.task, worker.tries + 1))
-                    yield Outcome(worker.task, died=how, retrying=again)
+        yield from pool.map(tasks, retries=retries)
     finally:
-        for worker in busy + idle:
+        pool.close()
+
+
+class WorkerPool:
+    """`workers` processes that run `function(task)` and stay between batches of tasks, so that
+    a caller with several batches (a lesson that runs several plans) starts them, and imports
+    torch in them, once.
+
+    `map(tasks)` yields an Outcome as each task ends, as `run_tasks` does; when it ends, or is
+    closed or interrupted, the workers still busy are killed (their tasks are not finished) and
+    the idle ones wait for the next `map`. `close()` stops them all; a worker also dies with the
+    process that started it."""
+
+    def __init__(self, function: Callable[[Any], Any], workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1 (got {workers})")
+        self.function = function
+        self.workers = workers
+        self._idle: list[_Worker] = []
+        self._context = multiprocessing.get_context("spawn")
+
+    def map(self, tasks: list[Any], *, retries: int = 1) -> Generator[Outcome, None, None]:
+        """Run every task; yield its Outcome as it ends (not in the order of `tasks`)."""
+        waiting = deque((task, 0) for task in tasks)
+        busy: list[_Worker] = []
+        try:
+            while waiting or busy:
+                while waiting and len(busy) < self.workers:
+                    worker = self._take()
+                    worker.task, worker.tries = waiting.popleft()
+                    worker.connection.send(worker.task)
+                    busy.append(worker)
+                wait([w.connection for w in busy] + [w.process.sentinel for w in busy])
+                for worker in list(busy):
+                    message = _receive(worker)
+                    if message is not None:
+                        busy.remove(worker)
+                        self._idle.append(worker)
+                        task, worker.task = worker.task, None
+                        yield Outcome(task, result=message[0])
+                    elif not worker.process.is_alive():
+                        busy.remove(worker)
+                        _stop(worker)
+                        how = _death(worker.process.exitcode)
+                        again = worker.tries < retries
+                        if again:
+                            waiting.appendleft((worker.task, worker.tries + 1))
+                        yield Outcome(worker.task, died=how, retrying=again)
+        finally:
+            for worker in busy:
+                _stop(worker)
+
+    def close(self) -> None:
+        """Stop every idle worker (map stops the busy ones)."""
+        while self._idle:
+            _stop(self._idle.pop())
+
+    def _take(self) -> _Worker:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.is_alive():
+                return worker
             _stop(worker)
+        return _start(self._context, self.function)
 
 
 def _receive(worker: _Worker) -> tuple[Any] | None:

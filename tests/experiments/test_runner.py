@@ -239,3 +239,47 @@ def test_results_from_cells_keep_parameter_values_as_given_and_read_none_as_nan(
         "asymmetry",
     ]
     assert results.summary(["recall@1"], by=["lr"])["lr"].tolist() == [0.5, 1]
+
+
+# ----------------------------------------------------------------------------- worker processes
+SMALL = Config(dataset="digits", samples_per_class=4, epochs=2, batches_per_epoch=3)
+TIMING = {"seconds", "images_per_s", "peak_memory_mb", "epoch_seconds"}
+
+
+def _rows(run):
+    return [{k: repr(v) for k, v in row.items() if k not in TIMING} for row in run.history]
+
+
+def test_jobs_in_worker_processes_give_the_numbers_of_this_process_and_the_workers_stay():
+    variants = {"baseline": {}, "lsd": {"lsd_alpha": 2.0}, "nearest": {"positives": "nearest"}}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each of the two workers gets from a 2-thread caller
+    try:
+        here = run_variants(SMALL, variants, seeds=(0, 1), progress=False, keep_runs=True)
+    finally:
+        torch.set_num_threads(threads)
+    torch.set_num_threads(2)
+    try:
+        there = run_variants(
+            SMALL, variants, seeds=(0, 1), progress=False, keep_runs=True, workers=2
+        )
+        pids = sorted(w.process.pid for w in runner._POOLS[2]._idle)
+        # a job's own error comes back as itself, after training, and the pool survives it
+        with pytest.raises(ValueError, match="ks must be a non-empty sequence"):
+            run_variants(SMALL, {"baseline": {}}, seeds=(0,), progress=False, workers=2, ks=(0,))
+        again = run_variants(SMALL, {"baseline": {}}, seeds=(3,), progress=False, workers=2)
+        assert sorted(w.process.pid for w in runner._POOLS[2]._idle) == pids
+    finally:
+        torch.set_num_threads(threads)
+    pd.testing.assert_frame_equal(here.table, there.table)  # the plan's order, every value
+    assert list(there.runs) == list(here.runs)
+    for key, run in here.runs.items():
+        assert _rows(there.runs[key]) == _rows(run), key
+        assert torch.equal(there.runs[key].model(run.data.test.x), run.model(run.data.test.x))
+    alone = run_variants(SMALL, {"baseline": {}}, seeds=(3,), progress=False)
+    assert alone.table["recall@1"].tolist() == again.table["recall@1"].tolist()
+
+
+def test_workers_below_one_are_refused_before_anything_trains(no_training):
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        run_variants(SMALL, {"baseline": {}}, seeds=(0,), workers=0)
