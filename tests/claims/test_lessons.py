@@ -77,7 +77,7 @@ NEXT_SECTION = re.compile(r"^## (?!What we saw)", re.MULTILINE)
 
 def what_we_saw(cells):
     """(cell type, text) from the '## What we saw' heading up to the next section's heading
-    ('## Exercises', or a section that follows it, such as lesson 04's tuned comparison)."""
+    ('## Exercises', or any other section that follows it)."""
     inside, found = False, []
     for cell in cells:
         text = cell.source
@@ -193,8 +193,6 @@ def test_lesson_02_lsd_ends_higher_and_memorises_less(lesson_output):
     # the baseline memorises: its test curve peaks before the end and its memorisation climbs
     assert values["curve/baseline/peak"] > values["curve/baseline/last"], values
     assert values["memorised/baseline/last"] > values["memorised/baseline/first"], values
-    # on classes never seen in training, the whole ranking improves
-    assert lower(values, "zero-shot-lsd - baseline/map@r") > 0, values
 
 
 def test_lesson_03_learned_divergence_beats_euclidean_on_loggrid(lesson_output):
@@ -209,3 +207,13 @@ def test_lesson_04_nearest_positives_compose_with_lsd(lesson_output):
     values = metrics(lesson_output, "04_")
     for context in ("plain-euclidean", "lsd-euclidean"):
         assert lower(values, f"nearest-{context} - random-{context}/fine_recall@1") > 0, values
+
+
+def test_lesson_06_lsd_helps_on_classes_never_seen(lesson_output):
+    values = metrics(lesson_output, "06_")
+    # on classes never seen in training (trained under label noise), the whole ranking improves
+    assert lower(values, "zero-shot-lsd - baseline/map@r") > 0, values
+    # both tuning contrasts were measured on the same seeds (what the lesson's verdicts read)
+    for budget in ("defaults", "tuned"):
+        key = f"{budget}-nearest - random/fine_recall@1"
+        assert values[f"{key}_lower"] <= values[key] <= values[f"{key}_upper"], values
