@@ -62,12 +62,46 @@ def prepare(config: Config, dataset: Dataset | str | None = None) -> Splits:
         train = noise.inject(
             train, rate=config.noise_rate, kind=config.noise_kind, seed=config.seed
         )
+    _check_batch_classes(config, train, "the class-disjoint test split", "test_fraction")
     val = None
     if config.val_fraction > 0:
+        before = train.num_classes
         train, val = validation_split(
             train, fraction=config.val_fraction, how=config.split, seed=config.seed
         )
+        held = before - train.num_classes
+        _check_batch_classes(
+            config,
+            train,
+            f"the validation split, which holds out {held} of the {before} training classes "
+            "(split='classes': it is class-disjoint too)",
+            "val_fraction",
+            lower=held > 2,  # it holds out at least 2 classes, whatever the fraction
+        )
     return Splits(train=train, test=test, val=val)
+
+
+def _check_batch_classes(
+    config: Config, train: Dataset, taken: str, field: str, *, lower: bool = True
+) -> None:
+    """BadValue naming `field` (what took the classes away) when the training part holds fewer
+    classes than `Config.classes_per_batch`: a batch could not be drawn. Read before training,
+    so that the message names the cause rather than the sampler's class count."""
+    if config.split != "classes" or train.num_classes >= config.classes_per_batch:
+        return
+    fixes = [
+        f"lower classes_per_batch to at most {train.num_classes}"
+        if train.num_classes >= 2
+        else "train on more classes"
+    ]
+    if lower:
+        fixes.append(f"lower {field}")
+    raise BadValue(
+        f"Config.{field}={getattr(config, field)!r}: after {taken}, {train.name!r} leaves "
+        f"{train.num_classes} classes to train on, fewer than classes_per_batch="
+        f"{config.classes_per_batch}; {', '.join(fixes)}, or set split='stratified' (every "
+        "class on every side)"
+    )
 
 
 def build_components(

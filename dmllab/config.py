@@ -105,9 +105,10 @@ class Config:
     (epochs between checkpoints when a run folder is given; 0 = at the end only), `seed`,
     `device`.
 
-    Each `*_options` dict's keys are checked here against what its component takes (the
-    dataset loader's, model builder's, geometry's or loss constructor's options); their values
-    are checked by the component when it is built.
+    Each `*_options` dict is checked here against what its component takes (the dataset
+    loader's, model builder's, geometry's or loss constructor's options): its keys, and its
+    values against each option's default or own check (`Registry.check_options`); what depends
+    on the data (sizes against the classes) is checked when the component is built.
     """
 
     dataset: str = "digits"
@@ -227,6 +228,7 @@ class Config:
                 "set normalize=False for a geometry lesson"
             )
         self._check_option_names()
+        self._check_unread_fields()
 
     def _check_ignored_fields(self) -> None:
         """Refuse a field the chosen components would ignore, so that two Configs that train alike
@@ -256,6 +258,68 @@ class Config:
                 f"1 or choose positives that rank them: {rankers}"
             )
 
+    def _check_unread_fields(self) -> None:
+        """Refuse a field set away from its default that the chosen components would not read
+        (two such Configs train alike, so a crossed grid would run the same cell twice), each
+        with the reason and the fix: a learning rate for parameters that do not exist
+        (`proxy_lr`, `loss_lr`, `head_lr`), the memory's and LSD's settings with the memory or
+        LSD off, a warm-up as long as the run and a memory smaller than one batch. Raises
+        BadValue naming the field."""
+        loss = LOSSES[self.loss]
+        if self.proxy_lr is not None and not loss.learns_proxies(self.loss_options):
+            proxies = ", ".join(sorted(n for n in LOSSES if LOSSES[n].learns_proxies({})))
+            raise BadValue(
+                f"Config.proxy_lr={self.proxy_lr!r} is ignored: loss {self.loss!r} has no "
+                f"proxies; leave proxy_lr at None or choose a proxy loss: {proxies}"
+            )
+        learned = loss.learns_parameters(self.loss_options) or GEOMETRIES[self.geometry].learned
+        if self.loss_lr is not None and not learned:
+            raise BadValue(
+                f"Config.loss_lr={self.loss_lr!r} is ignored: neither loss {self.loss!r} (with "
+                f"loss_options={self.loss_options!r}) nor geometry {self.geometry!r} has "
+                "parameters to learn; leave loss_lr at None, or choose a learned geometry "
+                "(bregman) or a loss that learns (margin)"
+            )
+        if self.head_lr is not None and self.model == "identity":
+            raise BadValue(
+                f"Config.head_lr={self.head_lr!r} is ignored: model 'identity' has no embedding "
+                "head (nothing trains); leave head_lr at None or choose a model with a head "
+                "(mlp, cnn, resnet18, resnet50)"
+            )
+        if self.memory_size == 0 and self.memory_warmup != MEMORY_WARMUP:
+            raise BadValue(
+                f"Config.memory_warmup={self.memory_warmup} is ignored without a cross-batch "
+                f"memory (memory_size=0); leave memory_warmup at {MEMORY_WARMUP} or set "
+                "memory_size > 0"
+            )
+        if self.lsd_alpha == 0:
+            changed = [
+                f"{name}={getattr(self, name)!r}"
+                for name in LSD_FIELDS
+                if getattr(self, name) != _DEFAULTS[name]
+            ]
+            if changed:
+                defaults = ", ".join(f"{name}={_DEFAULTS[name]!r}" for name in LSD_FIELDS)
+                raise BadValue(
+                    f"Config.lsd_alpha=0 switches LSD off, so it would ignore "
+                    f"{', '.join(changed)}; leave them at their defaults ({defaults}) or set "
+                    "lsd_alpha > 0"
+                )
+        if self.warmup_epochs >= self.epochs:
+            raise BadValue(
+                f"Config.warmup_epochs={self.warmup_epochs!r} is not below epochs={self.epochs}: "
+                "the warm-up would take the whole run (the learning rate never reaches lr and "
+                f"lr_schedule={self.lr_schedule!r} never starts, and every longer warm-up trains "
+                "alike); use warmup_epochs < epochs"
+            )
+        if 0 < self.memory_size < self.batch_size:
+            raise BadValue(
+                f"Config.memory_size={self.memory_size} is smaller than one batch "
+                f"({self.classes_per_batch} x {self.samples_per_class} = {self.batch_size}): it "
+                "would hold only part of the previous batch, not earlier batches; use "
+                f"memory_size >= {self.batch_size} (several batches, e.g. 1024) or 0 for none"
+            )
+
     def _check_memory(self) -> None:
         """A memory only for a loss that reads a reference set, and a matrix that fits."""
         if self.memory_size == 0:
@@ -276,9 +340,10 @@ class Config:
             )
 
     def _check_option_names(self) -> None:
-        """Refuse `*_options` keys the named component does not take (their values are checked
-        by the component when it is built). Raises BadValue naming the field, then the
-        registry's refusal: the component, the unknown keys and its options."""
+        """Refuse `*_options` keys the named component does not take, and values unfit for
+        their option (`Registry.check_options`). Raises BadValue naming the field, then the
+        registry's refusal: the component, the unknown keys and its options (and the Config
+        field to set instead, for a key that is one), or the option and what its value needs."""
         for name, (component, registry) in _OPTIONS.items():
             given = getattr(self, name)
             if not given:  # the common case: no signature is read
@@ -286,6 +351,12 @@ class Config:
             try:
                 registry.check_options(getattr(self, component), given)
             except UnknownOption as error:
+                fields = sorted(key for key in given if key in _DEFAULTS)
+                hint = "".join(
+                    f"; {key} is the Config field Config.{key}: set it there" for key in fields
+                )
+                raise BadValue(f"Config.{name}: {error}{hint}") from None
+            except ValueError as error:
                 raise BadValue(f"Config.{name}: {error}") from None
 
     # ----------------------------------------------------------------- serialisation
@@ -344,6 +415,8 @@ class Config:
 
 TUPLE_FIELDS = ("positives", "negatives", "k_positives", "margin")
 """The fields a loss reads through the tuples it chooses (positives, then negatives)."""
+LSD_FIELDS = ("lsd_tau", "lsd_include_self", "lsd_beta_neg")
+"""The fields LSD reads besides lsd_alpha (ignored while lsd_alpha = 0)."""
 _DEFAULTS = {item.name: item.default for item in dataclasses.fields(Config)}
 
 

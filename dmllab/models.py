@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from dmllab.backbones import resnet_trunk
 from dmllab.registry import Registry
+from dmllab.values import BadValue, integer
 
 
 class Embedder(nn.Module):
@@ -146,14 +147,29 @@ def _resnet(name: str) -> Trunk:
     return trunk
 
 
+#: the largest layer width an option may ask for (a typo such as 1000000 fails here)
+MAX_WIDTH = 65_536
+
+
+def _widths(owner: str, value: object) -> list[int]:
+    """The option check of `hidden` / `channels`: a list of layer widths, each an int in
+    [1, MAX_WIDTH] (an empty list: no layer). BadValue naming the option otherwise."""
+    if not isinstance(value, (list, tuple)):
+        raise BadValue(
+            f"{owner} must be a list of layer widths (ints >= 1), e.g. [128, 128]; "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    return [integer(f"{owner}[{index}]", size, 1, MAX_WIDTH) for index, size in enumerate(value)]
+
+
 MODELS: Registry[Trunk] = Registry(
     "model",
     context=("input_shape", "image_shape", "load_weights"),
     from_config="dmllab.build.build_components(config, input_shape)",
 )
 """Every model name (Config.model) -> its trunk builder."""
-MODELS.register("mlp", mlp_trunk)
-MODELS.register("cnn", cnn_trunk)
+MODELS.register("mlp", mlp_trunk, checks={"hidden": _widths})
+MODELS.register("cnn", cnn_trunk, checks={"channels": _widths})
 MODELS.register("identity", identity_trunk)
 MODELS.register("resnet18", _resnet("resnet18"))
 MODELS.register("resnet50", _resnet("resnet50"))

@@ -12,6 +12,11 @@ it. Every registry
   function), minus the *context* the builder supplies itself (for a loss: the geometry, the
   training classes, the embedding dimension); a component declares the context it needs simply
   by naming it as a parameter;
+- checks each option's *value* before the component is built: against the type of the option's
+  default (a bool for a bool, an int for an int, a number for a float, a string for a string, a
+  list for a list or tuple, its items like the default's), or by the option's own check, given
+  when the component is registered (`checks=`) or carried by it (`option_checks`), e.g. a range;
+  the refusal names the component and the option;
 - builds a component by name, refusing options it does not take, in one wording;
 - may hold *families*: names `prefix:<member>` resolved on demand rather than listed one by one
   (`pml:<LossName>`, every loss of pytorch-metric-learning, an optional package): a family's
@@ -33,20 +38,37 @@ dmllab.registry.UnknownName: unknown shape 'circle'; choose one of: square
 Traceback (most recent call last):
 ...
 dmllab.registry.UnknownOption: shape 'square' has no option(s) colour; its options are: filled
+>>> SHAPES.build("square", {"size": 2}, filled="no")
+Traceback (most recent call last):
+...
+dmllab.values.BadValue: shape 'square' option filled must be true or false; got 'no' (str)
 """
 
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
-from dmllab.values import check_name
+from dmllab.values import BadValue, boolean, check_name, number
 
-__all__ = ["Registry", "Family", "UnknownName", "UnknownOption", "DuplicateName"]
+__all__ = [
+    "Registry",
+    "Family",
+    "Check",
+    "UnknownName",
+    "UnknownOption",
+    "DuplicateName",
+    "like_default",
+]
 
 T = TypeVar("T")
+
+Check = Callable[[str, Any], Any]
+"""An option's own value check `(owner, value)`: raises BadValue naming `owner` (the component
+and the option) when `value` is unfit."""
 
 
 class UnknownName(ValueError):
@@ -80,23 +102,42 @@ class Registry(MutableMapping[str, T], Generic[T]):
         self.from_config = from_config
         self._components: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
+        self._checks: dict[str, dict[str, Check]] = {}
         self._families: dict[str, Family[T]] = {}
 
     # ------------------------------------------------------------------ registering
     @overload
     def register(
-        self, name: str, component: None = None, *, description: str = ""
+        self,
+        name: str,
+        component: None = None,
+        *,
+        description: str = "",
+        checks: Mapping[str, Check] | None = None,
     ) -> Callable[[T], T]: ...
 
     @overload
-    def register(self, name: str, component: T, *, description: str = "") -> T: ...
+    def register(
+        self,
+        name: str,
+        component: T,
+        *,
+        description: str = "",
+        checks: Mapping[str, Check] | None = None,
+    ) -> T: ...
 
     def register(
-        self, name: str, component: T | None = None, *, description: str = ""
+        self,
+        name: str,
+        component: T | None = None,
+        *,
+        description: str = "",
+        checks: Mapping[str, Check] | None = None,
     ) -> T | Callable[[T], T]:
         """Register `component` as `name` (or, without a component, return a decorator that
         does). `description` is a one-line text for menus and tables (default: the first line
-        of the component's docstring).
+        of the component's docstring). `checks` maps an option to its own value check (`Check`,
+        e.g. a range), which replaces the check against its default's type.
 
         Raises DuplicateName when `name` holds another component (one defined elsewhere; the
         same definition run again replaces it), ValueError for an empty or non-string name."""
@@ -117,6 +158,7 @@ class Registry(MutableMapping[str, T], Generic[T]):
                 )
             self._components[name] = item
             self._descriptions[name] = description or _first_line(item)
+            self._checks[name] = dict(checks or {})
             return item
 
         return add if component is None else add(component)
@@ -157,6 +199,7 @@ class Registry(MutableMapping[str, T], Generic[T]):
             raise self._unknown(name)
         del self._components[name]
         del self._descriptions[name]
+        del self._checks[name]
 
     # ------------------------------------------------------------------ reading
     def __getitem__(self, name: str) -> T:
@@ -224,7 +267,9 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
     def check_options(self, name: str, given: Mapping[str, Any]) -> None:
         """UnknownOption naming the keys of `given` that `name` does not take, and the ones it
-        takes."""
+        takes; then BadValue (a ValueError) naming the component and the first option whose value
+        is unfit: the option's own check where it has one (`register(checks=)`, or the
+        component's `option_checks`), else the type of its default (`like_default`)."""
         known = self.options(name)
         unknown = sorted(set(given) - set(known))
         if unknown:
@@ -232,6 +277,17 @@ class Registry(MutableMapping[str, T], Generic[T]):
                 f"{self.kind} {name!r} has no option(s) {', '.join(unknown)}; its options are: "
                 f"{', '.join(known) or 'none'}"
             )
+        checks = {
+            **getattr(self.get_component(name), "option_checks", {}),
+            **self._checks.get(name, {}),
+        }
+        for key, value in given.items():
+            owner = f"{self.kind} {name!r} option {key}"
+            check = checks.get(key)
+            if check is not None:
+                check(owner, value)
+            else:
+                like_default(owner, value, known[key])
 
     def build(self, name: str, context: Mapping[str, Any] | None = None, /, **options: Any) -> Any:
         """Call the component `name` with the `options` (checked) and those entries of `context`
@@ -249,6 +305,46 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self)})"
+
+
+def like_default(owner: str, value: Any, default: Any) -> None:
+    """BadValue naming `owner` unless `value` is of the kind of the option's `default`: a bool for
+    a bool, an int (not a bool) for an int, a finite real number for a float, a string for a
+    string, a list or tuple for a list or tuple (each item like the default's first item, when
+    every item of the default is of one kind), a mapping for a dict. A default of None (or a
+    required option) takes any value: the component checks it."""
+    if default is None or default is inspect.Parameter.empty:
+        return
+    if isinstance(default, bool):
+        boolean(owner, value)
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise BadValue(
+                f"{owner} must be an int like its default {default!r}; "
+                f"got {value!r} ({type(value).__name__})"
+            )
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise BadValue(f"{owner} must be a number; got {value!r} ({type(value).__name__})")
+        number(owner, float(value))
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise BadValue(
+                f"{owner} must be a string like its default {default!r}; "
+                f"got {value!r} ({type(value).__name__})"
+            )
+    elif isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            raise BadValue(
+                f"{owner} must be a list like its default {list(default)!r}; "
+                f"got {value!r} ({type(value).__name__})"
+            )
+        kinds = {type(item) for item in default}
+        if len(kinds) == 1:
+            for index, item in enumerate(value):
+                like_default(f"{owner}[{index}]", item, default[0])
+    elif isinstance(default, Mapping) and not isinstance(value, Mapping):
+        raise BadValue(f"{owner} must be a mapping; got {value!r} ({type(value).__name__})")
 
 
 @dataclass(frozen=True)

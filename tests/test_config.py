@@ -197,7 +197,8 @@ def test_numpy_scalars_are_read_as_their_python_values():
             {"loss": "margin", "loss_options": {"margin": 0.1, "num_classes": 3}},
             (
                 r"loss 'margin' has no option\(s\) margin, num_classes; "
-                r"its options are: beta, learn_beta, per_class_beta$"
+                r"its options are: beta, learn_beta, per_class_beta; "
+                r"margin is the Config field Config.margin: set it there$"
             ),
         ),
     ],

@@ -67,9 +67,10 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -84,7 +85,8 @@ from dmllab.losses.strategies import (
     positive_strategy,
     same_label_mask,
 )
-from dmllab.registry import Registry
+from dmllab.registry import Check, Registry
+from dmllab.values import choice, number
 
 __all__ = [
     "LOSSES",
@@ -181,6 +183,20 @@ class MetricLoss(nn.Module):
         their own (`Config.proxy_lr`); none by default."""
         return []
 
+    @classmethod
+    def learns_proxies(cls, options: Mapping[str, Any]) -> bool:
+        """Whether the loss built with `options` has proxies (`proxy_parameters`, trained at
+        `Config.proxy_lr`), read without building it; `Config` refuses a proxy_lr it would
+        ignore. False by default."""
+        return False
+
+    @classmethod
+    def learns_parameters(cls, options: Mapping[str, Any]) -> bool:
+        """Whether the loss built with `options` has trainable parameters of its own besides its
+        proxies and its geometry's (trained at `Config.loss_lr`), read without building it;
+        `Config` refuses a loss_lr that nothing would read. False by default."""
+        return False
+
 
 class TupleLoss(MetricLoss):
     """A loss over the tuples that the selection strategies choose on D = pairwise(z, ref).
@@ -270,9 +286,26 @@ LOSSES: Registry[type[MetricLoss]] = Registry(
 """Every loss name (Config.loss) -> its class. Filled by `register_loss` as `dmllab.losses` imports
 each module of its package, so a new loss is one new file."""
 
-#: Class decorator: register a `MetricLoss` subclass in `LOSSES` as `name`; DuplicateName (a
-#: ValueError) when another class holds the name (the same definition run again replaces it).
+#: Class decorator: register a `MetricLoss` subclass in `LOSSES` as `name` (with `checks=`: an
+#: option's own value check, e.g. `{"alpha": at_least(0.0, open=True)}`; the others are checked
+#: against their defaults' types); DuplicateName (a ValueError) when another class holds the name
+#: (the same definition run again replaces it).
 register_loss = LOSSES.register
+
+
+def at_least(low: float, *, open: bool = False) -> Check:
+    """An option check (`Registry.check_options`): a finite number >= `low` (> `low` if
+    `open`), BadValue naming the option otherwise."""
+    return lambda owner, value: number(owner, value, low, low_open=open)
+
+
+def one_of(*allowed: str) -> Check:
+    """An option check: one of the `allowed` strings."""
+    return lambda owner, value: choice(owner, value, allowed)
+
+
+#: the option check of a tuple loss's `reduction` (`check_reduction`)
+REDUCTION_CHECK = one_of("mean", "nonzero")
 
 
 def tuple_stats(

@@ -25,11 +25,19 @@ from typing import Any
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import Matrix, TupleLoss, check_reduction, mean_or_nan, register_loss
+from dmllab.losses.base import (
+    REDUCTION_CHECK,
+    Matrix,
+    TupleLoss,
+    at_least,
+    check_reduction,
+    mean_or_nan,
+    register_loss,
+)
 from dmllab.losses.strategies import Triplets
 
 
-@register_loss("contrastive")
+@register_loss("contrastive", checks={"pos_margin": at_least(0.0), "reduction": REDUCTION_CHECK})
 class ContrastiveLoss(TupleLoss):
     """mean [D(a, p) - pos_margin]_+ + mean [margin - D(a, n)]_+ over the selected pairs."""
 

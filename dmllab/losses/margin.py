@@ -25,18 +25,18 @@ O(B R) by weighting l(a, p) with |N(a)| and l(a, n) with the number of selected 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import Matrix, TupleLoss, mean_or_nan, register_loss
+from dmllab.losses.base import Matrix, TupleLoss, at_least, mean_or_nan, register_loss
 from dmllab.losses.strategies import Triplets
 
 
-@register_loss("margin")
+@register_loss("margin", checks={"beta": at_least(0.0)})
 class MarginLoss(TupleLoss):
     """[margin + D(a, p) - beta]_+ + [margin - D(a, n) + beta]_+, normalised by active terms."""
 
@@ -67,6 +67,11 @@ class MarginLoss(TupleLoss):
         else:
             self.register_buffer("beta", initial)
         self.per_class_beta = per_class_beta
+
+    @classmethod
+    def learns_parameters(cls, options: Mapping[str, Any]) -> bool:
+        """beta is a Parameter unless `learn_beta=False`."""
+        return bool(options.get("learn_beta", True))
 
     def _tuple_loss(self, matrix: Matrix, triplets: Triplets) -> tuple[Tensor, dict[str, float]]:
         D, pick = matrix.D, matrix.pick

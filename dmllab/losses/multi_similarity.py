@@ -36,11 +36,18 @@ import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import Matrix, TupleLoss, mean_or_nan, register_loss
+from dmllab.losses.base import Matrix, TupleLoss, at_least, mean_or_nan, register_loss
 from dmllab.losses.strategies import Triplets
 
 
-@register_loss("multi_similarity")
+@register_loss(
+    "multi_similarity",
+    checks={
+        "alpha": at_least(0.0, open=True),
+        "beta": at_least(0.0, open=True),
+        "mining_margin": at_least(0.0),
+    },
+)
 class MultiSimilarityLoss(TupleLoss):
     """Multi-similarity loss on s = 1 - D with the paper's mining; see the module docstring."""
 

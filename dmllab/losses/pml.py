@@ -1,9 +1,12 @@
 """pytorch-metric-learning's losses through an adapter: `loss="pml:<LossName>"`, with the lab's
 geometry as the distance and the lab's positive / negative selection as the index tuples.
 
-`Config(loss="pml:TripletMarginLoss", loss_options={"margin": 0.1})` trains pytorch-metric-
-learning's (PML's) `TripletMarginLoss(margin=0.1)` like a built-in tuple loss: `loss_options` go
-to the PML class (its constructor's options, checked by `Config`), and
+`Config(loss="pml:TripletMarginLoss", margin=0.1, loss_options={"swap": True})` trains
+pytorch-metric-learning's (PML's) `TripletMarginLoss(margin=0.1, swap=True)` like a built-in tuple
+loss: `loss_options` go to the PML class (its constructor's options, their names and values
+checked by `Config`: a value of the kind of PML's default, a number where PML's default is one,
+inside the range PML documents, e.g. temperature > 0; options that take a PML object, such as
+`reducer` or `embedding_regularizer`, are refused and keep PML's defaults), and
 
 (a) its distance is the run's geometry (`GeometryDistance`): PML reads the matrix
     D = geometry.pairwise(z, ref) [B, R], query (anchor) first, as a distance (smaller = closer,
@@ -68,7 +71,7 @@ import functools
 import importlib
 import inspect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -77,6 +80,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from dmllab import values
 from dmllab.geometry.base import Geometry
 from dmllab.losses.base import (
     LOSSES,
@@ -87,7 +91,8 @@ from dmllab.losses.base import (
 )
 from dmllab.losses.proxies import class_ids, class_positions
 from dmllab.losses.strategies import Triplets
-from dmllab.registry import UnknownName
+from dmllab.registry import Check, UnknownName
+from dmllab.values import BadValue
 
 __all__ = ["ACCEPTED", "REFUSED", "Contract", "PMLLoss", "adapter", "pml_losses"]
 
@@ -231,6 +236,9 @@ def adapter(name: str) -> type[PMLLoss]:
             *options,
         ]
     )
+    checks = {
+        parameter.name: _option_check(parameter.name, parameter.default) for parameter in options
+    }
     contract = ACCEPTED[name]
     doc = (
         f"pytorch-metric-learning's {name} on the lab's geometry, reading the lab's selection as "
@@ -246,8 +254,88 @@ def adapter(name: str) -> type[PMLLoss]:
             "pml_name": name,
             "contract": contract,
             "reads_reference": contract.reference,
+            "option_checks": checks,
         },
     )
+
+
+#: PML options that take a PML object (a reducer, a regulariser, an initialiser), which a Config
+#: (JSON values) cannot hold; the adapter leaves them at PML's defaults
+OBJECT_OPTIONS = {
+    "reducer": "a reducer object (pytorch_metric_learning.reducers)",
+    "embedding_regularizer": "a regularizer object (pytorch_metric_learning.regularizers)",
+    "weight_regularizer": "a regularizer object (pytorch_metric_learning.regularizers)",
+    "weight_init_func": "an initialisation function",
+    "miner": "a miner object; the lab's selection (positives, negatives) is the miner",
+    "distance": "a distance object; the distance is the run's geometry (Config.geometry)",
+}
+
+#: ranges PML documents (or divides by) for numeric options, by name: (low, low excluded)
+NUMBER_RANGES: dict[str, tuple[float, bool]] = {
+    "temperature": (0.0, True),
+    "softmax_scale": (0.0, True),
+    "alpha": (0.0, True),
+    "beta": (0.0, True),
+    "nu": (0.0, False),
+    "pos_eps": (0.0, False),
+    "neg_eps": (0.0, False),
+    "embedding_reg_weight": (0.0, False),
+    "weight_reg_weight": (0.0, False),
+}
+
+
+def _option_check(key: str, default: Any) -> Check:
+    """The value check of the PML option `key` whose constructor default is `default`: a refusal
+    for an option that takes a PML object (`OBJECT_OPTIONS`); `"all"` or an int >= 1 for
+    `triplets_per_anchor`; true/false for a bool default and for `collect_stats`; a finite number
+    for a numeric default (an int default takes a float: PML writes margins as 0 and 1), inside
+    `NUMBER_RANGES` where PML documents one; a string for a string default."""
+    if key in OBJECT_OPTIONS:
+        return partial(_refuse_object, OBJECT_OPTIONS[key])
+    if key == "triplets_per_anchor":
+        return _triplets_per_anchor
+    if key == "collect_stats" or isinstance(default, bool):
+        return values.boolean
+    if isinstance(default, (int, float)):
+        low, low_open = NUMBER_RANGES.get(key, (-math.inf, False))
+        return partial(_number, low=low, low_open=low_open)
+    if isinstance(default, str):
+        return partial(_string, default=default)
+    if default is inspect.Parameter.empty:
+        return _anything
+    return partial(_refuse_object, "a value the adapter does not know how to check")
+
+
+def _number(owner: str, value: Any, *, low: float, low_open: bool) -> float:
+    return values.number(owner, value, low, low_open=low_open)
+
+
+def _string(owner: str, value: Any, *, default: str) -> str:
+    if not isinstance(value, str):
+        raise BadValue(
+            f"{owner} must be a string like its default {default!r}; "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def _triplets_per_anchor(owner: str, value: Any) -> Any:
+    if value == "all" and isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadValue(f"{owner} must be 'all' or an int >= 1; got {value!r}")
+    return value
+
+
+def _refuse_object(what: str, owner: str, value: Any) -> None:
+    raise BadValue(
+        f"{owner} takes {what}, which the adapter cannot build from {value!r}; leave it out "
+        "(PML's default applies)"
+    )
+
+
+def _anything(owner: str, value: Any) -> Any:
+    return value
 
 
 class PMLLoss(TupleLoss):
@@ -312,6 +400,23 @@ class PMLLoss(TupleLoss):
         except (AssertionError, TypeError, ValueError) as error:
             raise ValueError(f"{name} refused its options {options}: {error}") from None
         self.options = dict(options)
+
+    @classmethod
+    def learns_proxies(cls, options: Mapping[str, Any]) -> bool:
+        """Class weights: a PML loss with `WeightRegularizerMixin` (ProxyAnchor, ProxyNCA,
+        NormalizedSoftmax)."""
+        mixin = getattr(pml_losses(), "WeightRegularizerMixin", None)
+        pml_class = getattr(pml_losses(), cls.pml_name)
+        return mixin is not None and issubclass(pml_class, mixin)
+
+    @classmethod
+    def learns_parameters(cls, options: Mapping[str, Any]) -> bool:
+        """A learnable beta (PML `MarginLoss(learn_beta=True)`), the one parameter besides class
+        weights that an accepted PML loss has."""
+        default = _pml_parameters(getattr(pml_losses(), cls.pml_name)).get("learn_beta")
+        if default is None:
+            return False
+        return bool(options.get("learn_beta", default.default))
 
     def proxy_parameters(self) -> list[nn.Parameter]:
         """A PML loss's class weights (proxies: its `WeightMixin` parameters)."""

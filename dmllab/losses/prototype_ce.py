@@ -34,10 +34,10 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import Inputs, MetricLoss, mean_or_nan, register_loss
+from dmllab.losses.base import Inputs, MetricLoss, at_least, mean_or_nan, register_loss
 
 
-@register_loss("prototype_ce")
+@register_loss("prototype_ce", checks={"temperature": at_least(0.0, open=True)})
 class PrototypeCrossEntropy(MetricLoss):
     """CE over logits -D(x, class mean) / temperature; see the module docstring."""
 

@@ -18,7 +18,8 @@ Proxy-Anchor authors' setting: proxies move far more slowly than the network oth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -74,6 +75,10 @@ class ProxyLoss(MetricLoss):
 
     def proxy_parameters(self) -> list[nn.Parameter]:
         return [self.proxies]
+
+    @classmethod
+    def learns_proxies(cls, options: Mapping[str, Any]) -> bool:
+        return True
 
 
 def class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None, name: str) -> Tensor:

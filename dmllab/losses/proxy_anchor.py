@@ -36,11 +36,11 @@ import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import Inputs, mean_or_nan, register_loss
+from dmllab.losses.base import Inputs, at_least, mean_or_nan, register_loss
 from dmllab.losses.proxies import ProxyLoss
 
 
-@register_loss("proxy_anchor")
+@register_loss("proxy_anchor", checks={"alpha": at_least(0.0, open=True), "delta": at_least(0.0)})
 class ProxyAnchorLoss(ProxyLoss):
     """Proxy-Anchor on s = 1 - D(x || proxy); see the module docstring."""
 

@@ -31,11 +31,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import Inputs, mean_or_nan, register_loss
+from dmllab.losses.base import Inputs, at_least, mean_or_nan, register_loss
 from dmllab.losses.proxies import ProxyLoss
 
 
-@register_loss("proxy_nca")
+@register_loss("proxy_nca", checks={"temperature": at_least(0.0, open=True)})
 class ProxyNCALoss(ProxyLoss):
     """CE over logits -D(x, proxy) / temperature; see the module docstring."""
 

@@ -28,11 +28,18 @@ from typing import Any
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import Matrix, TupleLoss, check_reduction, register_loss, tuple_stats
+from dmllab.losses.base import (
+    REDUCTION_CHECK,
+    Matrix,
+    TupleLoss,
+    check_reduction,
+    register_loss,
+    tuple_stats,
+)
 from dmllab.losses.strategies import Triplets
 
 
-@register_loss("triplet")
+@register_loss("triplet", checks={"reduction": REDUCTION_CHECK})
 class TripletLoss(TupleLoss):
     """[D(a, p) - D(a, n) + margin]_+ over the selected tuples."""
 
