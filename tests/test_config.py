@@ -180,10 +180,14 @@ def test_numpy_scalars_are_read_as_their_python_values():
             ),
         ),
         (
-            {"geometry": "bregman-maxaffine", "normalize": False, "geometry_options": {"mu": 0.1}},
+            {
+                "geometry": "bregman-maxaffine",
+                "normalize": False,
+                "geometry_options": {"hidden": [4]},
+            },
             (
-                r"geometry 'bregman-maxaffine' has no option\(s\) mu; "
-                r"its options are: pieces, lr_multiplier$"
+                r"geometry 'bregman-maxaffine' has no option\(s\) hidden; "
+                r"its options are: pieces, mu, lr_multiplier$"
             ),
         ),
         (

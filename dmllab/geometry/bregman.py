@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from dmllab.geometry.base import Geometry, Reversed, Symmetrised, check_pair
+from dmllab.geometry.euclidean import squared_distances
 from dmllab.geometry.generators import ICNN, LR_MULTIPLIER, MaxAffine
 
 __all__ = [
@@ -62,7 +63,10 @@ __all__ = [
 
 #: generator -> the registered name of the geometry it makes
 GENERATORS = {"icnn": "bregman", "maxaffine": "bregman-maxaffine"}
-_OPTIONS = {"icnn": ("hidden", "mu", "lr_multiplier"), "maxaffine": ("pieces", "lr_multiplier")}
+_OPTIONS = {
+    "icnn": ("hidden", "mu", "lr_multiplier"),
+    "maxaffine": ("pieces", "mu", "lr_multiplier"),
+}
 _DEFAULTS = {"hidden": (32, 32, 32), "mu": 0.05, "pieces": 8, "lr_multiplier": LR_MULTIPLIER}
 
 
@@ -70,13 +74,15 @@ class Bregman(Geometry):
     """D_phi(x || y) = phi(x) - phi(y) - <grad phi(y), x - y> with a learned convex phi.
 
     Bregman(dim, generator="icnn", *, hidden=(32, 32, 32), mu=0.05, lr_multiplier=10)
-    Bregman(dim, generator="maxaffine", *, pieces=8, lr_multiplier=10)
+    Bregman(dim, generator="maxaffine", *, pieces=8, mu=0.05, lr_multiplier=10)
 
     - "icnn" (name "bregman"): `generators.ICNN` with layer widths `hidden` and the strong
       convexity term (mu / 2) ||x||^2. mu >= 0; mu = 0 is allowed, but then phi is only convex
       and D(x, y) = 0 no longer implies x = y. A large mu pulls D towards (mu / 2) ||x - y||^2.
     - "maxaffine" (name "bregman-maxaffine"): `generators.MaxAffine` with K = `pieces` >= 2,
-      D(x, y) = max_k f_k(x) - f_{k*(y)}(x) in closed form.
+      D(x, y) = max_k f_k(x) - f_{k*(y)}(x) + (mu / 2) ||x - y||^2 in closed form. mu >= 0 as for
+      "icnn"; with mu = 0, D is 0 between all points that select the same piece (ties in
+      retrieval, and training at the defaults collapses onto few pieces), hence mu = 0.05.
     - lr_multiplier > 0 (both): the generator's weights learn that many times faster than the
       optimiser's learning rate (`Config.loss_lr`, else `lr`) says, under Adam; the default 10
       makes a learned geometry train at the lab's default learning rate of 1e-3 as it would at
@@ -116,10 +122,12 @@ class Bregman(Geometry):
         rate = _check_lr_multiplier(generator, settings["lr_multiplier"])
         if generator == "icnn":
             self.generator = ICNN(
-                dim, _check_hidden(settings["hidden"]), _check_mu(settings["mu"]), rate
+                dim, _check_hidden(settings["hidden"]), _check_mu(generator, settings["mu"]), rate
             )
         else:
-            self.generator = MaxAffine(dim, _check_pieces(settings["pieces"]), rate)
+            self.generator = MaxAffine(
+                dim, _check_pieces(settings["pieces"]), _check_mu(generator, settings["mu"]), rate
+            )
 
     # -- phi and its gradient ---------------------------------------------------------------
 
@@ -179,10 +187,13 @@ class Bregman(Geometry):
         return (phi_a[:, None] - c_b[None, :] - a @ u_b.T).clamp_min(0.0)
 
     def _maxaffine_pairwise(self, generator: MaxAffine, a: Tensor, b: Tensor) -> Tensor:
-        """D(a_i, b_j) = max_k f_k(a_i) - f_{k*(b_j)}(a_i), a gather from the [n, K] scores."""
+        """D(a_i, b_j) = max_k f_k(a_i) - f_{k*(b_j)}(a_i) + (mu / 2) ||a_i - b_j||^2: a gather
+        from the [n, K] scores plus the squared distances (exactly 0 on the diagonal when a is
+        b)."""
         scores = self._checked(generator.scores(a), "phi")
         active = generator.active_piece(b)
-        return (scores.max(dim=1).values[:, None] - scores[:, active]).clamp_min(0.0)
+        D = (scores.max(dim=1).values[:, None] - scores[:, active]).clamp_min(0.0)
+        return D + 0.5 * generator.mu * squared_distances(a, b) if generator.mu else D
 
     def _unit_sphere(self, D: Tensor) -> Tensor:
         """sqrt(2 D): locally D is half a squared Mahalanobis distance (exactly ||a - b||^2 / 2 for
@@ -261,17 +272,19 @@ class ICNNBregman(Bregman):
 
 class MaxAffineBregman(Bregman):
     """The learned Bregman divergence registered as `bregman-maxaffine`: `Bregman(dim,
-    "maxaffine", pieces=K)`, phi the maximum of K affine functions (weights learning
-    `lr_multiplier` times faster, as for `bregman`)."""
+    "maxaffine", pieces=K, mu=mu)`, phi the maximum of K affine functions plus (mu / 2) ||x||^2,
+    which keeps D(x, y) = 0 only for x = y (weights learning `lr_multiplier` times faster, as for
+    `bregman`; see `generators.MaxAffine` for why mu > 0)."""
 
     def __init__(
         self,
         dim: int,
         *,
         pieces: int = cast(int, _DEFAULTS["pieces"]),
+        mu: float = cast(float, _DEFAULTS["mu"]),
         lr_multiplier: float = LR_MULTIPLIER,
     ) -> None:
-        super().__init__(dim, "maxaffine", pieces=pieces, lr_multiplier=lr_multiplier)
+        super().__init__(dim, "maxaffine", pieces=pieces, mu=mu, lr_multiplier=lr_multiplier)
 
 
 class BregmanReversed(Reversed):
@@ -352,10 +365,10 @@ def _check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
     return tuple(hidden)
 
 
-def _check_mu(mu: float) -> float:
+def _check_mu(generator: str, mu: float) -> float:
     if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu) or mu < 0:
         raise ValueError(
-            "Bregman(generator='icnn'): mu must be a finite number >= 0 "
+            f"Bregman(generator={generator!r}): mu must be a finite number >= 0 "
             "(the strong-convexity weight; "
             f"mu > 0 keeps D(x, y) = 0 only for x = y); got {mu!r}"
         )

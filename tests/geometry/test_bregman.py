@@ -132,9 +132,10 @@ def test_pairwise_gemm_form_matches_the_definition(generator):
     )
 
 
-def test_maxaffine_closed_form():
+@pytest.mark.parametrize("mu", [0.0, 0.05, 1.5])
+def test_maxaffine_closed_form(mu):
     torch.manual_seed(3)
-    geometry = Bregman(2, "maxaffine", pieces=5).double()
+    geometry = Bregman(2, "maxaffine", pieces=5, mu=mu).double()
     generator = geometry.generator  # the weights as they act are the stored ones x lr_multiplier
     weight, bias = (
         generator.lr_multiplier * p.detach() for p in (generator.weight, generator.bias)
@@ -143,19 +144,58 @@ def test_maxaffine_closed_form():
     scores = a @ weight.T + bias
     active = (b @ weight.T + bias).argmax(dim=1)
     expected = torch.tensor(
-        [[scores[i].max() - scores[i, active[j]] for j in range(7)] for i in range(9)],
+        [
+            [
+                scores[i].max() - scores[i, active[j]] + mu / 2 * ((a[i] - b[j]) ** 2).sum()
+                for j in range(7)
+            ]
+            for i in range(9)
+        ],
         dtype=torch.float64,
     )
     torch.testing.assert_close(geometry.pairwise(a, b), expected)
-    assert geometry.pairwise(a, b)[0].unique().numel() <= 5  # D(x, .) takes at most K values
+    torch.testing.assert_close(geometry.pairwise(a, b), naive_matrix(geometry, a, b))
+    if mu == 0:  # the plain max-affine divergence: D(x, .) takes at most K values
+        assert geometry.pairwise(a, b)[0].unique().numel() <= 5
 
 
-def test_maxaffine_sends_no_gradient_to_the_second_argument():
-    geometry = Bregman(2, "maxaffine")
+def test_maxaffine_without_mu_sends_no_gradient_to_the_second_argument():
+    geometry = Bregman(2, "maxaffine", mu=0.0)
     a, b = torch.randn(4, 2, requires_grad=True), torch.randn(3, 2, requires_grad=True)
     geometry.pairwise(a, b).sum().backward()
     assert a.grad.abs().sum() > 0
     assert b.grad is None or b.grad.abs().sum() == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    mu=st.sampled_from([0.01, 0.05, 1.0]),
+    scale=st.sampled_from([0.1, 1.0, 5.0]),
+)
+def test_maxaffine_with_mu_is_strongly_convex_so_only_equal_points_tie_at_zero(seed, mu, scale):
+    """Points that share a piece are at D = 0 under the plain max-affine divergence; the
+    quadratic keeps D(x, y) >= (mu / 2) ||x - y||^2, so they are ranked by distance instead."""
+    torch.manual_seed(seed)
+    geometry = Bregman(3, "maxaffine", pieces=2, mu=mu).double()
+    x = scale * torch.randn(12, 3, dtype=torch.float64)
+    with torch.no_grad():
+        D = geometry.pairwise(x, x)
+    bound = mu / 2 * torch.cdist(x, x) ** 2
+    assert (D - bound >= -1e-9 * (1 + bound)).all()
+    assert (D.diagonal() == 0).all()
+    off_diagonal = ~torch.eye(12, dtype=torch.bool)
+    assert (D[off_diagonal] > 0).all()
+    plain = Bregman(3, "maxaffine", pieces=2, mu=0.0).double()
+    plain.generator.load_state_dict(geometry.generator.state_dict())
+    with torch.no_grad():
+        assert (plain.pairwise(x, x)[off_diagonal] == 0).any()  # 12 points, 2 pieces: ties
+
+
+def test_maxaffine_mu_is_checked_like_the_icnn_one():
+    for bad in (-0.1, float("nan"), True):
+        with pytest.raises(ValueError, match=r"Bregman\(generator='maxaffine'\): mu must be"):
+            Bregman(2, "maxaffine", mu=bad)
 
 
 # -- gradients -----------------------------------------------------------------------------
@@ -336,7 +376,7 @@ def test_adam_moves_the_generator_lr_multiplier_times_as_far(generator):
         ((2,), {"hidden": ()}, "hidden"),
         ((2,), {"hidden": (8, 0)}, "hidden"),
         ((2,), {"pieces": 4}, "unknown option"),
-        ((2, "maxaffine"), {"mu": 0.1}, "unknown option"),
+        ((2, "maxaffine"), {"hidden": (4,)}, "unknown option"),
         ((2, "maxaffine"), {"pieces": 1}, "pieces"),
         ((2,), {"widths": (8,)}, "widths"),
     ],

@@ -113,7 +113,10 @@ def test_hessian_eigenvalues_of_known_generators():
     np.testing.assert_allclose(hessian_eigenvalues(bregman_from(quadratic), points), 2.0, rtol=1e-6)
     exp_eigs = hessian_eigenvalues(bregman_from(exponential), points)
     np.testing.assert_allclose(exp_eigs, np.sort(points.exp().numpy(), axis=1), rtol=1e-5)
-    np.testing.assert_allclose(hessian_eigenvalues(Bregman(2, "maxaffine"), points), 0.0)
+    maxaffine = hessian_eigenvalues(Bregman(2, "maxaffine", mu=0.0), points)
+    np.testing.assert_allclose(maxaffine, 0.0)
+    maxaffine = hessian_eigenvalues(Bregman(2, "maxaffine", mu=0.05), points)
+    np.testing.assert_allclose(maxaffine, 0.05, rtol=1e-5)
     icnn = hessian_eigenvalues(Bregman(3, mu=0.5), torch.randn(4, 3))
     assert icnn.shape == (4, 3) and (icnn >= 0.5 - 1e-4).all()
 
