@@ -15,9 +15,10 @@ The study database: an SQLite file `OUT/study.db` by default (nothing to start; 
 sqlite:///OUT/study.db` shows it), or any SQLAlchemy URL (`postgresql+psycopg://...`) that
 workers on many machines share: each runs `tune` with the same search and storage, and every
 worker takes the next trial of the same study. A study is resumed by running the same search
-again: finished trials are kept once, a study run with another search is refused. A trial whose
-worker died (killed, a lost machine) stops sending heartbeats; after `2 x heartbeat` seconds it is
-marked failed (never counted) and retried with the same values
+again: finished trials are kept once, a raised `trials` continues the same study, a study run
+with another search is refused. A trial whose worker died (killed, a lost machine) stops sending
+heartbeats; after `2 x heartbeat` seconds it is marked failed (never counted) and retried with
+the same values
 (`optuna.storages.RetryHeartbeatStaleTrialCallback`).
 
 Sampling is pinned, so that a study never changes with Optuna's defaults: TPE with the search's
