@@ -193,3 +193,20 @@ def test_run_save_refuses_another_configs_record_unless_told(tmp_path):
     assert dl.runs.load(tmp_path / "run").config == config
     other.save(tmp_path / "run", overwrite=True)
     assert dl.runs.load(tmp_path / "run").config.lr == 0.5
+
+
+def test_a_warning_during_fit_is_one_line_from_rank_zero_only(capsys, monkeypatch):
+    import warnings
+
+    from dmllab import distributed
+    from dmllab.engine.batchnorm import BatchNormWarning
+
+    for main, expected in ((True, 1), (False, 0)):
+        monkeypatch.setattr(distributed, "is_main", lambda main=main: main)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = cli._rank_zero_warning
+            warnings.warn("per-rank statistics", BatchNormWarning, stacklevel=1)
+        err = capsys.readouterr().err
+        assert err.count("\n") == expected
+        assert err == expected * "dmllab fit: BatchNormWarning: per-rank statistics\n"
