@@ -1,4 +1,4 @@
-"""The `dmllab` command: demo, run, sweep, report, fit, verify; a thin layer over the library.
+"""The `dmllab` command: demo, run, sweep, report, tune, fit, verify, over the library.
 
     dmllab demo [--out DIR] [--quick]                 run every lesson, write report.html
     dmllab run NOTEBOOK -p NAME VALUE ... [--out DIR] one parameterised lesson
@@ -19,8 +19,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import itertools
 import json
+import os
+import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -86,10 +90,11 @@ def _run_command(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- sweep / report
 def _sweep_command(args: argparse.Namespace) -> int:
+    shard = Shard.parse(args.shard) if args.shard is not None else None
     grid = load_grid(args.grid)
     if args.out is not None:
         grid = dataclasses.replace(grid, out=Path(args.out))
-    return run_sweep(grid, args.workers, Shard.parse(args.shard) if args.shard else None)
+    return run_sweep(grid, args.workers, shard)
 
 
 def _report_command(args: argparse.Namespace) -> int:
@@ -141,14 +146,7 @@ def _fit_command(args: argparse.Namespace) -> int:
     config = Config.from_json(Path(args.config).read_text(), args.config)
     if args.root is not None:  # a recipe's data folder, given on the command line
         config = config.replace(dataset_options={**config.dataset_options, "root": args.root})
-    if args.out is None:
-        if args.resume:
-            raise SystemExit("--resume needs --out: the run folder whose checkpoint to continue")
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        args.out = str(Path("runs") / f"{Path(args.config).stem}-{stamp}")
-    if not args.resume and distributed.is_main():
-        refuse_existing_run(Path(args.out), config)
-    if args.nproc != 1:  # local CPU ranks that listen on loopback only; each runs this command
+    if args.nproc != 1:
         if args.nproc < 1:
             raise SystemExit(f"--nproc must be >= 1; got {args.nproc}")
         if config.batch_size % args.nproc:
@@ -162,17 +160,31 @@ def _fit_command(args: argparse.Namespace) -> int:
                 f"--nproc starts CPU processes, but Config.device={config.device!r}; set "
                 "device='cpu', or on several GPUs use torchrun (see the README)"
             )
+    if args.out is None:
+        if args.resume:
+            raise SystemExit("--resume needs --out: the run folder whose checkpoint to continue")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun's ranks: one folder for all
+            raise SystemExit("under torchrun, give --out: the run folder that every rank shares")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        args.out = str(claim_run_folder(Path("runs") / f"{Path(args.config).stem}-{stamp}"))
+    elif Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SystemExit(f"--out {args.out} is a file, not a folder; give a folder for the run")
+    if not args.resume and distributed.is_main():
+        refuse_existing_run(Path(args.out), config)
+    if args.nproc != 1:  # local CPU ranks that listen on loopback only; each runs this command
         distributed.launch(
             _fit_command, args.nproc, argparse.Namespace(**{**vars(args), "nproc": 1})
         )
         return 0
     out = Path(args.out)
-    run = run_job(
-        config,
-        progress=not args.quiet,
-        checkpoint_dir=out,
-        resume=out if args.resume else None,
-    )
+    with warnings.catch_warnings():
+        warnings.showwarning = _rank_zero_warning
+        run = run_job(
+            config,
+            progress=not args.quiet,
+            checkpoint_dir=out,
+            resume=out if args.resume else None,
+        )
     if distributed.is_main():
         out = run.save(out)
         print(
@@ -182,6 +194,53 @@ def _fit_command(args: argparse.Namespace) -> int:
         )
         print(f"run record: {printable(out.resolve())}")
     return 0
+
+
+def _rank_zero_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A warning during `dmllab fit` as one line, printed by rank 0 only (every rank would
+    print the same one, with a line of source)."""
+    from dmllab import distributed
+
+    if distributed.is_main():
+        print(f"dmllab fit: {category.__name__}: {message}", file=sys.stderr, flush=True)
+
+
+def claim_run_folder(base: Path) -> Path:
+    """A new, empty folder `base`, else `base-2`, `base-3`, ...: the first one this process
+    creates (mkdir fails when it exists, so two fits started in the same second never share a
+    folder, and no collision is found after training)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise AssertionError("unreachable")  # itertools.count never ends
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """After an interrupted `dmllab fit`: where its checkpoint is and the command that continues
+    it, or '' when it wrote none (or has no run folder yet)."""
+    from dmllab.engine.checkpoint import checkpoint_path
+
+    if args.command != "fit" or not getattr(args, "out", None):
+        return ""
+    checkpoint = checkpoint_path(Path(args.out))
+    if not checkpoint.is_file():
+        return ""
+    command = ["dmllab", "fit", args.config, "--out", args.out, "--resume"]
+    command += ["--root", args.root] if args.root is not None else []
+    command += ["--nproc", str(args.nproc)] if args.nproc != 1 else []
+    return f"; the checkpoint is {printable(checkpoint)}: continue with {shlex.join(command)}"
 
 
 def refuse_existing_run(out: Path, config: Config) -> None:
@@ -253,7 +312,9 @@ def parser() -> argparse.ArgumentParser:
     sub = main.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        # argparse formats `help` with %, but prints `description` as it is
+        description = help_text.replace("%%", "%")
+        return sub.add_parser(name, help=help_text, description=description, parents=[common])
 
     demo = command("demo", "run every lesson and write report.html")
     demo.add_argument(
@@ -370,24 +431,50 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+VALUE_OPTIONS = ("--shard",)
+"""Options whose value may start with '-' (`--shard -1/3`): argparse would read that value as an
+option and say "expected one argument"; joined as `--shard=-1/3`, the value reaches its own check
+(`Shard.parse`: "give I/N with 0 <= I < N")."""
+
+
+def _values_after(argv: list[str]) -> list[str]:
+    """`argv` with each of `VALUE_OPTIONS` joined to a following value that starts with a single
+    '-' (`--shard -1/3` -> `--shard=-1/3`)."""
+    joined: list[str] = []
+    items = iter(range(len(argv)))
+    for i in items:
+        after = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] in VALUE_OPTIONS and after.startswith("-") and not after.startswith("--"):
+            joined.append(f"{argv[i]}={after}")
+            next(items, None)
+        else:
+            joined.append(argv[i])
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. An error prints one line (what happened and to which file) and returns 1,
-    Ctrl-C one line and 130; `--debug` shows the traceback instead."""
-    args = parser().parse_args(argv)
-    if getattr(args, "workers", 1) < 1:
-        raise SystemExit("--workers must be >= 1")
+    Ctrl-C one line and 130; `--debug` shows the traceback instead. Every line starts with
+    `dmllab COMMAND:`, a refusal before any work (SystemExit with a message) too."""
+    args = parser().parse_args(_values_after(sys.argv[1:] if argv is None else list(argv)))
     for stream in (sys.stdout, sys.stderr):  # a path of any bytes prints (as \x escapes)
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     try:
+        if getattr(args, "workers", 1) < 1:
+            raise SystemExit("--workers must be >= 1")
         return args.func(args)
+    except SystemExit as error:  # a refusal before any work: the same prefix as other errors
+        if isinstance(error.code, str) and not error.code.startswith("dmllab "):
+            raise SystemExit(f"dmllab {args.command}: {error.code}") from None
+        raise
     except KeyboardInterrupt:
         if args.debug:
             raise
         again = (
             "; finished cells are kept: the same command runs the rest"
             if args.command == "sweep"
-            else ""
+            else resume_hint(args)
         )
         print(f"dmllab {args.command}: interrupted{again}", file=sys.stderr)
         return 130

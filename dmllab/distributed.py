@@ -22,8 +22,10 @@ import itertools
 import os
 import pickle
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -94,13 +96,16 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
     left): the same type, message and cause as in one process, its traceback in the rank as its
     innermost cause (`RankTraceback`), or a `RankError` with the type's name and the message
     when the error cannot be rebuilt here. A rank killed without an error (a signal) raises
-    torch.multiprocessing.ProcessExitedException.
+    torch.multiprocessing.ProcessExitedException. Interrupted (Ctrl-C) or terminated (SIGTERM,
+    then SystemExit(143)), it ends the ranks and removes its temporary folder first.
     """
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"launch needs nproc >= 1 processes; got {nproc!r}")
     interface = _loopback_interface()
     folder = tempfile.mkdtemp(prefix="dmllab-ranks-")
     failure: BaseException | None = None
+    context = None
+    terminated = _raise_on_sigterm()
     try:
         context = mp.start_processes(
             _run_rank,
@@ -117,9 +122,35 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
         if failure is None:
             raise
     finally:
+        if context is not None:  # interrupted or terminated: the ranks end with the launcher
+            for process in context.processes:
+                if process.is_alive():
+                    process.terminate()
+                process.join()
+        terminated.restore()
         shutil.rmtree(folder, ignore_errors=True)
     if failure is not None:
         raise failure  # raised here, outside the handler, so no launcher exception is chained
+
+
+class _raise_on_sigterm:
+    """SIGTERM raises SystemExit(143) (128 + SIGTERM, as a shell reports it) in the main thread
+    until `restore`, so that `launch` ends its ranks and removes its folder on the way out (the
+    default action ends the process without running any `finally`). Elsewhere: nothing."""
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._terminate)
+
+    @staticmethod
+    def _terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.previous = None
 
 
 class RankTraceback(Exception):

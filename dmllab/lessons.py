@@ -8,7 +8,13 @@ is a valid value of that field is checked like the field (so `-p lr .inf`, `-p s
 
 A lesson checks its parameters itself too, in the cell after its `parameters` cell
 (`read_parameters`), so the same rules hold however it is run: `dmllab run`, a sweep, plain
-`papermill -p` (which passes `false` or `[0.0, 0.2]` as text), nbval or JupyterLab.
+`papermill -p` (which passes `false` or `[0.0, 0.2]` as text), nbval or JupyterLab. There it also
+checks what only the lesson knows, declared beside the call (`ranges=`, built by `at_least`,
+`between`, `field`, `one_of`, `available_device`, `existing_folder`), so a value that would fail
+minutes into the lesson fails in its first cells, as one line naming the parameter, the value and
+what it may be:
+
+    dl.lessons.read_parameters(globals(), "02_...", ranges={"num_seeds": at_least(2, "paired")})
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import ast
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -174,12 +180,18 @@ class LessonResult:
 
 def run_lesson(notebook: Path, parameters: dict[str, Any], out: Path) -> Path:
     """Execute one lesson with `parameters` (checked beforehand: `check_values`) into a new folder
-    `out/<lesson>-<time>/`, which is also its `output_dir` unless the parameters name one, showing
-    papermill's progress; returns the executed notebook's path."""
+    `out/<lesson>-<time>/`, which is also its `output_dir` (so everything the lesson writes is in
+    that one folder), showing papermill's progress; returns the executed notebook's path.
+
+    Raises LessonError, before anything runs, when the parameters name an `output_dir`."""
+    if "output_dir" in parameters:
+        raise LessonError(
+            f"{notebook.name}: output_dir is the run's own folder under --out; "
+            "give --out DIR instead of -p output_dir"
+        )
     folder = out / (notebook.stem + "-" + datetime.now().strftime("%Y%m%d-%H%M%S-%f"))
     folder.mkdir(parents=True, exist_ok=False)
-    parameters = {**parameters}
-    parameters.setdefault("output_dir", str(folder.resolve()))
+    parameters = {**parameters, "output_dir": str(folder.resolve())}
     execute(notebook, folder / notebook.name, parameters, progress=True)
     return folder / notebook.name
 
@@ -212,7 +224,91 @@ def run_lessons(lessons: Sequence[Path], out: Path, quick: bool) -> list[LessonR
 
 
 # --------------------------------------------------------------------------- inside a lesson
-def read_parameters(namespace: dict[str, Any], lesson: str) -> dict[str, Any]:
+Check = Callable[[str, Any], None]
+"""What a lesson parameter may be beyond its default's kind: called with the owner's name
+("parameter num_seeds") and the value; raises BadValue with one line naming both and what the
+value may be."""
+
+
+def _because(reason: str) -> str:
+    return f" ({reason})" if reason else ""
+
+
+def at_least(low: int, reason: str = "") -> Check:
+    """An int (not a bool) >= `low`; `reason` says why in the message."""
+
+    def check(owner: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise BadValue(f"{owner}={value!r} must be an int >= {low}{_because(reason)}")
+
+    return check
+
+
+def between(
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    reason: str = "",
+) -> Check:
+    """A finite number in the interval from `low` to `high` (open ends as flagged)."""
+
+    def check(owner: str, value: Any) -> None:
+        try:
+            values.number(owner, value, low, high, low_open=low_open, high_open=high_open)
+        except BadValue as error:
+            raise BadValue(f"{error}{_because(reason)}") from None
+
+    return check
+
+
+def field(name: str) -> Check:
+    """A value the `Config` field `name` takes, checked like the field; a list (or tuple) holds
+    at least one such value, each checked like the field."""
+
+    def check(owner: str, value: Any) -> None:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise BadValue(f"{owner}={value!r} must hold at least one value of Config.{name}")
+        for item in items:
+            try:
+                check_field(name, item)
+            except BadValue as error:
+                raise BadValue(f"{owner}={value!r}: {error}") from None
+
+    return check
+
+
+def one_of(*names: str) -> Check:
+    """One of `names`."""
+
+    def check(owner: str, value: Any) -> None:
+        values.choice(owner, value, names)
+
+    return check
+
+
+def available_device(owner: str, value: Any) -> None:
+    """A `Config.device` name this machine has (`cuda` needs a CUDA device torch can see)."""
+    from dmllab.train import resolve_device
+
+    try:
+        check_field("device", value)
+        resolve_device(value)
+    except ValueError as error:
+        raise BadValue(f"{owner}={value!r}: {error}") from None
+
+
+def existing_folder(owner: str, value: Any) -> None:
+    """None, or the path of a folder that exists."""
+    if value is not None and not (isinstance(value, str) and Path(value).expanduser().is_dir()):
+        raise BadValue(f"{owner}={value!r} is no existing folder; give a folder's path, or None")
+
+
+def read_parameters(
+    namespace: dict[str, Any], lesson: str, ranges: Mapping[str, Check] | None = None
+) -> dict[str, Any]:
     """Check a lesson's parameters inside its kernel, before any work; call it first thing in the
     cell after the `parameters` cell, as `read_parameters(globals(), "01_class_collapse")`.
 
@@ -226,13 +322,16 @@ def read_parameters(namespace: dict[str, Any], lesson: str) -> dict[str, Any]:
       (`values.parse_text`: `false` is False, `[0.0, 0.2]` a list, `1e-3` a number);
     - every value is checked against its default and, for a `Config` field's name, like the field
       (`check_value`);
+    - every parameter named in `ranges` is checked by its `Check` (`at_least`, `between`,
+      `field`, ...), default or given, so what the lesson cannot use fails here, before any work;
     - `output_dir` left at None becomes `$DMLLAB_OUTPUT_DIR/<lesson>` when that is set
       (`OUTPUT_ENV`).
 
     The checked values are written back into `namespace` and returned. A kernel that keeps no
     input history (nbval runs cells without it) cannot have injected anything, so only
-    `output_dir` is resolved there. Raises BadValue naming the parameter (an unknown name, a value
-    of the wrong kind or out of range)."""
+    `output_dir` is resolved there (and `ranges` checked). Raises BadValue naming the parameter
+    (an unknown name, a value of the wrong kind or out of range), LessonError for a name in
+    `ranges` that the namespace lacks."""
     defaults, injected = _parameter_cells(namespace.get("In"))
     unknown = sorted(set(injected) - set(defaults))
     if unknown:
@@ -250,6 +349,10 @@ def read_parameters(namespace: dict[str, Any], lesson: str) -> dict[str, Any]:
                 raise BadValue(f"parameter {name}: {error}") from None
         check_value(name, value, source)
         checked[name] = value
+    for name, check in (ranges or {}).items():
+        if name not in namespace:
+            raise LessonError(f"{lesson}: ranges names {name!r}, which is no parameter")
+        check(f"parameter {name}", checked.get(name, namespace[name]))
     if namespace.get("output_dir") is None and os.environ.get(OUTPUT_ENV):
         checked["output_dir"] = str(Path(os.environ[OUTPUT_ENV]) / lesson)
     namespace.update(checked)

@@ -177,14 +177,17 @@ class Run:
         return pd.DataFrame(self.history)
 
     # ---------------------------------------------------------------- records on disk
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         """Write the run record (config.json, metrics.json, history.csv, model.pt) to `directory`.
 
         The files are written into a hidden folder beside it and renamed into place, so the
         record is complete or absent, an old record there survives a crash, and a symlink in an
         old record is replaced, never followed. A training checkpoint in the folder
-        (`checkpoint.pt`) is kept. Raises RecordError when `directory` holds files that are not a
-        run record's (they would be lost), OSError when it cannot be written."""
+        (`checkpoint.pt`) is kept. A record of this same Config there is replaced (a resumed
+        run saves again); one of another Config (or one whose config.json cannot be read) only
+        with `overwrite=True`. Raises RecordError when `directory` holds files that are not a
+        run record's (they would be lost) or, without `overwrite`, another Config's record;
+        OSError when it cannot be written."""
         directory = Path(directory)
         kept = (*RECORD_FILES, CHECKPOINT)
         if directory.is_dir() and not directory.is_symlink():
@@ -194,6 +197,8 @@ class Run:
                     f"{directory} holds files that are not part of a run record "
                     f"({', '.join(foreign[:5])}); save the run into a new or empty folder"
                 )
+            if not overwrite:
+                self._refuse_another_record(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = records.staging_dir(directory)
         try:
@@ -206,6 +211,21 @@ class Run:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return directory
+
+    def _refuse_another_record(self, directory: Path) -> None:
+        record = directory / "config.json"
+        if not record.exists():
+            return
+        try:
+            saved = Config.completed(records.read_json(record, "run's config"))
+        except (RecordError, BadValue, OSError):
+            saved = None
+        if saved is None or canonical(saved) != canonical(self.config.to_dict()):
+            which = "another configuration's" if saved is not None else "an unreadable"
+            raise RecordError(
+                f"{directory} holds {which} run record; save this run into a new folder, or "
+                "pass overwrite=True to replace it"
+            )
 
     def write_files(self, directory: Path) -> None:
         """The record's files, written into the existing folder `directory` (no renaming: callers

@@ -53,7 +53,12 @@ def best_table(tuned: Tuned) -> pd.DataFrame:
         variant: {f"validation {tuned.search.metric}": tuned.best_values[variant], **params}
         for variant, params in tuned.best.items()
     }
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
+    for column in table.columns:  # an int field stays an int (3, not 3.0), also beside a gap
+        given = [rows[v][column] for v in rows if column in rows[v]]
+        if given and all(isinstance(x, int) and not isinstance(x, bool) for x in given):
+            table[column] = table[column].astype("Int64")
+    return table
 
 
 def summary_text(tuned: Tuned, metrics: Sequence[str] = METRICS) -> str:

@@ -2,6 +2,7 @@
 text values are read like `dmllab run -p` reads them, an injected name the lesson lacks and a value
 of the wrong kind are errors before any work, `output_dir` follows DMLLAB_OUTPUT_DIR."""
 
+import ast
 import json
 import re
 import sys
@@ -176,5 +177,109 @@ def test_every_lesson_checks_its_parameters_first_under_its_own_name():
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
         index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
-        code = [line for line in cells[index + 1].source.splitlines() if not line.startswith("#")]
-        assert code[0] == f'dl.lessons.read_parameters(globals(), "{path.stem}")', path.name
+        first = ast.parse(cells[index + 1].source).body[0]
+        assert isinstance(first, ast.Expr) and isinstance(first.value, ast.Call), path.name
+        call = first.value
+        assert ast.unparse(call.func) == "dl.lessons.read_parameters", path.name
+        assert [ast.unparse(a) for a in call.args] == ["globals()", repr(path.stem)], path.name
+
+
+# ------------------------------------------------- each lesson's own ranges, in its check cell
+CUDA = __import__("torch").cuda.is_available()
+BAD_VALUES = [  # (lesson, parameter, bad value, the start of the one-line error)
+    ("00_tour", "epochs", 0, "parameter epochs: Config.epochs=0"),
+    ("00_tour", "embedding_dim", 0, "parameter embedding_dim: Config.embedding_dim=0"),
+    ("00_tour", "projection", "tsne", "parameter projection='tsne' is not known"),
+    ("01_class_collapse", "circle_noise", -0.1, "parameter circle_noise=-0.1: Config.noise_rate"),
+    (
+        "01_class_collapse",
+        "parity_noises",
+        [0.0, 1.5],
+        "parameter parity_noises=[0.0, 1.5]: Config.noise_rate=1.5 is outside [0, 1)",
+    ),
+    ("01_class_collapse", "parity_noises", [], "parameter parity_noises=[] must hold at least"),
+    ("01_class_collapse", "circle_epochs", 0, "parameter circle_epochs=0: Config.epochs=0"),
+    ("01_class_collapse", "parity_epochs", 0, "parameter parity_epochs=0: Config.epochs=0"),
+    ("01_class_collapse", "projection", "tsne", "parameter projection='tsne' is not known"),
+    ("02_listwise_self_distillation", "noise_rate", 0.0, "parameter noise_rate=0.0 is outside (0"),
+    ("02_listwise_self_distillation", "lsd_alpha", -1.0, "parameter lsd_alpha: Config.lsd_alpha"),
+    ("02_listwise_self_distillation", "lsd_tau", 0.0, "parameter lsd_tau: Config.lsd_tau"),
+    ("02_listwise_self_distillation", "epochs", 0, "parameter epochs: Config.epochs"),
+    (
+        "02_listwise_self_distillation",
+        "batches_per_epoch",
+        0,
+        "parameter batches_per_epoch: Config.batches_per_epoch",
+    ),
+    ("02_listwise_self_distillation", "num_seeds", 1, "parameter num_seeds=1 must be an int >= 2"),
+    ("02_listwise_self_distillation", "workers", 0, "parameter workers=0 must be an int >= 1"),
+    ("03_bregman_geometry", "large_mu", -1.0, "parameter large_mu=-1.0 is outside [0, inf]"),
+    ("03_bregman_geometry", "num_seeds", 1, "parameter num_seeds=1 must be an int >= 2"),
+    ("04_combinations", "noise_rate", 0.0, "parameter noise_rate=0.0 is outside (0, 1)"),
+    ("04_combinations", "lsd_alpha", -1.0, "parameter lsd_alpha: Config.lsd_alpha"),
+    ("04_combinations", "epochs", 0, "parameter epochs: Config.epochs"),
+    ("04_combinations", "batches_per_epoch", 0, "parameter batches_per_epoch: Config"),
+    ("04_combinations", "num_seeds", 1, "parameter num_seeds=1 must be an int >= 2"),
+    ("04_combinations", "workers", 0, "parameter workers=0 must be an int >= 1"),
+    ("05_your_data", "data_root", "/nonexistent/x", "parameter data_root='/nonexistent/x' is no"),
+    ("05_your_data", "layout", "bogus", "parameter layout='bogus' is not known"),
+    ("05_your_data", "image_size", 3, "parameter image_size=3 must be an int >= 8"),
+    ("05_your_data", "model", "bogus", "parameter model: Config.model='bogus'"),
+    ("05_your_data", "epochs", 0, "parameter epochs: Config.epochs"),
+    ("05_your_data", "projection", "tsne", "parameter projection='tsne' is not known"),
+    ("05_your_data", "device", "tpu", "parameter device: Config.device='tpu' is not"),
+    ("06_reality_checks", "noise_rate", 1.0, "parameter noise_rate: Config.noise_rate=1.0"),
+    ("06_reality_checks", "lsd_alpha", -1.0, "parameter lsd_alpha: Config.lsd_alpha"),
+    ("06_reality_checks", "epochs", 0, "parameter epochs: Config.epochs"),
+    ("06_reality_checks", "zero_shot_seeds", 1, "parameter zero_shot_seeds=1 must be an int >= 2"),
+    ("06_reality_checks", "num_seeds", 1, "parameter num_seeds=1 must be an int >= 2"),
+    ("06_reality_checks", "trials", 0, "parameter trials=0 must be an int >= 1"),
+    ("06_reality_checks", "workers", 0, "parameter workers=0 must be an int >= 1"),
+]
+if not CUDA:
+    BAD_VALUES.append(
+        ("05_your_data", "device", "cuda", "parameter device='cuda': Config.device='cuda' but")
+    )
+COMMON = {"seed", "quick", "output_dir"}  # checked like Config.seed, a bool, any folder
+
+
+def run_check_cell(lesson: str, injected: dict) -> dict:
+    """The lesson's cells up to its check as a kernel runs them (imports, the parameters cell,
+    papermill's cell with `injected`), then the check cell's first statement (the
+    read_parameters call, before any work); returns the namespace."""
+    path = ROOT / "notebooks" / f"{lesson}.ipynb"
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    check = ast.get_source_segment(
+        cells[index + 1].source, ast.parse(cells[index + 1].source).body[0]
+    )
+    injection = "".join(f"{name} = {value!r}\n" for name, value in injected.items())
+    namespace: dict = {"In": ["", cells[0].source, cells[index].source]}
+    for source in (cells[0].source, cells[index].source, injection):
+        exec(source, namespace)
+    if injection:
+        namespace["In"].append(injection)
+    namespace["In"].append(check)
+    exec(check, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("lesson, name, value, message", BAD_VALUES)
+def test_each_lessons_check_cell_refuses_a_bad_value_in_one_line(lesson, name, value, message):
+    with pytest.raises(BadValue) as raised:
+        run_check_cell(lesson, {name: value})
+    assert str(raised.value).startswith(message), str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "lesson", sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+)
+def test_each_lessons_defaults_pass_its_check_and_every_parameter_has_a_bad_value_test(lesson):
+    from dmllab.lessons import notebook_parameters
+
+    namespace = run_check_cell(lesson, {})
+    parameters = set(notebook_parameters(ROOT / "notebooks" / f"{lesson}.ipynb"))
+    assert parameters <= set(namespace)
+    tested = {name for name_of, name, *_ in BAD_VALUES if name_of == lesson}
+    assert parameters - COMMON == tested, "give each new parameter a range and a bad value here"

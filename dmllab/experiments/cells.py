@@ -162,11 +162,21 @@ def completed(recorded: dict[str, Any]) -> dict[str, Any]:
 
 def difference(old: Any, new: Any, where: str = "") -> str:
     """The first place two recorded configurations differ, as 'where: old -> new' (a sweep's
-    cells, a study's search)."""
+    cells, a study's search), or 'where: added' / 'where: removed' for a key one of them lacks
+    (its value is not dumped).
+
+    >>> difference({"space": {"lr": {"high": 0.1}}}, {"space": {"lr": {"high": 0.2}, "m": {}}})
+    'space.lr.high: 0.1 -> 0.2'
+    >>> difference({"a": 1}, {"a": 1, "b": {"low": 0}})
+    'b: added'
+    """
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
-            if canonical(old.get(key)) != canonical(new.get(key)):
-                return difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+            here = f"{where}.{key}" if where else key
+            if key not in old or key not in new:
+                return f"{here}: {'added' if key not in old else 'removed'}"
+            if canonical(old[key]) != canonical(new[key]):
+                return difference(old[key], new[key], here)
     return f"{where}: {canonical(old)} -> {canonical(new)}"
 
 

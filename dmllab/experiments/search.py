@@ -39,7 +39,7 @@ from dmllab.config import MAX_SEED, Config
 from dmllab.experiments import spec
 from dmllab.experiments.plan import VARIANT, first_repeat
 from dmllab.experiments.spec import REQUIRED, Key, Schema, SpecError, Where
-from dmllab.values import BadValue
+from dmllab.values import BadValue, canonical
 
 if TYPE_CHECKING:
     import optuna
@@ -369,16 +369,30 @@ def _check_conditions(
 
 def _check_configs(search: Search, where: Where) -> None:
     """Every variant's Config, and each searched value's bounds in it, are valid Configs (where
-    the parameter's condition on fixed fields holds in that variant)."""
+    the parameter's condition on fixed fields holds in that variant), and no two variants are the
+    same search (the same Config, the same parameters searched: one variant twice)."""
     searched = {param.name for param in search.space}
+    seen: dict[str, str] = {}
     for variant in search.variants:
         try:
             fields = {**search.config(variant).to_dict(), VARIANT: variant}
         except BadValue as error:
             raise where.at("variants", variant).error(f"variant {variant!r}: {error}") from error
-        for param in search.space:
-            fixed = {k: v for k, v in param.when.items() if k not in searched}
-            if not dataclasses.replace(param, when=fixed).applies(fields):
+        applies = [
+            dataclasses.replace(
+                param, when={k: v for k, v in param.when.items() if k not in searched}
+            ).applies(fields)
+            for param in search.space
+        ]
+        same = canonical([search.config(variant).to_dict(), applies])
+        if same in seen:
+            raise where.at("variants", variant).error(
+                f"variant {variant!r} is the same as variant {seen[same]!r} (the same Config "
+                "and space): one variant twice; make them differ or keep one"
+            )
+        seen[same] = variant
+        for param, applied in zip(search.space, applies, strict=True):
+            if not applied:
                 continue
             for value in param.corners():
                 try:

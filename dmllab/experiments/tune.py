@@ -15,9 +15,10 @@ The study database: an SQLite file `OUT/study.db` by default (nothing to start; 
 sqlite:///OUT/study.db` shows it), or any SQLAlchemy URL (`postgresql+psycopg://...`) that
 workers on many machines share: each runs `tune` with the same search and storage, and every
 worker takes the next trial of the same study. A study is resumed by running the same search
-again: finished trials are kept once, a study run with another search is refused. A trial whose
-worker died (killed, a lost machine) stops sending heartbeats; after `2 x heartbeat` seconds it is
-marked failed (never counted) and retried with the same values
+again: finished trials are kept once, a raised `trials` continues the same study, a study run
+with another search is refused. A trial whose worker died (killed, a lost machine) stops sending
+heartbeats; after `2 x heartbeat` seconds it is marked failed (never counted) and retried with
+the same values
 (`optuna.storages.RetryHeartbeatStaleTrialCallback`).
 
 Sampling is pinned, so that a study never changes with Optuna's defaults: TPE with the search's
@@ -31,6 +32,7 @@ hopeless trial by raising `optuna.TrialPruned` there.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import secrets
@@ -72,6 +74,18 @@ REPRODUCTIONS = "reproductions"
 
 class StudyMismatch(SpecError):
     """The study database holds a study of this name that was run with another search."""
+
+
+class StorageError(BadValue):
+    """A study database URL that cannot be used here: an unknown scheme, a driver that is not
+    installed, or text that is no URL; the message names the URL (password hidden), the schemes
+    that work and what to install."""
+
+
+STORAGE_SCHEMES = (
+    "sqlite:///FILE (built in), postgresql+psycopg://USER@HOST/DB (psycopg), or "
+    "mysql+pymysql://USER@HOST/DB (pip install pymysql)"
+)
 
 
 @dataclass
@@ -133,11 +147,45 @@ def _storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
                     grace_period=2 * heartbeat,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
                 )
+        except sqlalchemy.exc.NoSuchModuleError:
+            raise StorageError(
+                f"--storage {_shown(url)}: SQLAlchemy knows no database of this scheme; "
+                f"use {STORAGE_SCHEMES}"
+            ) from None
+        except sqlalchemy.exc.ArgumentError:
+            raise StorageError(
+                f"--storage {_shown(url)} is no SQLAlchemy URL; use {STORAGE_SCHEMES}"
+            ) from None
+        except ImportError:  # optuna: "Failed to import DB access module ..."
+            raise StorageError(
+                f"--storage {_shown(url)}: the database driver of this scheme is not installed; "
+                f"install it, or name an installed one: {STORAGE_SCHEMES}"
+            ) from None
         except sqlalchemy.exc.SQLAlchemyError:  # workers creating a new database's tables at once
             if attempt == SCHEMA_TRIES - 1:
                 raise
             time.sleep(POLL_SECONDS)
     raise AssertionError("unreachable")
+
+
+def _shown(url: str) -> str:
+    """`url` with its password hidden (as ***), when it can be read as a URL."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def check_heartbeat(heartbeat: Any) -> int:
+    """`heartbeat`, seconds between a running trial's heartbeats: an int >= 1. Raises BadValue."""
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 1:
+        raise BadValue(
+            f"heartbeat={heartbeat!r}: give the seconds between a trial's heartbeats as an "
+            "int >= 1 (a trial silent for twice as long is retried)"
+        )
+    return heartbeat
 
 
 def open_study(
@@ -157,15 +205,25 @@ def open_study(
         sampler=optuna.samplers.RandomSampler(seed=0),  # replaced below, once the study is read
         pruner=_pruner(search),
     )
-    recorded = canonical(search.recorded(variant))
+    recorded = search.recorded(variant)
     if "search" not in study.user_attrs:
-        study.set_user_attr("search", recorded)
-    elif study.user_attrs["search"] != recorded:
-        raise StudyMismatch(
-            f"{url}: the study {study.study_name!r} was run with another search than this one "
-            f"({_difference(study.user_attrs['search'], recorded)}); give the search another "
-            "'out:' folder or --storage, or run the search it was made with"
-        )
+        study.set_user_attr("search", canonical(recorded))
+    else:
+        saved = json.loads(study.user_attrs["search"])
+        budget = saved.pop("trials", None)
+        if canonical(saved) != canonical({k: v for k, v in recorded.items() if k != "trials"}):
+            raise StudyMismatch(
+                f"{url}: the study {study.study_name!r} was run with another search than this "
+                f"one ({_difference(saved, recorded)}); give the search another 'out:' folder "
+                "or --storage, or run the search it was made with"
+            )
+        if isinstance(budget, int) and search.trials < budget:
+            raise StudyMismatch(
+                f"{url}: the study {study.study_name!r} has a budget of trials={budget}; raise "
+                f"trials to search more (not {search.trials}), or keep it"
+            )
+        if budget != search.trials:  # a raised budget: the same study goes on, more trials
+            study.set_user_attr("search", canonical(recorded))
     existing = len(study.get_trials(deepcopy=False))
     seed = int(np.random.SeedSequence([search.sampler_seed, worker, existing]).generate_state(1)[0])
     study.sampler = optuna.samplers.TPESampler(
@@ -178,12 +236,17 @@ def open_study(
     return study
 
 
-def _difference(old: str, new: str) -> str:
-    import json
-
+def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Where two recorded searches differ, the space compared field by field (by its names)."""
     from dmllab.experiments.cells import difference
 
-    return difference(json.loads(old), json.loads(new))
+    def by_name(recorded: dict[str, Any]) -> dict[str, Any]:
+        space = recorded.get("space")
+        if isinstance(space, list) and all(isinstance(p, dict) and "name" in p for p in space):
+            return {**recorded, "space": {p["name"]: p for p in space}}
+        return recorded
+
+    return difference(by_name(old), by_name(new))
 
 
 def _pruner(search: Search) -> optuna.pruners.BasePruner:
@@ -387,6 +450,7 @@ def tune(
     second Ctrl-C stops at once (the running trials are retried when the search resumes).
     Raises SpecError for a bad search, StudyMismatch for a database holding another search's
     study, RuntimeError naming the study when a worker failed."""
+    check_heartbeat(heartbeat)
     search = search if isinstance(search, Search) else load_search(search)
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
