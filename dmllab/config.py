@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,11 +237,7 @@ class Config:
         that takes every positive (`ranks_positives`). Raises BadValue naming the field and the
         fix."""
         if not reads_tuples(self.loss):
-            changed = [
-                f"{name}={getattr(self, name)!r}"
-                for name in TUPLE_FIELDS
-                if getattr(self, name) != _DEFAULTS[name]
-            ]
+            changed = self._set_away_from_default(TUPLE_FIELDS)
             if changed:
                 defaults = ", ".join(f"{name}={_DEFAULTS[name]!r}" for name in TUPLE_FIELDS)
                 readers = ", ".join(sorted(name for name in LOSSES if reads_tuples(name)))
@@ -257,6 +253,14 @@ class Config:
                 f"positives={self.positives!r}, which takes every positive; leave k_positives at "
                 f"1 or choose positives that rank them: {rankers}"
             )
+
+    def _set_away_from_default(self, fields: Iterable[str]) -> list[str]:
+        """`name=value` of each of `fields` this Config sets to another value than its default."""
+        return [
+            f"{name}={getattr(self, name)!r}"
+            for name in fields
+            if getattr(self, name) != _DEFAULTS[name]
+        ]
 
     def _check_unread_fields(self) -> None:
         """Refuse a field set away from its default that the chosen components would not read
@@ -293,11 +297,7 @@ class Config:
                 "memory_size > 0"
             )
         if self.lsd_alpha == 0:
-            changed = [
-                f"{name}={getattr(self, name)!r}"
-                for name in LSD_FIELDS
-                if getattr(self, name) != _DEFAULTS[name]
-            ]
+            changed = self._set_away_from_default(LSD_FIELDS)
             if changed:
                 defaults = ", ".join(f"{name}={_DEFAULTS[name]!r}" for name in LSD_FIELDS)
                 raise BadValue(
