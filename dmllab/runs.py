@@ -96,16 +96,25 @@ class Run:
             raise ValueError(f"this run carries no data{trained_on}; pass a dataset explicitly")
         return self.data
 
-    @torch.no_grad()
     def embed(self, data: Dataset | Tensor, batch_size: int = 1024) -> Tensor:
         """Embeddings of a dataset (or raw inputs) in eval mode, on the CPU, in chunks of
-        `batch_size` rows.
+        `batch_size` rows (`embed_with_failures` without the rows that failed)."""
+        return self.embed_with_failures(data, batch_size)[0]
+
+    @torch.no_grad()
+    def embed_with_failures(
+        self, data: Dataset | Tensor, batch_size: int = 1024
+    ) -> tuple[Tensor, Tensor]:
+        """(embeddings [N, d] float32, failed [N] bool): the embeddings of a dataset (or raw
+        inputs) in eval mode, on the CPU, in chunks of `batch_size` rows, and which rows are the
+        black images of files that failed to decode (`on_bad_image="skip"`; all False otherwise).
 
         Lazy inputs (image folders) stream through the loader (`dmllab.data.loader`): decoded by
         `config.num_workers` worker processes through the evaluation transform of
         `config.augment`, a few batches at a time, so no split is ever held decoded. A file that
         fails raises BadImageError naming it, or, under `config.on_bad_image="skip"`, embeds as a
-        black image with a warning naming it.
+        black image with a warning naming it, marked in `failed` (`evaluate` leaves such rows out
+        of its metrics).
 
         Raises ValueError when the rows do not have the shape the run was trained on (its
         training split's, or the record's when it was loaded without data), naming both; a run
@@ -117,8 +126,9 @@ class Run:
         self.model.eval()
         result: Tensor | None = None
         start = 0
+        failed: list[int] = []
         try:
-            for batch in self._batches(x, batch_size, device):
+            for batch in self._batches(x, batch_size, device, failed):
                 z = self.model(batch.to(device)).float().cpu()
                 if result is None:  # one [N, d] result: many small chunks kept between the
                     result = torch.empty(len(x), *z.shape[1:])  # freed batches grow the heap
@@ -128,9 +138,13 @@ class Run:
             self.model.train(was_training)
         if result is None:
             raise ValueError("nothing to embed: the inputs have no rows")
-        return result
+        mask = torch.zeros(len(result), dtype=torch.bool)
+        mask[failed] = True
+        return result, mask
 
-    def _batches(self, x: Any, batch_size: int, device: torch.device) -> Iterator[Tensor]:
+    def _batches(
+        self, x: Any, batch_size: int, device: torch.device, failed: list[int]
+    ) -> Iterator[Tensor]:
         if isinstance(x, Tensor):
             for start in range(0, len(x), batch_size):
                 yield x[torch.arange(start, min(start + batch_size, len(x)))]
@@ -142,6 +156,7 @@ class Run:
             num_workers=self.config.num_workers,
             pin_memory=device.type == "cuda",
             on_bad_image=self.config.on_bad_image,
+            failed=failed,
         )
 
     def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
