@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from dmllab import records
+from dmllab.backbones import COMPILED, plain_key, plain_keys
 from dmllab.build import build_components, prepare
 from dmllab.claims import t_quantile
 from dmllab.config import Config
@@ -258,8 +259,8 @@ def unwrapped(module: nn.Module) -> nn.Module:
             module = module.module
             continue
         children = dict(module.named_children())
-        if list(children) == [_COMPILED]:  # torch.compile's wrapper holds only the original
-            module = children[_COMPILED]
+        if list(children) == [COMPILED]:  # torch.compile's wrapper holds only the original
+            module = children[COMPILED]
             continue
         return module
 
@@ -267,26 +268,15 @@ def unwrapped(module: nn.Module) -> nn.Module:
 def plain_state_dict(module: nn.Module) -> dict[str, Tensor]:
     """The state dict of `unwrapped(module)`, with the `_orig_mod.` of compiled submodules taken
     out of its keys: the names the same module has when it was built and never wrapped."""
-    return {_plain_key(key): value for key, value in unwrapped(module).state_dict().items()}
-
-
-# The name under which torch.compile's wrapper (OptimizedModule) registers the module it compiles.
-_COMPILED = "_orig_mod"
-
-
-def _plain_key(key: str) -> str:
-    return ".".join(part for part in key.split(".") if part != _COMPILED)
+    return {plain_key(key): value for key, value in unwrapped(module).state_dict().items()}
 
 
 def _load_weights(module: nn.Module, state: Mapping[str, Tensor], part: str, path: Path) -> None:
     """Load `state` into `module`, refusing (RecordError naming `path`) weights that do not fit:
     the keys that are missing or unexpected, a few of each, or the first shapes that differ.
     Records saved from a wrapped module before they were saved plain load too."""
-    state = {_plain_key(key): value for key, value in state.items()}
     expected = set(module.state_dict())
-    prefix = "module."  # a record saved from a (Distributed)DataParallel wrapper
-    if set(state) != expected and state and all(key.startswith(prefix) for key in state):
-        state = {key[len(prefix) :]: value for key, value in state.items()}
+    state = plain_keys(state, expected)
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         found = "; ".join(
