@@ -144,10 +144,8 @@ def _label_array(values: Any, name: str) -> np.ndarray:
                 "(cast float ids with .long())"
             )
         array = values.detach().cpu().numpy()
-    elif isinstance(values, (list, tuple)):
-        array = _sequence_labels(values)
     else:
-        array = _numpy(values)
+        array = label_array(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one label per sample); got shape {array.shape}")
     refuse_unlabelled(array, name)
@@ -156,6 +154,31 @@ def _label_array(values: Any, name: str) -> np.ndarray:
             f"{name} must hold integer class labels or names; got {array.dtype} "
             "(cast float ids with .astype(int))"
         )
+    return array
+
+
+def label_array(values: Any) -> np.ndarray:
+    """A numpy array of the labels in any container, each label read as its value.
+
+    values: a tensor, numpy array, list, tuple or pandas object. A label given as a 0-d tensor or
+    0-d numpy array (what iterating over a tensor or array yields) is its value: [tensor(0),
+    tensor(-1)] reads as [0, -1], so its rows are classes 0 and -1 (no label), not one class per
+    tensor object. A list is int64 when all its labels are integers, float64 when all are real
+    numbers, else objects (numpy would turn [0, "a"] into the strings "0", "a", and tuples into
+    rows).
+
+    >>> import torch
+    >>> label_array([torch.tensor(2), np.array(0), np.int64(1)])
+    array([2, 0, 1])
+    """
+    if isinstance(values, Tensor):
+        tensor = values.detach().cpu()
+        return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+    if isinstance(values, (list, tuple)):
+        return _sequence_labels(values)
+    array = _numpy(values)
+    if array.dtype.kind == "O" and any(isinstance(v, (Tensor, np.ndarray)) for v in array.flat):
+        return _sequence_labels(list(array)) if array.ndim == 1 else array
     return array
 
 
@@ -175,6 +198,8 @@ def refuse_unlabelled(labels: np.ndarray, name: str) -> None:
         bad = labels < 0
     elif labels.dtype.kind == "f":
         bad = np.isnan(labels)
+    elif labels.dtype.kind in "mM":  # datetime64 / timedelta64: NaT is the missing value
+        bad = np.isnat(labels)
     elif labels.dtype.kind == "O":
         bad = np.fromiter(map(_no_label, labels), dtype=bool, count=len(labels))
     else:
@@ -183,6 +208,10 @@ def refuse_unlabelled(labels: np.ndarray, name: str) -> None:
         return
     rows = np.flatnonzero(bad)
     first = labels[rows[0]]
+    if isinstance(first, (np.datetime64, np.timedelta64)):  # NaT, whose .item() reads None
+        import pandas as pd
+
+        first = pd.NaT
     first = first.item() if hasattr(first, "item") else first
     where = f"at {len(rows)} row(s) {rows[:5].tolist()}{' ...' if len(rows) > 5 else ''}"
     if isinstance(first, (int, np.integer)) and not isinstance(first, (bool, np.bool_)):
@@ -210,9 +239,9 @@ def _no_label(value: Any) -> bool:
 
 
 def _sequence_labels(values: list | tuple) -> np.ndarray:
-    """A 1-D array of the labels in a list: int64 when all are integers, float64 when all are real
-    numbers, else objects (numpy would turn [0, "a"] into the strings "0", "a", and tuples into
-    rows)."""
+    """A 1-D array of the labels in a list, 0-d tensors and arrays read as their values
+    (`label_array`)."""
+    values = [_scalar(v) for v in values]
     if all(
         isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values
     ):
@@ -223,6 +252,16 @@ def _sequence_labels(values: list | tuple) -> np.ndarray:
     for i, value in enumerate(values):
         array[i] = value
     return array
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d tensor or numpy array as its Python value (a datetime64 stays one, as its .item()
+    may read an int or None); anything else as it is."""
+    if isinstance(value, Tensor) and value.dim() == 0:
+        return value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value[()] if value.dtype.kind in "mM" else value.item()
+    return value
 
 
 def _numpy(values: Any) -> np.ndarray:
@@ -238,5 +277,6 @@ __all__ = [
     "as_floats",
     "encode_labels",
     "is_array_like",
+    "label_array",
     "refuse_unlabelled",
 ]

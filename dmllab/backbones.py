@@ -9,11 +9,17 @@ Weights (`Config.model_options={"weights": ...}`):
                                 keeps them: torch.hub.get_dir()/checkpoints/<torchvision's file
                                 name> (under $TORCH_HOME/hub when TORCH_HOME is set)
     "/path/to/resnet50.pth"     a state dict of that torchvision model in a local file (offline
-                                clusters; "~" is expanded)
+                                clusters; "~" is expanded). The common wrappings are unwrapped:
+                                a training checkpoint {"state_dict": ...} (timm) or
+                                {"model": ...} (torchvision's reference scripts), and the
+                                `module.` in front of every key of a model saved inside
+                                (Distributed)DataParallel (`plain_keys`)
 
 The lab never downloads: weights that are not on disk are a `WeightsError` naming the path to
 place the file at, where torchvision publishes it, and the local-file alternative. Files are read
-with `torch.load(weights_only=True)` and loaded strictly: every parameter and buffer of the trunk
+with `torch.load(weights_only=True)`, which runs no code from the file (a pickled whole model or
+a file torch.save did not write is a one-line `WeightsError` saying what the file holds), and
+loaded strictly: every parameter and buffer of the trunk
 must be in the file and nothing else may be, except the classifier's `fc.*` keys (the classifier
 is removed); a `WeightsError` names the missing, unexpected and mis-shaped keys.
 
@@ -39,8 +45,8 @@ of those names (read from torch's hub cache) or the path of a saved state dict
 from __future__ import annotations
 
 import os
-import pickle
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -59,6 +65,8 @@ __all__ = [
     "WeightsError",
     "freeze_batchnorm",
     "load_trunk_weights",
+    "plain_key",
+    "plain_keys",
     "resnet_trunk",
     "weights_file",
     "weights_names",
@@ -136,28 +144,55 @@ def weights_file(arch: str, weights: str) -> Path:
     return path
 
 
+#: The name under which torch.compile's wrapper (OptimizedModule) registers the module it compiles.
+COMPILED = "_orig_mod"
+#: The prefix (Distributed)DataParallel puts in front of every key of the module it wraps.
+PARALLEL_PREFIX = "module."
+#: Keys under which training checkpoints keep the model's state dict (timm; torchvision's
+#: reference scripts), beside the optimizer's state, the epoch, ...
+CHECKPOINT_KEYS = ("state_dict", "model")
+#: What a state dict is and how one is saved, for messages.
+STATE_DICT = (
+    "a state dict (a mapping of parameter names to tensors, as "
+    "torch.save(model.state_dict(), path) writes) is expected"
+)
+
+
+def plain_key(key: str) -> str:
+    """`key` without torch.compile's `_orig_mod.` parts."""
+    return ".".join(part for part in key.split(".") if part != COMPILED)
+
+
+def plain_keys(state: Mapping[str, Tensor], expected: Collection[str]) -> dict[str, Tensor]:
+    """`state` under the names its module has when it was never wrapped: torch.compile's
+    `_orig_mod.` taken out of every key, and the `module.` in front of every key of a state dict
+    saved from a (Distributed)DataParallel wrapper cut off, unless the keys already are the
+    module's `expected` keys."""
+    plain = {plain_key(key): value for key, value in state.items()}
+    if set(plain) != set(expected) and plain and all(k.startswith(PARALLEL_PREFIX) for k in plain):
+        plain = {key[len(PARALLEL_PREFIX) :]: value for key, value in plain.items()}
+    return plain
+
+
 def load_trunk_weights(net: nn.Module, path: Path, arch: str) -> None:
     """Load the state dict in `path` into `net` (a torchvision `arch` whose classifier `fc` was
-    replaced by nn.Identity), strictly except for the classifier's `fc.*` keys.
+    replaced by nn.Identity), strictly except for the classifier's `fc.*` keys. A training
+    checkpoint holding the state dict under "state_dict" or "model", and a state dict saved from
+    a wrapped model (`plain_keys`), are unwrapped.
 
     Raises WeightsError naming the file when it cannot be read as a state dict with
-    weights_only=True, and naming the missing, unexpected and mis-shaped keys."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, RuntimeError, pickle.UnpicklingError, OSError, ValueError) as error:
-        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise WeightsError(
-            f"model {arch!r}: cannot read the weights in {path} ({cause}); the file is damaged, "
-            "cut short, or not a state dict saved with torch.save"
-        ) from None
+    weights_only=True (saying what it holds instead), and naming the missing, unexpected and
+    mis-shaped keys."""
+    state = _unwrapped_checkpoint(_read_weights(path, arch))
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(
             f"model {arch!r}: {path} does not hold a state dict (a mapping of names to "
             f"tensors) but a {type(state).__name__}; save torchvision's "
             f"model.state_dict() of a {arch}"
         )
-    trunk_state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     expected = net.state_dict()
+    state = plain_keys(state, expected)
+    trunk_state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     shapes = [
         f"{key!r} {tuple(value.shape)} (the model has {tuple(expected[key].shape)})"
         for key, value in trunk_state.items()
@@ -183,6 +218,70 @@ def load_trunk_weights(net: nn.Module, path: Path, arch: str) -> None:
             f"model {arch!r}: the weights in {path} do not fit torchvision's {arch} "
             f"({'; '.join(parts)}){_prefix_hint(result.unexpected_keys, expected)}"
         )
+
+
+def _read_weights(path: Path, arch: str) -> Any:
+    """What `torch.load(path, weights_only=True)` reads (argparse.Namespace allowed: torchvision's
+    reference scripts save their arguments beside the model), or WeightsError in one line."""
+    import argparse
+
+    holds = _foreign_content(path)
+    if holds is not None:
+        raise WeightsError(
+            f"model {arch!r}: cannot read the weights in {path}: it holds {holds}, not a file "
+            f"torch.save writes; {STATE_DICT}"
+        )
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load's errors for damaged files are of many kinds
+        text = _ANSI.sub("", str(error))
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found is not None:
+            raise WeightsError(
+                f"model {arch!r}: cannot read the weights in {path}: it holds a pickled "
+                f"{found.group(1)} object (a whole model or another object, whose loading would "
+                f"run code from the file), not a state dict; {STATE_DICT}: save the model's "
+                "state_dict()"
+            ) from None
+        cause = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        raise WeightsError(
+            f"model {arch!r}: cannot read the weights in {path} ({cause}); the file is damaged, "
+            "cut short, or not a state dict saved with torch.save"
+        ) from None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: How the files torch.save writes begin: a zip archive, or (before torch 1.6) a pickle.
+_TORCH_SAVE_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def _foreign_content(path: Path) -> str | None:
+    """What a file holds when it cannot be one torch.save wrote (by its first bytes), for
+    messages; None when it may be one."""
+    with open(path, "rb") as file:
+        head = file.read(64)
+    if not head:
+        return "nothing (0 bytes)"
+    if head.startswith(_TORCH_SAVE_STARTS):
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"other bytes (it starts with {head[:16]!r})"
+    first = text.strip().splitlines()[0][:40] if text.strip() else text[:40]
+    return f"text (it starts with {first!r})"
+
+
+def _unwrapped_checkpoint(state: Any) -> Any:
+    """The state dict a training checkpoint holds under one of `CHECKPOINT_KEYS`, else `state`."""
+    if not isinstance(state, Mapping) or all(isinstance(v, Tensor) for v in state.values()):
+        return state
+    for key in CHECKPOINT_KEYS:
+        inner = state.get(key)
+        if isinstance(inner, Mapping) and all(isinstance(v, Tensor) for v in inner.values()):
+            return inner
+    return state
 
 
 class ImageInput(nn.Module):

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from dmllab import records
+from dmllab.backbones import COMPILED, plain_key, plain_keys
 from dmllab.build import build_components, prepare
 from dmllab.claims import t_quantile
 from dmllab.config import Config
@@ -96,16 +97,25 @@ class Run:
             raise ValueError(f"this run carries no data{trained_on}; pass a dataset explicitly")
         return self.data
 
-    @torch.no_grad()
     def embed(self, data: Dataset | Tensor, batch_size: int = 1024) -> Tensor:
         """Embeddings of a dataset (or raw inputs) in eval mode, on the CPU, in chunks of
-        `batch_size` rows.
+        `batch_size` rows (`embed_with_failures` without the rows that failed)."""
+        return self.embed_with_failures(data, batch_size)[0]
+
+    @torch.no_grad()
+    def embed_with_failures(
+        self, data: Dataset | Tensor, batch_size: int = 1024
+    ) -> tuple[Tensor, Tensor]:
+        """(embeddings [N, d] float32, failed [N] bool): the embeddings of a dataset (or raw
+        inputs) in eval mode, on the CPU, in chunks of `batch_size` rows, and which rows are the
+        black images of files that failed to decode (`on_bad_image="skip"`; all False otherwise).
 
         Lazy inputs (image folders) stream through the loader (`dmllab.data.loader`): decoded by
         `config.num_workers` worker processes through the evaluation transform of
         `config.augment`, a few batches at a time, so no split is ever held decoded. A file that
         fails raises BadImageError naming it, or, under `config.on_bad_image="skip"`, embeds as a
-        black image with a warning naming it.
+        black image with a warning naming it, marked in `failed` (`evaluate` leaves such rows out
+        of its metrics).
 
         Raises ValueError when the rows do not have the shape the run was trained on (its
         training split's, or the record's when it was loaded without data), naming both; a run
@@ -117,8 +127,9 @@ class Run:
         self.model.eval()
         result: Tensor | None = None
         start = 0
+        failed: list[int] = []
         try:
-            for batch in self._batches(x, batch_size, device):
+            for batch in self._batches(x, batch_size, device, failed):
                 z = self.model(batch.to(device)).float().cpu()
                 if result is None:  # one [N, d] result: many small chunks kept between the
                     result = torch.empty(len(x), *z.shape[1:])  # freed batches grow the heap
@@ -128,9 +139,13 @@ class Run:
             self.model.train(was_training)
         if result is None:
             raise ValueError("nothing to embed: the inputs have no rows")
-        return result
+        mask = torch.zeros(len(result), dtype=torch.bool)
+        mask[failed] = True
+        return result, mask
 
-    def _batches(self, x: Any, batch_size: int, device: torch.device) -> Iterator[Tensor]:
+    def _batches(
+        self, x: Any, batch_size: int, device: torch.device, failed: list[int]
+    ) -> Iterator[Tensor]:
         if isinstance(x, Tensor):
             for start in range(0, len(x), batch_size):
                 yield x[torch.arange(start, min(start + batch_size, len(x)))]
@@ -142,6 +157,7 @@ class Run:
             num_workers=self.config.num_workers,
             pin_memory=device.type == "cuda",
             on_bad_image=self.config.on_bad_image,
+            failed=failed,
         )
 
     def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
@@ -263,8 +279,8 @@ def unwrapped(module: nn.Module) -> nn.Module:
             module = module.module
             continue
         children = dict(module.named_children())
-        if list(children) == [_COMPILED]:  # torch.compile's wrapper holds only the original
-            module = children[_COMPILED]
+        if list(children) == [COMPILED]:  # torch.compile's wrapper holds only the original
+            module = children[COMPILED]
             continue
         return module
 
@@ -272,26 +288,15 @@ def unwrapped(module: nn.Module) -> nn.Module:
 def plain_state_dict(module: nn.Module) -> dict[str, Tensor]:
     """The state dict of `unwrapped(module)`, with the `_orig_mod.` of compiled submodules taken
     out of its keys: the names the same module has when it was built and never wrapped."""
-    return {_plain_key(key): value for key, value in unwrapped(module).state_dict().items()}
-
-
-# The name under which torch.compile's wrapper (OptimizedModule) registers the module it compiles.
-_COMPILED = "_orig_mod"
-
-
-def _plain_key(key: str) -> str:
-    return ".".join(part for part in key.split(".") if part != _COMPILED)
+    return {plain_key(key): value for key, value in unwrapped(module).state_dict().items()}
 
 
 def _load_weights(module: nn.Module, state: Mapping[str, Tensor], part: str, path: Path) -> None:
     """Load `state` into `module`, refusing (RecordError naming `path`) weights that do not fit:
     the keys that are missing or unexpected, a few of each, or the first shapes that differ.
     Records saved from a wrapped module before they were saved plain load too."""
-    state = {_plain_key(key): value for key, value in state.items()}
     expected = set(module.state_dict())
-    prefix = "module."  # a record saved from a (Distributed)DataParallel wrapper
-    if set(state) != expected and state and all(key.startswith(prefix) for key in state):
-        state = {key[len(prefix) :]: value for key, value in state.items()}
+    state = plain_keys(state, expected)
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         found = "; ".join(

@@ -5,12 +5,15 @@ randomly initialised torchvision model."""
 
 from __future__ import annotations
 
+import argparse
 import builtins
 import re
 import urllib.request
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import dmllab as dl
@@ -144,12 +147,98 @@ def test_weights_of_another_model_name_the_keys_of_another_shape(resnet18_state)
         models.build("resnet50", SHAPE, 16, weights=str(resnet18_state[1]))
 
 
-def test_a_wrapped_models_state_dict_is_named_with_its_prefix(resnet18_state, tmp_path):
-    path = tmp_path / "ddp.pth"
-    torch.save({f"module.{k}": v for k, v in resnet18_state[0].items()}, path)
-    hint = r"every key carries the prefix 'module.'.*save the inner model's state_dict\(\)"
+def test_a_state_dict_under_another_prefix_is_named_with_it(resnet18_state, tmp_path):
+    path = tmp_path / "backbone.pth"
+    torch.save({f"backbone.{k}": v for k, v in resnet18_state[0].items()}, path)
+    hint = r"every key carries the prefix 'backbone.'.*save the inner model's state_dict\(\)"
     with pytest.raises(WeightsError, match=rf"missing key\(s\): 'conv1.weight'.*{hint}"):
         models.build("resnet18", SHAPE, 16, weights=str(path))
+
+
+WRAPPINGS = {
+    "plain": lambda state: state,
+    "DDP": lambda state: {f"module.{k}": v for k, v in state.items()},
+    "compiled": lambda state: {f"_orig_mod.{k}": v for k, v in state.items()},
+    "timm checkpoint": lambda state: {"state_dict": state, "epoch": 3, "arch": "resnet18"},
+    "torchvision checkpoint": lambda state: {
+        "model": {f"module.{k}": v for k, v in state.items()},
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+        "lr_scheduler": {"last_epoch": 2},
+        "args": argparse.Namespace(lr=0.1, model="resnet18"),
+        "epoch": 2,
+    },
+}
+
+
+@pytest.mark.parametrize("wrapping", list(WRAPPINGS))
+def test_common_checkpoint_wrappings_load_the_same_weights(resnet18_state, tmp_path, wrapping):
+    """The acceptance instance (issue 23): a checkpoint {"state_dict": ...} or {"model": ...},
+    or a state dict saved from DDP / DataParallel (`module.` prefix), was refused."""
+    path = tmp_path / "wrapped.pth"
+    torch.save(WRAPPINGS[wrapping](resnet18_state[0]), path)
+    assert_loaded(models.build("resnet18", SHAPE, 16, weights=str(path)), resnet18_state[0])
+
+
+def test_a_path_under_home_is_expanded(resnet18_state, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "w.pth").write_bytes(resnet18_state[1].read_bytes())
+    assert_loaded(models.build("resnet18", SHAPE, 16, weights="~/w.pth"), resnet18_state[0])
+
+
+def _one_line_without_unsafe_advice(message, path):
+    assert str(path) in message and "\n" not in message and "\x1b" not in message
+    assert "weights_only=False" not in message and "state dict" in message
+
+
+def test_a_pickled_model_or_a_text_file_is_one_line_saying_what_it_holds(tmp_path):
+    """The acceptance instance (issue 23): torch's weights_only message, with ANSI codes and the
+    advice weights_only=False, or a KeyError for a text file."""
+    full, text = tmp_path / "full.pth", tmp_path / "notes.pth"
+    torch.save(torchvision.models.resnet18(), full)
+    text.write_text("hello")
+    with pytest.raises(WeightsError) as caught:
+        models.build("resnet18", SHAPE, 16, weights=str(full))
+    assert "holds a pickled torchvision.models.resnet.ResNet object" in str(caught.value)
+    _one_line_without_unsafe_advice(str(caught.value), full)
+    with pytest.raises(WeightsError, match=r"it holds text \(it starts with 'hello'\)") as caught:
+        models.build("resnet18", SHAPE, 16, weights=str(text))
+    _one_line_without_unsafe_advice(str(caught.value), text)
+
+
+class Foreign:
+    """An object that is not a state dict."""
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    content=st.one_of(
+        st.binary(max_size=64),
+        st.text(max_size=40).map(str.encode),
+        st.sampled_from(["object", "list", "model", "namespace", "nested"]),
+    ),
+)
+def test_property_a_file_that_is_not_a_state_dict_is_one_line_naming_it(tmp_path, content):
+    path = tmp_path / "foreign.pth"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(
+            {
+                "object": Foreign(),
+                "list": [torch.zeros(2)],
+                "model": nn.Linear(2, 2),
+                "namespace": argparse.Namespace(lr=0.1),
+                "nested": {"model": {"model": {}}, "epoch": 1},
+            }[content],
+            path,
+        )
+    with pytest.raises(WeightsError) as caught:
+        models.build("resnet18", SHAPE, 16, weights=str(path))
+    message = str(caught.value)
+    assert str(path) in message and "\n" not in message and "\x1b" not in message
+    assert "weights_only=False" not in message
 
 
 @pytest.mark.parametrize(

@@ -363,15 +363,35 @@ MISSING = {
     "NaN": float("nan"),
     "None": None,
     "pd.NA": pd.NA,
+    "NaT": np.datetime64("NaT"),
 }
+
+
+def _day(i):
+    return np.datetime64("2020-01-01") + np.timedelta64(i, "D")
 
 
 def _containers(labels, missing):
     """`labels` with some entries replaced by `missing`, in every container that can hold it."""
     out = {"list": list(labels), "tuple": tuple(labels)}
-    if isinstance(missing, int):
+    if isinstance(missing, np.datetime64):
+        days = np.asarray([v if isinstance(v, np.datetime64) else _day(v) for v in labels])
+        out = {
+            "list": list(days),
+            "numpy datetime64[D]": days.astype("datetime64[D]"),
+            "numpy datetime64[ns]": days.astype("datetime64[ns]"),
+            "series datetime": pd.Series(days.astype("datetime64[ns]")),
+            "series datetime tz": pd.Series(days.astype("datetime64[ns]")).dt.tz_localize("UTC"),
+            "series object": pd.Series(days, dtype=object),
+            "list of 0-d arrays": [np.array(v) for v in days],
+            "timedelta": days - days[0] if not np.isnat(days[0]) else days - _day(0),
+        }
+    elif isinstance(missing, int):
         array = np.asarray(labels, dtype=np.int64)
         out |= {
+            "list of 0-d tensors": [torch.tensor(v) for v in labels],
+            "list of 0-d arrays": [np.array(v) for v in labels],
+            "list of numpy scalars": [np.int64(v) for v in labels],
             "tensor": torch.from_numpy(array),
             "tensor int8": torch.from_numpy(array).to(torch.int8),
             "numpy int32": array.astype(np.int32),
@@ -389,6 +409,8 @@ def _containers(labels, missing):
     else:
         floats = [np.nan if v is None or v != v else v for v in labels]
         out |= {
+            "list of 0-d tensors": [torch.tensor(v, dtype=torch.float64) for v in floats],
+            "list of 0-d arrays": [np.array(v) for v in floats],
             "tensor float": torch.tensor(floats),
             "numpy float": np.asarray(floats),
             "series float": pd.Series(floats),
@@ -410,7 +432,7 @@ def _containers(labels, missing):
 def test_property_no_label_in_any_container_is_refused_naming_its_rows(n, marked, missing):
     value = MISSING[missing]
     rows = sorted({i % n for i in marked})
-    labels = [value if i in rows else i % 3 for i in range(n)]
+    labels = [value if i in rows else i % 3 for i in range(n)]  # NaT: days (_containers)
     expected_rows = rf"at {len(rows)} row\(s\) \[{', '.join(map(str, rows[:5]))}"
     for kind, given_ in _containers(labels, value).items():
         for call in (
@@ -422,6 +444,81 @@ def test_property_no_label_in_any_container_is_refused_naming_its_rows(n, marked
             with pytest.raises(ValueError, match=NO_LABEL) as error:
                 call()
             assert re.search(expected_rows, str(error.value)), (kind, str(error.value))
+
+
+def test_labels_given_as_0d_tensors_or_arrays_read_as_their_values():
+    """The acceptance instance (issue 23): a list of 0-d tensors made every row its own class
+    (tensors hash by identity) and let -1 through; 0-d numpy arrays were unhashable."""
+    x = torch.randn(60, 4)
+    y = torch.arange(60) % 3
+    for wrap in (torch.tensor, np.array):
+        data = Dataset(x=x, y=[wrap(v) for v in y.tolist()])
+        assert torch.equal(data.y, y) and data.class_names is None
+        with pytest.raises(ValueError, match=r"label -1 \(no label\) at 20 row\(s\) \[0, 3, 6"):
+            Dataset(x=x, y=[wrap(-1 if v == 0 else v) for v in y.tolist()])
+        assert retrieval(x, [wrap(v) for v in y.tolist()]) == retrieval(x, y)
+        sampler = dl.data.ClassBalancedSampler([wrap(v) for v in y.tolist()], 3, 2)
+        assert [b.tolist() for b in sampler] == [
+            b.tolist() for b in dl.data.ClassBalancedSampler(y, 3, 2)
+        ]
+        with pytest.raises(ValueError, match=r"labels has the label -1 \(no label\)"):
+            dl.data.ClassBalancedSampler([wrap(-1 if v == 0 else v) for v in y.tolist()], 3, 2)
+    assert Dataset(x=x[:3], y=[np.array("b"), np.array("a"), np.array("b")]).class_names == (
+        "a",
+        "b",
+    )
+
+
+def test_nat_labels_are_missing_values_not_a_class():
+    """The acceptance instance (issue 23): NaT became one more class ([0, 1, 2, 0])."""
+    x = np.zeros((4, 2))
+    days = np.array(["2020-01-01", "NaT", "2020-01-02", "2020-01-01"], dtype="datetime64[D]")
+    message = r"y has the label NaT \(a missing value\) at 1 row\(s\) \[1\]; every row needs"
+    for given_ in (days, pd.Series(pd.to_datetime(days)), list(days)):
+        with pytest.raises(ValueError, match=message):
+            Dataset(x=x, y=given_)
+    with pytest.raises(ValueError, match=r"labels has the label NaT"):
+        dl.viz.embedding_map(x, labels=days)
+    assert Dataset(x=x, y=days[[0, 2, 3, 0]]).y.tolist() == [0, 1, 0, 0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    labels=st.one_of(
+        st.lists(st.integers(-3, 10**6), min_size=1, max_size=20),
+        st.lists(st.text(max_size=3), min_size=1, max_size=20),
+    ),
+    wrap=st.sampled_from(["tensor", "array", "numpy scalar"]),
+)
+def test_property_a_label_wrapped_0d_reads_as_its_value(labels, wrap):
+    """Any label as a 0-d tensor, 0-d array or numpy scalar gives the ids, names and refusals of
+    the plain label, wherever labels enter."""
+    if wrap == "tensor" and isinstance(labels[0], str):
+        wrap = "array"  # a tensor holds no string
+    wrapper = {"tensor": torch.tensor, "array": np.array, "numpy scalar": lambda v: np.array(v)[()]}
+    wrapped = [wrapper[wrap](v) for v in labels]
+    x = np.zeros((len(labels), 2))
+    calls = [lambda y: Dataset(x=x, y=y), lambda y: encode_labels(y)]
+    if not isinstance(labels[0], str):
+        calls.append(lambda y: as_class_ids(y, "y"))
+    for call in calls:
+        outcomes = []
+        for given_ in (labels, wrapped):
+            try:
+                outcomes.append(call(given_))
+            except ValueError as error:
+                outcomes.append(str(error))
+        plain, read = outcomes
+        if isinstance(plain, str):
+            assert read == plain  # the same refusal, word for word
+            continue
+        if isinstance(plain, Dataset):
+            assert torch.equal(read.y, plain.y) and read.class_names == plain.class_names
+        elif isinstance(plain, tuple):
+            assert [t.tolist() for t in read[0]] == [t.tolist() for t in plain[0]]
+            assert read[1] == plain[1]
+        else:
+            assert torch.equal(read, plain)
 
 
 # ------------------------------------------------------------------ issue 23, case 9: NaN / inf

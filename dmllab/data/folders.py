@@ -58,13 +58,39 @@ MACOS_ZIP = "__MACOSX"  # the folder of resource forks a zip made on macOS holds
 
 @functools.cache
 def image_suffixes() -> frozenset[str]:
-    """The file suffixes (lower case, with the dot) of every format Pillow can open:
-    `PIL.Image.registered_extensions()` without the formats it only writes (.pdf, ...)."""
+    """The file suffixes (lower case, with the dot) of every format Pillow can open and decode
+    here: `PIL.Image.registered_extensions()` without the formats it only writes (.pdf, ...) and
+    without those it cannot decode on this machine (`undecodable_suffixes`)."""
     from PIL import Image
 
+    undecodable = undecodable_suffixes()
     return frozenset(
-        suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN
+        suffix
+        for suffix, kind in Image.registered_extensions().items()
+        if kind in Image.OPEN and suffix not in undecodable
     )
+
+
+@functools.cache
+def undecodable_suffixes() -> dict[str, str]:
+    """{suffix: why}: the suffixes of formats Pillow recognises but cannot decode here, so their
+    files would pass the cheap header check and fail when a batch decodes them: EPS / PS without
+    Ghostscript (`PIL.EpsImagePlugin.has_ghostscript()`), and the stub formats (BUFR, GRIB, HDF5,
+    WMF / EMF off Windows) whose decoder is an application-installed handler that is missing."""
+    from PIL import EpsImagePlugin, Image, ImageFile
+
+    why: dict[str, str] = {}
+    for suffix, kind in Image.registered_extensions().items():
+        factory = Image.OPEN.get(kind, (None,))[0]
+        if kind == "EPS" and not EpsImagePlugin.has_ghostscript():
+            why[suffix] = "Pillow reads EPS only through Ghostscript, which is not installed"
+        elif (
+            isinstance(factory, type)
+            and issubclass(factory, ImageFile.StubImageFile)
+            and getattr(factory, "_handler", None) is None
+        ):
+            why[suffix] = f"Pillow has no {kind} decoder installed"
+    return why
 
 
 class EmptyClassesError(ValueError):
@@ -339,15 +365,17 @@ def folder(
     """Any image folder with one sub-folder per class (sorted folder names -> labels 0, 1, ...).
 
     The images of a class are the files anywhere inside its folder whose suffix Pillow opens
-    (`image_suffixes()`: .jpg, .jpeg, .jfif, .jpe, .png, .webp, .tif, ...). Hidden entries (a
+    and decodes here (`image_suffixes()`: .jpg, .jpeg, .jfif, .jpe, .png, .webp, .tif, ...; .eps
+    only with Ghostscript installed). Hidden entries (a
     name starting with ".": macOS `._name.jpg` resource forks, `.DS_Store`,
     `.ipynb_checkpoints/`; and `__MACOSX/`, which a zip made on macOS holds) are skipped at every
     depth, class folders included. A symbolic link
     to a class folder or to a file counts; links to folders inside a class folder are not
-    followed. A class folder without an image (empty, or only other suffixes) raises
-    `EmptyClassesError` naming it with the suffixes found there; other files (of suffixes Pillow
-    does not open, broken links, files beside the class folders) are left out with a warning that
-    counts them by suffix.
+    followed. A class folder without an image (empty, only hidden files, or only other
+    suffixes) raises `EmptyClassesError` naming it with what was found there (the hidden files by
+    name); other files (of suffixes Pillow does not open or cannot decode here, with the reason;
+    broken links; files beside the class folders) are left out with a warning that counts them
+    by suffix.
     """
     name = "folder"
     base = _root(name, root, None, None, "a folder with one sub-folder per class")
@@ -362,9 +390,13 @@ def folder(
     names: list[str] = []
     empty = [(str(path), "a broken symbolic link") for path in broken]
     for class_dir in (path for path in entries if path.is_dir()):
-        images, others = [], Counter[str]()
+        images, others, hidden = [], Counter[str](), []
         for path in sorted(class_dir.rglob("*")):
-            if _hidden(path.relative_to(class_dir)) or (path.is_dir() and not path.is_symlink()):
+            relative = path.relative_to(class_dir)
+            if _hidden(relative):
+                hidden.append(relative)
+                continue
+            if path.is_dir() and not path.is_symlink():
                 continue
             if path.is_file() and path.suffix.lower() in suffixes:
                 images.append(path)
@@ -372,6 +404,8 @@ def folder(
                 others[_kind(path)] += 1
         if not images:
             found = _counts(others) + " (none of them a suffix Pillow opens)" if others else "empty"
+            if hidden:
+                found = _hidden_found(hidden, class_dir, found if others else "")
             empty.append((str(class_dir), found))
             continue
         left_out.update(others)
@@ -407,12 +441,35 @@ def folder(
 
 
 def _kind(path: Path) -> str:
-    """What a left-out entry is, for messages: its suffix, a broken link or a linked folder."""
+    """What a left-out entry is, for messages: its suffix (with the reason when Pillow knows the
+    format but cannot decode it here), a broken link or a linked folder."""
     if path.is_symlink() and not path.exists():
         return BROKEN_LINK
     if path.is_dir():
         return LINKED_FOLDER
-    return printable(path.suffix.lower()) or NO_SUFFIX
+    suffix = path.suffix.lower()
+    why = undecodable_suffixes().get(suffix)
+    return f"{printable(suffix)} ({why})" if why else printable(suffix) or NO_SUFFIX
+
+
+#: Hidden files named in a message about a class folder that holds nothing else.
+SHOWN_HIDDEN = 5
+
+
+def _hidden_found(hidden: list[Path], class_dir: Path, others: str) -> str:
+    """What a class folder without an image holds, naming its hidden entries (files, or hidden
+    folders when they hold no file), which are skipped by design."""
+    files = [path for path in hidden if (class_dir / path).is_file()]
+    named = [str(path) for path in files] or [f"{path}/" for path in hidden if len(path.parts) == 1]
+    shown = ", ".join(printable(name) for name in named[:SHOWN_HIDDEN])
+    shown += f", ... ({len(named)} in all)" if len(named) > SHOWN_HIDDEN else ""
+    what = "files" if files else "folders"
+    if others:
+        return f"{others}; and hidden {what} ({shown}), which are skipped"
+    return (
+        f"holds only hidden {what} ({shown}), which are skipped (a name starting with '.', "
+        f"or {MACOS_ZIP}, is never read): rename the images if they are real ones"
+    )
 
 
 def _counts(counts: Counter[str]) -> str:

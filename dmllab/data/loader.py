@@ -332,6 +332,7 @@ def embedding_batches(
     num_workers: int = 0,
     pin_memory: bool = False,
     on_bad_image: str = "raise",
+    failed: list[int] | None = None,
 ) -> Iterator[Tensor]:
     """The rows of lazy inputs `x` in order, in batches of `batch_size`, decoded through the
     evaluation transform of `augment` by `num_workers` DataLoader worker processes (0, or a single
@@ -340,7 +341,9 @@ def embedding_batches(
 
     A file that fails raises BadImageError naming it (on_bad_image="raise"); under "skip" its row
     is a black image, with a warning naming the file (every row keeps its place: the embeddings
-    stay aligned with the labels, and no other image's copy inflates a retrieval score)."""
+    stay aligned with the labels, and no other image's copy inflates a retrieval score), and the
+    row's position is appended to `failed` when a list is given (evaluation leaves those rows
+    out of its metrics)."""
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise ValueError(
             f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}; got {on_bad_image!r}"
@@ -360,10 +363,12 @@ def embedding_batches(
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(0),  # never the global generator (module doc)
     )
-    for images, _, _, failures in loader:
+    for images, _, index, failures in loader:
         for failure in failures:
             if not failure.replacement:
                 raise BadImageError(failure.path, failure.reason)
+            if failed is not None and isinstance(x, LazyImages):
+                failed.extend(row for row in index.tolist() if x.paths[row] == failure.path)
             warnings.warn(
                 f"embedding {BLANK} in place of {printable(failure.path)}: {failure.reason} "
                 "(on_bad_image='skip'); replace or delete the file",

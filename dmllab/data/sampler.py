@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from dmllab.arrays import refuse_unlabelled
+from dmllab.arrays import label_array, refuse_unlabelled
 
 
 class ClassBalancedSampler(Sampler[Tensor]):
@@ -55,7 +55,12 @@ class ClassBalancedSampler(Sampler[Tensor]):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        labels = torch.as_tensor(labels).cpu()
+        array = label_array(labels)  # 0-d tensors / arrays read as their values
+        if array.dtype.kind not in "biuf":  # names, datetimes: no tensor holds them
+            raise ValueError(
+                f"labels must be a 1-D integer tensor; got {array.dtype} {tuple(array.shape)}"
+            )
+        labels = torch.as_tensor(array).cpu()
         if labels.dim() != 1 or torch.is_floating_point(labels) or labels.dtype == torch.bool:
             raise ValueError(
                 f"labels must be a 1-D integer tensor; got {labels.dtype} {tuple(labels.shape)}"

@@ -255,6 +255,9 @@ def prototype_accuracy(
         self_index = resolve_self_index(
             query, ref, self_index, query_in_ref, "prototype_accuracy", q_labels, r_labels
         )
+    if ref.dtype != query.dtype:  # float32 against float64: both in float64, as knn does
+        common = torch.promote_types(query.dtype, ref.dtype)
+        query, ref = query.to(common), ref.to(common)
     centres = torch.stack([ref[r_labels == c].mean(dim=0) for c in classes])
     q_class = torch.searchsorted(classes, q_labels)
     own = (

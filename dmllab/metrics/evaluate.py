@@ -64,6 +64,9 @@ def evaluate(
                              rows (the same inputs and label), each is left out of its own
                              class mean, as it is within the evaluated split
       memorisation           on the run's training split, when its labels carry injected noise
+      bad_images             under on_bad_image="skip": the evaluated rows whose image files
+                             failed to decode; they are left out of every metric (as queries,
+                             gallery items and class means), never scored as black images
       asymmetry              for an asymmetric geometry, with the retrieval metrics in the two
                              other directions: gallery_first_* (D(g || query),
                              `geometry.reversed()`) and symmetrised_* (D(q || g) + D(g || q),
@@ -89,7 +92,10 @@ def evaluate(
     seed = getattr(run.config, "seed", 0) if seed is None else seed
     data = resolve_dataset(dataset, seed=seed) if dataset is not None else _splits(run).get(split)
     geometry = _on_cpu(run.geometry)
-    embeddings, labels = run.embed(data), data.y
+    train = run.data.train if run.data is not None else None
+    is_train = data is train
+    embeddings, data, bad_images = _decoded(run, data)
+    labels = data.y
 
     metrics = retrieval(
         embeddings, labels, geometry=geometry, ks=ks, max_queries=max_queries, seed=seed
@@ -106,12 +112,15 @@ def evaluate(
         metrics["intra_inter_ratio"] = intra_inter_ratio(embeddings, labels, geometry)
     metrics["spectral_decay"] = spectral_decay(embeddings)
 
-    train = run.data.train if run.data is not None else None
-    train_embeddings = run.embed(train) if train is not None else None
+    train_embeddings = None
+    if is_train:
+        train_embeddings, train = embeddings, data
+    elif train is not None:
+        train_embeddings, train, _ = _decoded(run, train)
     if (
         train is not None
         and train_embeddings is not None
-        and data is not train
+        and not is_train
         and _covers(train.y, labels)
     ):
         own = _training_rows(data, train)  # None: lazy rows, taken to be other samples
@@ -145,7 +154,26 @@ def evaluate(
                 for name, value in scores.items()
                 if name.startswith(_DIRECTION_KEYS)
             }
+    if getattr(run.config, "on_bad_image", "raise") == "skip":
+        metrics["bad_images"] = float(bad_images)
     return metrics
+
+
+def _decoded(run: Run, data: Dataset) -> tuple[Tensor, Dataset, int]:
+    """(embeddings, data, count) of the rows of `data` whose images decoded: a file that failed
+    under `on_bad_image="skip"` embeds as a black image (`Run.embed_with_failures`), which would
+    be scored as a real query and gallery item, so its row is left out and counted."""
+    embeddings, failed = run.embed_with_failures(data)
+    count = int(failed.sum())
+    if count == len(failed):
+        raise ValueError(
+            f"evaluate: none of the {count} images of {data.name!r} could be decoded "
+            "(on_bad_image='skip' left them all out); check the folder's files"
+        )
+    if count:
+        keep = (~failed).nonzero().flatten()
+        return embeddings[keep], data.subset(keep), count
+    return embeddings, data, 0
 
 
 def _splits(run: Run) -> Splits:

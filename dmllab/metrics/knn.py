@@ -8,8 +8,9 @@
   same for a query set that is a subset of `ref` (the position of each query inside `ref`; -1
   for a query that is not in it).
 - A query never finds itself in a separate `ref` unnoticed: a reference row equal to a query
-  (every value equal, -0.0 == 0.0, in any float dtype; with the query's label where labels are
-  given) is taken to be that query, which would be its own nearest neighbour at distance 0 in
+  (every value equal at the coarser of the two sets' precisions, so a float32, float16 or
+  bfloat16 copy of float64 queries is theirs; -0.0 == 0.0; with the query's label where labels
+  are given) is taken to be that query, which would be its own nearest neighbour at distance 0 in
   every geometry (D(x || x) = 0 for a Bregman divergence too). Such a reference is refused with
   the fix unless `query_in_ref` says what it is: True leaves each query's own row out (the
   lowest-index equal row; further equal rows are duplicates and count, as with `ref=None`), False
@@ -257,20 +258,25 @@ def own_rows(
 ) -> Tensor:
     """[n] long: for each query the lowest index of a row of `ref` equal to it, -1 where none is.
 
-    Equal: every value equal as a float64 (so a float16 or float32 copy equals its float64
-    original, and -0.0 equals 0.0), and the same label when labels are given (a sample has one
-    label, so a row with another label is another sample). query [n, d], ref [m, d]: checked
-    embeddings; q_labels [n], r_labels [m]: class ids or None.
+    Equal: every value equal once both sets are rounded to the coarser of their precisions (a
+    set's precision is the coarsest of bfloat16, float16, float32 and float64 that holds all its
+    values exactly, whatever dtype it arrives in: `check_embeddings` stores float16 and bfloat16
+    as float32), so a lower-precision copy of the queries is found, and -0.0 equals 0.0; and the
+    same label when labels are given (a sample has one label, so a row with another label is
+    another sample). query [n, d], ref [m, d]: checked embeddings; q_labels [n], r_labels [m]:
+    class ids or None.
 
-    One pass over each set: a 64-bit hash of every row (its float64 bit patterns, and its label,
-    weighted and summed modulo 2**64), then an exact comparison of the rows whose hashes agree.
+    One pass over each set: a 64-bit hash of every rounded row (its float64 bit patterns, and its
+    label, weighted and summed modulo 2**64), then an exact comparison of the rows whose hashes
+    agree.
 
     >>> import torch
     >>> own_rows(torch.tensor([[1.0, 2.0], [5.0, 5.0]]), torch.tensor([[0.0, 0.0], [1.0, 2.0]]))
     tensor([ 1, -1])
     """
-    q_hash = _row_hashes(query, q_labels)
-    r_hash = _row_hashes(ref, r_labels)
+    dtype = min(_precision(query), _precision(ref), key=_PRECISIONS.index)
+    q_hash = _row_hashes(query, q_labels, dtype)
+    r_hash = _row_hashes(ref, r_labels, dtype)
     order = np.argsort(r_hash, kind="stable")  # equal hashes in ascending row index
     sorted_hash = r_hash[order]
     low = np.searchsorted(sorted_hash, q_hash, side="left")
@@ -278,11 +284,11 @@ def own_rows(
     own = np.full(len(query), -1, dtype=np.int64)
     rows = np.flatnonzero(high > low)
     candidates = order[low[rows]]
-    equal = _rows_equal(query, ref, q_labels, r_labels, rows, candidates)
+    equal = _rows_equal(query, ref, q_labels, r_labels, rows, candidates, dtype)
     own[rows[equal]] = candidates[equal]
     for i in rows[~equal]:  # a hash collision: look at every row with this hash
         for j in order[low[i] : high[i]]:
-            if _rows_equal(query, ref, q_labels, r_labels, np.array([i]), np.array([j]))[0]:
+            if _rows_equal(query, ref, q_labels, r_labels, np.array([i]), np.array([j]), dtype)[0]:
                 own[i] = j
                 break
     return torch.from_numpy(own)
@@ -294,14 +300,36 @@ _ROWS_PER_BLOCK = 8192
 _HASH_SEED = 2023
 
 
-def _row_hashes(x: Tensor, labels: Tensor | None) -> np.ndarray:
-    """sum_j bits(x_ij) * w_j (+ label_i * w_label) modulo 2**64, per row (uint64 [n])."""
+#: The float dtypes rows are compared in, coarsest first (bfloat16 keeps 8 significant bits,
+#: float16 11, float32 24, float64 53).
+_PRECISIONS = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
+
+
+def _precision(x: Tensor) -> torch.dtype:
+    """The coarsest of `_PRECISIONS` that holds every value of the finite `x` exactly."""
+    for dtype in _PRECISIONS[:-1]:
+        if all(
+            torch.equal(block.to(dtype).to(block.dtype), block)
+            for block in x.detach().cpu().split(_ROWS_PER_BLOCK)
+        ):
+            return dtype
+    return torch.float64
+
+
+def _rounded(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """`x` rounded to `dtype`, as float64 with -0.0 made 0.0."""
+    return x.detach().cpu().to(dtype).double() + 0.0
+
+
+def _row_hashes(x: Tensor, labels: Tensor | None, dtype: torch.dtype) -> np.ndarray:
+    """sum_j bits(x_ij) * w_j (+ label_i * w_label) modulo 2**64, per row (uint64 [n]), of `x`
+    rounded to `dtype`."""
     weights = np.random.default_rng(_HASH_SEED).integers(
         1, 2**63, size=x.shape[1] + 1, dtype=np.uint64
     ) | np.uint64(1)
     hashes = np.empty(len(x), dtype=np.uint64)
     for start in range(0, len(x), _ROWS_PER_BLOCK):
-        block = x[start : start + _ROWS_PER_BLOCK].detach().cpu().double() + 0.0  # -0.0 -> 0.0
+        block = _rounded(x[start : start + _ROWS_PER_BLOCK], dtype)
         bits = block.numpy().view(np.uint64)
         hashes[start : start + len(block)] = (bits * weights[:-1]).sum(axis=1)  # wraps mod 2**64
     if labels is not None:
@@ -316,13 +344,15 @@ def _rows_equal(
     r_labels: Tensor | None,
     rows: np.ndarray,
     candidates: np.ndarray,
+    dtype: torch.dtype,
 ) -> np.ndarray:
-    """Whether query[rows[i]] equals ref[candidates[i]] (values and labels), block by block."""
+    """Whether query[rows[i]] equals ref[candidates[i]] (values rounded to `dtype`, and labels),
+    block by block."""
     equal = np.zeros(len(rows), dtype=bool)
     for start in range(0, len(rows), _ROWS_PER_BLOCK):
         i = torch.from_numpy(rows[start : start + _ROWS_PER_BLOCK])
         j = torch.from_numpy(candidates[start : start + _ROWS_PER_BLOCK])
-        same = (query[i].cpu().double() == ref[j].cpu().double()).all(dim=1)
+        same = (_rounded(query[i], dtype) == _rounded(ref[j], dtype)).all(dim=1)
         if q_labels is not None and r_labels is not None:
             same &= q_labels[i] == r_labels[j]
         equal[start : start + len(i)] = same.numpy()

@@ -3,9 +3,11 @@ contributes no image is named before any training instead of shifting every late
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from PIL import Image
 from dmllab import cli
 from dmllab.data import load
 from dmllab.data.example_folder import write_example_folder
-from dmllab.data.folders import EmptyClassesError, image_suffixes
+from dmllab.data.folders import EmptyClassesError, image_suffixes, undecodable_suffixes
 
 SIZE = 8
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".jpe": "JPEG", ".png": "PNG",
@@ -64,6 +66,79 @@ def test_a_class_of_other_suffixes_is_named_with_them_and_stray_files_are_counte
     assert data.meta["class_names"] == ["cat", "eel"]
 
 
+HIDDEN_ONLY = (
+    "holds only hidden files ({}), which are skipped (a name starting with '.', or __MACOSX, is "
+    "never read): rename the images if they are real ones"
+)
+NO_GHOSTSCRIPT = "Pillow reads EPS only through Ghostscript, which is not installed"
+
+
+def test_a_class_of_hidden_files_names_them(tmp_path):
+    """The acceptance instance (issue 23): a class folder holding only `._x.jpg` or `.cache/x.jpg`
+    was reported as "empty"."""
+    _image(tmp_path / "cat" / "0.png")
+    _image(tmp_path / "dog" / "._x.jpg")
+    _image(tmp_path / "dog" / ".cache" / "x.jpg")
+    (tmp_path / "eel" / ".ipynb_checkpoints").mkdir(parents=True)
+    with pytest.raises(EmptyClassesError) as error:
+        load("folder", root=tmp_path, image_size=SIZE)
+    assert error.value.empty == [
+        (str(tmp_path / "dog"), HIDDEN_ONLY.format("._x.jpg, .cache/x.jpg")),
+        (
+            str(tmp_path / "eel"),
+            HIDDEN_ONLY.replace("files", "folders").format(".ipynb_checkpoints/"),
+        ),
+    ]
+
+
+@contextlib.contextmanager
+def ghostscript(installed):
+    """Whether Ghostscript is installed, as Pillow sees it, inside the block (the suffix lists
+    are cached: cleared on the way in and out)."""
+    from PIL import EpsImagePlugin
+
+    with mock.patch.object(EpsImagePlugin, "has_ghostscript", return_value=installed):
+        image_suffixes.cache_clear()
+        undecodable_suffixes.cache_clear()
+        try:
+            yield
+        finally:
+            image_suffixes.cache_clear()
+            undecodable_suffixes.cache_clear()
+
+
+def _eps(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 6 6\nshowpage\n%%EOF\n")
+
+
+def test_eps_files_are_images_only_where_ghostscript_reads_them(tmp_path):
+    """The acceptance instance (issue 23): .eps passed the cheap check without Ghostscript and
+    failed when a batch decoded it."""
+    _image(tmp_path / "cat" / "0.png")
+    _eps(tmp_path / "cat" / "1.eps")
+    _eps(tmp_path / "dog" / "0.eps")
+    with ghostscript(False):
+        assert ".eps" not in image_suffixes() and ".ps" not in image_suffixes()
+        with pytest.raises(EmptyClassesError) as error:
+            load("folder", root=tmp_path, image_size=SIZE)
+        assert error.value.empty == [
+            (
+                str(tmp_path / "dog"),
+                f".eps ({NO_GHOSTSCRIPT}) x 1 (none of them a suffix Pillow opens)",
+            )
+        ]
+        shutil.rmtree(tmp_path / "dog")
+        left_out = rf"left out 1 file\(s\) .*: \.eps \({NO_GHOSTSCRIPT}\) x 1"
+        with pytest.warns(UserWarning, match=left_out):
+            data = load("folder", root=tmp_path, image_size=SIZE)
+        assert data.x.paths == [str(tmp_path / "cat" / "0.png")]
+    with ghostscript(True):
+        assert ".eps" in image_suffixes() and ".eps" not in undecodable_suffixes()
+        paths = load("folder", root=tmp_path, image_size=SIZE).x.paths
+        assert [Path(path).name for path in paths] == ["0.png", "1.eps"]
+
+
 def test_only_hidden_entries_and_nothing_at_all_are_named_too(tmp_path):
     _image(tmp_path / "cat" / "0.png")
     (tmp_path / "dog").mkdir()
@@ -73,7 +148,7 @@ def test_only_hidden_entries_and_nothing_at_all_are_named_too(tmp_path):
         load("folder", root=tmp_path, image_size=SIZE)
     assert error.value.empty == [
         (str(tmp_path / "gone"), "a broken symbolic link"),
-        (str(tmp_path / "dog"), "empty"),
+        (str(tmp_path / "dog"), HIDDEN_ONLY.format(".DS_Store")),
     ]
     (tmp_path / "cat" / "0.png").unlink()
     with pytest.raises(ValueError, match=r"(?s)no images in .*its folders hold no image:.*dog"):
@@ -104,7 +179,7 @@ def test_list_file_layouts_name_classes_without_images(tmp_path):
         load("cars196", root=cars)
 
 
-KINDS = ("images", "empty", "odd", "hidden", "link", "broken")
+KINDS = ("images", "empty", "odd", "hidden", "link", "broken", "hidden inside", "eps")
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,6 +196,11 @@ KINDS = ("images", "empty", "odd", "hidden", "link", "broken")
     )
 )
 def test_property_every_class_folder_is_a_class_or_named(tmp_path_factory, classes):
+    with ghostscript(False):  # .eps: a suffix Pillow knows but cannot decode here
+        _every_class_folder_is_a_class_or_named(tmp_path_factory, classes)
+
+
+def _every_class_folder_is_a_class_or_named(tmp_path_factory, classes):
     base = tmp_path_factory.mktemp("tree")
     root, elsewhere = base / "root", base / "elsewhere"
     root.mkdir()
@@ -142,6 +222,17 @@ def test_property_every_class_folder_is_a_class_or_named(tmp_path_factory, class
         elif kind == "empty":
             folder.mkdir()
             empty.append((str(folder), "empty"))
+        elif kind == "hidden inside":  # a class folder of hidden files only
+            names = [f"._{i}{suffix}" if i % 2 else f".cache/{i}{suffix}" for i, suffix in
+                     enumerate(suffixes)]  # fmt: skip
+            for file in names:
+                _image(folder / file)
+            empty.append((str(folder), HIDDEN_ONLY.format(", ".join(sorted(names)))))
+        elif kind == "eps":  # no Ghostscript here: a suffix Pillow cannot decode
+            _eps(folder / "figure.eps")
+            empty.append(
+                (str(folder), f".eps ({NO_GHOSTSCRIPT}) x 1 (none of them a suffix Pillow opens)")
+            )
         elif kind == "odd":
             folder.mkdir()
             (folder / "photo.heic").write_bytes(b"heic")

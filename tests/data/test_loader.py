@@ -4,11 +4,14 @@ replaced and counted; evaluation streamed through the same loader in batches."""
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import dmllab as dl
 from dmllab.data import BadImageError, ClassBalancedSampler, load
@@ -16,6 +19,8 @@ from dmllab.data.example_folder import write_example_folder
 from dmllab.data.images import decode, read_pixels
 from dmllab.data.loader import BatchReader, TrainBatches, augmented_views, embedding_batches
 from dmllab.data.transforms import TRANSFORMS, as_float
+from dmllab.geometry.euclidean import Euclidean
+from dmllab.runs import Run
 
 CPU = torch.device("cpu")
 SIZE = 16
@@ -222,3 +227,57 @@ def test_augmented_views_show_the_evaluation_view_then_seeded_training_draws(pic
     assert all(torch.equal(view, data.x[3][0]) for view in plain)  # "none" changes nothing
     with pytest.raises(ValueError, match="views must be an int >= 1"):
         augmented_views(data.x, 3, views=0)
+
+
+def test_evaluate_leaves_images_that_failed_to_decode_out_and_counts_them(pictures, tmp_path):
+    """The acceptance instance (issue 23): under on_bad_image="skip" training replaced the broken
+    file and counted it, but evaluation scored its black image as a query and gallery item."""
+    data, broken = _broken_copy(pictures, tmp_path)
+    with pytest.warns(UserWarning):
+        run = dl.fit(_config(Path(data.meta["root"]), on_bad_image="skip"), progress=False)
+    readable = data.subset(torch.arange(1, len(data)))  # the broken file is row 0
+    with pytest.warns(UserWarning, match=f"embedding a black image in place of {broken}"):
+        whole = dl.evaluate(run, data, ks=(1,))
+    assert whole.pop("bad_images") == 1.0
+    with pytest.warns(UserWarning, match="black image"):  # the broken file is a training image
+        expected = dl.evaluate(run, readable, ks=(1,))
+    assert expected.pop("bad_images") == 0.0
+    assert whole == expected  # queries, gallery and class means without the broken row
+    with pytest.warns(UserWarning, match="embedding a black image"):
+        embeddings, failed = run.embed_with_failures(data)
+    assert failed.tolist() == [True] + [False] * (len(data) - 1)
+    assert torch.equal(embeddings[1:], run.embed(readable))
+
+
+def _tiny_run(size, **config):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * size * size, 4))
+    return Run(model=model, geometry=Euclidean(), config=dl.Config(**config))
+
+
+@settings(max_examples=8, deadline=None)
+@given(broken=st.sets(st.integers(0, 15), max_size=10), seed=st.integers(0, 3))
+def test_property_evaluate_scores_exactly_the_images_that_decoded(broken, seed):
+    """Any set of broken files: evaluate under "skip" equals evaluate on the readable rows, plus
+    their count; under "raise" a broken file is named."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = write_example_folder(Path(folder), classes=4, per_class=4, size=8, seed=seed)
+        data = load("folder", root=root, image_size=8)
+        kept = torch.ones(len(data), dtype=torch.bool)
+        kept[list(broken)] = False
+        assume(all(int(kept[data.y == c].sum()) >= 2 for c in range(4)))  # each class retrievable
+        for row in broken:
+            broken_inside(Path(data.x.paths[row]))
+        readable = data.subset(kept)
+        run = _tiny_run(8, on_bad_image="skip")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            got = dl.evaluate(run, data, ks=(1,))
+        assert got.pop("bad_images") == len(broken)
+        expected = dl.evaluate(run, readable, ks=(1,))
+        assert expected.pop("bad_images") == 0.0
+        assert got == expected
+        if broken:
+            with pytest.raises(BadImageError):
+                dl.evaluate(_tiny_run(8), data, ks=(1,))
+            assert "bad_images" not in dl.evaluate(_tiny_run(8), readable, ks=(1,))

@@ -302,3 +302,93 @@ def test_options_that_contradict_each_other_are_refused():
         knn(x[:3], x, 1, query_in_ref="yes")
     with pytest.raises(ValueError, match=r"or be -1 for a query that is not in ref"):
         knn(x[:3], x, 1, self_index=torch.tensor([0, 1, -2]))
+
+
+# ------------------------------------------------------------------ lower-precision copies
+def test_a_lower_precision_copy_of_the_queries_is_the_queries():
+    """The acceptance instance (issue 23): a float32 / float16 copy of float64 queries (and a
+    bfloat16 copy of float32 ones) as the reference scored recall@1 = 1.0, since rows were
+    compared as exact float64 values."""
+    g = torch.Generator().manual_seed(0)
+    x64, y = torch.randn(300, 16, generator=g, dtype=torch.float64), torch.arange(300) % 15
+    x32 = x64.float()
+    for query, copy in ((x64, x64.float()), (x64, x64.half()), (x32, x32.bfloat16())):
+        with pytest.raises(ValueError, match=REFUSED):
+            retrieval(query, y, copy, y)
+        with pytest.raises(ValueError, match=REFUSED):
+            knn(query, copy, k=1)
+        with pytest.raises(ValueError, match=REFUSED):
+            prototype_accuracy(query, y, copy, y)
+        assert own_rows(query, copy, y, y).tolist() == list(range(300))
+        assert prototype_accuracy(query, y, copy, y, query_in_ref=True) == pytest.approx(
+            prototype_accuracy(query, y), abs=0.02
+        )  # mixed precisions computed in the finer one
+        left_out = retrieval(query, y, copy, y, query_in_ref=True)["recall@1"]
+        assert left_out < 0.2  # random points in 15 classes, each query's own row left out
+
+
+def test_evaluate_finds_the_training_rows_in_a_lower_precision_copy():
+    """evaluate's own-row check: float64 training data evaluated as a float32 copy."""
+    g = torch.Generator().manual_seed(7)
+    labels = torch.arange(60) // 2 % 6
+    points = Dataset(x=torch.randn(60, 5, generator=g, dtype=torch.float64), y=labels)
+    train, test = points.subset(torch.arange(0, 60, 2)), points.subset(torch.arange(1, 60, 2))
+    run = Run(
+        model=torch.nn.Identity(),
+        geometry=Euclidean(),
+        config=dl.Config(),
+        data=Splits(train, test),
+    )
+    copy = Dataset(x=points.x.float(), y=points.y, name="copy")
+    own = torch.tensor([i // 2 if i % 2 == 0 else -1 for i in range(60)])
+    assert dl.evaluate(run, copy, ks=(1,))["prototype_accuracy"] == prototype_accuracy(
+        copy.x, copy.y, train.x, train.y, self_index=own
+    )
+
+
+PRECISIONS = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    n=st.integers(2, 30),
+    d=st.integers(4, 16),
+    q_dtype=st.sampled_from(PRECISIONS),
+    r_dtype=st.sampled_from(PRECISIONS),
+    picked=st.lists(st.integers(0, 29), min_size=1, max_size=30, unique=True),
+    extra=st.integers(0, 20),
+)
+def test_property_a_copy_at_any_precision_is_found_and_independent_rows_are_not(
+    seed, n, d, q_dtype, r_dtype, picked, extra
+):
+    """Random queries in one precision; a reference holding a copy of some of them in another
+    precision (any order, among other random rows): the check fires and finds each copied row;
+    an independent random reference in that precision never fires. Values lie in +-[0.01, 10],
+    where float16 and bfloat16 both keep a normal number's significant bits (a float16 copy of a
+    bfloat16 subnormal-range value is not exact)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(rows):
+        magnitude = 0.01 + 9.99 * torch.rand(rows, d, generator=g, dtype=torch.float64)
+        return magnitude * (torch.randint(0, 2, (rows, d), generator=g) * 2 - 1)
+
+    query = draw(n).to(q_dtype)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    pick = torch.tensor(sorted({i % n for i in picked}))
+    rows = torch.cat([query[pick].to(r_dtype), draw(extra).to(r_dtype)])
+    r_labels = torch.cat([labels[pick], torch.randint(0, 3, (extra,), generator=g)])
+    order = torch.randperm(len(rows), generator=g)
+    ref, r_labels = rows[order], r_labels[order]
+    with pytest.raises(ValueError, match=REFUSED):
+        retrieval(query, labels, ref, r_labels, ks=(1,))
+    with pytest.raises(ValueError, match=REFUSED):
+        knn(query, ref, k=1)
+    position = torch.argsort(order)  # where row i of `rows` went
+    expected = [-1] * n
+    for k, i in enumerate(pick.tolist()):
+        expected[i] = int(position[k])
+    assert own_rows(query, ref, labels, r_labels).tolist() == expected
+    independent = draw(len(ref)).to(r_dtype)
+    assert (own_rows(query, independent, labels, r_labels) == -1).all()
+    knn(query, independent, k=1)  # accepted: no query is in it
