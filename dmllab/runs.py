@@ -103,6 +103,13 @@ class Run:
         return self.embed_with_failures(data, batch_size)[0]
 
     @torch.no_grad()
+    def embed_decoded(self, data: Dataset) -> tuple[Tensor, Tensor]:
+        """(embeddings, labels) of the rows of `data` whose inputs decoded: `embed_with_failures`
+        with the rows of failed files (`on_bad_image="skip"`) left out, for metrics that must not
+        score a black stand-in image."""
+        z, failed = self.embed_with_failures(data)
+        return z[~failed], data.y[~failed]
+
     def embed_with_failures(
         self, data: Dataset | Tensor, batch_size: int = 1024
     ) -> tuple[Tensor, Tensor]:

@@ -80,7 +80,9 @@ class Monitor(Callback):
 
 
 def monitor_row(run: Run, config: Config) -> dict[str, float]:
-    """Validation metrics (for selection) and, if asked, test curves (for plots only)."""
+    """Validation metrics (for selection) and, if asked, test curves (for plots only), on the
+    rows whose images decoded (under `on_bad_image="skip"` a failed file's black stand-in is left
+    out, as `evaluate` does)."""
     from dmllab.metrics import retrieval
 
     row: dict[str, float] = {}
@@ -90,15 +92,18 @@ def monitor_row(run: Run, config: Config) -> dict[str, float]:
     for prefix, data in targets:
         if data is None:
             continue
-        values = retrieval(run.embed(data), data.y, geometry=run.geometry, ks=(1,))
+        z, y = run.embed_decoded(data)
+        values = retrieval(z, y, geometry=run.geometry, ks=(1,))
         row[f"{prefix}_recall@1"] = values["recall@1"]
         row[f"{prefix}_map@r"] = values["map@r"]
     train = run.train
     if config.monitor_test and train.flipped is not None:
         from dmllab.metrics import memorisation
 
+        z, failed = run.embed_with_failures(train)
+        kept = ~failed
         row["train_memorisation"] = memorisation(
-            run.embed(train), train.y, train.flipped, geometry=run.geometry
+            z[kept], train.y[kept], train.flipped[kept], geometry=run.geometry
         )
     return row
 

@@ -147,7 +147,8 @@ def score(run: Run, metric: str) -> float:
 
     if run.val is None:
         raise ValueError("a search scores a run on its validation split: set val_fraction > 0")
-    return float(retrieval(run.embed(run.val), run.val.y, geometry=run.geometry, ks=(1,))[metric])
+    z, y = run.embed_decoded(run.val)  # a failed file's black stand-in is not scored
+    return float(retrieval(z, y, geometry=run.geometry, ks=(1,))[metric])
 
 
 # --------------------------------------------------------------------------- reading a search

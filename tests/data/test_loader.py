@@ -18,6 +18,7 @@ from dmllab.data import BadImageError, ClassBalancedSampler, load
 from dmllab.data.example_folder import write_example_folder
 from dmllab.data.images import decode, read_pixels
 from dmllab.data.loader import BatchReader, TrainBatches, augmented_views, embedding_batches
+from dmllab.data.splits import Splits
 from dmllab.data.transforms import TRANSFORMS, as_float
 from dmllab.geometry.euclidean import Euclidean
 from dmllab.runs import Run
@@ -281,3 +282,23 @@ def test_property_evaluate_scores_exactly_the_images_that_decoded(broken, seed):
             with pytest.raises(BadImageError):
                 dl.evaluate(_tiny_run(8), data, ks=(1,))
             assert "bad_images" not in dl.evaluate(_tiny_run(8), readable, ks=(1,))
+
+
+def test_validation_monitoring_and_the_search_score_leave_failed_images_out(tmp_path):
+    """The same kind in the two other places a trained run is scored: the per-epoch validation
+    metrics that early stopping reads (`monitor_row`) and a search's trial score."""
+    from dmllab.engine.monitoring import monitor_row
+    from dmllab.experiments.search import score
+
+    root = write_example_folder(tmp_path / "pictures", classes=4, per_class=4, size=8, seed=0)
+    data = load("folder", root=root, image_size=8)
+    broken_inside(Path(data.x.paths[0]))
+    readable = data.subset(torch.arange(1, len(data)))
+    run = _tiny_run(8, on_bad_image="skip", monitor_test=True)
+    run.data = Splits(train=readable, val=data, test=data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        row, value = monitor_row(run, run.config), score(run, "map@r")
+    expected = dl.metrics.retrieval(run.embed(readable), readable.y, ks=(1,))
+    assert row["val_recall@1"] == row["test_recall@1"] == expected["recall@1"]
+    assert row["val_map@r"] == value == expected["map@r"]
