@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -94,6 +95,18 @@ def _metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _number(value: float) -> str:
+    """A headline number for reading: a count as an integer, a small value with three
+    significant digits (an asymmetry of 8e-05 is not 0.000), anything else with three decimals."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value)}"
+    if abs(value) < 0.001:
+        return f"{value:.3g}"
+    return f"{value:.3f}"
+
+
 def write_report(
     directory: str | Path, lessons: list[LessonResult], title: str = "dmllab demo"
 ) -> Path:
@@ -103,6 +116,7 @@ def write_report(
     from plotly.offline import get_plotlyjs
 
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>{html.escape(title)}</h1>", _summary_table(lessons)]
     plotly_js_needed = False
     for lesson in lessons:
@@ -120,11 +134,10 @@ def write_report(
             parts.append(f'<pre class="error">{html.escape(lesson.error)}</pre>')
         metrics = lesson.metrics
         if metrics:
-            parts.append(
-                _metrics_table(metrics).to_html(
-                    float_format=lambda v: f"{v:.3f}", na_rep="", classes="metrics"
-                )
-            )
+            table = _metrics_table(metrics).to_html(
+                float_format=_number, na_rep="", classes="metrics"
+            )  # a wide table scrolls in its own box, not the page
+            parts.append(f'<div class="wide">{table}</div>')
         figures = lesson.output_dir / "figures"
         for path in sorted(figures.glob("*.json")) if figures.exists() else []:
             figure = pio.from_json(path.read_text())
@@ -169,6 +182,7 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 table.metrics { border-collapse: collapse; margin: 1em 0; }
 table.metrics td, table.metrics th { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 pre.error { background: #fee; padding: 1em; overflow-x: auto; }
+div.wide { overflow-x: auto; max-width: 100%; }
 img { max-width: 100%; }
 """
 

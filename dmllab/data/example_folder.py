@@ -102,6 +102,11 @@ def write_example_folder(
     return root
 
 
+DRAWING = 2
+"""The version of the drawing, part of a cached folder's name: a folder drawn by an older version
+(version 1 drew its diamonds as upright squares) is not reused."""
+
+
 def cached_example_folder(
     layout: str = "folder", *, classes: int = 6, per_class: int = 12, size: int = 32, seed: int = 0
 ) -> Path:
@@ -114,7 +119,8 @@ def cached_example_folder(
 
     from dmllab.cache import cache_dir
 
-    folder = cache_dir("example-folders") / f"{layout}-{classes}x{per_class}-{size}px-seed{seed}"
+    name = f"{layout}-{classes}x{per_class}-{size}px-seed{seed}-drawing{DRAWING}"
+    folder = cache_dir("example-folders") / name
     if folder.is_dir():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +201,7 @@ def _shape(
         draw.polygon(_polygon(centre, radius, 5, angle, inner=0.45), fill=colour)
     else:
         sides = {"triangle": 3, "square": 4, "diamond": 4, "pentagon": 5, "hexagon": 6}[shape]
-        turn = math.pi / 4 if shape == "diamond" else angle  # the diamond keeps its corners up
+        turn = math.pi / 2 if shape == "diamond" else angle  # a diamond stands on a corner
         draw.polygon(_polygon(centre, radius, sides, turn), fill=colour)
 
 

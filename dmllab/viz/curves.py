@@ -261,14 +261,15 @@ def compare_runs(
                 + "<extra></extra>",
             )
         )
+    title = title or f"{metric} (mean ± {'95% CI' if error == 'ci' else 'std'} over seeds)"
     fig.update_layout(
-        title=title or f"{metric} (mean ± {'95% CI' if error == 'ci' else 'std'} over seeds)",
+        title=title,
         xaxis_title=" / ".join(by),
         yaxis_title=metric,
         barmode="group",
         template="plotly_white",
         height=400,
-        width=max(420, 90 * len(frame) + 200),
+        width=max(420, 90 * len(frame) + 200, 9 * len(title) + 80),  # the whole title shows
         showlegend=color is not None,
     )
     return fig

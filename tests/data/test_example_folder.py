@@ -3,11 +3,14 @@ labels."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
 from dmllab.data import load, split
-from dmllab.data.example_folder import LAYOUTS, write_example_folder
+from dmllab.data.example_folder import LAYOUTS, _shape, write_example_folder
 from dmllab.metrics.retrieval import retrieval
 
 SIZE = 16
@@ -91,3 +94,28 @@ def test_the_cached_example_folder_is_written_once_and_read_afterwards(tmp_path,
     assert sorted(p.name for p in (tmp_path / "example-folders").iterdir()) == sorted(
         [first.name, other.name]
     )  # no staging copy is left behind
+
+
+class _Recorder:
+    """Stands in for PIL's ImageDraw: keeps the polygons it is asked to fill."""
+
+    def __init__(self):
+        self.polygons = []
+
+    def polygon(self, points, fill):
+        self.polygons.append(points)
+
+
+def test_a_diamond_stands_on_a_corner_and_a_square_may_turn():
+    centre, radius = np.array([16.0, 16.0]), 10.0
+    for angle in (0.0, 0.3, 2.0):
+        draw = _Recorder()
+        _shape(draw, "diamond", centre, radius, angle, (0, 0, 0))
+        (points,) = draw.polygons
+        xs, ys = sorted(round(x, 6) for x, _ in points), sorted(round(y, 6) for _, y in points)
+        # corners straight above, below and beside the centre, whatever the random angle
+        assert xs == [6.0, 16.0, 16.0, 26.0] and ys == [6.0, 16.0, 16.0, 26.0]
+    draw = _Recorder()
+    _shape(draw, "square", centre, radius, 0.3, (0, 0, 0))
+    (points,) = draw.polygons
+    assert math.isclose(points[0][0], 16 + 10 * math.cos(0.3))
