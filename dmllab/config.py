@@ -14,6 +14,7 @@ dmllab.values.BadValue: Config.loss='tripplet' is not known; choose one of: cont
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import math
@@ -255,56 +256,93 @@ class Config:
             )
 
     def _set_away_from_default(self, fields: Iterable[str]) -> list[str]:
-        """`name=value` of each of `fields` this Config sets to another value than its default."""
+        """`name=value` of each of `fields` this Config sets to another value than its default
+        (a float within float32 rounding of its default, e.g. np.float32(0.2), is the default)."""
         return [
             f"{name}={getattr(self, name)!r}"
             for name in fields
-            if getattr(self, name) != _DEFAULTS[name]
+            if not _same_value(getattr(self, name), _DEFAULTS[name])
         ]
 
-    def _check_unread_fields(self) -> None:
-        """Refuse a field set away from its default that the chosen components would not read
-        (two such Configs train alike, so a crossed grid would run the same cell twice), each
-        with the reason and the fix: a learning rate for parameters that do not exist
-        (`proxy_lr`, `loss_lr`, `head_lr`), the memory's and LSD's settings with the memory or
-        LSD off, a warm-up as long as the run and a memory smaller than one batch. Raises
-        BadValue naming the field."""
+    def unread_fields(self) -> list[tuple[tuple[str, ...], str]]:
+        """(fields, why) for each group of fields set away from their defaults that the chosen
+        components would not read: a learning rate for parameters that do not exist
+        (`proxy_lr`, `loss_lr`, `head_lr`), the memory's settings without a memory and LSD's with
+        LSD off. A Config refuses them (`why` is its message); `replace` resets those a change
+        switched off, and a record of an older dmllab reads them at their defaults
+        (`completed`)."""
+        found: list[tuple[tuple[str, ...], str]] = []
         loss = LOSSES[self.loss]
         if self.proxy_lr is not None and not loss.learns_proxies(self.loss_options):
             proxies = ", ".join(sorted(n for n in LOSSES if LOSSES[n].learns_proxies({})))
-            raise BadValue(
-                f"Config.proxy_lr={self.proxy_lr!r} is ignored: loss {self.loss!r} has no "
-                f"proxies; leave proxy_lr at None or choose a proxy loss: {proxies}"
+            found.append(
+                (
+                    ("proxy_lr",),
+                    (
+                        f"Config.proxy_lr={self.proxy_lr!r} is ignored: loss {self.loss!r} has no "
+                        f"proxies; leave proxy_lr at None or choose a proxy loss: {proxies}"
+                    ),
+                )
             )
         learned = loss.learns_parameters(self.loss_options) or GEOMETRIES[self.geometry].learned
         if self.loss_lr is not None and not learned:
-            raise BadValue(
-                f"Config.loss_lr={self.loss_lr!r} is ignored: neither loss {self.loss!r} (with "
-                f"loss_options={self.loss_options!r}) nor geometry {self.geometry!r} has "
-                "parameters to learn; leave loss_lr at None, or choose a learned geometry "
-                "(bregman) or a loss that learns (margin)"
+            found.append(
+                (
+                    ("loss_lr",),
+                    (
+                        f"Config.loss_lr={self.loss_lr!r} is ignored: neither loss {self.loss!r} "
+                        f"(with loss_options={self.loss_options!r}) nor geometry {self.geometry!r} "
+                        "has parameters to learn; leave loss_lr at None, or choose a learned "
+                        "geometry (bregman) or a loss that learns (margin)"
+                    ),
+                )
             )
         if self.head_lr is not None and self.model == "identity":
-            raise BadValue(
-                f"Config.head_lr={self.head_lr!r} is ignored: model 'identity' has no embedding "
-                "head (nothing trains); leave head_lr at None or choose a model with a head "
-                "(mlp, cnn, resnet18, resnet50)"
+            found.append(
+                (
+                    ("head_lr",),
+                    (
+                        f"Config.head_lr={self.head_lr!r} is ignored: model 'identity' has no "
+                        "embedding head (nothing trains); leave head_lr at None or choose a model "
+                        "with a head (mlp, cnn, resnet18, resnet50)"
+                    ),
+                )
             )
         if self.memory_size == 0 and self.memory_warmup != MEMORY_WARMUP:
-            raise BadValue(
-                f"Config.memory_warmup={self.memory_warmup} is ignored without a cross-batch "
-                f"memory (memory_size=0); leave memory_warmup at {MEMORY_WARMUP} or set "
-                "memory_size > 0"
+            found.append(
+                (
+                    ("memory_warmup",),
+                    (
+                        f"Config.memory_warmup={self.memory_warmup} is ignored without a "
+                        "cross-batch memory (memory_size=0); leave memory_warmup at "
+                        f"{MEMORY_WARMUP} or set memory_size > 0"
+                    ),
+                )
             )
         if self.lsd_alpha == 0:
             changed = self._set_away_from_default(LSD_FIELDS)
             if changed:
                 defaults = ", ".join(f"{name}={_DEFAULTS[name]!r}" for name in LSD_FIELDS)
-                raise BadValue(
-                    f"Config.lsd_alpha=0 switches LSD off, so it would ignore "
-                    f"{', '.join(changed)}; leave them at their defaults ({defaults}) or set "
-                    "lsd_alpha > 0"
+                found.append(
+                    (
+                        tuple(item.split("=")[0] for item in changed),
+                        (
+                            f"Config.lsd_alpha=0 switches LSD off, so it would ignore "
+                            f"{', '.join(changed)}; leave them at their defaults ({defaults}) or "
+                            "set lsd_alpha > 0"
+                        ),
+                    )
                 )
+        return found
+
+    def _check_unread_fields(self) -> None:
+        """Refuse a field set away from its default that the chosen components would not read
+        (two such Configs train alike, so a crossed grid would run the same cell twice), each
+        with the reason and the fix (`unread_fields`), a warm-up as long as the run and a memory
+        smaller than one batch. Raises BadValue naming the field."""
+        if not _READING_UNREAD.get():
+            for _, why in self.unread_fields():
+                raise BadValue(why)
         if self.warmup_epochs >= self.epochs:
             raise BadValue(
                 f"Config.warmup_epochs={self.warmup_epochs!r} is not below epochs={self.epochs}: "
@@ -381,13 +419,15 @@ class Config:
         """`values`, a Config's dict recorded by an older dmllab, with every field it lacks at
         its default: what that run computed with (fields are only ever added with a default that
         keeps earlier behaviour), so that a record, checkpoint or sweep cell of before a new field
-        still compares equal to the same Config now.
+        still compares equal to the same Config now. Fields that run did not read (recorded before
+        a Config refused them: `unread_fields`) read at their defaults, which is what it trained
+        with.
 
         >>> old = {k: v for k, v in Config(lr=0.01).to_dict().items() if k != "memory_size"}
         >>> Config.completed(old) == Config(lr=0.01).to_dict()
         True
         """
-        return {**cls().to_dict(), **values}
+        return cls.unread_at_defaults({**cls().to_dict(), **values})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -405,12 +445,54 @@ class Config:
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> Config:
-        """A copy with some fields changed (validated like a new Config)."""
-        return self.from_dict({**self.to_dict(), **changes})
+        """A copy with some fields changed, validated like a new Config. A field of this Config
+        that the change leaves unread returns to its default (`unread_fields`: LSD's settings
+        after `replace(lsd_alpha=0)`, `proxy_lr` after a change to a loss without proxies), so a
+        variant can switch a component off; a field named in `changes` is refused as in a new
+        Config.
+
+        >>> Config(lsd_alpha=200.0, lsd_tau=0.5).replace(lsd_alpha=0.0).lsd_tau
+        1.0
+        """
+        return self.from_dict(self.unread_at_defaults({**self.to_dict(), **changes}, changes))
+
+    @classmethod
+    def unread_at_defaults(
+        cls, values: dict[str, Any], keep: Collection[str] = ()
+    ) -> dict[str, Any]:
+        """`values` (a Config's fields) with each field the components would not read
+        (`unread_fields`) at its default, except those in `keep`; `values` unchanged when they are
+        no valid Config for another reason (building them says why)."""
+        token = _READING_UNREAD.set(True)
+        try:
+            probe = cls.from_dict(values)
+        except BadValue:
+            return values
+        finally:
+            _READING_UNREAD.reset(token)
+        reset = {
+            name: _DEFAULTS[name]
+            for fields, _ in probe.unread_fields()
+            for name in fields
+            if name not in keep
+        }
+        return {**values, **reset}
 
     @property
     def batch_size(self) -> int:
         return self.classes_per_batch * self.samples_per_class
+
+
+_READING_UNREAD: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "_READING_UNREAD", default=False
+)
+"""Set while `unread_at_defaults` builds a Config to ask it which fields it would not read."""
+
+
+def _same_value(value: Any, default: Any) -> bool:
+    if isinstance(value, float) and isinstance(default, float):
+        return math.isclose(value, default, rel_tol=1e-6)
+    return bool(value == default)
 
 
 TUPLE_FIELDS = ("positives", "negatives", "k_positives", "margin")

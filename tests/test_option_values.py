@@ -4,6 +4,7 @@ and the fields a chosen component would not read are refused (`Config._check_unr
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -203,3 +204,78 @@ def test_the_readme_tune_example_prepares_its_data():
     fit = yaml.safe_load(block)["fit"]
     splits = prepare(dl.Config(**fit))
     assert splits.train.num_classes >= dl.Config(**fit).classes_per_batch
+
+
+# ------------------------------------------------------------- switching a component off
+SWITCH_OFFS = [
+    (dict(lsd_alpha=200.0, lsd_tau=0.5, lsd_include_self=False), dict(lsd_alpha=0.0)),
+    (dict(loss="proxy_anchor", proxy_lr=0.1), dict(loss="triplet")),
+    (dict(memory_size=1024, memory_warmup=10), dict(memory_size=0)),
+    (dict(model="mlp", head_lr=1e-3), dict(model="identity")),
+]
+
+
+@pytest.mark.parametrize("base, change", SWITCH_OFFS)
+def test_a_variant_that_switches_a_component_off_resets_its_settings(base, change):
+    """The second newcomer's false refusals: a base Config with LSD's (a proxy loss's, the
+    memory's, the head's) settings and a variant that switches it off was refused, in whatever
+    order; a record of before the refusal could not be loaded."""
+    switched = Config(**base).replace(**change)
+    assert not switched.unread_fields()
+    for name in base:
+        if name not in change:
+            assert getattr(switched, name) == getattr(Config(), name), name
+    old_record = {**base, **change}  # as an older dmllab recorded it
+    with pytest.raises(BadValue):
+        Config(**old_record)  # typed by hand: refused, naming the field
+    assert Config.from_dict(Config.completed(old_record)) == switched
+
+
+def test_a_setting_named_in_the_change_itself_is_still_refused():
+    with pytest.raises(BadValue, match=r"would ignore lsd_tau=0\.5"):
+        Config().replace(lsd_tau=0.5)
+    with pytest.raises(BadValue, match="proxy_lr"):
+        Config().replace(proxy_lr=0.1)
+
+
+def test_a_float32_default_is_the_default():
+    assert Config(loss="proxy_anchor", margin=np.float32(0.2)).loss == "proxy_anchor"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    base=st.fixed_dictionaries(
+        {},
+        optional={
+            "lsd_alpha": st.sampled_from([0.0, 20.0]),
+            "lsd_tau": st.sampled_from([0.5, 1.0]),
+            "loss": st.sampled_from(["triplet", "proxy_anchor", "prototype_ce"]),
+            "proxy_lr": st.sampled_from([None, 0.01]),
+            "memory_size": st.sampled_from([0, 1024]),
+            "memory_warmup": st.sampled_from([10, 50]),
+        },
+    ),
+    change=st.fixed_dictionaries(
+        {},
+        optional={
+            "lsd_alpha": st.sampled_from([0.0, 20.0]),
+            "loss": st.sampled_from(["triplet", "proxy_anchor", "prototype_ce"]),
+            "memory_size": st.sampled_from([0, 1024]),
+        },
+    ),
+)
+def test_property_replace_refuses_only_what_the_change_names(base, change):
+    """Any base and any change: the result reads every field it sets, or the refusal names a
+    field of the change (or another rule), never a base setting the change left unread."""
+    try:
+        config = Config(**base)
+    except BadValue:
+        return  # a base refused on its own
+    try:
+        switched, refusal = config.replace(**change), ""
+    except BadValue as error:
+        switched, refusal = None, str(error)
+    left = [name for name in base if name not in change]
+    unread = [f"ignore {name}=" for name in left] + [f"{name}=" for name in left]
+    assert not ("ignore" in refusal and any(text in refusal for text in unread)), refusal
+    assert switched is None or not switched.unread_fields()

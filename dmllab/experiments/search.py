@@ -121,8 +121,13 @@ class Search:
         return chosen
 
     def config(self, variant: str, params: Mapping[str, Any] | None = None) -> Config:
-        """The Config of `variant` with searched values `params`."""
-        return Config.from_dict({**self.fit, **self.variants[variant], **(params or {})})
+        """The Config of `variant` with searched values `params`. A setting of the variant that
+        a searched value switches off (LSD's when a trial draws `lsd_alpha=0`) returns to its
+        default, as in `Config.replace`."""
+        values = {**self.fit, **self.variants[variant], **(params or {})}
+        if params:
+            values = Config.unread_at_defaults(values, keep=params)
+        return Config.from_dict(values)
 
     def recorded(self, variant: str) -> dict[str, Any]:
         """What a study of `variant` was run with: compared when a study is resumed."""
@@ -395,9 +400,11 @@ def _check_configs(search: Search, where: Where) -> None:
         for param, applied in zip(search.space, applies, strict=True):
             if not applied:
                 continue
+            # a condition on other searched fields holds in the trials that draw this one
+            drawn_with = {k: next(iter(v)) for k, v in param.when.items() if k in searched}
             for value in param.corners():
                 try:
-                    search.config(variant, {param.name: value})
+                    search.config(variant, {**drawn_with, param.name: value})
                 except BadValue as error:
                     raise where.at("space", param.name).error(
                         f"{param.name}={value!r} in variant {variant!r}: {error}"

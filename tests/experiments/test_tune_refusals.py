@@ -115,3 +115,22 @@ def test_variants_that_differ_only_in_what_they_search_are_two(tmp_path):
         "  margin: {low: 0.1, high: 0.5, when: {variant: [b]}}\nvariants:\n  a: {}\n  b: {}\n"
     )
     assert list(search(tmp_path, conditional).variants) == ["a", "b"]
+
+
+def test_a_condition_on_a_searched_switch_is_checked_where_it_holds(tmp_path):
+    """The second newcomer's false refusal: `lsd_tau` searched only where the searched
+    `lsd_alpha` is on (and `proxy_lr` only for a searched proxy loss) was checked against the
+    variant's LSD-off Config and refused."""
+    found = search(
+        tmp_path,
+        "  lsd_alpha: {values: [0.0, 200.0]}\n"
+        "  lsd_tau: {low: 0.1, high: 2.0, when: {lsd_alpha: 200.0}}\n"
+        "  loss: {values: [triplet, proxy_anchor]}\n"
+        "  proxy_lr: {low: 0.001, high: 0.1, when: {loss: proxy_anchor}}\n"
+        "trials: 3\n",
+    )
+    # a trial that switches LSD off trains with LSD's settings at their defaults
+    off = found.config("base", {"lsd_alpha": 0.0, "lr": 0.01})
+    assert off.lsd_alpha == 0.0 and off.lsd_tau == 1.0
+    on = found.config("base", {"lsd_alpha": 200.0, "lsd_tau": 0.5, "lr": 0.01})
+    assert on.lsd_tau == 0.5
