@@ -167,6 +167,9 @@ def label_array(values: Any) -> np.ndarray:
     numbers, else objects (numpy would turn [0, "a"] into the strings "0", "a", and tuples into
     rows).
 
+    A label that is itself a container (a 1-element tensor or array, a list) is refused: a
+    list of shape-[1] tensors would otherwise make each tensor object its own class.
+
     >>> import torch
     >>> label_array([torch.tensor(2), np.array(0), np.int64(1)])
     array([2, 0, 1])
@@ -242,6 +245,13 @@ def _sequence_labels(values: list | tuple) -> np.ndarray:
     """A 1-D array of the labels in a list, 0-d tensors and arrays read as their values
     (`label_array`)."""
     values = [_scalar(v) for v in values]
+    for row, value in enumerate(values):
+        if isinstance(value, (Tensor, np.ndarray, list, dict, set)):
+            raise ValueError(
+                f"labels must hold one value per row; row {row} holds {type(value).__name__} "
+                f"{value!r}: give a 1-D container of labels (e.g. torch.cat of 1-element "
+                "tensors, or .flatten() / .item() each one)"
+            )
     if all(
         isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values
     ):

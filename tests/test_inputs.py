@@ -605,3 +605,26 @@ def test_property_every_entry_point_of_raw_arrays_refuses_non_finite_values(row,
         with pytest.raises(ValueError, match=r"NaN or inf|finite") as error:
             call()
         assert "Traceback" not in str(error.value), name
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    labels=st.lists(st.integers(0, 5), min_size=2, max_size=12),
+    wrap=st.sampled_from(["1-element tensor", "1-element array", "list"]),
+    row=st.integers(0, 11),
+)
+def test_property_a_label_that_is_itself_a_container_is_refused_naming_its_row(labels, wrap, row):
+    """The second newcomer's instance: a list of shape-[1] tensors made every row its own class
+    (tensors hash by identity). One wrapped label among plain ones, anywhere, is refused with its
+    row, wherever labels enter."""
+    row %= len(labels)
+    wrapper = {
+        "1-element tensor": lambda v: torch.tensor([v]),
+        "1-element array": lambda v: np.array([v]),
+        "list": lambda v: [v],
+    }[wrap]
+    given_ = [wrapper(v) if i == row else v for i, v in enumerate(labels)]
+    x = np.zeros((len(labels), 2))
+    for call in (lambda y: Dataset(x=x, y=y), encode_labels, lambda y: as_class_ids(y, "y")):
+        with pytest.raises(ValueError, match=f"row {row} holds"):
+            call(given_)

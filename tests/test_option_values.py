@@ -279,3 +279,21 @@ def test_property_replace_refuses_only_what_the_change_names(base, change):
     unread = [f"ignore {name}=" for name in left] + [f"{name}=" for name in left]
     assert not ("ignore" in refusal and any(text in refusal for text in unread)), refusal
     assert switched is None or not switched.unread_fields()
+
+
+@pytest.mark.parametrize(
+    "geometry, options, message",
+    [
+        ("bregman-maxaffine", {"mu": -1.0}, "option mu=-1.0 is outside [0, inf]"),
+        ("bregman-maxaffine", {"pieces": 1}, "option pieces=1 is outside [2, 65536]"),
+        ("bregman-maxaffine", {"lr_multiplier": 0.0}, "option lr_multiplier=0.0 is outside (0"),
+        ("bregman", {"hidden": [0]}, "option hidden[0]=0 is outside [1, 65536]"),
+        ("bregman", {"hidden": []}, "option hidden must be a non-empty list"),
+        ("bregman", {"lr_multiplier": -2.0}, "option lr_multiplier=-2.0 is outside (0"),
+    ],
+)
+def test_a_geometry_option_out_of_range_is_refused_by_config(geometry, options, message):
+    """The second newcomer's late failures: these passed Config (the kind matched the default's)
+    and failed only when fit built the geometry, after earlier jobs of a plan had trained."""
+    with pytest.raises(BadValue, match=r"Config\.geometry_options: .*" + re.escape(message)):
+        Config(geometry=geometry, normalize=False, geometry_options=options)

@@ -35,6 +35,7 @@ from dmllab.geometry.bregman import Bregman, ICNNBregman, MaxAffineBregman
 from dmllab.geometry.cosine import Cosine
 from dmllab.geometry.euclidean import Euclidean, SquaredEuclidean
 from dmllab.registry import Registry
+from dmllab.values import BadValue, integer, number
 
 __all__ = [
     "Geometry",
@@ -55,8 +56,29 @@ GEOMETRIES: Registry[type[Geometry]] = Registry(
 GEOMETRIES.register("sqeuclidean", SquaredEuclidean)
 GEOMETRIES.register("euclidean", Euclidean)
 GEOMETRIES.register("cosine", Cosine)
-GEOMETRIES.register("bregman", ICNNBregman)
-GEOMETRIES.register("bregman-maxaffine", MaxAffineBregman)
+
+
+def _widths(owner: str, value: Any) -> list[int]:
+    """The ICNN's layer widths: a non-empty list of ints in [1, 65536]."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise BadValue(
+            f"{owner} must be a non-empty list of layer widths (ints >= 1), e.g. [32, 32, 32]; "
+            f"got {value!r}"
+        )
+    return [integer(f"{owner}[{index}]", width, 1, 65536) for index, width in enumerate(value)]
+
+
+# each option's range, checked when a Config names it (before any work), not only when built
+_GENERATOR_CHECKS = {
+    "mu": lambda owner, value: number(owner, value, 0.0),  # >= 0: the strong-convexity weight
+    "lr_multiplier": lambda owner, value: number(owner, value, 0.0, low_open=True),
+}
+GEOMETRIES.register("bregman", ICNNBregman, checks={**_GENERATOR_CHECKS, "hidden": _widths})
+GEOMETRIES.register(
+    "bregman-maxaffine",
+    MaxAffineBregman,
+    checks={**_GENERATOR_CHECKS, "pieces": lambda owner, value: integer(owner, value, 2, 65536)},
+)
 
 
 def build(name: str, dim: int, **options: Any) -> Geometry:
