@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import pickle
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,7 @@ def _in_workers(
     if workers not in _POOLS:
         if not _POOLS:
             atexit.register(_close_pools)
+        _close_pools()  # one pool at a time: a pool of another size would sit idle
         _POOLS[workers] = WorkerPool(_job_in_worker, workers)
     threads = max(1, torch.get_num_threads() // workers)
     tasks = [(i, config, dataset, threads, evaluate_options) for i, config in enumerate(configs)]
@@ -158,9 +160,13 @@ def _in_workers(
             job = jobs[outcome.task[0]]
             if outcome.died is not None:
                 raise RuntimeError(
-                    f"the worker training {job.variant}, seed {job.seed} {outcome.died}"
+                    f"the worker training {job.variant}, seed {job.seed} {outcome.died} (in a "
+                    'script, call run_plan with workers under `if __name__ == "__main__":`: '
+                    "each spawned worker imports the script again)"
                 )
-            error, run = outcome.result
+            error, run, caught = outcome.result
+            for message, category, filename, lineno in caught:  # as if raised here
+                warnings.warn_explicit(message, category, filename, lineno)
             if error is not None:
                 raise error
             finished[outcome.task[0]] = run
@@ -175,17 +181,30 @@ def _in_workers(
 
 
 def _job_in_worker(task: tuple[int, Config, Dataset | None, int, dict[str, Any]]) -> Any:
-    """One job in a worker process: (None, its measured Run), or (the error it raised, None)."""
+    """One job in a worker process: (None, its measured Run, warnings) or (the error it raised,
+    None, warnings); the warnings it raised, as (message, category, file, line), are raised
+    again in the caller's process, so its filters, `catch_warnings` and `-W error` see them."""
     _, config, dataset, threads, evaluate_options = task
     torch.set_num_threads(threads)
-    try:
-        return None, run_job(config, dataset, **evaluate_options)
-    except Exception as error:  # raised again in the caller's process, as run_job would
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the caller's filters decide
         try:
-            pickle.dumps(error)
+            result: tuple[Any, Any] = (None, run_job(config, dataset, **evaluate_options))
+        except Exception as error:  # raised again in the caller's process, as run_job would
+            try:
+                pickle.dumps(error)
+            except Exception:
+                error = RuntimeError(f"{type(error).__name__}: {error}")
+            result = (error, None)
+    found = []
+    for item in caught:
+        category = item.category
+        try:
+            pickle.dumps(category)
         except Exception:
-            error = RuntimeError(f"{type(error).__name__}: {error}")
-        return error, None
+            category = UserWarning
+        found.append((str(item.message), category, item.filename, item.lineno))
+    return (*result, found)
 
 
 def _close_pools() -> None:

@@ -133,6 +133,12 @@ def _storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     engine = {}
+    if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        raise StorageError(
+            f"--storage {url}: an in-memory database lives in one process and dies with it, so "
+            "workers cannot share it and the study cannot be resumed; give a file "
+            "(sqlite:///path/study.db) or leave --storage out for OUT/study.db"
+        )
     if url.startswith("sqlite:///"):  # a file: its folder is made, and writers wait their turn
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = {"connect_args": {"timeout": 60}}

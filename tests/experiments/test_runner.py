@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from types import SimpleNamespace
 
 import pandas as pd
@@ -278,6 +279,25 @@ def test_jobs_in_worker_processes_give_the_numbers_of_this_process_and_the_worke
         assert torch.equal(there.runs[key].model(run.data.test.x), run.model(run.data.test.x))
     alone = run_variants(SMALL, {"baseline": {}}, seeds=(3,), progress=False)
     assert alone.table["recall@1"].tolist() == again.table["recall@1"].tolist()
+
+
+def test_a_warning_raised_in_a_worker_reaches_the_callers_warning_filters():
+    """The second newcomer's instance: under catch_warnings(record=True) a diverging plan
+    recorded its DivergenceWarnings in this process and none through workers."""
+    from dmllab.guards import DivergenceWarning
+
+    diverging = SMALL.replace(divergence="warn", lr=1e6)
+    counts = []
+    for workers in (1, 2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_variants(diverging, {"a": {}}, seeds=(0, 1), progress=False, workers=workers)
+        counts.append(sum(issubclass(w.category, DivergenceWarning) for w in caught))
+    assert counts[0] > 0 and counts[1] == counts[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)  # -W error reaches them too
+        with pytest.raises(DivergenceWarning):
+            run_variants(diverging, {"a": {}}, seeds=(0,), progress=False, workers=2)
 
 
 def test_workers_below_one_are_refused_before_anything_trains(no_training):

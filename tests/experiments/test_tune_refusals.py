@@ -44,6 +44,8 @@ def search(tmp_path, extra="trials: 3\n"):
         ("bogus://x", "bogus://x: SQLAlchemy knows no database of this scheme; use sqlite:///"),
         ("mysql://me:secret@db/x", "mysql://me:***@db/x: the database driver of this scheme is"),
         ("not a url", "not a url is no SQLAlchemy URL; use sqlite:///"),
+        ("sqlite:///", "sqlite:///: an in-memory database lives in one process"),
+        ("sqlite://", "sqlite://: an in-memory database lives in one process"),
     ],
 )
 def test_a_database_url_that_cannot_be_used_is_one_line_naming_it(tmp_path, url, says):
