@@ -91,9 +91,10 @@ def test_without_input_history_only_output_dir_is_resolved(monkeypatch, tmp_path
     assert read_parameters(namespace, "99_test") == {"output_dir": str(tmp_path / "99_test")}
 
 
-def test_a_check_run_after_another_cell_takes_nothing_for_injected():
+def test_a_check_run_after_another_cell_takes_nothing_for_injected(monkeypatch):
     # a student re-runs the check cell after a training cell: the history holds no parameters
     # cell right before it, so nothing is read as injected and the values stay as they are
+    monkeypatch.delenv(OUTPUT_ENV, raising=False)  # a caller's lesson folder would resolve
     namespace = kernel(quick=True)
     namespace["In"] = ["", PARAMETERS, "config = dl.Config(epochs=3)", CHECK]
     assert read_parameters(namespace, "99_test") == {}

@@ -142,7 +142,7 @@ def test_verify_command_on_a_clean_folder_and_on_a_wrong_root(tmp_path, capsys):
     assert "all 4 images" in capsys.readouterr().out
     with pytest.raises(SystemExit, match=r"images.txt"):
         cli.main(["verify", str(root), "--layout", "cub200"])
-    with pytest.raises(ValueError, match="verify must be True or False"):
+    with pytest.raises(ValueError, match="verify must be true or false"):
         load("folder", root=root, verify="yes")
 
 

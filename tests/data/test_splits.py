@@ -114,7 +114,7 @@ def test_bad_split_arguments_are_refused(kwargs, message):
 
 
 def test_prepare_digits_class_split_with_validation():
-    splits = prepare(Config(dataset="digits", val_fraction=0.2, seed=0))
+    splits = prepare(Config(dataset="digits", val_fraction=0.2, classes_per_batch=3, seed=0))
     train, val, test = splits.train, splits.val, splits.test
     assert test.classes.tolist() == [5, 6, 7, 8, 9]
     assert val.num_classes == 2 and train.num_classes == 3
@@ -148,6 +148,7 @@ def test_prepare_loggrid_stratified_and_mixture_with_noise():
         noise_rate=0.3,
         noise_kind="pairflip",
         val_fraction=0.25,
+        classes_per_batch=2,  # 2 of the 8 classes are left to train on
         seed=3,
     )
     mix = prepare(config)

@@ -322,9 +322,16 @@ def test_degenerate_training_is_flagged():
 
 
 def test_bregman_maxaffine_collapse_shows_a_warning_in_the_status():
-    panel = LabPanel(dataset="digits", geometry="bregman-maxaffine", epochs=3)
+    """The pure max-affine generator (mu=0) collapses every distance to 0 and the status says
+    so; at its default (mu = 0.05: D >= mu/2 |x - y|^2) it does not."""
+    panel = LabPanel(
+        dataset="digits", geometry="bregman-maxaffine", geometry_options={"mu": 0.0}, epochs=3
+    )
     panel.train(wait=True)
     assert "warning: degenerate training: all distances are 0" in panel.status.value
+    default = LabPanel(dataset="digits", geometry="bregman-maxaffine", epochs=3)
+    default.train(wait=True)
+    assert "degenerate" not in default.status.value and "done" in default.status.value
 
 
 def test_prototype_ce_greys_out_the_positives_it_does_not_use():
