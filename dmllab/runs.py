@@ -102,7 +102,6 @@ class Run:
         `batch_size` rows (`embed_with_failures` without the rows that failed)."""
         return self.embed_with_failures(data, batch_size)[0]
 
-    @torch.no_grad()
     def embed_decoded(self, data: Dataset) -> tuple[Tensor, Tensor]:
         """(embeddings, labels) of the rows of `data` whose inputs decoded: `embed_with_failures`
         with the rows of failed files (`on_bad_image="skip"`) left out, for metrics that must not
@@ -110,6 +109,7 @@ class Run:
         z, failed = self.embed_with_failures(data)
         return z[~failed], data.y[~failed]
 
+    @torch.no_grad()
     def embed_with_failures(
         self, data: Dataset | Tensor, batch_size: int = 1024
     ) -> tuple[Tensor, Tensor]:

@@ -243,7 +243,9 @@ def test_results_from_cells_keep_parameter_values_as_given_and_read_none_as_nan(
 
 
 # ----------------------------------------------------------------------------- worker processes
-SMALL = Config(dataset="digits", samples_per_class=4, epochs=2, batches_per_epoch=3)
+SMALL = Config(
+    dataset="digits", samples_per_class=4, epochs=2, batches_per_epoch=3, snapshot_every=1
+)
 TIMING = {"seconds", "images_per_s", "peak_memory_mb", "epoch_seconds"}
 
 
@@ -276,6 +278,9 @@ def test_jobs_in_worker_processes_give_the_numbers_of_this_process_and_the_worke
     assert list(there.runs) == list(here.runs)
     for key, run in here.runs.items():
         assert _rows(there.runs[key]) == _rows(run), key
+        # what a run keeps carries no autograd graph (a worker could not send it back)
+        assert not any(z.requires_grad for z in run.snapshots.values()), key
+        assert not run.embed(run.data.test.x).requires_grad
         assert torch.equal(there.runs[key].model(run.data.test.x), run.model(run.data.test.x))
     alone = run_variants(SMALL, {"baseline": {}}, seeds=(3,), progress=False)
     assert alone.table["recall@1"].tolist() == again.table["recall@1"].tolist()
