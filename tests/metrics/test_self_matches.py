@@ -207,10 +207,12 @@ def test_queries_first_in_the_reference_match_pml_ref_includes_query():
 
 
 # ------------------------------------------------------------------ evaluate
-def test_evaluate_never_counts_a_sample_in_the_training_means_it_is_measured_against():
-    g = torch.Generator().manual_seed(6)
-    labels = torch.arange(60) // 2 % 6  # every class in both halves
-    points = Dataset(x=torch.randn(60, 5, generator=g), y=labels, name="random")
+def _identity_run_on_halves(seed, dtype=torch.float32):
+    """60 random points in 6 classes, every class in both halves (even rows train, odd rows
+    test), and a run whose model is the identity."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(60) // 2 % 6
+    points = Dataset(x=torch.randn(60, 5, generator=g, dtype=dtype), y=labels, name="random")
     train, test = points.subset(torch.arange(0, 60, 2)), points.subset(torch.arange(1, 60, 2))
     run = Run(
         model=torch.nn.Identity(),
@@ -218,6 +220,11 @@ def test_evaluate_never_counts_a_sample_in_the_training_means_it_is_measured_aga
         config=dl.Config(),
         data=Splits(train, test),
     )
+    return points, train, test, run
+
+
+def test_evaluate_never_counts_a_sample_in_the_training_means_it_is_measured_against():
+    points, train, test, run = _identity_run_on_halves(6)
     on_train = dl.evaluate(run, split="train", ks=(1,))
     assert on_train["prototype_accuracy"] == prototype_accuracy(train.x, train.y)
     whole = dl.evaluate(run, points, ks=(1,))  # holds the training rows and the test rows
@@ -329,16 +336,7 @@ def test_a_lower_precision_copy_of_the_queries_is_the_queries():
 
 def test_evaluate_finds_the_training_rows_in_a_lower_precision_copy():
     """evaluate's own-row check: float64 training data evaluated as a float32 copy."""
-    g = torch.Generator().manual_seed(7)
-    labels = torch.arange(60) // 2 % 6
-    points = Dataset(x=torch.randn(60, 5, generator=g, dtype=torch.float64), y=labels)
-    train, test = points.subset(torch.arange(0, 60, 2)), points.subset(torch.arange(1, 60, 2))
-    run = Run(
-        model=torch.nn.Identity(),
-        geometry=Euclidean(),
-        config=dl.Config(),
-        data=Splits(train, test),
-    )
+    points, train, _, run = _identity_run_on_halves(7, torch.float64)
     copy = Dataset(x=points.x.float(), y=points.y, name="copy")
     own = torch.tensor([i // 2 if i % 2 == 0 else -1 for i in range(60)])
     assert dl.evaluate(run, copy, ks=(1,))["prototype_accuracy"] == prototype_accuracy(
