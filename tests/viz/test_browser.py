@@ -145,6 +145,9 @@ def lab(tmp_path):
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "IPYTHONDIR": str(tmp_path / "ipython"),
         "DMLLAB_CACHE": str(tmp_path / "cache"),
+        # the quick lessons run here write their outputs here, never into the test session's
+        # lesson folder, which the claim tests read (they overwrote lessons 00 and 03's metrics)
+        "DMLLAB_OUTPUT_DIR": str(tmp_path / "lessons"),
         "OMP_NUM_THREADS": "1",
         "JUPYTER_PLATFORM_DIRS": "1",
     }
