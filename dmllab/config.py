@@ -177,8 +177,9 @@ class Config:
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, np.generic):  # np.float32(1e-3) from np.logspace: its Python value
-                value = value.item()
+            plain = _python_values(value)  # np.float32(1e-3) from np.logspace: its Python value
+            if plain is not value:
+                value = plain
                 object.__setattr__(self, item.name, value)
             check_field(item.name, value)
         if self.batch_size > MAX_BATCH:
@@ -487,6 +488,21 @@ _READING_UNREAD: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "_READING_UNREAD", default=False
 )
 """Set while `unread_at_defaults` builds a Config to ask it which fields it would not read."""
+
+
+def _python_values(value: Any) -> Any:
+    """`value` with numpy scalars read as Python values, inside `*_options` mappings and lists
+    too (a width from np.arange); `value` itself when it holds none."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        items = {key: _python_values(item) for key, item in value.items()}
+        return items if any(items[k] is not value[k] for k in value) else value
+    if isinstance(value, (list, tuple)):
+        converted = [_python_values(item) for item in value]
+        changed = any(new is not old for new, old in zip(converted, value, strict=True))
+        return type(value)(converted) if changed else value
+    return value
 
 
 def _same_value(value: Any, default: Any) -> bool:

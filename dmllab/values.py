@@ -185,10 +185,10 @@ def check_json_value(owner: str, value: Any) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise BadValue(f"{owner}: mapping keys must be strings; got {key!r}")
-            check_json_value(owner, item)
+            check_json_value(f"{owner}[{key!r}]", item)
     elif isinstance(value, (list, tuple)):
-        for item in value:
-            check_json_value(owner, item)
+        for index, item in enumerate(value):
+            check_json_value(f"{owner}[{index}]", item)
     elif value is not None and not isinstance(value, (str, int, float, bool)):
         raise BadValue(f"{owner}: {value!r} ({type(value).__name__}) is not a JSON value")
 

@@ -297,3 +297,18 @@ def test_a_geometry_option_out_of_range_is_refused_by_config(geometry, options, 
     and failed only when fit built the geometry, after earlier jobs of a plan had trained."""
     with pytest.raises(BadValue, match=r"Config\.geometry_options: .*" + re.escape(message)):
         Config(geometry=geometry, normalize=False, geometry_options=options)
+
+
+def test_numpy_scalars_inside_options_are_their_python_values_and_a_bad_value_is_named():
+    """The second newcomer's instance: np.int64(32) inside loss_options was refused as "not a JSON
+    value" without naming the option, while top-level fields accepted numpy scalars."""
+    config = Config(
+        model_options={"hidden": [np.int64(64), np.int64(32)]},
+        loss="margin",
+        loss_options={"beta": np.float32(1.25)},
+    )
+    assert config.model_options == {"hidden": [64, 32]}
+    assert type(config.model_options["hidden"][0]) is int
+    assert config.loss_options == {"beta": 1.25} and Config.from_json(config.to_json()) == config
+    with pytest.raises(BadValue, match=r"Config\.loss_options\['beta'\]: .* is not a JSON value"):
+        Config(loss="margin", loss_options={"beta": object()})
