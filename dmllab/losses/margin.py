@@ -32,7 +32,14 @@ import torch
 from torch import Tensor, nn
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import Matrix, TupleLoss, at_least, mean_or_nan, register_loss
+from dmllab.losses.base import (
+    Matrix,
+    TupleLoss,
+    at_least,
+    class_ids,
+    mean_or_nan,
+    register_loss,
+)
 from dmllab.losses.strategies import Triplets
 
 
@@ -59,7 +66,9 @@ class MarginLoss(TupleLoss):
         super().__init__(geometry, **selection)
         if per_class_beta:
             # the label id of each beta: a buffer, so a saved run restores it with beta
-            self.register_buffer("beta_classes", _class_ids(num_classes, classes))
+            self.register_buffer(
+                "beta_classes", class_ids(num_classes, classes, "per_class_beta=True")
+            )
         size = len(self.beta_classes) if per_class_beta else 1
         initial = torch.full((size,), float(beta))
         if learn_beta:
@@ -121,22 +130,3 @@ class MarginLoss(TupleLoss):
                 "build the loss with classes= (or num_classes=) covering every training label"
             )
         return self.beta[position]
-
-
-def _class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None) -> Tensor:
-    """The sorted training class ids: `classes`, else 0..num_classes-1; ValueError when < 2."""
-    if classes is not None:
-        ids = torch.unique(torch.as_tensor(classes))
-        if ids.is_floating_point() or ids.dtype == torch.bool:
-            raise ValueError(f"per_class_beta: classes must be integer label ids; got {ids.dtype}")
-    elif isinstance(num_classes, int) and not isinstance(num_classes, bool):
-        ids = torch.arange(num_classes)
-    else:
-        ids = torch.empty(0)
-    if len(ids) < 2:
-        raise ValueError(
-            "per_class_beta=True needs num_classes=<C> (label ids 0..C-1) "
-            "or classes=<the training label ids>, at least 2 classes (fit passes them); "
-            f"got num_classes={num_classes!r}, classes={classes!r}"
-        )
-    return ids.long()

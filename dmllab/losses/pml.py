@@ -87,9 +87,10 @@ from dmllab.losses.base import (
     SELECTION,
     Inputs,
     TupleLoss,
+    class_ids,
+    class_positions,
     tuple_stats,
 )
-from dmllab.losses.proxies import class_ids, class_positions
 from dmllab.losses.strategies import Triplets
 from dmllab.registry import Check, UnknownName
 from dmllab.values import BadValue

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss
+from dmllab.losses.base import MetricLoss, class_ids, class_positions
 
 __all__ = ["ProxyLoss", "class_ids", "class_positions"]
 
@@ -79,36 +79,3 @@ class ProxyLoss(MetricLoss):
     @classmethod
     def learns_proxies(cls, options: Mapping[str, Any]) -> bool:
         return True
-
-
-def class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None, name: str) -> Tensor:
-    """The sorted class ids: `classes`, else 0..num_classes-1; ValueError when fewer than 2."""
-    if classes is not None:
-        ids = torch.unique(torch.as_tensor(classes))
-        if ids.is_floating_point() or ids.dtype == torch.bool:
-            raise ValueError(f"{name}: classes must be integer label ids; got {ids.dtype}")
-    elif isinstance(num_classes, int) and not isinstance(num_classes, bool):
-        ids = torch.arange(num_classes)
-    else:
-        ids = torch.empty(0)
-    if len(ids) < 2:
-        raise ValueError(
-            f"{name} needs num_classes=<C> (label ids 0..C-1) or classes=<the training label "
-            f"ids>, at least 2 classes (fit passes them); got num_classes={num_classes!r}, "
-            f"classes={classes!r}"
-        )
-    return ids.long()
-
-
-def class_positions(ids: Tensor, labels: Tensor, name: str) -> Tensor:
-    """The position of each label among the sorted class `ids` [B]; ValueError naming `name` for
-    a label that is not among them."""
-    position = torch.searchsorted(ids, labels).clamp_max(len(ids) - 1)
-    unknown = ids[position] != labels
-    if bool(unknown.any()):
-        raise ValueError(
-            f"{name} was built for the classes {ids.tolist()[:20]} but the batch has label(s) "
-            f"{torch.unique(labels[unknown]).tolist()[:20]}; build the loss with classes= (or "
-            "num_classes=) covering every training label"
-        )
-    return position
