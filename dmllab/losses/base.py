@@ -308,6 +308,17 @@ def one_of(*allowed: str) -> Check:
 REDUCTION_CHECK = one_of("mean", "nonzero")
 
 
+def embedding_size(embedding_dim: Any, name: str) -> int:
+    """`embedding_dim` as the size of a loss's own per-class vectors (proxies, PML weights);
+    ValueError naming `name` unless it is an int >= 1."""
+    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
+        raise ValueError(
+            f"{name} needs embedding_dim, the embedding dimension (an int >= 1; fit passes it); "
+            f"got {embedding_dim!r}"
+        )
+    return embedding_dim
+
+
 def class_ids(num_classes: int | None, classes: Sequence[int] | Tensor | None, name: str) -> Tensor:
     """The sorted class ids: `classes`, else 0..num_classes-1; ValueError when fewer than 2."""
     if classes is not None:

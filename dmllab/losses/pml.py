@@ -89,6 +89,7 @@ from dmllab.losses.base import (
     TupleLoss,
     class_ids,
     class_positions,
+    embedding_size,
     tuple_stats,
 )
 from dmllab.losses.strategies import Triplets
@@ -383,16 +384,7 @@ class PMLLoss(TupleLoss):
             self.class_ids = class_ids(num_classes, classes, name)
             sizes["num_classes"] = len(self.class_ids)
         if "embedding_size" in required:
-            if (
-                isinstance(embedding_dim, bool)
-                or not isinstance(embedding_dim, int)
-                or embedding_dim < 1
-            ):
-                raise ValueError(
-                    f"{name} needs embedding_dim, the embedding dimension (an int >= 1; fit "
-                    f"passes it); got {embedding_dim!r}"
-                )
-            sizes["embedding_size"] = embedding_dim
+            sizes["embedding_size"] = embedding_size(embedding_dim, name)
         if "margin" in _pml_parameters(pml_class):
             options = {"margin": margin, **options}  # the loss's margin, as for the lab's losses
         self.distance = _distance_class()(self.geometry)

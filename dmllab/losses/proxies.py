@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dmllab.geometry.base import Geometry
-from dmllab.losses.base import MetricLoss, class_ids, class_positions
+from dmllab.losses.base import MetricLoss, class_ids, class_positions, embedding_size
 
 __all__ = ["ProxyLoss", "class_ids", "class_positions"]
 
@@ -51,18 +51,10 @@ class ProxyLoss(MetricLoss):
     ) -> None:
         super().__init__(geometry)
         name = type(self).__name__
-        if (
-            isinstance(embedding_dim, bool)
-            or not isinstance(embedding_dim, int)
-            or embedding_dim < 1
-        ):
-            raise ValueError(
-                f"{name} needs embedding_dim, the embedding dimension (an int >= 1; fit passes "
-                f"it); got {embedding_dim!r}"
-            )
+        size = embedding_size(embedding_dim, name)
         ids = class_ids(num_classes, classes, name)
         self.register_buffer("proxy_classes", ids)
-        self.proxies = nn.Parameter(F.normalize(torch.randn(len(ids), embedding_dim), dim=1))
+        self.proxies = nn.Parameter(F.normalize(torch.randn(len(ids), size), dim=1))
 
     def proxy_distances(self, z: Tensor) -> Tensor:
         """D(z_i || p_k) [B, C]: the batch against the proxies (proxies second)."""
