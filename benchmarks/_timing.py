@@ -46,3 +46,12 @@ def median_times(
         for name in order:
             samples[name].append(_sample(candidates[name], min_seconds))
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (VmHWM of /proc/self/status), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")

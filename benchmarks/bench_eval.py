@@ -33,6 +33,8 @@ import time
 import numpy as np
 import torch
 
+from _timing import peak_rss_mib
+
 METHODS = ("floor", "dmllab", "pml")
 
 
@@ -145,23 +147,15 @@ def peak_memory(method: str, n: int, classes: int, threads: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _vm_hwm_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def _memory_child(method: str, n: int, classes: int, threads: int) -> None:
     pin_threads(threads)
     x, y = make_data(n, classes)
     call(method, x[:200], y[:200], 1)  # import everything first
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    before = _vm_hwm_mib()
+    before = peak_rss_mib()
     call(method, x, y, n // classes - 1)
-    print(_vm_hwm_mib() - before)
+    print(peak_rss_mib() - before)
 
 
 def foreign_load() -> float:

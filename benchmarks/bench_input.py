@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_times, pin_threads
+from _timing import median_times, peak_rss_mib, pin_threads
 
 
 def write_cub(root: Path, images: int, classes: int, seed: int = 0) -> Path:
@@ -188,13 +188,6 @@ def embed_memory(images: int, size: int, batch: int) -> list[dict[str, float]]:
     return [json.loads(out.stdout.strip().splitlines()[-1]) for out in runs]
 
 
-def _vm_hwm_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def _embed_child(root: str, size: int, batch: int, rows: int) -> None:
     import dmllab as dl
 
@@ -205,9 +198,9 @@ def _embed_child(root: str, size: int, batch: int, rows: int) -> None:
                        batches_per_epoch=1)  # fmt: skip
     run = dl.fit(config, data, progress=False)
     Path("/proc/self/clear_refs").write_text("5")
-    before = _vm_hwm_mib()
+    before = peak_rss_mib()
     embeddings = run.embed(data.subset(torch.arange(rows)), batch_size=batch)
-    peak = _vm_hwm_mib() - before
+    peak = peak_rss_mib() - before
     decoded = rows * 3 * size * size * 4 / 2**20
     print(json.dumps({"images": len(embeddings), "peak_extra_mib": peak, "split_mib": decoded,
                       "batch_mib": batch * 3 * size * size * 4 / 2**20}))  # fmt: skip

@@ -36,7 +36,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_times, pin_threads
+from _timing import median_times, peak_rss_mib, pin_threads
 from dmllab.geometry import Euclidean
 from dmllab.losses import LOSSES, TupleLoss
 
@@ -301,23 +301,15 @@ def memory_peak(M: int, per_class: int, threads: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _vm_hwm_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def _memory_child(M: int, per_class: int, threads: int) -> None:
     pin_threads(threads)
     run = memory_step(M, per_class)
     memory_step(0, per_class)()  # every kernel loaded first
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    before = _vm_hwm_mib()
+    before = peak_rss_mib()
     run()
-    print(_vm_hwm_mib() - before)
+    print(peak_rss_mib() - before)
 
 
 if __name__ == "__main__":
