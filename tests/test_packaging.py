@@ -213,31 +213,21 @@ def test_every_markdown_file_the_product_names_is_in_the_repository():
 def test_strict_nbval_on_the_output_free_lessons_is_refused_naming_the_lax_command():
     """Strict --nbval skips cells that were never run, so on these notebooks it would pass having
     compared nothing; conftest.py refuses it before any kernel starts."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval",
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "notebooks/00_tour.ipynb",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _collect_lesson_00("--nbval")
     assert result.returncode == 4, result.stdout + result.stderr
     assert "stored without outputs" in result.stderr and "--nbval-lax" in result.stderr
-    lax = subprocess.run(
+    lax = _collect_lesson_00("--nbval-lax")
+    assert lax.returncode == 0 and "Cell 0" in lax.stdout, lax.stdout + lax.stderr
+
+
+def _collect_lesson_00(flag: str) -> subprocess.CompletedProcess[str]:
+    """pytest FLAG --collect-only on lesson 00, in a fresh process."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "pytest",
-            "--nbval-lax",
+            flag,
             "--collect-only",
             "-q",
             "-p",
@@ -249,4 +239,3 @@ def test_strict_nbval_on_the_output_free_lessons_is_refused_naming_the_lax_comma
         text=True,
         timeout=300,
     )
-    assert lax.returncode == 0 and "Cell 0" in lax.stdout, lax.stdout + lax.stderr
