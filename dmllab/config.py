@@ -455,7 +455,14 @@ class Config:
         >>> Config(lsd_alpha=200.0, lsd_tau=0.5).replace(lsd_alpha=0.0).lsd_tau
         1.0
         """
-        return self.from_dict(self.unread_at_defaults({**self.to_dict(), **changes}, changes))
+        merged = {**self.to_dict(), **changes}
+        try:
+            return self.from_dict(merged)  # the common case: nothing left unread
+        except BadValue:
+            reset = self.unread_at_defaults(merged, changes)
+            if reset == merged:
+                raise
+            return self.from_dict(reset)
 
     @classmethod
     def unread_at_defaults(
