@@ -207,6 +207,20 @@ def _stop(server: subprocess.Popen) -> None:
             server.wait(timeout=10)
 
 
+def _launch(playwright):
+    """Headless Chromium (the caller closes it)."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
+    )
+
+
+def _new_page(browser):
+    """A page of the size the tests measure against (1600 x 1400), patient with a slow lab."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1400})
+    page.set_default_timeout(60_000)
+    return page
+
+
 def _accept_kernel_dialog(page) -> None:
     """A fresh JupyterLab asks which kernel to start for an unseen notebook: take the default."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -295,12 +309,9 @@ def _train_and_wait(panel, page, run: int) -> None:
 def test_lab_renders_the_map_and_the_panel_and_training_updates_them(lab):
     base, token, tmp_path = lab
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
-        )
+        browser = _launch(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1400})
-            page.set_default_timeout(60_000)
+            page = _new_page(browser)
             console_errors: list[str] = []
             page.on(
                 "console",
@@ -466,12 +477,9 @@ def test_a_lesson_saved_in_lab_reopens_with_figures_and_no_dead_widgets(lab):
     base, token, tmp_path = lab
     lesson = "00_tour.ipynb"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
-        )
+        browser = _launch(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1400})
-            page.set_default_timeout(60_000)
+            page = _new_page(browser)
             page.goto(f"{base}/lab/tree/{lesson}?token={token}", wait_until="domcontentloaded")
             page.locator(".jp-Notebook .jp-Cell").first.wait_for()
             _accept_kernel_dialog(page)
@@ -545,12 +553,9 @@ def test_lesson_03_figures_and_tables_fit_a_1600_px_window(lab):
     and each plot at least 250 px wide (a long legend once squeezed one to 160 px)."""
     base, token, tmp_path = lab
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
-        )
+        browser = _launch(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1400})
-            page.set_default_timeout(60_000)
+            page = _new_page(browser)
             page.goto(
                 f"{base}/lab/tree/03_bregman_geometry.ipynb?token={token}",
                 wait_until="domcontentloaded",
