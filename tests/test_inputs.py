@@ -363,7 +363,7 @@ MISSING = {
     "NaN": float("nan"),
     "None": None,
     "pd.NA": pd.NA,
-    "NaT": np.datetime64("NaT"),
+    "NaT": np.datetime64("NaT", "D"),  # with a unit, as a datetime64[D] array holds it
 }
 
 
